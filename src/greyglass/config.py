@@ -1,0 +1,135 @@
+"""Config dataclasses become CLI flags: each field's docstring is its `--help` text.
+
+A component's config is a frozen dataclass whose fields carry a string literal right below
+them (as in EleutherAI sparsify). `add_arguments` turns the fields into argparse flags with
+those strings as help; `from_namespace` builds the dataclass back, so its `__post_init__`
+validation runs on CLI input too. `from_toml` does the same from a TOML table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import textwrap
+import tomllib
+import types
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from .errors import GreyglassError
+
+T = TypeVar("T")
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The string literal written under each field of a dataclass, by field name."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for stmt, nxt in zip(body, body[1:]):
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """(inner type, whether None is allowed) for `X | None`."""
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one `--flag` per dataclass field (underscores become dashes)."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        tp, _ = _unwrap_optional(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
+        help_text = docs.get(f.name, "")
+        if default not in (None, (), []):
+            help_text += f" (default: {default})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        if tp is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif get_origin(tp) is Literal:
+            parser.add_argument(flag, choices=list(get_args(tp)), **kwargs)
+        elif get_origin(tp) in (tuple, list):
+            elem = get_args(tp)[0]
+            parser.add_argument(flag, type=elem, action="append", **kwargs)
+        else:
+            parser.add_argument(flag, type=tp, **kwargs)
+
+
+def from_namespace(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
+    """Build `cls` from parsed flags (absent flags keep the dataclass default)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {k: v for k, v in vars(ns).items() if k in names}
+    values.update(overrides)
+    hints = typing.get_type_hints(cls)
+    for k, v in values.items():
+        if get_origin(_unwrap_optional(hints[k])[0]) is tuple and isinstance(v, list):
+            values[k] = tuple(v)
+    return cls(**values)
+
+
+def from_toml(cls: type[T], path: str | Path, table: str | None = None) -> T:
+    """Build `cls` from a TOML file (optionally one table of it); unknown keys are errors."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise GreyglassError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise GreyglassError(f"{path}: not valid TOML ({e})") from None
+    if table is not None:
+        data = data.get(table, {})
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise GreyglassError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
+        )
+    hints = typing.get_type_hints(cls)
+    for k, v in data.items():
+        if get_origin(_unwrap_optional(hints[k])[0]) is tuple and isinstance(v, list):
+            data[k] = tuple(v)
+    return cls(**data)
+
+
+def check_choice(cls_name: str, field: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    """Raise a GreyglassError naming the field and its allowed values."""
+    if value not in allowed:
+        raise GreyglassError(
+            f"{cls_name}.{field} = {value!r} is not allowed; choose one of: "
+            + ", ".join(map(str, allowed))
+        )
+
+
+def check_positive(cls_name: str, field: str, value: float | int | None) -> None:
+    """Raise a GreyglassError unless `value` is None or > 0."""
+    if value is not None and value <= 0:
+        raise GreyglassError(f"{cls_name}.{field} must be > 0, got {value!r}")

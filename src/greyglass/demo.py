@@ -1,0 +1,68 @@
+"""`greyglass demo`: the main job on the default model, end to end, in a few minutes.
+
+Each step reads what earlier steps wrote into the demo's run folder (`runs/demo/` by
+default) and adds its own folder there, so a later step (SAE, probes, evals, report) is one
+more function in `STEPS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data.corpus import CorpusConfig
+from .models import LoadedModel
+from .runs import write_config, write_results
+from .store import ActivationStore, CaptureConfig, capture
+
+
+@dataclass
+class DemoContext:
+    """What the demo steps share: the model, the output root, and each step's outputs."""
+
+    lm: LoadedModel
+    root: Path
+    tokens: int
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def step_capture(ctx: DemoContext) -> None:
+    """Capture the mid-depth residual stream on a slice of the bundled corpus."""
+    site = f"blocks.{ctx.lm.n_layers // 2}.hook_resid_post"
+    out = ctx.root / "capture"
+    cfg = CaptureConfig(sites=(site,), tokens=ctx.tokens)
+    corpus = CorpusConfig(split="train")
+    capture(ctx.lm, cfg, corpus, out, resume=True)
+    store = ActivationStore(out)
+    write_config(out, "capture", model=ctx.lm.provenance(), capture=cfg, corpus=corpus,
+                 corpus_fingerprint=store.manifest["corpus"]["fingerprint"])
+    write_results(out, {"n_tokens": store.n_tokens, "sites": store.sites})
+    ctx.outputs["store"] = store
+    print(f"\n[capture] {store.n_tokens:,} activations of {site} from {ctx.lm.name} -> {out}")
+    print(store.describe())
+
+
+STEPS: list[Callable[[DemoContext], None]] = [step_capture]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from .cli import add_model_args
+
+    p = sub.add_parser("demo", help="run the main job on the default model (a few minutes)")
+    add_model_args(p)
+    p.add_argument("--out", default="runs/demo", help="root folder for the demo's runs (default: runs/demo)")
+    p.add_argument("--tokens", type=int, default=50_000, help="tokens to capture (default: 50000)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .cli import model_from_args
+
+    ctx = DemoContext(lm=model_from_args(args), root=Path(args.out), tokens=args.tokens)
+    for step in STEPS:
+        step(ctx)
+    print(f"\ndemo finished; all outputs are under {ctx.root}/")
+    return 0

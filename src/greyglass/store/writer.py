@@ -1,0 +1,194 @@
+"""`capture`: run a model over a corpus and write the activations at some sites to disk.
+
+The forward pass stops after the deepest requested site, under `inference_mode`. Rows for
+BOS positions are dropped unless `keep_bos`. A shard is written (atomically) after the batch
+that fills it, so shards always hold whole batches; an interrupted capture resumes after
+its last complete shard and, because the batches are the same, writes identical shards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from ..atomic import atomic_path, write_json
+from ..config import check_choice, check_positive
+from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, windows
+from ..errors import GreyglassError
+from ..models import LoadedModel, run_to_sites
+from ..version import __version__
+from .manifest import FORMAT, MANIFEST, RESUME_KEYS, read_manifest, shard_name
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """How many activations to capture, in what batches and shards."""
+
+    sites: tuple[str, ...] = ("resid_post.15",)
+    """Sites to capture (repeat --site for several), e.g. blocks.15.hook_resid_post or resid_post.15."""
+    tokens: int = 100_000
+    """How many token rows to store (BOS rows excluded)."""
+    batch_tokens: int = 4096
+    """Tokens per forward pass (batch size = batch_tokens // context_size windows)."""
+    shard_tokens: int = 16_384
+    """Rows per shard file (a shard closes after the batch that fills it)."""
+    store_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """dtype the activations are stored in (bfloat16 halves the disk)."""
+    keep_bos: bool = False
+    """Also store rows for BOS positions (dropped by default: they are outliers)."""
+
+    def __post_init__(self) -> None:
+        for name in ("tokens", "batch_tokens", "shard_tokens"):
+            check_positive("CaptureConfig", name, getattr(self, name))
+        check_choice("CaptureConfig", "store_dtype", self.store_dtype, tuple(_DTYPES))
+        if not self.sites:
+            raise GreyglassError("CaptureConfig.sites is empty; name at least one --site")
+
+
+def capture(
+    lm: LoadedModel,
+    cfg: CaptureConfig,
+    corpus: CorpusConfig,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Capture activations into the store folder `out`; return its path."""
+    out = Path(out)
+    sites = [lm.site(s).name for s in cfg.sites]
+    batch_windows = max(1, cfg.batch_tokens // corpus.context_size)
+    fresh = _new_manifest(lm, cfg, corpus, sites, batch_windows)
+    manifest = _start_or_resume(out, fresh, resume)
+    if manifest["complete"]:
+        return out
+    stream = windows(lm.tokenizer, corpus, lm.prepend_bos)
+    stream = itertools.islice(stream, manifest["windows_done"], None)
+    bar = tqdm(total=cfg.tokens, initial=manifest["n_tokens"], unit="tok", unit_scale=True,
+               desc=f"capture {', '.join(sites)}", disable=not progress, smoothing=0.1)
+    pending: dict[str, list[torch.Tensor]] = {k: [] for k in [*sites, "token_ids", "doc", "pos"]}
+    pending_windows = 0
+    remaining = cfg.tokens - manifest["n_tokens"]
+    for batch in _batches(stream, batch_windows):
+        rows = _capture_batch(lm, batch, sites, cfg)
+        rows = {k: v[:remaining] for k, v in rows.items()}
+        for k, v in rows.items():
+            pending[k].append(v)
+        pending_windows += len(batch)
+        n = len(rows["token_ids"])
+        remaining -= n
+        bar.update(n)
+        if remaining <= 0 or sum(len(t) for t in pending["token_ids"]) >= cfg.shard_tokens:
+            _write_shard(out, manifest, pending, pending_windows)
+            pending = {k: [] for k in pending}
+            pending_windows = 0
+        if remaining <= 0:
+            break
+    if pending["token_ids"]:
+        _write_shard(out, manifest, pending, pending_windows)
+    bar.close()
+    manifest["complete"] = True
+    manifest["finished"] = _now()
+    write_json(out / MANIFEST, manifest)
+    return out
+
+
+def _capture_batch(lm: LoadedModel, batch: list[Window], sites: list[str], cfg: CaptureConfig):
+    ids = torch.tensor([w.tokens for w in batch], device=lm.device)  # [B, T]
+    keep = ~torch.tensor([w.is_bos for w in batch]) if not cfg.keep_bos else torch.ones_like(ids, dtype=torch.bool)
+    acts = run_to_sites(lm, ids, sites)
+    rows = {s: acts[s][keep.to(acts[s].device)].to("cpu", _DTYPES[cfg.store_dtype]) for s in sites}  # [n, d]
+    pos = torch.arange(ids.shape[1]).expand_as(ids)
+    rows["token_ids"] = ids.cpu()[keep].to(torch.int32)
+    rows["doc"] = torch.tensor([w.docs for w in batch], dtype=torch.int32)[keep]
+    rows["pos"] = pos[keep].to(torch.int32)
+    return rows
+
+
+def _batches(stream: Iterator[Window], n: int) -> Iterator[list[Window]]:
+    while batch := list(itertools.islice(stream, n)):
+        yield batch
+
+
+def _write_shard(out: Path, manifest: dict, pending: dict[str, list[torch.Tensor]], n_windows: int) -> None:
+    tensors = {k: torch.cat(v).contiguous() for k, v in pending.items()}
+    name = shard_name(len(manifest["shards"]))
+    with atomic_path(out / name) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+        size = tmp.stat().st_size
+    rows = len(tensors["token_ids"])
+    manifest["shards"].append({"file": name, "rows": rows, "bytes": size})
+    manifest["n_tokens"] += rows
+    manifest["windows_done"] += n_windows
+    write_json(out / MANIFEST, manifest)
+
+
+def _new_manifest(lm: LoadedModel, cfg: CaptureConfig, corpus: CorpusConfig, sites: list[str], batch_windows: int) -> dict:
+    return {
+        "format": FORMAT,
+        "version": 1,
+        "greyglass_version": __version__,
+        "created": _now(),
+        "model": lm.provenance(),
+        "sites": sites,
+        "d_model": lm.d_model,
+        "dtype": cfg.store_dtype,
+        "context_size": corpus.context_size,
+        "corpus": {**asdict(corpus), "fingerprint": corpus_fingerprint(corpus)},
+        "tokens_requested": cfg.tokens,
+        "batch_windows": batch_windows,
+        "shard_tokens": cfg.shard_tokens,
+        "keep_bos": cfg.keep_bos,
+        "n_tokens": 0,
+        "windows_done": 0,
+        "complete": False,
+        "shards": [],
+    }
+
+
+def _start_or_resume(out: Path, fresh: dict, resume: bool) -> dict:
+    if not (out / MANIFEST).exists():
+        if out.exists() and any(out.iterdir()):
+            raise GreyglassError(f"{out} exists and is not an activation store; choose an empty or new --out")
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / MANIFEST, fresh)
+        return fresh
+    if not resume:
+        raise GreyglassError(f"{out} already holds an activation store; pass --resume to continue it, "
+                             "or choose another --out")
+    old = read_manifest(out)
+    mismatched = [k for k in RESUME_KEYS if old.get(k) != fresh[k]]
+    if old["model"]["sha256"] != fresh["model"]["sha256"]:
+        mismatched.append("model")
+    if old["corpus"]["fingerprint"] != fresh["corpus"]["fingerprint"]:
+        mismatched.append("corpus")
+    if mismatched:
+        raise GreyglassError(f"cannot resume {out}: {', '.join(mismatched)} differ from the original "
+                             "capture; use the same settings or a new --out")
+    _remove_unlisted_shards(out, old)
+    if fresh["tokens_requested"] > old["n_tokens"]:
+        old["complete"] = False
+    old["tokens_requested"] = fresh["tokens_requested"]
+    return old
+
+
+def _remove_unlisted_shards(out: Path, manifest: dict) -> None:
+    """Delete temporaries and shards a killed run wrote but never recorded."""
+    listed = {s["file"] for s in manifest["shards"]}
+    for p in out.iterdir():
+        if p.name.endswith(".tmp") or (re.fullmatch(r"shard_\d+\.safetensors", p.name) and p.name not in listed):
+            p.unlink()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

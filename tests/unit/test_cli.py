@@ -1,0 +1,62 @@
+"""The CLI on a tiny model saved as a local Hugging Face folder (also tests folder loading)."""
+
+import json
+
+import pytest
+
+from greyglass.cli import main
+from greyglass.models import load_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_llama):
+    folder = tmp_path_factory.mktemp("tiny-llama-folder")
+    tiny_llama.model.save_pretrained(folder)
+    tiny_llama.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_local_folder_loads_with_provenance(model_dir, tiny_llama):
+    lm = load_model(str(model_dir))
+    assert (lm.n_layers, lm.d_model, lm.family) == (4, 64, tiny_llama.family)
+    assert len(lm.sha256) == 64
+
+
+def test_capture_and_info(model_dir, tmp_path, capsys):
+    out = tmp_path / "store"
+    code = main(["capture", "--model", str(model_dir), "--site", "resid_post.1", "--site", "attn_out.3",
+                 "--tokens", "500", "--context-size", "16", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "500 of 500 requested" in printed and "blocks.3.hook_attn_out" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "capture" and config["corpus"]["context_size"] == 16
+    assert json.loads((out / "results.json").read_text())["n_tokens"] == 500
+    assert main(["info", str(out)]) == 0
+    assert "complete" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--site", "resid_post.9"], "layer 9 is out of range; this model has layers 0 to 3"),
+        (["--site", "resid_middle.1"], "unknown site kind"),
+        (["--site", "resid_post.1", "--corpus", "/no/such/file.jsonl"], "does not exist"),
+        (["--site", "resid_post.1", "--tokens", "0"], "tokens must be > 0"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, argv, message):
+    code = main(["capture", "--model", str(model_dir), "--out", str(tmp_path / "o"), "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unknown_model_lists_known_ones(capsys):
+    assert main(["capture", "--model", "gpt-17", "--site", "resid_post.1"]) == 2
+    assert "known names: smollm2-135m-instruct, gemma3-270m" in capsys.readouterr().err
+
+
+def test_info_on_missing_store(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,43 @@
+import argparse
+
+import pytest
+
+from greyglass import GreyglassError
+from greyglass.config import add_arguments, field_docs, from_namespace, from_toml
+from greyglass.data import CorpusConfig
+from greyglass.store import CaptureConfig
+
+
+def test_field_docstrings_become_help():
+    docs = field_docs(CaptureConfig)
+    assert docs["tokens"].startswith("How many token rows")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, CaptureConfig)
+    help_text = parser.format_help()
+    assert "--batch-tokens" in help_text and "Tokens per forward pass" in help_text
+    assert "(default: 4096)" in help_text
+
+
+def test_flags_round_trip_and_validation():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, CaptureConfig)
+    add_arguments(parser, CorpusConfig)
+    ns = parser.parse_args(["--tokens", "10", "--sites", "resid_post.1", "--sites", "mlp_out.2",
+                            "--no-keep-bos", "--split", "heldout"])
+    cfg = from_namespace(CaptureConfig, ns)
+    assert cfg.tokens == 10 and cfg.sites == ("resid_post.1", "mlp_out.2") and cfg.keep_bos is False
+    assert from_namespace(CorpusConfig, ns).split == "heldout"
+    with pytest.raises(GreyglassError, match="CaptureConfig.tokens must be > 0"):
+        from_namespace(CaptureConfig, parser.parse_args(["--tokens", "-1"]))
+
+
+def test_toml(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[capture]\ntokens = 5\nsites = ["resid_pre.0"]\n')
+    assert from_toml(CaptureConfig, path, "capture") == CaptureConfig(tokens=5, sites=("resid_pre.0",))
+    path.write_text("tokenz = 5\n")
+    with pytest.raises(GreyglassError, match="unknown key.*tokenz"):
+        from_toml(CaptureConfig, path)
+    path.write_text("tokens = [\n")
+    with pytest.raises(GreyglassError, match="not valid TOML"):
+        from_toml(CaptureConfig, path)

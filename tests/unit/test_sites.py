@@ -1,0 +1,42 @@
+import pytest
+
+from greyglass import GreyglassError
+from greyglass.models import Site, parse_site
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("blocks.3.hook_resid_post", Site(3, "resid_post")),
+        ("resid_post.10", Site(10, "resid_post")),
+        ("blocks.0.hook_resid_pre", Site(0, "resid_pre")),
+        ("attn_out.2", Site(2, "attn_out")),
+        (" blocks.7.hook_mlp_out ", Site(7, "mlp_out")),
+    ],
+)
+def test_parse_long_and_short_forms(text, expected):
+    assert parse_site(text) == expected
+    assert parse_site(expected.name) == expected
+
+
+def test_out_of_range_layer_names_the_valid_range():
+    with pytest.raises(GreyglassError, match="layers 0 to 29"):
+        parse_site("resid_post.30", n_layers=30)
+
+
+@pytest.mark.parametrize("bad", ["resid_mid.3", "blocks.3.hook_foo", "layer3", "blocks.x.hook_resid_post"])
+def test_unknown_sites_are_clear_errors(bad):
+    with pytest.raises(GreyglassError, match="site"):
+        parse_site(bad)
+
+
+def test_forward_order():
+    sites = [Site(1, "resid_post"), Site(1, "mlp_out"), Site(1, "resid_pre"), Site(0, "resid_post"), Site(1, "attn_out")]
+    ordered = sorted(sites, key=lambda s: s.order)
+    assert [s.name for s in ordered] == [
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_pre",
+        "blocks.1.hook_attn_out",
+        "blocks.1.hook_mlp_out",
+        "blocks.1.hook_resid_post",
+    ]
