@@ -1,0 +1,96 @@
+"""A direction in a site's activation space: a probe, a steering vector, or an SAE latent.
+
+One file format serves all of them, so a probe trained by `greyglass probe` can steer, and a
+steering vector can monitor an eval. A direction is saved as a folder with
+`direction.safetensors` (`vector [d_model]`, and optionally `mean [d_model]` and
+`scale [d_model]` for the normalisation applied before projecting) and `direction.json`
+(site, kind, bias, provenance).
+
+    score(x) = ((x - mean) / scale) @ vector + bias
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_dir
+from .errors import GreyglassError
+
+TENSORS = "direction.safetensors"
+META = "direction.json"
+
+
+@dataclass
+class Direction:
+    """A vector at a site, with the normalisation and bias a probe needs to score."""
+
+    vector: torch.Tensor  # [d_model]
+    site: str
+    """TransformerLens site name, e.g. blocks.12.hook_resid_post."""
+    kind: str
+    """How it was made: logistic, mass_mean, pca, mean_diff, sae_latent, contrast_pair, ..."""
+    bias: float = 0.0
+    mean: torch.Tensor | None = None  # [d_model]
+    scale: torch.Tensor | None = None  # [d_model]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Provenance: model sha256, data fingerprint, layer, training metrics, ..."""
+
+    @property
+    def d_model(self) -> int:
+        return int(self.vector.shape[0])
+
+    def score(self, acts: torch.Tensor) -> torch.Tensor:
+        """Project activations `[..., d_model]` onto the direction -> `[...]`."""
+        x = acts.to(self.vector.dtype)
+        if self.mean is not None:
+            x = x - self.mean
+        if self.scale is not None:
+            x = x / self.scale
+        return x @ self.vector + self.bias
+
+    def unit(self) -> torch.Tensor:
+        """The direction as a unit vector `[d_model]` (for steering by a norm-free coefficient)."""
+        return self.vector / self.vector.norm().clamp_min(1e-12)
+
+    def save(self, folder: str | Path) -> Path:
+        tensors = {"vector": self.vector.detach().float().contiguous()}
+        for name in ("mean", "scale"):
+            t = getattr(self, name)
+            if t is not None:
+                tensors[name] = t.detach().float().contiguous()
+        meta = {"site": self.site, "kind": self.kind, "bias": self.bias, "d_model": self.d_model,
+                "metadata": self.metadata}
+        with atomic_dir(folder) as tmp:
+            save_file(tensors, str(tmp / TENSORS))
+            (tmp / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        return Path(folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Direction":
+        folder = Path(folder)
+        if not (folder / META).exists() or not (folder / TENSORS).exists():
+            raise GreyglassError(f"{folder} is not a saved direction (needs {META} and {TENSORS})")
+        try:
+            meta = json.loads((folder / META).read_text())
+            tensors = load_file(str(folder / TENSORS))
+        except (json.JSONDecodeError, SafetensorError, OSError) as e:
+            raise GreyglassError(f"{folder}: cannot read the direction ({e})") from None
+        if "vector" not in tensors or tensors["vector"].ndim != 1:
+            raise GreyglassError(f"{folder / TENSORS}: needs a 1-D tensor 'vector'")
+        if not torch.isfinite(tensors["vector"]).all():
+            raise GreyglassError(f"{folder / TENSORS}: 'vector' contains NaN or inf")
+        return cls(vector=tensors["vector"], site=meta["site"], kind=meta["kind"], bias=float(meta.get("bias", 0.0)),
+                   mean=tensors.get("mean"), scale=tensors.get("scale"), metadata=meta.get("metadata", {}))
+
+    def check_model(self, d_model: int) -> None:
+        """Raise if this direction cannot be applied to a model of width `d_model`."""
+        if d_model != self.d_model:
+            raise GreyglassError(f"direction at {self.site} has d_model {self.d_model}, but the model has {d_model}; "
+                                 "it was made for another model")

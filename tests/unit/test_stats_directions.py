@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+import torch
+
+from greyglass import GreyglassError
+from greyglass.directions import Direction
+from greyglass.stats import auroc, bootstrap, mean_ci, tpr_at_fpr
+
+
+def test_auroc_matches_pairwise_definition():
+    rng = np.random.default_rng(0)
+    s, y = rng.normal(size=200).round(1), rng.integers(0, 2, 200)
+    pos, neg = s[y == 1], s[y == 0]
+    pairwise = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert auroc(s, y) == pytest.approx(pairwise)
+    assert auroc([1, 2, 3, 4], [0, 0, 1, 1]) == 1.0 and auroc([4, 3, 2, 1], [0, 0, 1, 1]) == 0.0
+
+
+def test_tpr_at_fpr():
+    scores = np.r_[np.arange(100), np.arange(50, 150)]
+    labels = np.r_[np.zeros(100), np.ones(100)]
+    assert tpr_at_fpr(scores, labels, 0.0) == pytest.approx(0.5)  # above the max negative (99)
+    assert tpr_at_fpr(scores, labels, 0.10) == pytest.approx(0.60)  # 10 negatives above 89; positives 90..149
+
+
+def test_bootstrap_interval_contains_the_truth_and_shrinks():
+    rng = np.random.default_rng(1)
+    small, large = mean_ci(rng.normal(1, 1, 50)), mean_ci(rng.normal(1, 1, 2000))
+    assert small.lo < 1 < small.hi and large.lo < 1 < large.hi
+    assert (large.hi - large.lo) < (small.hi - small.lo)
+    est = bootstrap(auroc, rng.normal(size=100), rng.integers(0, 2, 100), n=200)
+    assert est.lo <= est.value <= est.hi
+
+
+def test_direction_round_trip_and_score(tmp_path):
+    d = Direction(torch.tensor([1.0, -2.0, 0.5]), "blocks.3.hook_resid_post", "logistic", bias=0.25,
+                  mean=torch.tensor([1.0, 0.0, 0.0]), scale=torch.tensor([2.0, 1.0, 1.0]), metadata={"layer": 3})
+    x = torch.tensor([[3.0, 1.0, 2.0]])
+    assert d.score(x).item() == pytest.approx((2 / 2) * 1 - 2 + 1 + 0.25)
+    loaded = Direction.load(d.save(tmp_path / "dir"))
+    assert torch.equal(loaded.vector, d.vector) and loaded.metadata == {"layer": 3} and loaded.bias == 0.25
+    assert loaded.score(x).item() == pytest.approx(d.score(x).item())
+    with pytest.raises(GreyglassError, match="d_model 3, but the model has 576"):
+        loaded.check_model(576)
+    with pytest.raises(GreyglassError, match="not a saved direction"):
+        Direction.load(tmp_path)
