@@ -12,7 +12,6 @@ Document order is shuffled with a bounded buffer, deterministically for a given 
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typing import Any, Literal, NamedTuple
 from ..config import check_choice, check_positive
 from ..errors import GreyglassError
 from ..fingerprint import cached_file_sha256, files_sha256, json_sha256
+from .files import open_text
 
 DEFAULT_CORPUS = "wikipedia-en-sample"
 _SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz")
@@ -88,12 +88,8 @@ def corpus_fingerprint(cfg: CorpusConfig) -> str:
     return json_sha256({"files": data, **{k: v for k, v in vars(cfg).items() if k != "corpus"}})
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
 def _file_documents(path: Path, text_field: str) -> Iterator[str]:
-    with _open_text(path) as f:
+    with open_text(path) as f:
         if ".jsonl" not in path.name:
             yield f.read()
             return
