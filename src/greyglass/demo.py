@@ -1,8 +1,8 @@
 """`greyglass demo`: the main job on the default model, end to end, in a few minutes.
 
 Each step reads what earlier steps wrote into the demo's run folder (`runs/demo/` by
-default) and adds its own folder there, so a later step (SAE, probes, evals, report) is one
-more function in `STEPS`.
+default) and adds its own folder there, so a later step (SAE, probes, evals) is one more
+function in `STEPS`. The demo ends by writing the evidence report over everything in it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from .data.corpus import CorpusConfig
 from .models import LoadedModel
+from .report import build_report
 from .runs import write_config, write_results
 from .store import ActivationStore, CaptureConfig, capture
 
@@ -64,5 +65,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = DemoContext(lm=model_from_args(args), root=Path(args.out), tokens=args.tokens)
     for step in STEPS:
         step(ctx)
+    report = build_report([ctx.root], ctx.root / "report.html", title=f"What we found inside {ctx.lm.name}")
     print(f"\ndemo finished; all outputs are under {ctx.root}/")
+    print(f"evidence report: {report.resolve()}")
     return 0

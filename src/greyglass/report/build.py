@@ -1,0 +1,76 @@
+"""Build the evidence report from run folders.
+
+`build_report(paths)` finds run folders (a folder with `config.json` and `results.json`, or
+any folder containing such folders), turns each into a `Section` with the builder registered
+for its `kind`, and renders one self-contained HTML page. Builders read only the run folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_text
+from ..errors import GreyglassError
+from ..runs import CONFIG, RESULTS, read_run
+from .page import render_page
+from .section import Section, provenance
+
+Builder = Callable[[dict[str, Any], dict[str, Any], Path], Section]
+BUILDERS: dict[str, Builder] = {}
+
+
+def builder(kind: str) -> Callable[[Builder], Builder]:
+    """Register the section builder for run folders of `kind`."""
+
+    def register(fn: Builder) -> Builder:
+        BUILDERS[kind] = fn
+        return fn
+
+    return register
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run folders named directly or found below the given folders, in a stable order."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise GreyglassError(f"{p} does not exist; give run folders or a folder that contains them")
+        if (p / CONFIG).exists():
+            found.append(p)
+        else:
+            found += sorted(c.parent for c in p.rglob(CONFIG) if (c.parent / RESULTS).exists())
+    if not found:
+        raise GreyglassError(f"no run folders (with {CONFIG} and {RESULTS}) under {', '.join(map(str, paths))}")
+    return list(dict.fromkeys(found))
+
+
+def section_for(folder: Path) -> Section:
+    config, results = read_run(folder)
+    kind = config.get("kind", "unknown")
+    return BUILDERS.get(kind, generic_section)(config, results, folder)
+
+
+def build_report(paths: Iterable[str | Path], out: str | Path, title: str | None = None) -> Path:
+    from . import sections  # noqa: F401  (registers the builders)
+
+    secs = [section_for(f) for f in find_runs(paths)]
+    html = render_page(secs, title or "What we found inside the model")
+    write_text(out, html)
+    return Path(out)
+
+
+def generic_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
+    kind = config.get("kind", "unknown")
+    numbers = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in results.items()
+               if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
+    return Section(
+        kind=kind,
+        title=f"Run of kind '{kind}'",
+        headline=f"The numbers below were measured; greyglass has no plain-language reading for '{kind}' runs yet.",
+        numbers=numbers[:20],
+        shows=["The raw figures the run recorded."],
+        does_not_show=["An interpretation: read the run's documentation before drawing conclusions."],
+        provenance=provenance(config, str(folder)),
+    )

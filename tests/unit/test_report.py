@@ -1,0 +1,66 @@
+"""The evidence report from real (tiny-model) run folders."""
+
+from html.parser import HTMLParser
+
+import pytest
+
+from greyglass import GreyglassError
+from greyglass.cli import main
+from greyglass.report import build_report, find_runs
+from greyglass.runs import write_config, write_results
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.urls = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.urls += [v for k, v in attrs if k in ("src", "href") and v and not v.startswith("#")]
+
+
+def _parse(html: str) -> _Collect:
+    p = _Collect()
+    p.feed(html)
+    return p
+
+
+@pytest.fixture
+def runs(tmp_path, tiny_llama):
+    from greyglass.data import CorpusConfig
+    from greyglass.store import CaptureConfig, capture
+
+    cap = tmp_path / "capture" / "a"
+    capture(tiny_llama, CaptureConfig(sites=("resid_post.1",), tokens=300), CorpusConfig(context_size=16), cap,
+            progress=False)
+    write_config(cap, "capture", model=tiny_llama.provenance(), corpus=CorpusConfig(context_size=16))
+    write_results(cap, {"n_tokens": 300, "sites": ["blocks.1.hook_resid_post"]})
+    other = tmp_path / "mystery" / "b"
+    write_config(other, "mystery", model=tiny_llama.provenance())
+    write_results(other, {"score": 0.25, "nested": {"x": 1}})
+    return tmp_path
+
+
+def test_report_is_self_contained_and_has_every_section(runs, tmp_path):
+    out = build_report([runs], tmp_path / "r.html")
+    html = out.read_text()
+    parsed = _parse(html)
+    assert "script" not in parsed.tags and parsed.urls == []
+    assert "http://" not in html and "https://" not in html
+    assert "300 tokens" in html and "blocks.1.hook_resid_post" in html
+    assert "no plain-language reading for &#x27;mystery&#x27; runs yet" in html
+    assert html.count("<section") == 3  # capture, mystery, glossary
+    assert "What it does not show" in html and "<summary>AUROC</summary>" in html
+
+
+def test_find_runs_and_errors(runs, tmp_path, capsys):
+    assert [p.name for p in find_runs([runs])] == ["a", "b"]
+    with pytest.raises(GreyglassError, match="does not exist"):
+        find_runs([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "x.html")]) == 2
+    assert "no run folders" in capsys.readouterr().err
+    assert not (tmp_path / "x.html").exists()
+    assert main(["report", str(runs / "capture"), "--out", str(tmp_path / "y.html")]) == 0
+    assert "report written to" in capsys.readouterr().out
