@@ -1,0 +1,98 @@
+"""SAE architectures: shapes, losses, the sparse path against a dense reference, folding."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from greyglass.sae import SAEConfig, SparseAutoencoder
+from greyglass import GreyglassError
+
+
+def _x(n=64, d=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=gen) * 3 + 1
+
+
+def _sae(arch, **kw):
+    cfg = SAEConfig(architecture=arch, d_in=16, d_sae=48, k=4, k_aux=8, **kw)
+    sae = SparseAutoencoder(cfg, seed=0)
+    sae.initialise_from(_x())
+    return sae
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_every_architecture_trains_a_step(arch):
+    sae = _sae(arch, jumprelu_init_threshold=0.5, jumprelu_bandwidth=2.0)
+    x = _x(seed=1)
+    out = sae(x, dead=torch.ones(48, dtype=torch.bool))
+    assert out.reconstruction.shape == x.shape and out.loss.ndim == 0
+    out.loss.backward()
+    for name, p in sae.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert sae.W_enc.grad.abs().sum() > 0 and sae.W_dec.grad.abs().sum() > 0
+    if arch == "jumprelu":
+        assert sae.threshold.grad.abs().sum() > 0  # the straight-through estimator reaches the thresholds
+    if arch in ("topk", "batchtopk"):
+        assert out.aux > 0  # AuxK is on when latents are dead
+        assert out.l0.item() == pytest.approx(4.0, abs=1e-6)
+
+
+def test_norm_scale_brings_mean_norm_to_sqrt_d_in():
+    sae = _sae("topk")
+    x = _x()
+    assert (x * sae.scale).norm(dim=-1).mean().item() == pytest.approx(4.0, rel=1e-5)
+
+
+def test_topk_sparse_training_path_matches_a_dense_reference():
+    sae = _sae("topk")
+    x = _x(seed=2)
+    out = sae(x)
+    sparse_grads = torch.autograd.grad(out.mse, list(sae.parameters()))
+    xn = x * sae.scale
+    pre = (xn - sae.b_dec) @ sae.W_enc + sae.b_enc
+    idx = pre.topk(4, dim=-1).indices
+    latents = torch.zeros_like(pre).scatter(1, idx, F.relu(pre.gather(1, idx)))
+    recon = latents @ sae.W_dec + sae.b_dec
+    mse = (recon - xn).pow(2).sum(-1).mean()
+    torch.testing.assert_close(out.mse, mse)
+    torch.testing.assert_close(out.reconstruction, recon / sae.scale)
+    for a, b in zip(sparse_grads, torch.autograd.grad(mse, list(sae.parameters()))):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_batchtopk_keeps_k_times_batch_latents_and_learns_a_threshold():
+    sae = _sae("batchtopk")
+    out = sae(_x(seed=3))
+    assert int((out.values > 0).sum()) == 4 * 64
+    assert sae.threshold.item() > 0
+    assert (out.l0 - 4).abs() < 1e-6
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_folded_sae_reads_raw_activations_identically(arch):
+    sae = _sae(arch, jumprelu_init_threshold=0.2)
+    sae(_x(seed=4))  # batchtopk: estimates its threshold
+    sae.eval()
+    flat = sae.folded()
+    assert flat.scale == 1.0
+    x = _x(seed=5)
+    torch.testing.assert_close(flat.encode(x), sae.encode(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(flat.reconstruct(x), sae.reconstruct(x), rtol=1e-4, atol=1e-4)
+
+
+def test_encode_keeps_leading_shape():
+    sae = _sae("topk").eval()
+    x = _x(n=12).reshape(3, 4, 16)
+    z = sae.encode(x)
+    assert z.shape == (3, 4, 48) and ((z > 0).sum(-1) <= 4).all()
+    assert sae.reconstruct(x).shape == x.shape
+    torch.testing.assert_close(sae.decode(z), sae.reconstruct(x), rtol=1e-5, atol=1e-5)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(GreyglassError, match="architecture"):
+        SAEConfig(architecture="gated")
+    with pytest.raises(GreyglassError, match="k = 100 is larger than d_sae"):
+        SAEConfig(d_sae=50, k=100)
+    with pytest.raises(GreyglassError, match="d_in"):
+        SAEConfig(d_in=0)
