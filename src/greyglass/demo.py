@@ -16,6 +16,7 @@ from typing import Any
 from .data.corpus import CorpusConfig
 from .models import LoadedModel
 from .runs import write_config, write_results
+from .sae.demo import step_sae
 from .store import ActivationStore, CaptureConfig, capture
 
 
@@ -45,7 +46,7 @@ def step_capture(ctx: DemoContext) -> None:
     print(store.describe())
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_capture]
+STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
