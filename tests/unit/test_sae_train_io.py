@@ -185,6 +185,13 @@ def test_cli_train_and_eval_on_a_tiny_model(store, tmp_path, tiny_llama, capsys)
     assert r["ce_loss_recovered"] == pytest.approx(recovered)
     assert r["explained_variance"] == pytest.approx(1 - r["fvu"]) and 0 < r["cosine"] <= 1
     assert "held-out tokens" in capsys.readouterr().out
+    # on the fly: no store, the model produces the activations
+    code = main(["sae", "train", "--model", str(model_dir), "--site", "resid_post.1", "--context-size", "32",
+                 "--expansion", "2", "--k", "4", "--tokens", "512", "--batch-size", "128", "--buffer-tokens", "512",
+                 "--out", str(tmp_path / "fly"), "--no-progress"])
+    assert code == 0
+    fly = json.loads((tmp_path / "fly" / "sae" / "cfg.json").read_text())
+    assert fly["metadata"]["hook_name"] == "blocks.1.hook_resid_post" and fly["d_sae"] == 128
 
 
 def test_cli_errors_are_one_line(store, tmp_path, capsys):

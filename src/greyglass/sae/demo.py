@@ -12,7 +12,7 @@ from .train import store_batches, train_saes
 EXPANSION = 4
 K = 32
 TRAIN_TOKENS = 300_000
-EVAL_TOKENS = 4096
+EVAL_TOKENS = 2048
 
 
 def step_sae(ctx) -> None:
