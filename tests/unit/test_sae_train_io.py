@@ -79,6 +79,9 @@ def test_resume_reaches_the_same_weights_bitwise(store, tmp_path):
     a, b = _weights(full.folders[0]), _weights(resumed.folders[0])
     for name in a:
         assert torch.equal(a[name], b[name]), name
+    # resuming a finished run trains nothing and returns its SAEs
+    again = train_saes([_cfg()], TCFG, iter(()), tmp_path / "cut", resume=True, progress=False)
+    assert again.folders == resumed.folders and torch.equal(again.saes[0].W_enc, load_sae(resumed.folders[0]).W_enc)
 
 
 def test_ctrl_c_saves_a_checkpoint_after_the_current_step(store, tmp_path):

@@ -164,6 +164,8 @@ def train_saes(
 ) -> TrainResult:
     """Train every SAE in `cfgs` on the same batches; write each to a folder under `out`."""
     out = Path(out)
+    if resume and not (out / CHECKPOINT).is_dir() and (finished := _finished(out, cfgs, tcfg)):
+        return finished
     runs = [_Run(cfg, tcfg, tcfg.seed + i) for i, cfg in enumerate(cfgs)]
     step = 0
     if resume and (out / CHECKPOINT).is_dir():
@@ -243,6 +245,18 @@ def _save_finished(out: Path, runs: list[_Run], tcfg: TrainConfig, provenance: d
         training = {"train": asdict(tcfg), "final": run.ema, "provenance": provenance}
         folders.append(run.sae.save(out / name, sparsity=run.log10_density(), training=training))
     return folders
+
+
+def _finished(out: Path, cfgs: Sequence[SAEConfig], tcfg: TrainConfig) -> TrainResult | None:
+    """The SAEs of a run that already finished with the same settings (resume is then a no-op)."""
+    from .io import load_sae, read_training
+
+    folders = [out / name for name in sae_folder_names(cfgs)]
+    trainings = [read_training(f) for f in folders]
+    if not all(t.get("train") == json.loads(json.dumps(asdict(tcfg))) for t in trainings):
+        return None
+    return TrainResult([load_sae(f) for f in folders], folders, [t.get("final", {}) for t in trainings],
+                       tcfg.steps * tcfg.batch_size, 0.0)
 
 
 def _save_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, step: int) -> None:
