@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -142,20 +141,25 @@ def tokens_per_second(step, x: torch.Tensor, batch: int, device: str) -> float:
 
 
 def peak_rss_mib(method: str, args, d_sae: int) -> float | None:
-    """Peak RSS of a fresh process running `method` for a few steps on random data."""
+    """Peak RSS of a fresh process running `method` for a few steps on the same kind of data.
+
+    A small fresh parent launches it and reads RUSAGE_CHILDREN: a child forked from this
+    (large) process would inherit our peak RSS in its own figure.
+    """
     cmd = [sys.executable, __file__, "--child", method, "--d-in", str(args.d_in), "--d-sae", str(d_sae),
            "--k", str(args.k), "--batch", str(args.batch), "--steps", "3", "--device", args.device]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    parent = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+              "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+    done = subprocess.run([sys.executable, "-c", parent, *cmd], capture_output=True, text=True)
     if done.returncode != 0:
         return None
-    return float(done.stdout.strip().splitlines()[-1])
+    return round(float(done.stdout.strip().splitlines()[-1]), 1)
 
 
 def child(args) -> None:
     step = METHODS[args.child](args.d_in, args.d_sae[0], args.k, args.device)
     x = activations(args)
     tokens_per_second(step, x, args.batch, args.device)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def main() -> None:

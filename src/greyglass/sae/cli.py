@@ -104,10 +104,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..models import load_model
+    from ..models import DEFAULT_MODEL, load_model
 
     sae = load_sae(args.sae)
-    spec = sae.cfg.model_name if args.model == "smollm2-135m-instruct" and sae.cfg.model_name else args.model
+    # the SAE knows its model; the default --model gives way to it
+    spec = sae.cfg.model_name if args.model == DEFAULT_MODEL and sae.cfg.model_name else args.model
     lm = load_model(spec, dtype=args.dtype, device=args.device)
     ecfg = from_namespace(EvalConfig, args)
     corpus = from_namespace(CorpusConfig, args, split="heldout",

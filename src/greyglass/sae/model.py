@@ -133,10 +133,14 @@ class SparseAutoencoder(nn.Module):
 
     def encode_topk(self, x: Tensor, k: int | None = None) -> TopKLatents:
         """The k active latents of each token (topk only): values and indices, `[N, k]` each."""
-        k = k or self.cfg.k
         centred = x.float() * self.scale - self.b_dec  # [N, d_in]
         with torch.no_grad():
-            indices = (centred @ self.W_enc + self.b_enc).topk(k, dim=-1, sorted=False).indices  # [N, k]
+            pre = torch.addmm(self.b_enc, centred, self.W_enc)  # [N, d_sae]
+        return self._gathered(centred, pre, k or self.cfg.k)
+
+    def _gathered(self, centred: Tensor, scores: Tensor, k: int) -> TopKLatents:
+        """The k highest-scoring latents per token, their values recomputed sparsely with gradients."""
+        indices = scores.topk(k, dim=-1, sorted=False).indices  # [N, k]
         values = gather_dot(centred, self.W_enc.t().contiguous(), indices) + self.b_enc[indices]
         return TopKLatents(F.relu(values), indices)
 
@@ -195,7 +199,11 @@ class SparseAutoencoder(nn.Module):
         arch = self.cfg.architecture
         values = indices = latents = pre = None
         if arch == "topk" or (arch == "batchtopk" and self.training):
-            values, indices = self.encode_topk(x) if arch == "topk" else self._batch_topk(x)
+            centred = xn - self.b_dec  # [N, d_in]
+            with torch.no_grad():
+                pre = torch.addmm(self.b_enc, centred, self.W_enc)  # [N, d_sae]: only chooses latents
+            top = self._gathered(centred, pre, self.cfg.k) if arch == "topk" else self._batch_topk(centred, pre)
+            values, indices = top
             recon_n = sparse_decode(values, indices, self.W_dec) + self.b_dec
             active = values > 0  # [N, k]
             fired = torch.zeros(self.cfg.d_sae, dtype=torch.bool, device=x.device)
@@ -216,12 +224,11 @@ class SparseAutoencoder(nn.Module):
         aux = self._aux_loss(xn, recon_n, pre, latents, dead, sparsity_scale)
         return SAEOutput(recon_n / self.scale, values, indices, latents, mse + aux, mse, aux, l0, fired)
 
-    def _batch_topk(self, x: Tensor) -> TopKLatents:
+    def _batch_topk(self, centred: Tensor, pre: Tensor) -> TopKLatents:
         """The k*N largest relu'd pre-activations over the batch, padded per token to `[N, k_max]`."""
-        centred = x * self.scale - self.b_dec
         with torch.no_grad():
-            pre = F.relu(centred @ self.W_enc + self.b_enc)  # [N, d_sae]
-            n_keep = min(self.cfg.k * len(x), pre.numel())
+            pre = F.relu(pre)  # [N, d_sae]
+            n_keep = min(self.cfg.k * len(pre), pre.numel())
             cut = pre.flatten().topk(n_keep, sorted=False).values.min()  # the batch threshold
             keep = pre >= cut
             k_max = max(1, int(keep.sum(-1).max()))
@@ -250,16 +257,12 @@ class SparseAutoencoder(nn.Module):
             return cfg.l0_coefficient * l0
         if not self.training or dead is None or not bool(dead.any()):
             return xn.new_zeros(())
-        return cfg.auxk_alpha * self._auxk(xn, recon_n, dead)
+        return cfg.auxk_alpha * self._auxk(xn, recon_n, dead, pre)
 
-    def _auxk(self, xn: Tensor, recon_n: Tensor, dead: Tensor) -> Tensor:
+    def _auxk(self, xn: Tensor, recon_n: Tensor, dead: Tensor, pre: Tensor) -> Tensor:
         """Gao et al.: the top k_aux dead latents reconstruct the residual error, normalised by its variance."""
         k_aux = min(self.cfg.k_aux, int(dead.sum()))
-        centred = xn - self.b_dec
-        with torch.no_grad():
-            pre = (centred @ self.W_enc + self.b_enc).masked_fill(~dead, -torch.inf)
-            indices = pre.topk(k_aux, dim=-1, sorted=False).indices  # [N, k_aux]
-        values = F.relu(gather_dot(centred, self.W_enc.t().contiguous(), indices) + self.b_enc[indices])
+        values, indices = self._gathered(xn - self.b_dec, pre.masked_fill(~dead, -torch.inf), k_aux)
         residual = (xn - recon_n).detach()
         err = (sparse_decode(values, indices, self.W_dec) - residual).pow(2).sum(-1).mean()
         return err / (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp(min=1e-12)
