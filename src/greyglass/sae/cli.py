@@ -94,7 +94,7 @@ def run_train(args: argparse.Namespace) -> int:
     cfgs = sae_configs(base, sites, ks, d_in, args.latents or args.expansion * d_in, **meta)
     write_config(out, "sae-train", train=tcfg, saes=[asdict(c) for c in cfgs], **parts)
     result = train_saes(cfgs, tcfg, batches, out, resume=args.resume, progress=not args.no_progress,
-                        provenance=parts)
+                        provenance=parts, device=args.device)
     write_results(out, {"saes": [str(f) for f in result.folders], "final": result.metrics, "tokens": result.tokens,
                         "seconds": round(result.seconds, 2),
                         "tokens_per_second": round(result.tokens / max(result.seconds, 1e-9), 1)})

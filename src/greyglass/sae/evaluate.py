@@ -65,14 +65,14 @@ class _Sums:
         x, x_hat = x.double(), x_hat.double()
         self.n += len(x)
         self.sse += (x_hat - x).pow(2).sum().item()
-        self.sum_x += x.sum(0)
+        self.sum_x += x.sum(0).cpu()
         self.sum_x2 += x.pow(2).sum().item()
         self.cosine += F.cosine_similarity(x, x_hat, dim=-1).sum().item()
         self.shrink += (x_hat.norm(dim=-1) / x.norm(dim=-1).clamp(min=1e-12)).sum().item()
         active = latents > 0
         self.l0 += active.sum().item()
         self.l1 += latents.abs().sum().item()
-        self.fires += active.sum(0)
+        self.fires += active.sum(0).cpu()
 
     def add_logits(self, ids: Tensor, clean: Tensor, sae: Tensor, zero: Tensor) -> None:  # [B, T], [B, T, V] x3
         target = ids[:, 1:].reshape(-1)
@@ -120,7 +120,7 @@ def evaluate(sae: SparseAutoencoder, lm: LoadedModel, cfg: EvalConfig = EvalConf
     """All the metrics in the module docstring, over `cfg.tokens` held-out tokens."""
     site_name = lm.site(site or sae.cfg.hook_name).name
     sae.check_site(lm.d_model, f"{lm.name} at {site_name}")
-    sae = sae.eval()
+    sae = sae.to(lm.device).eval()
     corpus = corpus or CorpusConfig(split="heldout", context_size=sae.cfg.context_size)
     sums = _Sums(sae.cfg.d_in, sae.cfg.d_sae)
     stream = windows(lm.tokenizer, corpus, lm.prepend_bos)

@@ -62,11 +62,11 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path, sparsity: Tensor | None
     """Write `folder` atomically (a crash leaves the old folder or none, never half of one)."""
     folder = Path(folder)
     flat = sae.folded()
-    tensors = {name: p.detach().contiguous().float() for name, p in flat.named_parameters()}
+    tensors = {name: p.detach().float().cpu().contiguous() for name, p in flat.named_parameters()}
     with atomic_dir(folder) as tmp:
         save_file(tensors, str(tmp / WEIGHTS))
         if sparsity is not None:
-            save_file({"sparsity": sparsity.detach().float().contiguous()}, str(tmp / SPARSITY))
+            save_file({"sparsity": sparsity.detach().float().cpu().contiguous()}, str(tmp / SPARSITY))
         (tmp / CFG).write_text(json.dumps(saelens_cfg(flat.cfg), indent=2) + "\n")
         meta = {"format": "greyglass-sae", "version": 1, "sae": asdict(sae.cfg), **(training or {})}
         (tmp / TRAINING).write_text(json.dumps(meta, indent=2, default=str) + "\n")

@@ -287,7 +287,7 @@ class SparseAutoencoder(nn.Module):
         """
         s = self.scale
         arch = "jumprelu" if self.cfg.architecture == "batchtopk" else self.cfg.architecture
-        out = SparseAutoencoder(self.cfg.with_updates(norm_scale=1.0, architecture=arch))
+        out = SparseAutoencoder(self.cfg.with_updates(norm_scale=1.0, architecture=arch)).to(self.W_enc.device)
         out.W_enc.copy_(self.W_enc * s)
         out.W_dec.copy_(self.W_dec / s)
         out.b_enc.copy_(self.b_enc)

@@ -95,11 +95,12 @@ class TrainResult(NamedTuple):
 class _Run:
     """One SAE being trained: model, optimiser, dead-latent counters."""
 
-    def __init__(self, cfg: SAEConfig, tcfg: TrainConfig, seed: int):
-        self.sae = SparseAutoencoder(cfg, seed=seed).train()
+    def __init__(self, cfg: SAEConfig, tcfg: TrainConfig, seed: int, device: str):
+        self.device = torch.device(device)
+        self.sae = SparseAutoencoder(cfg, seed=seed).to(self.device).train()
         self.opt = torch.optim.Adam(self.sae.parameters(), lr=tcfg.lr, betas=tuple(tcfg.adam_betas))
-        self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long)
-        self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long)
+        self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
+        self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
         self.counted = 0
         self.ema: dict[str, float] = {}
 
@@ -109,6 +110,7 @@ class _Run:
 
     def step(self, x: torch.Tensor, lr: float, tokens: int, count_sparsity: bool) -> None:
         cfg = self.sae.cfg
+        x = x.to(self.device, non_blocking=True)
         if tokens == 0:
             self.sae.initialise_from(x)
         dead = self.since_fired >= cfg.dead_tokens
@@ -161,12 +163,13 @@ def train_saes(
     resume: bool = False,
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> TrainResult:
-    """Train every SAE in `cfgs` on the same batches; write each to a folder under `out`."""
+    """Train every SAE in `cfgs` on the same batches (on `device`); write each to a folder under `out`."""
     out = Path(out)
     if resume and not (out / CHECKPOINT).is_dir() and (finished := _finished(out, cfgs, tcfg)):
         return finished
-    runs = [_Run(cfg, tcfg, tcfg.seed + i) for i, cfg in enumerate(cfgs)]
+    runs = [_Run(cfg, tcfg, tcfg.seed + i, device) for i, cfg in enumerate(cfgs)]
     step = 0
     if resume and (out / CHECKPOINT).is_dir():
         step = _load_checkpoint(out / CHECKPOINT, runs, tcfg)
@@ -274,7 +277,7 @@ def _save_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, step: in
                     tensors[f"exp_avg_sq.{n}"] = st["exp_avg_sq"]
                     adam_steps[n] = float(st["step"])
             tensors |= {"since_fired": run.since_fired, "fire_count": run.fire_count}
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / f"sae{i}.safetensors"))
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / f"sae{i}.safetensors"))
             state["saes"].append({"cfg": asdict(run.sae.cfg), "adam_steps": adam_steps, "counted": run.counted,
                                   "ema": run.ema})
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -295,7 +298,7 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
                 run.sae.cfg.architecture, run.sae.cfg.d_in, run.sae.cfg.d_sae, run.sae.cfg.hook_name):
             raise GreyglassError(f"{folder}: SAE {i} in the checkpoint is a different SAE; resume with the same settings")
         run.sae.cfg = cfg
-        tensors = load_file(str(folder / f"sae{i}.safetensors"))
+        tensors = load_file(str(folder / f"sae{i}.safetensors"), device=str(run.device))
         with torch.no_grad():
             for n, p in run.sae.named_parameters():
                 p.copy_(tensors[f"param.{n}"])
@@ -303,7 +306,7 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
                 b.copy_(tensors[f"buffer.{n}"])
         for n, p in run.sae.named_parameters():
             if n in meta["adam_steps"]:
-                run.opt.state[p] = {"step": torch.tensor(meta["adam_steps"][n]),
+                run.opt.state[p] = {"step": torch.tensor(meta["adam_steps"][n], dtype=torch.float32),
                                     "exp_avg": tensors[f"exp_avg.{n}"], "exp_avg_sq": tensors[f"exp_avg_sq.{n}"]}
         run.since_fired = tensors["since_fired"]
         run.fire_count = tensors["fire_count"]
