@@ -96,3 +96,40 @@ def test_config_errors_name_the_field():
         SAEConfig(d_sae=50, k=100)
     with pytest.raises(GreyglassError, match="d_in"):
         SAEConfig(d_in=0)
+
+
+def test_topk_step_has_only_the_encoder_forward_dense_product():
+    """No [N, d_sae] x [d_sae, d_in] product (decode) and no dense encoder backward in a TopK step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sae = _sae("topk")
+    x = _x(n=40, seed=6)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        sae(x, dead=torch.ones(48, dtype=torch.bool)).loss.backward()
+
+    def in_sparse_mm(e):
+        while e is not None:
+            if e.name == "aten::_sparse_mm":
+                return True
+            e = e.cpu_parent
+        return False
+
+    events = prof.events()
+    dense = [e.input_shapes for e in events
+             if e.name in ("aten::mm", "aten::addmm", "aten::matmul", "aten::bmm") and not in_sparse_mm(e)]
+    big = [s for s in dense if any(list(dim) in ([40, 48], [48, 40], [48, 16], [16, 48]) for dim in s if dim)]
+    # the only one: the encoder's forward [40, 16] @ [16, 48] (plus bias), shared by TopK and AuxK
+    assert big == [[[48], [40, 16], [16, 48], [], []]], big
+    # weight gradients are sparse-dense products: W_enc and W_dec, for TopK and for AuxK
+    assert sum(e.name == "aten::_sparse_mm" for e in events) == 4
+
+
+def test_jumprelu_target_l0_and_relu_l1_warmup():
+    sae = _sae("jumprelu", target_l0=10.0, l0_coefficient=2.0, jumprelu_init_threshold=0.3)
+    out = sae(_x(seed=7))
+    assert out.aux.item() == pytest.approx(2.0 * (out.l0.item() / 10.0 - 1) ** 2, rel=1e-5)
+    relu = _sae("relu", l1_coefficient=3.0)
+    assert relu(_x(seed=8), sparsity_scale=0.0).aux.item() == 0.0
+    full = relu(_x(seed=8), sparsity_scale=1.0)
+    expected = 3.0 * (full.latents * relu.W_dec.norm(dim=1)).sum(-1).mean()
+    assert full.aux.item() == pytest.approx(expected.item(), rel=1e-5)
