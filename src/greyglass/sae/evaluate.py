@@ -38,7 +38,7 @@ class EvalConfig:
     """How much held-out text to evaluate on."""
 
     tokens: int = 20_000
-    """Held-out tokens to evaluate on (BOS positions excluded)."""
+    """Held-out tokens to evaluate on, at least (whole batches of windows; BOS positions excluded)."""
     batch_windows: int = 8
     """Windows per forward pass."""
 
