@@ -31,6 +31,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/capture.py
+	$(BIN)/python bench/sae_train.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

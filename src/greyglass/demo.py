@@ -17,6 +17,7 @@ from .data.corpus import CorpusConfig
 from .models import LoadedModel
 from .report import build_report
 from .runs import write_config, write_results
+from .sae.demo import step_sae
 from .store import ActivationStore, CaptureConfig, capture
 
 
@@ -46,7 +47,7 @@ def step_capture(ctx: DemoContext) -> None:
     print(store.describe())
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_capture]
+STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

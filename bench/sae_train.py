@@ -1,0 +1,211 @@
+"""SAE training speed and memory: greyglass's TopK against a naive dense PyTorch TopK and SAELens.
+
+Prints JSON. For each d_sae, the same activations, d_in, k and batch size go through one
+training step (forward, backward, Adam, decoder renormalisation) of:
+  (a) greyglass `SparseAutoencoder` (sparse TopK decode and encoder backward, `sae.kernels`),
+  (b) a naive dense TopK in plain PyTorch (scatter to `[batch, d_sae]`, dense matmuls),
+  (c) SAELens's `TopKTrainingSAE`, when `sae_lens` is importable (it is not a greyglass
+      dependency; install it into the benchmark's own environment to get this figure).
+Figures: training tokens/s, ratios a/b and a/c (target a/c >= 2 on CPU at d_in 576,
+d_sae 4608 and 9216, k 32), and peak RSS of a fresh process running each for a few steps.
+AuxK is off in all of them (no dead latents), so the figures compare the TopK core alone.
+
+    python bench/sae_train.py [--d-in 576] [--d-sae 4608 9216] [--k 32] [--batch 4096] [--steps 8]
+        [--store runs/demo/capture] [--device cpu] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+
+class NaiveTopK(nn.Module):
+    """What one writes without greyglass: dense latents, dense products, autograd for the rest."""
+
+    def __init__(self, d_in: int, d_sae: int, k: int):
+        super().__init__()
+        W_dec = torch.randn(d_sae, d_in)
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(W_dec)
+        self.W_enc = nn.Parameter(W_dec.T.clone())
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+        self.k = k
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        pre = (x - self.b_dec) @ self.W_enc + self.b_enc  # [N, d_sae]
+        top = pre.topk(self.k, dim=-1)
+        latents = torch.zeros_like(pre).scatter(1, top.indices, torch.relu(top.values))
+        recon = latents @ self.W_dec + self.b_dec
+        return (recon - x).pow(2).sum(-1).mean()
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True)
+
+
+def greyglass_step(d_in: int, d_sae: int, k: int, device: str):
+    from greyglass.sae import SAEConfig, SparseAutoencoder
+
+    sae = SparseAutoencoder(SAEConfig(architecture="topk", d_in=d_in, d_sae=d_sae, k=k, norm_scale=1.0)).to(device)
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+
+    def step(x):
+        out = sae(x)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+        sae.after_step()
+
+    return step
+
+
+def naive_step(d_in: int, d_sae: int, k: int, device: str):
+    sae = NaiveTopK(d_in, d_sae, k).to(device)
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+
+    def step(x):
+        loss = sae.loss(x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sae.after_step()
+
+    return step
+
+
+def saelens_step(d_in: int, d_sae: int, k: int, device: str):
+    """SAELens 6's TopK training SAE, one `training_forward_pass` per step (AuxK off)."""
+    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.saes.sae import TrainStepInput
+
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, device=device, dtype="float32"))
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+
+    def step(x):
+        try:
+            inp = TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=0)
+        except TypeError:
+            inp = TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None)
+        out = sae.training_forward_pass(inp)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+
+    return step
+
+
+METHODS = {"greyglass": greyglass_step, "naive_dense": naive_step, "saelens": saelens_step}
+
+
+def saelens_available() -> bool:
+    try:
+        import sae_lens  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def activations(args) -> torch.Tensor:
+    """`[steps * batch, d_in]` activations: from a store when given, else seeded Gaussian data."""
+    n = args.batch * args.steps
+    if args.store:
+        from greyglass.store import ActivationStore
+
+        store = ActivationStore(args.store)
+        rows = torch.cat(list(store.activations(batch_size=args.batch, shuffle=False)))[:n].float()
+        return rows.repeat(-(-n // len(rows)), 1)[:n]
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(n, args.d_in, generator=gen) * 4 + torch.randn(args.d_in, generator=gen)
+
+
+def tokens_per_second(step, x: torch.Tensor, batch: int, device: str) -> float:
+    step(x[:batch].to(device))  # warm-up
+    batches = [x[i : i + batch].to(device) for i in range(0, len(x), batch)]
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for b in batches:
+        step(b)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return len(x) / (time.perf_counter() - start)
+
+
+def peak_rss_mib(method: str, args, d_sae: int) -> float | None:
+    """Peak RSS of a fresh process running `method` for a few steps on the same kind of data.
+
+    A small fresh parent launches it and reads RUSAGE_CHILDREN: a child forked from this
+    (large) process would inherit our peak RSS in its own figure.
+    """
+    cmd = [sys.executable, __file__, "--child", method, "--d-in", str(args.d_in), "--d-sae", str(d_sae),
+           "--k", str(args.k), "--batch", str(args.batch), "--steps", "3", "--device", args.device]
+    parent = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+              "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+    done = subprocess.run([sys.executable, "-c", parent, *cmd], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    return round(float(done.stdout.strip().splitlines()[-1]), 1)
+
+
+def child(args) -> None:
+    step = METHODS[args.child](args.d_in, args.d_sae[0], args.k, args.device)
+    x = activations(args)
+    tokens_per_second(step, x, args.batch, args.device)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--d-in", type=int, default=576)
+    p.add_argument("--d-sae", type=int, nargs="+", default=[4608, 9216])
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--store", help="read activations from this store instead of Gaussian data")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--child", choices=list(METHODS), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+    torch.manual_seed(0)
+    x = activations(args)
+    have_saelens = saelens_available()
+    methods = [m for m in METHODS if m != "saelens" or have_saelens]
+    report: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "machine": platform.machine(), "d_in": args.d_in, "k": args.k, "batch": args.batch,
+                    "steps": args.steps, "data": args.store or "gaussian", "results": []}
+    if not have_saelens:
+        report["saelens"] = ("not measured: sae_lens is not importable here; install it into a separate "
+                             "environment (pip install sae-lens) and rerun to get the SAELens figure")
+    for d_sae in args.d_sae:
+        row: dict = {"d_sae": d_sae}
+        for m in methods:
+            try:
+                row[f"{m}_tokens_per_s"] = round(tokens_per_second(METHODS[m](args.d_in, d_sae, args.k, args.device),
+                                                                   x, args.batch, args.device), 1)
+            except Exception as e:  # SAELens's API moves between versions; say so instead of crashing
+                row[f"{m}_error"] = f"{type(e).__name__}: {e}"
+        g = row.get("greyglass_tokens_per_s")
+        for m in methods[1:]:
+            if g and row.get(f"{m}_tokens_per_s"):
+                row[f"ratio_greyglass_over_{m}"] = round(g / row[f"{m}_tokens_per_s"], 2)
+        if not args.skip_memory:
+            for m in methods:
+                row[f"{m}_peak_rss_mib"] = peak_rss_mib(m, args, d_sae)
+        report["results"].append(row)
+        print(json.dumps(row), file=sys.stderr)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

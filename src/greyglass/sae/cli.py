@@ -1,0 +1,124 @@
+"""`greyglass sae train` and `greyglass sae eval`."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..config import add_arguments, from_namespace
+from ..data.corpus import CorpusConfig, corpus_fingerprint
+from ..errors import GreyglassError
+from ..runs import default_run_dir, write_config, write_results
+from .config import SAEConfig, TrainConfig
+from .evaluate import EvalConfig, evaluate, summary
+from .io import load_sae
+
+# SAEConfig fields the data decides (width, site, model, windows) rather than a flag
+_FROM_DATA = ("d_in", "d_sae", "k", "model_name", "hook_name", "context_size", "prepend_bos", "norm_scale")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_model_args
+
+    sae = sub.add_parser("sae", help="train and evaluate sparse autoencoders")
+    commands = sae.add_subparsers(dest="sae_command", metavar="SAE_COMMAND", required=True)
+
+    t = commands.add_parser("train", help="train SAEs from an activation store or on the fly",
+                            description="Train one SAE per (--site, --k) pair, all from one pass over the "
+                            "data: from --store, or with no store from --model over --corpus.")
+    t.add_argument("--store", help="activation store folder (from `greyglass capture`)")
+    add_model_args(t)
+    t.add_argument("--site", dest="sites", action="append", metavar="SITE",
+                   help="site to train on (repeatable; default: every site of the store)")
+    t.add_argument("--k", dest="ks", type=int, action="append", metavar="K",
+                   help="active latents per token for topk/batchtopk (repeatable: one SAE each; default 32)")
+    t.add_argument("--expansion", type=int, default=8, help="d_sae = expansion * d_in (default: 8)")
+    t.add_argument("--d-sae", dest="latents", type=int, help="number of latents (overrides --expansion)")
+    add_arguments(t, SAEConfig, skip=_FROM_DATA)
+    add_arguments(t, TrainConfig)
+    add_arguments(t, CorpusConfig, skip=("seed", "split"))
+    t.add_argument("--out", help="run folder (default: runs/sae/<time>)")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=run_train)
+
+    e = commands.add_parser("eval", help="evaluate an SAE on held-out text (reconstruction and downstream loss)")
+    e.add_argument("sae", help="SAE folder (greyglass or SAELens)")
+    add_model_args(e)
+    e.add_argument("--site", help="site to splice the SAE into (default: the SAE's own)")
+    add_arguments(e, EvalConfig)
+    add_arguments(e, CorpusConfig, skip=("split",))
+    e.add_argument("--out", help="run folder (default: runs/sae_eval/<time>)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=run_eval)
+
+
+def sae_configs(base: SAEConfig, sites: list[str], ks: list[int], d_in: int, d_sae: int, **meta: Any) -> list[SAEConfig]:
+    """One config per (site, k): the cross product the user asked for."""
+    return [base.with_updates(hook_name=s, k=k, d_in=d_in, d_sae=d_sae, **meta) for s, k in itertools.product(sites, ks)]
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..cli import model_from_args
+    from ..store import ActivationStore
+    from .train import buffered_batches, store_batches, train_saes
+
+    tcfg = from_namespace(TrainConfig, args)
+    base = from_namespace(SAEConfig, args)
+    out = Path(args.out) if args.out else default_run_dir("sae")
+    ks = args.ks or [32]
+    parts: dict[str, Any] = {}
+    if args.store:
+        store = ActivationStore(args.store)
+        sites = [store.site(s) for s in args.sites] if args.sites else store.sites
+        d_in, m = store.d_model, store.manifest
+        meta = {"model_name": m["model"]["spec"], "context_size": m["context_size"],
+                "prepend_bos": m["corpus"].get("prepend_bos") is not False}
+        batches = store_batches(store, sites, tcfg.batch_size, seed=tcfg.seed)
+        parts = {"store": str(store.folder), "model": m["model"], "corpus_fingerprint": m["corpus"]["fingerprint"]}
+    else:
+        if not args.sites:
+            raise GreyglassError("give --store, or --site (with --model and --corpus) to train on the fly")
+        lm = model_from_args(args)
+        corpus = from_namespace(CorpusConfig, args, split="train", seed=tcfg.seed)
+        sites = [lm.site(s).name for s in args.sites]
+        d_in = lm.d_model
+        meta = {"model_name": lm.spec, "context_size": corpus.context_size,
+                "prepend_bos": lm.prepend_bos if corpus.prepend_bos is None else corpus.prepend_bos}
+        batches = buffered_batches(lm, sites, corpus, tcfg.batch_size, tcfg.buffer_tokens, seed=tcfg.seed)
+        parts = {"model": lm.provenance(), "corpus": corpus, "corpus_fingerprint": corpus_fingerprint(corpus)}
+    cfgs = sae_configs(base, sites, ks, d_in, args.latents or args.expansion * d_in, **meta)
+    write_config(out, "sae_train", train=tcfg, saes=[asdict(c) for c in cfgs], **parts)
+    result = train_saes(cfgs, tcfg, batches, out, resume=args.resume, progress=not args.no_progress,
+                        provenance=parts, device=args.device)
+    write_results(out, {"saes": [str(f) for f in result.folders], "final": result.metrics, "tokens": result.tokens,
+                        "seconds": round(result.seconds, 2),
+                        "tokens_per_second": round(result.tokens / max(result.seconds, 1e-9), 1)})
+    for folder, m in zip(result.folders, result.metrics):
+        print(f"{folder}: fraction of variance unexplained {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead']:.1%}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..models import DEFAULT_MODEL, load_model
+
+    sae = load_sae(args.sae)
+    # the SAE knows its model; the default --model gives way to it
+    spec = sae.cfg.model_name if args.model == DEFAULT_MODEL and sae.cfg.model_name else args.model
+    lm = load_model(spec, dtype=args.dtype, device=args.device)
+    ecfg = from_namespace(EvalConfig, args)
+    corpus = from_namespace(CorpusConfig, args, split="heldout",
+                            **({} if "context_size" in vars(args) else {"context_size": sae.cfg.context_size}))
+    out = Path(args.out) if args.out else default_run_dir("sae_eval")
+    write_config(out, "sae_eval", sae=str(args.sae), model=lm.provenance(), eval=ecfg, corpus=corpus,
+                 corpus_fingerprint=corpus_fingerprint(corpus))
+    start = time.perf_counter()
+    results = evaluate(sae, lm, ecfg, corpus, site=args.site, progress=not args.no_progress)
+    write_results(out, {**results, "seconds": round(time.perf_counter() - start, 2)})
+    print(summary(results))
+    print(f"results: {out / 'results.json'}")
+    return 0

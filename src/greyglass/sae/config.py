@@ -1,0 +1,120 @@
+"""Configs for sparse autoencoders: `SAEConfig` (what the SAE is) and `TrainConfig` (how it is trained).
+
+`SAEConfig` holds the architecture, its sparsity hyper-parameters, the input normalisation
+and where the SAE reads from (model, site, context size), so a saved SAE carries everything
+an evaluation or a later analysis needs. `TrainConfig` holds the optimiser and the schedule,
+shared by every SAE trained from one pass over the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from ..config import check_choice, check_positive
+from ..errors import GreyglassError
+
+Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
+ARCHITECTURES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """One sparse autoencoder: architecture, sizes, sparsity settings and the site it reads."""
+
+    architecture: Architecture = "topk"
+    """relu (L1 penalty), topk, batchtopk (top k*batch over the batch) or jumprelu (learned thresholds)."""
+    d_in: int = 576
+    """Input width: the model's d_model at the site."""
+    d_sae: int = 4608
+    """Number of latents (dictionary size)."""
+    k: int = 32
+    """Active latents per token for topk and batchtopk (mean per token for batchtopk)."""
+    l1_coefficient: float = 5.0
+    """relu: weight of the L1 penalty (each latent weighted by its decoder row's norm)."""
+    l1_warmup_tokens: int = 0
+    """relu: the L1 weight ramps linearly from 0 over this many tokens."""
+    auxk_alpha: float = 1 / 32
+    """topk/batchtopk: weight of the AuxK loss that lets dead latents explain the residual error."""
+    k_aux: int = 256
+    """topk/batchtopk: dead latents used by the AuxK loss (at most half of d_in is sensible)."""
+    dead_tokens: int = 1_000_000
+    """A latent is dead once it has not fired for this many training tokens."""
+    l0_coefficient: float = 1e-3
+    """jumprelu: weight of the L0 penalty (or of the squared deviation from target_l0)."""
+    target_l0: float | None = None
+    """jumprelu: penalise (L0/target_l0 - 1)^2 instead of L0 itself, to land near a chosen L0."""
+    jumprelu_bandwidth: float = 0.05
+    """jumprelu: width of the straight-through rectangle kernel for the threshold gradient (in
+    normalised units, where inputs have norm sqrt(d_in): the paper's 0.001 at unit norm, scaled)."""
+    jumprelu_init_threshold: float = 0.1
+    """jumprelu: initial threshold of every latent."""
+    b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
+    """How b_dec starts: the geometric median or mean of the first batch, or zeros."""
+    norm_scale: float | None = None
+    """Inputs are multiplied by this so their mean norm is sqrt(d_in); None: estimated from the first batch."""
+    model_name: str = ""
+    """The model the SAE reads (its greyglass spec or hub id), for provenance and SAELens metadata."""
+    hook_name: str = ""
+    """The site, as a TransformerLens hook name, e.g. blocks.15.hook_resid_post."""
+    context_size: int = 128
+    """Tokens per window the activations were taken from."""
+    prepend_bos: bool = True
+    """Whether windows started with BOS."""
+
+    def __post_init__(self) -> None:
+        check_choice("SAEConfig", "architecture", self.architecture, ARCHITECTURES)
+        check_choice("SAEConfig", "b_dec_init", self.b_dec_init, ("geometric_median", "mean", "zeros"))
+        for name in ("d_in", "d_sae", "k", "k_aux", "dead_tokens", "jumprelu_bandwidth",
+                     "jumprelu_init_threshold", "norm_scale", "target_l0", "context_size"):
+            check_positive("SAEConfig", name, getattr(self, name))
+        for name in ("l1_coefficient", "auxk_alpha", "l0_coefficient", "l1_warmup_tokens"):
+            if getattr(self, name) < 0:
+                raise GreyglassError(f"SAEConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.architecture in ("topk", "batchtopk") and self.k > self.d_sae:
+            raise GreyglassError(f"SAEConfig.k = {self.k} is larger than d_sae = {self.d_sae}; choose k <= d_sae")
+
+    @property
+    def uses_topk(self) -> bool:
+        return self.architecture in ("topk", "batchtopk")
+
+    def with_updates(self, **changes) -> "SAEConfig":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How SAEs are trained: tokens, batch, optimiser, schedule, checkpoints."""
+
+    tokens: int = 1_000_000
+    """Training tokens (the store is read again, reshuffled, if it holds fewer)."""
+    batch_size: int = 4096
+    """Tokens per optimiser step."""
+    lr: float = 2e-4
+    """Adam learning rate at its peak."""
+    warmup_steps: int = 100
+    """Steps of linear learning-rate warm-up from 0."""
+    decay_fraction: float = 0.2
+    """Final fraction of training over which the learning rate decays linearly to 0."""
+    adam_betas: tuple[float, ...] = (0.9, 0.999)
+    """Adam's beta1 and beta2."""
+    seed: int = 0
+    """Seed for initialisation and data order; the same seed gives the same weights."""
+    checkpoint_every: int = 0
+    """Write a resumable checkpoint every this many tokens (0: only on Ctrl-C and at the end)."""
+    buffer_tokens: int = 65_536
+    """On-the-fly training: activations kept in the shuffling buffer."""
+
+    def __post_init__(self) -> None:
+        for name in ("tokens", "batch_size", "lr", "buffer_tokens"):
+            check_positive("TrainConfig", name, getattr(self, name))
+        if self.warmup_steps < 0 or self.checkpoint_every < 0:
+            raise GreyglassError("TrainConfig.warmup_steps and checkpoint_every must be >= 0")
+        if not 0 <= self.decay_fraction <= 1:
+            raise GreyglassError(f"TrainConfig.decay_fraction must be in [0, 1], got {self.decay_fraction}")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise GreyglassError(f"TrainConfig.adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
+
+    @property
+    def steps(self) -> int:
+        return -(-self.tokens // self.batch_size)

@@ -1,0 +1,163 @@
+"""SAE folders that SAELens reads, and loading of greyglass and SAELens folders.
+
+A saved SAE is a folder:
+- `cfg.json`: SAELens's config (v6 keys, with the pre-v6 flat keys alongside so older
+  SAELens versions read it too);
+- `sae_weights.safetensors`: `W_enc [d_in, d_sae]`, `W_dec [d_sae, d_in]`, `b_enc`, `b_dec`,
+  and `threshold [d_sae]` for JumpReLU (BatchTopK is saved as a JumpReLU);
+- `sparsity.safetensors`: key `sparsity`, log10 firing rate of each latent;
+- `training.json` (greyglass only): the full `SAEConfig`, training settings and provenance.
+The input normalisation is folded into the weights, so the saved SAE reads raw activations.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from ..atomic import atomic_dir
+from ..errors import GreyglassError
+from .config import SAEConfig
+from .model import SparseAutoencoder
+
+CFG = "cfg.json"
+WEIGHTS = "sae_weights.safetensors"
+SPARSITY = "sparsity.safetensors"
+TRAINING = "training.json"
+
+_SAELENS_ARCH = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}
+_FROM_SAELENS = {"standard": "relu", "relu": "relu", "topk": "topk", "jumprelu": "jumprelu"}
+
+
+def saelens_cfg(cfg: SAEConfig) -> dict[str, Any]:
+    """SAELens's `cfg.json` for a folded SAE."""
+    arch = _SAELENS_ARCH[cfg.architecture]
+    layer = cfg.hook_name.split(".")[1] if cfg.hook_name.startswith("blocks.") else None
+    metadata = {"model_name": cfg.model_name, "hook_name": cfg.hook_name, "hook_head_index": None,
+                "context_size": cfg.context_size, "prepend_bos": cfg.prepend_bos,
+                "sae_lens_training_version": None, "dataset_path": None}
+    out: dict[str, Any] = {"architecture": arch, "d_in": cfg.d_in, "d_sae": cfg.d_sae, "dtype": "float32",
+                           "device": "cpu", "apply_b_dec_to_input": True, "normalize_activations": "none",
+                           "reshape_activations": "none", "metadata": metadata}
+    if arch == "topk":
+        out["k"] = cfg.k
+    # pre-v6 SAELens reads these flat keys
+    out.update({k: v for k, v in metadata.items()},
+               hook_layer=int(layer) if layer is not None and layer.isdigit() else 0,
+               activation_fn_str="topk" if arch == "topk" else "relu",
+               activation_fn_kwargs={"k": cfg.k} if arch == "topk" else {},
+               finetuning_scaling_factor=False)
+    return out
+
+
+def save_sae(sae: SparseAutoencoder, folder: str | Path, sparsity: Tensor | None = None,
+             training: dict[str, Any] | None = None) -> Path:
+    """Write `folder` atomically (a crash leaves the old folder or none, never half of one)."""
+    folder = Path(folder)
+    flat = sae.folded()
+    tensors = {name: p.detach().float().cpu().contiguous() for name, p in flat.named_parameters()}
+    with atomic_dir(folder) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS))
+        if sparsity is not None:
+            save_file({"sparsity": sparsity.detach().float().cpu().contiguous()}, str(tmp / SPARSITY))
+        (tmp / CFG).write_text(json.dumps(saelens_cfg(flat.cfg), indent=2) + "\n")
+        meta = {"format": "greyglass-sae", "version": 1, "sae": asdict(sae.cfg), **(training or {})}
+        (tmp / TRAINING).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return folder
+
+
+def load_sae(folder: str | Path) -> SparseAutoencoder:
+    """Load a greyglass or SAELens (standard, TopK, JumpReLU) folder, in eval mode."""
+    folder = Path(folder)
+    if not (folder / CFG).is_file():
+        raise GreyglassError(f"{folder} is not an SAE folder: {CFG} is missing")
+    raw = _read_json(folder / CFG)
+    cfg = _config_from_saelens(raw, folder)
+    tensors = _read_weights(folder / WEIGHTS)
+    sae = SparseAutoencoder(cfg)
+    if raw.get("apply_b_dec_to_input", True) is False:
+        # SAELens without b_dec on the input: x @ W_enc + b_enc == (x - b_dec) @ W_enc + (b_enc + b_dec @ W_enc)
+        tensors["b_enc"] = tensors["b_enc"] + tensors["b_dec"] @ tensors["W_enc"]
+    expected = {name: tuple(p.shape) for name, p in sae.named_parameters()}
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise GreyglassError(f"{folder / WEIGHTS}: tensor {name} is missing (it holds {', '.join(sorted(tensors))})")
+        if tuple(tensors[name].shape) != shape:
+            raise GreyglassError(f"{folder / WEIGHTS}: {name} has shape {list(tensors[name].shape)}, "
+                                 f"cfg.json (d_in {cfg.d_in}, d_sae {cfg.d_sae}) needs {list(shape)}")
+        if not torch.isfinite(tensors[name]).all():
+            raise GreyglassError(f"{folder / WEIGHTS}: {name} contains NaN or infinite values; retrain or re-download")
+    with torch.no_grad():
+        for name, p in sae.named_parameters():
+            p.copy_(tensors[name])
+    return sae.eval()
+
+
+def load_sparsity(folder: str | Path) -> Tensor | None:
+    """The saved log10 firing rates `[d_sae]`, or None when the folder has none."""
+    path = Path(folder) / SPARSITY
+    return load_file(str(path))["sparsity"] if path.is_file() else None
+
+
+def read_training(folder: str | Path) -> dict[str, Any]:
+    """greyglass's `training.json` ({} for a SAELens folder)."""
+    path = Path(folder) / TRAINING
+    return _read_json(path) if path.is_file() else {}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise GreyglassError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(data, dict):
+        raise GreyglassError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_weights(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise GreyglassError(f"{path} is missing; an SAE folder needs {WEIGHTS}")
+    try:
+        return {k: v.float() for k, v in load_file(str(path)).items()}
+    except (SafetensorError, OSError) as e:
+        raise GreyglassError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def _config_from_saelens(raw: dict[str, Any], folder: Path) -> SAEConfig:
+    """An `SAEConfig` for the (folded) weights in `folder`, from SAELens's keys."""
+    where = folder / CFG
+    meta = {**raw, **(raw.get("metadata") or {})}
+    arch_name = raw.get("architecture") or ("topk" if raw.get("activation_fn_str") == "topk" else "standard")
+    if arch_name not in _FROM_SAELENS:
+        raise GreyglassError(f"{where}: architecture {arch_name!r} is not supported; "
+                             f"greyglass loads {', '.join(_FROM_SAELENS)}")
+    norm = raw.get("normalize_activations") or "none"
+    if norm != "none":
+        raise GreyglassError(f"{where}: normalize_activations = {norm!r} needs a scaling factor this folder "
+                             "does not hold; fold it into the weights and set it to 'none'")
+    for key in ("d_in", "d_sae"):
+        if not isinstance(raw.get(key), int):
+            raise GreyglassError(f"{where}: {key} is missing or not an integer")
+    arch = _FROM_SAELENS[arch_name]
+    k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k")
+    if arch == "topk" and not isinstance(k, int):
+        raise GreyglassError(f"{where}: a topk SAE needs an integer k")
+    values: dict[str, Any] = {"architecture": arch, "d_in": raw["d_in"], "d_sae": raw["d_sae"],
+                              "norm_scale": 1.0, "b_dec_init": "zeros"}
+    if k is not None:
+        values["k"] = min(int(k), raw["d_sae"])
+    for key in ("model_name", "hook_name", "context_size", "prepend_bos"):
+        if meta.get(key) is not None:
+            values[key] = meta[key]
+    training = read_training(folder).get("sae") or {}
+    names = {f.name for f in fields(SAEConfig)}
+    kept = {k: v for k, v in training.items() if k in names and k not in ("architecture", "norm_scale", "b_dec_init")}
+    return SAEConfig(**{**kept, **values})

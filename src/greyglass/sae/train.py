@@ -1,0 +1,315 @@
+"""Train one or several SAEs from one stream of activation batches, with exact resume.
+
+The stream is a dict `{site: [batch_size, d_in]}` per step, from an activation store
+(`store_batches`) or produced on the fly by the model through a shuffling buffer
+(`buffered_batches`). Every SAE in the run sees the same batches, so several sites or
+hyper-parameters cost one pass over the data.
+
+Resume is exact: a checkpoint holds the weights, Adam's moments, the dead-latent counters and
+the step; the batch stream is deterministic for a seed, so `resume=True` skips the batches
+already seen and reaches the same weights as an uninterrupted run. Ctrl-C writes a
+checkpoint before it stops.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from ..atomic import atomic_dir
+from ..data.corpus import CorpusConfig, windows
+from ..errors import GreyglassError
+from ..models import LoadedModel, run_to_sites
+from ..store import ActivationStore
+from .config import SAEConfig, TrainConfig
+from .model import SparseAutoencoder
+
+CHECKPOINT = "checkpoint"
+Batches = Iterator[dict[str, torch.Tensor]]
+_SPARSITY_FROM = 0.8  # firing rates are counted over the last 20% of training
+
+
+def store_batches(store: ActivationStore, sites: Sequence[str], batch_size: int, seed: int = 0) -> Batches:
+    """Endless shuffled full batches from a store; each pass over it reshuffles with the next seed."""
+    names = [store.site(s) for s in sites]
+    if store.n_tokens < batch_size:
+        raise GreyglassError(f"{store.folder} holds {store.n_tokens} tokens, fewer than one batch of "
+                             f"{batch_size}; capture more or lower --batch-size")
+    for epoch in itertools.count():
+        yield from store.batches(names, batch_size, seed=seed + epoch, drop_last=True)
+
+
+def buffered_batches(lm: LoadedModel, sites: Sequence[str], corpus: CorpusConfig, batch_size: int,
+                     buffer_tokens: int, seed: int = 0, forward_tokens: int = 4096) -> Batches:
+    """Endless batches produced by the model: windows -> activations (BOS rows dropped) -> a
+    shuffling buffer of `buffer_tokens` rows, half of which is emitted at a time."""
+    names = [lm.site(s).name for s in sites]
+    gen = torch.Generator().manual_seed(seed)
+    per_forward = max(1, forward_tokens // corpus.context_size)
+    buffer: dict[str, list[torch.Tensor]] = {s: [] for s in names}
+    held = 0
+    for epoch in itertools.count():
+        stream = windows(lm.tokenizer, corpus, lm.prepend_bos)
+        while chunk := list(itertools.islice(stream, per_forward)):
+            ids = torch.tensor([w.tokens for w in chunk], device=lm.device)  # [B, T]
+            keep = ~torch.tensor([w.is_bos for w in chunk])
+            acts = run_to_sites(lm, ids, names)
+            for s in names:
+                buffer[s].append(acts[s][keep.to(acts[s].device)].float().cpu())  # [n, d]
+            held += int(keep.sum())
+            if held >= buffer_tokens:
+                rows = {s: torch.cat(v) for s, v in buffer.items()}
+                perm = torch.randperm(held, generator=gen)
+                rows = {s: v[perm] for s, v in rows.items()}
+                emit = (held // 2) // batch_size * batch_size
+                for i in range(0, emit, batch_size):
+                    yield {s: v[i : i + batch_size] for s, v in rows.items()}
+                buffer = {s: [v[emit:]] for s, v in rows.items()}
+                held -= emit
+        if epoch == 0 and held < batch_size:
+            raise GreyglassError("the corpus is smaller than one batch; use a larger corpus or a smaller --batch-size")
+
+
+class TrainResult(NamedTuple):
+    saes: list[SparseAutoencoder]
+    folders: list[Path]
+    metrics: list[dict[str, float]]  # per SAE: final smoothed fvu, l0, dead fraction
+    tokens: int
+    seconds: float
+
+
+class _Run:
+    """One SAE being trained: model, optimiser, dead-latent counters."""
+
+    def __init__(self, cfg: SAEConfig, tcfg: TrainConfig, seed: int, device: str):
+        self.device = torch.device(device)
+        self.sae = SparseAutoencoder(cfg, seed=seed).to(self.device).train()
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=tcfg.lr, betas=tuple(tcfg.adam_betas))
+        self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
+        self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
+        self.counted = 0
+        self.ema: dict[str, float] = {}
+
+    @property
+    def site(self) -> str:
+        return self.sae.cfg.hook_name
+
+    def step(self, x: torch.Tensor, lr: float, tokens: int, count_sparsity: bool) -> None:
+        cfg = self.sae.cfg
+        x = x.to(self.device, non_blocking=True)
+        if tokens == 0:
+            self.sae.initialise_from(x)
+        dead = self.since_fired >= cfg.dead_tokens
+        warm = 1.0 if cfg.l1_warmup_tokens == 0 else min(1.0, tokens / cfg.l1_warmup_tokens)
+        out = self.sae(x, dead=dead, sparsity_scale=warm)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.opt.step()
+        self.sae.after_step()
+        self.since_fired += len(x)
+        self.since_fired[out.fired] = 0
+        if count_sparsity:
+            self.fire_count += _fire_counts(out, cfg.d_sae)
+            self.counted += len(x)
+        with torch.no_grad():
+            xn = x.float() * self.sae.scale
+            fvu = (out.mse / (xn - xn.mean(0)).pow(2).sum(-1).mean()).item()
+        self._smooth(fvu=fvu, l0=out.l0.item(), dead=dead.float().mean().item())
+
+    def _smooth(self, **values: float) -> None:
+        for k, v in values.items():
+            self.ema[k] = v if k not in self.ema else 0.9 * self.ema[k] + 0.1 * v
+
+    def log10_density(self) -> torch.Tensor:
+        return torch.log10(self.fire_count.double().clamp(min=1e-10) / max(1, self.counted)).float()
+
+
+def _fire_counts(out, d_sae: int) -> torch.Tensor:
+    if out.indices is not None:
+        return torch.bincount(out.indices[out.values > 0], minlength=d_sae)
+    return (out.latents > 0).sum(0)
+
+
+def learning_rate(tcfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, constant, then linear decay to 0 over the last `decay_fraction`."""
+    lr = tcfg.lr * min(1.0, (step + 1) / tcfg.warmup_steps) if tcfg.warmup_steps else tcfg.lr
+    decay_start = tcfg.steps * (1 - tcfg.decay_fraction)
+    if tcfg.decay_fraction > 0 and step >= decay_start:
+        lr *= max(0.0, (tcfg.steps - step) / (tcfg.steps - decay_start))
+    return lr
+
+
+def train_saes(
+    cfgs: Sequence[SAEConfig],
+    tcfg: TrainConfig,
+    batches: Batches,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    provenance: dict[str, Any] | None = None,
+    device: str = "cpu",
+) -> TrainResult:
+    """Train every SAE in `cfgs` on the same batches (on `device`); write each to a folder under `out`."""
+    out = Path(out)
+    if resume and not (out / CHECKPOINT).is_dir() and (finished := _finished(out, cfgs, tcfg)):
+        return finished
+    runs = [_Run(cfg, tcfg, tcfg.seed + i, device) for i, cfg in enumerate(cfgs)]
+    step = 0
+    if resume and (out / CHECKPOINT).is_dir():
+        step = _load_checkpoint(out / CHECKPOINT, runs, tcfg)
+        batches = itertools.islice(batches, step, None)
+    elif (out / CHECKPOINT).is_dir():
+        raise GreyglassError(f"{out} holds a checkpoint of an unfinished run; pass --resume to continue it, "
+                             "or choose another --out")
+    bar = tqdm(total=tcfg.steps * tcfg.batch_size, initial=step * tcfg.batch_size, unit="tok", unit_scale=True,
+               desc="train SAE" + ("s" if len(runs) > 1 else ""), disable=not progress, smoothing=0.1)
+    start = time.perf_counter()
+    with _interrupt_between_steps() as interrupted:
+        for batch in batches:
+            if step >= tcfg.steps:
+                break
+            tokens = step * tcfg.batch_size
+            for run in runs:
+                run.step(_site_batch(batch, run.site), learning_rate(tcfg, step), tokens,
+                         count_sparsity=step >= _SPARSITY_FROM * tcfg.steps)
+            step += 1
+            bar.update(tcfg.batch_size)
+            bar.set_postfix(_postfix(runs[0]))
+            every = tcfg.checkpoint_every
+            if interrupted() or (every and (step * tcfg.batch_size) // every > tokens // every and step < tcfg.steps):
+                _save_checkpoint(out / CHECKPOINT, runs, tcfg, step)
+            if interrupted():
+                bar.close()
+                raise KeyboardInterrupt
+    bar.close()
+    if step < tcfg.steps:
+        raise GreyglassError(f"the activation stream ended after {step} of {tcfg.steps} steps")
+    folders = _save_finished(out, runs, tcfg, provenance or {})
+    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    metrics = [{k: round(v, 6) for k, v in r.ema.items()} for r in runs]
+    return TrainResult([r.sae.eval() for r in runs], folders, metrics, step * tcfg.batch_size,
+                       time.perf_counter() - start)
+
+
+@contextmanager
+def _interrupt_between_steps():
+    """Defer Ctrl-C to the end of the current step, so the checkpoint is consistent."""
+    hit = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield hit.is_set
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: hit.set())
+    try:
+        yield hit.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _site_batch(batch: dict[str, torch.Tensor], site: str) -> torch.Tensor:
+    if site in batch:
+        return batch[site]
+    if len(batch) == 1 and not site:
+        return next(iter(batch.values()))
+    raise GreyglassError(f"the SAE reads site {site!r} but the batches hold {', '.join(batch)}")
+
+
+def _postfix(run: _Run) -> dict[str, str]:
+    e = run.ema
+    return {"fvu": f"{e.get('fvu', math.nan):.3f}", "L0": f"{e.get('l0', math.nan):.1f}",
+            "dead": f"{e.get('dead', math.nan):.1%}"}
+
+
+def sae_folder_names(cfgs: Sequence[SAEConfig]) -> list[str]:
+    """`sae` for a single SAE, else `sae<i>-<arch>-<site>` so folders say what they hold."""
+    if len(cfgs) == 1:
+        return ["sae"]
+    return [f"sae{i}-{c.architecture}-{c.d_sae}-k{c.k}-{c.hook_name or 'site'}" for i, c in enumerate(cfgs)]
+
+
+def _save_finished(out: Path, runs: list[_Run], tcfg: TrainConfig, provenance: dict[str, Any]) -> list[Path]:
+    folders = []
+    for name, run in zip(sae_folder_names([r.sae.cfg for r in runs]), runs):
+        training = {"train": asdict(tcfg), "final": run.ema, "provenance": provenance}
+        folders.append(run.sae.save(out / name, sparsity=run.log10_density(), training=training))
+    return folders
+
+
+def _finished(out: Path, cfgs: Sequence[SAEConfig], tcfg: TrainConfig) -> TrainResult | None:
+    """The SAEs of a run that already finished with the same settings (resume is then a no-op)."""
+    from .io import load_sae, read_training
+
+    folders = [out / name for name in sae_folder_names(cfgs)]
+    trainings = [read_training(f) for f in folders]
+    if not all(t.get("train") == json.loads(json.dumps(asdict(tcfg))) for t in trainings):
+        return None
+    return TrainResult([load_sae(f) for f in folders], folders, [t.get("final", {}) for t in trainings],
+                       tcfg.steps * tcfg.batch_size, 0.0)
+
+
+def _save_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, step: int) -> None:
+    with atomic_dir(folder) as tmp:
+        state = {"step": step, "train": asdict(tcfg), "saes": []}
+        for i, run in enumerate(runs):
+            tensors = {f"param.{n}": p.detach().clone() for n, p in run.sae.named_parameters()}
+            tensors |= {f"buffer.{n}": b.clone() for n, b in run.sae.named_buffers()}
+            names = dict(run.sae.named_parameters())
+            adam_steps = {}
+            for n, p in names.items():
+                st = run.opt.state.get(p, {})
+                if st:
+                    tensors[f"exp_avg.{n}"] = st["exp_avg"]
+                    tensors[f"exp_avg_sq.{n}"] = st["exp_avg_sq"]
+                    adam_steps[n] = float(st["step"])
+            tensors |= {"since_fired": run.since_fired, "fire_count": run.fire_count}
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / f"sae{i}.safetensors"))
+            state["saes"].append({"cfg": asdict(run.sae.cfg), "adam_steps": adam_steps, "counted": run.counted,
+                                  "ema": run.ema})
+        (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
+    state = json.loads((folder / "state.json").read_text())
+    if len(state["saes"]) != len(runs):
+        raise GreyglassError(f"{folder} holds {len(state['saes'])} SAEs, this run trains {len(runs)}; "
+                             "resume with the same settings")
+    saved = TrainConfig(**{**state["train"], "adam_betas": tuple(state["train"]["adam_betas"])})
+    if (saved.batch_size, saved.seed) != (tcfg.batch_size, tcfg.seed):
+        raise GreyglassError(f"{folder} was written with batch_size {saved.batch_size} and seed {saved.seed}; "
+                             "resume with the same ones")
+    for i, (run, meta) in enumerate(zip(runs, state["saes"])):
+        cfg = SAEConfig(**meta["cfg"])
+        if (cfg.architecture, cfg.d_in, cfg.d_sae, cfg.hook_name) != (
+                run.sae.cfg.architecture, run.sae.cfg.d_in, run.sae.cfg.d_sae, run.sae.cfg.hook_name):
+            raise GreyglassError(f"{folder}: SAE {i} in the checkpoint is a different SAE; resume with the same settings")
+        run.sae.cfg = cfg
+        tensors = load_file(str(folder / f"sae{i}.safetensors"), device=str(run.device))
+        with torch.no_grad():
+            for n, p in run.sae.named_parameters():
+                p.copy_(tensors[f"param.{n}"])
+            for n, b in run.sae.named_buffers():
+                b.copy_(tensors[f"buffer.{n}"])
+        for n, p in run.sae.named_parameters():
+            if n in meta["adam_steps"]:
+                run.opt.state[p] = {"step": torch.tensor(meta["adam_steps"][n], dtype=torch.float32),
+                                    "exp_avg": tensors[f"exp_avg.{n}"], "exp_avg_sq": tensors[f"exp_avg_sq.{n}"]}
+        run.since_fired = tensors["since_fired"]
+        run.fire_count = tensors["fire_count"]
+        run.counted = meta["counted"]
+        run.ema = meta["ema"]
+    return int(state["step"])

@@ -1,0 +1,206 @@
+"""SAE training from a tiny store (exact resume, Ctrl-C, several SAEs), folders, the CLI."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from greyglass import GreyglassError
+from greyglass.cli import main
+from greyglass.data import CorpusConfig
+from greyglass.sae import (SAEConfig, SparseAutoencoder, TrainConfig, buffered_batches, load_sae, load_sparsity,
+                           read_training, store_batches, train_saes)
+from greyglass.sae.io import saelens_cfg
+from greyglass.store import ActivationStore, CaptureConfig, capture
+
+SITE = "blocks.2.hook_resid_post"
+TCFG = TrainConfig(tokens=256 * 12, batch_size=256, lr=1e-3, warmup_steps=2, checkpoint_every=256 * 5)
+
+
+@pytest.fixture(scope="module")
+def store(tiny_llama, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sae-store") / "s"
+    capture(tiny_llama, CaptureConfig(sites=(SITE, "resid_post.1"), tokens=2000, batch_tokens=256, shard_tokens=500),
+            CorpusConfig(context_size=32), out, progress=False)
+    return ActivationStore(out)
+
+
+def _cfg(arch="topk", site=SITE, **kw):
+    return SAEConfig(architecture=arch, d_in=64, d_sae=128, k=8, k_aux=16, dead_tokens=512, hook_name=site, **kw)
+
+
+def _weights(folder):
+    return load_file(str(folder / "sae_weights.safetensors"))
+
+
+def test_train_from_store_writes_a_saelens_folder(store, tmp_path):
+    result = train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "run", progress=False)
+    folder = result.folders[0]
+    assert {p.name for p in folder.iterdir()} == {"cfg.json", "sae_weights.safetensors", "sparsity.safetensors",
+                                                  "training.json"}
+    cfg = json.loads((folder / "cfg.json").read_text())
+    assert cfg["architecture"] == "topk" and cfg["k"] == 8 and cfg["d_in"] == 64 and cfg["d_sae"] == 128
+    assert cfg["metadata"]["hook_name"] == SITE and cfg["normalize_activations"] == "none"
+    w = _weights(folder)
+    assert w["W_enc"].shape == (64, 128) and w["W_dec"].shape == (128, 64)
+    assert load_sparsity(folder).shape == (128,)
+    assert read_training(folder)["sae"]["norm_scale"] > 0
+    assert not (tmp_path / "run" / "checkpoint").exists()
+    # the loaded (folded) SAE computes the same function of raw activations as the trained one
+    x = next(store.activations(SITE, batch_size=64, shuffle=False))
+    loaded = load_sae(folder)
+    torch.testing.assert_close(loaded.encode(x), result.saes[0].encode(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(loaded.reconstruct(x), result.saes[0].reconstruct(x), rtol=1e-4, atol=1e-4)
+    # it learned something: better than predicting the mean
+    err = (loaded.reconstruct(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+    assert err < 0.9
+
+
+def test_resume_reaches_the_same_weights_bitwise(store, tmp_path):
+    full = train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "full", progress=False)
+
+    def stop_after(n, stream):
+        for i, batch in enumerate(stream):
+            if i == n:
+                raise RuntimeError("simulated crash")
+            yield batch
+
+    with pytest.raises(RuntimeError):
+        train_saes([_cfg()], TCFG, stop_after(8, store_batches(store, [SITE], 256)), tmp_path / "cut", progress=False)
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 5  # the last checkpoint, every 5 batches
+    with pytest.raises(GreyglassError, match="pass --resume"):
+        train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "cut", progress=False)
+    resumed = train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "cut", resume=True,
+                         progress=False)
+    a, b = _weights(full.folders[0]), _weights(resumed.folders[0])
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    # resuming a finished run trains nothing and returns its SAEs
+    again = train_saes([_cfg()], TCFG, iter(()), tmp_path / "cut", resume=True, progress=False)
+    assert again.folders == resumed.folders and torch.equal(again.saes[0].W_enc, load_sae(resumed.folders[0]).W_enc)
+
+
+def test_ctrl_c_saves_a_checkpoint_after_the_current_step(store, tmp_path):
+    def interrupt_at(n, stream):
+        for i, batch in enumerate(stream):
+            if i == n:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield batch
+
+    with pytest.raises(KeyboardInterrupt):
+        train_saes([_cfg()], TCFG, interrupt_at(3, store_batches(store, [SITE], 256)), tmp_path / "r", progress=False)
+    assert json.loads((tmp_path / "r" / "checkpoint" / "state.json").read_text())["step"] == 4
+
+
+def test_several_saes_from_one_pass(store, tmp_path):
+    cfgs = [_cfg("topk"), _cfg("batchtopk"), _cfg("relu", l1_coefficient=0.5),
+            _cfg("jumprelu", site="blocks.1.hook_resid_post", l0_coefficient=0.01)]
+    tcfg = TrainConfig(tokens=256 * 4, batch_size=256, warmup_steps=1)
+    result = train_saes(cfgs, tcfg, store_batches(store, [SITE, "resid_post.1"], 256), tmp_path, progress=False)
+    archs = [json.loads((f / "cfg.json").read_text())["architecture"] for f in result.folders]
+    assert archs == ["topk", "jumprelu", "standard", "jumprelu"]  # BatchTopK is saved as a JumpReLU
+    assert len({f.name for f in result.folders}) == 4
+    batchtopk = load_sae(result.folders[1])
+    assert torch.allclose(batchtopk.threshold, batchtopk.threshold[0].expand(128))  # one learned threshold
+
+
+def test_on_the_fly_batches_are_shuffled_activations_of_the_model(tiny_llama):
+    stream = buffered_batches(tiny_llama, ["resid_post.2"], CorpusConfig(context_size=32), batch_size=128,
+                              buffer_tokens=512, forward_tokens=256)
+    first = next(stream)[SITE]
+    assert first.shape == (128, 64) and torch.isfinite(first).all()
+    again = next(buffered_batches(tiny_llama, ["resid_post.2"], CorpusConfig(context_size=32), batch_size=128,
+                                  buffer_tokens=512, forward_tokens=256))[SITE]
+    assert torch.equal(first, again)  # deterministic for a seed, so resume can replay it
+
+
+def _saved(tmp_path, arch="topk"):
+    sae = SparseAutoencoder(_cfg(arch))
+    sae.initialise_from(torch.randn(32, 64))
+    return sae.save(tmp_path / arch)
+
+
+def test_load_errors_are_clear(tmp_path):
+    folder = _saved(tmp_path)
+    w = _weights(folder)
+    with pytest.raises(GreyglassError, match="cfg.json is missing"):
+        load_sae(tmp_path / "nothing")
+    save_file({k: v for k, v in w.items() if k != "b_enc"}, str(folder / "sae_weights.safetensors"))
+    with pytest.raises(GreyglassError, match="tensor b_enc is missing"):
+        load_sae(folder)
+    save_file({**w, "W_dec": w["W_dec"][:, :10].contiguous()}, str(folder / "sae_weights.safetensors"))
+    with pytest.raises(GreyglassError, match=r"W_dec has shape \[128, 10\]"):
+        load_sae(folder)
+    save_file({**w, "b_dec": torch.full((64,), float("nan"))}, str(folder / "sae_weights.safetensors"))
+    with pytest.raises(GreyglassError, match="b_dec contains NaN"):
+        load_sae(folder)
+    with pytest.raises(GreyglassError, match="d_model = 576"):
+        load_sae(_saved(tmp_path / "b")).check_site(576, "smollm at blocks.15.hook_resid_post")
+
+
+def test_loads_a_plain_saelens_folder(tmp_path):
+    """A SAELens 'standard' folder without b_dec on the input and no training.json."""
+    gen = torch.Generator().manual_seed(0)
+    w = {"W_enc": torch.randn(64, 128, generator=gen), "W_dec": torch.randn(128, 64, generator=gen),
+         "b_enc": torch.randn(128, generator=gen), "b_dec": torch.randn(64, generator=gen)}
+    folder = tmp_path / "saelens"
+    folder.mkdir()
+    save_file(w, str(folder / "sae_weights.safetensors"))
+    cfg = {"architecture": "standard", "d_in": 64, "d_sae": 128, "apply_b_dec_to_input": False,
+           "normalize_activations": "none", "metadata": {"hook_name": SITE, "model_name": "gpt2"}}
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    sae = load_sae(folder)
+    x = torch.randn(10, 64)
+    expected = torch.relu(x @ w["W_enc"] + w["b_enc"])
+    torch.testing.assert_close(sae.encode(x), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sae.reconstruct(x), expected @ w["W_dec"] + w["b_dec"], rtol=1e-4, atol=1e-4)
+    assert (sae.cfg.hook_name, sae.cfg.model_name, sae.cfg.architecture) == (SITE, "gpt2", "relu")
+
+
+def test_saelens_cfg_for_jumprelu_has_no_k():
+    cfg = saelens_cfg(SAEConfig(architecture="jumprelu", d_in=8, d_sae=16, hook_name="blocks.3.hook_resid_post"))
+    assert cfg["architecture"] == "jumprelu" and "k" not in cfg and cfg["hook_layer"] == 3
+
+
+def test_cli_train_and_eval_on_a_tiny_model(store, tmp_path, tiny_llama, capsys):
+    model_dir = tmp_path / "model"
+    tiny_llama.model.save_pretrained(model_dir)
+    tiny_llama.tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "train"
+    code = main(["sae", "train", "--store", str(store.folder), "--site", "resid_post.2", "--k", "4", "--k", "8",
+                 "--expansion", "2", "--tokens", "1024", "--batch-size", "256", "--out", str(out), "--no-progress"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["saes"]) == 2 and results["tokens"] == 1024
+    assert json.loads((out / "config.json").read_text())["saes"][1]["k"] == 8
+    sae_dir = results["saes"][0]
+    code = main(["sae", "eval", sae_dir, "--model", str(model_dir), "--tokens", "300", "--batch-windows", "4",
+                 "--out", str(tmp_path / "eval"), "--no-progress"])
+    assert code == 0
+    r = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert r["n_tokens"] >= 300 and r["l0"] <= 4 + 1e-6
+    assert r["kl_sae"] >= 0 and r["kl_zero"] >= 0 and 0 <= r["dead_fraction"] <= 1
+    recovered = (r["ce_zero"] - r["ce_sae"]) / (r["ce_zero"] - r["ce_clean"])
+    assert r["ce_loss_recovered"] == pytest.approx(recovered)
+    assert r["explained_variance"] == pytest.approx(1 - r["fvu"]) and 0 < r["cosine"] <= 1
+    assert "held-out tokens" in capsys.readouterr().out
+    # on the fly: no store, the model produces the activations
+    code = main(["sae", "train", "--model", str(model_dir), "--site", "resid_post.1", "--context-size", "32",
+                 "--expansion", "2", "--k", "4", "--tokens", "512", "--batch-size", "128", "--buffer-tokens", "512",
+                 "--out", str(tmp_path / "fly"), "--no-progress"])
+    assert code == 0
+    fly = json.loads((tmp_path / "fly" / "sae" / "cfg.json").read_text())
+    assert fly["metadata"]["hook_name"] == "blocks.1.hook_resid_post" and fly["d_sae"] == 128
+
+
+def test_cli_errors_are_one_line(store, tmp_path, capsys):
+    assert main(["sae", "train", "--store", str(store.folder), "--site", "resid_post.3", "--out", str(tmp_path)]) == 2
+    assert "has no site blocks.3.hook_resid_post" in capsys.readouterr().err
+    assert main(["sae", "train", "--out", str(tmp_path)]) == 2
+    assert "give --store" in capsys.readouterr().err
+    assert main(["sae", "eval", str(tmp_path / "none")]) == 2
+    assert "cfg.json is missing" in capsys.readouterr().err
