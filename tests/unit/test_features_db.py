@@ -1,0 +1,127 @@
+"""Feature database, search and dashboards on a tiny model with a planted latent."""
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from greyglass.data import CorpusConfig
+from greyglass.errors import GreyglassError
+from greyglass.features import FeatureDB, FeaturesConfig, build_features, load_sae
+from greyglass.features.dashboard import text_summary, write_html
+from greyglass.features.db import DB_NAME, set_explanation
+from greyglass.features.source import corpus_batches, text_latents
+from greyglass.models import run_to_sites
+
+SITE = "blocks.1.hook_resid_post"
+PLANTED, D_SAE = 5, 32
+
+
+def save_sae_folder(folder, W_enc, b_enc, W_dec, b_dec, site=SITE, architecture="standard"):
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"W_enc": W_enc.contiguous(), "b_enc": b_enc, "W_dec": W_dec.contiguous(), "b_dec": b_dec},
+              str(folder / "sae_weights.safetensors"))
+    cfg = {"architecture": architecture, "d_in": W_enc.shape[0], "d_sae": W_enc.shape[1],
+           "metadata": {"hook_name": site, "model_name": "tiny-llama"}}
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def planted(tiny_llama, tmp_path_factory):
+    """A random SAE whose latent 5 fires exactly on the byte 'q' (a separating direction)."""
+    lm = tiny_llama
+    ids = lm.tokenizer(["the quick queen quietly quoted a quaint quip", "aqua quest equals quota"],
+                       return_tensors="pt", padding=True).input_ids
+    acts = run_to_sites(lm, ids, [SITE])[SITE].reshape(-1, lm.d_model)
+    is_q = (ids == lm.tokenizer.convert_tokens_to_ids("q")).reshape(-1)
+    w = acts[is_q].mean(0) - acts[~is_q].mean(0)
+    proj = acts @ w
+    assert proj[is_q].min() > proj[~is_q].max(), "setup: 'q' must be linearly separable at this site"
+    threshold = (proj[is_q].min() + proj[~is_q].max()) / 2
+    g = torch.Generator().manual_seed(0)
+    W_enc = torch.randn(lm.d_model, D_SAE, generator=g) * 0.05
+    b_enc = torch.full((D_SAE,), -0.3)
+    W_enc[:, PLANTED], b_enc[PLANTED] = w * 10, -threshold * 10
+    W_dec = torch.randn(D_SAE, lm.d_model, generator=g)
+    folder = save_sae_folder(tmp_path_factory.mktemp("sae") / "sae", W_enc, b_enc, W_dec, torch.zeros(lm.d_model))
+    sae = load_sae(folder)
+    out = folder / "features"
+    cfg = FeaturesConfig(tokens=3000, top_k=8, n_samples=8, window=4)
+    batches = corpus_batches(lm, SITE, CorpusConfig(context_size=64), cfg.tokens, cfg.batch_windows)
+    summary = build_features(lm, sae, batches, cfg, out, {"sae": str(folder), "model": lm.name}, progress=False)
+    return lm, sae, out, summary
+
+
+def test_build_summary(planted):
+    _, _, out, summary = planted
+    assert summary["n_tokens"] >= 3000 and summary["d_sae"] == D_SAE
+    assert (out / DB_NAME).is_file()
+
+
+def test_fires_on_returns_planted_latent(planted):
+    db = FeatureDB(planted[2])
+    hits = db.fires_on("q")
+    assert hits[0]["latent"] == PLANTED
+    assert db.fires_on("Q") == hits  # case-insensitive
+    row = db.latent(PLANTED)
+    assert all(c["tokens"][c["centre_index"]][0] == "q" for c in row["top"] + row["quantile"])
+    assert row["label"].startswith("q")
+
+
+def test_label_search_and_most_active_on_text(planted):
+    lm, sae, out, _ = planted
+    set_explanation(out / DB_NAME, PLANTED, "the letter q, as in money-free words like quest", 0.9)
+    db = FeatureDB(out)
+    assert [r["latent"] for r in db.search("money")] == [PLANTED]
+    assert db.latent(PLANTED)["detection"] == 0.9
+    with pytest.raises(GreyglassError):
+        db.search('"unclosed')
+    acts = text_latents(lm, sae, ["a quiet quiz", "no such letter here"])
+    assert acts[0].argmax() == PLANTED and acts[1, PLANTED] == 0
+
+
+def test_text_summary_and_bad_latent(planted):
+    db = FeatureDB(planted[2])
+    text = text_summary(db, PLANTED)
+    assert f"latent {PLANTED}" in text and "[[q]]" in text
+    with pytest.raises(GreyglassError, match="out of range"):
+        db.latent(D_SAE)
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.urls = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.urls += [v for k, v in attrs if k in ("href", "src") and v]
+
+
+def test_html_dashboards_are_self_contained(planted, tmp_path):
+    db = FeatureDB(planted[2])
+    out = write_html(db, tmp_path / "html")
+    pages = sorted(out.glob("*.html"))
+    assert out / "index.html" in pages and out / f"latent_{PLANTED}.html" in pages
+    for page in pages:
+        text = page.read_text()
+        parser = _Collect()
+        parser.feed(text)
+        assert "script" not in parser.tags and "link" not in parser.tags
+        assert all(not re.match(r"^[a-z]+:", u) and not u.startswith("//") for u in parser.urls), page
+        assert "http" not in text and not re.search(r"url\(|@import", text)
+        assert len(text) < 200_000
+    planted_page = (out / f"latent_{PLANTED}.html").read_text()
+    assert "<svg" in planted_page and "rgba(230,120,40,1.00)" in planted_page
+
+
+def test_load_sae_errors(tmp_path):
+    with pytest.raises(GreyglassError, match="cfg.json is missing"):
+        load_sae(tmp_path)
+    folder = save_sae_folder(tmp_path / "s", torch.zeros(8, 4), torch.zeros(4), torch.zeros(5, 8), torch.zeros(8))
+    with pytest.raises(GreyglassError, match="W_dec has shape"):
+        load_sae(folder)
