@@ -125,3 +125,54 @@ def test_load_sae_errors(tmp_path):
     folder = save_sae_folder(tmp_path / "s", torch.zeros(8, 4), torch.zeros(4), torch.zeros(5, 8), torch.zeros(8))
     with pytest.raises(GreyglassError, match="W_dec has shape"):
         load_sae(folder)
+
+
+def test_concept_ranks_the_planted_latent_first(planted, tmp_path):
+    from greyglass.features.concept import concept_table, format_table, load_concept
+
+    lm, sae, _, _ = planted
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps({
+        "name": "letter-q", "description": "words with q",
+        "sentences": {"en": ["a quiet quiz", "the queen"], "fr": ["une question", "quatre"], "xx": ["qqq", "aqa"]},
+        "controls": {"en": ["hello there", "a big dog"], "fr": ["bonjour", "le chat"], "xx": ["zzz", "abc"]}}))
+    result = concept_table(lm, sae, load_concept(str(path)), ntrex=2, top=3)
+    best = result["ranked"][0]
+    assert best["latent"] == PLANTED and best["languages"] == 3 and best["carries"] == ["en", "fr", "xx"]
+    assert "latent 5: 3/3 languages" in format_table(result)
+
+
+def test_concept_file_errors(tmp_path):
+    from greyglass.features.concept import builtin_concepts, load_concept
+
+    assert {"bridge", "disease", "money", "deception", "code_bug"} <= set(builtin_concepts())
+    assert len(builtin_concepts()["bridge"].sentences) >= 8
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"sentences": {"en": []}}))
+    with pytest.raises(GreyglassError, match="'sentences' must map"):
+        load_concept(str(bad))
+    with pytest.raises(GreyglassError, match="neither built in"):
+        load_concept("no-such-concept")
+
+
+def test_steering_adds_or_clamps_the_decoder_row(planted):
+    from greyglass.features.steer import steering, steering_effect, target_probability
+    from greyglass.models import capturing
+
+    lm, sae, _, _ = planted
+    ids = lm.tokenizer("a quiet quiz", return_tensors="pt").input_ids
+    row = sae.W_dec[PLANTED]
+    with torch.inference_mode(), capturing(lm, [SITE]) as base:
+        lm.model(input_ids=ids)
+    x = base[SITE]
+    with torch.inference_mode(), steering(lm, sae, PLANTED, 3.0, "add"), capturing(lm, [SITE]) as added:
+        lm.model(input_ids=ids)
+    assert torch.allclose(added[SITE] - x, 3.0 * row.expand_as(x), atol=1e-5)
+    a = sae.encode(x.reshape(-1, lm.d_model))[:, PLANTED].reshape(x.shape[:-1])
+    with torch.inference_mode(), steering(lm, sae, PLANTED, 7.0, "clamp"), capturing(lm, [SITE]) as clamped:
+        lm.model(input_ids=ids)
+    assert torch.allclose(clamped[SITE] - x, (7.0 - a)[..., None] * row, atol=1e-4)
+    rows = steering_effect(lm, sae, PLANTED, [0.0, 20.0], ["q", "z"], mode="add", prompts=["abc", "the "])
+    qz = sorted(lm.tokenizer.convert_tokens_to_ids(["q", "z"]))
+    assert rows[0]["per_prompt"] == pytest.approx(target_probability(lm, ["abc", "the "], qz), abs=1e-6)
+    assert rows[1]["per_prompt"] != rows[0]["per_prompt"]

@@ -56,6 +56,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(q)
     q.set_defaults(func=run_search)
 
+    c = fs.add_parser("concept", help="latents that fire on a concept across languages and not on controls",
+                      description="Run a concept's sentences in many languages (built in: "
+                      "bridge, disease, money, deception, code_bug; or a JSON file) and control sentences through "
+                      "the model and SAE; rank latents by how many languages they carry the concept in.")
+    c.add_argument("sae", help="SAE folder")
+    c.add_argument("--concept", default="bridge", help="built-in concept name or a JSON file (default: bridge)")
+    c.add_argument("--ntrex", type=int, default=10, help="NTREX-128 news sentences added as controls per language (default: 10)")
+    c.add_argument("--top", type=int, default=10, help="latents to rank (default: 10)")
+    c.add_argument("--out", help="run folder (default: runs/features-concept/<time>)")
+    add_model_args(c)
+    c.set_defaults(func=run_concept)
+
+    st = sub.add_parser("steer-feature", help="clamp or add an SAE latent during generation; measure the effect",
+                        description="Generate with and without a latent clamped (or its decoder row added) at its "
+                        "site, side by side, and measure the probability of the concept's tokens across values.")
+    st.add_argument("--sae", required=True, help="SAE folder")
+    st.add_argument("--latent", type=int, required=True)
+    st.add_argument("--value", type=float, required=True, help="the latent's value (clamp) or coefficient (add)")
+    st.add_argument("--mode", choices=["clamp", "add"], default="clamp", help="(default: clamp)")
+    st.add_argument("--prompt", action="append", help="prompt to continue (repeatable; default: two neutral prompts)")
+    st.add_argument("--max-new-tokens", type=int, default=40)
+    st.add_argument("--concept", default="bridge", help="concept whose target words are measured (default: bridge)")
+    st.add_argument("--target-word", action="append", help="measure these words instead of the concept's (repeatable)")
+    st.add_argument("--values", help="comma-separated values for the effect curve (default: 0,v/4,v/2,v)")
+    st.add_argument("--out", help="run folder (default: runs/steer-feature/<time>)")
+    add_model_args(st)
+    st.set_defaults(func=run_steer)
+
 
 def features_dir(path: str | Path) -> Path:
     """The folder holding features.sqlite, given an SAE folder or the features folder itself."""
@@ -137,4 +165,70 @@ def run_search(args: argparse.Namespace) -> int:
         print("latents most active on the text:")
         for v, j in zip(top.values.tolist(), top.indices.tolist()):
             print(f"  {j:>6}  {v:8.3g}  {labels[j]}")
+    return 0
+
+
+def run_concept(args: argparse.Namespace) -> int:
+    from ..cli import model_from_args
+    from ..runs import default_run_dir
+    from .concept import concept_table, format_table, load_concept
+    from .dashboard import write_html
+
+    concept = load_concept(args.concept)
+    sae = load_sae(args.sae)
+    lm = model_from_args(args)
+    out = Path(args.out) if args.out else default_run_dir("features-concept")
+    write_config(out, "features-concept", model=lm.provenance(), sae=str(args.sae), concept=vars(concept),
+                 ntrex=args.ntrex, top=args.top)
+    result = concept_table(lm, sae, concept, ntrex=args.ntrex, top=args.top)
+    links: dict[int, str] = {}
+    try:
+        db = FeatureDB(features_dir(args.sae))
+    except GreyglassError:
+        print(f"(no feature database for {args.sae}: run `greyglass features build` to get dashboard links)")
+    else:
+        pages = write_html(db, out / "dashboards", [r["latent"] for r in result["ranked"]])
+        links = {r["latent"]: str(pages / f"latent_{r['latent']}.html") for r in result["ranked"]}
+        for r in result["ranked"]:
+            r["dashboard"] = f"dashboards/latent_{r['latent']}.html"
+    write_results(out, result)
+    print(format_table(result, links))
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def run_steer(args: argparse.Namespace) -> int:
+    from ..atomic import write_text
+    from ..cli import model_from_args
+    from ..runs import default_run_dir
+    from .concept import load_concept
+    from .steer import effect_svg, generate, steering, steering_effect, target_ids, target_probability
+
+    sae = load_sae(args.sae)
+    lm = model_from_args(args)
+    words = tuple(args.target_word) if args.target_word else load_concept(args.concept).target_words
+    values = ([float(v) for v in args.values.split(",")] if args.values
+              else [0.0, args.value / 4, args.value / 2, args.value])
+    prompts = args.prompt or ["Tell me about your weekend.", "What should I see on my next trip?"]
+    out = Path(args.out) if args.out else default_run_dir("steer-feature")
+    write_config(out, "steer-feature", model=lm.provenance(), sae=str(args.sae), latent=args.latent, value=args.value,
+                 mode=args.mode, prompts=prompts, target_words=list(words), values=values)
+    texts = []
+    for prompt in prompts:
+        base = generate(lm, prompt, args.max_new_tokens)
+        with steering(lm, sae, args.latent, args.value, args.mode):
+            steered = generate(lm, prompt, args.max_new_tokens)
+        texts.append({"prompt": prompt, "baseline": base, "steered": steered})
+        print(f"prompt: {prompt}\n  baseline: {base!r}\n  steered ({args.mode} latent {args.latent} = {args.value:g}): {steered!r}")
+    from .steer import DEFAULT_PROMPTS
+
+    baseline = target_probability(lm, DEFAULT_PROMPTS, target_ids(lm, words))
+    effect = steering_effect(lm, sae, args.latent, values, words, args.mode)
+    write_text(out / "effect.svg", effect_svg(effect))
+    write_results(out, {"generations": texts, "target_words": list(words), "mode": args.mode,
+                        "baseline_p_target": sum(baseline) / len(baseline), "effect": effect})
+    print(f"P(next token is one of {list(words)}) over {len(DEFAULT_PROMPTS)} neutral prompts: "
+          f"unsteered {sum(baseline) / len(baseline):.4f}; "
+          + ", ".join(f"{r['value']:g} -> {r['p_target']['value']:.4f}" for r in effect))
+    print(f"results: {out / 'results.json'}")
     return 0
