@@ -44,7 +44,7 @@ def planted(tiny_llama, tmp_path_factory):
     threshold = (proj[is_q].min() + proj[~is_q].max()) / 2
     g = torch.Generator().manual_seed(0)
     W_enc = torch.randn(lm.d_model, D_SAE, generator=g) * 0.05
-    b_enc = torch.full((D_SAE,), -0.3)
+    b_enc = torch.zeros(D_SAE)
     W_enc[:, PLANTED], b_enc[PLANTED] = w * 10, -threshold * 10
     W_dec = torch.randn(D_SAE, lm.d_model, generator=g)
     folder = save_sae_folder(tmp_path_factory.mktemp("sae") / "sae", W_enc, b_enc, W_dec, torch.zeros(lm.d_model))
@@ -176,3 +176,59 @@ def test_steering_adds_or_clamps_the_decoder_row(planted):
     qz = sorted(lm.tokenizer.convert_tokens_to_ids(["q", "z"]))
     assert rows[0]["per_prompt"] == pytest.approx(target_probability(lm, ["abc", "the "], qz), abs=1e-6)
     assert rows[1]["per_prompt"] != rows[0]["per_prompt"]
+
+
+@pytest.fixture
+def stub_server():
+    """A local OpenAI-compatible stub on a loopback port: fails the first request, then answers by rule."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    calls = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            prompt = body["messages"][0]["content"]
+            calls.append(prompt)
+            if len(calls) == 1:
+                self.send_response(503)
+                self.end_headers()
+                return
+            if "what does this feature detect" in prompt:
+                answer = "the letter q" if "<<q>>" in prompt else "something else"
+            else:  # detection: pick the numbered snippets that contain a q
+                answer = ",".join(n for n, text in re.findall(r"^(\d+)\. (.*)$", prompt, re.M) if "q" in text) or "none"
+            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", calls
+    server.shutdown()
+    server.server_close()
+
+
+def test_explainer_client_against_local_stub(planted, stub_server, tmp_path):
+    import shutil
+
+    from greyglass.features.explainer import ExplainerClient, explain_latents
+
+    url, calls = stub_server
+    db_path = tmp_path / DB_NAME
+    shutil.copy(planted[2] / DB_NAME, db_path)
+    client = ExplainerClient(url, timeout=5, retries=2, backoff=0.01)
+    out = {r["latent"]: r for r in explain_latents(FeatureDB(db_path), db_path, client, n=40)}
+    assert len(calls) >= 3  # the first (503) was retried
+    assert out[PLANTED]["explanation"] == "the letter q" and out[PLANTED]["detection"] == 1.0
+    assert PLANTED in [r["latent"] for r in FeatureDB(db_path).search("letter")]
+    dead = ExplainerClient("http://127.0.0.1:9/v1", timeout=0.5, retries=1, backoff=0.01)
+    with pytest.raises(GreyglassError, match="failed after 2 tries"):
+        dead.chat("hi")

@@ -55,20 +55,24 @@ def write_db(path: str | Path, stats: FeatureStats, lens: LogitLens | None, stri
                                                              "hist_edges": HIST_EDGES.tolist()}.items()])
         con.executemany("INSERT INTO vocab VALUES (?, ?)", sorted(strings.items()))
         rows, ctx_rows, fire_rows, text_rows = [], [], [], []
+        top, samples = _context_lists(stats.top), _context_lists(stats.samples)
+        n_active, density, mean_active, act_max, hist = (t.tolist() for t in (
+            stats.n_active, stats.density, stats.mean_active, stats.act_max, stats.hist))
+        lens_lists = [t.tolist() for t in lens] if lens is not None else None
         for j in range(stats.d_sae):
-            top = _contexts(stats.top, j, "top")
-            samples = sorted(_contexts(stats.samples, j, "quantile"), key=lambda c: -c[3])
-            ctx_rows += top + [(j, "quantile", r, *c[3:]) for r, c in enumerate(samples)]
-            centres = [strings.get(c[4], "") for c in top + samples]
-            fire_rows += [(normalise(s), j, c[3]) for s, c in zip(centres, top + samples) if s.strip()]
-            promoted = [(strings[int(t)], round(float(v), 3)) for t, v in
-                        zip(lens.promoted[j], lens.promoted_logits[j])] if lens is not None else []
-            suppressed = [(strings[int(t)], round(float(v), 3)) for t, v in
-                          zip(lens.suppressed[j], lens.suppressed_logits[j])] if lens is not None else []
-            label = auto_label([strings.get(c[4], "") for c in top], [p[0] for p in promoted])
-            rows.append((j, int(stats.n_active[j]), float(stats.density[j]), float(stats.mean_active[j]),
-                         float(stats.act_max[j]), json.dumps(stats.hist[j].tolist()), json.dumps(promoted),
-                         json.dumps(suppressed), label, None, None))
+            top_j = [(j, "top", r, *c) for r, c in enumerate(top[j])]
+            samples_j = [(j, "quantile", r, *c) for r, c in enumerate(sorted(samples[j], key=lambda c: -c[0]))]
+            ctx_rows += top_j + samples_j
+            centres = [strings.get(c[4], "") for c in top_j + samples_j]
+            fire_rows += [(normalise(s), j, c[3]) for s, c in zip(centres, top_j + samples_j) if s.strip()]
+            promoted = suppressed = []
+            if lens_lists is not None:
+                up, up_v, down, down_v = (x[j] for x in lens_lists)
+                promoted = [(strings[t], round(v, 3)) for t, v in zip(up, up_v)]
+                suppressed = [(strings[t], round(v, 3)) for t, v in zip(down, down_v)]
+            label = auto_label(centres[:len(top_j)], [p[0] for p in promoted])
+            rows.append((j, n_active[j], density[j], mean_active[j], act_max[j], json.dumps(hist[j]),
+                         json.dumps(promoted), json.dumps(suppressed), label, None, None))
             text_rows.append((j, label, "", " ".join(centres), " ".join(p[0] for p in promoted)))
         con.executemany("INSERT INTO latents VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
         con.executemany("INSERT INTO contexts VALUES (?,?,?,?,?,?,?)", ctx_rows)
@@ -80,16 +84,13 @@ def write_db(path: str | Path, stats: FeatureStats, lens: LogitLens | None, stri
     return Path(path)
 
 
-def _contexts(tc: TopContexts, j: int, kind: str) -> list[tuple]:
-    out = []
-    for r in range(tc.where.shape[1]):
-        if tc.where[j, r] < 0:
-            continue
-        tokens = tc.tokens[j, r].tolist()
-        centre = tokens[len(tokens) // 2]
-        out.append((j, kind, len(out), round(float(tc.acts[j, r]), 4), centre, json.dumps(tokens),
-                    json.dumps([round(a, 3) for a in tc.ctx_acts[j, r].tolist()])))
-    return out
+def _context_lists(tc: TopContexts) -> list[list[tuple]]:
+    """Per latent, its filled slots as (act, centre token, tokens json, acts json)."""
+    where, acts, tokens, ctx_acts = tc.where.tolist(), tc.acts.tolist(), tc.tokens.tolist(), tc.ctx_acts.tolist()
+    mid = tc.tokens.shape[2] // 2
+    return [[(round(acts[j][r], 4), tokens[j][r][mid], json.dumps(tokens[j][r]),
+              json.dumps([round(a, 3) for a in ctx_acts[j][r]]))
+             for r in range(len(where[j])) if where[j][r] >= 0] for j in range(len(where))]
 
 
 class FeatureDB:
