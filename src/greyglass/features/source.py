@@ -92,15 +92,20 @@ def encode_batch(sae, batch: Batch) -> Tensor:
     return lat.reshape(B, T, -1) * batch.mask[..., None]
 
 
-def text_latents(lm: LoadedModel, sae, texts: list[str]) -> Tensor:
+def text_latents(lm: LoadedModel, sae, texts: list[str], batch_size: int = 16) -> Tensor:
     """Each text's maximum activation of every latent over its tokens (BOS excluded) -> `[n_texts, d_sae]`."""
-    site = sae.cfg.hook_name
+    site = lm.site(sae.cfg.hook_name).name
     out = []
-    for text in texts:
-        ids = lm.tokenizer(text, return_tensors="pt").input_ids
-        mask = torch.ones_like(ids, dtype=torch.bool)
+    for lo in range(0, len(texts), batch_size):
+        encoded = [lm.tokenizer(t).input_ids for t in texts[lo:lo + batch_size]]
+        T = max(len(ids) for ids in encoded)
+        ids = torch.full((len(encoded), T), lm.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(encoded), T, dtype=torch.bool)
+        for i, row in enumerate(encoded):  # right padding: causal attention keeps real tokens unaffected
+            ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), True
+        counted = mask.clone()
         if lm.prepend_bos:
-            mask[:, 0] = ids.shape[1] == 1  # a BOS-only text keeps its one token
-        acts = run_to_sites(lm, ids.to(lm.device), [site])[lm.site(site).name].float().cpu()
-        out.append(encode_batch(sae, Batch(ids, acts, mask)).amax(dim=(0, 1)))
-    return torch.stack(out)
+            counted[:, 0] = mask.sum(1) == 1  # a BOS-only text keeps its one token
+        acts = run_to_sites(lm, ids.to(lm.device), [site], attention_mask=mask.long().to(lm.device))[site].float().cpu()
+        out.append(encode_batch(sae, Batch(ids, acts, counted)).amax(dim=1))
+    return torch.cat(out)
