@@ -92,16 +92,6 @@ def test_text_summary_and_bad_latent(planted):
         db.latent(D_SAE)
 
 
-class _Collect(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags, self.urls = [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        self.urls += [v for k, v in attrs if k in ("href", "src") and v]
-
-
 def test_html_dashboards_are_self_contained(planted, tmp_path):
     db = FeatureDB(planted[2])
     out = write_html(db, tmp_path / "html")
@@ -109,10 +99,13 @@ def test_html_dashboards_are_self_contained(planted, tmp_path):
     assert out / "index.html" in pages and out / f"latent_{PLANTED}.html" in pages
     for page in pages:
         text = page.read_text()
-        parser = _Collect()
+        tags = []
+        parser = HTMLParser()
+        parser.handle_starttag = lambda tag, attrs: tags.append((tag, dict(attrs)))
         parser.feed(text)
-        assert "script" not in parser.tags and "link" not in parser.tags
-        assert all(not re.match(r"^[a-z]+:", u) and not u.startswith("//") for u in parser.urls), page
+        assert not {"script", "link", "img", "iframe"} & {t for t, _ in tags}
+        urls = [a[k] for _, a in tags for k in ("href", "src") if a.get(k)]
+        assert all(not re.match(r"^[a-z]+:", u) and not u.startswith("//") for u in urls), page
         assert "http" not in text and not re.search(r"url\(|@import", text)
         assert len(text) < 200_000
     planted_page = (out / f"latent_{PLANTED}.html").read_text()

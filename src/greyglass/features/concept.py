@@ -121,7 +121,7 @@ def format_table(result: dict[str, Any], links: dict[int, str] | None = None) ->
     head = "lang  " + "".join(f"{r['latent']:>9}" for r in ranked)
     rows = [f"{lang:<6}" + "".join(f"{r['concept_mean'][lang]:>8.2f}{'*' if lang in r['carries'] else ' '}"
                                    for r in ranked) for lang in langs]
-    foot = "langs " + "".join(f"{r['languages']:>8}/{len(langs)}"[-9:] for r in ranked)
+    foot = "langs " + "".join(f"{r['languages']}/{len(langs)}".rjust(8) + " " for r in ranked)
     lines = [f"concept {result['concept']!r} ({result['description']}): mean max-activation per language; "
              "* = above every control sentence in that language", head, *rows, foot]
     for r in ranked[:5]:

@@ -30,14 +30,14 @@ class TopContexts:
     keys: Tensor  # [d_sae, k]  activation (top) or random priority (samples)
     acts: Tensor  # [d_sae, k]  the latent's activation at the centre token
     where: Tensor  # [d_sae, k]  global token index, -1 for an empty slot
-    tokens: Tensor  # [d_sae, k, 2w+1]  token ids around the centre, -1 outside the window
+    tokens: Tensor  # [d_sae, k, 2w+1] int32  token ids around the centre, -1 outside the window
     ctx_acts: Tensor  # [d_sae, k, 2w+1]  the latent's activation on those tokens
 
     @classmethod
     def empty(cls, d_sae: int, k: int, width: int) -> "TopContexts":
         return cls(keys=torch.full((d_sae, k), -torch.inf), acts=torch.zeros(d_sae, k),
                    where=torch.full((d_sae, k), -1, dtype=torch.long),
-                   tokens=torch.full((d_sae, k, width), -1, dtype=torch.long),
+                   tokens=torch.full((d_sae, k, width), -1, dtype=torch.int32),
                    ctx_acts=torch.zeros(d_sae, k, width))
 
     def merge(self, other: "TopContexts") -> "TopContexts":
@@ -141,7 +141,7 @@ class StatsAccumulator:
             keys=top.values.float(),
             acts=torch.where(valid, lat[n, torch.arange(self.d_sae)[:, None]], 0.0),
             where=torch.where(valid, where[n], -1),
-            tokens=torch.where(inside, tokens.reshape(-1)[rows], -1),
+            tokens=torch.where(inside, tokens.reshape(-1)[rows], -1).int(),
             ctx_acts=torch.where(inside, lat[rows, latent], 0.0),
         )
 

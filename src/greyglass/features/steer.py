@@ -114,7 +114,7 @@ def effect_svg(rows: list[dict], width: int = 420, height: int = 180) -> str:
     xs = [r["value"] for r in rows]
     ys = [r["p_target"]["value"] for r in rows]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y1 = max(max(r["p_target"]["hi"] for r in rows), 1e-9)
+    y1 = max(max(r["p_target"]["ci_high"] for r in rows), 1e-9)
     px = lambda x: 40 + (x - x0) / (x1 - x0) * (width - 60)
     py = lambda y: height - 25 - y / y1 * (height - 40)
     line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
