@@ -225,3 +225,27 @@ def test_explainer_client_against_local_stub(planted, stub_server, tmp_path):
     dead = ExplainerClient("http://127.0.0.1:9/v1", timeout=0.5, retries=1, backoff=0.01)
     with pytest.raises(GreyglassError, match="failed after 2 tries"):
         dead.chat("hi")
+
+
+def test_store_source_matches_on_the_fly(planted, tmp_path):
+    from greyglass.features.source import encode_batch, store_batches
+    from greyglass.features.stats import StatsAccumulator
+    from greyglass.store import ActivationStore, CaptureConfig, capture
+
+    lm, sae, _, _ = planted
+    corpus = CorpusConfig(context_size=64)
+    capture(lm, CaptureConfig(sites=(SITE,), tokens=16 * 63, batch_tokens=512, shard_tokens=300), corpus,
+            tmp_path / "store", progress=False)
+    results = []
+    for batches in (store_batches(ActivationStore(tmp_path / "store"), SITE, 1000),
+                    corpus_batches(lm, SITE, corpus, 1000)):
+        acc = StatsAccumulator(D_SAE, k=5, n_samples=5, window=3)
+        for b in batches:
+            acc.update(b.tokens, encode_batch(sae, b), b.mask)
+        results.append(acc.result())
+    from_store, on_the_fly = results
+    assert from_store.n_tokens == on_the_fly.n_tokens == 16 * 63  # whole windows, BOS excluded
+    assert (from_store.n_active - on_the_fly.n_active).abs().max() <= 2  # float noise at the ReLU edge only
+    assert (from_store.top.where == on_the_fly.top.where).float().mean() > 0.95
+    same = from_store.top.where == on_the_fly.top.where
+    assert torch.equal(from_store.top.tokens[same], on_the_fly.top.tokens[same])
