@@ -249,3 +249,20 @@ def test_store_source_matches_on_the_fly(planted, tmp_path):
     assert (from_store.top.where == on_the_fly.top.where).float().mean() > 0.95
     same = from_store.top.where == on_the_fly.top.where
     assert torch.equal(from_store.top.tokens[same], on_the_fly.top.tokens[same])
+
+
+def test_demo_step_skips_without_sae_and_runs_with_one(planted, tmp_path, capsys):
+    from greyglass.demo import STEPS, DemoContext
+    from greyglass.features.demo import step_features
+
+    assert step_features in STEPS
+    lm, sae, _, _ = planted
+    ctx = DemoContext(lm=lm, root=tmp_path, tokens=500)
+    step_features(ctx)
+    assert "skipped" in capsys.readouterr().out and not (tmp_path / "features").exists()
+    ctx.outputs.update(sae=sae, sae_dir=tmp_path / "sae")
+    step_features(ctx)
+    out = capsys.readouterr().out
+    assert out.count("  latent ") == 5 and "languages" in out
+    results = json.loads((tmp_path / "features" / "results.json").read_text())
+    assert results["n_tokens"] >= 500 and len(results["bridge_concept"]["ranked"]) == 5

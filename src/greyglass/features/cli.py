@@ -106,6 +106,9 @@ def run_build(args: argparse.Namespace) -> int:
     lm = model_from_args(args)
     if args.store:
         store = ActivationStore(args.store)
+        if store.manifest["model"]["sha256"] != lm.sha256:
+            raise GreyglassError(f"activation store {args.store} was captured from {store.manifest['model']['name']}, "
+                                 f"not {lm.name}; pass the same --model the store was captured with")
         batches = store_batches(store, sae.cfg.hook_name, cfg.tokens, cfg.batch_windows)
         data = {"store": str(args.store), "fingerprint": store.manifest["corpus"]["fingerprint"]}
     else:
