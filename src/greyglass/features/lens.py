@@ -45,8 +45,15 @@ def token_strings(tokenizer, ids) -> dict[int, str]:
 
 def auto_label(fires_on: list[str], promoted: list[str], n: int = 3) -> str:
     """'bridge, Bridge -> Gate, span': the commonest top-context tokens, then the top promoted ones."""
-    common = [t for t, _ in Counter(s.strip() for s in fires_on if s.strip()).most_common(n)]
-    pushes = [s.strip() for s in promoted if s.strip()][:n]
-    if not common:
+    common = [t for t, _ in Counter(s.strip() for s in fires_on if _readable(s)).most_common(n)]
+    pushes = [s.strip() for s in promoted if _readable(s)][:n]
+    if not fires_on:
         return "(never fired)"
-    return ", ".join(common) + (" -> " + ", ".join(pushes) if pushes else "")
+    fired = ", ".join(common) or "(whitespace or partial characters)"
+    return fired + (" -> " + ", ".join(pushes) if pushes else "")
+
+
+def _readable(token: str) -> bool:
+    """Skip tokens that are blank, partial UTF-8 (decoded as U+FFFD) or control characters."""
+    text = token.strip()
+    return bool(text) and "\ufffd" not in text and text.isprintable()
