@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--concept", default="bridge", help="built-in concept name or a JSON file (default: bridge)")
     c.add_argument("--ntrex", type=int, default=10, help="NTREX-128 news sentences added as controls per language (default: 10)")
     c.add_argument("--top", type=int, default=10, help="latents to rank (default: 10)")
+    c.add_argument("--features", help="features folder for dashboard links (default: <SAE>/features)")
     c.add_argument("--out", help="run folder (default: runs/features-concept/<time>)")
     add_model_args(c)
     c.set_defaults(func=run_concept)
@@ -186,7 +187,7 @@ def run_concept(args: argparse.Namespace) -> int:
     result = concept_table(lm, sae, concept, ntrex=args.ntrex, top=args.top)
     links: dict[int, str] = {}
     try:
-        db = FeatureDB(features_dir(args.sae))
+        db = FeatureDB(features_dir(args.features or args.sae))
     except GreyglassError:
         print(f"(no feature database for {args.sae}: run `greyglass features build` to get dashboard links)")
     else:
