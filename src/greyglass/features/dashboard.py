@@ -60,7 +60,7 @@ def latent_page(row: dict[str, Any], meta: dict[str, Any]) -> str:
     """One latent's dashboard as a complete HTML document."""
     j = row["latent"]
     peak = row["max_act"] or 1.0
-    lens = "".join(f"<tr><td>{escape(p[0])!s}</td><td>{p[1]:+.2f}</td><td>{escape(s[0])}</td><td>{s[1]:+.2f}</td></tr>"
+    lens = "".join(f"<tr><td>{escape(p[0])}</td><td>{p[1]:+.2f}</td><td>{escape(s[0])}</td><td>{s[1]:+.2f}</td></tr>"
                    for p, s in zip(row["promoted"], row["suppressed"]))
     expl = (f"<p><b>Explanation:</b> {escape(row['explanation'])}"
             + (f" (detection score {row['detection']:.2f})" if row["detection"] is not None else "") + "</p>"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-HIST_EDGES = torch.logspace(-3, 3, 61)  # 60 log-spaced bins from 0.001 to 1000
+HIST_EDGES = torch.logspace(-3, 3, 121)  # 120 log-spaced bins (20 per decade) from 0.001 to 1000
 _P = 2**31 - 1
 
 
