@@ -232,7 +232,7 @@ def run_steer(args: argparse.Namespace) -> int:
     write_results(out, {"generations": texts, "target_words": list(words), "mode": args.mode,
                         "baseline_p_target": sum(baseline) / len(baseline), "effect": effect})
     print(f"P(next token is one of {list(words)}) over {len(DEFAULT_PROMPTS)} neutral prompts: "
-          f"unsteered {sum(baseline) / len(baseline):.4f}; "
-          + ", ".join(f"{r['value']:g} -> {r['p_target']['value']:.4f}" for r in effect))
+          f"unsteered {sum(baseline) / len(baseline):.3g}; "
+          + ", ".join(f"{r['value']:g} -> {r['p_target']['value']:.3g}" for r in effect))
     print(f"results: {out / 'results.json'}")
     return 0
