@@ -41,4 +41,4 @@ def step_features(ctx) -> None:
     for r in concept["ranked"]:
         print(f"  latent {r['latent']:>5}: {r['languages']} languages ({', '.join(r['carries']) or 'none'}); "
               f"label: {labels[r['latent']]}")
-    print(f"  see one: greyglass features show {sae_dir} {concept['ranked'][0]['latent']}")
+    print(f"  see one: greyglass features show {out} {concept['ranked'][0]['latent']}")
