@@ -132,6 +132,7 @@ def test_concept_ranks_the_planted_latent_first(planted, tmp_path):
     result = concept_table(lm, sae, load_concept(str(path)), ntrex=2, top=3)
     best = result["ranked"][0]
     assert best["latent"] == PLANTED and best["languages"] == 3 and best["carries"] == ["en", "fr", "xx"]
+    assert best["mean_auroc"] == 1.0  # every q sentence outscores every control
     assert "latent 5: 3/3 languages" in format_table(result)
 
 

@@ -7,7 +7,8 @@ are added as further controls. For each sentence we take each latent's maximum a
 over its tokens. Per language, a latent "carries" the concept when its mean activation on the
 concept's sentences is above its largest activation on any control sentence of that language.
 Latents are ranked by how many languages they carry the concept in (language independence),
-then by their mean margin over the controls.
+then by their mean margin over the controls; each ranked latent also gets the AUROC of its
+activation for concept vs control sentences, averaged over languages (0.5 = no separation).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from ..data.files import bundled_path, open_text
 from ..errors import GreyglassError
 from ..models import LoadedModel
+from ..stats import auroc
 from .load import SAELike
 from .source import text_latents
 
@@ -89,16 +91,16 @@ def ntrex_sentences(lang: str, n: int, start: int = 0) -> list[str]:
 def concept_table(lm: LoadedModel, sae: SAELike, concept: Concept, ntrex: int = 10, top: int = 10) -> dict[str, Any]:
     """Languages x latents activations and the latents ranked by language independence."""
     langs = list(concept.sentences)
-    concept_mean, control_max, control_mean = [], [], []
+    per_lang: list[tuple[torch.Tensor, torch.Tensor]] = []  # ([n_sentences, d_sae], [n_controls, d_sae])
     for lang in langs:
         controls = concept.controls.get(lang, []) + ntrex_sentences(lang, ntrex)
         if not controls:
             raise GreyglassError(f"concept {concept.name!r}: no control sentences for language {lang!r}; "
                                  "add them under 'controls'")
-        concept_mean.append(text_latents(lm, sae, concept.sentences[lang]).mean(0))
-        ctrl = text_latents(lm, sae, controls)
-        control_max.append(ctrl.max(0).values)
-        control_mean.append(ctrl.mean(0))
+        per_lang.append((text_latents(lm, sae, concept.sentences[lang]), text_latents(lm, sae, controls)))
+    concept_mean = [on.mean(0) for on, _ in per_lang]
+    control_max = [ctrl.max(0).values for _, ctrl in per_lang]
+    control_mean = [ctrl.mean(0) for _, ctrl in per_lang]
     on, ctrl_max, ctrl_mean = torch.stack(concept_mean), torch.stack(control_max), torch.stack(control_mean)  # [L, d_sae]
     carries = on > ctrl_max  # [L, d_sae]
     margin = (on - ctrl_mean).mean(0)  # [d_sae]
@@ -107,12 +109,19 @@ def concept_table(lm: LoadedModel, sae: SAELike, concept: Concept, ntrex: int = 
     ranked = [{"latent": j, "languages": int(n_langs[j]), "fraction_of_languages": float(n_langs[j]) / len(langs),
                "carries": [lang for lang, c in zip(langs, carries[:, j].tolist()) if c],
                "mean_margin": float(margin[j]),
+               "mean_auroc": sum(_auroc(on[:, j], ctrl[:, j]) for on, ctrl in per_lang) / len(langs),
                "concept_mean": dict(zip(langs, (round(v, 4) for v in on[:, j].tolist()))),
                "control_max": dict(zip(langs, (round(v, 4) for v in ctrl_max[:, j].tolist())))}
               for j in order]
     return {"concept": concept.name, "description": concept.description, "languages": langs,
             "n_sentences": {lang: len(s) for lang, s in concept.sentences.items()}, "ntrex_controls": ntrex,
             "ranked": ranked}
+
+
+def _auroc(concept: torch.Tensor, controls: torch.Tensor) -> float:
+    """How well this latent's activation separates a language's concept sentences from its controls."""
+    scores = torch.cat([concept, controls]).tolist()
+    return auroc(scores, [1] * len(concept) + [0] * len(controls))
 
 
 def format_table(result: dict[str, Any], links: dict[int, str] | None = None) -> str:
@@ -126,5 +135,6 @@ def format_table(result: dict[str, Any], links: dict[int, str] | None = None) ->
              "* = above every control sentence in that language", head, *rows, foot]
     for r in ranked[:5]:
         link = f"  {links[r['latent']]}" if links and r["latent"] in links else ""
-        lines.append(f"latent {r['latent']}: {r['languages']}/{len(langs)} languages, margin {r['mean_margin']:.3g}{link}")
+        lines.append(f"latent {r['latent']}: {r['languages']}/{len(langs)} languages, margin {r['mean_margin']:.3g}, "
+                     f"AUROC vs controls {r['mean_auroc']:.2f} (mean over languages){link}")
     return "\n".join(lines)
