@@ -271,3 +271,18 @@ def test_demo_step_skips_without_sae_and_runs_with_one(planted, tmp_path, capsys
 
     html = build_report([tmp_path], tmp_path / "report.html").read_text()
     assert "What the sparse autoencoder&#x27;s features respond to" in html and "concept activation by language" in html
+
+
+def test_ctrl_c_keeps_the_tokens_already_read(planted, tmp_path):
+    lm, sae, _, _ = planted
+
+    def interrupted():
+        batches = corpus_batches(lm, SITE, CorpusConfig(context_size=64), 10_000)
+        yield next(batches)
+        yield next(batches)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_features(lm, sae, interrupted(), FeaturesConfig(tokens=10_000), tmp_path, {"sae": "x"}, progress=False)
+    db = FeatureDB(tmp_path)
+    assert db.meta["complete"] is False and db.meta["n_tokens"] == 2 * 8 * 63

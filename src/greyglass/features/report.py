@@ -36,7 +36,8 @@ def concept_heatmap_svg(concept: dict[str, Any], cell: int = 26) -> str:
 def _concept_numbers(concept: dict[str, Any]) -> list[tuple[str, str]]:
     n = len(concept["languages"])
     return [(f"latent {r['latent']}", f"carries it in {r['languages']} of {n} languages "
-             f"({', '.join(r['carries']) or 'none'}); mean margin over controls {r['mean_margin']:.3g}")
+             f"({', '.join(r['carries']) or 'none'}); mean margin over controls {r['mean_margin']:.3g}; "
+             f"AUROC concept vs controls {r.get('mean_auroc', float('nan')):.2f}")
             for r in concept["ranked"][:5]]
 
 
