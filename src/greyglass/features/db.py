@@ -86,10 +86,11 @@ def write_db(path: str | Path, stats: FeatureStats, lens: LogitLens | None, stri
 
 def _context_lists(tc: TopContexts) -> list[list[tuple]]:
     """Per latent, its filled slots as (act, centre token, tokens json, acts json)."""
-    where, acts, tokens, ctx_acts = tc.where.tolist(), tc.acts.tolist(), tc.tokens.tolist(), tc.ctx_acts.tolist()
+    where, tokens = tc.where.tolist(), tc.tokens.tolist()
+    acts = tc.acts.double().numpy().round(4).tolist()  # rounded in float64 so the JSON stays short
+    ctx_acts = tc.ctx_acts.double().numpy().round(3).tolist()
     mid = tc.tokens.shape[2] // 2
-    return [[(round(acts[j][r], 4), tokens[j][r][mid], json.dumps(tokens[j][r]),
-              json.dumps([round(a, 3) for a in ctx_acts[j][r]]))
+    return [[(acts[j][r], tokens[j][r][mid], json.dumps(tokens[j][r]), json.dumps(ctx_acts[j][r]))
              for r in range(len(where[j])) if where[j][r] >= 0] for j in range(len(where))]
 
 
