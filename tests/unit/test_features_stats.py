@@ -59,3 +59,22 @@ def test_context_is_cut_at_window_edges():
     assert top.tokens[0, 0].tolist()[:3] == [-1, -1, -1]
     assert top.tokens[0, 0, 3] == tokens[0, 1]
     assert (top.where[0, 1:] == -1).all()
+
+
+def test_logit_lens_matches_manual_and_finds_a_planted_token(tiny_llama):
+    from greyglass.features.lens import auto_label, logit_lens
+
+    lm = tiny_llama
+    W_U = lm.unembed.weight.detach()  # [vocab, d]
+    g = torch.Generator().manual_seed(0)
+    W_dec = torch.randn(3, lm.d_model, generator=g)
+    t = lm.tokenizer.convert_tokens_to_ids("q")
+    W_dec[2] = W_U[t] / lm.final_norm.weight.detach()  # after the norm's gain, this points along q's unembedding
+    lens = logit_lens(lm, W_dec, n=4, chunk=2)  # chunk < d_sae: exercises the chunking
+    with torch.inference_mode():
+        logits = lm.unembed(lm.final_norm(W_dec[0][None, None]))[0, 0]
+    assert lens.promoted[0].tolist() == logits.topk(4).indices.tolist()
+    assert lens.suppressed[0].tolist() == (-logits).topk(4).indices.tolist()
+    assert lens.promoted[2, 0] == t
+    assert auto_label([" q", "q", " z"], [" q", "\ufffd", "x"]) == "q, z -> q, x"
+    assert auto_label([], []) == "(never fired)"
