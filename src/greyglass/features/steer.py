@@ -49,8 +49,8 @@ def latent_fn(sae: SAELike, latent: int, value: float, mode: SteerMode) -> Calla
         if mode == "add":
             return x + value * d
         with torch.inference_mode():
-            a = sae.encode(x.reshape(-1, x.shape[-1]).to(row.dtype))[:, latent].reshape(x.shape[:-1])  # [B, T]
-        return x + (value - a.to(x.dtype))[..., None] * d
+            a = sae.encode(x.reshape(-1, x.shape[-1]).to(row.device, row.dtype))[:, latent]  # [B*T], on the SAE's device
+        return x + (value - a.reshape(x.shape[:-1]).to(x.device, x.dtype))[..., None] * d
 
     return fn
 
