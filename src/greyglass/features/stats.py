@@ -110,18 +110,17 @@ class StatsAccumulator:
         self.n_active += active.sum(0)
         self.act_sum += lat.sum(0, dtype=torch.float64)
         self.act_max = torch.maximum(self.act_max, lat.max(0).values)
-        self._histogram(lat, active)
+        rows, cols = active.nonzero(as_tuple=True)  # the (token, latent) pairs that fired
+        self._histogram(lat[rows, cols], cols)
         neg = torch.tensor(-torch.inf)
         self.top = self.top.merge(self._candidates(torch.where(active, lat, neg), lat, where, tokens, mask, self.k))
-        rows, cols = active.nonzero(as_tuple=True)
         prio = torch.full_like(lat, -torch.inf)
         prio[rows, cols] = sample_priority(where[rows], cols).float()
         self.samples = self.samples.merge(self._candidates(prio, lat, where, tokens, mask, self.n_samples))
 
-    def _histogram(self, lat: Tensor, active: Tensor) -> None:
-        rows, cols = active.nonzero(as_tuple=True)
+    def _histogram(self, values: Tensor, cols: Tensor) -> None:
         n_bins = self.hist.shape[1]
-        bins = (torch.bucketize(lat[rows, cols], HIST_EDGES) - 1).clamp(0, n_bins - 1)
+        bins = (torch.bucketize(values, HIST_EDGES) - 1).clamp(0, n_bins - 1)
         self.hist += torch.bincount(cols * n_bins + bins, minlength=self.d_sae * n_bins).view(self.d_sae, n_bins)
 
     def _candidates(self, keys: Tensor, lat: Tensor, where: Tensor, tokens: Tensor, mask: Tensor,
