@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "greyglass.store.cli",
     "greyglass.report.cli",
     "greyglass.sae.cli",
+    "greyglass.features.cli",
     "greyglass.demo",
 ]
 

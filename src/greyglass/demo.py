@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.corpus import CorpusConfig
+from .features.demo import step_features
 from .models import LoadedModel
 from .report import build_report
 from .runs import write_config, write_results
@@ -47,7 +48,7 @@ def step_capture(ctx: DemoContext) -> None:
     print(store.describe())
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae]
+STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_features]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,288 @@
+"""Feature database, search and dashboards on a tiny model with a planted latent."""
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from greyglass.data import CorpusConfig
+from greyglass.errors import GreyglassError
+from greyglass.features import FeatureDB, FeaturesConfig, build_features, load_sae
+from greyglass.features.dashboard import text_summary, write_html
+from greyglass.features.db import DB_NAME, set_explanation
+from greyglass.features.source import corpus_batches, text_latents
+from greyglass.models import run_to_sites
+
+SITE = "blocks.1.hook_resid_post"
+PLANTED, D_SAE = 5, 32
+
+
+def save_sae_folder(folder, W_enc, b_enc, W_dec, b_dec, site=SITE, architecture="standard"):
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"W_enc": W_enc.contiguous(), "b_enc": b_enc, "W_dec": W_dec.contiguous(), "b_dec": b_dec},
+              str(folder / "sae_weights.safetensors"))
+    cfg = {"architecture": architecture, "d_in": W_enc.shape[0], "d_sae": W_enc.shape[1],
+           "metadata": {"hook_name": site, "model_name": "tiny-llama"}}
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def planted(tiny_llama, tmp_path_factory):
+    """A random SAE whose latent 5 fires exactly on the byte 'q' (a separating direction)."""
+    lm = tiny_llama
+    ids = lm.tokenizer(["the quick queen quietly quoted a quaint quip", "aqua quest equals quota"],
+                       return_tensors="pt", padding=True).input_ids
+    acts = run_to_sites(lm, ids, [SITE])[SITE].reshape(-1, lm.d_model)
+    is_q = (ids == lm.tokenizer.convert_tokens_to_ids("q")).reshape(-1)
+    w = acts[is_q].mean(0) - acts[~is_q].mean(0)
+    proj = acts @ w
+    assert proj[is_q].min() > proj[~is_q].max(), "setup: 'q' must be linearly separable at this site"
+    threshold = (proj[is_q].min() + proj[~is_q].max()) / 2
+    g = torch.Generator().manual_seed(0)
+    W_enc = torch.randn(lm.d_model, D_SAE, generator=g) * 0.05
+    b_enc = torch.zeros(D_SAE)
+    W_enc[:, PLANTED], b_enc[PLANTED] = w * 10, -threshold * 10
+    W_dec = torch.randn(D_SAE, lm.d_model, generator=g)
+    folder = save_sae_folder(tmp_path_factory.mktemp("sae") / "sae", W_enc, b_enc, W_dec, torch.zeros(lm.d_model))
+    sae = load_sae(folder)
+    out = folder / "features"
+    cfg = FeaturesConfig(tokens=3000, top_k=8, n_samples=8, window=4)
+    batches = corpus_batches(lm, SITE, CorpusConfig(context_size=64), cfg.tokens, cfg.batch_windows)
+    summary = build_features(lm, sae, batches, cfg, out, {"sae": str(folder), "model": lm.name}, progress=False)
+    return lm, sae, out, summary
+
+
+def test_build_summary(planted):
+    _, _, out, summary = planted
+    assert summary["n_tokens"] >= 3000 and summary["d_sae"] == D_SAE
+    assert (out / DB_NAME).is_file()
+
+
+def test_fires_on_returns_planted_latent(planted):
+    db = FeatureDB(planted[2])
+    hits = db.fires_on("q")
+    assert hits[0]["latent"] == PLANTED
+    assert db.fires_on("Q") == hits  # case-insensitive
+    row = db.latent(PLANTED)
+    assert all(c["tokens"][c["centre_index"]][0] == "q" for c in row["top"] + row["quantile"])
+    assert row["label"].startswith("q")
+
+
+def test_label_search_and_most_active_on_text(planted):
+    lm, sae, out, _ = planted
+    set_explanation(out / DB_NAME, PLANTED, "the letter q, as in money-free words like quest", 0.9)
+    db = FeatureDB(out)
+    assert [r["latent"] for r in db.search("money")] == [PLANTED]
+    assert db.latent(PLANTED)["detection"] == 0.9
+    with pytest.raises(GreyglassError):
+        db.search('"unclosed')
+    acts = text_latents(lm, sae, ["a quiet quiz", "no such letter here"])
+    assert acts[0].argmax() == PLANTED and acts[1, PLANTED] == 0
+
+
+def test_text_summary_and_bad_latent(planted):
+    db = FeatureDB(planted[2])
+    text = text_summary(db, PLANTED)
+    assert f"latent {PLANTED}" in text and "[[q]]" in text
+    with pytest.raises(GreyglassError, match="out of range"):
+        db.latent(D_SAE)
+
+
+def test_html_dashboards_are_self_contained(planted, tmp_path):
+    db = FeatureDB(planted[2])
+    out = write_html(db, tmp_path / "html")
+    pages = sorted(out.glob("*.html"))
+    assert out / "index.html" in pages and out / f"latent_{PLANTED}.html" in pages
+    for page in pages:
+        text = page.read_text()
+        tags = []
+        parser = HTMLParser()
+        parser.handle_starttag = lambda tag, attrs: tags.append((tag, dict(attrs)))
+        parser.feed(text)
+        assert not {"script", "link", "img", "iframe"} & {t for t, _ in tags}
+        urls = [a[k] for _, a in tags for k in ("href", "src") if a.get(k)]
+        assert all(not re.match(r"^[a-z]+:", u) and not u.startswith("//") for u in urls), page
+        assert "http" not in text and not re.search(r"url\(|@import", text)
+        assert len(text) < 200_000
+    planted_page = (out / f"latent_{PLANTED}.html").read_text()
+    assert "<svg" in planted_page and "rgba(230,120,40,1.00)" in planted_page
+
+
+def test_load_sae_errors(tmp_path):
+    with pytest.raises(GreyglassError, match="cfg.json is missing"):
+        load_sae(tmp_path)
+    folder = save_sae_folder(tmp_path / "s", torch.zeros(8, 4), torch.zeros(4), torch.zeros(5, 8), torch.zeros(8))
+    with pytest.raises(GreyglassError, match="W_dec has shape"):
+        load_sae(folder)
+
+
+def test_concept_ranks_the_planted_latent_first(planted, tmp_path):
+    from greyglass.features.concept import concept_table, format_table, load_concept
+
+    lm, sae, _, _ = planted
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps({
+        "name": "letter-q", "description": "words with q",
+        "sentences": {"en": ["a quiet quiz", "the queen"], "fr": ["une question", "quatre"], "xx": ["qqq", "aqa"]},
+        "controls": {"en": ["hello there", "a big dog"], "fr": ["bonjour", "le chat"], "xx": ["zzz", "abc"]}}))
+    result = concept_table(lm, sae, load_concept(str(path)), ntrex=2, top=3)
+    best = result["ranked"][0]
+    assert best["latent"] == PLANTED and best["languages"] == 3 and best["carries"] == ["en", "fr", "xx"]
+    assert best["mean_auroc"] == 1.0  # every q sentence outscores every control
+    assert "latent 5: 3/3 languages" in format_table(result)
+
+
+def test_concept_file_errors(tmp_path):
+    from greyglass.features.concept import builtin_concepts, load_concept
+
+    assert {"bridge", "disease", "money", "deception", "code_bug"} <= set(builtin_concepts())
+    assert len(builtin_concepts()["bridge"].sentences) >= 8
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"sentences": {"en": []}}))
+    with pytest.raises(GreyglassError, match="'sentences' must map"):
+        load_concept(str(bad))
+    with pytest.raises(GreyglassError, match="neither built in"):
+        load_concept("no-such-concept")
+
+
+def test_steering_adds_or_clamps_the_decoder_row(planted):
+    from greyglass.features.steer import steering, steering_effect, target_probability
+    from greyglass.models import capturing
+
+    lm, sae, _, _ = planted
+    ids = lm.tokenizer("a quiet quiz", return_tensors="pt").input_ids
+    row = sae.W_dec[PLANTED]
+    with torch.inference_mode(), capturing(lm, [SITE]) as base:
+        lm.model(input_ids=ids)
+    x = base[SITE]
+    with torch.inference_mode(), steering(lm, sae, PLANTED, 3.0, "add"), capturing(lm, [SITE]) as added:
+        lm.model(input_ids=ids)
+    assert torch.allclose(added[SITE] - x, 3.0 * row.expand_as(x), atol=1e-5)
+    a = sae.encode(x.reshape(-1, lm.d_model))[:, PLANTED].reshape(x.shape[:-1])
+    with torch.inference_mode(), steering(lm, sae, PLANTED, 7.0, "clamp"), capturing(lm, [SITE]) as clamped:
+        lm.model(input_ids=ids)
+    assert torch.allclose(clamped[SITE] - x, (7.0 - a)[..., None] * row, atol=1e-4)
+    rows = steering_effect(lm, sae, PLANTED, [0.0, 20.0], ["q", "z"], mode="add", prompts=["abc", "the "])
+    qz = sorted(lm.tokenizer.convert_tokens_to_ids(["q", "z"]))
+    assert rows[0]["per_prompt"] == pytest.approx(target_probability(lm, ["abc", "the "], qz), abs=1e-6)
+    assert rows[1]["per_prompt"] != rows[0]["per_prompt"]
+
+
+@pytest.fixture
+def stub_server():
+    """A local OpenAI-compatible stub on a loopback port: fails the first request, then answers by rule."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    calls = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            prompt = body["messages"][0]["content"]
+            calls.append(prompt)
+            if len(calls) == 1:
+                self.send_response(503)
+                self.end_headers()
+                return
+            if "what does this feature detect" in prompt:
+                answer = "the letter q" if "<<q>>" in prompt else "something else"
+            else:  # detection: pick the numbered snippets that contain a q
+                answer = ",".join(n for n, text in re.findall(r"^(\d+)\. (.*)$", prompt, re.M) if "q" in text) or "none"
+            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", calls
+    server.shutdown()
+    server.server_close()
+
+
+def test_explainer_client_against_local_stub(planted, stub_server, tmp_path):
+    import shutil
+
+    from greyglass.features.explainer import ExplainerClient, explain_latents
+
+    url, calls = stub_server
+    db_path = tmp_path / DB_NAME
+    shutil.copy(planted[2] / DB_NAME, db_path)
+    client = ExplainerClient(url, timeout=5, retries=2, backoff=0.01)
+    out = {r["latent"]: r for r in explain_latents(FeatureDB(db_path), db_path, client, n=40)}
+    assert len(calls) >= 3  # the first (503) was retried
+    assert out[PLANTED]["explanation"] == "the letter q" and out[PLANTED]["detection"] == 1.0
+    assert PLANTED in [r["latent"] for r in FeatureDB(db_path).search("letter")]
+    dead = ExplainerClient("http://127.0.0.1:9/v1", timeout=0.5, retries=1, backoff=0.01)
+    with pytest.raises(GreyglassError, match="failed after 2 tries"):
+        dead.chat("hi")
+
+
+def test_store_source_matches_on_the_fly(planted, tmp_path):
+    from greyglass.features.source import encode_batch, store_batches
+    from greyglass.features.stats import StatsAccumulator
+    from greyglass.store import ActivationStore, CaptureConfig, capture
+
+    lm, sae, _, _ = planted
+    corpus = CorpusConfig(context_size=64)
+    capture(lm, CaptureConfig(sites=(SITE,), tokens=16 * 63, batch_tokens=512, shard_tokens=300), corpus,
+            tmp_path / "store", progress=False)
+    results = []
+    for batches in (store_batches(ActivationStore(tmp_path / "store"), SITE, 1000),
+                    corpus_batches(lm, SITE, corpus, 1000)):
+        acc = StatsAccumulator(D_SAE, k=5, n_samples=5, window=3)
+        for b in batches:
+            acc.update(b.tokens, encode_batch(sae, b), b.mask)
+        results.append(acc.result())
+    from_store, on_the_fly = results
+    assert from_store.n_tokens == on_the_fly.n_tokens == 16 * 63  # whole windows, BOS excluded
+    assert (from_store.n_active - on_the_fly.n_active).abs().max() <= 2  # float noise at the ReLU edge only
+    assert (from_store.top.where == on_the_fly.top.where).float().mean() > 0.95
+    same = from_store.top.where == on_the_fly.top.where
+    assert torch.equal(from_store.top.tokens[same], on_the_fly.top.tokens[same])
+
+
+def test_demo_step_skips_without_sae_and_runs_with_one(planted, tmp_path, capsys):
+    from greyglass.demo import STEPS, DemoContext
+    from greyglass.features.demo import step_features
+
+    assert step_features in STEPS
+    lm, sae, _, _ = planted
+    ctx = DemoContext(lm=lm, root=tmp_path, tokens=500)
+    step_features(ctx)
+    assert "skipped" in capsys.readouterr().out and not (tmp_path / "features").exists()
+    ctx.outputs.update(sae=sae, sae_dir=tmp_path / "sae")
+    step_features(ctx)
+    out = capsys.readouterr().out
+    assert out.count("  latent ") == 5 and "languages" in out
+    results = json.loads((tmp_path / "features" / "results.json").read_text())
+    assert results["n_tokens"] >= 500 and len(results["bridge_concept"]["ranked"]) == 5
+    from greyglass.report import build_report
+
+    html = build_report([tmp_path], tmp_path / "report.html").read_text()
+    assert "What the sparse autoencoder&#x27;s features respond to" in html and "concept activation by language" in html
+
+
+def test_ctrl_c_keeps_the_tokens_already_read(planted, tmp_path):
+    lm, sae, _, _ = planted
+
+    def interrupted():
+        batches = corpus_batches(lm, SITE, CorpusConfig(context_size=64), 10_000)
+        yield next(batches)
+        yield next(batches)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_features(lm, sae, interrupted(), FeaturesConfig(tokens=10_000), tmp_path, {"sae": "x"}, progress=False)
+    db = FeatureDB(tmp_path)
+    assert db.meta["complete"] is False and db.meta["n_tokens"] == 2 * 8 * 63
