@@ -48,10 +48,21 @@ def write_config(folder: str | Path, kind: str, **parts: Any) -> dict[str, Any]:
         "command": sys.argv if sys.argv and "greyglass" in Path(sys.argv[0]).name else None,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
-        **{k: asdict(v) if is_dataclass(v) else v for k, v in parts.items()},  # type: ignore[arg-type]
+        **{k: plain(v) for k, v in parts.items()},
     }
     write_json(Path(folder) / CONFIG, config)
     return config
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses (also inside lists and dicts) as dicts, so config.json holds fields, not reprs."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
 
 
 def write_results(folder: str | Path, results: dict[str, Any]) -> None:

@@ -64,3 +64,30 @@ def test_find_runs_and_errors(runs, tmp_path, capsys):
     assert not (tmp_path / "x.html").exists()
     assert main(["report", str(runs / "capture"), "--out", str(tmp_path / "y.html")]) == 0
     assert "report written to" in capsys.readouterr().out
+
+
+def test_sae_section_from_a_real_evaluation(tmp_path, tiny_llama):
+    from greyglass.sae import SAEConfig, SparseAutoencoder
+    from greyglass.sae.evaluate import EvalConfig, evaluate
+
+    cfg = SAEConfig(architecture="topk", d_in=64, d_sae=256, k=8, hook_name="blocks.1.hook_resid_post",
+                    context_size=16)
+    sae = SparseAutoencoder(cfg)
+    results = evaluate(sae, tiny_llama, EvalConfig(tokens=200), progress=False)
+    run = tmp_path / "sae_eval" / "x"
+    write_config(run, "sae_eval", site=cfg.hook_name, d_sae=cfg.d_sae, model=tiny_llama.provenance())
+    write_results(run, results)
+    html = build_report([run], tmp_path / "r.html").read_text()
+    recovered = results["ce_loss_recovered"]
+    expected = "loses most" if recovered < 0.5 else f"keeps {'most' if recovered < 0.9 else 'nearly all'}"
+    assert expected in html and f"{recovered:.0%}" in html and "blocks.1.hook_resid_post" in html
+    assert "could not be read" not in html
+
+
+def test_a_run_with_missing_fields_gets_a_section_not_a_crash(tmp_path, capsys):
+    run = tmp_path / "bad"
+    write_config(run, "sae_eval")
+    write_results(run, {"ce_loss_recovered": 0.8})  # the other metrics are missing
+    html = build_report([run], tmp_path / "r.html").read_text()
+    assert "could not be read" in html and "KeyError" in html
+    assert "warning" in capsys.readouterr().err

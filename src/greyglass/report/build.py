@@ -7,6 +7,7 @@ for its `kind`, and renders one self-contained HTML page. Builders read only the
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,15 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def section_for(folder: Path) -> Section:
+    """The section for one run folder; a run whose files lack what its builder needs gets a section saying so."""
     config, results = read_run(folder)
     kind = config.get("kind", "unknown")
-    return BUILDERS.get(kind, generic_section)(config, results, folder)
+    try:
+        return BUILDERS.get(kind, generic_section)(config, results, folder)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        print(f"greyglass report: warning: {folder} could not be read as a '{kind}' run ({type(e).__name__}: {e})",
+              file=sys.stderr)
+        return unreadable_section(config, folder, f"{type(e).__name__}: {e}")
 
 
 def build_report(paths: Iterable[str | Path], out: str | Path, title: str | None = None) -> Path:
@@ -59,6 +66,19 @@ def build_report(paths: Iterable[str | Path], out: str | Path, title: str | None
     html = render_page(secs, title or "What we found inside the model")
     write_text(out, html)
     return Path(out)
+
+
+def unreadable_section(config: dict[str, Any], folder: Path, problem: str) -> Section:
+    kind = config.get("kind", "unknown")
+    return Section(
+        kind=kind,
+        title=f"Run of kind '{kind}' (could not be read)",
+        headline="This run's files do not hold what its report section needs, so nothing is claimed from it.",
+        numbers=[("problem", problem)],
+        shows=["Nothing."],
+        does_not_show=["Anything: the run may come from another greyglass version or have been edited by hand."],
+        provenance=provenance(config, str(folder)),
+    )
 
 
 def generic_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:

@@ -30,3 +30,4 @@ def capture_section(config: dict[str, Any], results: dict[str, Any], folder: Pat
         provenance=provenance(config, str(folder)),
     )
 from ..features import report as _features_report  # noqa: E402,F401  (registers the feature sections)
+from ..sae import report as _sae_report  # noqa: E402,F401  (registers the SAE sections)

@@ -114,7 +114,8 @@ def run_eval(args: argparse.Namespace) -> int:
     corpus = from_namespace(CorpusConfig, args, split="heldout",
                             **({} if "context_size" in vars(args) else {"context_size": sae.cfg.context_size}))
     out = Path(args.out) if args.out else default_run_dir("sae_eval")
-    write_config(out, "sae_eval", sae=str(args.sae), model=lm.provenance(), eval=ecfg, corpus=corpus,
+    write_config(out, "sae_eval", sae=str(args.sae), site=sae.cfg.hook_name, d_sae=sae.cfg.d_sae,
+                 model=lm.provenance(), eval=ecfg, corpus=corpus,
                  corpus_fingerprint=corpus_fingerprint(corpus))
     start = time.perf_counter()
     results = evaluate(sae, lm, ecfg, corpus, site=args.site, progress=not args.no_progress)

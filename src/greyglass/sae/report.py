@@ -1,0 +1,78 @@
+"""Evidence-report sections for SAE runs: how faithful the sparse autoencoder is.
+
+The headline leans on CE loss recovered (does the model still predict text as well with the
+SAE's rewrite spliced in?) rather than explained variance, which a single large residual
+dimension can push near 100% on small models (see docs/sae.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..report.build import builder
+from ..report.section import Section, provenance
+
+
+def _eval_of(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation dict: a sae_eval run's results, or the demo's sae_train results["eval"]."""
+    if "ce_loss_recovered" in results:
+        return results
+    return results.get("eval")
+
+
+def _headline(r: dict[str, Any], d_sae: int | None, site: str) -> str:
+    rec, l0 = r["ce_loss_recovered"], r["l0"]
+    of = f" out of {d_sae:,}" if d_sae else ""
+    if rec != rec or rec < 0.5:
+        return (f"The sparse autoencoder at {site} loses most of the model's prediction quality "
+                f"({rec:.0%} recovered): its features are not a trustworthy description of this layer.")
+    quality = "most" if rec < 0.9 else "nearly all"
+    return (f"The sparse autoencoder rewrites the activations at {site} as about {l0:.0f} active features per "
+            f"token{of} and keeps {quality} of the model's next-word prediction quality ({rec:.0%}).")
+
+
+def sae_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
+    r = _eval_of(results)
+    saes = config.get("saes") or []
+    sae_cfg = saes[0] if saes else {}
+    site = sae_cfg.get("hook_name") or config.get("site") or "its site"
+    d_sae = sae_cfg.get("d_sae") or config.get("d_sae")
+    if r is None:
+        final = (results.get("final") or [{}])[0]
+        return Section(
+            kind="sparse autoencoder", title="A sparse autoencoder was trained",
+            headline=f"A sparse autoencoder was trained on {results.get('tokens', 0):,} activations; it has not been "
+            "evaluated on held-out text, so nothing is claimed about its quality.",
+            numbers=[(k, f"{v:.4g}") for k, v in final.items() if isinstance(v, float)],
+            shows=["Training figures only."], does_not_show=["How faithful the SAE is: run `greyglass sae eval`."],
+            provenance=provenance(config, str(folder)))
+    notes = []
+    if r["explained_variance"] > 0.99 and r["ce_loss_recovered"] < 0.95:
+        notes.append("Explained variance looks near-perfect, but on this model one residual dimension carries most "
+                     "of the variance; the prediction-quality figure is the honest one.")
+    return Section(
+        kind="sparse autoencoder",
+        title="Can the model's layer be rewritten as a few readable features?",
+        headline=_headline(r, d_sae, site),
+        numbers=[
+            ("prediction quality kept (CE loss recovered)", f"{r['ce_loss_recovered']:.1%}"),
+            ("next-word loss: clean / with SAE / layer zeroed", f"{r['ce_clean']:.3f} / {r['ce_sae']:.3f} / {r['ce_zero']:.3f}"),
+            ("active features per token (L0)", f"{r['l0']:.1f}" + (f" of {d_sae:,}" if d_sae else "")),
+            ("explained variance", f"{r['explained_variance']:.1%}"),
+            ("features that never fired (dead)", f"{r['dead_fraction']:.1%}"),
+            ("features firing on over 10% of tokens (dense)", f"{r['dense_fraction']:.1%}"),
+            ("held-out tokens evaluated", f"{r['n_tokens']:,}"),
+        ],
+        shows=["How much of what this layer does survives being rewritten as a sparse sum of features.",
+               "Whether the features are used at all (dead) or too often to be specific (dense)."],
+        does_not_show=["What any single feature means: see the feature dashboards.",
+                       "That the features are the model's 'true' features: an SAE is one of many possible rewrites.",
+                       "Anything about other layers."],
+        provenance=provenance({**config, "corpus_fingerprint": config.get("corpus_fingerprint")}, str(folder)),
+        notes=notes,
+    )
+
+
+builder("sae_train")(sae_section)
+builder("sae_eval")(sae_section)
