@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.corpus import CorpusConfig
+from .evals.demo import step_sycophancy
 from .models import LoadedModel
 from .runs import write_config, write_results
 from .store import ActivationStore, CaptureConfig, capture
@@ -45,7 +46,7 @@ def step_capture(ctx: DemoContext) -> None:
     print(store.describe())
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_capture]
+STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sycophancy]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
