@@ -25,10 +25,9 @@ from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import torch
-
 from ..directions import Direction
 from ..models import LoadedModel, adding
+from .generate import Decoded, decode
 
 
 class BadRequest(Exception):
@@ -68,12 +67,12 @@ class ModelServer:
         for i, prompt in enumerate(prompts):
             enc = self.lm.tokenizer(prompt, return_offsets_mapping=True)
             gen = self._generate(enc.input_ids, opts, top or 0)
-            text = self._text(gen["ids"])
+            text = self._text(gen.ids)
             logprobs = None
             if top is not None:
                 logprobs = self._completion_logprobs(prompt, enc, gen, bool(body.get("echo")))
             choices.append({"index": i, "text": (prompt if body.get("echo") else "") + text,
-                            "logprobs": logprobs, "finish_reason": gen["finish"]})
+                            "logprobs": logprobs, "finish_reason": gen.finish})
         return self._envelope("text_completion", choices, sum(len(self.lm.tokenizer(p).input_ids) for p in prompts),
                               sum(len(c["text"]) for c in choices))
 
@@ -92,46 +91,21 @@ class ModelServer:
         gen = self._generate(ids, _options(body), top)
         content = None
         if body.get("logprobs"):
-            content = [{"token": self._text([t]), "logprob": lp, "top_logprobs": alts[:top]}
-                       for t, lp, alts in zip(gen["ids"], gen["logprobs"], gen["top"])]
-        choice = {"index": 0, "message": {"role": "assistant", "content": self._text(gen["ids"])},
-                  "logprobs": {"content": content} if content is not None else None, "finish_reason": gen["finish"]}
-        return self._envelope("chat.completion", [choice], len(ids), len(gen["ids"]))
+            content = [{"token": self._text([t]), "logprob": lp, "top_logprobs": self._alternatives(alts)}
+                       for t, lp, alts in zip(gen.ids, gen.logprobs, gen.top)]
+        choice = {"index": 0, "message": {"role": "assistant", "content": self._text(gen.ids)},
+                  "logprobs": {"content": content} if content is not None else None, "finish_reason": gen.finish}
+        return self._envelope("chat.completion", [choice], len(ids), len(gen.ids))
 
-    def _generate(self, prompt_ids: list[int], opts: dict[str, Any], top: int) -> dict[str, Any]:
-        """Greedy or sampled decoding with a KV cache; each new token's log-prob and top alternatives."""
-        out: dict[str, Any] = {"ids": [], "logprobs": [], "top": [], "finish": "length", "prompt_logprobs": None}
-        gen = torch.Generator().manual_seed(opts["seed"])
-        eos = self.lm.tokenizer.eos_token_id
-        with self.lock, torch.inference_mode():
-            ids = torch.tensor([prompt_ids], device=self.lm.device)
-            step = self.lm.model(input_ids=ids, use_cache=True)
-            out["prompt_logprobs"] = torch.log_softmax(step.logits[0].float(), -1)  # [T, vocab]
-            for _ in range(opts["max_tokens"]):
-                logp = torch.log_softmax(step.logits[0, -1].float(), -1)  # [vocab]
-                if opts["temperature"] > 0:
-                    probs = torch.softmax(logp / opts["temperature"], -1)
-                    token = int(torch.multinomial(probs.cpu(), 1, generator=gen))
-                else:
-                    token = int(logp.argmax())
-                out["ids"].append(token)
-                out["logprobs"].append(float(logp[token]))
-                out["top"].append(self._top(logp, top))
-                if token == eos:
-                    out["finish"] = "stop"
-                    break
-                if opts["stop"] and any(s in self._text(out["ids"]) for s in opts["stop"]):
-                    out["finish"] = "stop"
-                    break
-                step = self.lm.model(input_ids=torch.tensor([[token]], device=self.lm.device),
-                                     past_key_values=step.past_key_values, use_cache=True)
-        return out
+    def _generate(self, prompt_ids: list[int], opts: dict[str, Any], top: int) -> Decoded:
+        with self.lock:  # one model: requests take turns
+            return decode(self.lm, prompt_ids, opts["max_tokens"], opts["temperature"], opts["seed"], top, opts["stop"])
 
-    def _completion_logprobs(self, prompt: str, enc, gen: dict[str, Any], echo: bool) -> dict[str, Any]:
+    def _completion_logprobs(self, prompt: str, enc, gen: Decoded, echo: bool) -> dict[str, Any]:
         """OpenAI `logprobs` for a completion: tokens, token_logprobs, top_logprobs, text_offset."""
         tokens, lps, tops, offsets = [], [], [], []
         if echo:
-            prompt_lp = gen["prompt_logprobs"]
+            prompt_lp = gen.prompt_logprobs
             for pos, (tid, (start, end)) in enumerate(zip(enc.input_ids, enc.offset_mapping)):
                 if end == start:  # special tokens such as BOS are not part of the text
                     continue
@@ -140,20 +114,17 @@ class ModelServer:
                 tops.append(None)
                 offsets.append(start)
         at = len(prompt)
-        for tid, lp, alts in zip(gen["ids"], gen["logprobs"], gen["top"]):
+        for tid, lp, alts in zip(gen.ids, gen.logprobs, gen.top):
             piece = self._text([tid])
             tokens.append(piece)
             lps.append(lp)
-            tops.append({a["token"]: a["logprob"] for a in alts})
+            tops.append({a["token"]: a["logprob"] for a in self._alternatives(alts)})
             offsets.append(at)
             at += len(piece)
         return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
 
-    def _top(self, logp: torch.Tensor, k: int) -> list[dict[str, Any]]:
-        if k <= 0:
-            return []
-        vals, idx = logp.topk(k)
-        return [{"token": self._text([int(i)]), "logprob": float(v)} for v, i in zip(vals, idx)]
+    def _alternatives(self, alts: list[tuple[int, float]]) -> list[dict[str, Any]]:
+        return [{"token": self._text([i]), "logprob": v} for i, v in alts]
 
     def _text(self, ids: list[int]) -> str:
         return self.lm.tokenizer.decode(ids, skip_special_tokens=True)
