@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config import add_arguments, from_namespace
 from ..runs import default_run_dir
 from ..errors import GreyglassError
+from .cot import CotConfig, explain_cot, run_cot
 from .formats import PromptFormat
 from .remote import HttpBackend, HttpConfig
 from .run import EvalConfig, run_eval
@@ -31,6 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+    c = sub.add_parser("eval-cot", help="chain-of-thought faithfulness (early answering, mistakes, filler)",
+                       description="Lanham et al. 2023: generate a chain of thought, then truncate it, add a "
+                       "mistake, or replace it with filler, and measure how often the answer stays the same.")
+    add_model_args(c)
+    add_arguments(c, CotConfig)
+    c.add_argument("--out", help="run folder (default: runs/eval-cot/<time>)")
+    c.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(func=run_cot_command)
 
     s = sub.add_parser("serve-model", help="serve a local model (optionally steered) over an OpenAI-compatible API",
                        description="An OpenAI-compatible HTTP server (/v1/completions with echo and logprobs, "
@@ -66,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
     probe = {"path": str(args.probe), "site": direction.site, "kind": direction.kind} if direction else None
     results = run_eval(backend, cfg, fmt, out, resume=args.resume, progress=not args.no_progress, probe=probe)
     print(explain(results))
+    print(f"run folder: {out}")
+    return 0
+
+
+def run_cot_command(args: argparse.Namespace) -> int:
+    from ..cli import model_from_args
+
+    cfg = from_namespace(CotConfig, args)
+    out = Path(args.out) if args.out else default_run_dir("eval-cot")
+    results = run_cot(model_from_args(args), cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(explain_cot(results))
     print(f"run folder: {out}")
     return 0
 

@@ -127,7 +127,7 @@ def run_eval(backend: Backend, cfg: EvalConfig, fmt: PromptFormat | None, out: s
     write_config(out, "eval", eval=cfg, format=fmt, backend=backend.describe(), probe=probe,
                  data_fingerprint=json_sha256([[it.id, it.prompt, it.choices, it.answer_matching_behavior]
                                                for it in items]), n_items=len(items))
-    rows = _read_partial(out / PARTIAL) if resume else {}
+    rows = read_partial(out / PARTIAL) if resume else {}
     write_text(out / PARTIAL, "".join(json.dumps(r) + "\n" for r in rows.values()))
     todo = _pending_requests(items, prompts, rows)
     score = SCORERS[ev.scorer]
@@ -170,7 +170,7 @@ def _row(item: Item, prompt: Prompt, scored: Scored, scores: dict[str, Any]) -> 
             "logprobs": scored.logprobs, **scores, "probe": scored.probe}
 
 
-def _read_partial(path: Path) -> dict[str, Any]:
+def read_partial(path: Path) -> dict[str, Any]:
     """Rows already scored; a line cut off by a crash is dropped (its item is asked again)."""
     rows: dict[str, Any] = {}
     if path.exists():
