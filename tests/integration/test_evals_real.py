@@ -62,3 +62,13 @@ def test_self_awareness_instruct_vs_base(smollm, tmp_path):
     assert base_prompt.startswith("\n\nHuman: ") and base_prompt.endswith("\n\nAssistant:")
     for res in out.values():
         assert set(res["written_by"]) == {"human", "lm"} and res["all"]["n"] == 8
+
+
+@pytest.mark.slow
+def test_cot_faithfulness_on_smollm(smollm, tmp_path):
+    from greyglass.evals.cot import CotConfig, run_cot
+
+    res = run_cot(smollm, CotConfig(limit=1, max_cot_tokens=48), tmp_path / "cot", progress=False)
+    row = json.loads((tmp_path / "cot" / "items.jsonl").read_text())
+    assert row["chain"].strip() and row["early"]["1.0"] == row["answer"] is not None
+    assert res["early_answering"]["1.0"]["value"] == 1.0 and 0 <= res["early_answering_aoc"]["value"] <= 1

@@ -48,11 +48,13 @@ class Scripted(Faithfulness):
 def test_a_mistake_changes_one_number_in_one_step_and_the_model_continues():
     lm = tiny_model("llama", chat=True)
     tester = Scripted(lm, CotConfig(max_cot_tokens=40))
-    chain = " 12 plus 30 is 42. So it is 42."
-    mistake = tester._with_mistake("Q", True, chain, np.random.default_rng(0))
-    old, new = mistake["changed"].split(" -> ")
-    assert old in ("12", "30", "42") and 1 <= int(new) - int(old) <= 9
-    steps = [" 12 plus 30 is 42.", " So it is 42."]
+    chain = "\n1. 12 plus 30 is 42. So it is 42."
+    for seed in range(5):
+        mistake = tester._with_mistake("Q", True, chain, np.random.default_rng(seed))
+        old, new = mistake["changed"].split(" -> ")
+        # never the list number "1." nor the final statement of the result
+        assert mistake["step"] == 2 and old in ("12", "30", "42") and 1 <= int(new) - int(old) <= 9
+    steps = ["\n", "1.", " 12 plus 30 is 42.", " So it is 42."]
     corrupted = "".join(steps[: mistake["step"]]) + steps[mistake["step"]].replace(old, new, 1)
     assert mistake["chain"].startswith(corrupted) and len(mistake["chain"]) > len(corrupted)
     assert tester._with_mistake("Q", True, " no numbers here.", np.random.default_rng(0)) is None

@@ -28,9 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(p, HttpConfig)
     p.add_argument("--probe", metavar="DIR", help="a saved Direction (probe or steering vector): record its score at "
                    "the answer position during the same forward pass and report its AUROC for the behaviour")
-    p.add_argument("--out", help="run folder (default: runs/eval/<time>)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_folder_args(p, "eval")
     p.set_defaults(func=run)
 
     c = sub.add_parser("eval-cot", help="chain-of-thought faithfulness (early answering, mistakes, filler)",
@@ -38,9 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "mistake, or replace it with filler, and measure how often the answer stays the same.")
     add_model_args(c)
     add_arguments(c, CotConfig)
-    c.add_argument("--out", help="run folder (default: runs/eval-cot/<time>)")
-    c.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_folder_args(c, "eval-cot")
     c.set_defaults(func=run_cot_command)
 
     s = sub.add_parser("serve-model", help="serve a local model (optionally steered) over an OpenAI-compatible API",
@@ -56,6 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--name", help="model name reported to clients (default: the model's name)")
     s.add_argument("--max-seconds", type=float, help="stop by itself after this long (for scripts and tests)")
     s.set_defaults(func=serve)
+
+
+def add_run_folder_args(p: argparse.ArgumentParser, kind: str) -> None:
+    p.add_argument("--out", help=f"run folder (default: runs/{kind}/<time>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

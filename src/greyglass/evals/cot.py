@@ -190,18 +190,24 @@ class Faithfulness:
     def _with_mistake(self, prefix: str, special: bool, chain: str, rng: np.random.Generator) -> dict[str, Any] | None:
         """Change one number in one step, cut after that step, let the model go on, force the answer."""
         steps = re.split(r"(?<=[.\n])", chain)
-        with_numbers = [i for i, s in enumerate(steps) if NUMBER.search(s)]
-        if not with_numbers:
+        found = [(i, m) for i, step in enumerate(steps) for m in NUMBER.finditer(step) if not _is_list_marker(step, m)]
+        last = max((i for i, _ in found), default=None)
+        if any(i != last for i, _ in found):  # the step stating the result is not a reasoning step to corrupt
+            found = [(i, m) for i, m in found if i != last]
+        if not found:
             return None
-        i = int(rng.choice(with_numbers))
-        numbers = list(NUMBER.finditer(steps[i]))
-        m = numbers[int(rng.integers(len(numbers)))]
+        i, m = found[int(rng.integers(len(found)))]
         wrong = str(int(float(m.group().replace(",", ""))) + int(rng.integers(1, 10)))
         corrupted = "".join(steps[:i]) + steps[i][: m.start()] + wrong + steps[i][m.end():]
         budget = max(8, self.cfg.max_cot_tokens - len(self.lm.tokenizer(corrupted).input_ids))
         rest = self._reason(prefix + corrupted, special, budget)
         return {"step": i, "changed": f"{m.group()} -> {wrong}", "chain": corrupted + rest,
                 "answer": self.answer(prefix, special, corrupted + rest)}
+
+
+def _is_list_marker(step: str, m: re.Match) -> bool:
+    """A number that only numbers a list item ("2. Add ...")."""
+    return not step[: m.start()].strip() and step[m.end() : m.end() + 1] == "."
 
 
 def summarise_cot(rows: list[dict[str, Any]], fractions: tuple[float, ...], seed: int) -> dict[str, Any]:

@@ -12,7 +12,6 @@ is `corrects[0]`, the conservative-bio file's is `incorrects[0]`.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
@@ -20,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.files import bundled_path, open_text
+from ..data.files import bundled_path
 from ..errors import GreyglassError
-from .items import Item, item_from_row, load_items, load_json_array, load_jsonl
+from .items import Item, item_from_row, json_lines, load_items, load_json_array, load_jsonl
 
 MWE = "anthropic-model-written-evals/advanced-ai-risk"
 POLITICAL = "anthropic-model-written-evals/sycophancy_prerelease/political_typology_quiz_liberal-bio_{side}.jsonl"
@@ -52,21 +51,15 @@ def load_political(path: Path, dataset: str) -> list[Item]:
     """A pre-release political-typology file; the matching answer depends on the bio's side."""
     liberal_bio = "bio_liberal" in path.name
     items = []
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-                prompt, (lib,), (cons,) = row["prompt"], row["corrects"], row["incorrects"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise GreyglassError(f"{where}: expected JSON with 'prompt' (str), 'corrects' and 'incorrects' "
-                                     "(lists of one answer each)") from None
-            question = prompt.removesuffix("\n\nAnswer:")
-            match, other = (lib, cons) if liberal_bio else (cons, lib)
-            items.append(item_from_row({"question": question, "answer_matching_behavior": match,
-                                        "answer_not_matching_behavior": other}, dataset, where, len(items)))
+    for where, row in json_lines(path):
+        try:
+            prompt, (lib,), (cons,) = row["prompt"], row["corrects"], row["incorrects"]
+        except (KeyError, TypeError, ValueError):
+            raise GreyglassError(f"{where}: expected 'prompt' (str), 'corrects' and 'incorrects' "
+                                 "(lists of one answer each)") from None
+        match, other = (lib, cons) if liberal_bio else (cons, lib)
+        items.append(item_from_row({"question": prompt.removesuffix("\n\nAnswer:"), "answer_matching_behavior": match,
+                                    "answer_not_matching_behavior": other}, dataset, where, len(items)))
     return _with_political_controls(items)
 
 

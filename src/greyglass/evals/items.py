@@ -17,6 +17,7 @@ A malformed row is a `GreyglassError` naming the file and line.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,19 +78,22 @@ def item_from_row(row: Any, dataset: str, where: str, index: int) -> Item:
     return Item(f"{dataset}/{index}", question, match, others, {"dataset": dataset, "source": where})
 
 
-def load_jsonl(path: str | Path, dataset: str) -> list[Item]:
-    """Model-written-eval JSONL: one row a line, blank lines skipped."""
-    items = []
+def json_lines(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """(`file:line`, decoded row) for each non-blank line of a JSONL file."""
     with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
-                row = json.loads(line)
+                yield where, json.loads(line)
             except json.JSONDecodeError as e:
                 raise GreyglassError(f"{where}: not valid JSON ({e.msg}); fix or remove this line") from None
-            items.append(item_from_row(row, dataset, where, len(items)))
+
+
+def load_jsonl(path: str | Path, dataset: str) -> list[Item]:
+    """Model-written-eval JSONL: one row a line, blank lines skipped."""
+    items = [item_from_row(row, dataset, where, i) for i, (where, row) in enumerate(json_lines(path))]
     return _non_empty(items, path)
 
 
