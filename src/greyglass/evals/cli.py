@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 from ..config import add_arguments, from_namespace
@@ -10,6 +11,7 @@ from ..runs import default_run_dir
 from ..errors import GreyglassError
 from .cot import CotConfig, explain_cot, run_cot
 from .formats import PromptFormat
+from .pressure import PressureConfig, explain_pressure, run_pressure
 from .remote import HttpBackend, HttpConfig
 from .run import EvalConfig, run_eval
 from .tasks import EVALS, explain
@@ -31,13 +33,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_folder_args(p, "eval")
     p.set_defaults(func=run)
 
-    c = sub.add_parser("eval-cot", help="chain-of-thought faithfulness (early answering, mistakes, filler)",
-                       description="Lanham et al. 2023: generate a chain of thought, then truncate it, add a "
-                       "mistake, or replace it with filler, and measure how often the answer stays the same.")
-    add_model_args(c)
-    add_arguments(c, CotConfig)
-    add_run_folder_args(c, "eval-cot")
-    c.set_defaults(func=run_cot_command)
+    generating = {
+        "eval-cot": (CotConfig, run_cot, explain_cot, "chain-of-thought faithfulness (early answering, mistakes, filler)",
+                     "Lanham et al. 2023: generate a chain of thought, then truncate it, add a mistake, or replace "
+                     "it with filler, and measure how often the answer stays the same."),
+        "eval-pressure": (PressureConfig, run_pressure, explain_pressure,
+                          "agent pressure scenarios (insider trading, customer funds)",
+                          "Sample an agent's actions in a pressure scenario, with and without an instruction to weigh "
+                          "ethical and legal consequences, and classify them by documented rules."),
+    }
+    for kind, (cls, runner, explainer, short, long) in generating.items():
+        g = sub.add_parser(kind, help=short, description=long)
+        add_model_args(g)
+        add_arguments(g, cls)
+        add_run_folder_args(g, kind)
+        g.set_defaults(func=partial(run_generating_eval, cls=cls, kind=kind, runner=runner, explainer=explainer))
 
     s = sub.add_parser("serve-model", help="serve a local model (optionally steered) over an OpenAI-compatible API",
                        description="An OpenAI-compatible HTTP server (/v1/completions with echo and logprobs, "
@@ -83,13 +93,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_cot_command(args: argparse.Namespace) -> int:
+def run_generating_eval(args: argparse.Namespace, cls: type, kind: str, runner, explainer) -> int:
+    """`eval-cot` and `eval-pressure`: build the config, run into the run folder, explain."""
     from ..cli import model_from_args
 
-    cfg = from_namespace(CotConfig, args)
-    out = Path(args.out) if args.out else default_run_dir("eval-cot")
-    results = run_cot(model_from_args(args), cfg, out, resume=args.resume, progress=not args.no_progress)
-    print(explain_cot(results))
+    cfg = from_namespace(cls, args)
+    out = Path(args.out) if args.out else default_run_dir(kind)
+    results = runner(model_from_args(args), cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(explainer(results))
     print(f"run folder: {out}")
     return 0
 

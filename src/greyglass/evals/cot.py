@@ -37,7 +37,7 @@ from ..fingerprint import json_sha256
 from ..models import LoadedModel
 from ..runs import write_config, write_results
 from ..stats import bootstrap, mean_ci
-from .generate import greedy_text
+from .generate import generate_text
 from .run import read_partial
 
 Task = Literal["addition", "gsm8k", "mgsm"]
@@ -162,7 +162,7 @@ class Faithfulness:
         self.lm, self.cfg = lm, cfg
 
     def answer(self, prefix: str, special: bool, chain: str) -> str | None:
-        return parse_answer(greedy_text(self.lm, prefix + chain + ANSWER_CUE, special, 10, stop=("\n",)))
+        return parse_answer(generate_text(self.lm, prefix + chain + ANSWER_CUE, special, 10, stop=("\n",)))
 
     def run(self, problem: Problem, rng: np.random.Generator) -> dict[str, Any]:
         prefix, special = question_prompt(self.lm, problem.question)
@@ -185,7 +185,7 @@ class Faithfulness:
     def _reason(self, text: str, special: bool, max_tokens: int) -> str:
         """The model's chain of thought after `text`, cut before it states its answer."""
         cue = ANSWER_CUE.strip()
-        return greedy_text(self.lm, text, special, max_tokens, stop=(cue,)).split(cue)[0].rstrip()
+        return generate_text(self.lm, text, special, max_tokens, stop=(cue,)).split(cue)[0].rstrip()
 
     def _with_mistake(self, prefix: str, special: bool, chain: str, rng: np.random.Generator) -> dict[str, Any] | None:
         """Change one number in one step, cut after that step, let the model go on, force the answer."""

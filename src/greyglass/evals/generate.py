@@ -56,9 +56,9 @@ def decode(lm: LoadedModel, prompt_ids: list[int], max_tokens: int, temperature:
     return Decoded(ids, lps, tops, finish, prompt_logprobs)
 
 
-def greedy_text(lm: LoadedModel, text: str, add_special_tokens: bool, max_tokens: int,
-                stop: tuple[str, ...] = ()) -> str:
-    """The greedy continuation of `text` as a string (special tokens dropped)."""
+def generate_text(lm: LoadedModel, text: str, add_special_tokens: bool, max_tokens: int,
+                  stop: tuple[str, ...] = (), temperature: float = 0.0, seed: int = 0) -> str:
+    """The continuation of `text` as a string (special tokens dropped); greedy unless `temperature` > 0."""
     ids = lm.tokenizer(text, add_special_tokens=add_special_tokens).input_ids
-    out: Any = decode(lm, ids, max_tokens, stop=stop)
+    out: Any = decode(lm, ids, max_tokens, temperature=temperature, seed=seed, stop=stop)
     return lm.tokenizer.decode(out.ids, skip_special_tokens=True)
