@@ -62,6 +62,11 @@ def test_self_awareness_instruct_vs_base(smollm, tmp_path):
     assert base_prompt.startswith("\n\nHuman: ") and base_prompt.endswith("\n\nAssistant:")
     for res in out.values():
         assert set(res["written_by"]) == {"human", "lm"} and res["all"]["n"] == 8
+    # the prefix-shared scorer on a model with sliding-window layers (window 512 > these prompts)
+    items = load_items(cfg)[:3]
+    reqs = [Request(PromptFormat(few_shot=2).render(it.prompt, gemma.tokenizer), it.choices) for it in items]
+    fast, slow = LocalBackend(gemma).score(reqs), score_naive(gemma, reqs)
+    assert max(abs(a - b) for f, s in zip(fast, slow) for a, b in zip(f.logprobs, s.logprobs)) < 1e-3
 
 
 @pytest.mark.slow

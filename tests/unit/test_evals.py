@@ -72,6 +72,17 @@ def test_prompt_formats(tiny_llama):
         PromptFormat(format="xml")
 
 
+def test_tokens_shared_by_all_prompts_run_once(tiny_llama):
+    backend = LocalBackend(tiny_llama)
+    assert backend._shared_prefix([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 7, 8]], 3) == 5
+    assert backend._shared_prefix([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]], 3) == 5  # keeps the last token
+    assert backend._shared_prefix([[1, 2, 3, 9], [1, 2, 3, 8]], 3) == 0  # too short to be worth a pass
+    assert backend._shared_prefix([[1, 2, 3, 4, 5, 6]], 3) == 0
+    gemma = LocalBackend(tiny_model("gemma3"))  # sliding window of 16 tokens: padding must not widen distances
+    assert gemma._shared_prefix([list(range(10)), list(range(9)) + [0]], 2) == 9
+    assert gemma._shared_prefix([list(range(14)), list(range(13)) + [0]], 2) == 0
+
+
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_prefix_shared_scores_equal_one_forward_per_answer(family):
     lm = tiny_model(family, chat=True)
@@ -95,7 +106,8 @@ def test_probe_reads_the_answer_position_in_the_same_pass(tiny_llama):
         scored = LocalBackend(tiny_llama, probe=direction).score(reqs)
     finally:
         hook.remove()
-    assert len(forwards) == 2  # prompts once, answers once: no extra pass for the probe
+    # the shared "<bos>\n\nHuman: " once, the rest of the prompts once, the answers once: no pass for the probe
+    assert len(forwards) == 3
     for req, s in zip(reqs, scored):
         ids = tiny_llama.tokenizer(req.prompt.text, return_tensors="pt").input_ids
         resid = run_to_sites(tiny_llama, ids, [site])[site][0, -1]

@@ -2,8 +2,10 @@
 
 For a batch of B prompts with their answers:
 
-1. the prompts run once, left-padded, keeping their KV cache and the next-token
-   distribution at the last prompt position (the "answer position");
+1. the tokens all B prompts start with (the chat template's system prompt, few-shot
+   examples) run once; the rest of each prompt runs once, left-padded after that shared
+   part, keeping the KV cache and the next-token distribution at the last prompt position
+   (the "answer position");
 2. the cache is gathered to one row per (prompt, answer), and all answers run together,
    right-padded, from that cache.
 
@@ -24,6 +26,9 @@ import torch
 from ..directions import Direction
 from ..models import LoadedModel, capturing
 from .formats import Prompt, continuation
+
+
+MIN_SHARED = 4  # fewer shared tokens than this are not worth a separate forward pass
 
 
 class Request(NamedTuple):
@@ -82,13 +87,20 @@ class LocalBackend:
         model, pad = self.lm.model, self.lm.tokenizer.pad_token_id
         encoded = [encode(self.lm.tokenizer, r) for r in requests]
         device = self.lm.device
-        ids, mask = _left_pad([p for p, _ in encoded], pad)  # [B, P]
+        prompts = [p for p, _ in encoded]
+        shared = self._shared_prefix(prompts, max(len(a) for _, answers in encoded for a in answers))
+        ids, mask = _left_pad([p[shared:] for p in prompts], pad)  # [B, P]: each prompt after the shared part
         ids, mask = ids.to(device), mask.to(device)
         watch = capturing(self.lm, [self.probe.site]) if self.probe is not None else nullcontext({})
         with torch.inference_mode():
+            cache = None
+            if shared:  # the tokens every prompt starts with (a system prompt, few-shot examples) run once
+                cache = model(input_ids=torch.tensor([prompts[0][:shared]], device=device), use_cache=True).past_key_values
+                cache.batch_select_indices(torch.zeros(len(prompts), dtype=torch.long, device=device))
+            seen = torch.cat([torch.ones(len(prompts), shared, dtype=torch.long, device=device), mask], 1)
             with watch as acts:
-                out = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
-                            use_cache=True, logits_to_keep=1)
+                out = model(input_ids=ids, attention_mask=seen, position_ids=shared + _positions(mask),
+                            past_key_values=cache, use_cache=True, logits_to_keep=1)
             first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, vocab]
             rows = [(b, a) for b, (_, answers) in enumerate(encoded) for a in answers]
             owner = torch.tensor([b for b, _ in rows], device=device)  # [R]
@@ -96,9 +108,9 @@ class LocalBackend:
             cache.batch_select_indices(owner)
             answer_ids, answer_mask = _right_pad([a for _, a in rows], pad)  # [R, A]
             answer_ids, answer_mask = answer_ids.to(device), answer_mask.to(device)
-            start = mask.sum(-1)[owner, None]  # [R, 1]: each row's first answer position
+            start = seen.sum(-1)[owner, None]  # [R, 1]: each row's first answer position
             positions = start + torch.arange(answer_ids.shape[1], device=device)
-            later = model(input_ids=answer_ids, attention_mask=torch.cat([mask[owner], answer_mask], 1),
+            later = model(input_ids=answer_ids, attention_mask=torch.cat([seen[owner], answer_mask], 1),
                           position_ids=positions, past_key_values=cache, use_cache=True).logits
             later = torch.log_softmax(later.float(), dim=-1)  # [R, A, vocab]
             sums = [_answer_logprob(first[b], later[r], a) for r, (b, a) in enumerate(rows)]
@@ -108,6 +120,25 @@ class LocalBackend:
             out_scores.append(Scored(sums[r : r + len(answers)], probes[b]))
             r += len(answers)
         return out_scores
+
+    def _shared_prefix(self, prompts: list[list[int]], longest_answer: int) -> int:
+        """How many leading tokens all prompts share and can run once (0: not worth it, or not exact).
+
+        Each prompt keeps at least its last token, whose output predicts the answer. Padding
+        then sits between the shared part and the rest, which widens distances in the cache;
+        a sliding-window layer would see that, so sharing is skipped when the batch could
+        reach the window.
+        """
+        if len(prompts) < 2:
+            return 0
+        n = 0
+        shortest = min(len(p) for p in prompts)
+        while n < shortest - 1 and all(p[n] == prompts[0][n] for p in prompts):
+            n += 1
+        window = getattr(self.lm.model.config, "sliding_window", None)
+        if window and max(len(p) for p in prompts) + longest_answer >= window:
+            return 0
+        return n if n >= MIN_SHARED else 0
 
     def _probe_scores(self, acts: dict[str, torch.Tensor]) -> list[float]:
         resid = acts[self.lm.site(self.probe.site).name][:, -1]  # [B, d_model], last prompt token
