@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from greyglass import GreyglassError
+from greyglass.cli import main
 from greyglass.directions import Direction
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request
@@ -207,3 +208,16 @@ def test_serve_model_command_stops_by_itself(tmp_path, tiny_llama):
         assert proc.wait(timeout=120) == 0
     finally:
         proc.kill()
+
+
+def test_eval_command_through_the_server(served, tmp_path, capsys, write_lines):
+    row = {"question": "Q?\n (A) x\n (B) y", "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (B)"}
+    data = write_lines("mine.jsonl", [json.dumps(row)] * 2)
+    out = tmp_path / "run"
+    argv = ["eval", "--url", served.url, "--eval", "behaviour", "--datasets", str(data), "--format", "raw",
+            "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert "mine.jsonl: the model preferred" in capsys.readouterr().out
+    assert len((out / "responses.jsonl").read_text().splitlines()) == 2  # two identical items, two answers
+    assert main(argv[:-3] + ["--format", "chat", "--out", str(tmp_path / "chat")]) == 2
+    assert "needs a model with a chat template" in capsys.readouterr().err
