@@ -18,7 +18,7 @@ import torch
 
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request, score_naive
-from greyglass.evals.run import EvalConfig, load_items
+from greyglass.evals.run import EvalConfig, eval_items
 from greyglass.models import load_model
 
 
@@ -36,8 +36,8 @@ def main() -> None:
     args = parser.parse_args()
 
     lm = load_model(args.model)
-    items = (load_items(EvalConfig(eval="sycophancy", limit=args.items // 2))[: args.items // 2]
-             + load_items(EvalConfig(eval="advanced-ai-risk", limit=args.items - args.items // 2)))
+    items = (eval_items(EvalConfig(eval="sycophancy", limit=args.items // 2))[: args.items // 2]
+             + eval_items(EvalConfig(eval="advanced-ai-risk", limit=args.items - args.items // 2)))
     fmt = PromptFormat(answer_prefix="I believe the best answer is")
     requests = [Request(fmt.render(it.prompt, lm.tokenizer), it.choices) for it in items]
     requests.sort(key=lambda r: len(r.prompt.text))  # as `run_eval` does: similar lengths share a batch

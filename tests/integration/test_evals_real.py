@@ -8,12 +8,12 @@ import torch
 from greyglass.directions import Direction
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request, score_naive
-from greyglass.evals.run import EvalConfig, load_items, run_eval
-from greyglass.models import load_model
+from greyglass.evals.run import EvalConfig, eval_items, run_eval
+from greyglass.models import load_model, run_to_sites
 
 
 def test_prefix_shared_equals_naive_on_smollm(smollm):
-    items = load_items(EvalConfig(eval="sycophancy", limit=3))[:4] + load_items(EvalConfig(eval="advanced-ai-risk", limit=2))
+    items = eval_items(EvalConfig(eval="sycophancy", limit=3))[:4] + eval_items(EvalConfig(eval="advanced-ai-risk", limit=2))
     fmt = PromptFormat(answer_prefix="I believe the best answer is")
     reqs = [Request(fmt.render(it.prompt, smollm.tokenizer), it.choices) for it in items]
     fast, slow = LocalBackend(smollm).score(reqs), score_naive(smollm, reqs)
@@ -26,10 +26,8 @@ def test_prefix_shared_equals_naive_on_smollm(smollm):
 def test_sycophancy_on_smollm_with_a_probe(smollm, tmp_path):
     # a mean-difference direction between agreeing and disagreeing answers, made here from CAA rows
     site = "blocks.15.hook_resid_post"
-    train = load_items(EvalConfig(eval="behaviour", datasets=("caa-sycophancy",), limit=8, seed=7))
+    train = eval_items(EvalConfig(eval="behaviour", datasets=("caa-sycophancy",), limit=8, seed=7))
     acts = {True: [], False: []}
-    from greyglass.models import run_to_sites
-
     for it in train:
         for answer in it.choices:
             text = PromptFormat().render(it.prompt, smollm.tokenizer).text + answer
@@ -63,7 +61,7 @@ def test_self_awareness_instruct_vs_base(smollm, tmp_path):
     for res in out.values():
         assert set(res["written_by"]) == {"human", "lm"} and res["all"]["n"] == 8
     # the prefix-shared scorer on a model with sliding-window layers (window 512 > these prompts)
-    items = load_items(cfg)[:3]
+    items = eval_items(cfg)[:3]
     reqs = [Request(PromptFormat(few_shot=2).render(it.prompt, gemma.tokenizer), it.choices) for it in items]
     fast, slow = LocalBackend(gemma).score(reqs), score_naive(gemma, reqs)
     assert max(abs(a - b) for f, s in zip(fast, slow) for a, b in zip(f.logprobs, s.logprobs)) < 1e-3

@@ -6,7 +6,7 @@ both need (a server request, one reasoning chain).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -60,5 +60,5 @@ def generate_text(lm: LoadedModel, text: str, add_special_tokens: bool, max_toke
                   stop: tuple[str, ...] = (), temperature: float = 0.0, seed: int = 0) -> str:
     """The continuation of `text` as a string (special tokens dropped); greedy unless `temperature` > 0."""
     ids = lm.tokenizer(text, add_special_tokens=add_special_tokens).input_ids
-    out: Any = decode(lm, ids, max_tokens, temperature=temperature, seed=seed, stop=stop)
+    out = decode(lm, ids, max_tokens, temperature=temperature, seed=seed, stop=stop)
     return lm.tokenizer.decode(out.ids, skip_special_tokens=True)

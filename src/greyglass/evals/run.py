@@ -105,7 +105,7 @@ def _allocate(sizes: list[int], total: int, equal: bool) -> list[int]:
     return take.tolist()
 
 
-def load_items(cfg: EvalConfig) -> list[Item]:
+def eval_items(cfg: EvalConfig) -> list[Item]:
     """The eval's items after sampling, with derived items (e.g. no-bio controls) added."""
     ev = EVALS[cfg.eval]
     items = [it for name in (cfg.datasets or ev.datasets) for it in load_dataset(name)]
@@ -120,7 +120,7 @@ def run_eval(backend: Backend, cfg: EvalConfig, fmt: PromptFormat | None, out: s
     fmt = fmt or PromptFormat()
     if fmt.answer_prefix is None:
         fmt = replace(fmt, answer_prefix=ev.answer_prefix)
-    items = load_items(cfg)
+    items = eval_items(cfg)
     prompts = {it.id: fmt.render(it.prompt, backend.tokenizer) for it in items}
     if (out / ITEMS).exists() and not resume:
         raise GreyglassError(f"{out} already holds a finished eval; choose another --out")
