@@ -1,6 +1,7 @@
 """`serve-model` and the HTTP backend, for real over loopback, on a tiny model."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -221,3 +222,25 @@ def test_eval_command_through_the_server(served, tmp_path, capsys, write_lines):
     assert len((out / "responses.jsonl").read_text().splitlines()) == 2  # two identical items, two answers
     assert main(argv[:-3] + ["--format", "chat", "--out", str(tmp_path / "chat")]) == 2
     assert "needs a model with a chat template" in capsys.readouterr().err
+
+
+def test_parse_choice():
+    from greyglass.evals.remote import parse_choice
+
+    assert parse_choice("I pick (B), not (A)", ("(A)", "(B)")) == "(B)"
+    assert parse_choice("A) is right", ("(A)", "(B)")) == "(A)"
+    assert parse_choice("no idea", ("(A)", "(B)")) is None
+
+
+def test_chat_only_servers_are_scored_by_sampling(served, tmp_path):
+    cfg = HttpConfig(url=served.url, api="chat", samples=4, cache=str(tmp_path / "c.jsonl"))
+    reqs = [Request(PromptFormat(format="raw").render("Q?\n (A) x\n (B) y", None), ("(A)", "(B)"))]
+    backend = HttpBackend(cfg)
+    (scored,) = backend.score(reqs)
+    assert backend.sent == 4 and sum(math.exp(v) for v in scored.logprobs) <= 1 + 1e-9
+    # a random tiny model gives neither letter: both get the smoothed share of no votes
+    assert scored.logprobs[0] == pytest.approx(math.log(0.5 / 5))
+    again = HttpBackend(cfg)
+    assert again.score(reqs) == [scored] and again.sent == 0
+    with pytest.raises(GreyglassError, match="HttpConfig.api"):
+        HttpConfig(url=served.url, api="grpc")

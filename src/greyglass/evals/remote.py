@@ -3,7 +3,9 @@
 Each answer is one request, `prompt + answer` with `echo=true, max_tokens=0, logprobs=0`
 (as lm-evaluation-harness does with vLLM or llama.cpp servers): the server returns every
 prompt token's log-probability and its text offset, and the answer's score is the sum over
-the tokens at or after the answer's first character.
+the tokens at or after the answer's first character. Servers with only a chat API
+(`api="chat"`) are asked the question `samples` times instead, and the answer each reply
+gives is parsed.
 
 Requests time out, are retried with exponential backoff on connection errors, timeouts,
 429 and 5xx, and at most `concurrency` are in flight. Every response is appended to a
@@ -14,6 +16,7 @@ never pays for a request twice.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import threading
@@ -23,9 +26,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ..config import check_positive
+from ..config import check_choice, check_positive
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
 from .formats import continuation
@@ -52,10 +55,16 @@ class HttpConfig:
     """Requests in flight at once."""
     cache: str | None = None
     """JSONL file of responses, reused across runs (default: responses.jsonl in the run folder)."""
+    api: Literal["completions", "chat"] = "completions"
+    """completions: exact answer log-probs from echoed prompts; chat: for chat-only servers, answers sampled and parsed."""
+    samples: int = 8
+    """With api=chat: replies sampled per question; an answer scores the log of its (smoothed) share of them."""
 
     def __post_init__(self):
         check_positive("HttpConfig", "timeout_s", self.timeout_s)
         check_positive("HttpConfig", "concurrency", self.concurrency)
+        check_positive("HttpConfig", "samples", self.samples)
+        check_choice("HttpConfig", "api", self.api, ("completions", "chat"))
         if self.retries < 0 or self.backoff_s < 0:
             raise GreyglassError("HttpConfig.retries and backoff_s must be >= 0")
         if not self.url.startswith(("http://", "https://")):
@@ -77,6 +86,8 @@ class HttpBackend:
         return {"backend": "http", **{k: v for k, v in asdict(self.cfg).items()}}
 
     def score(self, requests: list[Request]) -> list[Scored]:
+        if self.cfg.api == "chat":
+            return self._score_by_sampling(requests)
         jobs = [(r.prompt.text, continuation(r.prompt.text, a)) for r in requests for a in r.answers]
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
             sums = list(pool.map(lambda job: self._answer_logprob(*job), jobs))
@@ -84,6 +95,29 @@ class HttpBackend:
         for r in requests:
             out.append(Scored(sums[i : i + len(r.answers)]))
             i += len(r.answers)
+        return out
+
+    def _score_by_sampling(self, requests: list[Request]) -> list[Scored]:
+        """Chat-only servers: sample replies (seeds 0..samples-1), parse the answer each gives.
+
+        An answer's score is log((count + 0.5) / (samples + 0.5 * answers)), so one never
+        given is unlikely but not impossible, and `p_match` stays a probability.
+        """
+        jobs = [(r, seed) for r in requests for seed in range(self.cfg.samples)]
+
+        def reply(job):
+            r, seed = job
+            body = {"model": self.cfg.server_model, "messages": [{"role": "user", "content": r.prompt.text}],
+                    "max_tokens": 16, "temperature": 1.0, "seed": seed}
+            return self.post("chat/completions", body)["choices"][0]["message"]["content"] or ""
+
+        with ThreadPoolExecutor(self.cfg.concurrency) as pool:
+            replies = list(pool.map(reply, jobs))
+        out = []
+        for i, r in enumerate(requests):
+            given = [parse_choice(text, r.answers) for text in replies[i * self.cfg.samples : (i + 1) * self.cfg.samples]]
+            k = len(r.answers)
+            out.append(Scored([math.log((given.count(a) + 0.5) / (self.cfg.samples + 0.5 * k)) for a in r.answers]))
         return out
 
     def _answer_logprob(self, prompt: str, answer: str) -> float:
@@ -137,6 +171,17 @@ class HttpBackend:
                 raise GreyglassError(f"{url}: the server's answer is not JSON") from None
         raise GreyglassError(f"{url}: no answer after {self.cfg.retries + 1} tries (last: {reason}); "
                              "is the server running? (greyglass serve-model starts one)")
+
+
+def parse_choice(text: str, answers: tuple[str, ...]) -> str | None:
+    """The answer a reply gives: the one written earliest, as "(A)" or "A)"; None if none is."""
+    found = []
+    for a in answers:
+        forms = {a, a.strip("()") + ")"} if a.startswith("(") else {a}
+        hits = [text.find(f) for f in forms if f in text]
+        if hits:
+            found.append((min(hits), a))
+    return min(found)[1] if found else None
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
