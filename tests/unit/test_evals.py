@@ -175,6 +175,10 @@ def test_sycophancy_run_folder_and_resume(tmp_path):
         torch.softmax(torch.tensor(row["logprobs"]), 0)[row["choices"].index(row["answer_matching_behavior"])].item())
     with pytest.raises(GreyglassError, match="already holds a finished eval"):
         run_eval(LocalBackend(lm), cfg, None, out, progress=False)
+    with pytest.raises(GreyglassError, match="started with other items"):
+        run_eval(LocalBackend(lm), cfg, PromptFormat(answer_prefix="Hm"), out, resume=True, progress=False)
+    with pytest.raises(GreyglassError, match="started with other items, prompt format or model"):
+        run_eval(LocalBackend(tiny_model("qwen2", chat=True)), cfg, None, out, resume=True, progress=False)
 
 
 def test_eval_cli_on_a_model_folder(tmp_path, tiny_llama, capsys, write_lines):

@@ -23,7 +23,7 @@ from ..atomic import write_text
 from ..config import check_choice, check_positive
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from ..runs import write_config, write_results
+from ..runs import CONFIG, write_config, write_results
 from .datasets import load_dataset
 from .formats import Prompt, PromptFormat
 from .items import Item
@@ -33,6 +33,10 @@ from .tasks import EVALS
 
 PARTIAL = "items.partial.jsonl"
 ITEMS = "items.jsonl"
+
+
+class StaleRunError(GreyglassError):
+    """Resuming a run folder that was started with other items, prompts or model."""
 
 
 class Backend(Protocol):
@@ -124,9 +128,14 @@ def run_eval(backend: Backend, cfg: EvalConfig, fmt: PromptFormat | None, out: s
     prompts = {it.id: fmt.render(it.prompt, backend.tokenizer) for it in items}
     if (out / ITEMS).exists() and not resume:
         raise GreyglassError(f"{out} already holds a finished eval; choose another --out")
+    fingerprint = json_sha256([[it.id, it.prompt, it.choices, it.answer_matching_behavior, prompts[it.id]]
+                               for it in items])
+    before = json.loads((out / CONFIG).read_text()) if resume and (out / CONFIG).exists() else None
+    if before and (before.get("data_fingerprint"), before.get("backend")) != (fingerprint, backend.describe()):
+        raise StaleRunError(f"{out} was started with other items, prompt format or model; "
+                             "resume with the same settings, or choose another --out")
     write_config(out, "eval", eval=cfg, format=fmt, backend=backend.describe(), probe=probe,
-                 data_fingerprint=json_sha256([[it.id, it.prompt, it.choices, it.answer_matching_behavior]
-                                               for it in items]), n_items=len(items))
+                 data_fingerprint=fingerprint, n_items=len(items))
     rows = read_partial(out / PARTIAL) if resume else {}
     write_text(out / PARTIAL, "".join(json.dumps(r) + "\n" for r in rows.values()))
     todo = _pending_requests(items, prompts, rows)
