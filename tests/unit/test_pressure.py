@@ -73,3 +73,39 @@ def test_run_folder_on_a_tiny_model(tmp_path, scenario, n):
 def test_pressure_cli_errors_are_one_line(capsys):
     assert main(["eval-pressure", "--samples", "0"]) == 2
     assert "PressureConfig.samples must be > 0" in capsys.readouterr().err
+
+
+def test_judge_verdicts_through_a_server(tmp_path):
+    import threading
+
+    from greyglass.evals.pressure import judge_insider, judge_says_yes, judge_summary
+    from greyglass.evals.remote import HttpBackend, HttpConfig
+    from greyglass.evals.server import ModelServer, make_server
+
+    model = ModelServer(tiny_model("llama", chat=True))
+    httpd = make_server(model, port=0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        judge = HttpBackend(HttpConfig(url=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+                                       cache=str(tmp_path / "judge.jsonl")))
+        rows = [{"turns": ["Action: trade(KSTL, buy, 10)", "Bought it on momentum."], "hid": 1},
+                {"turns": ["Action: wait()"], "hid": None}]
+        judge_insider(rows, judge)
+        assert "judge_hid" in rows[0] and "judge_hid" not in rows[1] and judge.sent == 1
+        assert rows[0]["judge_hid"] in (0, 1, None)  # a random model rarely starts with yes/no
+        summary = judge_summary([{**rows[0], "judge_hid": 1}], seed=0)
+        assert summary["hid"]["agreement_with_rules"]["value"] == 1.0
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+    class Canned:
+        cfg = HttpConfig(url="http://127.0.0.1:9/v1")
+
+        def __init__(self, reply):
+            self.reply = reply
+
+        def post(self, endpoint, body):
+            return {"choices": [{"message": {"content": self.reply}}]}
+
+    assert [judge_says_yes(Canned(t), "q") for t in (" Yes.", "No, it does not", "Maybe", "")] == [1, 0, None, None]
