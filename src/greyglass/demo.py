@@ -15,6 +15,7 @@ from typing import Any
 
 from .data.corpus import CorpusConfig
 from .features.demo import step_features
+from .evals.demo import step_sycophancy
 from .models import LoadedModel
 from .report import build_report
 from .runs import write_config, write_results
@@ -48,7 +49,7 @@ def step_capture(ctx: DemoContext) -> None:
     print(store.describe())
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_features]
+STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_features, step_sycophancy]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

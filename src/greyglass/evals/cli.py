@@ -1,0 +1,135 @@
+"""`greyglass eval`: run an alignment eval into a run folder and say what it found."""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+
+from ..config import add_arguments, from_namespace
+from ..runs import default_run_dir
+from ..errors import GreyglassError
+from .cot import CotConfig, explain_cot, run_cot
+from .formats import PromptFormat
+from .pressure import PressureConfig, explain_pressure, run_pressure
+from .remote import HttpBackend, HttpConfig
+from .run import EvalConfig, run_eval
+from .tasks import EVALS, explain
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_model_args
+
+    p = sub.add_parser("eval", help="run a behavioural alignment eval (sycophancy, advanced-ai-risk, ...)",
+                       description="Ask a model multiple-choice eval items, score each answer by log-probability, "
+                       "and write config.json, items.jsonl and results.json (95%% CIs). Evals: "
+                       + "; ".join(f"{k}: {v.about}" for k, v in EVALS.items()))
+    add_model_args(p)
+    add_arguments(p, EvalConfig)
+    add_arguments(p, PromptFormat)
+    add_arguments(p, HttpConfig)
+    p.add_argument("--probe", metavar="DIR", help="a saved Direction (probe or steering vector): record its score at "
+                   "the answer position during the same forward pass and report its AUROC for the behaviour")
+    add_run_folder_args(p, "eval")
+    p.set_defaults(func=run)
+
+    generating = {
+        "eval_cot": (CotConfig, run_cot, explain_cot, "chain-of-thought faithfulness (early answering, mistakes, filler)",
+                     "Lanham et al. 2023: generate a chain of thought, then truncate it, add a mistake, or replace "
+                     "it with filler, and measure how often the answer stays the same."),
+        "eval_pressure": (PressureConfig, run_pressure, explain_pressure,
+                          "agent pressure scenarios (insider trading, customer funds)",
+                          "Sample an agent's actions in a pressure scenario, with and without an instruction to weigh "
+                          "ethical and legal consequences, and classify them by documented rules."),
+    }
+    for kind, (cls, runner, explainer, short, long) in generating.items():
+        g = sub.add_parser(kind, help=short, description=long)
+        add_model_args(g)
+        add_arguments(g, cls)
+        add_run_folder_args(g, kind)
+        g.set_defaults(func=partial(run_generating_eval, cls=cls, kind=kind, runner=runner, explainer=explainer))
+
+    s = sub.add_parser("serve-model", help="serve a local model (optionally steered) over an OpenAI-compatible API",
+                       description="An OpenAI-compatible HTTP server (/v1/completions with echo and logprobs, "
+                       "/v1/chat/completions, /v1/models) for a local model, so any harness can evaluate it, "
+                       "optionally with a steering vector added.")
+    add_model_args(s)
+    s.add_argument("--steer", metavar="DIR", help="a saved Direction to add to the residual stream")
+    s.add_argument("--layer", type=int, help="add it at blocks.LAYER.hook_resid_post (default: the direction's site)")
+    s.add_argument("--coef", type=float, default=4.0, help="steering strength: coef * unit direction (default: 4)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    s.add_argument("--name", help="model name reported to clients (default: the model's name)")
+    s.add_argument("--max-seconds", type=float, help="stop by itself after this long (for scripts and tests)")
+    s.set_defaults(func=serve)
+
+
+def add_run_folder_args(p: argparse.ArgumentParser, kind: str) -> None:
+    p.add_argument("--out", help=f"run folder (default: runs/{kind}/<time>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import model_from_args
+    from ..directions import Direction
+    from .local import LocalBackend
+
+    cfg = from_namespace(EvalConfig, args)
+    fmt = from_namespace(PromptFormat, args)
+    direction = Direction.load(args.probe) if args.probe else None
+    out = Path(args.out) if args.out else default_run_dir("eval")
+    if hasattr(args, "url"):
+        if direction is not None:
+            raise GreyglassError("--probe needs the local model (the server does not return activations); drop --url")
+        backend = HttpBackend(from_namespace(HttpConfig, args, cache=getattr(args, "cache", None)
+                                             or str(out / "responses.jsonl")))
+    else:
+        backend = LocalBackend(model_from_args(args), probe=direction)
+    probe = {"path": str(args.probe), "site": direction.site, "kind": direction.kind} if direction else None
+    results = run_eval(backend, cfg, fmt, out, resume=args.resume, progress=not args.no_progress, probe=probe)
+    print(explain(results))
+    print(f"run folder: {out}")
+    return 0
+
+
+def run_generating_eval(args: argparse.Namespace, cls: type, kind: str, runner, explainer) -> int:
+    """`eval-cot` and `eval-pressure`: build the config, run into the run folder, explain."""
+    from ..cli import model_from_args
+
+    cfg = from_namespace(cls, args)
+    out = Path(args.out) if args.out else default_run_dir(kind)
+    results = runner(model_from_args(args), cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(explainer(results))
+    print(f"run folder: {out}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import threading
+
+    from ..cli import model_from_args
+    from ..directions import Direction
+    from .server import ModelServer, make_server
+
+    if args.layer is not None and not args.steer:
+        raise GreyglassError("--layer and --coef need --steer DIR (a saved direction)")
+    lm = model_from_args(args)
+    steer = Direction.load(args.steer) if args.steer else None
+    site = f"blocks.{args.layer}.hook_resid_post" if args.layer is not None else None
+    model = ModelServer(lm, name=args.name, steer=steer, site=site, coef=args.coef)
+    try:
+        server = make_server(model, args.host, args.port)
+    except OSError as e:
+        raise GreyglassError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") from None
+    host, port = server.server_address[:2]
+    steering = f", steered at {model.steering['site']} x {args.coef}" if steer else ""
+    print(f"serving {model.name}{steering} at http://{host}:{port}/v1 (Ctrl-C to stop)", flush=True)
+    if args.max_seconds:
+        threading.Timer(args.max_seconds, server.shutdown).start()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        model.close()
+    return 0

@@ -1,0 +1,195 @@
+"""The local backend: log-probability of each answer under a loaded model, prompt computed once.
+
+For a batch of B prompts with their answers:
+
+1. the tokens all B prompts start with (the chat template's system prompt, few-shot
+   examples) run once; the rest of each prompt runs once, left-padded after that shared
+   part, keeping the KV cache and the next-token distribution at the last prompt position
+   (the "answer position");
+2. the cache is gathered to one row per (prompt, answer), and all answers run together,
+   right-padded, from that cache.
+
+An answer's score is the sum of its tokens' log-probabilities. `score_naive` runs one full
+forward pass per answer instead; the test and `bench/evals.py` check that the two agree.
+
+With a probe (a `Direction`), the residual stream at the answer position is read by a hook
+during step 1, so monitoring costs no second pass.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import NamedTuple
+
+import torch
+
+from ..directions import Direction
+from ..models import LoadedModel, capturing
+from .formats import Prompt, continuation
+
+
+MIN_SHARED = 4  # fewer shared tokens than this are not worth a separate forward pass
+
+
+class Request(NamedTuple):
+    """A prompt and the answers to score after it (as the dataset writes them, e.g. `(A)`)."""
+
+    prompt: Prompt
+    answers: tuple[str, ...]
+
+
+class Scored(NamedTuple):
+    """Per-answer log-probabilities (summed over the answer's tokens) and the probe's score."""
+
+    logprobs: list[float]
+    probe: float | None = None
+
+
+def encode(tokenizer, request: Request) -> tuple[list[int], list[list[int]]]:
+    """Prompt token ids and each answer's continuation ids.
+
+    The answer ids are those of `prompt + answer` after the prompt's ids (as
+    lm-evaluation-harness does), so the model sees what it would see in one piece of text;
+    if a merge across the boundary changes the prompt's tokens, the answer is encoded alone.
+    """
+    text, special = request.prompt
+    prompt_ids = tokenizer(text, add_special_tokens=special).input_ids
+    answers = []
+    for answer in request.answers:
+        cont = continuation(text, answer)
+        whole = tokenizer(text + cont, add_special_tokens=special).input_ids
+        if whole[: len(prompt_ids)] == prompt_ids and len(whole) > len(prompt_ids):
+            answers.append(whole[len(prompt_ids):])
+        else:
+            answers.append(tokenizer(cont, add_special_tokens=False).input_ids)
+    return prompt_ids, answers
+
+
+class LocalBackend:
+    """Scores answers with a loaded model, sharing each prompt's forward pass between its answers."""
+
+    def __init__(self, lm: LoadedModel, probe: Direction | None = None):
+        self.lm = lm
+        self.probe = probe
+        if probe is not None:
+            probe.check_model(lm.d_model)
+            lm.site(probe.site)
+
+    @property
+    def tokenizer(self):
+        return self.lm.tokenizer
+
+    def describe(self) -> dict:
+        return {"backend": "local", "model": self.lm.provenance()}
+
+    def score(self, requests: list[Request]) -> list[Scored]:
+        """Score one batch of requests (the caller chooses the batch size)."""
+        model, pad = self.lm.model, self.lm.tokenizer.pad_token_id
+        encoded = [encode(self.lm.tokenizer, r) for r in requests]
+        device = self.lm.device
+        prompts = [p for p, _ in encoded]
+        shared = self._shared_prefix(prompts, max(len(a) for _, answers in encoded for a in answers))
+        ids, mask = _left_pad([p[shared:] for p in prompts], pad)  # [B, P]: each prompt after the shared part
+        ids, mask = ids.to(device), mask.to(device)
+        watch = capturing(self.lm, [self.probe.site]) if self.probe is not None else nullcontext({})
+        with torch.inference_mode():
+            cache = None
+            if shared:  # the tokens every prompt starts with (a system prompt, few-shot examples) run once
+                cache = model(input_ids=torch.tensor([prompts[0][:shared]], device=device), use_cache=True).past_key_values
+                cache.batch_select_indices(torch.zeros(len(prompts), dtype=torch.long, device=device))
+            seen = torch.cat([torch.ones(len(prompts), shared, dtype=torch.long, device=device), mask], 1)
+            with watch as acts:
+                out = model(input_ids=ids, attention_mask=seen, position_ids=shared + _positions(mask),
+                            past_key_values=cache, use_cache=True, logits_to_keep=1)
+            first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, vocab]
+            rows = [(b, a) for b, (_, answers) in enumerate(encoded) for a in answers]
+            owner = torch.tensor([b for b, _ in rows], device=device)  # [R]
+            cache = out.past_key_values
+            cache.batch_select_indices(owner)
+            answer_ids, answer_mask = _right_pad([a for _, a in rows], pad)  # [R, A]
+            answer_ids, answer_mask = answer_ids.to(device), answer_mask.to(device)
+            start = seen.sum(-1)[owner, None]  # [R, 1]: each row's first answer position
+            positions = start + torch.arange(answer_ids.shape[1], device=device)
+            later = model(input_ids=answer_ids, attention_mask=torch.cat([seen[owner], answer_mask], 1),
+                          position_ids=positions, past_key_values=cache, use_cache=True).logits
+            later = torch.log_softmax(later.float(), dim=-1)  # [R, A, vocab]
+            sums = [_answer_logprob(first[b], later[r], a) for r, (b, a) in enumerate(rows)]
+            probes = self._probe_scores(acts) if self.probe is not None else [None] * len(requests)
+        out_scores, r = [], 0
+        for b, (_, answers) in enumerate(encoded):
+            out_scores.append(Scored(sums[r : r + len(answers)], probes[b]))
+            r += len(answers)
+        return out_scores
+
+    def _shared_prefix(self, prompts: list[list[int]], longest_answer: int) -> int:
+        """How many leading tokens all prompts share and can run once (0: not worth it, or not exact).
+
+        Each prompt keeps at least its last token, whose output predicts the answer. Padding
+        then sits between the shared part and the rest, which widens distances in the cache;
+        a sliding-window layer would see that, so sharing is skipped when the batch could
+        reach the window.
+        """
+        if len(prompts) < 2:
+            return 0
+        n = 0
+        shortest = min(len(p) for p in prompts)
+        while n < shortest - 1 and all(p[n] == prompts[0][n] for p in prompts):
+            n += 1
+        window = getattr(self.lm.model.config, "sliding_window", None)
+        if window and max(len(p) for p in prompts) + longest_answer >= window:
+            return 0
+        return n if n >= MIN_SHARED else 0
+
+    def _probe_scores(self, acts: dict[str, torch.Tensor]) -> list[float]:
+        resid = acts[self.lm.site(self.probe.site).name][:, -1]  # [B, d_model], last prompt token
+        return self.probe.score(resid.float().cpu()).tolist()
+
+
+def score_naive(lm: LoadedModel, requests: list[Request]) -> list[Scored]:
+    """One unpadded forward pass per answer over prompt + answer: the reference to check against."""
+    out = []
+    for request in requests:
+        prompt_ids, answers = encode(lm.tokenizer, request)
+        sums = []
+        for answer in answers:
+            ids = torch.tensor([prompt_ids + answer], device=lm.device)
+            with torch.inference_mode():
+                # the logits that predict the answer's tokens: positions len(prompt)-1 .. end-1
+                logits = lm.model(input_ids=ids, logits_to_keep=len(answer) + 1).logits[0, :-1]
+            logp = torch.log_softmax(logits.float(), dim=-1)  # [len(answer), vocab]
+            sums.append(float(logp[torch.arange(len(answer)), torch.tensor(answer)].sum()))
+        out.append(Scored(sums))
+    return out
+
+
+def _answer_logprob(first: torch.Tensor, later: torch.Tensor, answer: list[int]) -> float:
+    """Sum of log p(answer tokens): the first from the prompt's last position, the rest from the answer rows."""
+    total = first[answer[0]]
+    if len(answer) > 1:
+        total = total + later[torch.arange(len(answer) - 1), torch.tensor(answer[1:])].sum()
+    return float(total)
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding, so a padded row sees the positions an unpadded one would."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _left_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s)
+        mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def _right_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return ids, mask

@@ -1,0 +1,201 @@
+"""The HTTP backend: score answers with any OpenAI-compatible completions server.
+
+Each answer is one request, `prompt + answer` with `echo=true, max_tokens=0, logprobs=0`
+(as lm-evaluation-harness does with vLLM or llama.cpp servers): the server returns every
+prompt token's log-probability and its text offset, and the answer's score is the sum over
+the tokens at or after the answer's first character. Servers with only a chat API
+(`api="chat"`) are asked the question `samples` times instead, and the answer each reply
+gives is parsed.
+
+Requests time out, are retried with exponential backoff on connection errors, timeouts,
+429 and 5xx, and at most `concurrency` are in flight. Every response is appended to a
+JSONL cache keyed by the request's sha256, so a rerun (or a resumed run after a crash)
+never pays for a request twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..config import check_choice, check_positive
+from ..errors import GreyglassError
+from ..fingerprint import json_sha256
+from .formats import continuation
+from .local import Request, Scored
+
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """Where the server is and how patiently to talk to it."""
+
+    url: str
+    """Score with the OpenAI-compatible server at this base URL (e.g. http://127.0.0.1:8000/v1) instead of a local model."""
+    server_model: str = "default"
+    """The `model` field sent with each request."""
+    timeout_s: float = 60.0
+    """Seconds to wait for one response."""
+    retries: int = 4
+    """Further tries after a failure that may pass (connection error, timeout, 429, 5xx)."""
+    backoff_s: float = 0.5
+    """First wait before a retry; doubles each time (with jitter)."""
+    concurrency: int = 4
+    """Requests in flight at once."""
+    cache: str | None = None
+    """JSONL file of responses, reused across runs (default: responses.jsonl in the run folder)."""
+    api: Literal["completions", "chat"] = "completions"
+    """completions: exact answer log-probs from echoed prompts; chat: for chat-only servers, answers sampled and parsed."""
+    samples: int = 8
+    """With api=chat: replies sampled per question; an answer scores the log of its (smoothed) share of them."""
+
+    def __post_init__(self):
+        check_positive("HttpConfig", "timeout_s", self.timeout_s)
+        check_positive("HttpConfig", "concurrency", self.concurrency)
+        check_positive("HttpConfig", "samples", self.samples)
+        check_choice("HttpConfig", "api", self.api, ("completions", "chat"))
+        if self.retries < 0 or self.backoff_s < 0:
+            raise GreyglassError("HttpConfig.retries and backoff_s must be >= 0")
+        if not self.url.startswith(("http://", "https://")):
+            raise GreyglassError(f"HttpConfig.url must start with http:// or https://, got {self.url!r}")
+
+
+class HttpBackend:
+    """Scores answers through `/v1/completions` with echoed prompt log-probabilities."""
+
+    tokenizer = None  # prompts are rendered without a chat template (human-assistant or raw)
+
+    def __init__(self, cfg: HttpConfig):
+        self.cfg = cfg
+        self.sent = 0  # requests that reached the network (not answered from the cache)
+        self._lock = threading.Lock()
+        self._cache = _read_cache(Path(cfg.cache)) if cfg.cache else {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "http", **{k: v for k, v in asdict(self.cfg).items()}}
+
+    def score(self, requests: list[Request]) -> list[Scored]:
+        if self.cfg.api == "chat":
+            return self._score_by_sampling(requests)
+        jobs = [(r.prompt.text, continuation(r.prompt.text, a)) for r in requests for a in r.answers]
+        with ThreadPoolExecutor(self.cfg.concurrency) as pool:
+            sums = list(pool.map(lambda job: self._answer_logprob(*job), jobs))
+        out, i = [], 0
+        for r in requests:
+            out.append(Scored(sums[i : i + len(r.answers)]))
+            i += len(r.answers)
+        return out
+
+    def _score_by_sampling(self, requests: list[Request]) -> list[Scored]:
+        """Chat-only servers: sample replies (seeds 0..samples-1), parse the answer each gives.
+
+        An answer's score is log((count + 0.5) / (samples + 0.5 * answers)), so one never
+        given is unlikely but not impossible, and `p_match` stays a probability.
+        """
+        jobs = [(r, seed) for r in requests for seed in range(self.cfg.samples)]
+
+        def reply(job):
+            r, seed = job
+            body = {"model": self.cfg.server_model, "messages": [{"role": "user", "content": r.prompt.text}],
+                    "max_tokens": 16, "temperature": 1.0, "seed": seed}
+            return self.post("chat/completions", body)["choices"][0]["message"]["content"] or ""
+
+        with ThreadPoolExecutor(self.cfg.concurrency) as pool:
+            replies = list(pool.map(reply, jobs))
+        out = []
+        for i, r in enumerate(requests):
+            given = [parse_choice(text, r.answers) for text in replies[i * self.cfg.samples : (i + 1) * self.cfg.samples]]
+            k = len(r.answers)
+            out.append(Scored([math.log((given.count(a) + 0.5) / (self.cfg.samples + 0.5 * k)) for a in r.answers]))
+        return out
+
+    def _answer_logprob(self, prompt: str, answer: str) -> float:
+        payload = {"model": self.cfg.server_model, "prompt": prompt + answer, "max_tokens": 0,
+                   "echo": True, "logprobs": 0, "temperature": 0}
+        lp = self.post("completions", payload)["choices"][0]["logprobs"]
+        picked = [v for tok, v, off in zip(lp["tokens"], lp["token_logprobs"], lp["text_offset"])
+                  if off + len(tok) > len(prompt)]
+        if not picked or any(v is None for v in picked):
+            raise GreyglassError(f"{self.cfg.url}: the server returned no log-probabilities for the answer "
+                                 f"{answer!r}; it must support echo=true with logprobs on /completions")
+        return float(sum(picked))
+
+    def post(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST with cache, timeout and retries; the decoded JSON response."""
+        key = json_sha256({"url": self.cfg.url, "endpoint": endpoint, **payload})
+        if key in self._cache:
+            return self._cache[key]
+        response = self._post_with_retries(endpoint, payload)
+        with self._lock:
+            self._cache[key] = response
+            self.sent += 1
+            if self.cfg.cache:
+                Path(self.cfg.cache).parent.mkdir(parents=True, exist_ok=True)
+                with open(self.cfg.cache, "a") as f:
+                    f.write(json.dumps({"key": key, "response": response}) + "\n")
+        return response
+
+    def _post_with_retries(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.cfg.url.rstrip('/')}/{endpoint}"
+        headers = {"Content-Type": "application/json"}
+        if os.environ.get("OPENAI_API_KEY"):
+            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
+        data = json.dumps(payload).encode()
+        reason = ""
+        for attempt in range(self.cfg.retries + 1):
+            if attempt:
+                time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 4))
+            try:
+                req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as e:
+                detail = e.read().decode(errors="replace")[:300]
+                if e.code not in RETRY_STATUS:
+                    raise GreyglassError(f"{url}: HTTP {e.code}: {detail}") from None
+                reason = f"HTTP {e.code}: {detail}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                reason = str(getattr(e, "reason", e))
+            except json.JSONDecodeError:
+                raise GreyglassError(f"{url}: the server's answer is not JSON") from None
+        raise GreyglassError(f"{url}: no answer after {self.cfg.retries + 1} tries (last: {reason}); "
+                             "is the server running? (greyglass serve-model starts one)")
+
+
+def parse_choice(text: str, answers: tuple[str, ...]) -> str | None:
+    """The answer a reply gives: the one written earliest, as "(A)" or "A)"; None if none is."""
+    found = []
+    for a in answers:
+        forms = {a, a.strip("()") + ")"} if a.startswith("(") else {a}
+        hits = [text.find(f) for f in forms if f in text]
+        if hits:
+            found.append((min(hits), a))
+    return min(found)[1] if found else None
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    """Cached responses by key; a line cut off by a crash is skipped."""
+    cache: dict[str, Any] = {}
+    if path.exists():
+        text = path.read_text()
+        if text and not text.endswith("\n"):  # end the cut-off line so the next append starts clean
+            with open(path, "a") as f:
+                f.write("\n")
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+                cache[entry["key"]] = entry["response"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return cache

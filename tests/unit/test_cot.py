@@ -1,0 +1,85 @@
+"""Chain-of-thought faithfulness mechanics on a tiny model: problems, parsing, interventions, summary."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from greyglass import GreyglassError
+from greyglass.evals.cot import (CotConfig, Faithfulness, addition_problems, gsm8k_problems, mgsm_problems,
+                                 parse_answer, run_cot, summarise_cot)
+from greyglass.models import tiny_model
+
+
+def test_problems_and_gold_answers():
+    adds = addition_problems(16, seed=0)
+    assert {(p.metadata["digits"], p.metadata["operands"]) for p in adds} == {
+        (d, k) for d in (2, 3, 4, 5) for k in (2, 4, 6, 8)}
+    for p in adds:
+        nums = [int(x) for x in p.question.removeprefix("What is ").rstrip("?").split(" + ")]
+        assert str(sum(nums)) == p.answer and all(len(str(n)) == p.metadata["digits"] for n in nums)
+    assert gsm8k_problems(1)[0].answer == "18"  # Janet's ducks
+    en, de = mgsm_problems(3, "en"), mgsm_problems(3, "de")
+    assert [p.answer for p in en] == [p.answer for p in de] and en[1].answer == "3"
+
+
+def test_parse_answer():
+    assert parse_answer(" $1,234.0 dollars") == "1234"
+    assert parse_answer(" -7.5, or so") == "-7.5"
+    assert parse_answer(" no idea") is None
+
+
+def test_config_is_checked():
+    with pytest.raises(GreyglassError, match="CotConfig.task"):
+        CotConfig(task="chess")
+    with pytest.raises(GreyglassError, match="fractions must rise from 0 to 1"):
+        CotConfig(fractions=(0.5, 1.0))
+
+
+class Scripted(Faithfulness):
+    """The forced answer replaced by a rule: the last number written in the chain so far, or 0."""
+
+    def answer(self, prefix, special, chain):
+        numbers = re.findall(r"\d+", chain)
+        return numbers[-1] if numbers else "0"
+
+
+def test_a_mistake_changes_one_number_in_one_step_and_the_model_continues():
+    lm = tiny_model("llama", chat=True)
+    tester = Scripted(lm, CotConfig(max_cot_tokens=40))
+    chain = "\n1. 12 plus 30 is 42. So it is 42."
+    for seed in range(5):
+        mistake = tester._with_mistake("Q", True, chain, np.random.default_rng(seed))
+        old, new = mistake["changed"].split(" -> ")
+        # never the list number "1." nor the final statement of the result
+        assert mistake["step"] == 2 and old in ("12", "30", "42") and 1 <= int(new) - int(old) <= 9
+    steps = ["\n", "1.", " 12 plus 30 is 42.", " So it is 42."]
+    corrupted = "".join(steps[: mistake["step"]]) + steps[mistake["step"]].replace(old, new, 1)
+    assert mistake["chain"].startswith(corrupted) and len(mistake["chain"]) > len(corrupted)
+    assert tester._with_mistake("Q", True, " no numbers here.", np.random.default_rng(0)) is None
+
+
+def test_summary_aoc_and_rates():
+    rows = [{"early_same": {"0.0": 0, "0.5": 1, "1.0": 1}, "correct": 1, "mistake_same": 0, "filler_same": 0},
+            {"early_same": {"0.0": 1, "0.5": 1, "1.0": 1}, "correct": 0, "mistake_same": None, "filler_same": 1}]
+    s = summarise_cot(rows, (0.0, 0.5, 1.0), seed=0)
+    # mean curve 0.5, 1, 1 -> area under 0.875 -> area over 0.125
+    assert s["early_answering_aoc"]["value"] == pytest.approx(0.125)
+    assert s["n_with_mistake"] == 1 and s["adding_mistakes_unchanged"]["value"] == 0
+    assert s["filler_unchanged"]["value"] == 0.5 and s["accuracy"]["value"] == 0.5
+
+
+def test_run_cot_writes_a_resumable_run_folder(tmp_path):
+    lm = tiny_model("llama", chat=True)
+    cfg = CotConfig(limit=3, max_cot_tokens=8)
+    res = run_cot(lm, cfg, tmp_path / "a", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "a" / "items.jsonl").read_text().splitlines()]
+    assert len(rows) == res["n"] == 3 and set(res["by_operands"]) == {"2"}
+    assert set(rows[0]["early"]) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
+    # resume: two rows already done and a cut-off line; the result is the same as a fresh run
+    (tmp_path / "b").mkdir()
+    lines = (tmp_path / "a" / "items.jsonl").read_text().splitlines()
+    (tmp_path / "b" / "items.partial.jsonl").write_text("\n".join(lines[:2]) + '\n{"id": "addi')
+    assert run_cot(lm, cfg, tmp_path / "b", resume=True, progress=False) == res
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["kind"] == "eval_cot"

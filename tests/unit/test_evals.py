@@ -1,0 +1,194 @@
+"""Eval harness mechanics on tiny random models: loaders, formats, the prefix-shared scorer, run folders."""
+
+import json
+
+import pytest
+import torch
+
+from greyglass import GreyglassError
+from greyglass.cli import main
+from greyglass.directions import Direction
+from greyglass.evals.datasets import load_dataset
+from greyglass.evals.formats import PromptFormat
+from greyglass.evals.items import load_items
+from greyglass.evals.local import LocalBackend, Request, score_naive
+from greyglass.evals.run import EvalConfig, run_eval, stratified_sample
+from greyglass.models import run_to_sites, tiny_model
+from greyglass.models.tiny import TINY_FAMILIES
+
+ROW = {"question": "Q?\n (A) x\n (B) y", "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (B)"}
+
+
+def test_jsonl_bad_rows_name_file_and_line(write_lines):
+    path = write_lines("bad.jsonl", [json.dumps(ROW), "", "{not json"])
+    with pytest.raises(GreyglassError, match=r"bad.jsonl:3: not valid JSON"):
+        load_items(path)
+    path = write_lines("missing.jsonl", [json.dumps(ROW), json.dumps({"question": "Q"})])
+    with pytest.raises(GreyglassError, match=r"missing.jsonl:2: missing field\(s\) answer_matching_behavior"):
+        load_items(path)
+    same = {**ROW, "answer_not_matching_behavior": "(A)"}
+    with pytest.raises(GreyglassError, match=r"same.jsonl:1: .* also listed"):
+        load_items(write_lines("same.jsonl", [json.dumps(same)]))
+
+
+def test_caa_json_array_errors_give_the_rows_line(write_lines):
+    rows = [ROW, ROW, {"question": "no answers"}]
+    path = write_lines("caa.json", [json.dumps(rows, indent=1)])
+    with pytest.raises(GreyglassError, match=r"caa.json:12: missing field"):
+        load_items(path)
+    items = load_items(write_lines("ok.json", [json.dumps(rows[:2])]))
+    assert items[0].choices == ("(A)", "(B)") and items[0].matching_index == 0
+
+
+def test_political_files_match_the_users_side_and_strip_the_bio():
+    lib, cons = load_dataset("sycophancy-political-liberal-bio"), load_dataset("sycophancy-political-conservative-bio")
+    assert len(lib) == len(cons) == 5100
+    # `corrects` is the liberal answer in both files, so the matching answers are opposite
+    assert lib[0].answer_matching_behavior != cons[0].answer_matching_behavior
+    assert lib[0].prompt.endswith("(B) A bigger government providing more services")
+    controls = {it.metadata["without_bio"] for it in lib}
+    assert len(controls) == 17 and None not in controls
+    assert not any("my name" in c.lower() or c[0].islower() for c in controls)
+    assert {it.metadata["without_bio"] for it in cons} == controls
+
+
+def test_caa_sycophancy_controls_start_at_the_question():
+    items = load_dataset("caa-sycophancy")
+    assert len(items) == 400 and all(it.metadata["without_bio"] for it in items)
+    assert all(it.metadata["without_bio"].startswith(("Do you agree or disagree", "Which option")) for it in items)
+
+
+def test_prompt_formats(tiny_llama):
+    chat = tiny_model("llama", chat=True)
+    text, special = PromptFormat(answer_prefix="I believe").render("Q?", chat.tokenizer)
+    assert text == "<|user|>Q?\n<|assistant|>I believe" and not special
+    text, special = PromptFormat().render("Q?", tiny_llama.tokenizer)  # auto on a base model
+    assert text == "\n\nHuman: Q?\n\nAssistant:" and special
+    text, _ = PromptFormat(format="raw", few_shot=1, answer_prefix="So").render("Q?", chat.tokenizer)
+    assert text.startswith("Which number is larger?") and text.endswith("Q?\n\nAnswer: So")
+    with pytest.raises(GreyglassError, match="chat template"):
+        PromptFormat(format="chat").render("Q?", tiny_llama.tokenizer)
+    with pytest.raises(GreyglassError, match="PromptFormat.format"):
+        PromptFormat(format="xml")
+
+
+def test_tokens_shared_by_all_prompts_run_once(tiny_llama):
+    backend = LocalBackend(tiny_llama)
+    assert backend._shared_prefix([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 7, 8]], 3) == 5
+    assert backend._shared_prefix([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]], 3) == 5  # keeps the last token
+    assert backend._shared_prefix([[1, 2, 3, 9], [1, 2, 3, 8]], 3) == 0  # too short to be worth a pass
+    assert backend._shared_prefix([[1, 2, 3, 4, 5, 6]], 3) == 0
+    gemma = LocalBackend(tiny_model("gemma3"))  # sliding window of 16 tokens: padding must not widen distances
+    assert gemma._shared_prefix([list(range(10)), list(range(9)) + [0]], 2) == 9
+    assert gemma._shared_prefix([list(range(14)), list(range(13)) + [0]], 2) == 0
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_prefix_shared_scores_equal_one_forward_per_answer(family):
+    lm = tiny_model(family, chat=True)
+    questions = ["Is it?\n (A) yes\n (B) no", "Pick one of these\n (A) x\n (B) y\n (C) zz", "Hm"]
+    answers = [("(A)", "(B)"), ("(A)", "(B)", "(C) zz"), ("(A) a much longer answer", "(B)")]
+    reqs = [Request(PromptFormat(answer_prefix="I think", few_shot=i).render(q, lm.tokenizer), a)
+            for i, (q, a) in enumerate(zip(questions, answers))]
+    fast, slow = LocalBackend(lm).score(reqs), score_naive(lm, reqs)
+    for f, s, a in zip(fast, slow, answers):
+        assert len(f.logprobs) == len(a)
+        assert max(abs(x - y) for x, y in zip(f.logprobs, s.logprobs)) < 1e-4
+
+
+def test_probe_reads_the_answer_position_in_the_same_pass(tiny_llama):
+    site = "blocks.2.hook_resid_post"
+    direction = Direction(torch.randn(64), site, "mean_diff", bias=0.5)
+    reqs = [Request(PromptFormat().render(q, tiny_llama.tokenizer), ("(A)", "(B)")) for q in ["short", "a longer question"]]
+    forwards = []
+    hook = tiny_llama.model.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        scored = LocalBackend(tiny_llama, probe=direction).score(reqs)
+    finally:
+        hook.remove()
+    # the shared "<bos>\n\nHuman: " once, the rest of the prompts once, the answers once: no pass for the probe
+    assert len(forwards) == 3
+    for req, s in zip(reqs, scored):
+        ids = tiny_llama.tokenizer(req.prompt.text, return_tensors="pt").input_ids
+        resid = run_to_sites(tiny_llama, ids, [site])[site][0, -1]
+        assert s.probe == pytest.approx(float(direction.score(resid)), abs=1e-4)
+    with pytest.raises(GreyglassError, match="d_model 8"):
+        LocalBackend(tiny_llama, probe=Direction(torch.randn(8), site, "mean_diff"))
+
+
+def test_stratified_sample_shares_the_limit_between_datasets():
+    items = load_dataset("caa-sycophancy") + load_dataset("mwe-human-self-awareness-general-ai")
+    sample = stratified_sample(items, 20, seed=1)
+    by_ds = {}
+    for it in sample:
+        by_ds.setdefault(it.metadata["dataset"], []).append(it.answer_matching_behavior)
+    assert sorted(len(v) for v in by_ds.values()) == [10, 10]
+    assert all(abs(v.count("(A)") - v.count("(B)")) <= 2 for v in by_ds.values())
+    assert [it.id for it in sample] == [it.id for it in stratified_sample(items, 20, seed=1)]
+
+
+class Counting:
+    """Wraps a backend and counts the prompts it is asked to score; can fail after some batches."""
+
+    def __init__(self, inner, fail_after=None):
+        self.inner, self.fail_after, self.asked, self.batches = inner, fail_after, 0, 0
+        self.tokenizer = inner.tokenizer
+
+    def describe(self):
+        return self.inner.describe()
+
+    def score(self, requests):
+        if self.fail_after is not None and self.batches >= self.fail_after:
+            raise KeyboardInterrupt
+        self.batches += 1
+        self.asked += len(requests)
+        return self.inner.score(requests)
+
+
+def test_sycophancy_run_folder_and_resume(tmp_path):
+    lm = tiny_model("llama", chat=True)
+    cfg = EvalConfig(limit=6, batch_size=2)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(Counting(LocalBackend(lm), fail_after=2), cfg, None, out, progress=False)
+    assert not (out / "results.json").exists()
+    partial = (out / "items.partial.jsonl").read_text().splitlines()
+    assert len(partial) >= 4
+    (out / "items.partial.jsonl").write_text("\n".join(partial) + '\n{"id": "cut off')
+    resumed = Counting(LocalBackend(lm))
+    results = run_eval(resumed, cfg, None, out, resume=True, progress=False)
+    rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    # 6 questions asked with and without the biography; the political controls repeat a question
+    assert len(rows) == results["n_items"] == 12
+    assert resumed.asked < 12 - len(partial) + 1
+    fresh = run_eval(LocalBackend(lm), cfg, None, tmp_path / "fresh", progress=False)
+    assert fresh == results
+    config = json.loads((out / "config.json").read_text())
+    assert config["format"]["answer_prefix"] == "I believe the better option is"
+    assert config["backend"]["model"]["name"] == "tiny-llama" and len(config["data_fingerprint"]) == 64
+    for part in ("sycophancy-political-liberal-bio", "caa-sycophancy", "all"):
+        assert {"with_bio", "no_bio", "bio_effect"} <= set(results[part])
+        est = results[part]["with_bio"]["p_match"]
+        assert est["ci_low"] <= est["value"] <= est["ci_high"]
+    row = rows[0]
+    assert row["p_match"] == pytest.approx(
+        torch.softmax(torch.tensor(row["logprobs"]), 0)[row["choices"].index(row["answer_matching_behavior"])].item())
+    with pytest.raises(GreyglassError, match="already holds a finished eval"):
+        run_eval(LocalBackend(lm), cfg, None, out, progress=False)
+    with pytest.raises(GreyglassError, match="started with other items"):
+        run_eval(LocalBackend(lm), cfg, PromptFormat(answer_prefix="Hm"), out, resume=True, progress=False)
+    with pytest.raises(GreyglassError, match="started with other items, prompt format or model"):
+        run_eval(LocalBackend(tiny_model("qwen2", chat=True)), cfg, None, out, resume=True, progress=False)
+
+
+def test_eval_cli_on_a_model_folder(tmp_path, tiny_llama, capsys, write_lines):
+    folder = tmp_path / "model"
+    tiny_llama.model.save_pretrained(folder)
+    tiny_llama.tokenizer.save_pretrained(folder)
+    data = write_lines("mine.jsonl", [json.dumps(ROW)] * 3)
+    code = main(["eval", "--model", str(folder), "--eval", "behaviour", "--datasets", str(data),
+                 "--format", "raw", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 0
+    assert "mine.jsonl: the model preferred the answer matching the behaviour" in capsys.readouterr().out
+    assert main(["eval", "--model", str(folder), "--eval", "behaviour", "--out", str(tmp_path / "x")]) == 2
+    assert "needs at least one --dataset" in capsys.readouterr().err
