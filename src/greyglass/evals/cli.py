@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "ethical and legal consequences, and classify them by documented rules."),
     }
     for kind, (cls, runner, explainer, short, long) in generating.items():
-        g = sub.add_parser(kind, help=short, description=long)
+        g = sub.add_parser(kind.replace("_", "-"), help=short, description=long)
         add_model_args(g)
         add_arguments(g, cls)
         add_run_folder_args(g, kind)
