@@ -71,7 +71,7 @@ def test_run_folder_on_a_tiny_model(tmp_path, scenario, n):
 
 
 def test_pressure_cli_errors_are_one_line(capsys):
-    assert main(["eval_pressure", "--samples", "0"]) == 2
+    assert main(["eval-pressure", "--samples", "0"]) == 2
     assert "PressureConfig.samples must be > 0" in capsys.readouterr().err
 
 
