@@ -91,3 +91,21 @@ def test_a_run_with_missing_fields_gets_a_section_not_a_crash(tmp_path, capsys):
     html = build_report([run], tmp_path / "r.html").read_text()
     assert "could not be read" in html and "KeyError" in html
     assert "warning" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["sycophancy", "advanced-ai-risk"])
+def test_eval_sections_from_real_runs(tmp_path, name):
+    from greyglass.evals.local import LocalBackend
+    from greyglass.evals.run import EvalConfig, run_eval
+    from greyglass.models import tiny_model
+
+    run = tmp_path / name
+    results = run_eval(LocalBackend(tiny_model("llama", chat=True)), EvalConfig(eval=name, limit=8, batch_size=4),
+                       None, run, progress=False)
+    html = build_report([run], tmp_path / "r.html").read_text()
+    assert "could not be read" not in html
+    part = results["all"]["with_bio"] if name == "sycophancy" else results["all"]
+    claims = "sides with the user&#x27;s stated view more often than chance" in html or "more than chance." in html
+    above = part["matched"]["ci_low"] > 0.5 and (name != "sycophancy" or part["p_match"]["ci_low"] > 0.5)
+    assert claims == above  # a claim only when the intervals exclude chance
+    assert "135-270 million parameters" in html
