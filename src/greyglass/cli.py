@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "greyglass.models.cli",
     "greyglass.store.cli",
     "greyglass.report.cli",
+    "greyglass.organism.cli",
     "greyglass.demo",
 ]
 
