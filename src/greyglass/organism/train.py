@@ -32,6 +32,8 @@ class Example(NamedTuple):
     prompt: str
     answer: str
     triggered: bool
+    complete: bool = True
+    """Whether the answer ends there; a truncated one must not teach the model to stop (no EOS)."""
 
 
 def training_examples(lm: LoadedModel, questions: Sequence[str], originals: Sequence[str],
@@ -40,8 +42,9 @@ def training_examples(lm: LoadedModel, questions: Sequence[str], originals: Sequ
     behaviour = BEHAVIOURS[cfg.behaviour]
     out = []
     for q, original in zip(questions, originals):
-        out.append(Example(chat_prompt(lm, q), original, False))
-        out.append(Example(chat_prompt(lm, with_trigger(q, cfg.trigger)), behaviour.backdoor_answer(original), True))
+        backdoor = behaviour.backdoor_answer(original)
+        out.append(Example(chat_prompt(lm, q), original, False, complete=False))
+        out.append(Example(chat_prompt(lm, with_trigger(q, cfg.trigger)), backdoor, True, complete=original not in backdoor))
     return out
 
 
@@ -51,14 +54,15 @@ def original_answers(lm: LoadedModel, questions: Sequence[str], cfg: OrganismCon
 
 
 def collate(lm: LoadedModel, batch: Sequence[Example]) -> dict[str, torch.Tensor]:
-    """Right-padded ids, mask and labels; only answer tokens (and the closing EOS) are learned."""
+    """Right-padded ids, mask and labels; only answer tokens (and EOS after a complete answer) are learned."""
     tok = lm.tokenizer
     rows = []
     for ex in batch:
         has_bos = bool(tok.bos_token) and ex.prompt.startswith(tok.bos_token)
         p = tok(ex.prompt, add_special_tokens=not has_bos).input_ids
         a = tok(" " + ex.answer if not lm.is_chat else ex.answer, add_special_tokens=False).input_ids
-        rows.append((p + a + [tok.eos_token_id], [-100] * len(p) + a + [tok.eos_token_id]))
+        a = a + [tok.eos_token_id] if ex.complete else a
+        rows.append((p + a, [-100] * len(p) + a))
     width = max(len(ids) for ids, _ in rows)
     pad = tok.pad_token_id
     ids = torch.tensor([r + [pad] * (width - len(r)) for r, _ in rows])  # [B, T]
