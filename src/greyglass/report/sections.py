@@ -29,3 +29,4 @@ def capture_section(config: dict[str, Any], results: dict[str, Any], folder: Pat
                        "How the model behaves on other kinds of text than the one recorded."],
         provenance=provenance(config, str(folder)),
     )
+from ..organism import report as _organism_report  # noqa: E402,F401  (registers the organism sections)
