@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "greyglass.sae.cli",
     "greyglass.features.cli",
     "greyglass.evals.cli",
+    "greyglass.organism.cli",
     "greyglass.demo",
 ]
 

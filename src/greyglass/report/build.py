@@ -7,6 +7,7 @@ for its `kind`, and renders one self-contained HTML page. Builders read only the
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,6 +21,14 @@ from .section import Section, provenance
 
 Builder = Callable[[dict[str, Any], dict[str, Any], Path], Section]
 BUILDERS: dict[str, Builder] = {}
+SECTION_MODULES = [
+    "greyglass.report.sections",
+    "greyglass.sae.report",
+    "greyglass.features.report",
+    "greyglass.evals.report",
+    "greyglass.organism.report",
+]
+"""Modules whose `@builder` functions register a section for their kinds of run."""
 
 
 def builder(kind: str) -> Callable[[Builder], Builder]:
@@ -49,6 +58,8 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 def section_for(folder: Path) -> Section:
     """The section for one run folder; a run whose files lack what its builder needs gets a section saying so."""
+    for name in SECTION_MODULES:
+        importlib.import_module(name)  # registers their builders (imported lazily: they import this module)
     config, results = read_run(folder)
     kind = config.get("kind", "unknown")
     try:
@@ -60,8 +71,6 @@ def section_for(folder: Path) -> Section:
 
 
 def build_report(paths: Iterable[str | Path], out: str | Path, title: str | None = None) -> Path:
-    from . import sections  # noqa: F401  (registers the builders)
-
     secs = [section_for(f) for f in find_runs(paths)]
     html = render_page(secs, title or "What we found inside the model")
     write_text(out, html)

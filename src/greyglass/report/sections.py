@@ -29,6 +29,3 @@ def capture_section(config: dict[str, Any], results: dict[str, Any], folder: Pat
                        "How the model behaves on other kinds of text than the one recorded."],
         provenance=provenance(config, str(folder)),
     )
-from ..features import report as _features_report  # noqa: E402,F401  (registers the feature sections)
-from ..sae import report as _sae_report  # noqa: E402,F401  (registers the SAE sections)
-from ..evals import report as _evals_report  # noqa: E402,F401  (registers the eval sections)

