@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "greyglass.report.cli",
     "greyglass.sae.cli",
     "greyglass.features.cli",
+    "greyglass.serve.cli",
     "greyglass.demo",
 ]
 

@@ -1,0 +1,180 @@
+"""The browser app through Starlette's test client, on tiny run folders and a tiny model."""
+
+import json
+import re
+
+import pytest
+import torch
+
+from greyglass.data import CorpusConfig
+from greyglass.directions import Direction
+from greyglass.features import FeaturesConfig, build_features
+from greyglass.features.source import corpus_batches
+from greyglass.runs import write_config, write_results
+from greyglass.sae.io import save_sae
+from greyglass.sae.config import SAEConfig
+from greyglass.sae.model import SparseAutoencoder
+
+SITE = "blocks.1.hook_resid_post"
+
+
+def make_runs(root, lm):
+    """A capture run, an eval run with items, an SAE's feature database and two saved directions."""
+    cap = root / "capture" / "c1"
+    write_config(cap, "capture", model=lm.provenance())
+    write_results(cap, {"n_tokens": 1234, "sites": [SITE], "seconds": 0.5})
+    ev = root / "eval" / "e1"
+    write_config(ev, "eval", model=lm.provenance())
+    write_results(ev, {"accuracy": 0.75, "n_items": 60})
+    (ev / "items.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "question": f"Is {i} even?", "answer": "yes" if i % 2 == 0 else "no",
+                                                        "correct": i % 4 != 3, "<b>": "<script>x</script>"}) + "\n" for i in range(60)))
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=lm.d_model, d_sae=32, k=4, k_aux=16, hook_name=SITE))
+    sae_dir = save_sae(sae, root / "sae" / "s1")
+    feats = sae_dir / "features"
+    cfg = FeaturesConfig(tokens=1500, top_k=4, n_samples=4, window=3)
+    write_config(feats, "features", model=lm.provenance(), features=cfg, sae=str(sae_dir))
+    batches = corpus_batches(lm, SITE, CorpusConfig(context_size=64), cfg.tokens, cfg.batch_windows)
+    write_results(feats, build_features(lm, sae, batches, cfg, feats, {"sae": str(sae_dir), "model": lm.name}, progress=False))
+    Direction(torch.randn(lm.d_model), SITE, "logistic", bias=0.1).save(root / "probe" / "p1" / "direction")
+    Direction(torch.randn(7), SITE, "mean_diff").save(root / "probe" / "other_model")
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(tiny_llama, tmp_path_factory):
+    from starlette.testclient import TestClient
+
+    from greyglass.serve import create_app
+
+    root = make_runs(tmp_path_factory.mktemp("runs"), tiny_llama)
+    client = TestClient(create_app(root, load=lambda spec: tiny_llama))
+    client.runs_root = root
+    return client
+
+
+def ok(client, url, **params):
+    r = client.get(url, params=params)
+    assert r.status_code == 200, (url, r.status_code, r.text[:500])
+    assert "<style>" in r.text and "http://" not in r.text and "https://" not in r.text  # nothing fetched from outside
+    return r.text
+
+
+def refused(client, url, status, words, **params):
+    r = client.get(url, params=params)
+    assert r.status_code == status, (url, r.status_code, r.text[:300])
+    assert "Traceback" not in r.text and words in r.text
+    return r.text
+
+
+def latent_with_label(client):
+    page = ok(client, "/features/sae/s1/features/index.html")
+    return int(re.search(r'latent_(\d+)\.html', page).group(1))
+
+
+def test_run_list_shows_every_run_with_kind_and_numbers(client):
+    page = ok(client, "/")
+    for rid in ("capture/c1", "eval/e1", "sae/s1/features"):
+        assert f'href="/run/{rid}"' in page
+    assert "accuracy 0.75" in page and "n_tokens 1,234" in page and "features" in page
+
+
+def test_run_page_has_the_report_section_and_raw_results(client):
+    page = ok(client, "/run/capture/c1")
+    assert "What we recorded inside the model" in page and "1,234 tokens" in page  # the report's capture section
+    assert "&quot;n_tokens&quot;: 1234" in page
+    assert 'href="/features/sae/s1/features/index.html"' in ok(client, "/run/sae/s1/features")
+    assert 'href="/eval/eval/e1"' in ok(client, "/run/eval/e1")
+
+
+def test_unknown_runs_and_path_traversal_are_404(client):
+    refused(client, "/run/nope", 404, "no run")
+    refused(client, "/run/../../etc/passwd", 404, "")
+    refused(client, "/run/%2e%2e/%2e%2e/etc", 404, "no run")
+    refused(client, "/features/capture/c1/index.html", 404, "no feature database")
+    refused(client, "/eval/capture/c1", 404, "no items.jsonl")
+
+
+def test_eval_table_pages_and_items(client):
+    page = ok(client, "/eval/eval/e1")
+    assert "60 items" in page and "Is 0 even?" in page and "Is 49 even?" in page and "Is 50 even?" not in page
+    assert "&lt;script&gt;" in page and "<script>" not in page  # item text is escaped
+    assert "Is 50 even?" in ok(client, "/eval/eval/e1", page=2)
+    item = ok(client, "/item/eval/e1/7")
+    assert "Is 7 even?" in item and "q7" in item and 'href="/item/eval/e1/8"' in item
+    refused(client, "/item/eval/e1/60", 404, "items 0 to 59")
+    refused(client, "/eval/eval/e1", 400, "page must be between 1 and 2", page=3)
+    refused(client, "/eval/eval/e1", 400, "page must be a whole number", page="x")
+
+
+def test_broken_items_file_is_a_4xx_naming_the_line(tmp_path, tiny_llama):
+    from starlette.testclient import TestClient
+
+    from greyglass.serve import create_app
+
+    ev = tmp_path / "eval" / "bad"
+    write_config(ev, "eval")
+    write_results(ev, {"accuracy": 0.5})
+    (ev / "items.jsonl").write_text('{"a": 1}\n{not json\n')
+    client = TestClient(create_app(tmp_path, load=lambda spec: tiny_llama))
+    refused(client, "/eval/eval/bad", 400, "line 2")
+
+
+def test_feature_list_search_and_dashboards(client):
+    assert 'href="/features/sae/s1/features/index.html"' in ok(client, "/features")
+    j = latent_with_label(client)
+    dash = ok(client, f"/features/sae/s1/features/latent_{j}.html")
+    assert f"Latent {j}" in dash and "Top activations" in dash and 'href="/steer"' in dash
+    from greyglass.features import FeatureDB
+
+    db = FeatureDB(client.runs_root / "sae" / "s1" / "features")
+    word = db.latent(j)["top"][0]["tokens"][db.latent(j)["top"][0]["centre_index"]][0]
+    fires = ok(client, "/features/sae/s1/features/index.html", fires_on=word)
+    assert f"latent_{j}.html" in fires and "Latents firing on" in fires
+    label_word = re.findall(r"\w+", db.latent(j)["label"])[0]
+    found = ok(client, "/features/sae/s1/features/index.html", q=f'"{label_word}"')
+    assert "Latents matching" in found and re.search(r"latent_\d+\.html", found)
+    on_text = ok(client, "/features/sae/s1/features/index.html", text="the quick brown fox")
+    assert "Latents most active on the text" in on_text and re.search(r"latent_\d+\.html", on_text.split("Latents most active on the text")[1])
+
+
+def test_feature_errors(client):
+    refused(client, "/features/sae/s1/features/latent_32.html", 404, "latents 0 to 31")
+    refused(client, "/features/sae/s1/features/latent_x.html", 404, "")
+    refused(client, "/features/sae/s1/features/latent_-1.html", 404, "")
+    refused(client, "/features/sae/s1/features/index.html", 400, "not valid full-text syntax", q='"unbalanced')
+    refused(client, "/features/sae/s1/features/index.html", 413, "the limit is 200", fires_on="a" * 201)
+    refused(client, "/features/sae/s1/features/index.html", 400, "limit must be between", limit=10_000)
+
+
+def test_text_page_shows_latents_and_probes_per_token(client):
+    page = ok(client, "/text", text="hello world", features="sae/s1/features")
+    assert page.count('class="tok"') == 2 * len("hello world")  # byte tokens: one row of latents, one per probe
+    assert "probe/p1/direction" in page and "logistic at blocks.1.hook_resid_post" in page
+    assert "skipped probe/other_model" in page and "d_model 7" in page
+    refused(client, "/text", 413, "the limit is 2,000", text="x" * 2001)
+    refused(client, "/text", 404, "no run", text="hi", features="../x")
+    refused(client, "/text", 400, "empty", text="   ")
+
+
+def test_steering_changes_the_generation(client):
+    page = ok(client, "/steer", prompt="hello", vector="direction:probe/p1/direction", coef=200, max_tokens=8)
+    base = re.search(r'id="baseline">(.*?)</span>', page, re.S).group(1)
+    steered = re.search(r'id="steered">(.*?)</span>', page, re.S).group(1)
+    assert base != steered
+    page = ok(client, "/steer", prompt="hello", vector="features:sae/s1/features", latent=3, coef=50, max_tokens=8)
+    assert 'id="steered"' in page and "latent 3 at blocks.1.hook_resid_post" in page
+    assert "<select" in ok(client, "/steer")
+
+
+def test_steering_errors(client):
+    refused(client, "/steer", 400, "max_tokens must be between 1 and 64", prompt="hi", vector="direction:probe/p1/direction",
+            max_tokens=10_000)
+    refused(client, "/steer", 400, "coef must be a finite number", prompt="hi", coef="nan")
+    refused(client, "/steer", 400, "coef must be a number", prompt="hi", coef="lots")
+    refused(client, "/steer", 404, "no saved direction", prompt="hi", vector="direction:../../etc")
+    refused(client, "/steer", 400, "latent must be between 0 and 31", prompt="hi", vector="features:sae/s1/features", latent=99)
+    refused(client, "/steer", 400, "latent must be a whole number", prompt="hi", vector="features:sae/s1/features", latent="")
+    refused(client, "/steer", 400, "choose a vector", prompt="hi", vector="bogus")
+    refused(client, "/steer", 400, "direction at blocks.1.hook_resid_post has d_model 7", prompt="hi",
+            vector="direction:probe/other_model")
