@@ -144,3 +144,28 @@ def test_steering_errors(client):
     refused(client, "/steer", 400, "choose a vector", prompt="hi", vector="bogus")
     refused(client, "/steer", 400, "direction at blocks.1.hook_resid_post has d_model 7", prompt="hi",
             vector="direction:probe/other_model")
+
+
+def test_cli_refuses_a_missing_runs_folder(tmp_path, capsys):
+    from greyglass.cli import main
+
+    assert main(["serve", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_appear_after_the_rescan_interval(tmp_path, tiny_llama):
+    from starlette.testclient import TestClient
+
+    from greyglass.serve import create_app
+    from greyglass.serve.catalog import Catalog
+
+    catalog = Catalog(tmp_path, ttl=0.0)
+    assert catalog.runs() == []
+    write_config(tmp_path / "eval" / "late", "eval")
+    write_results(tmp_path / "eval" / "late", {"accuracy": 0.5})
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{")  # a run still being written is not listed
+    (tmp_path / "half" / "results.json").write_text("{}")
+    assert [r.id for r in catalog.runs()] == ["eval/late"]
+    assert "eval/late" in TestClient(create_app(tmp_path, load=lambda spec: tiny_llama)).get("/").text
