@@ -59,6 +59,8 @@ def test_unknown_runs_and_path_traversal_are_404(client):
     refused(client, "/run/%2e%2e/%2e%2e/etc", 404, "no run")
     refused(client, "/features/capture/c1/index.html", 404, "no feature database")
     refused(client, "/eval/capture/c1", 404, "no items.jsonl")
+    refused(client, "/no/such/page", 404, "That did not work")
+    assert client.post("/").status_code == 405
 
 
 def test_eval_table_pages_and_items(client):
@@ -169,3 +171,13 @@ def test_runs_appear_after_the_rescan_interval(tmp_path, tiny_llama):
     (tmp_path / "half" / "results.json").write_text("{}")
     assert [r.id for r in catalog.runs()] == ["eval/late"]
     assert "eval/late" in TestClient(create_app(tmp_path, load=lambda spec: tiny_llama)).get("/").text
+
+
+def test_host_check_refuses_other_host_names(tmp_path, tiny_llama):
+    from starlette.testclient import TestClient
+
+    from greyglass.serve import create_app
+
+    app = create_app(tmp_path, load=lambda spec: tiny_llama, hosts=["127.0.0.1", "localhost"])
+    assert TestClient(app, base_url="http://127.0.0.1:8765").get("/").status_code == 200
+    assert TestClient(app, base_url="http://rebound.example").get("/").status_code == 400

@@ -16,6 +16,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
@@ -69,8 +71,12 @@ def str_param(request: Request, name: str, limit: int = MAX_QUERY_CHARS) -> str:
 
 
 def create_app(runs_dir: str | Path, model: str | None = None,
-               load: Callable[[str], LoadedModel] = load_model) -> Starlette:
-    """The app over `runs_dir`; `model` overrides each run's own model spec."""
+               load: Callable[[str], LoadedModel] = load_model, hosts: list[str] | None = None) -> Starlette:
+    """The app over `runs_dir`; `model` overrides each run's own model spec.
+
+    `hosts` limits the Host header a request may carry (e.g. `["127.0.0.1", "localhost"]`), so a web
+    page elsewhere cannot reach this server by pointing a domain name at 127.0.0.1 (DNS rebinding).
+    """
     catalog = Catalog(runs_dir)
     lab = Lab(model, load)
     local = threading.local()  # SQLite connections may only be used on the thread that opened them
@@ -205,7 +211,11 @@ def create_app(runs_dir: str | Path, model: str | None = None,
                 f'<label>most active on text<input name="text" value="{escape(text)}" maxlength="{MAX_QUERY_CHARS}"></label>'
                 f'<button type="submit">Search</button></form>')
         body = (f"<h1>Features of {escape(run.id)}</h1><p class='sub'>{escape(str(db.meta.get('site', '')))} · "
-                f"{db.d_sae:,} latents · {db.meta.get('n_tokens', 0):,} tokens read</p>{form}{results}")
+                f"{db.d_sae:,} latents · {db.meta.get('n_tokens', 0):,} tokens read</p>"
+                "<p class='sub'>Search by a word the latent fires on, by words in its label, explanation or promoted "
+                "tokens (full text), or by the text it is most active on (runs the model). Automatic labels read "
+                "<i>tokens it fires on -&gt; tokens it makes more likely next</i>.</p>"
+                f"{form}{results}")
         return HTMLResponse(layout(f"Features of {run.id}", body))
 
     async def latent(request: Request) -> HTMLResponse:
@@ -318,5 +328,6 @@ def create_app(runs_dir: str | Path, model: str | None = None,
         Route("/text", text_page),
         Route("/steer", steer_page),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: on_http_error, GreyglassError: on_user_error,
-                                                        Exception: on_crash})
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts)] if hosts else []
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={HTTPException: on_http_error, GreyglassError: on_user_error, Exception: on_crash})

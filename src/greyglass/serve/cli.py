@@ -22,7 +22,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
 
-    app = create_app(args.runs_dir, args.model)
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    app = create_app(args.runs_dir, args.model, hosts=[args.host, "localhost", "127.0.0.1"] if loopback else None)
     print(f"greyglass browser on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
