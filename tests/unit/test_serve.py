@@ -73,6 +73,9 @@ def test_eval_table_pages_and_items(client):
     refused(client, "/item/eval/e1/60", 404, "items 0 to 59")
     refused(client, "/eval/eval/e1", 400, "page must be between 1 and 2", page=3)
     refused(client, "/eval/eval/e1", 400, "page must be a whole number", page="x")
+    wrong = ok(client, "/eval/eval/e1", field="correct", value="false")
+    assert "15 of 60 items" in wrong and 'href="/item/eval/e1/3"' in wrong and 'href="/item/eval/e1/4"' not in wrong
+    refused(client, "/eval/eval/e1", 400, "no item has a field", field="nope", value="x")
 
 
 def test_broken_items_file_is_a_4xx_naming_the_line(tmp_path, tiny_llama):

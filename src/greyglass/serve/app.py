@@ -29,7 +29,7 @@ from ..features.source import text_latents
 from ..models import LoadedModel, load_model
 from ..report import sections as _sections  # noqa: F401  (registers the section builders)
 from ..report.build import section_for
-from .catalog import Catalog, Run, read_items
+from .catalog import ITEMS, Catalog, Run, read_items
 from .lab import MAX_COEF, MAX_NEW_TOKENS, Lab, check_text
 from .pages import (error_page, href, layout, link, nav_bar, options, raw_json, short, table,
                     tokens_html)
@@ -127,24 +127,40 @@ def create_app(runs_dir: str | Path, model: str | None = None,
                 f"<h2>results.json</h2>{raw_json(run.results)}<details><summary>config.json</summary>{raw_json(run.config)}</details>")
         return HTMLResponse(layout(run.id, body))
 
+    items_cache: dict[Path, tuple[tuple[float, int], list[dict[str, Any]]]] = {}
+
     def eval_items(rid: str) -> tuple[Run, list[dict[str, Any]]]:
+        """The run's items, re-read only when items.jsonl changed (mtime, size)."""
         run = get_run(rid)
         if not run.has_items:
             raise HTTPException(404, f"run {rid!r} has no items.jsonl, so there are no per-item results to show")
-        return run, read_items(run)
+        st = (run.folder / ITEMS).stat()
+        key = (st.st_mtime, st.st_size)
+        if items_cache.get(run.folder, (None,))[0] != key:
+            items_cache[run.folder] = (key, read_items(run))
+        return run, items_cache[run.folder][1]
 
     async def eval_page(request: Request) -> HTMLResponse:
         run, items = eval_items(request.path_params["rid"])
-        pages = max(1, math.ceil(len(items) / ITEMS_PER_PAGE))
-        page = int_param(request, "page", 1, 1, pages)
-        shown = items[(page - 1) * ITEMS_PER_PAGE: page * ITEMS_PER_PAGE]
         columns = list(dict.fromkeys(k for it in items[:50] for k in it))[:8]
-        start = (page - 1) * ITEMS_PER_PAGE
-        rows = [[link(href(f"/item/{run.id}/{start + i}"), start + i)]
-                + [escape(short(it.get(c, ""))) for c in columns] for i, it in enumerate(shown)]
-        pager = " ".join(link(href(f"/eval/{run.id}", page=p), p) if p != page else f"<b>{p}</b>" for p in range(1, pages + 1))
-        body = (f"<h1>Items of {escape(run.id)}</h1><p class='sub'>{len(items):,} items · "
-                f"{link(href(f'/run/{run.id}'), 'the run')} · page {pager}</p>"
+        field, value = str_param(request, "field"), str_param(request, "value")
+        numbered = list(enumerate(items))
+        if field:
+            if not any(field in it for it in items):
+                raise HTTPException(400, f"no item has a field {field!r}; the fields are {', '.join(columns)}")
+            numbered = [(i, it) for i, it in numbered if short(it.get(field, ""), 10**6).lower() == value.lower()]
+        pages = max(1, math.ceil(len(numbered) / ITEMS_PER_PAGE))
+        page = int_param(request, "page", 1, 1, pages)
+        shown = numbered[(page - 1) * ITEMS_PER_PAGE: page * ITEMS_PER_PAGE]
+        rows = [[link(href(f"/item/{run.id}/{i}"), i)] + [escape(short(it.get(c, ""))) for c in columns] for i, it in shown]
+        pager = " ".join(link(href(f"/eval/{run.id}", page=p, field=field, value=value), p) if p != page else f"<b>{p}</b>"
+                         for p in range(1, pages + 1))
+        form = (f'<form method="get" action="{href(f"/eval/{run.id}")}"><label>only items whose field'
+                f'<select name="field">{options([("", "(all items)")] + [(c, c) for c in columns], field)}</select></label>'
+                f'<label>equals<input name="value" value="{escape(value)}" maxlength="{MAX_QUERY_CHARS}"></label>'
+                f'<button type="submit">Filter</button></form>')
+        body = (f"<h1>Items of {escape(run.id)}</h1><p class='sub'>{len(numbered):,} of {len(items):,} items · "
+                f"{link(href(f'/run/{run.id}'), 'the run')} · page {pager}</p>{form}"
                 + table(["#", *columns], rows, raw=True))
         return HTMLResponse(layout(f"Items of {run.id}", body))
 
