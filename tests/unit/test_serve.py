@@ -135,6 +135,8 @@ def test_steering_changes_the_generation(client):
     assert base != steered
     page = ok(client, "/steer", prompt="hello", vector="features:sae/s1/features", latent=3, coef=50, max_tokens=8)
     assert 'id="steered"' in page and "latent 3 at blocks.1.hook_resid_post" in page
+    page = ok(client, "/steer", prompt="hello", vector="features:sae/s1/features", latent=3, coef=50, mode="clamp", max_tokens=8)
+    assert "so that the latent reads 50" in page
     assert "<select" in ok(client, "/steer")
 
 
@@ -147,6 +149,7 @@ def test_steering_errors(client):
     refused(client, "/steer", 400, "latent must be between 0 and 31", prompt="hi", vector="features:sae/s1/features", latent=99)
     refused(client, "/steer", 400, "latent must be a whole number", prompt="hi", vector="features:sae/s1/features", latent="")
     refused(client, "/steer", 400, "choose a vector", prompt="hi", vector="bogus")
+    refused(client, "/steer", 400, "mode must be add or clamp", prompt="hi", mode="multiply")
     refused(client, "/steer", 400, "direction at blocks.1.hook_resid_post has d_model 7", prompt="hi",
             vector="direction:probe/other_model")
 

@@ -287,6 +287,9 @@ def create_app(runs_dir: str | Path, model: str | None = None,
         latent_raw = request.query_params.get("latent", "")
         coef = float_param(request, "coef", 4.0, MAX_COEF)
         max_tokens = int_param(request, "max_tokens", 32, 1, MAX_NEW_TOKENS)
+        mode = request.query_params.get("mode", "add")
+        if mode not in ("add", "clamp"):
+            raise HTTPException(400, "mode must be add or clamp")
         choices = ([(f"direction:{d}", f"direction {d}") for d in catalog.directions()]
                    + [(f"features:{r}", f"SAE latent of {r}") for r, _ in feature_choices()])
         form = (f'<form method="get" action="/steer"><label style="flex:1 1 100%">prompt'
@@ -294,6 +297,7 @@ def create_app(runs_dir: str | Path, model: str | None = None,
                 f'<label>vector<select name="vector">{options(choices, vector)}</select></label>'
                 f'<label>latent (for an SAE)<input name="latent" value="{escape(latent_raw)}" size="6"></label>'
                 f'<label>coefficient<input name="coef" value="{coef:g}" size="6"></label>'
+                f'<label>latent mode<select name="mode">{options([("add", "add its decoder row"), ("clamp", "clamp it to the coefficient")], mode)}</select></label>'
                 f'<label>max new tokens (≤ {MAX_NEW_TOKENS})<input name="max_tokens" value="{max_tokens}" size="4"></label>'
                 f'<button type="submit">Generate</button></form>')
         out = ""
@@ -312,11 +316,13 @@ def create_app(runs_dir: str | Path, model: str | None = None,
                 j = int_param(request, "latent", None, 0, db.d_sae - 1)
                 lm = await in_lab(lambda: lab.model(run.model_spec))
                 sae = await in_lab(lambda: lab.sae(str(db.meta["sae"])))
-                apply, what = Lab.by_latent(lm, sae, j, coef), f"{coef:g} × decoder row of latent {j} at {sae.cfg.hook_name}"
+                apply = Lab.by_latent(lm, sae, j, coef, mode)
+                what = (f"{coef:g} × decoder row of latent {j} at {sae.cfg.hook_name}" if mode == "add" else
+                        f"the decoder row of latent {j} at {sae.cfg.hook_name} so that the latent reads {coef:g}")
             else:
                 raise HTTPException(400, "choose a vector: a saved direction or an SAE's latent")
             baseline, steered = await in_lab(lambda: lab.steer(lm, prompt, max_tokens, apply))
-            out = (f"<h2>Greedy generations ({escape(lm.name)})</h2><p class='sub'>Steered adds {escape(what)} at every position.</p>"
+            out = (f"<h2>Greedy generations ({escape(lm.name)})</h2><p class='sub'>Steered: adds {escape(what)}, at every position.</p>"
                    f'<div class="gen"><div><b>baseline</b>\n<span id="baseline">{escape(baseline)}</span></div>'
                    f'<div><b>steered</b>\n<span id="steered">{escape(steered)}</span></div></div>')
         body = ("<h1>Steering playground</h1><p class='sub'>Add a saved direction or an SAE latent's decoder row to the "

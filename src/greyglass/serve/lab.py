@@ -19,7 +19,7 @@ from ..directions import Direction
 from ..errors import GreyglassError
 from ..features.load import SAELike, check_sae_fits, load_sae
 from ..features.source import Batch, encode_batch
-from ..features.steer import generate, steering
+from ..features.steer import SteerMode, generate, steering
 from ..models import DEFAULT_MODEL, LoadedModel, adding, load_model, run_to_sites
 
 MAX_TEXT_CHARS = 2000
@@ -114,11 +114,11 @@ class Lab:
         return lambda: adding(lm, d.site, d.unit(), coef)
 
     @staticmethod
-    def by_latent(lm: LoadedModel, sae: SAELike, latent: int, coef: float) -> Callable[[], Any]:
+    def by_latent(lm: LoadedModel, sae: SAELike, latent: int, coef: float, mode: SteerMode = "add") -> Callable[[], Any]:
         check_sae_fits(sae, lm.d_model, lm.name)
         if not 0 <= latent < sae.cfg.d_sae:
             raise GreyglassError(f"latent {latent} is out of range; this SAE has latents 0 to {sae.cfg.d_sae - 1}")
-        return lambda: steering(lm, sae, latent, coef, mode="add")
+        return lambda: steering(lm, sae, latent, coef, mode=mode)
 
     def _site_acts(self, lm: LoadedModel, text: str, site: str) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self._ids(lm, text)
