@@ -195,7 +195,6 @@ def create_app(runs_dir: str | Path, model: str | None = None,
         fires_on, query, text = str_param(request, "fires_on"), str_param(request, "q"), str_param(request, "text")
         limit = int_param(request, "limit", 20, 1, MAX_LIMIT)
         base = f"/features/{run.id}/"
-        labels = lambda: {r["latent"]: r["label"] for r in db.summaries()}
         latent_link = lambda j: link(href(f"{base}latent_{j}.html"), j)
         results = ""
         if fires_on.strip():
@@ -206,12 +205,11 @@ def create_app(runs_dir: str | Path, model: str | None = None,
             rows = [(latent_link(r["latent"]), f"{r['density']:.4%}", escape(r["label"] or "")) for r in db.search(query, limit)]
             results += f"<h2>Latents matching {escape(repr(query))}</h2>" + table(["latent", "density", "label"], rows, raw=True)
         if text.strip():
-            check_text(text)
             lm = await in_lab(lambda: lab.model(run.model_spec))
             sae = await in_lab(lambda: lab.sae(str(db.meta["sae"])))
             acts = (await in_lab(lambda: text_latents(lm, sae, [text])))[0]
             top = acts.topk(min(limit, len(acts)))
-            names = labels()
+            names = {r["latent"]: r["label"] for r in db.summaries()}
             rows = [(latent_link(j), f"{v:.3g}", escape(names.get(j) or "")) for v, j in zip(top.values.tolist(), top.indices.tolist())
                     if v > 0]
             results += f"<h2>Latents most active on the text</h2>" + table(["latent", "max activation", "label"], rows, raw=True)
