@@ -187,3 +187,12 @@ def test_host_check_refuses_other_host_names(tmp_path, tiny_llama):
     app = create_app(tmp_path, load=lambda spec: tiny_llama, hosts=["127.0.0.1", "localhost"])
     assert TestClient(app, base_url="http://127.0.0.1:8765").get("/").status_code == 200
     assert TestClient(app, base_url="http://rebound.example").get("/").status_code == 400
+
+
+def test_generation_stops_at_the_time_bound(tiny_llama):
+    from greyglass.features.steer import generate
+
+    lm = tiny_llama
+    unbounded = lm.tokenizer(generate(lm, "hello", 40), add_special_tokens=False).input_ids
+    bounded = lm.tokenizer(generate(lm, "hello", 40, max_time=0.0), add_special_tokens=False).input_ids
+    assert len(bounded) <= 4 < len(unbounded)  # one new token (up to 4 UTF-8 bytes) instead of 40

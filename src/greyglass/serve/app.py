@@ -103,7 +103,7 @@ def create_app(runs_dir: str | Path, model: str | None = None,
         return await run_in_threadpool(locked)
 
     async def runs(request: Request) -> HTMLResponse:
-        rows = [(link(href(f"/run/{r.id}"), r.id), escape(r.kind), escape(r.model), escape(str(r.config.get("created", ""))),
+        rows = [(link(href(f"/run/{r.id}"), r.id), escape(r.kind), escape(r.model), escape(r.date),
                  escape("; ".join(f"{k} {v}" for k, v in r.headline_numbers())))
                 for r in catalog.runs()]
         body = (f"<h1>Runs</h1><p class='sub'>{len(rows)} run folders under <code>{escape(str(catalog.root))}</code>, "
@@ -122,8 +122,8 @@ def create_app(runs_dir: str | Path, model: str | None = None,
             extra.append(link(href(f"/eval/{run.id}"), "Per-item results"))
         if run.has_features:
             extra.append(link(href(f"/features/{run.id}/index.html"), "Search its features"))
-        body = (f"<h1>{escape(run.id)}</h1><p class='sub'>{escape(run.kind)} · {escape(run.model)} · "
-                f"{escape(str(run.config.get('created', '')))} {' · '.join(extra)}</p>{section}"
+        facts = [escape(x) for x in (run.kind, run.model, run.date) if x] + extra
+        body = (f"<h1>{escape(run.id)}</h1><p class='sub'>{' · '.join(facts)}</p>{section}"
                 f"<h2>results.json</h2>{raw_json(run.results)}<details><summary>config.json</summary>{raw_json(run.config)}</details>")
         return HTMLResponse(layout(run.id, body))
 

@@ -43,6 +43,12 @@ class Run(NamedTuple):
         return model.get("spec") if isinstance(model, dict) else None
 
     @property
+    def date(self) -> str:
+        """When the run was made, `2026-01-31 12:00` (UTC), from config.json's `created`."""
+        created = str(self.config.get("created") or "")
+        return created[:16].replace("T", " ") + (" UTC" if created.endswith("+00:00") else "")
+
+    @property
     def has_features(self) -> bool:
         return (self.folder / DB_NAME).is_file()
 
