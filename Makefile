@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.greyglass-installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install chromium demo test test-fast bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,14 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The browser test drives Debian's chromium (Playwright's own browser downloads are not used).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
 demo: install
 	$(BIN)/greyglass demo
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -q
 
 test-fast: install

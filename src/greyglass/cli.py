@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "greyglass.features.cli",
     "greyglass.evals.cli",
     "greyglass.organism.cli",
+    "greyglass.serve.cli",
     "greyglass.demo",
 ]
 

@@ -69,12 +69,12 @@ def _prompt_ids(lm: LoadedModel, prompt: str) -> Tensor:
     return lm.tokenizer(prompt, return_tensors="pt").input_ids
 
 
-def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 40) -> str:
-    """Greedy continuation of `prompt` (through the chat template for chat models)."""
+def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 40, max_time: float | None = None) -> str:
+    """Greedy continuation of `prompt` (through the chat template for chat models), stopped after `max_time` s."""
     ids = _prompt_ids(lm, prompt).to(lm.device)
     with torch.inference_mode():
         out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+                                do_sample=False, pad_token_id=lm.tokenizer.pad_token_id, max_time=max_time)
     return lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 

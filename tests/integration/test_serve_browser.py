@@ -1,0 +1,124 @@
+"""The browser end to end: uvicorn on a loopback port, the real embedded model, Debian's chromium via Playwright.
+
+Screenshots of the main pages go to the test's tmp folder; set GREYGLASS_SCREENSHOTS=docs/screenshots
+to also keep copies there (how the committed ones were made).
+"""
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from serve_runs import make_runs
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(smollm, tmp_path_factory):
+    import uvicorn
+
+    from greyglass.serve import create_app
+
+    root = make_runs(tmp_path_factory.mktemp("runs"), smollm)
+    app = create_app(root, load=lambda spec: smollm)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{srv.config.port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install chromium`; `make test` does it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        ctx = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=ARGS,
+                                                   viewport={"width": 1100, "height": 800})
+        yield ctx
+        ctx.close()
+
+
+@pytest.mark.slow
+def test_pages_search_and_steering_in_a_real_browser(server, browser, tmp_path):
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    page = browser.new_page()
+    failed: list[str] = []
+    page.on("requestfailed", lambda r: failed.append(r.url))
+
+    def shot(name: str) -> None:
+        page.screenshot(path=str(shots / f"{name}.png"))
+
+    page.goto(server + "/")
+    assert page.title() == "Runs · greyglass" and page.locator("table tr").count() == 4  # header + 3 runs
+    shot("runs")
+
+    page.click("text=capture/c1")
+    assert "What we recorded inside the model" in page.inner_text("section")
+    shot("run")
+
+    page.goto(server + "/eval/eval/e1")
+    page.click("a[href='/item/eval/e1/3']")
+    assert "Is 3 even?" in page.inner_text("table")
+    shot("eval_item")
+
+    page.goto(server + "/features")
+    page.click("text=sae/s1/features")
+    page.fill("input[name=q]", "the")
+    page.click("button[type=submit]")
+    page.wait_for_selector("h2:has-text('Latents matching')")
+    page.fill("input[name=q]", "")
+    page.fill("input[name=text]", "The bridge over the river")
+    page.click("button[type=submit]")
+    page.wait_for_selector("h2:has-text('Latents most active on the text')")
+    shot("features_search")
+    page.locator("h2:has-text('Latents most active') + table a").first.click()
+    assert page.inner_text("h1").startswith("Latent ")
+    shot("latent")
+
+    page.goto(server + "/text")
+    page.fill("textarea[name=text]", "Paris is the capital of France.")
+    page.click("button[type=submit]")
+    page.wait_for_selector("h2:has-text('Latents on each token')")
+    assert page.locator(".tok").count() > 10 and "probe/p1/direction" in page.content()
+    shot("text")
+
+    page.goto(server + "/steer")
+    page.fill("textarea[name=prompt]", "Tell me about the sea.")
+    page.select_option("select[name=vector]", "direction:probe/p1/direction")
+    page.fill("input[name=coef]", "8")
+    page.fill("input[name=max_tokens]", "12")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#steered", timeout=60_000)
+    assert page.inner_text("#baseline").strip() and page.inner_text("#steered").strip()
+    shot("steer")
+
+    page.goto(server + "/run/..%2F..%2Fetc%2Fpasswd")
+    assert "That did not work" in page.content() and "Traceback" not in page.content()
+    assert not failed, f"requests failed: {failed}"
+    assert all((shots / f"{n}.png").stat().st_size > 1000 for n in ("runs", "run", "features_search", "latent", "text", "steer"))
+    if keep := os.environ.get("GREYGLASS_SCREENSHOTS"):
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for png in shots.glob("*.png"):
+            shutil.copy(png, Path(keep) / png.name)
