@@ -19,6 +19,7 @@ from .version import __version__
 COMMAND_MODULES = [
     "greyglass.models.cli",
     "greyglass.store.cli",
+    "greyglass.probes.cli",
     "greyglass.demo",
 ]
 

@@ -1,0 +1,126 @@
+"""Probe mechanics on tiny random models and synthetic data: features, probe kinds, sweep, transfer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from greyglass import GreyglassError
+from greyglass.cli import main
+from greyglass.data.statements import Statement
+from greyglass.directions import Direction
+from greyglass.models import run_to_sites
+from greyglass.probes import fit_probe, held_out_metrics, text_features
+from greyglass.probes.fit import _train_logistic
+
+
+def test_batched_features_equal_one_statement_at_a_time(tiny_llama):
+    texts = ["short", "a much longer statement here", "mid length one"]
+    for position in ("last", "mean"):
+        feats = text_features(tiny_llama, texts, [0, 2], position=position, batch_size=2)  # [3, 2, 64]
+        for i, text in enumerate(texts):
+            ids = tiny_llama.tokenizer(text, return_tensors="pt").input_ids
+            acts = run_to_sites(tiny_llama, ids, ["resid_post.0", "resid_post.2"])
+            for j, site in enumerate(["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"]):
+                want = acts[site][0, -1] if position == "last" else acts[site][0, 1:].mean(0)
+                torch.testing.assert_close(feats[i, j], want, rtol=1e-4, atol=1e-5)
+
+
+def test_features_reject_a_layer_out_of_range(tiny_llama):
+    with pytest.raises(GreyglassError, match="layer 7 is out of range"):
+        text_features(tiny_llama, ["x"], [7])
+
+
+def _planted(n=200, d=32, seed=0, noise=1.0):
+    """Pairs (true, false) that differ along a planted direction, plus nuisance variation."""
+    g = torch.Generator().manual_seed(seed)
+    direction = torch.randn(d, generator=g)
+    base = torch.randn(n // 2, d, generator=g) * 3
+    true = base + direction + noise * torch.randn(n // 2, d, generator=g)
+    false = base - direction + noise * torch.randn(n // 2, d, generator=g)
+    x = torch.cat([true, false])
+    y = torch.cat([torch.ones(n // 2), torch.zeros(n // 2)]).long()
+    groups = [str(i) for i in range(n // 2)] * 2
+    return x, y, groups, direction
+
+
+@pytest.mark.parametrize("kind", ["logistic", "mass_mean", "mass_mean_iid", "pca"])
+def test_every_probe_kind_finds_a_planted_direction(kind):
+    x, y, groups, direction = _planted(n=400)
+    probe = fit_probe(kind, x[::2].contiguous(), y[::2], "blocks.0.hook_resid_post", groups[::2])
+    xt, yt = x[1::2], y[1::2]
+    assert ((probe.score(xt) > 0).long() == yt).float().mean() > 0.9
+    if kind in ("mass_mean", "pca"):
+        cos = torch.nn.functional.cosine_similarity(probe.vector, direction, dim=0)
+        assert cos > 0.8
+
+
+def test_logistic_matches_sklearn_at_the_same_penalty():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y, _, _ = _planted(n=120, d=16, noise=4.0)
+    z = (x - x.mean(0)) / x.std(0)
+    w, b = _train_logistic(z, y, l2=0.1)
+    ref = LogisticRegression(C=1 / (0.1 * len(z)), tol=1e-10, max_iter=10_000).fit(z.numpy(), y.numpy())
+    np.testing.assert_allclose(w.numpy(), ref.coef_[0], atol=1e-4)
+    assert float(b) == pytest.approx(ref.intercept_[0], abs=1e-4)
+
+
+def test_pca_needs_pairs_and_probes_need_both_labels():
+    x, y, _, _ = _planted(n=20)
+    with pytest.raises(GreyglassError, match="paired statements"):
+        fit_probe("pca", x, y, "s", None)
+    with pytest.raises(GreyglassError, match="only one label"):
+        fit_probe("mass_mean", x, torch.ones(20).long(), "s")
+    with pytest.raises(GreyglassError, match="unknown probe kind"):
+        fit_probe("svm", x, y, "s")
+
+
+def test_held_out_metrics_have_intervals():
+    scores = torch.tensor([2.0, 1.0, 0.5, -0.5, -1.0, -2.0, 0.2, -0.1])
+    labels = torch.tensor([1, 1, 1, 0, 0, 0, 0, 1])
+    held = held_out_metrics(scores, labels, n_bootstrap=200)
+    assert held.accuracy["value"] == pytest.approx(6 / 8)
+    assert held.auroc["ci_low"] <= held.auroc["value"] <= held.auroc["ci_high"]
+
+
+def test_sweep_cli_writes_a_complete_run_folder(tiny_llama, tmp_path, capsys, write_lines):
+    folder = tmp_path / "model"
+    tiny_llama.model.save_pretrained(folder)
+    tiny_llama.tokenizer.save_pretrained(folder)
+    rows = [json.dumps({"statement": f"{a} {'<' if a < b else '>'} {b}", "label": int(a < b), "group": f"{min(a, b)}-{max(a, b)}"})
+            for a in range(8) for b in range(8) if a != b]
+    data = write_lines("cmp.jsonl", rows)
+    out = tmp_path / "sweep"
+    code = main(["probe", "sweep", "--model", str(folder), "--data", str(data), "--layer-step", "2",
+                 "--kind", "mass_mean", "--n-bootstrap", "100", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert [r["layer"] for r in results["layers"]] == [0, 2, 3]
+    assert results["n_train"] + results["n_test"] == 56 and f"layer {results['best_layer']}" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "probe_sweep" and len(config["data_fingerprint"]) == 64
+    probe = Direction.load(out / results["best_probe"])
+    assert probe.site == results["best_site"] and probe.metadata["data_fingerprint"] == config["data_fingerprint"]
+    assert (out / "accuracy_by_layer.svg").read_text().startswith("<svg")
+
+
+def test_transfer_matrix_on_a_tiny_model(tiny_llama, tmp_path):
+    from greyglass.probes import TransferConfig, transfer
+
+    cfg = TransferConfig(data=("cities", "neg_cities", "larger_than"), layer=2, n_statements=40)
+    results = transfer(tiny_llama, cfg, tmp_path / "t", progress=False)
+    acc = np.array(results["accuracy"])
+    assert acc.shape == (3, 3) and ((acc >= 0) & (acc <= 1)).all()
+    assert (tmp_path / "t" / "transfer_accuracy.svg").exists()
+
+
+def test_bad_sweep_config_is_one_line_exit_2(capsys):
+    assert main(["probe", "sweep", "--model", "tiny", "--test-fraction", "1.5"]) == 2
+    assert "test_fraction must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_statement_dataclass_is_hashable():
+    assert len({Statement("a", 1), Statement("a", 1)}) == 1
