@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "greyglass.models.cli",
     "greyglass.store.cli",
     "greyglass.probes.cli",
+    "greyglass.steer.cli",
     "greyglass.demo",
 ]
 

@@ -50,7 +50,7 @@ class SweepConfig:
     batch_size: int = 32
     """Statements per forward pass."""
     n_bootstrap: int = 1000
-    """Bootstrap resamples for the 95% intervals."""
+    """Bootstrap resamples for the 95 percent intervals."""
     seed: int = 0
     """Seed for sampling, the split and the bootstrap."""
 
