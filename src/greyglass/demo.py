@@ -45,7 +45,9 @@ def step_capture(ctx: DemoContext) -> None:
     print(store.describe())
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_capture]
+from .probes.demo import step_probe_sweep  # noqa: E402  (steps import DemoContext from here)
+
+STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_probe_sweep]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
