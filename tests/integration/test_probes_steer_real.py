@@ -1,0 +1,31 @@
+"""Probes and steering on the real embedded default model (SmolLM2-135M-Instruct), small inputs."""
+
+import json
+
+import torch
+
+from greyglass.directions import Direction
+from greyglass.probes import SweepConfig, sweep
+from greyglass.steer import ContrastPair, compare, contrast_vector
+
+
+def test_truth_is_linearly_readable_mid_stack_not_at_the_embedding(smollm, tmp_path):
+    cfg = SweepConfig(data="cities", n_statements=120, layers=(0, 12), kind="mass_mean", n_bootstrap=200)
+    results = sweep(smollm, cfg, tmp_path / "sweep", progress=False)
+    by_layer = {r["layer"]: r for r in results["layers"]}
+    assert by_layer[12]["accuracy"]["value"] >= 0.8 and by_layer[12]["auroc"]["value"] >= 0.85
+    assert by_layer[0]["auroc"]["value"] < by_layer[12]["auroc"]["value"]
+    assert results["best_layer"] == 12
+    probe = Direction.load(tmp_path / "sweep" / results["best_probe"])
+    probe.check_model(smollm.d_model)
+    assert json.loads((tmp_path / "sweep" / "config.json").read_text())["model"]["sha256"] == smollm.sha256
+
+
+def test_a_contrast_vector_changes_what_the_model_writes(smollm):
+    pairs = [ContrastPair("I am so happy and grateful, everything is wonderful.", "I am so sad and angry, everything is awful."),
+             ContrastPair("What a beautiful, joyful morning!", "What a miserable, dreadful morning!"),
+             ContrastPair("I love my friends, they are great.", "I hate my friends, they are terrible.")]
+    v = contrast_vector(smollm, pairs, layer=10)
+    assert v.vector.norm() > 0 and torch.isfinite(v.vector).all()
+    rows = compare(smollm, v, coef=6.0, prompts=["Tell me about your day."], max_new_tokens=12)
+    assert rows[0].baseline and rows[0].steered and rows[0].baseline != rows[0].steered
