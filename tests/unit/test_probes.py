@@ -124,3 +124,23 @@ def test_bad_sweep_config_is_one_line_exit_2(capsys):
 
 def test_statement_dataclass_is_hashable():
     assert len({Statement("a", 1), Statement("a", 1)}) == 1
+
+
+def test_lying_localisation_mechanics_on_a_tiny_base_model(tiny_llama, tmp_path, capsys):
+    from greyglass.probes.lying import LyingConfig, describe, localise_lying, prompt
+
+    text = prompt(tiny_llama, "The city of Rome is in Italy.", "Lie.", lying=True)
+    assert text.endswith("Statement: The city of Rome is in Italy.\nAnswer:") and "Answer: False" in text
+    results = localise_lying(tiny_llama, LyingConfig(n_questions=4, top_layers_for_heads=1), tmp_path / "l",
+                             progress=False)
+    assert set(results["behaviour"]) == {"honest", "liar", "opposite", "game"}
+    # Patching the last layer's residual stream over the shared tokens makes the lying run's
+    # answer logits exactly the honest run's: recovery 1.
+    assert results["layer_patching"][-1]["recovery"] == pytest.approx(1.0, abs=1e-3)
+    assert len(results["probe_flip"]) == 4 and len(results["head_patching"]) == 4
+    assert "Behaviour" in describe(results) and (tmp_path / "l" / "lying_by_layer.svg").exists()
+
+
+def test_lying_cli_rejects_too_few_questions(capsys):
+    assert main(["probe", "lying", "--n-questions", "2"]) == 2
+    assert "at least 4" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import add_arguments, from_namespace
 from ..runs import default_run_dir
+from .lying import LyingConfig
 from .sweep import SweepConfig
 from .transfer import TransferConfig
 
@@ -32,6 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(t, TransferConfig)
     _add_out(t)
     t.set_defaults(func=run_transfer)
+
+    ly = jobs.add_parser("lying", help="where is an instructed lie decided? behaviour, probe flip, activation patching",
+                         description="Ask true/false questions under an honest and several lying instructions; "
+                         "report how often the model lies, where a truth probe flips, and which layers and "
+                         "attention heads restore the honest answer when patched in (Campbell et al.).")
+    add_model_args(ly)
+    add_arguments(ly, LyingConfig)
+    _add_out(ly)
+    ly.set_defaults(func=run_lying)
 
 
 def _add_out(p: argparse.ArgumentParser) -> None:
@@ -59,6 +69,18 @@ def run_transfer(args: argparse.Namespace) -> int:
     cfg = from_namespace(TransferConfig, args, **overrides)
     out = Path(args.out) if args.out else default_run_dir("probe_transfer")
     results = transfer(model_from_args(args), cfg, out, progress=not args.no_progress)
+    print(describe(results))
+    print(f"plot: {out / results['plot']}")
+    return 0
+
+
+def run_lying(args: argparse.Namespace) -> int:
+    from ..cli import model_from_args
+    from .lying import describe, localise_lying
+
+    cfg = from_namespace(LyingConfig, args)
+    out = Path(args.out) if args.out else default_run_dir("probe_lying")
+    results = localise_lying(model_from_args(args), cfg, out, progress=not args.no_progress)
     print(describe(results))
     print(f"plot: {out / results['plot']}")
     return 0
