@@ -24,7 +24,6 @@ one false statement per group), deterministic for a seed, and each with a negate
 from __future__ import annotations
 
 import csv
-import json
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from .files import bundled_path, open_text
+from .files import bundled_path, jsonl_objects, open_text
 
 
 @dataclass(frozen=True)
@@ -175,18 +174,7 @@ def read_statements(path: str | Path) -> list[Statement]:
                                      f"missing {', '.join(sorted(missing))}")
             rows = [(reader.line_num, row) for row in reader]
     elif name.endswith(".jsonl"):
-        rows = []
-        with open_text(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise GreyglassError(f"{path} line {n}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise GreyglassError(f"{path} line {n}: expected a JSON object with statement and label")
-                rows.append((n, row))
+        rows = list(jsonl_objects(path, "a JSON object with statement and label"))
     elif not path.exists():
         raise GreyglassError(f"unknown statement set {str(path)!r}; built-in sets: {', '.join(BUILTIN)}, "
                              "or give a .csv/.jsonl file with statement,label[,group]")

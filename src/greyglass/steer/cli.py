@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..config import add_arguments, from_namespace
@@ -90,20 +89,14 @@ def run_vector(args: argparse.Namespace) -> int:
 
 
 def read_pairs(path: str | Path):
-    from ..data.files import open_text
+    from ..data.files import jsonl_objects
     from .vectors import ContrastPair
 
     pairs = []
-    with open_text(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                pairs.append(ContrastPair(str(row["positive"]), str(row["negative"])))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise GreyglassError(f"{path} line {n}: expected a JSON object with 'positive' and 'negative' "
-                                     "texts") from None
+    for n, row in jsonl_objects(path, "a JSON object with 'positive' and 'negative' texts"):
+        if not isinstance(row.get("positive"), str) or not isinstance(row.get("negative"), str):
+            raise GreyglassError(f"{path} line {n}: expected a JSON object with 'positive' and 'negative' texts")
+        pairs.append(ContrastPair(row["positive"], row["negative"]))
     return pairs
 
 
