@@ -79,7 +79,7 @@ def _letter_tokens(lm: LoadedModel, prompt: str) -> tuple[list[int], int, int]:
 
 @dataclass(frozen=True)
 class EffectConfig:
-    behavior: str = "sycophancy"
+    behavior: str = "survival-instinct"
     """CAA behaviour: sycophancy, survival-instinct, corrigible-neutral-HHH, coordinate-other-ais, myopic-reward,
     power-seeking-inclination, refusal, hallucination."""
     layer: int | None = None
