@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..config import check_positive
+from ..config import check_choice, check_positive
 from ..data.statements import Statement, load_statements, statements_fingerprint
 from ..errors import GreyglassError
 from ..models import LoadedModel, capturing, replacing
@@ -58,6 +58,8 @@ class LyingConfig:
     """Statements asked about (whole true/false pairs)."""
     lie_variant: str | None = None
     """Lying instruction to analyse (liar, opposite, game); default: the one that makes the model lie most."""
+    prompt_format: str = "auto"
+    """auto (chat template for chat models, few-shot text for base models), chat, or fewshot."""
     top_layers_for_heads: int = 2
     """Attention heads are patched in this many best layers (0: no head patching)."""
     seed: int = 0
@@ -65,15 +67,16 @@ class LyingConfig:
 
     def __post_init__(self) -> None:
         check_positive("LyingConfig", "n_questions", self.n_questions)
+        check_choice("LyingConfig", "prompt_format", self.prompt_format, ("auto", "chat", "fewshot"))
         if self.lie_variant is not None and self.lie_variant not in LIE_VARIANTS:
             raise GreyglassError(f"LyingConfig.lie_variant = {self.lie_variant!r}; choose one of {', '.join(LIE_VARIANTS)}")
         if self.n_questions < 4:
             raise GreyglassError("LyingConfig.n_questions must be at least 4 (the probe needs two pairs to train on)")
 
 
-def prompt(lm: LoadedModel, statement: str, instruction: str, lying: bool) -> str:
+def prompt(lm: LoadedModel, statement: str, instruction: str, lying: bool, chat: bool | None = None) -> str:
     """The question under an instruction, ending where the answer (True/False) begins."""
-    if lm.is_chat:
+    if lm.is_chat if chat is None else chat:
         messages = [{"role": "system", "content": instruction},
                     {"role": "user", "content": QUESTION.format(statement=statement)}]
         return lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -83,7 +86,7 @@ def prompt(lm: LoadedModel, statement: str, instruction: str, lying: bool) -> st
 
 def answer_tokens(lm: LoadedModel, text: str) -> tuple[int, int]:
     """Token ids of 'True' and 'False' as the answer right after `text` (where their tokenisations diverge)."""
-    space = "" if lm.is_chat else " "
+    space = " " if text.endswith("Answer:") else ""
     a, b = (lm.tokenizer(text + space + word).input_ids for word in ("True", "False"))
     k = next(i for i, (u, v) in enumerate(zip(a, b)) if u != v)
     return a[k], b[k]
@@ -117,17 +120,20 @@ def localise_lying(lm: LoadedModel, cfg: LyingConfig, out: str | Path, progress:
     write_config(out, "probe_lying", model=lm.provenance(), lying=cfg, data_fingerprint=statements_fingerprint(statements),
                  honest_instruction=HONEST, lie_instructions=LIE_VARIANTS)
     labels = torch.tensor([s.label for s in statements])
-    honest_prompts = [prompt(lm, s.text, HONEST, False) for s in statements]
+    chat = lm.is_chat if cfg.prompt_format == "auto" else cfg.prompt_format == "chat"
+    if chat and not lm.is_chat:
+        raise GreyglassError(f"{lm.name} has no chat template; use --prompt-format fewshot")
+    honest_prompts = [prompt(lm, s.text, HONEST, False, chat) for s in statements]
     c_honest = _log_odds(lm, honest_prompts, labels)
     behaviour = {"honest": _behaviour(c_honest)}
     c_lies, lie_prompts = {}, {}
     for name, instruction in LIE_VARIANTS.items():
-        lie_prompts[name] = [prompt(lm, s.text, instruction, True) for s in statements]
+        lie_prompts[name] = [prompt(lm, s.text, instruction, True, chat) for s in statements]
         c_lies[name] = _log_odds(lm, lie_prompts[name], labels)
         behaviour[name] = _behaviour(c_lies[name])
     variant = cfg.lie_variant or min(LIE_VARIANTS, key=lambda n: behaviour[n]["correct_fraction"])
     results: dict[str, Any] = {"n_questions": len(statements), "behaviour": behaviour, "lie_variant": variant,
-                               "n_layers": lm.n_layers}
+                               "prompt_format": "chat" if chat else "fewshot", "n_layers": lm.n_layers}
     lies = behaviour[variant]["correct_fraction"] < 0.5 and behaviour["honest"]["correct_fraction"] > 0.5
     results["model_lies"] = bool(lies)
     results["probe_flip"] = _probe_flip(lm, statements, honest_prompts, lie_prompts[variant])
