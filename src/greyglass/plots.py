@@ -148,8 +148,6 @@ class _Frame:
         bottom, right = TOP + self.h, LEFT + self.w
         parts = [
             f'<text x="{LEFT + self.w / 2:.0f}" y="24" text-anchor="middle" font-size="15">{escape(title)}</text>',
-            f'<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="black"/>',
-            f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="black"/>',
             f'<text x="{LEFT + self.w / 2:.0f}" y="{HEIGHT - 15}" text-anchor="middle" font-size="12">{escape(x_label)}</text>',
             f'<text x="16" y="{TOP + self.h / 2:.0f}" font-size="12" text-anchor="middle" '
             f'transform="rotate(-90 16 {TOP + self.h / 2:.0f})">{escape(y_label)}</text>',
@@ -163,6 +161,9 @@ class _Frame:
                 px, _ = self.point(v, 0)
                 parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{bottom}" y2="{bottom + 4}" stroke="black"/>')
                 parts.append(f'<text x="{px:.1f}" y="{bottom + 17}" text-anchor="middle" font-size="11">{_fmt(v)}</text>')
+        # Axis lines last, so the light grid line at the bottom does not cover them.
+        parts.append(f'<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="black"/>')
+        parts.append(f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="black"/>')
         return parts
 
     def legend_entry(self, i: int, label: str, color: str) -> str:
