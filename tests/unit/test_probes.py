@@ -144,3 +144,28 @@ def test_lying_localisation_mechanics_on_a_tiny_base_model(tiny_llama, tmp_path,
 def test_lying_cli_rejects_too_few_questions(capsys):
     assert main(["probe", "lying", "--n-questions", "2"]) == 2
     assert "at least 4" in capsys.readouterr().err
+
+
+def test_batched_layer_patching_equals_one_layer_at_a_time(tiny_llama):
+    from greyglass.models import capturing, replacing
+    from greyglass.probes.lying import HONEST, LIE_VARIANTS, _log_odds, _patch_layers, _shared_suffix, prompt
+
+    honest = [prompt(tiny_llama, "The city of Rome is in Italy.", HONEST, False)]
+    lying = [prompt(tiny_llama, "The city of Rome is in Italy.", LIE_VARIANTS["liar"], True)]
+    labels = torch.tensor([1])
+    c_h, c_l = _log_odds(tiny_llama, honest, labels), _log_odds(tiny_llama, lying, labels)
+    batched = _patch_layers(tiny_llama, honest, lying, labels, c_h, c_l, progress=False)
+    hid, lid = (tiny_llama.tokenizer(t, return_tensors="pt").input_ids for t in (honest[0], lying[0]))
+    k, site = _shared_suffix(hid, lid), "blocks.1.hook_resid_post"
+    with torch.inference_mode(), capturing(tiny_llama, [site]) as acts:
+        tiny_llama.model(hid)
+
+    def put(x):
+        x = x.clone()
+        x[:, -k:] = acts[site][:, -k:]
+        return x
+
+    with replacing(tiny_llama, {site: put}):
+        c_p = _log_odds(tiny_llama, lying, labels)
+    want = float(c_p - c_l) / float(c_h - c_l)
+    assert batched[1]["recovery"] == pytest.approx(want, rel=1e-3, abs=1e-4)

@@ -95,7 +95,7 @@ def answer_tokens(lm: LoadedModel, text: str) -> tuple[int, int]:
 def correct_log_odds(lm: LoadedModel, ids: Tensor, tokens: tuple[int, int], labels: Tensor) -> Tensor:
     """c = logit(correct) - logit(wrong) at the last position, for each row of ids [B, T] -> [B]."""
     with torch.inference_mode():
-        last = lm.model(input_ids=ids.to(lm.device), use_cache=False).logits[:, -1].float().cpu()
+        last = lm.model(input_ids=ids.to(lm.device), use_cache=False, logits_to_keep=1).logits[:, -1].float().cpu()
     diff = last[:, tokens[0]] - last[:, tokens[1]]  # True minus False
     return torch.where(labels == 1, diff, -diff)
 
@@ -188,23 +188,25 @@ def _shared_suffix(a: Tensor, b: Tensor) -> int:
 
 def _patch_layers(lm: LoadedModel, honest: list[str], lying: list[str], labels: Tensor, c_h: Tensor, c_l: Tensor,
                   progress: bool) -> list[dict]:
+    """One batched forward per question: row L of the batch has layer L patched from the honest run."""
     sites = layer_sites(range(lm.n_layers))
     patched = torch.zeros(lm.n_layers, len(honest))
     for i in tqdm(range(len(honest)), desc="layer patching", unit="question", disable=not progress):
         hid, lid = _ids(lm, honest[i]), _ids(lm, lying[i])
-        k, tokens = _shared_suffix(hid, lid), answer_tokens(lm, lying[i])
+        k = _shared_suffix(hid, lid)
         with torch.inference_mode(), capturing(lm, sites) as acts:
             lm.model(input_ids=hid, use_cache=False)
-        for layer, site in enumerate(sites):
-            source = acts[site][:, -k:]
 
-            def put(x: Tensor, source: Tensor = source) -> Tensor:
+        def put(layer: int, source: Tensor):
+            def fn(x: Tensor) -> Tensor:  # x [n_layers, T, d]
                 x = x.clone()
-                x[:, -k:] = source
+                x[layer, -k:] = source[0, -k:]
                 return x
+            return fn
 
-            with replacing(lm, {site: put}):
-                patched[layer, i] = correct_log_odds(lm, lid, tokens, labels[i : i + 1])[0]
+        with replacing(lm, {site: put(layer, acts[site]) for layer, site in enumerate(sites)}):
+            batch = lid.expand(lm.n_layers, -1)
+            patched[:, i] = correct_log_odds(lm, batch, answer_tokens(lm, lying[i]), labels[i].expand(lm.n_layers))
     return [{"layer": layer, **_recovery(patched[layer], c_h, c_l)} for layer in range(lm.n_layers)]
 
 
@@ -231,21 +233,21 @@ def _patch_heads(lm: LoadedModel, honest: list[str], lying: list[str], labels: T
                     lm.model(input_ids=hid, use_cache=False)
             finally:
                 handle.remove()
-            source = seen[0][:, -k:]  # [1, k, n_heads * head_dim]
+            source = seen[0][0, -k:]  # [k, n_heads * head_dim]
             width = source.shape[-1] // n_heads
-            for h in range(n_heads):
-                cols = slice(h * width, (h + 1) * width)
 
-                def put(_m, args, cols=cols):
-                    x = args[0].clone()
-                    x[:, -k:, cols] = source[..., cols]
-                    return (x, *args[1:])
+            def put(_m, args):  # row h of the batch gets head h's output from the honest run
+                x = args[0].clone()  # [n_heads, T, n_heads * head_dim]
+                for h in range(n_heads):
+                    cols = slice(h * width, (h + 1) * width)
+                    x[h, -k:, cols] = source[:, cols]
+                return (x, *args[1:])
 
-                handle = proj.register_forward_pre_hook(put)
-                try:
-                    patched[h, i] = correct_log_odds(lm, lid, tokens, labels[i : i + 1])[0]
-                finally:
-                    handle.remove()
+            handle = proj.register_forward_pre_hook(put)
+            try:
+                patched[:, i] = correct_log_odds(lm, lid.expand(n_heads, -1), tokens, labels[i].expand(n_heads))
+            finally:
+                handle.remove()
         rows += [{"layer": layer, "head": h, **_recovery(patched[h], c_h, c_l)} for h in range(n_heads)]
     return sorted(rows, key=lambda r: -np.nan_to_num(r["recovery"], nan=-np.inf))
 
