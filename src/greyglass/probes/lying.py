@@ -92,10 +92,12 @@ def answer_tokens(lm: LoadedModel, text: str) -> tuple[int, int]:
     return a[k], b[k]
 
 
-def correct_log_odds(lm: LoadedModel, ids: Tensor, tokens: tuple[int, int], labels: Tensor) -> Tensor:
+def correct_log_odds(lm: LoadedModel, ids: Tensor, tokens: tuple[int, int], labels: Tensor,
+                     past_key_values: Any = None) -> Tensor:
     """c = logit(correct) - logit(wrong) at the last position, for each row of ids [B, T] -> [B]."""
     with torch.inference_mode():
-        last = lm.model(input_ids=ids.to(lm.device), use_cache=False, logits_to_keep=1).logits[:, -1].float().cpu()
+        last = lm.model(input_ids=ids.to(lm.device), past_key_values=past_key_values,
+                        use_cache=past_key_values is not None, logits_to_keep=1).logits[:, -1].float().cpu()
     diff = last[:, tokens[0]] - last[:, tokens[1]]  # True minus False
     return torch.where(labels == 1, diff, -diff)
 
@@ -186,9 +188,19 @@ def _shared_suffix(a: Tensor, b: Tensor) -> int:
     return k
 
 
+def _shared_prefix_cache(lm: LoadedModel, ids: Tensor, k: int, copies: int) -> tuple[Any, Tensor]:
+    """Run the lying prompt up to its last `k` tokens once; return its KV cache repeated `copies` times
+    and the last `k` tokens as a [copies, k] batch. Patching touches only those tokens, and earlier
+    positions never see later ones, so only the suffix needs recomputing per patched layer or head."""
+    with torch.inference_mode():
+        cache = lm.model(input_ids=ids[:, :-k].to(lm.device), use_cache=True).past_key_values
+    cache.batch_repeat_interleave(copies)
+    return cache, ids[:, -k:].expand(copies, -1)
+
+
 def _patch_layers(lm: LoadedModel, honest: list[str], lying: list[str], labels: Tensor, c_h: Tensor, c_l: Tensor,
                   progress: bool) -> list[dict]:
-    """One batched forward per question: row L of the batch has layer L patched from the honest run."""
+    """One batched forward per question over the shared tokens: row L has layer L patched from the honest run."""
     sites = layer_sites(range(lm.n_layers))
     patched = torch.zeros(lm.n_layers, len(honest))
     for i in tqdm(range(len(honest)), desc="layer patching", unit="question", disable=not progress):
@@ -204,9 +216,9 @@ def _patch_layers(lm: LoadedModel, honest: list[str], lying: list[str], labels: 
                 return x
             return fn
 
+        cache, suffix = _shared_prefix_cache(lm, lid, k, lm.n_layers)
         with replacing(lm, {site: put(layer, acts[site]) for layer, site in enumerate(sites)}):
-            batch = lid.expand(lm.n_layers, -1)
-            patched[:, i] = correct_log_odds(lm, batch, answer_tokens(lm, lying[i]), labels[i].expand(lm.n_layers))
+            patched[:, i] = correct_log_odds(lm, suffix, answer_tokens(lm, lying[i]), labels[i].expand(lm.n_layers), cache)
     return [{"layer": layer, **_recovery(patched[layer], c_h, c_l)} for layer in range(lm.n_layers)]
 
 
@@ -243,9 +255,10 @@ def _patch_heads(lm: LoadedModel, honest: list[str], lying: list[str], labels: T
                     x[h, -k:, cols] = source[:, cols]
                 return (x, *args[1:])
 
+            cache, suffix = _shared_prefix_cache(lm, lid, k, n_heads)
             handle = proj.register_forward_pre_hook(put)
             try:
-                patched[:, i] = correct_log_odds(lm, lid.expand(n_heads, -1), tokens, labels[i].expand(n_heads))
+                patched[:, i] = correct_log_odds(lm, suffix, tokens, labels[i].expand(n_heads), cache)
             finally:
                 handle.remove()
         rows += [{"layer": layer, "head": h, **_recovery(patched[h], c_h, c_l)} for h in range(n_heads)]
