@@ -49,38 +49,35 @@ def _add_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def run_sweep(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, cfg, kind: str, job, describe) -> tuple[dict, Path]:
+    """Load the model, run `job` into the run folder, print its plain-words summary and plot path."""
     from ..cli import model_from_args
+
+    out = Path(args.out) if args.out else default_run_dir(kind)
+    results = job(model_from_args(args), cfg, out, progress=not args.no_progress)
+    print(describe(results))
+    print(f"plot: {out / results['plot']}")
+    return results, out
+
+
+def run_sweep(args: argparse.Namespace) -> int:
     from .sweep import describe, sweep
 
-    cfg = from_namespace(SweepConfig, args)
-    out = Path(args.out) if args.out else default_run_dir("probe_sweep")
-    results = sweep(model_from_args(args), cfg, out, progress=not args.no_progress)
-    print(describe(results))
-    print(f"plot: {out / results['plot']}; best probe: {out / results['best_probe']}")
+    results, out = _run(args, from_namespace(SweepConfig, args), "probe_sweep", sweep, describe)
+    print(f"best probe: {out / results['best_probe']}")
     return 0
 
 
 def run_transfer(args: argparse.Namespace) -> int:
-    from ..cli import model_from_args
     from .transfer import describe, transfer
 
     overrides = {"data": tuple(args.data)} if getattr(args, "data", None) else {}
-    cfg = from_namespace(TransferConfig, args, **overrides)
-    out = Path(args.out) if args.out else default_run_dir("probe_transfer")
-    results = transfer(model_from_args(args), cfg, out, progress=not args.no_progress)
-    print(describe(results))
-    print(f"plot: {out / results['plot']}")
+    _run(args, from_namespace(TransferConfig, args, **overrides), "probe_transfer", transfer, describe)
     return 0
 
 
 def run_lying(args: argparse.Namespace) -> int:
-    from ..cli import model_from_args
     from .lying import describe, localise_lying
 
-    cfg = from_namespace(LyingConfig, args)
-    out = Path(args.out) if args.out else default_run_dir("probe_lying")
-    results = localise_lying(model_from_args(args), cfg, out, progress=not args.no_progress)
-    print(describe(results))
-    print(f"plot: {out / results['plot']}")
+    _run(args, from_namespace(LyingConfig, args), "probe_lying", localise_lying, describe)
     return 0
