@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +43,7 @@ class Statement:
     group: str = ""
 
 
-# Each pair is (positive template, negated template); `{s}` is the subject, `{o}` the object.
-Templates = tuple[str, str]
-
+# City:country pairs (public geographic facts), written for greyglass.
 CITIES = """Tokyo:Japan; Osaka:Japan; Kyoto:Japan; Paris:France; Lyon:France; Marseille:France; Berlin:Germany;
 Munich:Germany; Hamburg:Germany; London:the United Kingdom; Manchester:the United Kingdom;
 Edinburgh:the United Kingdom; Madrid:Spain; Barcelona:Spain; Seville:Spain; Rome:Italy;
@@ -72,16 +70,6 @@ _NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven t
                  "sixteen seventeen eighteen nineteen").split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _LANGUAGES = {"fra": "French", "deu": "German", "spa": "Spanish"}
-
-
-def number_words(n: int) -> str:
-    """1..99 in English words: 72 -> 'seventy-two'."""
-    if n < 20:
-        return _NUMBER_WORDS[n]
-    tens, ones = divmod(n, 10)
-    return _TENS[tens] + (f"-{_NUMBER_WORDS[ones]}" if ones else "")
-
-
 
 
 def number_words(n: int) -> str:
