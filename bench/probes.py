@@ -6,7 +6,7 @@ Prints JSON. On the default model (SmolLM2-135M-Instruct), 192 `cities` statemen
       do without greyglass), and
   (c) one `run_to_sites` pass per layer (the naive per-layer loop);
 ratios b/a and c/a (target: >= 1, i.e. greyglass is not slower). Then the logistic probe
-(Newton, 5-fold group CV over 4 penalties) against scikit-learn's `LogisticRegressionCV` with
+(5-fold group CV over 4 penalties, scikit-learn L-BFGS per fit) against scikit-learn's `LogisticRegressionCV` with
 the same folds count and grid on the same features, and their held-out accuracies.
 
     python bench/probes.py [--model M]
