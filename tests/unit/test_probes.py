@@ -169,3 +169,33 @@ def test_batched_layer_patching_equals_one_layer_at_a_time(tiny_llama):
         c_p = _log_odds(tiny_llama, lying, labels)
     want = float(c_p - c_l) / float(c_h - c_l)
     assert batched[1]["recovery"] == pytest.approx(want, rel=1e-3, abs=1e-4)
+
+
+def test_batched_head_patching_equals_one_head_at_a_time(tiny_llama):
+    from greyglass.probes.lying import (HONEST, LIE_VARIANTS, _log_odds, _patch_heads, _shared_suffix, head_projection,
+                                        prompt)
+
+    honest = [prompt(tiny_llama, "Two is larger than one.", HONEST, False)]
+    lying = [prompt(tiny_llama, "Two is larger than one.", LIE_VARIANTS["game"], True)]
+    labels = torch.tensor([1])
+    c_h, c_l = _log_odds(tiny_llama, honest, labels), _log_odds(tiny_llama, lying, labels)
+    rows = _patch_heads(tiny_llama, honest, lying, labels, c_h, c_l, [2], progress=False)
+    proj, n_heads = head_projection(tiny_llama, 2)
+    hid, lid = (tiny_llama.tokenizer(t, return_tensors="pt").input_ids for t in (honest[0], lying[0]))
+    k, width = _shared_suffix(hid, lid), 64 // n_heads
+    seen = []
+    handle = proj.register_forward_pre_hook(lambda _m, args: seen.append(args[0].clone()))
+    with torch.inference_mode():
+        tiny_llama.model(hid)
+    handle.remove()
+
+    def put(_m, args):  # head 3 only
+        x = args[0].clone()
+        x[:, -k:, 3 * width : 4 * width] = seen[0][:, -k:, 3 * width : 4 * width]
+        return (x,)
+
+    handle = proj.register_forward_pre_hook(put)
+    c_p = _log_odds(tiny_llama, lying, labels)
+    handle.remove()
+    head3 = next(r for r in rows if r["head"] == 3)
+    assert head3["recovery"] == pytest.approx(float(c_p - c_l) / float(c_h - c_l), rel=1e-3, abs=1e-4)
