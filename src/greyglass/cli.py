@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "greyglass.evals.cli",
     "greyglass.organism.cli",
     "greyglass.serve.cli",
+    "greyglass.probes.cli",
+    "greyglass.steer.cli",
     "greyglass.demo",
 ]
 

@@ -17,6 +17,7 @@ from .data.corpus import CorpusConfig
 from .features.demo import step_features
 from .evals.demo import step_sycophancy
 from .models import LoadedModel
+from .probes.demo import step_probe_sweep
 from .report import build_report
 from .runs import write_config, write_results
 from .sae.demo import step_sae
@@ -49,7 +50,8 @@ def step_capture(ctx: DemoContext) -> None:
     print(store.describe())
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_features, step_sycophancy]
+STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_features, step_probe_sweep,
+                                              step_sycophancy]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

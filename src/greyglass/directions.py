@@ -55,6 +55,14 @@ class Direction:
             x = x / self.scale
         return x @ self.vector + self.bias
 
+    def model_space(self) -> torch.Tensor:
+        """The direction in the model's own activation space `[d_model]`: `vector / scale`.
+
+        `score` grows fastest along it; for a probe trained on standardised features this,
+        not `vector`, is what to add to the residual stream to push the probe's reading.
+        """
+        return self.vector if self.scale is None else self.vector / self.scale
+
     def unit(self) -> torch.Tensor:
         """The direction as a unit vector `[d_model]` (for steering by a norm-free coefficient)."""
         return self.vector / self.vector.norm().clamp_min(1e-12)

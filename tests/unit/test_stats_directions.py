@@ -37,6 +37,8 @@ def test_direction_round_trip_and_score(tmp_path):
                   mean=torch.tensor([1.0, 0.0, 0.0]), scale=torch.tensor([2.0, 1.0, 1.0]), metadata={"layer": 3})
     x = torch.tensor([[3.0, 1.0, 2.0]])
     assert d.score(x).item() == pytest.approx((2 / 2) * 1 - 2 + 1 + 0.25)
+    step = 1e-3 * d.model_space()  # moving along model_space raises the score by |model_space|^2 per unit
+    assert (d.score(x + step) - d.score(x)).item() == pytest.approx(1e-3 * d.model_space().norm().item() ** 2, rel=1e-3)
     loaded = Direction.load(d.save(tmp_path / "dir"))
     assert torch.equal(loaded.vector, d.vector) and loaded.metadata == {"layer": 3} and loaded.bias == 0.25
     assert loaded.score(x).item() == pytest.approx(d.score(x).item())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import json
+from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import IO
@@ -26,3 +28,18 @@ def open_text(path: str | Path) -> IO[str]:
         return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
     except FileNotFoundError:
         raise GreyglassError(f"{path} does not exist") from None
+
+
+def jsonl_objects(path: str | Path, expected: str = "a JSON object") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file, with errors naming the line."""
+    with open_text(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise GreyglassError(f"{path} line {n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise GreyglassError(f"{path} line {n}: expected {expected}")
+            yield n, row

@@ -1,0 +1,75 @@
+"""Probe features: the residual stream of each statement at many layers, in one pass per batch.
+
+A batch of statements is tokenised, right-padded and run only as far as the deepest layer
+asked for (`run_to_sites` stops the forward pass there), so a sweep over every layer costs
+one forward pass per batch, not one per layer. The feature is the residual stream after a
+layer (`blocks.L.hook_resid_post`) at the statement's last token (where a causal model has
+read the whole statement) or its mean over the statement's tokens (BOS excluded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..errors import GreyglassError
+from ..models import LoadedModel, run_to_sites
+
+Position = Literal["last", "mean"]
+
+
+def layer_sites(layers: Sequence[int], kind: str = "resid_post") -> list[str]:
+    return [f"blocks.{layer}.hook_{kind}" for layer in layers]
+
+
+def text_features(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    layers: Sequence[int],
+    position: Position = "last",
+    batch_size: int = 32,
+    progress: bool = False,
+) -> Tensor:  # [n, len(layers), d_model]
+    """Residual-stream features of each text at each layer (float32, on the CPU)."""
+    if position not in ("last", "mean"):
+        raise GreyglassError(f"position must be 'last' or 'mean', got {position!r}")
+    sites = layer_sites(layers)
+    for s in sites:
+        lm.site(s)  # range-checks each layer with a clear error
+    ids = [lm.tokenizer(t).input_ids for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # similar lengths batch together
+    out = torch.empty(len(texts), len(layers), lm.d_model)
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc="features", unit="batch", disable=not progress):
+        idx = order[start : start + batch_size]
+        batch, mask = _right_pad([ids[i] for i in idx], lm.tokenizer.pad_token_id)
+        acts = run_to_sites(lm, batch.to(lm.device), sites, attention_mask=mask.to(lm.device))
+        stacked = torch.stack([acts[s] for s in sites], dim=1).float().cpu()  # [B, L, T, d]
+        out[idx] = _pool(stacked, mask, position, skip_first=lm.prepend_bos)
+    return out
+
+
+def _right_pad(seqs: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    width = max(len(s) for s in seqs)
+    batch = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        batch[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return batch, mask  # [B, T] each
+
+
+def _pool(acts: Tensor, mask: Tensor, position: Position, skip_first: bool) -> Tensor:
+    """acts [B, L, T, d], mask [B, T] -> [B, L, d]."""
+    lengths = mask.sum(1)  # [B]
+    if position == "last":
+        return acts[torch.arange(len(acts)), :, lengths - 1]
+    keep = mask.clone().float()
+    if skip_first:
+        keep[:, 0] = 0  # BOS carries no statement content and has a huge norm
+    keep = keep / keep.sum(1, keepdim=True).clamp_min(1)
+    return torch.einsum("bltd,bt->bld", acts, keep)

@@ -1,0 +1,201 @@
+"""Probe mechanics on tiny random models and synthetic data: features, probe kinds, sweep, transfer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from greyglass import GreyglassError
+from greyglass.cli import main
+from greyglass.data.statements import Statement
+from greyglass.directions import Direction
+from greyglass.models import run_to_sites
+from greyglass.probes import fit_probe, held_out_metrics, text_features
+from greyglass.probes.fit import _train_logistic
+
+
+def test_batched_features_equal_one_statement_at_a_time(tiny_llama):
+    texts = ["short", "a much longer statement here", "mid length one"]
+    for position in ("last", "mean"):
+        feats = text_features(tiny_llama, texts, [0, 2], position=position, batch_size=2)  # [3, 2, 64]
+        for i, text in enumerate(texts):
+            ids = tiny_llama.tokenizer(text, return_tensors="pt").input_ids
+            acts = run_to_sites(tiny_llama, ids, ["resid_post.0", "resid_post.2"])
+            for j, site in enumerate(["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"]):
+                want = acts[site][0, -1] if position == "last" else acts[site][0, 1:].mean(0)
+                torch.testing.assert_close(feats[i, j], want, rtol=1e-4, atol=1e-5)
+
+
+def test_features_reject_a_layer_out_of_range(tiny_llama):
+    with pytest.raises(GreyglassError, match="layer 7 is out of range"):
+        text_features(tiny_llama, ["x"], [7])
+
+
+def _planted(n=200, d=32, seed=0, noise=1.0):
+    """Pairs (true, false) that differ along a planted direction, plus nuisance variation."""
+    g = torch.Generator().manual_seed(seed)
+    direction = torch.randn(d, generator=g)
+    base = torch.randn(n // 2, d, generator=g) * 3
+    true = base + direction + noise * torch.randn(n // 2, d, generator=g)
+    false = base - direction + noise * torch.randn(n // 2, d, generator=g)
+    x = torch.cat([true, false])
+    y = torch.cat([torch.ones(n // 2), torch.zeros(n // 2)]).long()
+    groups = [str(i) for i in range(n // 2)] * 2
+    return x, y, groups, direction
+
+
+@pytest.mark.parametrize("kind", ["logistic", "mass_mean", "mass_mean_iid", "pca"])
+def test_every_probe_kind_finds_a_planted_direction(kind):
+    x, y, groups, direction = _planted(n=400)
+    probe = fit_probe(kind, x[::2].contiguous(), y[::2], "blocks.0.hook_resid_post", groups[::2])
+    xt, yt = x[1::2], y[1::2]
+    assert ((probe.score(xt) > 0).long() == yt).float().mean() > 0.9
+    if kind in ("mass_mean", "pca"):
+        cos = torch.nn.functional.cosine_similarity(probe.vector, direction, dim=0)
+        assert cos > 0.8
+
+
+def test_logistic_matches_sklearn_at_the_same_penalty():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y, _, _ = _planted(n=120, d=16, noise=4.0)
+    z = (x - x.mean(0)) / x.std(0)
+    w, b = _train_logistic(z, y, l2=0.1)
+    ref = LogisticRegression(C=1 / (0.1 * len(z)), tol=1e-10, max_iter=10_000).fit(z.numpy(), y.numpy())
+    np.testing.assert_allclose(w.numpy(), ref.coef_[0], atol=1e-4)
+    assert float(b) == pytest.approx(ref.intercept_[0], abs=1e-4)
+
+
+def test_pca_needs_pairs_and_probes_need_both_labels():
+    x, y, _, _ = _planted(n=20)
+    with pytest.raises(GreyglassError, match="paired statements"):
+        fit_probe("pca", x, y, "s", None)
+    with pytest.raises(GreyglassError, match="only one label"):
+        fit_probe("mass_mean", x, torch.ones(20).long(), "s")
+    with pytest.raises(GreyglassError, match="unknown probe kind"):
+        fit_probe("svm", x, y, "s")
+
+
+def test_held_out_metrics_have_intervals():
+    scores = torch.tensor([2.0, 1.0, 0.5, -0.5, -1.0, -2.0, 0.2, -0.1])
+    labels = torch.tensor([1, 1, 1, 0, 0, 0, 0, 1])
+    held = held_out_metrics(scores, labels, n_bootstrap=200)
+    assert held.accuracy["value"] == pytest.approx(6 / 8)
+    assert held.auroc["ci_low"] <= held.auroc["value"] <= held.auroc["ci_high"]
+
+
+def test_sweep_cli_writes_a_complete_run_folder(tiny_llama, tmp_path, capsys, write_lines):
+    folder = tmp_path / "model"
+    tiny_llama.model.save_pretrained(folder)
+    tiny_llama.tokenizer.save_pretrained(folder)
+    rows = [json.dumps({"statement": f"{a} {'<' if a < b else '>'} {b}", "label": int(a < b), "group": f"{min(a, b)}-{max(a, b)}"})
+            for a in range(8) for b in range(8) if a != b]
+    data = write_lines("cmp.jsonl", rows)
+    out = tmp_path / "sweep"
+    code = main(["probe", "sweep", "--model", str(folder), "--data", str(data), "--layer-step", "2",
+                 "--kind", "mass_mean", "--n-bootstrap", "100", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert [r["layer"] for r in results["layers"]] == [0, 2, 3]
+    assert results["n_train"] + results["n_test"] == 56 and f"layer {results['best_layer']}" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "probe_sweep" and len(config["data_fingerprint"]) == 64
+    probe = Direction.load(out / results["best_probe"])
+    assert probe.site == results["best_site"] and probe.metadata["data_fingerprint"] == config["data_fingerprint"]
+    assert (out / "accuracy_by_layer.svg").read_text().startswith("<svg")
+
+
+def test_transfer_matrix_on_a_tiny_model(tiny_llama, tmp_path):
+    from greyglass.probes import TransferConfig, transfer
+
+    cfg = TransferConfig(data=("cities", "neg_cities", "larger_than"), layer=2, n_statements=40)
+    results = transfer(tiny_llama, cfg, tmp_path / "t", progress=False)
+    acc = np.array(results["accuracy"])
+    assert acc.shape == (3, 3) and ((acc >= 0) & (acc <= 1)).all()
+    assert (tmp_path / "t" / "transfer_accuracy.svg").exists()
+
+
+def test_bad_sweep_config_is_one_line_exit_2(capsys):
+    assert main(["probe", "sweep", "--model", "tiny", "--test-fraction", "1.5"]) == 2
+    assert "test_fraction must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_statement_dataclass_is_hashable():
+    assert len({Statement("a", 1), Statement("a", 1)}) == 1
+
+
+def test_lying_localisation_mechanics_on_a_tiny_base_model(tiny_llama, tmp_path, capsys):
+    from greyglass.probes.lying import LyingConfig, describe, localise_lying, prompt
+
+    text = prompt(tiny_llama, "The city of Rome is in Italy.", "Lie.", lying=True)
+    assert text.endswith("Statement: The city of Rome is in Italy.\nAnswer:") and "Answer: False" in text
+    results = localise_lying(tiny_llama, LyingConfig(n_questions=4, top_layers_for_heads=1), tmp_path / "l",
+                             progress=False)
+    assert set(results["behaviour"]) == {"honest", "liar", "opposite", "game"}
+    # Patching the last layer's residual stream over the shared tokens makes the lying run's
+    # answer logits exactly the honest run's: recovery 1.
+    assert results["layer_patching"][-1]["recovery"] == pytest.approx(1.0, abs=1e-3)
+    assert len(results["probe_flip"]) == 4 and len(results["head_patching"]) == 4
+    assert "Behaviour" in describe(results) and (tmp_path / "l" / "lying_by_layer.svg").exists()
+
+
+def test_lying_cli_rejects_too_few_questions(capsys):
+    assert main(["probe", "lying", "--n-questions", "2"]) == 2
+    assert "at least 4" in capsys.readouterr().err
+
+
+def test_batched_layer_patching_equals_one_layer_at_a_time(tiny_llama):
+    from greyglass.models import capturing, replacing
+    from greyglass.probes.lying import HONEST, LIE_VARIANTS, _log_odds, _patch_layers, _shared_suffix, prompt
+
+    honest = [prompt(tiny_llama, "The city of Rome is in Italy.", HONEST, False)]
+    lying = [prompt(tiny_llama, "The city of Rome is in Italy.", LIE_VARIANTS["liar"], True)]
+    labels = torch.tensor([1])
+    c_h, c_l = _log_odds(tiny_llama, honest, labels), _log_odds(tiny_llama, lying, labels)
+    batched = _patch_layers(tiny_llama, honest, lying, labels, c_h, c_l, progress=False)
+    hid, lid = (tiny_llama.tokenizer(t, return_tensors="pt").input_ids for t in (honest[0], lying[0]))
+    k, site = _shared_suffix(hid, lid), "blocks.1.hook_resid_post"
+    with torch.inference_mode(), capturing(tiny_llama, [site]) as acts:
+        tiny_llama.model(hid)
+
+    def put(x):
+        x = x.clone()
+        x[:, -k:] = acts[site][:, -k:]
+        return x
+
+    with replacing(tiny_llama, {site: put}):
+        c_p = _log_odds(tiny_llama, lying, labels)
+    want = float(c_p - c_l) / float(c_h - c_l)
+    assert batched[1]["recovery"] == pytest.approx(want, rel=1e-3, abs=1e-4)
+
+
+def test_batched_head_patching_equals_one_head_at_a_time(tiny_llama):
+    from greyglass.probes.lying import (HONEST, LIE_VARIANTS, _log_odds, _patch_heads, _shared_suffix, head_projection,
+                                        prompt)
+
+    honest = [prompt(tiny_llama, "Two is larger than one.", HONEST, False)]
+    lying = [prompt(tiny_llama, "Two is larger than one.", LIE_VARIANTS["game"], True)]
+    labels = torch.tensor([1])
+    c_h, c_l = _log_odds(tiny_llama, honest, labels), _log_odds(tiny_llama, lying, labels)
+    rows = _patch_heads(tiny_llama, honest, lying, labels, c_h, c_l, [2], progress=False)
+    proj, n_heads = head_projection(tiny_llama, 2)
+    hid, lid = (tiny_llama.tokenizer(t, return_tensors="pt").input_ids for t in (honest[0], lying[0]))
+    k, width = _shared_suffix(hid, lid), 64 // n_heads
+    seen = []
+    handle = proj.register_forward_pre_hook(lambda _m, args: seen.append(args[0].clone()))
+    with torch.inference_mode():
+        tiny_llama.model(hid)
+    handle.remove()
+
+    def put(_m, args):  # head 3 only
+        x = args[0].clone()
+        x[:, -k:, 3 * width : 4 * width] = seen[0][:, -k:, 3 * width : 4 * width]
+        return (x,)
+
+    handle = proj.register_forward_pre_hook(put)
+    c_p = _log_odds(tiny_llama, lying, labels)
+    handle.remove()
+    head3 = next(r for r in rows if r["head"] == 3)
+    assert head3["recovery"] == pytest.approx(float(c_p - c_l) / float(c_h - c_l), rel=1e-3, abs=1e-4)

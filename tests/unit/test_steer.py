@@ -1,0 +1,129 @@
+"""Steering mechanics on tiny random models: vectors, application, A/B scoring, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from greyglass import GreyglassError
+from greyglass.cli import main
+from greyglass.directions import Direction
+from greyglass.models import run_to_sites
+from greyglass.probes import text_features
+from greyglass.steer import (ContrastPair, EffectConfig, ab_prompt, caa_items, contrast_vector, matching_probability,
+                             sae_latent_direction, steering, steering_effect)
+
+PAIRS = [ContrastPair("I love this, it is wonderful", "I hate this, it is awful"),
+         ContrastPair("What a great day", "What a terrible day"),
+         ContrastPair("Thanks, that helps a lot", "No, that does not help at all")]
+
+
+def test_mean_diff_vector_is_the_mean_of_differences(tiny_llama):
+    v = contrast_vector(tiny_llama, PAIRS, layer=2, method="mean_diff")
+    pos = text_features(tiny_llama, [p.positive for p in PAIRS], [2])[:, 0]
+    neg = text_features(tiny_llama, [p.negative for p in PAIRS], [2])[:, 0]
+    torch.testing.assert_close(v.vector, (pos - neg).mean(0), rtol=1e-4, atol=1e-5)
+    assert v.site == "blocks.2.hook_resid_post" and v.kind == "mean_diff"
+    p = contrast_vector(tiny_llama, PAIRS, layer=2, method="pca")
+    assert ((pos - neg) @ p.vector).mean() > 0
+    assert float(p.vector.norm()) == pytest.approx(float(((pos - neg) @ p.unit()).mean()), rel=1e-4)
+
+
+def test_steering_adds_coef_times_vector_at_every_position_then_goes_away(tiny_llama):
+    ids = tiny_llama.tokenizer(["steer me please"], return_tensors="pt").input_ids
+    site = "blocks.1.hook_resid_post"
+    direction = Direction(torch.randn(64), site, "mean_diff")
+    base = run_to_sites(tiny_llama, ids, [site])[site]
+    with steering(tiny_llama, direction, 3.0):
+        steered = run_to_sites(tiny_llama, ids, [site])[site]
+    torch.testing.assert_close(steered - base, (3.0 * direction.vector).expand_as(base), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(run_to_sites(tiny_llama, ids, [site])[site], base)
+
+
+def test_a_standardised_probe_steers_along_its_model_space_direction(tiny_llama):
+    site = "blocks.0.hook_resid_post"
+    probe = Direction(torch.ones(64), site, "logistic", scale=torch.full((64,), 2.0))
+    ids = tiny_llama.tokenizer(["x"], return_tensors="pt").input_ids
+    base = run_to_sites(tiny_llama, ids, [site])[site]
+    with steering(tiny_llama, probe, 1.0):
+        moved = run_to_sites(tiny_llama, ids, [site])[site]
+    torch.testing.assert_close(moved - base, torch.full_like(base, 0.5))
+    with pytest.raises(GreyglassError, match="made for another model"):
+        with steering(tiny_llama, Direction(torch.ones(5), site, "x"), 1.0):
+            pass
+
+
+def test_sae_latent_hook_makes_a_direction():
+    d = sae_latent_direction(torch.arange(4.0), "blocks.3.hook_resid_post", latent=17, sae="runs/sae/x")
+    assert d.kind == "sae_latent" and d.metadata["latent"] == 17 and torch.equal(d.vector, torch.arange(4.0))
+    with pytest.raises(GreyglassError, match="must be 1-D"):
+        sae_latent_direction(torch.zeros(2, 4), "blocks.3.hook_resid_post", latent=0)
+
+
+def test_matching_probability_equals_the_two_letter_softmax(tiny_llama):
+    item = caa_items("sycophancy")[0]
+    p = matching_probability(tiny_llama, [item, item], batch_size=2)
+    ids = tiny_llama.tokenizer(ab_prompt(tiny_llama, item["question"]) + "(", return_tensors="pt").input_ids
+    with torch.inference_mode():
+        logits = tiny_llama.model(ids).logits[0, -1]
+    a, b = (tiny_llama.tokenizer(letter).input_ids[-1] for letter in "AB")
+    p_a = torch.softmax(logits[[a, b]], 0)[0].item()
+    want = p_a if item["answer_matching_behavior"] == "(A)" else 1 - p_a
+    assert p == pytest.approx([want, want], abs=1e-5)
+
+
+def test_caa_items_are_ab_only():
+    items = caa_items("power-seeking-inclination")
+    assert items and all(i["answer_matching_behavior"] in ("(A)", "(B)") for i in items)
+    with pytest.raises(GreyglassError, match="behavior"):
+        caa_items("niceness")
+
+
+def test_steering_effect_run_folder(tiny_llama, tmp_path):
+    cfg = EffectConfig(behavior="refusal", layer=1, coefs=(-1.0, 0.0, 1.0), n_build=4, n_test=4)
+    results = steering_effect(tiny_llama, cfg, tmp_path / "e", progress=False)
+    values = [r["p_matching"]["value"] for r in results["coefs"]]
+    assert len(values) == 3 and all(0 <= v <= 1 for v in values)
+    assert Direction.load(tmp_path / "e" / "vector").site == "blocks.1.hook_resid_post"
+    assert (tmp_path / "e" / "effect.svg").exists() and (tmp_path / "e" / "config.json").exists()
+
+
+@pytest.fixture(scope="module")
+def chat_model_dir(tmp_path_factory):
+    from greyglass.models import tiny_model
+
+    lm = tiny_model("llama", chat=True)
+    folder = tmp_path_factory.mktemp("tiny-chat")
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_steer_vector_and_steer_cli(chat_model_dir, tmp_path, capsys, write_lines):
+    pairs = write_lines("pairs.jsonl", [json.dumps(p._asdict()) for p in PAIRS])
+    vec = tmp_path / "vec"
+    assert main(["steer-vector", "--model", str(chat_model_dir), "--pairs", str(pairs), "--layer", "1",
+                 "--out", str(vec)]) == 0
+    assert "mean_diff vector from 3 pairs at blocks.1.hook_resid_post" in capsys.readouterr().out
+    out = tmp_path / "steer"
+    assert main(["steer", "--model", str(chat_model_dir), "--vector", str(vec), "--coef", "50", "--prompt", "Hi",
+                 "--max-new-tokens", "6", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "baseline" in printed and "steered (coef 50)" in printed
+    gens = json.loads((out / "results.json").read_text())["generations"]
+    assert gens[0]["prompt"] == "Hi" and gens[0]["baseline"] != gens[0]["steered"]
+
+
+def test_bad_pairs_file_is_one_line(chat_model_dir, write_lines, capsys):
+    pairs = write_lines("bad.jsonl", ['{"positive": "a"}'])
+    assert main(["steer-vector", "--model", str(chat_model_dir), "--pairs", str(pairs), "--layer", "1"]) == 2
+    assert "line 1: expected a JSON object with 'positive' and 'negative'" in capsys.readouterr().err
+
+
+def test_effect_config_rejects_too_many_items():
+    from greyglass.steer.effect import split_items
+
+    with pytest.raises(GreyglassError, match="must not exceed"):
+        split_items(EffectConfig(behavior="refusal", n_build=400, n_test=400))
+    assert np.isclose(len(split_items(EffectConfig(n_build=10, n_test=5))[1]), 5)
