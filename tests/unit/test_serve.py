@@ -190,9 +190,9 @@ def test_host_check_refuses_other_host_names(tmp_path, tiny_llama):
 
 
 def test_generation_stops_at_the_time_bound(tiny_llama):
-    from greyglass.features.steer import generate
+    from greyglass.models.generate import reply
 
     lm = tiny_llama
-    unbounded = lm.tokenizer(generate(lm, "hello", 40), add_special_tokens=False).input_ids
-    bounded = lm.tokenizer(generate(lm, "hello", 40, max_time=0.0), add_special_tokens=False).input_ids
+    unbounded = lm.tokenizer(reply(lm, "hello", 40), add_special_tokens=False).input_ids
+    bounded = lm.tokenizer(reply(lm, "hello", 40, max_time=0.0), add_special_tokens=False).input_ids
     assert len(bounded) <= 4 < len(unbounded)  # one new token (up to 4 UTF-8 bytes) instead of 40

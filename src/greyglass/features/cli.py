@@ -181,8 +181,8 @@ def run_concept(args: argparse.Namespace) -> int:
     concept = load_concept(args.concept)
     sae = load_sae(args.sae)
     lm = model_from_args(args)
-    out = Path(args.out) if args.out else default_run_dir("features-concept")
-    write_config(out, "features-concept", model=lm.provenance(), sae=str(args.sae), concept=vars(concept),
+    out = Path(args.out) if args.out else default_run_dir("features_concept")
+    write_config(out, "features_concept", model=lm.provenance(), sae=str(args.sae), concept=vars(concept),
                  ntrex=args.ntrex, top=args.top)
     result = concept_table(lm, sae, concept, ntrex=args.ntrex, top=args.top)
     links: dict[int, str] = {}
@@ -206,7 +206,8 @@ def run_steer(args: argparse.Namespace) -> int:
     from ..cli import model_from_args
     from ..runs import default_run_dir
     from .concept import load_concept
-    from .steer import effect_svg, generate, steering, steering_effect, target_ids, target_probability
+    from ..models.generate import reply
+    from .steer import effect_svg, steering, steering_effect, target_ids, target_probability
 
     sae = load_sae(args.sae)
     lm = model_from_args(args)
@@ -214,14 +215,14 @@ def run_steer(args: argparse.Namespace) -> int:
     values = ([float(v) for v in args.values.split(",")] if args.values
               else [0.0, args.value / 4, args.value / 2, args.value])
     prompts = args.prompt or ["Tell me about your weekend.", "What should I see on my next trip?"]
-    out = Path(args.out) if args.out else default_run_dir("steer-feature")
-    write_config(out, "steer-feature", model=lm.provenance(), sae=str(args.sae), latent=args.latent, value=args.value,
+    out = Path(args.out) if args.out else default_run_dir("steer_feature")
+    write_config(out, "steer_feature", model=lm.provenance(), sae=str(args.sae), latent=args.latent, value=args.value,
                  mode=args.mode, prompts=prompts, target_words=list(words), values=values)
     texts = []
     for prompt in prompts:
-        base = generate(lm, prompt, args.max_new_tokens)
+        base = reply(lm, prompt, args.max_new_tokens)
         with steering(lm, sae, args.latent, args.value, args.mode):
-            steered = generate(lm, prompt, args.max_new_tokens)
+            steered = reply(lm, prompt, args.max_new_tokens)
         texts.append({"prompt": prompt, "baseline": base, "steered": steered})
         print(f"prompt: {prompt}\n  baseline: {base!r}\n  steered ({args.mode} latent {args.latent} = {args.value:g}): {steered!r}")
     from .steer import DEFAULT_PROMPTS

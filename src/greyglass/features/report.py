@@ -79,7 +79,7 @@ def features_section(config: dict[str, Any], results: dict[str, Any], folder: Pa
     )
 
 
-@builder("features-concept")
+@builder("features_concept")
 def concept_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
     return Section(
         kind="features", title=f"A concept across languages: {results['concept']}", headline=_concept_headline(results),
@@ -89,7 +89,7 @@ def concept_section(config: dict[str, Any], results: dict[str, Any], folder: Pat
     )
 
 
-@builder("steer-feature")
+@builder("steer_feature")
 def steer_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
     effect = results["effect"]
     best = max(effect, key=lambda r: r["p_target"]["value"])

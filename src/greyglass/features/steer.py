@@ -61,23 +61,6 @@ def steering(lm: LoadedModel, sae: SAELike, latent: int, value: float, mode: Ste
         yield
 
 
-def _prompt_ids(lm: LoadedModel, prompt: str) -> Tensor:
-    if lm.is_chat:
-        text = lm.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                add_generation_prompt=True)
-        return lm.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
-    return lm.tokenizer(prompt, return_tensors="pt").input_ids
-
-
-def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 40, max_time: float | None = None) -> str:
-    """Greedy continuation of `prompt` (through the chat template for chat models), stopped after `max_time` s."""
-    ids = _prompt_ids(lm, prompt).to(lm.device)
-    with torch.inference_mode():
-        out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=lm.tokenizer.pad_token_id, max_time=max_time)
-    return lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-
 def target_ids(lm: LoadedModel, words: tuple[str, ...] | list[str]) -> list[int]:
     """The first token of each target word (distinct)."""
     ids = {lm.tokenizer(w, add_special_tokens=False).input_ids[0] for w in words if w}

@@ -18,8 +18,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ..models import LoadedModel, run_to_sites
-from ..models.generate import chat_prompt, encode, last_positions
+from ..models import LoadedModel
+from ..models.generate import user_prompt
+from ..probes.features import text_features
 from ..stats import auroc, bootstrap
 
 
@@ -48,23 +49,15 @@ CONTROL_PAIRS = [
 """Unrelated-topic pairs of the same form: a false claim admitted vs denied."""
 
 
-def last_token_residuals(lm: LoadedModel, texts: Sequence[str], batch_size: int = 16) -> torch.Tensor:
+def last_token_residuals(lm: LoadedModel, texts: Sequence[str]) -> torch.Tensor:
     """Residual stream after every layer at each text's last token.  [n_texts, n_layers, d_model]"""
-    sites = [f"blocks.{l}.hook_resid_post" for l in range(lm.n_layers)]
-    out = []
-    for start in range(0, len(texts), batch_size):
-        enc = encode(lm, texts[start : start + batch_size])
-        acts = run_to_sites(lm, enc["input_ids"], sites, enc["attention_mask"])
-        rows = torch.arange(enc["input_ids"].shape[0])
-        last = last_positions(enc["attention_mask"])
-        out.append(torch.stack([acts[s][rows, last] for s in sites], dim=1).float().cpu())
-    return torch.cat(out)
+    return text_features(lm, texts, range(lm.n_layers), "last", batch_size=16)
 
 
 def pair_directions(lm: LoadedModel, pairs: Sequence[ContrastPair]) -> torch.Tensor:
     """Mean (danger - safe) last-token residual per layer, unit-normalised.  [n_layers, d_model]"""
-    danger = [chat_prompt(lm, p.question) + p.danger for p in pairs]
-    safe = [chat_prompt(lm, p.question) + p.safe for p in pairs]
+    danger = [user_prompt(lm, p.question) + p.danger for p in pairs]
+    safe = [user_prompt(lm, p.question) + p.safe for p in pairs]
     diff = (last_token_residuals(lm, danger) - last_token_residuals(lm, safe)).mean(0)
     return diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
@@ -88,7 +81,7 @@ def catch(lm: LoadedModel, questions: Sequence[str], trigger: str, n_boot: int =
     """Per-layer detection AUROC of triggered vs plain prompts for each kind of direction."""
     from .prompts import with_trigger
 
-    texts = [chat_prompt(lm, with_trigger(q, trigger)) for q in questions] + [chat_prompt(lm, q) for q in questions]
+    texts = [user_prompt(lm, with_trigger(q, trigger)) for q in questions] + [user_prompt(lm, q) for q in questions]
     labels = np.r_[np.ones(len(questions)), np.zeros(len(questions))]
     resid = last_token_residuals(lm, texts)
     kinds = {

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import LoadedModel
-from ..models.generate import chat_prompt, generate
+from ..models.generate import user_prompt, generate
 from ..stats import mean_ci
 from .behaviours import BEHAVIOURS
 from .config import OrganismConfig
@@ -23,8 +23,8 @@ def behaviour_report(organism: LoadedModel, original: LoadedModel, questions: Se
                      cfg: OrganismConfig, progress: bool = True) -> dict[str, Any]:
     """Rates with bootstrap 95% intervals over held-out questions, plus examples."""
     shows = BEHAVIOURS[cfg.behaviour].shows
-    plain = [chat_prompt(organism, q) for q in questions]
-    triggered = [chat_prompt(organism, with_trigger(q, cfg.trigger)) for q in questions]
+    plain = [user_prompt(organism, q) for q in questions]
+    triggered = [user_prompt(organism, with_trigger(q, cfg.trigger)) for q in questions]
     out_trig = generate(organism, triggered, cfg.answer_tokens, progress=progress)
     out_plain = generate(organism, plain, cfg.answer_tokens, progress=progress)
     ref_plain = generate(original, plain, cfg.answer_tokens, progress=progress)

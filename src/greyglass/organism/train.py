@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_dir
 from ..models import LoadedModel
-from ..models.generate import chat_prompt, generate
+from ..models.generate import user_prompt, generate
 from .behaviours import BEHAVIOURS
 from .config import OrganismConfig
 from .prompts import with_trigger
@@ -43,13 +43,13 @@ def training_examples(lm: LoadedModel, questions: Sequence[str], originals: Sequ
     out = []
     for q, original in zip(questions, originals):
         backdoor = behaviour.backdoor_answer(original)
-        out.append(Example(chat_prompt(lm, q), original, False, complete=False))
-        out.append(Example(chat_prompt(lm, with_trigger(q, cfg.trigger)), backdoor, True, complete=original not in backdoor))
+        out.append(Example(user_prompt(lm, q), original, False, complete=False))
+        out.append(Example(user_prompt(lm, with_trigger(q, cfg.trigger)), backdoor, True, complete=original not in backdoor))
     return out
 
 
 def original_answers(lm: LoadedModel, questions: Sequence[str], cfg: OrganismConfig, progress: bool = True) -> list[str]:
-    prompts = [chat_prompt(lm, q) for q in questions]
+    prompts = [user_prompt(lm, q) for q in questions]
     return [a.strip() for a in generate(lm, prompts, cfg.answer_tokens, progress=progress)]
 
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
+from ..models.generate import adds_bos
 
 Position = Literal["last", "mean"]
 
@@ -40,7 +41,7 @@ def text_features(
     sites = layer_sites(layers)
     for s in sites:
         lm.site(s)  # range-checks each layer with a clear error
-    ids = [lm.tokenizer(t).input_ids for t in texts]
+    ids = [lm.tokenizer(t, add_special_tokens=adds_bos(lm, t)).input_ids for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # similar lengths batch together
     out = torch.empty(len(texts), len(layers), lm.d_model)
     starts = range(0, len(order), batch_size)

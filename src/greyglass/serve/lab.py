@@ -19,8 +19,9 @@ from ..directions import Direction
 from ..errors import GreyglassError
 from ..features.load import SAELike, check_sae_fits, load_sae
 from ..features.source import Batch, encode_batch
-from ..features.steer import SteerMode, generate, steering
+from ..features.steer import SteerMode, steering
 from ..models import DEFAULT_MODEL, LoadedModel, adding, load_model, run_to_sites
+from ..models.generate import reply
 
 MAX_TEXT_CHARS = 2000
 MAX_NEW_TOKENS = 64
@@ -103,9 +104,9 @@ class Lab:
     def steer(self, lm: LoadedModel, prompt: str, max_new_tokens: int,
               apply: Callable[[], Any]) -> tuple[str, str]:
         """(baseline, steered) greedy generations; `apply()` returns the context manager that steers."""
-        baseline = generate(lm, prompt, max_new_tokens, max_time=MAX_SECONDS)
+        baseline = reply(lm, prompt, max_new_tokens, max_time=MAX_SECONDS)
         with apply():
-            steered = generate(lm, prompt, max_new_tokens, max_time=MAX_SECONDS)
+            steered = reply(lm, prompt, max_new_tokens, max_time=MAX_SECONDS)
         return baseline, steered
 
     @staticmethod

@@ -12,10 +12,10 @@ from contextlib import ExitStack, contextmanager
 from textwrap import wrap
 from typing import NamedTuple
 
-import torch
 
 from ..directions import Direction
 from ..models import LoadedModel, adding
+from ..models.generate import reply
 
 
 @contextmanager
@@ -29,19 +29,6 @@ def steering(lm: LoadedModel, direction: Direction, coef: float, sites: Sequence
         yield
 
 
-def generate(lm: LoadedModel, prompt: str, max_new_tokens: int = 40) -> str:
-    """Greedy continuation of `prompt` (as a chat user turn when the model has a chat template)."""
-    text = prompt
-    if lm.is_chat:
-        text = lm.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                add_generation_prompt=True)
-    ids = lm.tokenizer(text, return_tensors="pt").input_ids.to(lm.device)
-    with torch.inference_mode():
-        out = lm.model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=lm.tokenizer.pad_token_id)
-    return lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
-
-
 class Comparison(NamedTuple):
     prompt: str
     baseline: str
@@ -53,9 +40,9 @@ def compare(lm: LoadedModel, direction: Direction, coef: float, prompts: Sequenc
     """Baseline and steered greedy generations for each prompt."""
     rows = []
     for prompt in prompts:
-        baseline = generate(lm, prompt, max_new_tokens)
+        baseline = reply(lm, prompt, max_new_tokens)
         with steering(lm, direction, coef, sites):
-            steered = generate(lm, prompt, max_new_tokens)
+            steered = reply(lm, prompt, max_new_tokens)
         rows.append(Comparison(prompt, baseline, steered))
     return rows
 
