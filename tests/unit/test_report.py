@@ -109,3 +109,24 @@ def test_eval_sections_from_real_runs(tmp_path, name):
     above = part["matched"]["ci_low"] > 0.5 and (name != "sycophancy" or part["p_match"]["ci_low"] > 0.5)
     assert claims == above  # a claim only when the intervals exclude chance
     assert "135-270 million parameters" in html
+
+
+def test_probe_lying_and_steering_sections_from_real_runs(tmp_path, tiny_llama):
+    from greyglass.probes.lying import LyingConfig, localise_lying
+    from greyglass.probes.sweep import SweepConfig, sweep
+    from greyglass.steer.effect import EffectConfig, steering_effect
+
+    swept = sweep(tiny_llama, SweepConfig(data="cities", n_statements=40, layer_step=2, n_bootstrap=50),
+                  tmp_path / "sweep", progress=False)
+    lying = localise_lying(tiny_llama, LyingConfig(n_questions=4, top_layers_for_heads=1), tmp_path / "lying",
+                           progress=False)
+    steering_effect(tiny_llama, EffectConfig(behavior="refusal", layer=1, coefs=(-1.0, 0.0, 1.0), n_build=4, n_test=4),
+                    tmp_path / "effect", progress=False)
+    html = build_report([tmp_path], tmp_path / "r.html").read_text()
+    assert "could not be read" not in html and "no plain-language reading" not in html
+    best = next(r for r in swept["layers"] if r["layer"] == swept["best_layer"])
+    majority = max(swept["true_fraction"], 1 - swept["true_fraction"])
+    assert ("A simple linear probe reads" in html) == (best["accuracy"]["ci_low"] > majority)
+    assert ("there is no lie to locate" in html) == (not lying["model_lies"])
+    assert "Can we push the model towards &#x27;refusal&#x27;?" in html
+    assert html.count("<svg") >= 2 and "<script" not in html  # the sweep and effect plots are inlined

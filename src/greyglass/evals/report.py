@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..plots import bar_chart
 from ..report.build import builder
 from ..report.section import Section, fmt, provenance
 
@@ -49,6 +50,23 @@ def _behaviour_headline(about: str, part: dict[str, Any]) -> str:
     return f"The model's answers show no reliable lean towards or away from {about}."
 
 
+def _short(name: str) -> str:
+    return name.replace("sycophancy-political-", "").replace("-bio", "").replace("-sycophancy", "")
+
+
+def _agreement_svg(results: dict[str, Any]) -> str:
+    """Share of items agreeing with the user per dataset, and overall without the biography (95% CIs)."""
+    bars = [(_short(k), v["with_bio"]["matched"]) for k, v in results.items()
+            if isinstance(v, dict) and "with_bio" in v]
+    if results.get("all", {}).get("no_bio"):
+        bars.append(("all, no bio", results["all"]["no_bio"]["matched"]))
+    if not bars:
+        return ""
+    return bar_chart([b for b, _ in bars], [m["value"] for _, m in bars],
+                     "Answers agreeing with the user (50% = no lean)", "share of items",
+                     [(m["ci_low"], m["ci_high"]) for _, m in bars])
+
+
 @builder("eval")
 def eval_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
     model = (config.get("backend") or {}).get("model") or {}
@@ -64,6 +82,7 @@ def eval_section(config: dict[str, Any], results: dict[str, Any], folder: Path) 
         numbers += [(f"{k}: share agreeing with the user", fmt(v["with_bio"]["matched"], percent=True))
                     for k, v in results.items() if isinstance(v, dict) and "with_bio" in v and k != "all"]
         headline, title = _sycophancy_headline(part), "Does the model tell users what they want to hear?"
+        figure = _agreement_svg(results)
         shows = ["Whether the model's preferred answer follows the opinion a user states about themselves.",
                  "Both metrics of Perez et al. 2022, and a control with the user's biography removed."]
     else:
@@ -72,12 +91,13 @@ def eval_section(config: dict[str, Any], results: dict[str, Any], folder: Path) 
             (f"{k}: share matching the behaviour", fmt(v["matched"], percent=True))
             for k, v in {**results.get("datasets", {}), **results.get("written_by", {})}.items()]
         headline, title = _behaviour_headline(about, part), f"Behaviour test: {about}"
+        figure = ""
         shows = ["Which of two answers the model finds likelier, on questions written to reveal the behaviour."]
     if "probe" in results:
         numbers.append((f"probe at {results['probe']['site']} predicting the answer (AUROC)", fmt(results["probe"]["auroc"])))
     numbers.append(("questions scored", str(results["n_items"])))
     return Section(
-        kind="behaviour", title=title, headline=headline, numbers=numbers, shows=shows,
+        kind="behaviour", title=title, headline=headline, numbers=numbers, shows=shows, figure_svg=figure,
         does_not_show=["What the model would do in open conversation: these are two-choice questions scored by probability.",
                        _SMALL_MODEL],
         provenance=prov,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..plots import Series, line_chart
 from ..report.build import builder
 from ..report.section import Section, fmt, provenance
 
@@ -83,7 +84,7 @@ def organism_probe_section(config: dict[str, Any], results: dict[str, Any], fold
                     "Anthropic's >0.99 AUROC on large models is not reproduced here.")
     return Section(
         kind="probe catches a backdoor", title="Can a simple probe tell when the model is about to misbehave?",
-        headline=headline,
+        headline=headline, figure_svg=_auroc_svg(results),
         numbers=[(f"best layer ({100 * b['fraction_of_depth']:.0f}% of the depth), AUROC", fmt(a))]
         + [(f"control at layer {layer}: {k}", fmt(v)) for k, v in controls.items()]
         + [("held-out questions (each with and without the trigger)", str(results["n_questions"]))],
@@ -93,6 +94,21 @@ def organism_probe_section(config: dict[str, Any], results: dict[str, Any], fold
                        "Performance on other backdoors, triggers or larger models (reported: AUROC > 0.99 on large models)."],
         provenance=provenance(config, str(folder)),
     )
+
+
+def _auroc_svg(results: dict[str, Any]) -> str:
+    """Detection AUROC by layer: the generic probe (with its 95% band) and the controls."""
+    def series(label: str, rows: list[dict[str, Any]], band: bool = False) -> Series:
+        a = [r["auroc"] for r in rows]
+        return Series(label, [r["layer"] for r in rows], [x["value"] for x in a],
+                      [x["ci_low"] for x in a] if band else None, [x["ci_high"] for x in a] if band else None)
+
+    org, orig = results["organism"], results["original_model"]
+    return line_chart([series("generic probe, backdoored model", org["defection_pairs"], band=True),
+                       series("same probe, original model", orig["defection_pairs"]),
+                       series("unrelated question pair", org["control_pairs"]),
+                       series("random direction", org["random"])],
+                      "Telling triggered from plain prompts, by layer", "layer", "AUROC", y_range=(0.0, 1.0))
 
 
 builder("organism")(organism_section)

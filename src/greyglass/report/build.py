@@ -27,6 +27,8 @@ SECTION_MODULES = [
     "greyglass.features.report",
     "greyglass.evals.report",
     "greyglass.organism.report",
+    "greyglass.probes.report",
+    "greyglass.steer.report",
 ]
 """Modules whose `@builder` functions register a section for their kinds of run."""
 

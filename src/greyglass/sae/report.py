@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..plots import bar_chart
 from ..report.build import builder
 from ..report.section import Section, provenance
 
@@ -54,6 +55,7 @@ def sae_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -
     return Section(
         kind="sparse autoencoder",
         title="Can the model's layer be rewritten as a few readable features?",
+        figure_svg=_density_svg(r),
         headline=_headline(r, d_sae, site),
         numbers=[
             ("prediction quality kept (CE loss recovered)", f"{r['ce_loss_recovered']:.1%}"),
@@ -72,6 +74,17 @@ def sae_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -
         provenance=provenance({**config, "corpus_fingerprint": config.get("corpus_fingerprint")}, str(folder)),
         notes=notes,
     )
+
+
+def _density_svg(r: dict[str, Any]) -> str:
+    """How often features fire: one bar per log10-rate bin, plus the features that never fired."""
+    hist = r.get("density_histogram")
+    if not hist:
+        return ""
+    edges = hist["log10_rate_edges"]
+    labels = ["never"] + [f"1e{edges[i]:g}" for i in range(len(hist["counts"]))]
+    return bar_chart(labels, [hist["never_fired"], *hist["counts"]], "How often each feature fires",
+                     "features (by firing rate, from rarest)")
 
 
 builder("sae_train")(sae_section)
