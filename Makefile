@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.greyglass-installed
 
-.PHONY: install chromium demo test test-fast bench clean
+.PHONY: install chromium demo test test-fast bench saelens-check clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,5 +36,15 @@ test-fast: install
 bench: install
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+# SAELens in an environment of its own (it is not a greyglass dependency): the interoperability
+# test with real SAELens, and the SAE training benchmark with SAELens's figure.
+SAELENS_VENV := .venv-saelens
+saelens-check:
+	test -x $(SAELENS_VENV)/bin/python || $(PYTHON) -m venv $(SAELENS_VENV)
+	$(SAELENS_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(SAELENS_VENV)/bin/python -m pip install -q sae-lens pytest -e .
+	$(SAELENS_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_sae_saelens.py
+	$(SAELENS_VENV)/bin/python bench/sae_train.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(SAELENS_VENV) runs .pytest_cache

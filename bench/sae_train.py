@@ -17,6 +17,7 @@ AuxK is off in all of them (no dead latents), so the figures compare the TopK co
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 import subprocess
@@ -90,11 +91,13 @@ def saelens_step(d_in: int, d_sae: int, k: int, device: str):
     sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, device=device, dtype="float32"))
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
 
+    # TrainStepInput grew fields across SAELens 6 releases; pass the ones this version has.
+    optional = {"n_training_steps": 0, "is_logging_step": False}
+    fields = inspect.signature(TrainStepInput).parameters
+    extra = {k: v for k, v in optional.items() if k in fields}
+
     def step(x):
-        try:
-            inp = TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=0)
-        except TypeError:
-            inp = TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None)
+        inp = TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None, **extra)
         out = sae.training_forward_pass(inp)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
