@@ -54,13 +54,13 @@ def test_txt_gz_and_folders(tok, tmp_path):
 
 def test_bad_json_line_names_file_and_line(tok, write_lines):
     path = write_lines("bad.jsonl", ['{"text": "fine"}', '{"text": "fine too"}', "{not json"])
-    with pytest.raises(GreyglassError, match=r"bad\.jsonl:3: not valid JSON"):
+    with pytest.raises(GreyglassError, match=r"bad\.jsonl line 3: not valid JSON"):
         list(documents(CorpusConfig(corpus=str(path))))
 
 
 def test_missing_text_field_says_which_fields_exist(write_lines):
     path = write_lines("rows.jsonl", ['{"content": "x", "id": 1}'])
-    with pytest.raises(GreyglassError, match=r"rows\.jsonl:1: no text field 'text' \(found: content, id\)"):
+    with pytest.raises(GreyglassError, match=r"rows\.jsonl line 1: no text field 'text' \(found: content, id\)"):
         list(documents(CorpusConfig(corpus=str(path))))
 
 

@@ -12,7 +12,6 @@ Document order is shuffled with a bounded buffer, deterministically for a given 
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any, Literal, NamedTuple
 from ..config import check_choice, check_positive
 from ..errors import GreyglassError
 from ..fingerprint import cached_file_sha256, files_sha256, json_sha256
-from .files import open_text
+from .files import jsonl_objects, open_text
 
 DEFAULT_CORPUS = "wikipedia-en-sample"
 _SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz")
@@ -89,27 +88,15 @@ def corpus_fingerprint(cfg: CorpusConfig) -> str:
 
 
 def _file_documents(path: Path, text_field: str) -> Iterator[str]:
-    with open_text(path) as f:
-        if ".jsonl" not in path.name:
+    if ".jsonl" not in path.name:
+        with open_text(path) as f:
             yield f.read()
-            return
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            yield _json_text(line, text_field, path, lineno)
-
-
-def _json_text(line: str, field: str, path: Path, lineno: int) -> str:
-    try:
-        row: Any = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise GreyglassError(f"{path}:{lineno}: not valid JSON ({e.msg}); fix or remove the line") from None
-    if not isinstance(row, dict) or not isinstance(row.get(field), str):
-        keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
-        raise GreyglassError(
-            f"{path}:{lineno}: no text field {field!r} (found: {keys}); choose it with --text-field"
-        )
-    return row[field]
+        return
+    for lineno, row in jsonl_objects(path):
+        if not isinstance(row.get(text_field), str):
+            raise GreyglassError(f"{path} line {lineno}: no text field {text_field!r} (found: {', '.join(row)}); "
+                                 "choose it with --text-field")
+        yield row[text_field]
 
 
 def documents(cfg: CorpusConfig) -> Iterator[tuple[int, str]]:

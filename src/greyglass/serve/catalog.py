@@ -8,13 +8,15 @@ few seconds, so a page costs a dictionary lookup, not a walk of the disk.
 
 from __future__ import annotations
 
-import json
+import itertools
+
 import threading
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..directions import META as DIRECTION_META
+from ..data.files import jsonl_objects
 from ..errors import GreyglassError
 from ..features.db import DB_NAME
 from ..runs import CONFIG, RESULTS, read_run
@@ -117,18 +119,4 @@ class Catalog:
 
 def read_items(run: Run, limit: int = 100_000) -> list[dict[str, Any]]:
     """The eval items of a run, one JSON object per line; errors name the file and line."""
-    items = []
-    with open(run.folder / ITEMS, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GreyglassError(f"{run.id}/{ITEMS} line {n}: not valid JSON ({e.msg})") from None
-            if not isinstance(item, dict):
-                raise GreyglassError(f"{run.id}/{ITEMS} line {n}: expected a JSON object, got {type(item).__name__}")
-            items.append(item)
-            if len(items) >= limit:
-                break
-    return items
+    return [item for _, item in itertools.islice(jsonl_objects(run.folder / ITEMS), limit)]
