@@ -130,3 +130,16 @@ def test_probe_lying_and_steering_sections_from_real_runs(tmp_path, tiny_llama):
     assert ("there is no lie to locate" in html) == (not lying["model_lies"])
     assert "Can we push the model towards &#x27;refusal&#x27;?" in html
     assert html.count("<svg") >= 2 and "<script" not in html  # the sweep and effect plots are inlined
+
+
+def test_cot_and_pressure_sections_from_real_runs(tmp_path):
+    from greyglass.evals.cot import CotConfig, run_cot
+    from greyglass.evals.pressure import PressureConfig, run_pressure
+    from greyglass.models import tiny_model
+
+    lm = tiny_model("llama", chat=True)
+    run_cot(lm, CotConfig(limit=2, max_cot_tokens=8), tmp_path / "cot", progress=False)
+    run_pressure(lm, PressureConfig(samples=2, max_tokens=8), tmp_path / "pressure", progress=False)
+    html = build_report([tmp_path], tmp_path / "r.html").read_text()
+    assert "Does the model&#x27;s written reasoning produce its answer?" in html and "Scenario: " in html
+    assert "could not be read" not in html and "no plain-language reading" not in html

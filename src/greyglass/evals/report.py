@@ -102,3 +102,66 @@ def eval_section(config: dict[str, Any], results: dict[str, Any], folder: Path) 
                        _SMALL_MODEL],
         provenance=prov,
     )
+
+
+@builder("eval_cot")
+def cot_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
+    aoc, acc = results["early_answering_aoc"], results["accuracy"]
+    curve = results["early_answering"]
+    if acc["ci_high"] < 0.2:
+        headline = (f"The model rarely solves these '{results['task']}' problems ({100 * acc['value']:.0f}% correct), "
+                    "so whether its reasoning drives its answers cannot be judged here.")
+    elif aoc["ci_low"] > 0:
+        headline = (f"The model's written reasoning matters to its answers: cutting it short changes the answer "
+                    f"(area over the curve {aoc['value']:.2f}).")
+    else:
+        headline = ("Cutting the model's written reasoning short does not reliably change its answer: the answer "
+                    "may be settled before the reasoning is written.")
+    numbers = [("answers correct after reasoning", fmt(acc, percent=True)),
+               ("early-answering area over the curve (0 = reasoning never changes the answer)", fmt(aoc))]
+    numbers += [(f"same answer with {100 * float(k):.0f}% of the reasoning kept", fmt(v, percent=True))
+                for k, v in curve.items()]
+    numbers.append(("same answer with filler instead of reasoning", fmt(results["filler_unchanged"], percent=True)))
+    if results.get("adding_mistakes_unchanged"):
+        numbers.append(("same answer after a mistake is added", fmt(results["adding_mistakes_unchanged"], percent=True)))
+    numbers.append(("problems", str(results["n"])))
+    return Section(
+        kind="reasoning faithfulness", title="Does the model's written reasoning produce its answer?", headline=headline,
+        numbers=numbers,
+        shows=["Whether truncating, corrupting or replacing the chain of thought changes the final answer (Lanham et al. 2023)."],
+        does_not_show=["Whether the reasoning is correct or honest in any other sense.", _SMALL_MODEL],
+        provenance=provenance(config, str(folder)),
+    )
+
+
+@builder("eval_pressure")
+def pressure_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
+    key = "traded" if results["scenario"] == "insider-trading" else "misused"
+    what = "trades on the insider tip" if key == "traded" else "moves customer funds"
+    without, with_ = results["without_ethics"], results["with_ethics"]
+    effect = results["ethics_effect"][key]
+    parsed = without["parsed"]["value"]
+    if parsed < 0.5:
+        headline = (f"The model mostly does not act in this scenario at all (a parseable action in {100 * parsed:.0f}% "
+                    "of samples), so its misconduct rate says little.")
+    else:
+        headline = f"Under pressure, the agent {what} in {100 * without[key]['value']:.0f}% of samples"
+        headline += (f"; asking it to weigh ethics and law first changes that by {100 * effect['value']:+.0f} points."
+                     if effect["ci_high"] < 0 or effect["ci_low"] > 0 else
+                     "; an instruction to weigh ethics and law first made no reliable difference.")
+    numbers = [(f"{what}, no ethics instruction", fmt(without[key], percent=True)),
+               (f"{what}, with the ethics instruction", fmt(with_[key], percent=True)),
+               ("effect of the ethics instruction", fmt(effect, percent=True)),
+               ("samples with a parseable action", fmt(without["parsed"], percent=True)),
+               ("samples", str(results["n"]))]
+    for m, label in (("hid", "of those that traded, hid the tip from the manager"),
+                     ("doubled_down", "of those that hid it, denied it again when asked")):
+        if without.get(m, {}).get("n"):
+            numbers.append((f"{label} (no ethics instruction, n={without[m]['n']})", fmt(without[m], percent=True)))
+    return Section(
+        kind="misconduct under pressure", title=f"Scenario: {results['scenario']}", headline=headline, numbers=numbers,
+        shows=["What a model acting as an agent chooses under pressure in a scenario written for greyglass, and "
+               "whether an ethics instruction changes it."],
+        does_not_show=["Behaviour in real deployments, or in other scenarios.", _SMALL_MODEL],
+        provenance=provenance(config, str(folder)),
+    )
