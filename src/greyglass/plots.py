@@ -9,7 +9,7 @@ and a bar chart with error bars. Each returns an SVG document as a `str`; write 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import NamedTuple
@@ -54,19 +54,33 @@ def line_chart(series: Sequence[Series], title: str, x_label: str, y_label: str,
 def histogram(values: Sequence[float], title: str, x_label: str, bins: int = 30,
               y_label: str = "count") -> str:
     """Counts of `values` in `bins` equal-width bins."""
-    finite = [v for v in values if math.isfinite(v)]
-    lo, hi = _span(finite)
+    return histograms({"": values}, title, x_label, bins, y_label)
+
+
+def histograms(groups: Mapping[str, Sequence[float]], title: str, x_label: str, bins: int = 30,
+               y_label: str = "count") -> str:
+    """Several distributions over the same bins, overlaid (translucent), one legend entry each."""
+    finite = {name: [v for v in vals if math.isfinite(v)] for name, vals in groups.items()}
+    lo, hi = _span([v for vals in finite.values() for v in vals])
     width = (hi - lo) / bins
-    counts = [0] * bins
-    for v in finite:
-        counts[min(int((v - lo) / width), bins - 1)] += 1
-    frame = _Frame((lo, hi), (0.0, max(counts, default=0) * 1.05 or 1.0))
+    counts = {}
+    for name, vals in finite.items():
+        counts[name] = [0] * bins
+        for v in vals:
+            counts[name][min(int((v - lo) / width), bins - 1)] += 1
+    top = max((c for cs in counts.values() for c in cs), default=0)
+    frame = _Frame((lo, hi), (0.0, top * 1.05 or 1.0))
     parts = frame.axes(title, x_label, y_label)
-    for i, c in enumerate(counts):
-        x0, y0 = frame.point(lo + i * width, c)
-        x1, y1 = frame.point(lo + (i + 1) * width, 0)
-        parts.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
-                     f'height="{y1 - y0:.1f}" fill="{PALETTE[0]}"/>')
+    opacity = 1.0 if len(counts) == 1 else 0.55
+    for g, (name, cs) in enumerate(counts.items()):
+        color = PALETTE[g % len(PALETTE)]
+        for i, c in enumerate(cs):
+            x0, y0 = frame.point(lo + i * width, c)
+            x1, y1 = frame.point(lo + (i + 1) * width, 0)
+            parts.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{max(x1 - x0 - 1, 0.5):.1f}" '
+                         f'height="{y1 - y0:.1f}" fill="{color}" fill-opacity="{opacity}"/>')
+        if name:
+            parts.append(frame.legend_entry(g, name, color))
     return _document(parts)
 
 

@@ -115,6 +115,7 @@ def test_cli_train_probe_and_report_end_to_end(tmp_path, capsys):
                  "--answer-tokens", "4", "--out", str(org), "--no-progress"]) == 0
     assert (org / "model" / "config.json").exists() and (org / "original_answers.json").exists()
     assert main(["organism", "probe", str(org), "--n-boot", "20", "--out", str(probe)]) == 0
+    assert (probe / "auroc_by_layer.svg").exists() and (probe / "scores_at_best_layer.svg").exists()
     printed = capsys.readouterr().out
     assert "organism saved to" in printed and "best layer" in printed and "original model" in printed
     html = build_report([tmp_path], tmp_path / "r.html").read_text()

@@ -89,7 +89,8 @@ def run_probe(args: argparse.Namespace) -> int:
     from ..models import load_model
     from .detect import catch
     from .prompts import split_prompts
-    from .report import best_layer, probe_summary
+    from ..plots import save_svg
+    from .report import auroc_svg, best_layer, probe_summary, scores_svg
 
     org_dir = Path(args.organism)
     config, _ = read_run(org_dir)
@@ -102,10 +103,13 @@ def run_probe(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_run_dir("organism_probe")
     results = {"organism": catch(organism, test_q, cfg.trigger, args.n_boot, cfg.seed),
                "original_model": catch(original, test_q, cfg.trigger, args.n_boot, cfg.seed),
-               "n_questions": len(test_q), "trigger": cfg.trigger, "behaviour": cfg.behaviour}
+               "n_questions": len(test_q), "trigger": cfg.trigger, "behaviour": cfg.behaviour,
+               "scores_order": "each layer's scores: the questions with the trigger, then the same questions without"}
     results["best"] = best_layer(results["organism"]["defection_pairs"], organism.n_layers)
     write_config(out, "organism_probe", model=organism.provenance(), organism_run=str(org_dir), organism=cfg,
                  original_model=original.provenance(), n_boot=args.n_boot)
+    save_svg(out / "auroc_by_layer.svg", auroc_svg(results))
+    save_svg(out / "scores_at_best_layer.svg", scores_svg(results))
     write_results(out, results)
     print(probe_summary(out, results))
     return 0

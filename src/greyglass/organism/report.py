@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..plots import Series, line_chart
+from ..plots import Series, histograms, line_chart
 from ..report.build import builder
 from ..report.section import Section, fmt, provenance
 
@@ -84,7 +84,7 @@ def organism_probe_section(config: dict[str, Any], results: dict[str, Any], fold
                     "Anthropic's >0.99 AUROC on large models is not reproduced here.")
     return Section(
         kind="probe catches a backdoor", title="Can a simple probe tell when the model is about to misbehave?",
-        headline=headline, figure_svg=_auroc_svg(results),
+        headline=headline, figure_svg=auroc_svg(results) + scores_svg(results),
         numbers=[(f"best layer ({100 * b['fraction_of_depth']:.0f}% of the depth), AUROC", fmt(a))]
         + [(f"control at layer {layer}: {k}", fmt(v)) for k, v in controls.items()]
         + [("held-out questions (each with and without the trigger)", str(results["n_questions"]))],
@@ -96,7 +96,7 @@ def organism_probe_section(config: dict[str, Any], results: dict[str, Any], fold
     )
 
 
-def _auroc_svg(results: dict[str, Any]) -> str:
+def auroc_svg(results: dict[str, Any]) -> str:
     """Detection AUROC by layer: the generic probe (with its 95% band) and the controls."""
     def series(label: str, rows: list[dict[str, Any]], band: bool = False) -> Series:
         a = [r["auroc"] for r in rows]
@@ -109,6 +109,15 @@ def _auroc_svg(results: dict[str, Any]) -> str:
                        series("unrelated question pair", org["control_pairs"]),
                        series("random direction", org["random"])],
                       "Telling triggered from plain prompts, by layer", "layer", "AUROC", y_range=(0.0, 1.0))
+
+
+def scores_svg(results: dict[str, Any]) -> str:
+    """Probe scores at the best layer, triggered vs plain prompts (the first half of the scores are triggered)."""
+    layer = results["best"]["layer"]
+    scores = next(r for r in results["organism"]["defection_pairs"] if r["layer"] == layer)["scores"]
+    half = len(scores) // 2
+    return histograms({"with the trigger": scores[:half], "without": scores[half:]},
+                      f"Generic probe scores at layer {layer}", "projection on the danger direction", bins=20)
 
 
 builder("organism")(organism_section)
