@@ -43,18 +43,18 @@ def absorbed(tmp_path_factory):
     dec = sae.W_dec.detach() / sae.W_dec.detach().norm(dim=1, keepdim=True)
     cos = dec @ dirs.T  # [d_sae, F]
     parent, child = int(cos[:, PARENT].argmax()), int(cos[:, CHILD].argmax())
-    return sae, parent, child, cos, load_sparsity(result.folders[0])
+    return sae, parent, child, cos, load_sparsity(result.folders[0]), result.folders[0]
 
 
 def test_the_trainer_absorbs_the_planted_child(absorbed):
-    sae, parent, child, cos, _ = absorbed
+    sae, parent, child, cos, _, _ = absorbed
     assert parent != child
     assert cos[parent, PARENT] > 0.95 and abs(cos[parent, CHILD]) < 0.2  # the parent latent is the parent feature
     assert cos[child, PARENT] > 0.5 and cos[child, CHILD] > 0.5  # the child latent is parent + child
 
 
 def test_ground_truth_rule_finds_the_absorbed_tokens(absorbed):
-    sae, parent, child, _, _ = absorbed
+    sae, parent, child, _, _, _ = absorbed
     x, on, dirs = planted(4000, seed=999)
     y = on[:, PARENT].numpy()
     with torch.no_grad():
@@ -75,7 +75,7 @@ def test_ground_truth_rule_finds_the_absorbed_tokens(absorbed):
 
 
 def test_weights_detector_ranks_the_planted_pair_first(absorbed):
-    sae, parent, child, _, rates = absorbed
+    sae, parent, child, _, rates, _ = absorbed
     pairs = detect_absorption(sae, top=10, block=5, log10_rates=rates)
     assert (int(pairs.parents[0]), int(pairs.children[0])) == (parent, child)
     assert pairs.scores[0] > 5 * pairs.scores[1]
@@ -112,7 +112,7 @@ def test_k_sparse_probing_grows_k_while_f1_improves():
 
 def test_first_letter_prompts_put_the_word_at_a_known_position(tiny_llama):
     tok = tiny_llama.tokenizer
-    words = vocab_words(tok, 100, min_letters=1, seed=0)
+    words = vocab_words(tok, 100, min_letters=1, seed=0, leading_space=False)  # bytes: no ' word' tokens
     assert len(words) == 52 and all(w.text.isalpha() and w.letter == w.text.lower() for w in words)
     prompts, rest = first_letter_prompts(tok, words, "{word} has the first letter:", icl_examples=2)
     assert len(rest) == 50 and prompts.ids.shape[0] == 50
@@ -127,3 +127,35 @@ def test_first_letter_prompts_put_the_word_at_a_known_position(tiny_llama):
     from greyglass.models import run_to_sites
     one = run_to_sites(tiny_llama, prompts.ids[7:8], ["blocks.1.hook_resid_post"])["blocks.1.hook_resid_post"]
     torch.testing.assert_close(acts[7], one[0, prompts.position].float())
+
+
+def test_validation_against_measured_pairs(absorbed):
+    from greyglass.sae.absorption_weights import validate
+
+    sae, parent, child, _, rates, _ = absorbed
+    pairs = detect_absorption(sae, top=3, block=5, log10_rates=rates)
+    v = validate(sae, pairs, {(parent, child)}, [parent])
+    assert v["hits"] == 1 and v["recall"] == 1 and v["precision"] == pytest.approx(1 / v["detector_pairs"])
+    assert v["auroc"] == 1.0 and v["candidate_pairs"] == N_FEATURES
+
+
+def test_absorption_weights_and_meta_commands_write_run_folders(absorbed, tmp_path, capsys):
+    import json
+
+    from greyglass.cli import main
+
+    _, parent, child, _, _, folder = absorbed
+    assert main(["sae", "absorption-weights", str(folder), "--top", "5", "--block", "7", "--out",
+                 str(tmp_path / "w")]) == 0
+    results = json.loads((tmp_path / "w" / "results.json").read_text())
+    assert (results["pairs"][0]["parent"], results["pairs"][0]["child"]) == (parent, child) and results["used_rates"]
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["kind"] == "sae_absorption_weights"
+    assert f"{parent} -> {child}" in capsys.readouterr().out
+    assert main(["sae", "meta", str(folder), "--no-lens", "--meta-latents", "4", "--k", "2", "--steps", "20",
+                 "--no-progress", "--out", str(tmp_path / "m")]) == 0
+    results = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert results["meta_latents"] == 4 and 0 <= results["fraction_compositional"] <= 1
+    assert "meta-SAE with 4 meta-latents" in capsys.readouterr().out
+    assert main(["sae", "absorption-weights", str(folder), "--ground-truth", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

@@ -46,6 +46,8 @@ class AbsorptionConfig:
     """At most this many single-token words from the vocabulary (a seeded sample)."""
     min_letters: int = 2
     """Shortest word, in letters."""
+    leading_space: bool = True
+    """Only tokens that start with a space (whole words, not pieces like `ouraging`)."""
     icl_examples: int = 2
     """In-context examples before each prompt (`tiger has the first letter: T`)."""
     template: str = "{word} has the first letter:"
@@ -83,9 +85,10 @@ class Word(NamedTuple):
     letter: str  # lower-case first letter
 
 
-def vocab_words(tokenizer, n: int, min_letters: int = 2, seed: int = 0) -> list[Word]:
-    """Up to `n` single-token words (letters only, optional leading space), a seeded sample, sorted by id."""
-    pattern = re.compile(rf"^ ?[A-Za-z]{{{min_letters},}}$")
+def vocab_words(tokenizer, n: int, min_letters: int = 2, seed: int = 0, leading_space: bool = True) -> list[Word]:
+    """Up to `n` single-token words (letters only, after a space unless `leading_space` is off),
+    a seeded sample, sorted by id."""
+    pattern = re.compile(rf"^{' ' if leading_space else ' ?'}[A-Za-z]{{{min_letters},}}$")
     special = set(tokenizer.all_special_ids)
     found = []
     for token in range(len(tokenizer)):
@@ -112,7 +115,7 @@ def first_letter_prompts(tokenizer, words: list[Word], template: str, icl_exampl
     """
     examples, rest = words[:icl_examples], words[icl_examples:]
     head, tail = template.split("{word}", 1)
-    prefix = "".join(f"{head}{w.text.strip()}{tail} {w.letter.upper()}\n" for w in examples) + head
+    prefix = "".join(f"{head}{w.text}{tail} {w.letter.upper()}\n" for w in examples) + head
     prefix_ids = tokenizer(prefix).input_ids
     tail_ids = tokenizer(tail, add_special_tokens=False).input_ids
     ids = torch.tensor([prefix_ids + [w.token] + tail_ids for w in rest])  # [n, T]
@@ -201,7 +204,7 @@ def first_letter_absorption(sae: SparseAutoencoder, lm: LoadedModel, cfg: Absorp
     """Run the benchmark; returns per-letter and overall rates, main latents and absorbing latents."""
     site = lm.site(site or sae.cfg.hook_name).name
     sae.check_site(lm.d_model, site)
-    words = vocab_words(lm.tokenizer, cfg.words + cfg.icl_examples, cfg.min_letters, cfg.seed)
+    words = vocab_words(lm.tokenizer, cfg.words + cfg.icl_examples, cfg.min_letters, cfg.seed, cfg.leading_space)
     prompts, words = first_letter_prompts(lm.tokenizer, words, cfg.template, cfg.icl_examples)
     x = word_activations(lm, prompts, site, cfg.batch_size, progress)  # [n, d]
     with torch.no_grad():

@@ -104,3 +104,30 @@ def pairs_summary(pairs: AbsorptionPairs, n: int = 10) -> list[dict[str, float |
     return [{"parent": int(p), "child": int(c), "score": round(float(s), 5), "decoder_cos": round(float(d), 4),
              "encoder_gap": round(float(g), 4)}
             for p, c, s, d, g in zip(*(x[:n] for x in pairs))]
+
+
+def validate(sae: SparseAutoencoder, pairs: AbsorptionPairs, truth: set[tuple[int, int]],
+             parents: list[int]) -> dict[str, float | int]:
+    """The detector against measured absorption (e.g. the first-letter benchmark's pairs).
+
+    - precision / recall of the detector's pairs against `truth` (all its pairs, and those whose
+      parent is one of the measured `parents`, where the ground truth can say anything);
+    - AUROC of the score over every (parent in `parents`, child) pair, truth pairs positive.
+    """
+    from ..stats import auroc
+
+    found = set(zip(pairs.parents.tolist(), pairs.children.tolist()))
+    in_scope = {p for p in found if p[0] in set(parents)}
+    hits = len(found & truth)
+    scores, _, _ = block_scores(unit_weights(sae), torch.tensor(parents, dtype=torch.long))  # [P, d_sae]
+    scores[torch.arange(len(parents)), torch.tensor(parents)] = 0
+    labels = torch.zeros_like(scores, dtype=torch.bool)
+    for row, p in enumerate(parents):
+        for q, c in truth:
+            if q == p:
+                labels[row, c] = True
+    return {"truth_pairs": len(truth), "detector_pairs": len(found), "hits": hits,
+            "precision": hits / max(len(found), 1), "recall": hits / max(len(truth), 1),
+            "precision_among_measured_parents": len(in_scope & truth) / max(len(in_scope), 1),
+            "auroc": auroc(scores.flatten().numpy(), labels.flatten().numpy()),
+            "candidate_pairs": int(labels.numel())}
