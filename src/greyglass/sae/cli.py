@@ -92,6 +92,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.set_defaults(func=run_meta)
 
+    from .freq_experiment import FreqExperimentConfig
+
+    f = commands.add_parser("freq-experiment", help="TopK and JumpReLU with and without frequency-aware sparsity",
+                            description="Train TopK, JumpReLU and their frequency-aware versions at matched L0 in "
+                            "one pass over the data; tabulate explained variance, CE loss recovered, dead and "
+                            "dense latents and first-letter absorption.")
+    add_model_args(f)
+    add_arguments(f, FreqExperimentConfig)
+    add_arguments(f, TrainConfig)
+    add_arguments(f, CorpusConfig, skip=("seed", "split"))
+    add_arguments(f, AbsorptionConfig, skip=("batch_size", "seed"))
+    f.add_argument("--out", help="run folder (default: runs/sae_freq_experiment/<time>)")
+    f.add_argument("--resume", action="store_true", help="continue the training from the checkpoint in --out")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.set_defaults(func=run_freq_experiment)
+
 
 def sae_configs(base: SAEConfig, sites: list[str], ks: list[int], d_in: int, d_sae: int, **meta: Any) -> list[SAEConfig]:
     """One config per (site, k): the cross product the user asked for."""
@@ -231,5 +247,25 @@ def run_meta(args: argparse.Namespace) -> int:
     results = meta_report(meta, sae, mcfg, lm)
     write_results(out, {**results, "meta_sae": str(out / "sae")})
     print(meta_summary(results))
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def run_freq_experiment(args: argparse.Namespace) -> int:
+    from ..cli import model_from_args
+    from .absorption import AbsorptionConfig
+    from .freq_experiment import FreqExperimentConfig, run_experiment
+
+    cfg = from_namespace(FreqExperimentConfig, args)
+    tcfg = from_namespace(TrainConfig, args)
+    acfg = from_namespace(AbsorptionConfig, args, batch_size=64, seed=tcfg.seed)
+    lm = model_from_args(args)
+    corpus = from_namespace(CorpusConfig, args, split="train", seed=tcfg.seed)
+    out = Path(args.out) if args.out else default_run_dir("sae_freq_experiment")
+    write_config(out, "sae_freq_experiment", experiment=cfg, train=tcfg, corpus=corpus, absorption=acfg,
+                 model=lm.provenance(), corpus_fingerprint=corpus_fingerprint(corpus), seed=tcfg.seed)
+    results = run_experiment(lm, cfg, tcfg, corpus, acfg, out, progress=not args.no_progress, resume=args.resume)
+    write_results(out, results)
+    print(results["markdown"])
     print(f"results: {out / 'results.json'}")
     return 0
