@@ -47,9 +47,9 @@ class UnitWeights(NamedTuple):
 
 def unit_weights(sae: SparseAutoencoder) -> UnitWeights:
     with torch.no_grad():
-        dec = sae.W_dec.float()
+        dec = sae.W_dec.detach().float().cpu()
         dec = dec / dec.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        enc = sae.W_enc.float().t()
+        enc = sae.W_enc.detach().float().cpu().t()
         enc = enc / enc.norm(dim=1, keepdim=True).clamp(min=1e-12)
         return UnitWeights(dec, enc, (enc * dec).sum(-1))
 
