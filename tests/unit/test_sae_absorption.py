@@ -136,7 +136,7 @@ def test_validation_against_measured_pairs(absorbed):
     pairs = detect_absorption(sae, top=3, block=5, log10_rates=rates)
     v = validate(sae, pairs, {(parent, child)}, [parent])
     assert v["hits"] == 1 and v["recall"] == 1 and v["precision"] == pytest.approx(1 / v["detector_pairs"])
-    assert v["auroc"] == 1.0 and v["candidate_pairs"] == N_FEATURES
+    assert v["auroc"] == 1.0 and v["candidate_pairs"] == N_FEATURES and v["auroc_ci"] == [1.0, 1.0]
 
 
 def test_absorption_weights_and_meta_commands_write_run_folders(absorbed, tmp_path, capsys):

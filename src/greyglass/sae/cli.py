@@ -229,7 +229,9 @@ def run_absorption_weights(args: argparse.Namespace) -> int:
     if "validation" in results:
         v = results["validation"]
         print(f"against {v['truth_pairs']} measured first-letter pairs: precision {v['precision']:.1%}, "
-              f"recall {v['recall']:.1%}, AUROC {v['auroc']:.3f} over {v['candidate_pairs']} candidate pairs")
+              f"recall {v['recall']:.1%}, AUROC {v['auroc']:.3f} (95% CI {v['auroc_ci'][0]:.3f}-{v['auroc_ci'][1]:.3f}) "
+              f"over {v['candidate_pairs']} (main latent, latent) pairs; decoder cosine alone: AUROC "
+              f"{v['auroc_decoder_cos_only']:.3f}" if v["auroc_ci"] else "no measured pairs to validate against")
     print(f"results: {out / 'results.json'}")
     return 0
 
