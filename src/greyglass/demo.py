@@ -18,7 +18,7 @@ from .features.demo import step_features
 from .models import LoadedModel
 from .report import build_report
 from .runs import write_config, write_results
-from .sae.demo import step_sae
+from .sae.demo import step_absorption, step_sae
 from .store import ActivationStore, CaptureConfig, capture
 
 
@@ -48,7 +48,7 @@ def step_capture(ctx: DemoContext) -> None:
     print(store.describe())
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_features]
+STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_features, step_absorption]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

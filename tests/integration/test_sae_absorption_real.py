@@ -3,7 +3,7 @@ CLI (a random SAE: the mechanics, not a finding), the weights-only detector vali
 
 import json
 
-import torch
+import pytest
 
 from greyglass.cli import main
 from greyglass.sae import SAEConfig, SparseAutoencoder
@@ -47,3 +47,23 @@ def test_first_letter_benchmark_and_detector_on_the_real_model(smollm, tmp_path,
     v = json.loads((tmp_path / "w" / "results.json").read_text())["validation"]
     assert v["candidate_pairs"] == 1152 * len({m for x in r["letters"].values() for m in x["main_latents"]})
     assert v["auroc"] != v["auroc"] or 0 <= v["auroc"] <= 1  # NaN when nothing was absorbed
+
+
+@pytest.mark.slow
+def test_demo_step_writes_absorption_and_meta_runs(smollm, tmp_path, capsys):
+    from greyglass.demo import STEPS, DemoContext
+    from greyglass.sae.demo import step_absorption
+
+    assert step_absorption in STEPS
+    ctx = DemoContext(lm=smollm, root=tmp_path, tokens=500)
+    step_absorption(ctx)
+    assert "skipped" in capsys.readouterr().out
+    sae = SparseAutoencoder(SAEConfig(d_in=576, d_sae=1152, k=32, hook_name=SITE, model_name=smollm.spec,
+                                      norm_scale=0.1), seed=0)
+    sae.save(tmp_path / "sae")
+    ctx.outputs.update(sae=sae, sae_dir=tmp_path / "sae")
+    step_absorption(ctx)
+    out = capsys.readouterr().out
+    assert "first-letter absorption over" in out and "meta-SAE with 72 meta-latents" in out
+    assert json.loads((tmp_path / "absorption" / "results.json").read_text())["detector_validation"]["candidate_pairs"] > 0
+    assert json.loads((tmp_path / "meta" / "results.json").read_text())["meta"][0]["members"][0]["tokens"]
