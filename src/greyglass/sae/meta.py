@@ -61,6 +61,9 @@ class MetaConfig:
                 raise GreyglassError(f"MetaConfig.{name} must be in (0, 1], got {getattr(self, name)!r}")
 
 
+_SEED_OFFSET = 1_000_003
+
+
 class MetaAnalysis(NamedTuple):
     codes: Tensor  # [d_sae, n_meta] meta-latent values of each decoder row
     fve: float  # fraction of the rows' variance the meta-SAE explains
@@ -85,8 +88,10 @@ def train_meta_sae(sae: SparseAutoencoder, cfg: MetaConfig, out: str | Path, pro
     mcfg = SAEConfig(architecture="batchtopk", d_in=d_in, d_sae=n_meta, k=cfg.k, k_aux=min(256, d_in // 2),
                      dead_tokens=batch * 50, b_dec_init="zeros", norm_scale=1.0,
                      model_name=sae.cfg.model_name, hook_name="")
+    # an SAE's initial rows come from the same generator for the same seed and d_in: with the
+    # same seed the meta-latents would start on the SAE's own initial rows, so offset it
     tcfg = TrainConfig(tokens=cfg.steps * batch, batch_size=batch, lr=cfg.lr, warmup_steps=min(100, cfg.steps // 10),
-                       seed=cfg.seed)
+                       seed=cfg.seed + _SEED_OFFSET)
     return train_saes([mcfg], tcfg, _row_batches(rows, batch, cfg.seed), out, progress=progress).saes[0]
 
 
