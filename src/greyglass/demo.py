@@ -20,7 +20,7 @@ from .models import LoadedModel
 from .probes.demo import step_probe_sweep
 from .report import build_report
 from .runs import write_config, write_results
-from .sae.demo import step_sae
+from .sae.demo import step_absorption, step_sae
 from .store import ActivationStore, CaptureConfig, capture
 
 
@@ -50,8 +50,8 @@ def step_capture(ctx: DemoContext) -> None:
     print(store.describe())
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_features, step_probe_sweep,
-                                              step_sycophancy]
+STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_absorption, step_features,
+                                              step_probe_sweep, step_sycophancy]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

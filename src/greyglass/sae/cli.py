@@ -1,4 +1,4 @@
-"""`greyglass sae train` and `greyglass sae eval`."""
+"""`greyglass sae train|eval|absorption|absorption-weights|meta|freq-experiment`."""
 
 from __future__ import annotations
 
@@ -56,6 +56,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=run_eval)
 
+    from .absorption import AbsorptionConfig
+    from .meta import MetaConfig
+
+    a = commands.add_parser("absorption", help="measure feature absorption with the first-letter benchmark",
+                            description="Chanin et al.'s first-letter benchmark: probes per letter on the SAE's "
+                            "site, main latents by k-sparse probing, absorption rate per letter and overall.")
+    a.add_argument("sae", help="SAE folder (greyglass or SAELens)")
+    add_model_args(a)
+    a.add_argument("--site", help="site the SAE reads (default: the SAE's own)")
+    add_arguments(a, AbsorptionConfig)
+    a.add_argument("--out", help="run folder (default: runs/sae_absorption/<time>)")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a.set_defaults(func=run_absorption)
+
+    w = commands.add_parser("absorption-weights", help="find absorbing (parent, child) latent pairs from the weights alone",
+                            description="Score every (parent, child) pair from W_enc and W_dec (and the saved "
+                            "firing rates), in blocks; optionally validate against a first-letter run.")
+    w.add_argument("sae", help="SAE folder (greyglass or SAELens)")
+    w.add_argument("--top", type=int, default=1000, help="pairs to keep (default: 1000)")
+    w.add_argument("--block", type=int, default=1024, help="parents scored at once (default: 1024)")
+    w.add_argument("--no-rates", action="store_true", help="ignore the saved firing rates")
+    w.add_argument("--ground-truth", help="a `greyglass sae absorption` run folder to validate against")
+    w.add_argument("--out", help="run folder (default: runs/sae_absorption_weights/<time>)")
+    w.set_defaults(func=run_absorption_weights)
+
+    m = commands.add_parser("meta", help="train a meta-SAE on an SAE's decoder rows",
+                            description="A BatchTopK SAE on the decoder rows: variance explained, members of "
+                            "each meta-latent with logit-lens tokens, latents that compose several meta-latents.")
+    m.add_argument("sae", help="SAE folder (greyglass or SAELens)")
+    add_model_args(m)
+    m.add_argument("--no-lens", action="store_true", help="skip the logit lens (no model is loaded)")
+    add_arguments(m, MetaConfig)
+    m.add_argument("--out", help="run folder (default: runs/sae_meta/<time>)")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m.set_defaults(func=run_meta)
+
+    from .freq_experiment import FreqExperimentConfig
+
+    f = commands.add_parser("freq-experiment", help="TopK and JumpReLU with and without frequency-aware sparsity",
+                            description="Train TopK, JumpReLU and their frequency-aware versions at matched L0 in "
+                            "one pass over the data; tabulate explained variance, CE loss recovered, dead and "
+                            "dense latents and first-letter absorption.")
+    add_model_args(f)
+    add_arguments(f, FreqExperimentConfig)
+    add_arguments(f, TrainConfig)
+    add_arguments(f, CorpusConfig, skip=("seed", "split"))
+    add_arguments(f, AbsorptionConfig, skip=("batch_size", "seed"))
+    f.add_argument("--out", help="run folder (default: runs/sae_freq_experiment/<time>)")
+    f.add_argument("--resume", action="store_true", help="continue the training from the checkpoint in --out")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.set_defaults(func=run_freq_experiment)
+
 
 def sae_configs(base: SAEConfig, sites: list[str], ks: list[int], d_in: int, d_sae: int, **meta: Any) -> list[SAEConfig]:
     """One config per (site, k): the cross product the user asked for."""
@@ -103,13 +155,17 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def model_for(sae, args: argparse.Namespace):
+    """The SAE knows its model; the default --model gives way to it."""
     from ..models import DEFAULT_MODEL, load_model
 
-    sae = load_sae(args.sae)
-    # the SAE knows its model; the default --model gives way to it
     spec = sae.cfg.model_name if args.model == DEFAULT_MODEL and sae.cfg.model_name else args.model
-    lm = load_model(spec, dtype=args.dtype, device=args.device)
+    return load_model(spec, dtype=args.dtype, device=args.device)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    sae = load_sae(args.sae)
+    lm = model_for(sae, args)
     ecfg = from_namespace(EvalConfig, args)
     corpus = from_namespace(CorpusConfig, args, split="heldout",
                             **({} if "context_size" in vars(args) else {"context_size": sae.cfg.context_size}))
@@ -121,5 +177,98 @@ def run_eval(args: argparse.Namespace) -> int:
     results = evaluate(sae, lm, ecfg, corpus, site=args.site, progress=not args.no_progress)
     write_results(out, {**results, "seconds": round(time.perf_counter() - start, 2)})
     print(summary(results))
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def run_absorption(args: argparse.Namespace) -> int:
+    from .absorption import AbsorptionConfig, first_letter_absorption, summary as absorption_summary
+
+    sae = load_sae(args.sae)
+    lm = model_for(sae, args)
+    acfg = from_namespace(AbsorptionConfig, args)
+    out = Path(args.out) if args.out else default_run_dir("sae_absorption")
+    write_config(out, "sae_absorption", sae=str(args.sae), model=lm.provenance(), absorption=acfg,
+                 seed=acfg.seed)
+    results = first_letter_absorption(sae, lm, acfg, site=args.site, progress=not args.no_progress)
+    write_results(out, results)
+    print(absorption_summary(results))
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def run_absorption_weights(args: argparse.Namespace) -> int:
+    import json
+
+    from .absorption import absorbing_pairs
+    from .absorption_weights import detect_absorption, pairs_summary, validate
+    from .io import load_sparsity
+
+    sae = load_sae(args.sae)
+    rates = None if args.no_rates else load_sparsity(args.sae)
+    truth = None
+    if args.ground_truth:
+        path = Path(args.ground_truth) / "results.json"
+        if not path.is_file():
+            raise GreyglassError(f"{path} is missing; --ground-truth takes a `greyglass sae absorption` run folder")
+        truth = json.loads(path.read_text())
+    out = Path(args.out) if args.out else default_run_dir("sae_absorption_weights")
+    write_config(out, "sae_absorption_weights", sae=str(args.sae), top=args.top, block=args.block,
+                 rates=rates is not None, ground_truth=args.ground_truth)
+    start = time.perf_counter()
+    pairs = detect_absorption(sae, top=args.top, block=args.block, log10_rates=rates, progress=True)
+    results: dict[str, Any] = {"pairs": pairs_summary(pairs, len(pairs.scores)), "used_rates": rates is not None,
+                               "seconds": round(time.perf_counter() - start, 2)}
+    if truth is not None:
+        parents = sorted({m for r in truth["letters"].values() for m in r["main_latents"]})
+        results["validation"] = validate(sae, pairs, absorbing_pairs(truth), parents)
+    write_results(out, results)
+    print(f"{len(pairs.scores)} candidate absorbing pairs (parent -> child); strongest:")
+    for p in results["pairs"][:5]:
+        print(f"  {p['parent']} -> {p['child']}: score {p['score']:.4f} (decoder cosine {p['decoder_cos']:.2f}, "
+              f"encoder gap {p['encoder_gap']:.2f})")
+    if "validation" in results:
+        v = results["validation"]
+        print(f"against {v['truth_pairs']} measured first-letter pairs: precision {v['precision']:.1%}, "
+              f"recall {v['recall']:.1%}, AUROC {v['auroc']:.3f} (95% CI {v['auroc_ci'][0]:.3f}-{v['auroc_ci'][1]:.3f}) "
+              f"over {v['candidate_pairs']} (main latent, latent) pairs; decoder cosine alone: AUROC "
+              f"{v['auroc_decoder_cos_only']:.3f}" if v["auroc_ci"] else "no measured pairs to validate against")
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def run_meta(args: argparse.Namespace) -> int:
+    from .meta import MetaConfig, meta_report, summary as meta_summary, train_meta_sae
+
+    sae = load_sae(args.sae)
+    mcfg = from_namespace(MetaConfig, args)
+    lm = None if args.no_lens else model_for(sae, args)
+    out = Path(args.out) if args.out else default_run_dir("sae_meta")
+    write_config(out, "sae_meta", sae=str(args.sae), meta=mcfg, seed=mcfg.seed,
+                 model=lm.provenance() if lm is not None else None)
+    meta = train_meta_sae(sae, mcfg, out, progress=not args.no_progress)
+    results = meta_report(meta, sae, mcfg, lm)
+    write_results(out, {**results, "meta_sae": str(out / "sae")})
+    print(meta_summary(results))
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def run_freq_experiment(args: argparse.Namespace) -> int:
+    from ..cli import model_from_args
+    from .absorption import AbsorptionConfig
+    from .freq_experiment import FreqExperimentConfig, run_experiment
+
+    cfg = from_namespace(FreqExperimentConfig, args)
+    tcfg = from_namespace(TrainConfig, args)
+    acfg = from_namespace(AbsorptionConfig, args, batch_size=64, seed=tcfg.seed)
+    lm = model_from_args(args)
+    corpus = from_namespace(CorpusConfig, args, split="train", seed=tcfg.seed)
+    out = Path(args.out) if args.out else default_run_dir("sae_freq_experiment")
+    write_config(out, "sae_freq_experiment", experiment=cfg, train=tcfg, corpus=corpus, absorption=acfg,
+                 model=lm.provenance(), corpus_fingerprint=corpus_fingerprint(corpus), seed=tcfg.seed)
+    results = run_experiment(lm, cfg, tcfg, corpus, acfg, out, progress=not args.no_progress, resume=args.resume)
+    write_results(out, results)
+    print(results["markdown"])
     print(f"results: {out / 'results.json'}")
     return 0

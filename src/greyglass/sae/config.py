@@ -13,6 +13,7 @@ from typing import Literal
 
 from ..config import check_choice, check_positive
 from ..errors import GreyglassError
+from .frequency import FREQ_COSTS, FreqCost
 
 Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
 ARCHITECTURES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
@@ -49,6 +50,20 @@ class SAEConfig:
     normalised units, where inputs have norm sqrt(d_in): the paper's 0.001 at unit norm, scaled)."""
     jumprelu_init_threshold: float = 0.1
     """jumprelu: initial threshold of every latent."""
+    freq_cost: FreqCost = "none"
+    """Frequency-aware sparsity (all but relu): each latent's cost falls with its firing rate p:
+    neglog (-log p / log d_in), power ((p d_in)^-freq_cost_power), or none (every latent costs 1)."""
+    freq_cost_power: float = 0.5
+    """freq_cost power: the exponent."""
+    freq_cost_floor: float = 0.25
+    """Smallest cost weight (1 is the cost of a latent firing at rate 1/d_in), so no latent is free."""
+    freq_cost_ceiling: float = 4.0
+    """Largest cost weight, so rare latents can still fire."""
+    freq_cost_scale: float = 0.5
+    """topk/batchtopk: latents are selected by pre-activation minus this times their cost weight
+    (normalised units, where inputs have norm sqrt(d_in)); jumprelu uses l0_coefficient instead."""
+    freq_cost_decay: float = 0.999
+    """Per-step decay of the moving average of firing rates behind the cost weights."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """How b_dec starts: the geometric median or mean of the first batch, or zeros."""
     norm_scale: float | None = None
@@ -64,11 +79,21 @@ class SAEConfig:
 
     def __post_init__(self) -> None:
         check_choice("SAEConfig", "architecture", self.architecture, ARCHITECTURES)
+        check_choice("SAEConfig", "freq_cost", self.freq_cost, FREQ_COSTS)
+        if self.freq_cost != "none" and self.architecture == "relu":
+            raise GreyglassError("SAEConfig.freq_cost needs architecture topk, batchtopk or jumprelu (relu has an L1 "
+                                 "penalty, not an L0 one)")
+        if not 0 <= self.freq_cost_decay < 1:
+            raise GreyglassError(f"SAEConfig.freq_cost_decay must be in [0, 1), got {self.freq_cost_decay!r}")
+        if not 0 < self.freq_cost_floor <= self.freq_cost_ceiling:
+            raise GreyglassError(f"SAEConfig.freq_cost_floor must be > 0 and <= freq_cost_ceiling, got "
+                                 f"{self.freq_cost_floor!r} and {self.freq_cost_ceiling!r}")
         check_choice("SAEConfig", "b_dec_init", self.b_dec_init, ("geometric_median", "mean", "zeros"))
         for name in ("d_in", "d_sae", "k", "k_aux", "dead_tokens", "jumprelu_bandwidth",
                      "jumprelu_init_threshold", "norm_scale", "target_l0", "context_size"):
             check_positive("SAEConfig", name, getattr(self, name))
-        for name in ("l1_coefficient", "auxk_alpha", "l0_coefficient", "l1_warmup_tokens"):
+        for name in ("l1_coefficient", "auxk_alpha", "l0_coefficient", "l1_warmup_tokens", "freq_cost_power",
+                     "freq_cost_scale"):
             if getattr(self, name) < 0:
                 raise GreyglassError(f"SAEConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.architecture in ("topk", "batchtopk") and self.k > self.d_sae:

@@ -39,3 +39,38 @@ def step_sae(ctx) -> None:
     print(f"\n[sae] TopK SAE with {cfg.d_sae:,} latents (k={K}) trained on {result.tokens:,} activations of {site} "
           f"in {trained:.0f} s -> {folder}")
     print(summary(results))
+
+
+def step_absorption(ctx) -> None:
+    """Feature absorption on the SAE step's SAE: a small first-letter run, the weights-only
+    detector validated on it, and a meta-SAE on its decoder rows (about a minute)."""
+    from .absorption import AbsorptionConfig, absorbing_pairs, first_letter_absorption
+    from .absorption import summary as absorption_summary
+    from .absorption_weights import detect_absorption, validate
+    from .io import load_sparsity
+    from .meta import MetaConfig, meta_report, train_meta_sae
+    from .meta import summary as meta_summary
+
+    sae, folder = ctx.outputs.get("sae"), ctx.outputs.get("sae_dir")
+    if sae is None:
+        print("\n[absorption] skipped: no SAE from the SAE step")
+        return
+    out = ctx.root / "absorption"
+    acfg = AbsorptionConfig(words=400, min_words_per_letter=8)
+    write_config(out, "sae_absorption", sae=str(folder), model=ctx.lm.provenance(), absorption=acfg, seed=acfg.seed)
+    results = first_letter_absorption(sae, ctx.lm, acfg)
+    pairs = detect_absorption(sae, top=1000, log10_rates=load_sparsity(folder))
+    parents = sorted({m for r in results["letters"].values() for m in r["main_latents"]})
+    results["detector_validation"] = validate(sae, pairs, absorbing_pairs(results), parents)
+    write_results(out, results)
+    print("\n[absorption] " + absorption_summary(results))
+    v = results["detector_validation"]
+    if v["truth_pairs"]:
+        print(f"weights-only detector against the {v['truth_pairs']} measured pairs: AUROC {v['auroc']:.3f} "
+              f"(decoder cosine alone {v['auroc_decoder_cos_only']:.3f})")
+    mcfg = MetaConfig(k=2, steps=300)
+    meta_out = ctx.root / "meta"
+    write_config(meta_out, "sae_meta", sae=str(folder), meta=mcfg, seed=mcfg.seed, model=ctx.lm.provenance())
+    report = meta_report(train_meta_sae(sae, mcfg, meta_out), sae, mcfg, ctx.lm)
+    write_results(meta_out, report)
+    print(meta_summary(report))

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import SAEConfig
+from .frequency import cost_weights, selection_scores, update_rates
 from .kernels import gather_dot, sparse_decode
 
 _THRESHOLD_EMA = 0.99
@@ -106,6 +107,10 @@ class SparseAutoencoder(nn.Module):
             self.threshold = nn.Parameter(torch.full((cfg.d_sae,), cfg.jumprelu_init_threshold))
         if cfg.architecture == "batchtopk":
             self.register_buffer("threshold", torch.tensor(-1.0))  # < 0: not estimated yet
+        if cfg.freq_cost != "none":
+            # moving average of each latent's firing rate; starts as if all fired equally often
+            start = (cfg.target_l0 or cfg.k) / cfg.d_sae
+            self.register_buffer("fire_rate", torch.full((cfg.d_sae,), min(start, 1.0)))
 
     # ---- normalisation --------------------------------------------------------------------
 
@@ -198,11 +203,13 @@ class SparseAutoencoder(nn.Module):
         xn = x * self.scale  # [N, d_in]
         arch = self.cfg.architecture
         values = indices = latents = pre = None
+        weights = self.cost_weights() if self.training else None  # [d_sae] or None
         if arch == "topk" or (arch == "batchtopk" and self.training):
             centred = xn - self.b_dec  # [N, d_in]
             with torch.no_grad():
                 pre = torch.addmm(self.b_enc, centred, self.W_enc)  # [N, d_sae]: only chooses latents
-            top = self._gathered(centred, pre, self.cfg.k) if arch == "topk" else self._batch_topk(centred, pre)
+                scores = pre if weights is None else selection_scores(pre, weights, self.cfg.freq_cost_scale)
+            top = self._gathered(centred, scores, self.cfg.k) if arch == "topk" else self._batch_topk(centred, pre, scores)
             values, indices = top
             recon_n = sparse_decode(values, indices, self.W_dec) + self.b_dec
             active = values > 0  # [N, k]
@@ -221,21 +228,27 @@ class SparseAutoencoder(nn.Module):
             fired = (latents > 0).any(0)
             l0 = (latents > 0).sum(-1).float().mean()
         mse = (recon_n - xn).pow(2).sum(-1).mean()
-        aux = self._aux_loss(xn, recon_n, pre, latents, dead, sparsity_scale)
+        aux = self._aux_loss(xn, recon_n, pre, latents, dead, sparsity_scale, weights)
+        if weights is not None:
+            counts = torch.bincount(indices[values > 0], minlength=self.cfg.d_sae) if latents is None else (latents > 0).sum(0)
+            update_rates(self.fire_rate, counts, len(x), self.cfg.freq_cost_decay)
         return SAEOutput(recon_n / self.scale, values, indices, latents, mse + aux, mse, aux, l0, fired)
 
-    def _batch_topk(self, centred: Tensor, pre: Tensor) -> TopKLatents:
-        """The k*N largest relu'd pre-activations over the batch, padded per token to `[N, k_max]`."""
+    def _batch_topk(self, centred: Tensor, pre: Tensor, scores: Tensor) -> TopKLatents:
+        """The k*N highest-scoring latents over the batch, padded per token to `[N, k_max]`.
+
+        `scores` rank the latents (the pre-activations, less the frequency cost if any); a latent
+        whose pre-activation is <= 0 never fires.
+        """
         with torch.no_grad():
-            pre = F.relu(pre)  # [N, d_sae]
-            n_keep = min(self.cfg.k * len(pre), pre.numel())
-            cut = pre.flatten().topk(n_keep, sorted=False).values.min()  # the batch threshold
-            keep = pre >= cut
-            k_max = max(1, int(keep.sum(-1).max()))
-            top = pre.topk(k_max, dim=-1, sorted=False)
-            indices = top.indices
-            mask = (top.values >= cut) & (top.values > 0)
-            self._update_threshold(top.values[mask].min() if mask.any() else cut)
+            ranked = torch.where(pre > 0, scores, 0.0)  # [N, d_sae]
+            n_keep = min(self.cfg.k * len(ranked), ranked.numel())
+            cut = ranked.flatten().topk(n_keep, sorted=False).values.min()  # the batch threshold
+            k_max = max(1, int((ranked >= cut).sum(-1).max()))
+            indices = ranked.topk(k_max, dim=-1, sorted=False).indices
+            real = pre.gather(1, indices)  # [N, k_max]
+            mask = (ranked.gather(1, indices) >= cut) & (real > 0)
+            self._update_threshold(real[mask].min() if mask.any() else cut)
         values = F.relu(gather_dot(centred, self.W_enc.t().contiguous(), indices) + self.b_enc[indices]) * mask
         return TopKLatents(values, indices)
 
@@ -246,12 +259,21 @@ class SparseAutoencoder(nn.Module):
         else:
             self.threshold.mul_(_THRESHOLD_EMA).add_((1 - _THRESHOLD_EMA) * batch_min)
 
-    def _aux_loss(self, xn, recon_n, pre, latents, dead, sparsity_scale) -> Tensor:
+    def cost_weights(self) -> Tensor | None:
+        """The frequency-aware cost weight of each latent `[d_sae]` (None without freq_cost)."""
+        cfg = self.cfg
+        if cfg.freq_cost == "none":
+            return None
+        return cost_weights(self.fire_rate, cfg.d_in, cfg.freq_cost, cfg.freq_cost_power, cfg.freq_cost_floor,
+                            cfg.freq_cost_ceiling)
+
+    def _aux_loss(self, xn, recon_n, pre, latents, dead, sparsity_scale, weights=None) -> Tensor:
         cfg = self.cfg
         if cfg.architecture == "relu":
             return cfg.l1_coefficient * sparsity_scale * (latents * self.W_dec.norm(dim=1)).sum(-1).mean()
         if cfg.architecture == "jumprelu":
-            l0 = _Step.apply(pre, self.threshold, cfg.jumprelu_bandwidth).sum(-1).mean()
+            active = _Step.apply(pre, self.threshold, cfg.jumprelu_bandwidth)  # [N, d_sae]
+            l0 = (active if weights is None else active * weights).sum(-1).mean()  # weighted: frequency-aware
             if cfg.target_l0 is not None:
                 return cfg.l0_coefficient * (l0 / cfg.target_l0 - 1).pow(2)
             return cfg.l0_coefficient * l0

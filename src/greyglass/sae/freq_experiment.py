@@ -1,0 +1,105 @@
+"""The frequency-aware sparsity experiment: TopK and JumpReLU, each with and without the
+frequency-aware cost, at matched L0, on one site; one table of reconstruction, downstream loss,
+dead and dense latents, and first-letter absorption.
+
+Every SAE of the table is trained from the same pass over the same activations (the model
+runs once; `train_saes` feeds each batch to all of them), then each is evaluated on held-out
+text (`evaluate`) and on the first-letter benchmark (`first_letter_absorption`).
+Matched L0: TopK uses k = L0 exactly; JumpReLU uses `target_l0 = L0` (with the cost on, the
+target is on the weighted L0, so the real L0 is reported and may differ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import check_positive
+from ..data.corpus import CorpusConfig
+from ..errors import GreyglassError
+from ..models import LoadedModel
+from .absorption import AbsorptionConfig, first_letter_absorption
+from .config import SAEConfig, TrainConfig
+from .evaluate import EvalConfig, evaluate
+from .frequency import FREQ_COSTS, FreqCost
+from .train import buffered_batches, train_saes
+
+
+@dataclass(frozen=True)
+class FreqExperimentConfig:
+    """The frequency-aware sparsity experiment."""
+
+    site: str = "blocks.15.hook_resid_post"
+    """Site (default: the mid-depth residual stream of the 30-layer default model)."""
+    l0s: tuple[int, ...] = (16, 64)
+    """L0 values to match (one TopK k and one JumpReLU target each)."""
+    expansion: int = 8
+    """d_sae = expansion * d_model."""
+    freq_cost: FreqCost = "neglog"
+    """Form of the frequency-aware cost for the frequency-aware variants."""
+    freq_cost_scale: float = 0.5
+    """TopK: selection uses pre-activation minus this times the cost weight."""
+    l0_coefficient: float = 1.0
+    """JumpReLU: weight of (L0 / target - 1)^2."""
+    eval_tokens: int = 20_000
+    """Held-out tokens for explained variance and CE loss recovered."""
+
+    def __post_init__(self) -> None:
+        if not self.l0s or any(k <= 0 for k in self.l0s):
+            raise GreyglassError(f"FreqExperimentConfig.l0s must be positive integers, got {self.l0s!r}")
+        if self.freq_cost == "none" or self.freq_cost not in FREQ_COSTS:
+            raise GreyglassError(f"FreqExperimentConfig.freq_cost must be one of neglog, power; got {self.freq_cost!r}")
+        for name in ("expansion", "freq_cost_scale", "l0_coefficient", "eval_tokens"):
+            check_positive("FreqExperimentConfig", name, getattr(self, name))
+
+
+VARIANTS = ("topk", "topk+freq", "jumprelu", "jumprelu+freq")
+
+
+def variant_configs(cfg: FreqExperimentConfig, lm: LoadedModel, context_size: int) -> list[tuple[str, int, SAEConfig]]:
+    """(variant, L0, SAEConfig) for every row of the table."""
+    base = SAEConfig(d_in=lm.d_model, d_sae=cfg.expansion * lm.d_model, hook_name=lm.site(cfg.site).name,
+                     model_name=lm.spec, context_size=context_size, prepend_bos=lm.prepend_bos,
+                     l0_coefficient=cfg.l0_coefficient, freq_cost_scale=cfg.freq_cost_scale)
+    rows = []
+    for l0 in cfg.l0s:
+        for variant in VARIANTS:
+            arch = variant.split("+")[0]
+            sizes = {"k": l0} if arch == "topk" else {"target_l0": float(l0), "k": l0}
+            rows.append((variant, l0, base.with_updates(architecture=arch, **sizes,
+                                                        freq_cost=cfg.freq_cost if "+freq" in variant else "none")))
+    return rows
+
+
+def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, tcfg: TrainConfig, corpus: CorpusConfig,
+                   acfg: AbsorptionConfig, out: str | Path, progress: bool = True, resume: bool = False) -> dict[str, Any]:
+    """Train every variant in one pass, evaluate each, and return the table's rows."""
+    rows = variant_configs(cfg, lm, corpus.context_size)
+    site = rows[0][2].hook_name
+    batches = buffered_batches(lm, [site], corpus, tcfg.batch_size, tcfg.buffer_tokens, seed=tcfg.seed)
+    trained = train_saes([c for _, _, c in rows], tcfg, batches, Path(out) / "saes", resume=resume,
+                         progress=progress, provenance={"model": lm.provenance()}, device=str(lm.device))
+    heldout = CorpusConfig(**{**asdict(corpus), "split": "heldout"})
+    table = []
+    for (variant, l0, _), sae, folder in zip(rows, trained.saes, trained.folders):
+        ev = evaluate(sae, lm, EvalConfig(tokens=cfg.eval_tokens), heldout, progress=progress)
+        ab = first_letter_absorption(sae, lm, acfg, progress=progress)
+        table.append({"variant": variant, "target_l0": l0, "l0": round(ev["l0"], 2),
+                      "explained_variance": round(ev["explained_variance"], 4),
+                      "ce_loss_recovered": round(ev["ce_loss_recovered"], 4),
+                      "dead_fraction": round(ev["dead_fraction"], 4), "dense_fraction": round(ev["dense_fraction"], 4),
+                      "absorption_rate": ab["absorption_rate"],
+                      "partial_absorption_fraction": ab["partial_absorption_fraction"], "sae": str(folder)})
+    return {"rows": table, "train_tokens": trained.tokens, "train_seconds": round(trained.seconds, 1),
+            "markdown": markdown_table(table)}
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = "| variant | target L0 | L0 | explained variance | CE loss recovered | dead | dense | absorption | partial |"
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['target_l0']} | {r['l0']:.1f} | {r['explained_variance']:.3f} | "
+                     f"{r['ce_loss_recovered']:.3f} | {r['dead_fraction']:.1%} | {r['dense_fraction']:.1%} | "
+                     f"{r['absorption_rate']:.1%} | {r['partial_absorption_fraction']:.1%} |")
+    return "\n".join(lines)

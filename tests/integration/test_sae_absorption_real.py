@@ -1,0 +1,69 @@
+"""Absorption tools on the real default model: the first-letter benchmark end to end through the
+CLI (a random SAE: the mechanics, not a finding), the weights-only detector validated on it."""
+
+import json
+
+import pytest
+
+from greyglass.cli import main
+from greyglass.sae import SAEConfig, SparseAutoencoder
+from greyglass.sae.absorption import AbsorptionConfig, first_letter_prompts, vocab_words
+
+SITE = "blocks.15.hook_resid_post"
+
+
+def test_prompts_hold_whole_words_at_a_known_position(smollm):
+    tok = smollm.tokenizer
+    words = vocab_words(tok, 50, seed=1)
+    assert len(words) == 50 and all(w.text.startswith(" ") and w.text[1:].isalpha() for w in words)
+    prompts, rest = first_letter_prompts(tok, words, AbsorptionConfig().template, icl_examples=2)
+    ex = prompts.examples
+    for row, w in zip(prompts.ids[:5], rest[:5]):
+        assert int(row[prompts.position]) == w.token
+        assert tok.decode(row, skip_special_tokens=True) == (
+            f"{ex[0].text} has the first letter: {ex[0].letter.upper()}\n"
+            f"{ex[1].text} has the first letter: {ex[1].letter.upper()}\n"
+            f"{w.text} has the first letter:")
+        assert tok.decode(row[prompts.position - 1: prompts.position + 1]).endswith(w.text)
+
+
+def test_first_letter_benchmark_and_detector_on_the_real_model(smollm, tmp_path, capsys):
+    sae = SparseAutoencoder(SAEConfig(d_in=576, d_sae=1152, k=32, hook_name=SITE, model_name=smollm.spec,
+                                      norm_scale=0.1), seed=0)
+    sae.save(tmp_path / "sae")
+    assert main(["sae", "absorption", str(tmp_path / "sae"), "--words", "300", "--min-words-per-letter", "8",
+                 "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["sha256"]
+    assert r["n_words"] == 300 and len(r["letters"]) >= 10
+    # the model's activations know first letters well above chance (a letter is ~5% of words)
+    assert r["mean_probe_f1"] > 0.3
+    for letter, v in r["letters"].items():
+        assert 1 <= len(v["main_latents"]) <= 10 and 0 <= v["absorption_rate"] <= 1
+        assert v["absorbed"] == sum(a["words"] for a in r["absorbing_latents"] if a["letter"] == letter)
+    assert "first-letter absorption over" in capsys.readouterr().out
+    assert main(["sae", "absorption-weights", str(tmp_path / "sae"), "--top", "100", "--block", "256",
+                 "--ground-truth", str(tmp_path / "run"), "--out", str(tmp_path / "w")]) == 0
+    v = json.loads((tmp_path / "w" / "results.json").read_text())["validation"]
+    assert v["candidate_pairs"] == 1152 * len({m for x in r["letters"].values() for m in x["main_latents"]})
+    assert v["auroc"] != v["auroc"] or 0 <= v["auroc"] <= 1  # NaN when nothing was absorbed
+
+
+@pytest.mark.slow
+def test_demo_step_writes_absorption_and_meta_runs(smollm, tmp_path, capsys):
+    from greyglass.demo import STEPS, DemoContext
+    from greyglass.sae.demo import step_absorption
+
+    assert step_absorption in STEPS
+    ctx = DemoContext(lm=smollm, root=tmp_path, tokens=500)
+    step_absorption(ctx)
+    assert "skipped" in capsys.readouterr().out
+    sae = SparseAutoencoder(SAEConfig(d_in=576, d_sae=1152, k=32, hook_name=SITE, model_name=smollm.spec,
+                                      norm_scale=0.1), seed=0)
+    sae.save(tmp_path / "sae")
+    ctx.outputs.update(sae=sae, sae_dir=tmp_path / "sae")
+    step_absorption(ctx)
+    out = capsys.readouterr().out
+    assert "first-letter absorption over" in out and "meta-SAE with 72 meta-latents" in out
+    assert json.loads((tmp_path / "absorption" / "results.json").read_text())["detector_validation"]["candidate_pairs"] > 0
+    assert json.loads((tmp_path / "meta" / "results.json").read_text())["meta"][0]["members"][0]["tokens"]

@@ -1,0 +1,37 @@
+"""The frequency-aware experiment's mechanics at toy scale (tiny model, a few steps)."""
+
+import json
+
+import pytest
+
+from greyglass import GreyglassError
+from greyglass.cli import main
+from greyglass.sae.freq_experiment import FreqExperimentConfig
+
+
+def test_config_rejects_no_cost_and_bad_l0s():
+    with pytest.raises(GreyglassError, match="freq_cost"):
+        FreqExperimentConfig(freq_cost="none")
+    with pytest.raises(GreyglassError, match="l0s"):
+        FreqExperimentConfig(l0s=(0,))
+
+
+def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_path, capsys):
+    monkeypatch.setattr("greyglass.cli.model_from_args", lambda args: tiny_llama)  # the tiny model in place of the real one
+    assert main(["sae", "freq-experiment", "--site", "blocks.1.hook_resid_post", "--l0s", "4", "--l0s", "8",
+                 "--expansion", "2", "--tokens", "2048", "--batch-size", "256", "--buffer-tokens", "1024",
+                 "--warmup-steps", "1", "--context-size", "32", "--eval-tokens", "256",
+                 "--words", "60", "--min-letters", "1", "--no-leading-space", "--min-words-per-letter", "2",
+                 "--icl-examples", "0", "--test-fraction", "0.5", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    rows = r["rows"]
+    assert [(x["variant"], x["target_l0"]) for x in rows] == [
+        (v, l0) for l0 in (4, 8) for v in ("topk", "topk+freq", "jumprelu", "jumprelu+freq")]
+    for x in rows:
+        assert 0 <= x["dead_fraction"] <= 1 and 0 <= x["absorption_rate"] <= 1
+        if x["variant"].startswith("topk"):
+            assert x["l0"] <= x["target_l0"] + 1e-6
+    trained = [json.loads((tmp_path / "run" / "saes" / f / "training.json").read_text())["sae"]
+               for f in sorted(p.name for p in (tmp_path / "run" / "saes").iterdir())]
+    assert sorted(t["freq_cost"] for t in trained) == ["neglog"] * 4 + ["none"] * 4
+    assert "| topk+freq | 4 |" in capsys.readouterr().out

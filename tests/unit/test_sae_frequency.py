@@ -1,0 +1,101 @@
+"""Frequency-aware sparsity: the cost weights, the firing-rate average, and each architecture's
+use of the cost, checked against naive dense computations."""
+
+import math
+
+import pytest
+import torch
+
+from greyglass import GreyglassError
+from greyglass.sae import SAEConfig, SparseAutoencoder, TrainConfig, train_saes
+from greyglass.sae.frequency import cost_weights
+
+D_IN, D_SAE = 16, 48
+
+
+def test_cost_weights_follow_the_formula_within_floor_and_ceiling():
+    rates = torch.tensor([1.0, 1 / D_IN, 1e-1, 1e-3, 1e-9])
+    w = cost_weights(rates, D_IN, "neglog", floor=0.25, ceiling=4.0)
+    expected = [-math.log(p) / math.log(D_IN) for p in rates.tolist()]
+    torch.testing.assert_close(w, torch.tensor(expected).clamp(0.25, 4.0))
+    assert w[0] == 0.25 and w[1] == pytest.approx(1.0) and w[-1] == 4.0  # nothing is free, rare is capped
+    w = cost_weights(rates, D_IN, "power", power=0.5, floor=0.1, ceiling=3.0)
+    torch.testing.assert_close(w, (rates * D_IN).pow(-0.5).clamp(0.1, 3.0))
+    assert (cost_weights(rates, D_IN, "none") == 1).all()
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(GreyglassError, match="freq_cost"):
+        SAEConfig(architecture="topk", freq_cost="log")
+    with pytest.raises(GreyglassError, match="relu"):
+        SAEConfig(architecture="relu", freq_cost="neglog")
+    with pytest.raises(GreyglassError, match="freq_cost_floor"):
+        SAEConfig(freq_cost="neglog", freq_cost_floor=0)
+
+
+def _sae(arch, **kw):
+    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, k=4, freq_cost="neglog", freq_cost_scale=1.0,
+                    freq_cost_decay=0.9, b_dec_init="zeros", norm_scale=1.0, **kw)
+    sae = SparseAutoencoder(cfg, seed=0).train()
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
+        # some latents fire often (cheap), some rarely (costly)
+        sae.fire_rate.copy_(torch.logspace(-4, -0.5, D_SAE)[torch.randperm(D_SAE, generator=torch.Generator().manual_seed(2))])
+    return sae
+
+
+def _x():
+    return torch.randn(64, D_IN, generator=torch.Generator().manual_seed(3)) * 2
+
+
+def test_topk_selects_by_pre_minus_cost_and_reconstructs_with_real_values():
+    sae, x = _sae("topk"), _x()
+    rates = sae.fire_rate.clone()
+    w = sae.cost_weights()
+    out = sae(x)
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc  # [N, d_sae]
+    naive_idx = (pre - 1.0 * w).topk(4, dim=-1).indices
+    assert torch.equal(out.indices.sort(-1).values, naive_idx.sort(-1).values)
+    assert not torch.equal(naive_idx.sort(-1).values, pre.topk(4, dim=-1).indices.sort(-1).values)  # the cost mattered
+    dense = torch.zeros_like(pre).scatter(1, naive_idx, pre.gather(1, naive_idx).relu())
+    torch.testing.assert_close(out.reconstruction, dense @ sae.W_dec + sae.b_dec)
+    # the firing-rate average moved toward this batch's rates
+    counts = (dense > 0).sum(0).float()
+    torch.testing.assert_close(sae.fire_rate, 0.9 * rates + 0.1 * counts / len(x))
+
+
+def test_batchtopk_selects_over_the_batch_by_pre_minus_cost():
+    sae, x = _sae("batchtopk"), _x()
+    w = sae.cost_weights()
+    out = sae(x)
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    ranked = torch.where(pre > 0, pre - w, 0.0)
+    cut = ranked.flatten().topk(4 * len(x)).values.min()
+    keep = (ranked >= cut) & (pre > 0)
+    dense = pre * keep
+    torch.testing.assert_close(out.reconstruction, dense @ sae.W_dec + sae.b_dec)
+    assert out.l0.item() == pytest.approx(keep.sum(-1).float().mean().item())
+
+
+def test_jumprelu_penalises_each_active_latent_by_its_weight():
+    sae, x = _sae("jumprelu", l0_coefficient=0.5, jumprelu_init_threshold=0.2), _x()
+    w = sae.cost_weights()
+    out = sae(x)
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    active = (pre > sae.threshold).float()
+    torch.testing.assert_close(out.aux, 0.5 * (active * w).sum(-1).mean())
+    assert not torch.isclose(out.aux, 0.5 * active.sum(-1).mean())
+    out.aux.backward()
+    assert sae.threshold.grad is not None and sae.threshold.grad.abs().sum() > 0
+
+
+def test_training_with_frequency_cost_tracks_firing_rates(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    batches = ({"": torch.randn(128, D_IN, generator=g)} for _ in range(100))
+    cfg = SAEConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=4, freq_cost="neglog", freq_cost_decay=0.9)
+    result = train_saes([cfg], TrainConfig(tokens=128 * 30, batch_size=128, lr=1e-3, warmup_steps=2), batches,
+                        tmp_path / "run", progress=False)
+    sae = result.saes[0]
+    assert sae.fire_rate.sum().item() == pytest.approx(4.0, rel=0.05)  # k latents per token in all
+    assert result.metrics[0]["l0"] == pytest.approx(4.0)
+    assert sae.cost_weights().min() >= cfg.freq_cost_floor
