@@ -89,3 +89,55 @@ def _density_svg(r: dict[str, Any]) -> str:
 
 builder("sae_train")(sae_section)
 builder("sae_eval")(sae_section)
+
+
+@builder("sae_absorption")
+def absorption_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
+    rate, f1 = results["absorption_rate"], results["mean_probe_f1"]
+    if f1 < 0.6:
+        headline = (f"The model's first-letter information is too weak at {results['site']} (probe F1 {f1:.2f}) "
+                    "to measure feature absorption there.")
+    elif rate > 0.01:
+        headline = (f"Feature absorption is present: on {100 * rate:.1f}% of words, the SAE's 'starts with this letter' "
+                    "features stay silent while a more specific feature carries the information instead.")
+    else:
+        headline = (f"We measured little feature absorption ({100 * rate:.1f}% of words): where the model knows a "
+                    "word's first letter, the SAE's letter features usually fire.")
+    numbers = [("words absorbed (probe right, main latents silent, another latent carries it)", f"{100 * rate:.1f}%"),
+               ("words partially absorbed", f"{100 * results['partial_absorption_fraction']:.1f}%"),
+               ("first-letter probe quality (mean F1)", f"{f1:.2f}"),
+               ("the SAE's best few latents as a letter classifier (mean F1)", f"{results['mean_k_sparse_f1']:.2f}"),
+               ("words tested", str(results["n_words"]))]
+    numbers += [(f"latent {a['latent']} absorbs '{a['letter'].upper()}'", f"{a['words']} words, e.g. {', '.join(a['examples'][:4])}")
+                for a in results.get("absorbing_latents", [])[:5]]
+    return Section(
+        kind="feature absorption", title="Do the SAE's features quietly miss cases?", headline=headline, numbers=numbers,
+        shows=["How often a general feature fails to fire because a more specific one took over its job "
+               "(Chanin et al., 'A is for Absorption'), measured on a task with known ground truth."],
+        does_not_show=["Absorption of other concepts than first letters.",
+                       "That features without absorption mean what their labels say."],
+        provenance=provenance(config, str(folder)),
+    )
+
+
+@builder("sae_meta")
+def meta_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
+    fve = results["fraction_variance_explained"]
+    headline = (f"Many of the SAE's {results['d_sae']:,} features are built from shared parts: "
+                f"{results['meta_latents']} 'meta-features' explain {100 * fve:.0f}% of how the features are written."
+                if fve >= 0.5 else
+                f"The SAE's features are mostly not combinations of a few shared parts: {results['meta_latents']} "
+                f"meta-features explain only {100 * fve:.0f}% of how they are written.")
+    numbers = [("variance of the decoder directions explained", f"{100 * fve:.1f}%"),
+               ("meta-features used per feature (mean)", f"{results['mean_meta_latents_per_latent']:.1f}"),
+               ("features flagged as compositions of several meta-features",
+                f"{results['n_compositional']} ({100 * results['fraction_compositional']:.1f}%)")]
+    numbers += [(f"meta-feature {m['meta_latent']} ({m['n_members']} members)",
+                 "promotes " + ", ".join(t.strip() for t in m["tokens"]) if "tokens" in m else "")
+                for m in results["meta"][:5]]
+    return Section(
+        kind="meta-SAE", title="Are the SAE's features made of smaller parts?", headline=headline, numbers=numbers,
+        shows=["Whether the SAE's feature directions decompose into a few shared components (Bussmann et al.)."],
+        does_not_show=["That the components are meaningful on their own: read their member features first."],
+        provenance=provenance(config, str(folder)),
+    )
