@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,12 +32,18 @@ from greyglass.models import load_model, run_to_sites
 from greyglass.store import CaptureConfig, capture
 
 
-def tokens_per_second(fn, ids: torch.Tensor, repeats: int) -> float:
-    fn(ids)  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn(ids)
-    return ids.numel() * repeats / (time.perf_counter() - start)
+def interleaved_tokens_per_second(fns: dict, ids: torch.Tensor, rounds: int) -> dict[str, float]:
+    """Median tokens/s of each function, timed in alternation so that drifts in machine speed
+    (other processes, frequency scaling) hit every method alike."""
+    for fn in fns.values():
+        fn(ids)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(ids)
+            times[name].append(time.perf_counter() - start)
+    return {name: ids.numel() / statistics.median(t) for name, t in times.items()}
 
 
 def bare_forward_to(lm, layer: int):
@@ -66,7 +73,7 @@ def peak_rss_mib(model: str, site: str, tokens: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--batches", type=int, default=8, help="timed batches of 32 x 128 tokens per figure")
+    parser.add_argument("--batches", type=int, default=8, help="timed rounds (one batch of 32 x 128 tokens per method each)")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
 
@@ -84,10 +91,13 @@ def main() -> None:
         with torch.inference_mode():
             lm.model(input_ids=ids, use_cache=False, output_hidden_states=True)
 
-    hooks = tokens_per_second(lambda ids: run_to_sites(lm, ids, [site]), batch, args.batches)
-    bare = tokens_per_second(bare_forward_to(lm, layer), batch, args.batches)
-    full_tps = tokens_per_second(full, batch, args.batches)
-    hidden_tps = tokens_per_second(hidden, batch, args.batches)
+    tps = interleaved_tokens_per_second({
+        "hooks": lambda ids: run_to_sites(lm, ids, [site]),
+        "bare": bare_forward_to(lm, layer),
+        "full": full,
+        "hidden": hidden,
+    }, batch, args.batches)
+    hooks, bare, full_tps, hidden_tps = tps["hooks"], tps["bare"], tps["full"], tps["hidden"]
     n = batch.numel() * args.batches
     with tempfile.TemporaryDirectory() as tmp:
         capture(lm, CaptureConfig(sites=(site,), tokens=batch.numel()), corpus, f"{tmp}/warm", progress=False)
