@@ -143,3 +143,19 @@ def test_cot_and_pressure_sections_from_real_runs(tmp_path):
     html = build_report([tmp_path], tmp_path / "r.html").read_text()
     assert "Does the model&#x27;s written reasoning produce its answer?" in html and "Scenario: " in html
     assert "could not be read" not in html and "no plain-language reading" not in html
+
+
+@pytest.mark.parametrize("probe_f1, k_sparse_f1, rate, says", [
+    (0.4, 0.9, 0.20, "too weak"),           # the model itself barely encodes first letters here
+    (0.9, 0.18, 0.00, "no clean"),          # no letter features: a 0% rate would mislead
+    (0.9, 0.80, 0.05, "is present"),
+    (0.9, 0.80, 0.00, "little feature absorption"),
+])
+def test_absorption_headline_rules(tmp_path, probe_f1, k_sparse_f1, rate, says):
+    run = tmp_path / "abs"
+    write_config(run, "sae_absorption")
+    write_results(run, {"site": "blocks.4.hook_resid_post", "absorption_rate": rate, "mean_probe_f1": probe_f1,
+                        "mean_k_sparse_f1": k_sparse_f1, "partial_absorption_fraction": 0.6, "n_words": 400,
+                        "absorbing_latents": []})
+    html = build_report([run], tmp_path / "r.html").read_text()
+    assert says in html

@@ -8,6 +8,7 @@ for its `kind`, and renders one self-contained HTML page. Builders read only the
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -52,10 +53,19 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
         if (p / CONFIG).exists():
             found.append(p)
         else:
-            found += sorted(c.parent for c in p.rglob(CONFIG) if (c.parent / RESULTS).exists())
+            found += sorted((c.parent for c in p.rglob(CONFIG) if (c.parent / RESULTS).exists()), key=_created)
     if not found:
         raise GreyglassError(f"no run folders (with {CONFIG} and {RESULTS}) under {', '.join(map(str, paths))}")
     return list(dict.fromkeys(found))
+
+
+def _created(folder: Path) -> tuple[str, str]:
+    """Runs found under a folder are shown in the order they were made (a pipeline's order)."""
+    try:
+        created = json.loads((folder / CONFIG).read_text()).get("created", "")
+    except (json.JSONDecodeError, OSError):
+        created = ""
+    return (str(created), str(folder))
 
 
 def section_for(folder: Path) -> Section:

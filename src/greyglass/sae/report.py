@@ -97,6 +97,10 @@ def absorption_section(config: dict[str, Any], results: dict[str, Any], folder: 
     if f1 < 0.6:
         headline = (f"The model's first-letter information is too weak at {results['site']} (probe F1 {f1:.2f}) "
                     "to measure feature absorption there.")
+    elif results["mean_k_sparse_f1"] < 0.5:
+        headline = (f"The SAE has no clean 'first letter' features at {results['site']} (its best few features tell "
+                    f"letters apart with F1 {results['mean_k_sparse_f1']:.2f}), so its absorption rate means little; "
+                    f"on {100 * results['partial_absorption_fraction']:.0f}% of words the letter is carried partly by other features.")
     elif rate > 0.01:
         headline = (f"Feature absorption is present: on {100 * rate:.1f}% of words, the SAE's 'starts with this letter' "
                     "features stay silent while a more specific feature carries the information instead.")
