@@ -35,6 +35,7 @@ from ..data.files import bundled_path, open_text
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
 from ..models import LoadedModel
+from ..models.generate import user_prompt
 from ..runs import write_config, write_results
 from ..stats import bootstrap, mean_ci
 from .generate import generate_text
@@ -138,9 +139,7 @@ def question_prompt(lm: LoadedModel, question: str) -> tuple[str, bool]:
     """The text before the chain of thought, and whether the tokenizer adds special tokens."""
     ask = f"{question}\nThink step by step, then give the final answer."
     if lm.is_chat:
-        text = lm.tokenizer.apply_chat_template([{"role": "user", "content": ask}], tokenize=False,
-                                                add_generation_prompt=True)
-        return text + "Let's think step by step.", False
+        return user_prompt(lm, ask) + "Let's think step by step.", False
     return f"Question: {ask}\nAnswer: Let's think step by step.", True
 
 

@@ -25,6 +25,7 @@ from torch import Tensor
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..models import LoadedModel
+from ..models.generate import user_prompt
 from ..probes.features import layer_sites, text_features
 from ..probes.fit import fit_probe
 
@@ -73,8 +74,7 @@ def caa_pairs(lm: LoadedModel, items: Sequence[dict]) -> list[ContrastPair]:
 def ab_prompt(lm: LoadedModel, question: str) -> str:
     """The question as the model expects it, ready for the answer '(A)' or '(B)' to follow."""
     if lm.is_chat:
-        return lm.tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                                add_generation_prompt=True)
+        return user_prompt(lm, question)
     return f"Question: {question}\n\nAnswer: "
 
 
