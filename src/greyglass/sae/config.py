@@ -49,7 +49,11 @@ class SAEConfig:
     """jumprelu: width of the straight-through rectangle kernel for the threshold gradient (in
     normalised units, where inputs have norm sqrt(d_in): the paper's 0.001 at unit norm, scaled)."""
     jumprelu_init_threshold: float = 0.1
-    """jumprelu: initial threshold of every latent."""
+    """jumprelu: initial threshold of every latent (without target_l0, or with jumprelu_init_from_target off)."""
+    jumprelu_init_from_target: bool = True
+    """jumprelu with target_l0: start every threshold at the first batch's pre-activation level that
+    gives L0 = target_l0. Adam moves a threshold by about lr per step, so from a fixed start a short
+    run never reaches its target."""
     freq_cost: FreqCost = "none"
     """Frequency-aware sparsity (all but relu): each latent's cost falls with its firing rate p:
     neglog (-log p / log d_in), power ((p d_in)^-freq_cost_power), or none (every latent costs 1)."""

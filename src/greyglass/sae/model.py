@@ -120,7 +120,7 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def initialise_from(self, x: Tensor) -> None:
-        """Fix `norm_scale` (if unset) and `b_dec` from a first batch of activations `[N, d_in]`."""
+        """Fix `norm_scale` (if unset), `b_dec` and (jumprelu with a target L0) the thresholds from a first batch `[N, d_in]`."""
         x = x.float()
         if self.cfg.norm_scale is None:
             self.cfg = self.cfg.with_updates(norm_scale=math.sqrt(self.cfg.d_in) / x.norm(dim=-1).mean().item())
@@ -129,6 +129,14 @@ class SparseAutoencoder(nn.Module):
             self.b_dec.copy_(xn.mean(0))
         elif self.cfg.b_dec_init == "geometric_median":
             self.b_dec.copy_(geometric_median(xn))
+        if self.cfg.architecture == "jumprelu" and self.cfg.target_l0 and self.cfg.jumprelu_init_from_target:
+            self.threshold.fill_(self._level_for_l0(self.pre_activations(x), self.cfg.target_l0))
+
+    @staticmethod
+    def _level_for_l0(pre: Tensor, l0: float) -> float:
+        """The pre-activation level above which `pre [N, d_sae]` has l0 active latents per token on average."""
+        n_keep = max(1, min(pre.numel(), round(l0 * len(pre))))
+        return max(pre.flatten().topk(n_keep, sorted=False).values.min().item(), 1e-6)
 
     # ---- encoding ---------------------------------------------------------------------------
 
