@@ -1,8 +1,11 @@
 """Items/s of the prefix-shared batched scorer against one forward pass per answer, same items, one process.
 
-Prints JSON: both scorers' items/s on the same eval items (the default: a stratified mix of
-sycophancy and advanced-AI-risk questions in the model's own prompt format), the speed-up
+Prints JSON: the scorers' items/s on the same eval items (the default: a stratified mix of
+sycophancy and advanced-AI-risk questions in the model's own prompt format), the speed-ups
 (target >= 3x), and the largest absolute difference between their per-answer log-probs.
+Two naive baselines: one forward pass per answer computing logits at every position (what a
+plain `model(ids).logits` does), and the same with logits only where they predict the answer
+(a stronger baseline: it already skips most of the LM head).
 
     python bench/evals.py [--model M] [--items 32] [--batch-size 8]
 """
@@ -46,7 +49,8 @@ def main() -> None:
     batches = [requests[i : i + args.batch_size] for i in range(0, len(requests), args.batch_size)]
     fast, t_fast = timed(lambda: [s for b in batches for s in backend.score(b)])
     slow, t_slow = timed(lambda: score_naive(lm, requests))
-    diff = max(abs(a - b) for f, s in zip(fast, slow) for a, b in zip(f.logprobs, s.logprobs))
+    plain, t_plain = timed(lambda: score_naive(lm, requests, logits_everywhere=True))
+    diff = max(abs(a - b) for ref in (slow, plain) for f, s in zip(fast, ref) for a, b in zip(f.logprobs, s.logprobs))
     n_tokens = [len(lm.tokenizer(r.prompt.text).input_ids) for r in requests]
     print(json.dumps({
         "model": lm.name,
@@ -55,8 +59,10 @@ def main() -> None:
         "mean_prompt_tokens": sum(n_tokens) / len(n_tokens),
         "batch_size": args.batch_size,
         "prefix_shared_items_per_s": len(requests) / t_fast,
-        "naive_items_per_s": len(requests) / t_slow,
-        "speedup": t_slow / t_fast,
+        "naive_items_per_s": len(requests) / t_plain,
+        "naive_answer_logits_only_items_per_s": len(requests) / t_slow,
+        "speedup": t_plain / t_fast,
+        "speedup_vs_answer_logits_only": t_slow / t_fast,
         "target_speedup": 3.0,
         "max_abs_logprob_diff": diff,
         "torch_threads": torch.get_num_threads(),

@@ -9,9 +9,9 @@ from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.directions import Direction
 from greyglass.evals.datasets import load_dataset
-from greyglass.evals.formats import PromptFormat
+from greyglass.evals.formats import Prompt, PromptFormat
 from greyglass.evals.items import load_items
-from greyglass.evals.local import LocalBackend, Request, score_naive
+from greyglass.evals.local import LocalBackend, Request, encode, score_naive
 from greyglass.evals.run import EvalConfig, run_eval, stratified_sample
 from greyglass.models import run_to_sites, tiny_model
 from greyglass.models.tiny import TINY_FAMILIES
@@ -90,24 +90,39 @@ def test_prefix_shared_scores_equal_one_forward_per_answer(family):
     answers = [("(A)", "(B)"), ("(A)", "(B)", "(C) zz"), ("(A) a much longer answer", "(B)")]
     reqs = [Request(PromptFormat(answer_prefix="I think", few_shot=i).render(q, lm.tokenizer), a)
             for i, (q, a) in enumerate(zip(questions, answers))]
-    fast, slow = LocalBackend(lm).score(reqs), score_naive(lm, reqs)
-    for f, s, a in zip(fast, slow, answers):
-        assert len(f.logprobs) == len(a)
-        assert max(abs(x - y) for x, y in zip(f.logprobs, s.logprobs)) < 1e-4
+    one_token = [Request(Prompt(q + "\nAnswer: ", True), ("A", "B")) for q in questions]  # no answer pass
+    assert {len(a) for r in one_token for a in encode(lm.tokenizer, r)[1]} == {1}
+    for reqs, answers in ((reqs, answers), (one_token, [("A", "B")] * 3)):
+        fast, slow = LocalBackend(lm).score(reqs), score_naive(lm, reqs)
+        everywhere = score_naive(lm, reqs, logits_everywhere=True)
+        for f, s, e, a in zip(fast, slow, everywhere, answers):
+            assert len(f.logprobs) == len(a)
+            assert max(abs(x - y) for x, y in zip(f.logprobs, s.logprobs)) < 1e-4
+            assert s.logprobs == pytest.approx(e.logprobs, abs=1e-4)
+
+
+def test_similar_lengths_bound_the_padding():
+    from greyglass.evals.local import similar_lengths
+
+    assert similar_lengths([50, 10, 11, 52, 100], 0.1) == [[1, 2], [0, 3], [4]]
+    assert similar_lengths([10, 10, 10], 0.0) == [[0, 1, 2]]
+    assert similar_lengths([], 0.1) == []
 
 
 def test_probe_reads_the_answer_position_in_the_same_pass(tiny_llama):
     site = "blocks.2.hook_resid_post"
     direction = Direction(torch.randn(64), site, "mean_diff", bias=0.5)
-    reqs = [Request(PromptFormat().render(q, tiny_llama.tokenizer), ("(A)", "(B)")) for q in ["short", "a longer question"]]
+    reqs = [Request(PromptFormat().render(q, tiny_llama.tokenizer), ("(A)", "(B)")) for q in ["one question", "two questions"]]
     forwards = []
     hook = tiny_llama.model.register_forward_hook(lambda *_: forwards.append(1))
+    backend = LocalBackend(tiny_llama, probe=direction)
     try:
-        scored = LocalBackend(tiny_llama, probe=direction).score(reqs)
+        scored = backend.score(reqs)
+        # the shared "<bos>\n\nHuman: " once, the rest of the prompts once, the answers once: no pass for the probe
+        assert len(forwards) == 3
+        assert backend.score(reqs) == scored and len(forwards) == 5  # the shared part's cache is kept
     finally:
         hook.remove()
-    # the shared "<bos>\n\nHuman: " once, the rest of the prompts once, the answers once: no pass for the probe
-    assert len(forwards) == 3
     for req, s in zip(reqs, scored):
         ids = tiny_llama.tokenizer(req.prompt.text, return_tensors="pt").input_ids
         resid = run_to_sites(tiny_llama, ids, [site])[site][0, -1]

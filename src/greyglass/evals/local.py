@@ -3,11 +3,12 @@
 For a batch of B prompts with their answers:
 
 1. the tokens all B prompts start with (the chat template's system prompt, few-shot
-   examples) run once; the rest of each prompt runs once, left-padded after that shared
-   part, keeping the KV cache and the next-token distribution at the last prompt position
-   (the "answer position");
-2. the cache is gathered to one row per (prompt, answer), and all answers run together,
-   right-padded, from that cache.
+   examples) run once, and their KV cache is kept for the next batch that starts the same
+   way; the rest of each prompt runs once, in groups of similar length (left-padded after
+   the shared part, padding at most `MAX_PADDING` of the tokens), keeping the KV cache and
+   the next-token distribution at the last prompt position (the "answer position");
+2. the cache is gathered to one row per (prompt, answer), and all answers but their last
+   token (whose prediction nothing needs) run together, right-padded, from that cache.
 
 An answer's score is the sum of its tokens' log-probabilities. `score_naive` runs one full
 forward pass per answer instead; the test and `bench/evals.py` check that the two agree.
@@ -18,8 +19,9 @@ during step 1, so monitoring costs no second pass.
 
 from __future__ import annotations
 
+import copy
 from contextlib import nullcontext
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -29,6 +31,8 @@ from .formats import Prompt, continuation
 
 
 MIN_SHARED = 4  # fewer shared tokens than this are not worth a separate forward pass
+MAX_PADDING = 0.1  # share of a group's prompt tokens that may be padding
+MAX_PREFIXES = 8  # shared-prefix caches kept per backend (a run usually has one: its system prompt)
 
 
 class Request(NamedTuple):
@@ -71,6 +75,7 @@ class LocalBackend:
     def __init__(self, lm: LoadedModel, probe: Direction | None = None):
         self.lm = lm
         self.probe = probe
+        self._prefixes: dict[tuple[int, ...], Any] = {}  # shared leading tokens -> their KV cache
         if probe is not None:
             probe.check_model(lm.d_model)
             lm.site(probe.site)
@@ -83,43 +88,75 @@ class LocalBackend:
         return {"backend": "local", "model": self.lm.provenance()}
 
     def score(self, requests: list[Request]) -> list[Scored]:
-        """Score one batch of requests (the caller chooses the batch size)."""
-        model, pad = self.lm.model, self.lm.tokenizer.pad_token_id
+        """Score one batch of requests (the caller chooses the batch size).
+
+        The tokens every prompt starts with run once (and once per backend, when the next
+        batch starts the same way); the rest run in groups of similar length, so padding
+        stays under `MAX_PADDING` of the tokens: on a CPU a padded token costs as much as a
+        real one, and batching gains little.
+        """
         encoded = [encode(self.lm.tokenizer, r) for r in requests]
-        device = self.lm.device
         prompts = [p for p, _ in encoded]
         shared = self._shared_prefix(prompts, max(len(a) for _, answers in encoded for a in answers))
+        out: list[Scored | None] = [None] * len(requests)
+        for group in similar_lengths([len(p) - shared for p in prompts], MAX_PADDING):
+            for i, scored in zip(group, self._score_group([encoded[i] for i in group], shared)):
+                out[i] = scored
+        return out  # type: ignore[return-value]
+
+    def _score_group(self, encoded: list[tuple[list[int], list[list[int]]]], shared: int) -> list[Scored]:
+        model, pad, device = self.lm.model, self.lm.tokenizer.pad_token_id, self.lm.device
+        prompts = [p for p, _ in encoded]
         ids, mask = _left_pad([p[shared:] for p in prompts], pad)  # [B, P]: each prompt after the shared part
         ids, mask = ids.to(device), mask.to(device)
         watch = capturing(self.lm, [self.probe.site]) if self.probe is not None else nullcontext({})
         with torch.inference_mode():
-            cache = None
-            if shared:  # the tokens every prompt starts with (a system prompt, few-shot examples) run once
-                cache = model(input_ids=torch.tensor([prompts[0][:shared]], device=device), use_cache=True).past_key_values
-                cache.batch_select_indices(torch.zeros(len(prompts), dtype=torch.long, device=device))
+            cache = self._prefix_cache(tuple(prompts[0][:shared]), len(prompts)) if shared else None
             seen = torch.cat([torch.ones(len(prompts), shared, dtype=torch.long, device=device), mask], 1)
             with watch as acts:
                 out = model(input_ids=ids, attention_mask=seen, position_ids=shared + _positions(mask),
                             past_key_values=cache, use_cache=True, logits_to_keep=1)
             first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, vocab]
             rows = [(b, a) for b, (_, answers) in enumerate(encoded) for a in answers]
-            owner = torch.tensor([b for b, _ in rows], device=device)  # [R]
-            cache = out.past_key_values
-            cache.batch_select_indices(owner)
-            answer_ids, answer_mask = _right_pad([a for _, a in rows], pad)  # [R, A]
-            answer_ids, answer_mask = answer_ids.to(device), answer_mask.to(device)
-            start = seen.sum(-1)[owner, None]  # [R, 1]: each row's first answer position
-            positions = start + torch.arange(answer_ids.shape[1], device=device)
-            later = model(input_ids=answer_ids, attention_mask=torch.cat([seen[owner], answer_mask], 1),
-                          position_ids=positions, past_key_values=cache, use_cache=True).logits
-            later = torch.log_softmax(later.float(), dim=-1)  # [R, A, vocab]
-            sums = [_answer_logprob(first[b], later[r], a) for r, (b, a) in enumerate(rows)]
-            probes = self._probe_scores(acts) if self.probe is not None else [None] * len(requests)
-        out_scores, r = [], 0
+            later = self._answer_logprobs(out.past_key_values, seen, rows)  # [R, A-1, vocab] or None
+            sums = [_answer_logprob(first[b], None if later is None else later[r], a) for r, (b, a) in enumerate(rows)]
+            probes = self._probe_scores(acts) if self.probe is not None else [None] * len(prompts)
+        scores, r = [], 0
         for b, (_, answers) in enumerate(encoded):
-            out_scores.append(Scored(sums[r : r + len(answers)], probes[b]))
+            scores.append(Scored(sums[r : r + len(answers)], probes[b]))
             r += len(answers)
-        return out_scores
+        return scores
+
+    def _answer_logprobs(self, cache, seen: torch.Tensor, rows: list[tuple[int, list[int]]]) -> torch.Tensor | None:
+        """Log-probs after each answer token but the last (whose prediction no answer needs).
+
+        The prompt's cache is gathered to one row per (prompt, answer) and all answers run
+        together, right-padded. None when every answer is one token: nothing to run.
+        """
+        inputs = [a[:-1] for _, a in rows]
+        if not any(inputs):
+            return None
+        device = self.lm.device
+        owner = torch.tensor([b for b, _ in rows], device=device)  # [R]
+        cache.batch_select_indices(owner)
+        answer_ids, answer_mask = _right_pad(inputs, self.lm.tokenizer.pad_token_id)  # [R, A-1]
+        answer_ids, answer_mask = answer_ids.to(device), answer_mask.to(device)
+        start = seen.sum(-1)[owner, None]  # [R, 1]: each row's first answer position
+        positions = start + torch.arange(answer_ids.shape[1], device=device)
+        logits = self.lm.model(input_ids=answer_ids, attention_mask=torch.cat([seen[owner], answer_mask], 1),
+                               position_ids=positions, past_key_values=cache, use_cache=True).logits
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _prefix_cache(self, ids: tuple[int, ...], copies: int):
+        """The KV cache of the shared leading tokens, computed once per distinct prefix, one row per prompt."""
+        if ids not in self._prefixes:
+            if len(self._prefixes) >= MAX_PREFIXES:
+                self._prefixes.pop(next(iter(self._prefixes)))
+            self._prefixes[ids] = self.lm.model(input_ids=torch.tensor([ids], device=self.lm.device),
+                                                use_cache=True).past_key_values
+        cache = copy.deepcopy(self._prefixes[ids])  # the forward pass appends to it in place
+        cache.batch_select_indices(torch.zeros(copies, dtype=torch.long, device=self.lm.device))
+        return cache
 
     def _shared_prefix(self, prompts: list[list[int]], longest_answer: int) -> int:
         """How many leading tokens all prompts share and can run once (0: not worth it, or not exact).
@@ -145,24 +182,44 @@ class LocalBackend:
         return self.probe.score(resid.float().cpu()).tolist()
 
 
-def score_naive(lm: LoadedModel, requests: list[Request]) -> list[Scored]:
-    """One unpadded forward pass per answer over prompt + answer: the reference to check against."""
+def score_naive(lm: LoadedModel, requests: list[Request], logits_everywhere: bool = False) -> list[Scored]:
+    """One unpadded forward pass per answer over prompt + answer: the reference to check against.
+
+    By default the logits are computed only where they predict answer tokens; with
+    `logits_everywhere`, at every position, as a plain `model(ids).logits` computes them.
+    """
     out = []
     for request in requests:
         prompt_ids, answers = encode(lm.tokenizer, request)
         sums = []
         for answer in answers:
             ids = torch.tensor([prompt_ids + answer], device=lm.device)
+            keep = 0 if logits_everywhere else len(answer) + 1  # 0: every position
             with torch.inference_mode():
                 # the logits that predict the answer's tokens: positions len(prompt)-1 .. end-1
-                logits = lm.model(input_ids=ids, logits_to_keep=len(answer) + 1).logits[0, :-1]
+                logits = lm.model(input_ids=ids, logits_to_keep=keep).logits[0, -len(answer) - 1 : -1]
             logp = torch.log_softmax(logits.float(), dim=-1)  # [len(answer), vocab]
             sums.append(float(logp[torch.arange(len(answer)), torch.tensor(answer)].sum()))
         out.append(Scored(sums))
     return out
 
 
-def _answer_logprob(first: torch.Tensor, later: torch.Tensor, answer: list[int]) -> float:
+def similar_lengths(lengths: list[int], max_padding: float) -> list[list[int]]:
+    """Indices grouped, shortest first, so that left-padding each group to its longest member
+    adds at most `max_padding` of the group's real tokens."""
+    groups: list[list[int]] = []
+    total = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if groups and (len(groups[-1]) + 1) * lengths[i] - (total + lengths[i]) <= max_padding * (total + lengths[i]):
+            groups[-1].append(i)
+            total += lengths[i]
+        else:
+            groups.append([i])
+            total = lengths[i]
+    return groups
+
+
+def _answer_logprob(first: torch.Tensor, later: torch.Tensor | None, answer: list[int]) -> float:
     """Sum of log p(answer tokens): the first from the prompt's last position, the rest from the answer rows."""
     total = first[answer[0]]
     if len(answer) > 1:
