@@ -35,3 +35,8 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
                for f in sorted(p.name for p in (tmp_path / "run" / "saes").iterdir())]
     assert sorted(t["freq_cost"] for t in trained) == ["neglog"] * 4 + ["none"] * 4
     assert "| topk+freq | 4 |" in capsys.readouterr().out
+    # each SAE's first-letter run is a ground truth the weights-only detector validates against
+    first = rows[0]
+    assert main(["sae", "absorption-weights", first["sae"], "--ground-truth", first["absorption_run"], "--top", "20",
+                 "--out", str(tmp_path / "weights")]) == 0
+    assert "validation" in json.loads((tmp_path / "weights" / "results.json").read_text())

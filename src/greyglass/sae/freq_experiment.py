@@ -5,6 +5,8 @@ dead and dense latents, and first-letter absorption.
 Every SAE of the table is trained from the same pass over the same activations (the model
 runs once; `train_saes` feeds each batch to all of them), then each is evaluated on held-out
 text (`evaluate`) and on the first-letter benchmark (`first_letter_absorption`).
+Each SAE's first-letter results are also saved as an absorption run folder (`absorption/<sae>/`),
+the ground truth for validating the weights-only detector on it.
 Matched L0: TopK uses k = L0 exactly; JumpReLU uses `target_l0 = L0` (with the cost on, the
 target is on the weighted L0, so the real L0 is reported and may differ).
 """
@@ -19,6 +21,7 @@ from ..config import check_positive
 from ..data.corpus import CorpusConfig
 from ..errors import GreyglassError
 from ..models import LoadedModel
+from ..runs import write_config, write_results
 from .absorption import AbsorptionConfig, first_letter_absorption
 from .config import SAEConfig, TrainConfig
 from .evaluate import EvalConfig, evaluate
@@ -85,14 +88,25 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, tcfg: TrainConfig
     for (variant, l0, _), sae, folder in zip(rows, trained.saes, trained.folders):
         ev = evaluate(sae, lm, EvalConfig(tokens=cfg.eval_tokens), heldout, progress=progress)
         ab = first_letter_absorption(sae, lm, acfg, progress=progress)
+        ground_truth = _save_absorption_run(Path(out) / "absorption" / folder.name, folder, lm, acfg, ab)
         table.append({"variant": variant, "target_l0": l0, "l0": round(ev["l0"], 2),
                       "explained_variance": round(ev["explained_variance"], 4),
                       "ce_loss_recovered": round(ev["ce_loss_recovered"], 4),
                       "dead_fraction": round(ev["dead_fraction"], 4), "dense_fraction": round(ev["dense_fraction"], 4),
                       "absorption_rate": ab["absorption_rate"],
-                      "partial_absorption_fraction": ab["partial_absorption_fraction"], "sae": str(folder)})
+                      "partial_absorption_fraction": ab["partial_absorption_fraction"], "sae": str(folder),
+                      "absorption_run": str(ground_truth)})
     return {"rows": table, "train_tokens": trained.tokens, "train_seconds": round(trained.seconds, 1),
             "markdown": markdown_table(table)}
+
+
+def _save_absorption_run(run: Path, sae_folder: Path, lm: LoadedModel, acfg: AbsorptionConfig,
+                         results: dict[str, Any]) -> Path:
+    """The first-letter results as a `greyglass sae absorption` run folder: the ground truth
+    `sae absorption-weights --ground-truth` validates the weights-only detector against."""
+    write_config(run, "sae_absorption", sae=str(sae_folder), model=lm.provenance(), absorption=acfg, seed=acfg.seed)
+    write_results(run, results)
+    return run
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
