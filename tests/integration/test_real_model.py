@@ -52,6 +52,15 @@ def test_early_stop_really_stops(smollm):
         head.remove()
 
 
+def test_each_windows_first_token_is_the_outlier_that_sae_data_leaves_out(smollm):
+    from greyglass.data.corpus import CorpusConfig, windows
+
+    window = next(windows(smollm.tokenizer, CorpusConfig(context_size=64), smollm.prepend_bos))
+    assert not smollm.prepend_bos and window.is_sink == [True] + [False] * 63
+    norms = run_to_sites(smollm, torch.tensor([window.tokens]), ["resid_post.15"])["blocks.15.hook_resid_post"][0].norm(dim=-1)
+    assert norms[0] > 20 * norms[1:].max()  # the attention sink: kept, it would dominate any squared error
+
+
 def test_gguf_file_path_loads_the_same_weights(smollm):
     lm = load_model(str(_embedded_path("smollm2-135m-instruct")))
     assert lm.sha256 == smollm.sha256

@@ -23,8 +23,8 @@ def test_default_corpus_is_bundled_and_deterministic(tok):
     c = _take(windows(tok, CorpusConfig(context_size=16, seed=2), True), 5)
     assert a == b
     assert a != c
-    assert all(len(w.tokens) == 16 and w.tokens[0] == tok.bos_token_id and w.is_bos[0] for w in a)
-    assert not any(any(w.is_bos[1:]) for w in a)
+    assert all(len(w.tokens) == 16 and w.tokens[0] == tok.bos_token_id and w.is_sink[0] for w in a)
+    assert not any(any(w.is_sink[1:]) for w in a)
 
 
 def test_windows_without_bos_and_with_eos_between_documents(tok, write_lines):
@@ -34,6 +34,7 @@ def test_windows_without_bos_and_with_eos_between_documents(tok, write_lines):
     flat = [t for w in ws for t in w.tokens]
     eos = tok.eos_token_id
     assert len(ws) == 3  # 3 + 4 + 2 characters and one EOS after each document: 12 tokens
+    assert all(w.is_sink == [True, False, False, False] for w in ws)  # no BOS: the first token is the sink
     assert flat.count(eos) == 3
     assert sorted(tok.decode([t for t in flat if t != eos])) == sorted("abcdefghi")
     by_doc = {d: tok.decode([t for t, dd in zip(flat, [d for w in ws for d in w.docs]) if dd == d and t != eos])

@@ -60,7 +60,10 @@ class Window(NamedTuple):
 
     tokens: list[int]  # [context_size]
     docs: list[int]  # [context_size]
-    is_bos: list[bool]  # [context_size]
+    is_sink: list[bool]  # [context_size]
+    """The first position: BOS, or without one the first token, which a causal LM turns into an
+    attention sink with an outlier residual (SmolLM2 at mid-depth: ~100x the norm of the rest).
+    Its rows are left out of SAE training, statistics and stores, as is usual for BOS."""
 
 
 def corpus_files(corpus: str | None) -> list[Path]:
@@ -135,7 +138,7 @@ def windows(tokenizer: Any, cfg: CorpusConfig, default_bos: bool) -> Iterator[Wi
             del tokens[:body], docs[:body]
             if bos:
                 chunk, chunk_docs = [tokenizer.bos_token_id, *chunk], [chunk_docs[0], *chunk_docs]
-            yield Window(chunk, chunk_docs, [bos] + [False] * (len(chunk) - 1))
+            yield Window(chunk, chunk_docs, [True] + [False] * (len(chunk) - 1))
 
 
 def _batched(items: Iterator[tuple[int, str]], n: int) -> Iterator[tuple[list[int], list[str]]]:

@@ -1,8 +1,9 @@
 """Where activations for the feature statistics come from: the model on the fly, or a store.
 
 Both yield `Batch(tokens [B, T], acts [B, T, d_model], mask [B, T])` of whole windows, so the
-statistics can show each token's neighbours. BOS positions are masked out: their activations
-are outliers that would fill every latent's top list.
+statistics can show each token's neighbours. Each window's first position (BOS, or the
+attention-sink token) is masked out: its activations are outliers that would fill every
+latent's top list.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def corpus_batches(lm: LoadedModel, site: str, corpus: CorpusConfig, n_tokens: i
 def _run(lm: LoadedModel, site: str, chunk: list) -> Batch:
     tokens = torch.tensor([w.tokens for w in chunk])  # [B, T]
     acts = run_to_sites(lm, tokens.to(lm.device), [site])[lm.site(site).name].float().cpu()
-    mask = ~torch.tensor([w.is_bos for w in chunk])
+    mask = ~torch.tensor([w.is_sink for w in chunk])
     return Batch(tokens, acts, mask)
 
 

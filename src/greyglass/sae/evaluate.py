@@ -4,8 +4,9 @@ For each batch of held-out windows the model runs three times:
 - clean, capturing the site's activations `x [B, T, d]` (and the clean logits);
 - with the SAE's reconstruction `x_hat` in place of `x` at the site (via `models.replacing`);
 - with zeros in place of `x` (the zero-ablation baseline).
-BOS positions are left untouched in both interventions: the SAE is not trained on them (the
-store drops them) and their activations are outliers that dominate the error.
+Each window's first position (BOS, or the attention-sink token where there is none) is left
+untouched in both interventions: the SAE is not trained on it (the store drops it) and its
+activations are outliers that dominate the error.
 
 CE-loss recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean): 1 means splicing the SAE in
 costs nothing, 0 means it is as bad as deleting the site's activations.
@@ -38,7 +39,7 @@ class EvalConfig:
     """How much held-out text to evaluate on."""
 
     tokens: int = 20_000
-    """Held-out tokens to evaluate on, at least (whole batches of windows; BOS positions excluded)."""
+    """Held-out tokens to evaluate on, at least (whole batches of windows; each window's first position excluded)."""
     batch_windows: int = 8
     """Windows per forward pass."""
 
@@ -128,7 +129,7 @@ def evaluate(sae: SparseAutoencoder, lm: LoadedModel, cfg: EvalConfig = EvalConf
     with torch.inference_mode():
         while sums.n < cfg.tokens and (chunk := list(itertools.islice(stream, cfg.batch_windows))):
             ids = torch.tensor([w.tokens for w in chunk], device=lm.device)  # [B, T]
-            keep = ~torch.tensor([w.is_bos for w in chunk], device=lm.device)  # [B, T]
+            keep = ~torch.tensor([w.is_sink for w in chunk], device=lm.device)  # [B, T]
             with capturing(lm, [site_name]) as acts:
                 clean = lm.model(input_ids=ids, use_cache=False).logits
             x = acts[site_name]  # [B, T, d]
@@ -148,7 +149,7 @@ def evaluate(sae: SparseAutoencoder, lm: LoadedModel, cfg: EvalConfig = EvalConf
 
 
 def _splice(lm: LoadedModel, ids: Tensor, site: str, keep: Tensor, rows: Tensor) -> Tensor:
-    """Logits with the site's non-BOS positions replaced by `rows [n, d]`."""
+    """Logits with the site's kept positions (all but each window's first) replaced by `rows [n, d]`."""
 
     def replace(x: Tensor) -> Tensor:
         out = x.clone()

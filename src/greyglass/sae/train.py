@@ -55,7 +55,7 @@ def store_batches(store: ActivationStore, sites: Sequence[str], batch_size: int,
 
 def buffered_batches(lm: LoadedModel, sites: Sequence[str], corpus: CorpusConfig, batch_size: int,
                      buffer_tokens: int, seed: int = 0, forward_tokens: int = 4096) -> Batches:
-    """Endless batches produced by the model: windows -> activations (BOS rows dropped) -> a
+    """Endless batches produced by the model: windows -> activations (each window's first row, BOS or attention sink, dropped) -> a
     shuffling buffer of `buffer_tokens` rows, half of which is emitted at a time."""
     names = [lm.site(s).name for s in sites]
     gen = torch.Generator().manual_seed(seed)
@@ -66,7 +66,7 @@ def buffered_batches(lm: LoadedModel, sites: Sequence[str], corpus: CorpusConfig
         stream = windows(lm.tokenizer, corpus, lm.prepend_bos)
         while chunk := list(itertools.islice(stream, per_forward)):
             ids = torch.tensor([w.tokens for w in chunk], device=lm.device)  # [B, T]
-            keep = ~torch.tensor([w.is_bos for w in chunk])
+            keep = ~torch.tensor([w.is_sink for w in chunk])
             acts = run_to_sites(lm, ids, names)
             for s in names:
                 buffer[s].append(acts[s][keep.to(acts[s].device)].float().cpu())  # [n, d]

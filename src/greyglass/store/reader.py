@@ -122,7 +122,7 @@ class ActivationStore:
             f"d_model {model['d_model']}), weights sha256 {model['sha256'][:12]}",
             f"  sites       {', '.join(m['sites'])}",
             f"  tokens      {m['n_tokens']:,} of {m['tokens_requested']:,} requested, "
-            f"context {m['context_size']}, BOS rows {'kept' if m['keep_bos'] else 'dropped'}",
+            f"context {m['context_size']}, first rows (BOS/sink) {'kept' if m['keep_bos'] else 'dropped'}",
             f"  corpus      {m['corpus']['corpus'] or 'bundled English Wikipedia sample'} "
             f"(split {m['corpus']['split']}, seed {m['corpus']['seed']}, fingerprint {m['corpus']['fingerprint'][:12]})",
             f"  storage     {len(m['shards'])} shards, {size / 2**20:.1f} MiB, {m['dtype']}",

@@ -1,7 +1,8 @@
 """`capture`: run a model over a corpus and write the activations at some sites to disk.
 
 The forward pass stops after the deepest requested site, under `inference_mode`. Rows for
-BOS positions are dropped unless `keep_bos`. A shard is written (atomically) after the batch
+each window's first position (BOS, or the attention-sink token where there is no BOS) are
+dropped unless `keep_bos`. A shard is written (atomically) after the batch
 that fills it, so shards always hold whole batches; an interrupted capture resumes after
 its last complete shard and, because the batches are the same, writes identical shards.
 """
@@ -38,7 +39,7 @@ class CaptureConfig:
     sites: tuple[str, ...] = ("resid_post.15",)
     """Sites to capture (repeat --site for several), e.g. blocks.15.hook_resid_post or resid_post.15."""
     tokens: int = 100_000
-    """How many token rows to store (BOS rows excluded)."""
+    """How many token rows to store (each window's first row excluded)."""
     batch_tokens: int = 4096
     """Tokens per forward pass (batch size = batch_tokens // context_size windows)."""
     shard_tokens: int = 16_384
@@ -46,7 +47,7 @@ class CaptureConfig:
     store_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """dtype the activations are stored in (bfloat16 halves the disk)."""
     keep_bos: bool = False
-    """Also store rows for BOS positions (dropped by default: they are outliers)."""
+    """Also store rows for each window's first position, BOS or attention sink (dropped by default: outliers)."""
 
     def __post_init__(self) -> None:
         for name in ("tokens", "batch_tokens", "shard_tokens"):
@@ -105,7 +106,7 @@ def capture(
 
 def _capture_batch(lm: LoadedModel, batch: list[Window], sites: list[str], cfg: CaptureConfig):
     ids = torch.tensor([w.tokens for w in batch], device=lm.device)  # [B, T]
-    keep = ~torch.tensor([w.is_bos for w in batch]) if not cfg.keep_bos else torch.ones_like(ids, dtype=torch.bool)
+    keep = ~torch.tensor([w.is_sink for w in batch]) if not cfg.keep_bos else torch.ones_like(ids, dtype=torch.bool)
     acts = run_to_sites(lm, ids, sites)
     rows = {s: acts[s][keep.to(acts[s].device)].to("cpu", _DTYPES[cfg.store_dtype]) for s in sites}  # [n, d]
     pos = torch.arange(ids.shape[1]).expand_as(ids)
