@@ -89,6 +89,27 @@ def test_jumprelu_penalises_each_active_latent_by_its_weight():
     assert sae.threshold.grad is not None and sae.threshold.grad.abs().sum() > 0
 
 
+def test_jumprelu_target_l0_weights_average_one_over_firings():
+    sae, x = _sae("jumprelu", l0_coefficient=0.5, target_l0=5.0, jumprelu_init_from_target=False,
+                  jumprelu_init_threshold=0.2), _x()
+    sae.fire_rate.copy_(torch.linspace(1e-4, 0.5, sae.cfg.d_sae))  # some latents common, some rare
+    w = sae.cost_weights()
+    norm = w * sae.fire_rate.sum() / (sae.fire_rate * w).sum()
+    assert (sae.fire_rate * norm).sum().item() == pytest.approx(sae.fire_rate.sum().item())
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    weighted_l0 = ((pre > sae.threshold).float() * norm).sum(-1).mean()
+    torch.testing.assert_close(sae(x).aux, 0.5 * (weighted_l0 / 5.0 - 1) ** 2)
+
+
+def test_threshold_moves_at_the_pace_of_its_scale():
+    from greyglass.sae.train import _param_groups
+
+    groups = _param_groups(SparseAutoencoder(SAEConfig(architecture="jumprelu", d_in=D_IN, d_sae=D_SAE)))
+    assert [g["lr_scale"] for g in groups] == [1.0, pytest.approx(D_IN ** 0.5)]
+    assert [p.shape for p in groups[1]["params"]] == [(D_SAE,)]
+    assert len(_param_groups(SparseAutoencoder(SAEConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=4)))) == 1
+
+
 def test_training_with_frequency_cost_tracks_firing_rates(tmp_path):
     g = torch.Generator().manual_seed(0)
     batches = ({"": torch.randn(128, D_IN, generator=g)} for _ in range(100))

@@ -281,6 +281,9 @@ class SparseAutoencoder(nn.Module):
             return cfg.l1_coefficient * sparsity_scale * (latents * self.W_dec.norm(dim=1)).sum(-1).mean()
         if cfg.architecture == "jumprelu":
             active = _Step.apply(pre, self.threshold, cfg.jumprelu_bandwidth)  # [N, d_sae]
+            if weights is not None and cfg.target_l0 is not None:
+                # the target is on the real L0: weights average 1 over firings, only relative costs change
+                weights = weights * (self.fire_rate.sum() / (self.fire_rate * weights).sum().clamp(min=1e-12))
             l0 = (active if weights is None else active * weights).sum(-1).mean()  # weighted: frequency-aware
             if cfg.target_l0 is not None:
                 return cfg.l0_coefficient * (l0 / cfg.target_l0 - 1).pow(2)

@@ -98,7 +98,7 @@ class _Run:
     def __init__(self, cfg: SAEConfig, tcfg: TrainConfig, seed: int, device: str):
         self.device = torch.device(device)
         self.sae = SparseAutoencoder(cfg, seed=seed).to(self.device).train()
-        self.opt = torch.optim.Adam(self.sae.parameters(), lr=tcfg.lr, betas=tuple(tcfg.adam_betas))
+        self.opt = torch.optim.Adam(_param_groups(self.sae), lr=tcfg.lr, betas=tuple(tcfg.adam_betas))
         self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
         self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
         self.counted = 0
@@ -117,7 +117,7 @@ class _Run:
         warm = 1.0 if cfg.l1_warmup_tokens == 0 else min(1.0, tokens / cfg.l1_warmup_tokens)
         out = self.sae(x, dead=dead, sparsity_scale=warm)
         for group in self.opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         self.opt.step()
@@ -144,6 +144,18 @@ def _fire_counts(out, d_sae: int) -> torch.Tensor:
     if out.indices is not None:
         return torch.bincount(out.indices[out.values > 0], minlength=d_sae)
     return (out.latents > 0).sum(0)
+
+
+def _param_groups(sae: SparseAutoencoder) -> list[dict[str, Any]]:
+    """Adam moves each parameter by about lr per step, whatever its scale. A JumpReLU threshold
+    lives on the scale of the pre-activations (order 1, inputs having norm sqrt(d_in)), the weights
+    on the scale 1/sqrt(d_in); so the thresholds' lr is sqrt(d_in) times larger, for both to move
+    at the same relative pace. Otherwise the encoder, not the thresholds, sets the L0, and a
+    target L0 is never reached in a run of a few hundred steps."""
+    params = dict(sae.named_parameters())
+    threshold = [params.pop("threshold")] if "threshold" in params else []
+    groups = [{"params": list(params.values()), "lr_scale": 1.0}]
+    return groups + ([{"params": threshold, "lr_scale": math.sqrt(sae.cfg.d_in)}] if threshold else [])
 
 
 def learning_rate(tcfg: TrainConfig, step: int) -> float:
