@@ -1,4 +1,4 @@
-"""Honest numbers: AUROC, TPR at a fixed FPR, and bootstrap confidence intervals.
+"""Honest numbers: AUROC, TPR at a fixed FPR, bootstrap and Wilson confidence intervals.
 
 Every metric greyglass reports comes with a 95% interval from a seeded percentile bootstrap
 over items, so a reader can tell a real effect from noise.
@@ -86,3 +86,13 @@ def bootstrap(
 def mean_ci(values: Sequence[float] | np.ndarray, n: int = 1000, seed: int = 0) -> Estimate:
     """The mean with a bootstrap 95% interval."""
     return bootstrap(np.mean, values, n=n, seed=seed)
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> Estimate:
+    """A proportion with its Wilson 95% interval: unlike a bootstrap, not [0, 0] when nothing happened."""
+    if n <= 0:
+        return Estimate(float("nan"), float("nan"), float("nan"))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half))

@@ -35,6 +35,8 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
                for f in sorted(p.name for p in (tmp_path / "run" / "saes").iterdir())]
     assert sorted(t["freq_cost"] for t in trained) == ["neglog"] * 4 + ["none"] * 4
     assert "| topk+freq | 4 |" in capsys.readouterr().out
+    assert all(0 <= x["absorption_ci"]["ci_low"] <= x["absorption_rate"] <= x["absorption_ci"]["ci_high"] for x in rows)
+    assert "<svg" in (tmp_path / "run" / "frontier.svg").read_text() and (tmp_path / "run" / "absorption.svg").exists()
     # each SAE's first-letter run is a ground truth the weights-only detector validates against
     first = rows[0]
     assert main(["sae", "absorption-weights", first["sae"], "--ground-truth", first["absorption_run"], "--top", "20",

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -30,6 +32,16 @@ def test_bootstrap_interval_contains_the_truth_and_shrinks():
     assert (large.hi - large.lo) < (small.hi - small.lo)
     est = bootstrap(auroc, rng.normal(size=100), rng.integers(0, 2, 100), n=200)
     assert est.lo <= est.value <= est.hi
+
+
+def test_wilson_interval():
+    from greyglass.stats import wilson
+
+    e = wilson(33, 1852)
+    assert e.value == pytest.approx(33 / 1852) and (round(e.lo, 4), round(e.hi, 4)) == (0.0127, 0.0249)
+    zero = wilson(0, 1852)
+    assert zero.value == 0 == zero.lo and 0.001 < zero.hi < 0.003  # nothing seen still leaves an upper bound
+    assert all(math.isnan(v) for v in wilson(0, 0))
 
 
 def test_direction_round_trip_and_score(tmp_path):

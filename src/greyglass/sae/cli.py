@@ -257,7 +257,8 @@ def run_meta(args: argparse.Namespace) -> int:
 def run_freq_experiment(args: argparse.Namespace) -> int:
     from ..cli import model_from_args
     from .absorption import AbsorptionConfig
-    from .freq_experiment import FreqExperimentConfig, run_experiment
+    from ..plots import save_svg
+    from .freq_experiment import FreqExperimentConfig, figures, run_experiment
 
     cfg = from_namespace(FreqExperimentConfig, args)
     tcfg = from_namespace(TrainConfig, args)
@@ -268,6 +269,8 @@ def run_freq_experiment(args: argparse.Namespace) -> int:
     write_config(out, "sae_freq_experiment", experiment=cfg, train=tcfg, corpus=corpus, absorption=acfg,
                  model=lm.provenance(), corpus_fingerprint=corpus_fingerprint(corpus), seed=tcfg.seed)
     results = run_experiment(lm, cfg, tcfg, corpus, acfg, out, progress=not args.no_progress, resume=args.resume)
+    for name, svg in figures(results["rows"]).items():
+        save_svg(out / name, svg)
     write_results(out, results)
     print(results["markdown"])
     print(f"results: {out / 'results.json'}")

@@ -21,7 +21,9 @@ from ..config import check_positive
 from ..data.corpus import CorpusConfig
 from ..errors import GreyglassError
 from ..models import LoadedModel
+from ..plots import Series, line_chart
 from ..runs import write_config, write_results
+from ..stats import wilson
 from .absorption import AbsorptionConfig, first_letter_absorption
 from .config import SAEConfig, TrainConfig
 from .evaluate import EvalConfig, evaluate
@@ -94,11 +96,32 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, tcfg: TrainConfig
                       "explained_variance": round(ev["explained_variance"], 4),
                       "ce_loss_recovered": round(ev["ce_loss_recovered"], 4),
                       "dead_fraction": round(ev["dead_fraction"], 4), "dense_fraction": round(ev["dense_fraction"], 4),
-                      "absorption_rate": ab["absorption_rate"],
+                      "absorption_rate": ab["absorption_rate"], "absorption_ci": _absorption_ci(ab),
                       "partial_absorption_fraction": ab["partial_absorption_fraction"], "sae": str(folder),
                       "absorption_run": str(ground_truth)})
     return {"rows": table, "train_tokens": trained.tokens, "train_seconds": round(trained.seconds, 1),
             "markdown": markdown_table(table)}
+
+
+def _absorption_ci(ab: dict[str, Any]) -> dict[str, float]:
+    """The overall absorption rate (absorbed / probe-right words) with its Wilson 95% interval."""
+    letters = ab["letters"].values()
+    return wilson(sum(r["absorbed"] for r in letters), sum(r["probe_right"] for r in letters)).as_dict()
+
+
+def figures(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """SVGs against the measured L0, one line per variant: explained variance, and absorption (95% band)."""
+    def series(variant: str, y) -> Series:
+        mine = [r for r in rows if r["variant"] == variant]
+        return Series(variant, [r["l0"] for r in mine], *zip(*[y(r) for r in mine]))
+
+    ev = [series(v, lambda r: (r["explained_variance"],)) for v in VARIANTS]
+    ab = [series(v, lambda r: (100 * r["absorption_rate"], 100 * r["absorption_ci"]["ci_low"],
+                               100 * r["absorption_ci"]["ci_high"])) for v in VARIANTS]
+    return {"frontier.svg": line_chart(ev, "Reconstruction against sparsity", "L0 (active latents per token)",
+                                       "explained variance"),
+            "absorption.svg": line_chart(ab, "First-letter absorption against sparsity", "L0 (active latents per token)",
+                                         "% of probe-right words absorbed")}
 
 
 def _save_absorption_run(run: Path, sae_folder: Path, lm: LoadedModel, acfg: AbsorptionConfig,
