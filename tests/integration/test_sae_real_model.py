@@ -32,7 +32,9 @@ def test_trained_topk_sae_recovers_most_of_the_loss(smollm, tmp_path):
     assert r["ce_clean"] < r["ce_sae"] < r["ce_zero"]  # splicing costs something, far less than zeroing
     assert r["kl_sae"] < r["kl_zero"]
     assert r["ce_loss_recovered"] > 0.5
-    assert r["explained_variance"] > 0.5 and r["cosine"] > 0.8
+    # ~0.5 after 40k tokens of training; an untrained SAE explains nothing (the sink rows, which
+    # once let any SAE reach 0.99, are left out)
+    assert r["explained_variance"] > 0.35 and r["cosine"] > 0.8
     # the saved SAE reads raw activations exactly as the trained one did
     x = next(store.activations(SITE, batch_size=256, shuffle=False))
     torch.testing.assert_close(sae.encode(x), result.saes[0].encode(x), rtol=1e-3, atol=1e-3)
