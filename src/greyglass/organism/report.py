@@ -114,7 +114,7 @@ def organism_probe_section(config: dict[str, Any], results: dict[str, Any], fold
     elif outcome == "ties":
         name, (c_layer, c) = max(own_best.items(), key=lambda kv: _strength(kv[1][1]))
         headline = (f"A generic probe separates triggered from plain prompts at layer {layer} (AUROC {a['value']:.2f}), "
-                    f"but a control does about as well ({name}: {_strength(c):.2f} at layer {c_layer}), so this does "
+                    f"but a control does about as well or better ({name}: {_strength(c):.2f} at layer {c_layer}), so this does "
                     "not show the model 'knows' it is about to defect.")
     else:
         headline = ("No layer's generic probe reliably separates triggered from plain prompts in this small model; "
