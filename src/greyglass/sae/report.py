@@ -12,7 +12,7 @@ from typing import Any
 
 from ..plots import bar_chart
 from ..report.build import builder
-from ..report.section import Section, provenance
+from ..report.section import Section, fmt, provenance
 
 
 def _eval_of(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -143,5 +143,39 @@ def meta_section(config: dict[str, Any], results: dict[str, Any], folder: Path) 
         kind="meta-SAE", title="Are the SAE's features made of smaller parts?", headline=headline, numbers=numbers,
         shows=["Whether the SAE's feature directions decompose into a few shared components (Bussmann et al.)."],
         does_not_show=["That the components are meaningful on their own: read their member features first."],
+        provenance=provenance(config, str(folder)),
+    )
+
+
+@builder("sae_freq_experiment")
+def freq_experiment_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
+    rows = results["rows"]
+    ci = {id(r): r.get("absorption_ci", {"value": r["absorption_rate"]}) for r in rows}
+    pairs = [(plain, freq) for plain in rows for freq in rows
+             if freq["variant"] == plain["variant"] + "+freq" and freq["target_l0"] == plain["target_l0"]]
+    lower = sum(ci[id(f)].get("ci_high", 1.0) < ci[id(p)].get("ci_low", 0.0) for p, f in pairs)
+    higher = sum(ci[id(f)].get("ci_low", 0.0) > ci[id(p)].get("ci_high", 1.0) for p, f in pairs)
+    shift = max(abs(f["explained_variance"] - p["explained_variance"]) for p, f in pairs)
+    if lower and not higher:
+        headline = (f"Charging rare features more than common ones lowered feature absorption in {lower} of {len(pairs)} "
+                    "comparisons at matched sparsity, beyond the intervals.")
+    elif higher and not lower:
+        headline = (f"Charging rare features more than common ones raised feature absorption in {higher} of {len(pairs)} "
+                    "comparisons at matched sparsity, beyond the intervals.")
+    else:
+        headline = (f"Charging rare features more than common ones made no difference to feature absorption that this run "
+                    f"can detect ({len(pairs)} comparisons at matched sparsity); explained variance moved by at most {shift:.3f}.")
+    numbers = [(f"{r['variant']}, L0 {r['l0']:.0f} (target {r['target_l0']})",
+                f"absorbed {fmt(ci[id(r)], percent=True)}; explained variance {r['explained_variance']:.3f}; CE recovered "
+                f"{100 * r['ce_loss_recovered']:.1f}%; dead {100 * r['dead_fraction']:.1f}%; dense {100 * r['dense_fraction']:.1f}%")
+               for r in rows]
+    figures = [folder / name for name in ("frontier.svg", "absorption.svg")]
+    return Section(
+        kind="frequency-aware sparsity", title="Does making common features cheaper stop features quietly missing cases?",
+        headline=headline, numbers=numbers, figure_svg="".join(p.read_text() for p in figures if p.exists()),
+        shows=["SAEs trained on the same data with and without a cost that makes often-used features cheaper to "
+               "switch on, compared on reconstruction, the model's loss and first-letter absorption."],
+        does_not_show=["Other seeds, sites, models or SAE widths: one run, one layer.",
+                       "Absorption of concepts other than first letters."],
         provenance=provenance(config, str(folder)),
     )
