@@ -41,6 +41,17 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 
+def add_out_args(parser: argparse.ArgumentParser, kind: str, resume: str | None = None, progress: bool = True,
+                 what: str = "run folder") -> None:
+    """--out, whose default is where `runs.default_run_dir(kind)` puts the run; --resume with its help,
+    where the command can resume; --no-progress."""
+    parser.add_argument("--out", help=f"{what} (default: runs/{kind}/<time>)")
+    if resume:
+        parser.add_argument("--resume", action="store_true", help=resume)
+    if progress:
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def model_from_args(args: argparse.Namespace):
     from .models import load_model
 

@@ -18,7 +18,7 @@ from .tasks import EVALS, explain
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_model_args
+    from ..cli import add_model_args, add_out_args
 
     p = sub.add_parser("eval", help="run a behavioural alignment eval (sycophancy, advanced-ai-risk, ...)",
                        description="Ask a model multiple-choice eval items, score each answer by log-probability, "
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(p, HttpConfig)
     p.add_argument("--probe", metavar="DIR", help="a saved Direction (probe or steering vector): record its score at "
                    "the answer position during the same forward pass and report its AUROC for the behaviour")
-    add_run_folder_args(p, "eval")
+    add_out_args(p, "eval", resume="continue an interrupted run in --out")
     p.set_defaults(func=run)
 
     generating = {
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         g = sub.add_parser(kind.replace("_", "-"), help=short, description=long)
         add_model_args(g)
         add_arguments(g, cls)
-        add_run_folder_args(g, kind)
+        add_out_args(g, kind, resume="continue an interrupted run in --out")
         g.set_defaults(func=partial(run_generating_eval, cls=cls, kind=kind, runner=runner, explainer=explainer))
 
     s = sub.add_parser("serve-model", help="serve a local model (optionally steered) over an OpenAI-compatible API",
@@ -62,12 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--name", help="model name reported to clients (default: the model's name)")
     s.add_argument("--max-seconds", type=float, help="stop by itself after this long (for scripts and tests)")
     s.set_defaults(func=serve)
-
-
-def add_run_folder_args(p: argparse.ArgumentParser, kind: str) -> None:
-    p.add_argument("--out", help=f"run folder (default: runs/{kind}/<time>)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

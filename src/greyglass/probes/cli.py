@@ -13,7 +13,7 @@ from .transfer import TransferConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_model_args
+    from ..cli import add_model_args, add_out_args
 
     p = sub.add_parser("probe", help="linear probes: layer sweeps, transfer between datasets, lying localisation")
     jobs = p.add_subparsers(dest="probe_command", metavar="JOB", required=True)
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "held-out statements. Writes results.json, accuracy_by_layer.svg and every probe.")
     add_model_args(s)
     add_arguments(s, SweepConfig)
-    _add_out(s)
+    add_out_args(s, "probe_sweep")
     s.set_defaults(func=run_sweep)
 
     t = jobs.add_parser("transfer", help="train on each statement set, test on each other set",
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "each set (rows) on every set (columns).")
     add_model_args(t)
     add_arguments(t, TransferConfig)
-    _add_out(t)
+    add_out_args(t, "probe_transfer")
     t.set_defaults(func=run_transfer)
 
     ly = jobs.add_parser("lying", help="where is an instructed lie decided? behaviour, probe flip, activation patching",
@@ -40,13 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "attention heads restore the honest answer when patched in (Campbell et al.).")
     add_model_args(ly)
     add_arguments(ly, LyingConfig)
-    _add_out(ly)
+    add_out_args(ly, "probe_lying")
     ly.set_defaults(func=run_lying)
-
-
-def _add_out(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", help="run folder (default: runs/<kind>/<time>)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _run(args: argparse.Namespace, cfg, kind: str, job, describe) -> tuple[dict, Path]:

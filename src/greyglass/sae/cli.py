@@ -22,7 +22,7 @@ _FROM_DATA = ("d_in", "d_sae", "k", "model_name", "hook_name", "context_size", "
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_model_args
+    from ..cli import add_model_args, add_out_args
 
     sae = sub.add_parser("sae", help="train and evaluate sparse autoencoders")
     commands = sae.add_subparsers(dest="sae_command", metavar="SAE_COMMAND", required=True)
@@ -41,9 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(t, SAEConfig, skip=_FROM_DATA)
     add_arguments(t, TrainConfig)
     add_arguments(t, CorpusConfig, skip=("seed", "split"))
-    t.add_argument("--out", help="run folder (default: runs/sae/<time>)")
-    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_out_args(t, "sae", resume="continue from the checkpoint in --out")
     t.set_defaults(func=run_train)
 
     e = commands.add_parser("eval", help="evaluate an SAE on held-out text (reconstruction and downstream loss)")
@@ -52,8 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--site", help="site to splice the SAE into (default: the SAE's own)")
     add_arguments(e, EvalConfig)
     add_arguments(e, CorpusConfig, skip=("split",))
-    e.add_argument("--out", help="run folder (default: runs/sae_eval/<time>)")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_out_args(e, "sae_eval")
     e.set_defaults(func=run_eval)
 
     from .absorption import AbsorptionConfig
@@ -66,8 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(a)
     a.add_argument("--site", help="site the SAE reads (default: the SAE's own)")
     add_arguments(a, AbsorptionConfig)
-    a.add_argument("--out", help="run folder (default: runs/sae_absorption/<time>)")
-    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_out_args(a, "sae_absorption")
     a.set_defaults(func=run_absorption)
 
     w = commands.add_parser("absorption-weights", help="find absorbing (parent, child) latent pairs from the weights alone",
@@ -78,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--block", type=int, default=1024, help="parents scored at once (default: 1024)")
     w.add_argument("--no-rates", action="store_true", help="ignore the saved firing rates")
     w.add_argument("--ground-truth", help="a `greyglass sae absorption` run folder to validate against")
-    w.add_argument("--out", help="run folder (default: runs/sae_absorption_weights/<time>)")
+    add_out_args(w, "sae_absorption_weights", progress=False)
     w.set_defaults(func=run_absorption_weights)
 
     m = commands.add_parser("meta", help="train a meta-SAE on an SAE's decoder rows",
@@ -88,8 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(m)
     m.add_argument("--no-lens", action="store_true", help="skip the logit lens (no model is loaded)")
     add_arguments(m, MetaConfig)
-    m.add_argument("--out", help="run folder (default: runs/sae_meta/<time>)")
-    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_out_args(m, "sae_meta")
     m.set_defaults(func=run_meta)
 
     from .freq_experiment import FreqExperimentConfig
@@ -103,9 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(f, TrainConfig)
     add_arguments(f, CorpusConfig, skip=("seed", "split"))
     add_arguments(f, AbsorptionConfig, skip=("batch_size", "seed"))
-    f.add_argument("--out", help="run folder (default: runs/sae_freq_experiment/<time>)")
-    f.add_argument("--resume", action="store_true", help="continue the training from the checkpoint in --out")
-    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_out_args(f, "sae_freq_experiment", resume="continue the training from the checkpoint in --out")
     f.set_defaults(func=run_freq_experiment)
 
 

@@ -12,7 +12,7 @@ from .effect import CAA_BEHAVIORS, EffectConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_model_args
+    from ..cli import add_model_args, add_out_args
 
     s = sub.add_parser("steer", help="print baseline and steered generations side by side",
                        description="Add COEF times a saved direction (steering vector or probe) to the residual "
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--coef", type=float, default=4.0, help="coefficient on the vector (default: 4.0)")
     s.add_argument("--prompt", action="append", required=True, help="prompt (repeatable)")
     s.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default: 40)")
-    s.add_argument("--out", help="run folder (default: runs/steer/<time>)")
+    add_out_args(s, "steer", progress=False)
     s.set_defaults(func=run_steer)
 
     v = sub.add_parser("steer-vector", help="build a steering vector from contrast pairs or CAA items",
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--layer", type=int, required=True, help="layer whose resid_post the vector lives in")
     v.add_argument("--method", choices=["mean_diff", "pca"], default="mean_diff", help="(default: mean_diff)")
     v.add_argument("--n-items", type=int, default=100, help="CAA items to use (default: 100)")
-    v.add_argument("--out", help="direction folder (default: runs/steer_vector/<time>)")
+    add_out_args(v, "steer_vector", progress=False, what="direction folder")
     v.set_defaults(func=run_vector)
 
     e = sub.add_parser("steer-effect", help="measure a steering vector's effect on held-out CAA A/B items",
@@ -46,8 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(e)
     add_arguments(e, EffectConfig)
     e.add_argument("--vector", help="measure this saved direction instead of building one")
-    e.add_argument("--out", help="run folder (default: runs/steer_effect/<time>)")
-    e.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_out_args(e, "steer_effect")
     e.set_defaults(func=run_effect)
 
 

@@ -15,7 +15,7 @@ from .reader import ActivationStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_model_args
+    from ..cli import add_model_args, add_out_args
 
     p = sub.add_parser("capture", help="capture activations at sites over a corpus into a store",
                        description="Run the model over a corpus and store activations at the given "
@@ -25,9 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="site to capture, e.g. blocks.15.hook_resid_post or resid_post.15 (repeatable)")
     add_arguments(p, CaptureConfig, skip=("sites",))
     add_arguments(p, CorpusConfig)
-    p.add_argument("--out", help="store folder (default: runs/capture/<time>)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted capture in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_out_args(p, "capture", resume="continue an interrupted capture in --out", what="store folder")
     p.set_defaults(func=run_capture)
 
     i = sub.add_parser("info", help="describe an activation store")
