@@ -8,7 +8,8 @@ text (`evaluate`) and on the first-letter benchmark (`first_letter_absorption`).
 Each SAE's first-letter results are also saved as an absorption run folder (`absorption/<sae>/`),
 the ground truth for validating the weights-only detector on it.
 Matched L0: TopK uses k = L0 exactly; JumpReLU uses `target_l0 = L0` (with the cost on, the
-target is on the weighted L0, so the real L0 is reported and may differ).
+weights are rescaled to average 1 over firings, so the target stays on the real L0); the
+measured L0 is reported, since a penalty only lands near its target.
 """
 
 from __future__ import annotations

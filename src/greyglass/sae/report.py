@@ -150,11 +150,13 @@ def meta_section(config: dict[str, Any], results: dict[str, Any], folder: Path) 
 @builder("sae_freq_experiment")
 def freq_experiment_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
     rows = results["rows"]
-    ci = {id(r): r.get("absorption_ci", {"value": r["absorption_rate"]}) for r in rows}
+    def ci(r: dict[str, Any]) -> dict[str, float]:  # runs from before the interval was recorded have none
+        return r.get("absorption_ci", {"value": r["absorption_rate"]})
+
     pairs = [(plain, freq) for plain in rows for freq in rows
              if freq["variant"] == plain["variant"] + "+freq" and freq["target_l0"] == plain["target_l0"]]
-    lower = sum(ci[id(f)].get("ci_high", 1.0) < ci[id(p)].get("ci_low", 0.0) for p, f in pairs)
-    higher = sum(ci[id(f)].get("ci_low", 0.0) > ci[id(p)].get("ci_high", 1.0) for p, f in pairs)
+    lower = sum(ci(f).get("ci_high", 1.0) < ci(p).get("ci_low", 0.0) for p, f in pairs)
+    higher = sum(ci(f).get("ci_low", 0.0) > ci(p).get("ci_high", 1.0) for p, f in pairs)
     shift = max(abs(f["explained_variance"] - p["explained_variance"]) for p, f in pairs)
     if lower and not higher:
         headline = (f"Charging rare features more than common ones lowered feature absorption in {lower} of {len(pairs)} "
@@ -166,7 +168,7 @@ def freq_experiment_section(config: dict[str, Any], results: dict[str, Any], fol
         headline = (f"Charging rare features more than common ones made no difference to feature absorption that this run "
                     f"can detect ({len(pairs)} comparisons at matched sparsity); explained variance moved by at most {shift:.3f}.")
     numbers = [(f"{r['variant']}, L0 {r['l0']:.0f} (target {r['target_l0']})",
-                f"absorbed {fmt(ci[id(r)], percent=True)}; explained variance {r['explained_variance']:.3f}; CE recovered "
+                f"absorbed {fmt(ci(r), percent=True)}; explained variance {r['explained_variance']:.3f}; CE recovered "
                 f"{100 * r['ce_loss_recovered']:.1f}%; dead {100 * r['dead_fraction']:.1f}%; dense {100 * r['dense_fraction']:.1f}%")
                for r in rows]
     figures = [folder / name for name in ("frontier.svg", "absorption.svg")]
