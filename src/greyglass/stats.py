@@ -1,7 +1,11 @@
 """Honest numbers: AUROC, TPR at a fixed FPR, bootstrap and Wilson confidence intervals.
 
-Every metric greyglass reports comes with a 95% interval from a seeded percentile bootstrap
-over items, so a reader can tell a real effect from noise.
+Every metric greyglass reports comes with a 95% interval from a seeded percentile bootstrap,
+so a reader can tell a real effect from noise. Where items cluster (statements of one fact,
+biographies around one question, words of one letter) the bootstrap resamples whole clusters:
+resampling rows would treat near-copies as independent evidence and give intervals that are
+too narrow. Proportions use `proportion_ci`, which never returns a zero-width interval from a
+finite sample (a percentile bootstrap of all-0 outcomes is "0% (0-0%)").
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
+from scipy.stats import rankdata
 
 
 class Estimate(NamedTuple):
@@ -29,22 +34,8 @@ def auroc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarr
     pos, neg = s[y], s[~y]
     if len(pos) == 0 or len(neg) == 0:
         return float("nan")
-    ranks = _average_ranks(np.concatenate([pos, neg]))
+    ranks = rankdata(np.concatenate([pos, neg]))  # ties get their average rank
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    sorted_x = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
 
 
 def tpr_at_fpr(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, fpr: float = 0.01) -> float:
@@ -61,18 +52,25 @@ def tpr_at_fpr(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.
 def bootstrap(
     metric: Callable[..., float],
     *arrays: Sequence | np.ndarray,
+    groups: Sequence | np.ndarray | None = None,
     n: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> Estimate:
-    """`metric(*arrays)` with a percentile-bootstrap interval, resampling items (rows) jointly."""
+    """`metric(*arrays)` with a percentile-bootstrap interval, resampling rows jointly.
+
+    With `groups` (one label per row), whole groups are resampled instead (a cluster
+    bootstrap): each resample draws as many groups as there are, with replacement, and keeps
+    every row of each drawn group.
+    """
     arrs = [np.asarray(a) for a in arrays]
     value = float(metric(*arrs))
     rng = np.random.default_rng(seed)
+    draw = _cluster_draw(groups, len(arrs[0])) if groups is not None else None
     m = len(arrs[0])
     samples = []
     for _ in range(n):
-        idx = rng.integers(0, m, m)
+        idx = draw(rng) if draw is not None else rng.integers(0, m, m)
         v = metric(*(a[idx] for a in arrs))
         if np.isfinite(v):
             samples.append(v)
@@ -83,12 +81,47 @@ def bootstrap(
     return Estimate(value, float(lo), float(hi))
 
 
-def mean_ci(values: Sequence[float] | np.ndarray, n: int = 1000, seed: int = 0) -> Estimate:
-    """The mean with a bootstrap 95% interval."""
-    return bootstrap(np.mean, values, n=n, seed=seed)
+def _cluster_draw(groups: Sequence | np.ndarray, m: int) -> Callable[[np.random.Generator], np.ndarray]:
+    labels = np.asarray(groups)
+    if len(labels) != m:
+        raise ValueError(f"groups has {len(labels)} labels for {m} rows")
+    _, inverse = np.unique(labels, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    return lambda rng: np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> Estimate:
+def n_groups(groups: Sequence | np.ndarray | None, m: int) -> int:
+    """How many independent units `m` rows hold: the distinct groups, or the rows when ungrouped."""
+    return m if groups is None else len(np.unique(np.asarray(groups)))
+
+
+def mean_ci(values: Sequence[float] | np.ndarray, groups: Sequence | np.ndarray | None = None,
+            n: int = 1000, seed: int = 0) -> Estimate:
+    """The mean with a bootstrap 95% interval (a cluster bootstrap when `groups` is given)."""
+    return bootstrap(np.mean, values, groups=groups, n=n, seed=seed)
+
+
+def proportion_ci(outcomes: Sequence[float] | np.ndarray, groups: Sequence | np.ndarray | None = None,
+                  n: int = 1000, seed: int = 0) -> Estimate:
+    """The share of positive outcomes (0/1, or a mean of probabilities) with a 95% interval
+    that is never zero-width.
+
+    Ungrouped: the Wilson interval. Grouped: the cluster bootstrap, widened to cover the Wilson
+    interval computed as if each group were one observation (the worst case, every row of a
+    group alike), since a bootstrap over few clusters, or of all-0/all-1 outcomes, is too narrow.
+    """
+    x = np.asarray(outcomes, dtype=float)
+    if len(x) == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"))
+    units = n_groups(groups, len(x))
+    worst = wilson(float(x.mean()) * units, units)
+    if groups is None:
+        return Estimate(float(x.mean()), worst.lo, worst.hi)
+    boot = bootstrap(np.mean, x, groups=groups, n=n, seed=seed)
+    return Estimate(float(x.mean()), min(boot.lo, worst.lo), max(boot.hi, worst.hi))
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> Estimate:
     """A proportion with its Wilson 95% interval: unlike a bootstrap, not [0, 0] when nothing happened."""
     if n <= 0:
         return Estimate(float("nan"), float("nan"), float("nan"))

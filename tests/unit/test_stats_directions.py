@@ -6,7 +6,7 @@ import torch
 
 from greyglass import GreyglassError
 from greyglass.directions import Direction
-from greyglass.stats import auroc, bootstrap, mean_ci, tpr_at_fpr
+from greyglass.stats import auroc, bootstrap, mean_ci, proportion_ci, tpr_at_fpr
 
 
 def test_auroc_matches_pairwise_definition():
@@ -32,6 +32,32 @@ def test_bootstrap_interval_contains_the_truth_and_shrinks():
     assert (large.hi - large.lo) < (small.hi - small.lo)
     est = bootstrap(auroc, rng.normal(size=100), rng.integers(0, 2, 100), n=200)
     assert est.lo <= est.value <= est.hi
+
+
+def test_cluster_bootstrap_is_wider_than_the_row_bootstrap_for_near_copies():
+    # 15 questions, each asked with 40 biographies that barely change the answer: 600 rows but
+    # only 15 independent units, so the honest interval is the width of a 15-item sample.
+    rng = np.random.default_rng(2)
+    per_question = rng.uniform(0, 1, 15)
+    values = np.repeat(per_question, 40) + rng.normal(0, 0.01, 600)
+    groups = np.repeat(np.arange(15), 40)
+    rows, clusters = mean_ci(values), mean_ci(values, groups=groups)
+    assert clusters.value == pytest.approx(rows.value)
+    assert (clusters.hi - clusters.lo) > 4 * (rows.hi - rows.lo)
+    few = mean_ci(per_question)
+    assert (clusters.hi - clusters.lo) == pytest.approx(few.hi - few.lo, rel=0.35)
+    with pytest.raises(ValueError, match="3 labels for 600 rows"):
+        mean_ci(values, groups=[0, 1, 2])
+
+
+def test_proportion_interval_is_never_zero_width():
+    # The organism table printed "0% (0-0%)" from a percentile bootstrap of 30 zeros.
+    assert (mean_ci(np.zeros(30)).lo, mean_ci(np.zeros(30)).hi) == (0.0, 0.0)
+    for est in (proportion_ci(np.zeros(30)), proportion_ci(np.ones(30)), proportion_ci(np.zeros(30), groups=np.arange(30) // 3)):
+        assert est.hi - est.lo > 0.05
+    grouped = proportion_ci(np.zeros(30), groups=np.arange(30) // 3)  # 10 clusters: as wide as 10 observations
+    assert grouped.hi == pytest.approx(proportion_ci(np.zeros(10)).hi)
+    assert proportion_ci([1, 0, 1, 1]).value == 0.75
 
 
 def test_wilson_interval():
