@@ -1,6 +1,7 @@
 """Frequency-aware sparsity: the cost weights, the firing-rate average, and each architecture's
 use of the cost, checked against naive dense computations."""
 
+import json
 import math
 
 import pytest
@@ -120,3 +121,91 @@ def test_training_with_frequency_cost_tracks_firing_rates(tmp_path):
     assert sae.fire_rate.sum().item() == pytest.approx(4.0, rel=0.05)  # k latents per token in all
     assert result.metrics[0]["l0"] == pytest.approx(4.0)
     assert sae.cost_weights().min() >= cfg.freq_cost_floor
+
+
+# ---- inference uses the selection rule training used (issue 13, item 5) --------------------
+
+def test_topk_with_cost_encodes_at_inference_as_it_selected_in_training(tmp_path):
+    sae, x = _sae("topk"), _x()
+    inference = sae.eval().encode_topk(x).indices.sort(-1).values  # before training moves the rates
+    trained = sae.train()(x).indices.sort(-1).values
+    assert torch.equal(inference, trained)
+    # and the saved folder gives back the same encoder (the rates travel with it)
+    sae.eval()
+    loaded = SparseAutoencoder.load(sae.save(tmp_path / "topk"))
+    torch.testing.assert_close(loaded.fire_rate, sae.fire_rate)
+    torch.testing.assert_close(loaded.encode(x), sae.encode(x), rtol=1e-5, atol=1e-5)
+
+
+def test_batchtopk_with_cost_fires_at_inference_where_training_kept():
+    sae, x = _sae("batchtopk"), _x()
+    w = sae.cost_weights()
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    rates = sae.fire_rate.clone()
+    sae(x)  # one training step: learns the threshold
+    sae.fire_rate.copy_(rates)  # the rates it selected with (the step then moved them)
+    ranked = torch.where(pre > 0, pre - w, 0.0)
+    cut = ranked.flatten().topk(4 * len(x)).values.min()
+    kept = (ranked >= cut) & (pre > 0)
+    assert sae.threshold.item() == pytest.approx(cut.item())  # learned on pre - cost, where it chose
+    fired = sae.eval().encode(x) > 0
+    # the same latents, except the one sitting exactly at the threshold (SAELens's strict `>`)
+    assert (fired & ~kept).sum() == 0 and (kept & ~fired).sum() <= 1
+    torch.testing.assert_close(sae.inference_threshold(), sae.threshold + 1.0 * w)
+
+
+def test_batchtopk_with_cost_folder_is_the_trained_encoder(tmp_path):
+    sae, x = _sae("batchtopk"), _x()
+    sae(x)
+    sae.eval()
+    loaded = SparseAutoencoder.load(sae.save(tmp_path / "btk"))
+    assert loaded.cfg.architecture == "jumprelu"  # per-latent thresholds threshold + cost, as SAELens reads it
+    fresh = torch.randn(256, D_IN, generator=torch.Generator().manual_seed(9)) * 2
+    torch.testing.assert_close(loaded.encode(fresh), sae.encode(fresh), rtol=1e-5, atol=1e-5)
+
+
+def test_jumprelu_with_cost_selects_by_its_thresholds_alone():
+    sae, x = _sae("jumprelu", jumprelu_init_threshold=0.2), _x()
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    torch.testing.assert_close(sae.eval().encode(x), pre.relu() * (pre > sae.threshold))
+    assert torch.equal(sae.train()(x).latents > 0, pre > sae.threshold)
+
+
+def test_saelens_view_of_a_frequency_aware_topk_is_a_plain_topk(tmp_path):
+    from greyglass.sae.io import read_training, saelens_encoder
+
+    sae, x = _sae("topk"), _x()
+    sae.eval()
+    plain = saelens_encoder(sae)
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    by_pre = pre.topk(4, dim=-1).indices
+    expected = torch.zeros_like(pre).scatter(1, by_pre, pre.gather(1, by_pre).relu())
+    torch.testing.assert_close(plain.encode(x), expected, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(plain.encode(x) > 0, sae.encode(x) > 0)
+    assert saelens_encoder(_sae("batchtopk")) is None and saelens_encoder(_sae("jumprelu")) is None
+    folder = sae.save(tmp_path / "topk")
+    assert "SAELens selects by pre-activation alone" in read_training(folder)["saelens_reads"]
+    assert "greyglass selects" in json.loads((folder / "cfg.json").read_text())["metadata"]["greyglass_note"]
+
+
+def test_folders_saved_before_the_cost_travelled_load_as_the_plain_encoder_they_were(tmp_path):
+    from greyglass.sae.io import FREQUENCY
+
+    sae, x = _sae("topk"), _x()
+    folder = sae.eval().save(tmp_path / "old")
+    (folder / FREQUENCY).unlink()
+    loaded = SparseAutoencoder.load(folder)
+    assert loaded.cfg.freq_cost == "none"
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    assert torch.equal(loaded.encode(x) > 0, torch.zeros_like(pre, dtype=torch.bool).scatter(1, pre.topk(4, -1).indices, True) & (pre > 0))
+
+
+def test_a_broken_frequency_file_is_a_clear_error(tmp_path):
+    from safetensors.torch import save_file
+
+    from greyglass.sae.io import FREQUENCY
+
+    folder = _sae("topk").eval().save(tmp_path / "bad")
+    save_file({"fire_rate": torch.ones(3)}, str(folder / FREQUENCY))
+    with pytest.raises(GreyglassError, match=r"frequency.safetensors: needs a finite tensor fire_rate of shape \[48\]"):
+        SparseAutoencoder.load(folder)

@@ -6,8 +6,15 @@ A saved SAE is a folder:
 - `sae_weights.safetensors`: `W_enc [d_in, d_sae]`, `W_dec [d_sae, d_in]`, `b_enc`, `b_dec`,
   and `threshold [d_sae]` for JumpReLU (BatchTopK is saved as a JumpReLU);
 - `sparsity.safetensors`: key `sparsity`, log10 firing rate of each latent;
+- `frequency.safetensors` (greyglass only, with a frequency-aware cost): key `fire_rate`, the
+  firing-rate average the cost weights come from, so inference selects latents as training did;
 - `training.json` (greyglass only): the full `SAEConfig`, training settings and provenance.
 The input normalisation is folded into the weights, so the saved SAE reads raw activations.
+
+What SAELens computes from the folder is greyglass's encoder except for one case: a TopK SAE
+trained with a frequency-aware cost, which selects latents by `pre - cost` and which SAELens's
+TopK (selecting by `pre`) cannot express; `saelens_encoder` gives what a SAELens user gets.
+BatchTopK with the cost is exact in SAELens: its per-latent thresholds hold the cost.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
 SPARSITY = "sparsity.safetensors"
 TRAINING = "training.json"
+FREQUENCY = "frequency.safetensors"
 
 _SAELENS_ARCH = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}
 _FROM_SAELENS = {"standard": "relu", "relu": "relu", "topk": "topk", "jumprelu": "jumprelu"}
@@ -54,7 +62,29 @@ def saelens_cfg(cfg: SAEConfig) -> dict[str, Any]:
                activation_fn_str="topk" if arch == "topk" else "relu",
                activation_fn_kwargs={"k": cfg.k} if arch == "topk" else {},
                finetuning_scaling_factor=False)
+    if differs_in_saelens(cfg):
+        metadata["greyglass_note"] = SAELENS_TOPK_NOTE  # v6 keeps unknown metadata; not a flat key for pre-v6
     return out
+
+
+SAELENS_TOPK_NOTE = ("trained with a frequency-aware cost: greyglass selects the k latents by pre-activation "
+                     "minus each latent's cost (frequency.safetensors); SAELens selects by pre-activation alone")
+
+
+def differs_in_saelens(cfg: SAEConfig) -> bool:
+    """Whether SAELens computes another encoder from this SAE's folder than greyglass does."""
+    return cfg.architecture == "topk" and cfg.freq_cost != "none"
+
+
+def saelens_encoder(sae: SparseAutoencoder) -> SparseAutoencoder | None:
+    """The SAE a SAELens user gets from this SAE's folder (folded, eval mode), or None when it is
+    the SAE itself: a frequency-aware TopK becomes a plain TopK (SAELens has no selection cost)."""
+    if not differs_in_saelens(sae.cfg):
+        return None
+    flat = sae.folded()
+    plain = SparseAutoencoder(flat.cfg.with_updates(freq_cost="none")).to(flat.W_enc.device)
+    plain.load_state_dict({n: p for n, p in flat.named_parameters()})
+    return plain.eval()
 
 
 def save_sae(sae: SparseAutoencoder, folder: str | Path, sparsity: Tensor | None = None,
@@ -67,8 +97,12 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path, sparsity: Tensor | None
         save_file(tensors, str(tmp / WEIGHTS))
         if sparsity is not None:
             save_file({"sparsity": sparsity.detach().float().cpu().contiguous()}, str(tmp / SPARSITY))
+        if flat.cfg.freq_cost != "none":
+            save_file({"fire_rate": flat.fire_rate.detach().float().cpu().contiguous()}, str(tmp / FREQUENCY))
         (tmp / CFG).write_text(json.dumps(saelens_cfg(flat.cfg), indent=2) + "\n")
         meta = {"format": "greyglass-sae", "version": 1, "sae": asdict(sae.cfg), **(training or {})}
+        if differs_in_saelens(sae.cfg):
+            meta["saelens_reads"] = SAELENS_TOPK_NOTE
         (tmp / TRAINING).write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return folder
 
@@ -97,7 +131,18 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
     with torch.no_grad():
         for name, p in sae.named_parameters():
             p.copy_(tensors[name])
+        if cfg.freq_cost != "none":
+            sae.fire_rate.copy_(_read_fire_rate(folder / FREQUENCY, cfg.d_sae))
     return sae.eval()
+
+
+def _read_fire_rate(path: Path, d_sae: int) -> Tensor:
+    """The saved firing-rate average `[d_sae]` behind a frequency-aware SAE's cost."""
+    rate = _read_weights(path).get("fire_rate")
+    if rate is None or tuple(rate.shape) != (d_sae,) or not torch.isfinite(rate).all():
+        raise GreyglassError(f"{path}: needs a finite tensor fire_rate of shape [{d_sae}]; "
+                             "save the SAE again from its checkpoint")
+    return rate
 
 
 def load_sparsity(folder: str | Path) -> Tensor | None:
@@ -160,4 +205,7 @@ def _config_from_saelens(raw: dict[str, Any], folder: Path) -> SAEConfig:
     training = read_training(folder).get("sae") or {}
     names = {f.name for f in fields(SAEConfig)}
     kept = {k: v for k, v in training.items() if k in names and k not in ("architecture", "norm_scale", "b_dec_init")}
+    if not (folder / FREQUENCY).is_file():
+        # a folder saved before the cost travelled with the SAE: it was always evaluated without it
+        kept["freq_cost"] = "none"
     return SAEConfig(**{**kept, **values})

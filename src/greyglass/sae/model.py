@@ -12,6 +12,11 @@ carry over between models; saving folds it into the weights (see `folded`). The 
 - jumprelu:  pre * (pre > threshold) with per-latent thresholds trained by a straight-through
              estimator and an L0 penalty (or a target L0).
 TopK and BatchTopK never form the dense `[N, d_sae] @ W_dec` product in training (`kernels`).
+
+With a frequency-aware cost (`frequency`), inference uses the selection rule training used:
+TopK keeps the k largest `pre - cost`; BatchTopK's threshold is learned on `pre - cost`, so at
+inference latent i fires when `pre_i >= threshold + cost_i` (a per-latent JumpReLU threshold);
+JumpReLU's cost is in its penalty only, so its encoder is `pre > threshold` either way.
 """
 
 from __future__ import annotations
@@ -106,7 +111,8 @@ class SparseAutoencoder(nn.Module):
         if cfg.architecture == "jumprelu":
             self.threshold = nn.Parameter(torch.full((cfg.d_sae,), cfg.jumprelu_init_threshold))
         if cfg.architecture == "batchtopk":
-            self.register_buffer("threshold", torch.tensor(-1.0))  # < 0: not estimated yet
+            # -inf: not estimated yet (a learned one may be negative: it is on pre - cost)
+            self.register_buffer("threshold", torch.tensor(-math.inf))
         if cfg.freq_cost != "none":
             # moving average of each latent's firing rate; starts as if all fired equally often
             start = (cfg.target_l0 or cfg.k) / cfg.d_sae
@@ -149,7 +155,12 @@ class SparseAutoencoder(nn.Module):
         centred = x.float() * self.scale - self.b_dec  # [N, d_in]
         with torch.no_grad():
             pre = torch.addmm(self.b_enc, centred, self.W_enc)  # [N, d_sae]
-        return self._gathered(centred, pre, k or self.cfg.k)
+            scores = self._selection_scores(pre, self.cost_weights())
+        return self._gathered(centred, scores, k or self.cfg.k)
+
+    def _selection_scores(self, pre: Tensor, weights: Tensor | None) -> Tensor:
+        """What TopK and BatchTopK rank latents by: `pre`, less the frequency cost when there is one."""
+        return pre if weights is None else selection_scores(pre, weights, self.cfg.freq_cost_scale)
 
     def _gathered(self, centred: Tensor, scores: Tensor, k: int) -> TopKLatents:
         """The k highest-scoring latents per token, their values recomputed sparsely with gradients."""
@@ -170,14 +181,29 @@ class SparseAutoencoder(nn.Module):
             if arch == "relu":
                 latents = F.relu(pre)
             else:
-                latents = pre * (pre > self.inference_threshold())
+                latents = self._thresholded(pre)
         return latents.reshape(*shape, self.cfg.d_sae)
 
+    def _thresholded(self, pre: Tensor) -> Tensor:
+        """Inference JumpReLU / BatchTopK as SAELens computes it: `relu(pre) * (pre > threshold)`.
+
+        The comparison is strict, as in SAELens (also for its BatchTopK, saved as a JumpReLU):
+        an activation exactly at the threshold does not fire.
+        """
+        return F.relu(pre) * (pre > self.inference_threshold())
+
     def inference_threshold(self) -> Tensor:
-        """Per-latent (jumprelu) or single (batchtopk) threshold used outside training."""
-        if self.cfg.architecture == "batchtopk":
-            return self.threshold.clamp(min=0.0)
-        return self.threshold
+        """Per-latent threshold on the pre-activations used outside training.
+
+        BatchTopK learns one threshold on the selection scores `pre - cost`; on the
+        pre-activations that is `threshold + cost_i` per latent (one value without a cost).
+        """
+        if self.cfg.architecture != "batchtopk":
+            return self.threshold
+        weights = self.cost_weights()
+        cost = 0.0 if weights is None else self.cfg.freq_cost_scale * weights  # [d_sae] or 0
+        # clamp: never a negative threshold, since training never keeps a pre-activation <= 0
+        return (self.threshold + cost).clamp(min=0.0).expand(self.cfg.d_sae)
 
     # ---- decoding ---------------------------------------------------------------------------
 
@@ -211,12 +237,12 @@ class SparseAutoencoder(nn.Module):
         xn = x * self.scale  # [N, d_in]
         arch = self.cfg.architecture
         values = indices = latents = pre = None
-        weights = self.cost_weights() if self.training else None  # [d_sae] or None
+        weights = self.cost_weights()  # [d_sae] or None; in eval mode too, so the encoder is the trained one
         if arch == "topk" or (arch == "batchtopk" and self.training):
             centred = xn - self.b_dec  # [N, d_in]
             with torch.no_grad():
                 pre = torch.addmm(self.b_enc, centred, self.W_enc)  # [N, d_sae]: only chooses latents
-                scores = pre if weights is None else selection_scores(pre, weights, self.cfg.freq_cost_scale)
+                scores = self._selection_scores(pre, weights)
             top = self._gathered(centred, scores, self.cfg.k) if arch == "topk" else self._batch_topk(centred, pre, scores)
             values, indices = top
             recon_n = sparse_decode(values, indices, self.W_dec) + self.b_dec
@@ -231,13 +257,13 @@ class SparseAutoencoder(nn.Module):
             elif arch == "relu":
                 latents = F.relu(pre)
             else:
-                latents = pre * (pre > self.inference_threshold())
+                latents = self._thresholded(pre)
             recon_n = latents @ self.W_dec + self.b_dec
             fired = (latents > 0).any(0)
             l0 = (latents > 0).sum(-1).float().mean()
         mse = (recon_n - xn).pow(2).sum(-1).mean()
         aux = self._aux_loss(xn, recon_n, pre, latents, dead, sparsity_scale, weights)
-        if weights is not None:
+        if weights is not None and self.training:
             counts = torch.bincount(indices[values > 0], minlength=self.cfg.d_sae) if latents is None else (latents > 0).sum(0)
             update_rates(self.fire_rate, counts, len(x), self.cfg.freq_cost_decay)
         return SAEOutput(recon_n / self.scale, values, indices, latents, mse + aux, mse, aux, l0, fired)
@@ -246,7 +272,8 @@ class SparseAutoencoder(nn.Module):
         """The k*N highest-scoring latents over the batch, padded per token to `[N, k_max]`.
 
         `scores` rank the latents (the pre-activations, less the frequency cost if any); a latent
-        whose pre-activation is <= 0 never fires.
+        whose pre-activation is <= 0 never fires. The threshold is learned on the scores, the
+        rule that chose the latents (see `inference_threshold`).
         """
         with torch.no_grad():
             ranked = torch.where(pre > 0, scores, 0.0)  # [N, d_sae]
@@ -254,15 +281,15 @@ class SparseAutoencoder(nn.Module):
             cut = ranked.flatten().topk(n_keep, sorted=False).values.min()  # the batch threshold
             k_max = max(1, int((ranked >= cut).sum(-1).max()))
             indices = ranked.topk(k_max, dim=-1, sorted=False).indices
-            real = pre.gather(1, indices)  # [N, k_max]
-            mask = (ranked.gather(1, indices) >= cut) & (real > 0)
-            self._update_threshold(real[mask].min() if mask.any() else cut)
+            kept_scores = ranked.gather(1, indices)  # [N, k_max]
+            mask = (kept_scores >= cut) & (pre.gather(1, indices) > 0)
+            self._update_threshold(kept_scores[mask].min() if mask.any() else cut)
         values = F.relu(gather_dot(centred, self.W_enc.t().contiguous(), indices) + self.b_enc[indices]) * mask
         return TopKLatents(values, indices)
 
     @torch.no_grad()
     def _update_threshold(self, batch_min: Tensor) -> None:
-        if self.threshold < 0:
+        if torch.isinf(self.threshold):
             self.threshold.copy_(batch_min)
         else:
             self.threshold.mul_(_THRESHOLD_EMA).add_((1 - _THRESHOLD_EMA) * batch_min)
@@ -316,7 +343,8 @@ class SparseAutoencoder(nn.Module):
 
         encode(x) = act((x - b_dec/s) @ (s W_enc) + b_enc) and x_hat = latents @ (W_dec/s) + b_dec/s,
         so the latents are unchanged and a SAELens user needs no normalisation. BatchTopK
-        becomes a JumpReLU with its learned threshold on every latent.
+        becomes a JumpReLU with its learned threshold on every latent (plus the latent's cost when
+        trained with a frequency-aware cost: see `inference_threshold`).
         """
         s = self.scale
         arch = "jumprelu" if self.cfg.architecture == "batchtopk" else self.cfg.architecture
@@ -326,7 +354,9 @@ class SparseAutoencoder(nn.Module):
         out.b_enc.copy_(self.b_enc)
         out.b_dec.copy_(self.b_dec / s)
         if arch == "jumprelu":
-            out.threshold.copy_(self.inference_threshold().expand(self.cfg.d_sae))
+            out.threshold.copy_(self.inference_threshold())
+        if self.cfg.freq_cost != "none":
+            out.fire_rate.copy_(self.fire_rate)  # TopK's inference selection needs the cost
         return out.eval()
 
     def save(self, folder, sparsity: Tensor | None = None, training: dict | None = None):
