@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh machine (see README):
 #   make demo   installs into .venv and runs the main job on the embedded default model
-#   make test   installs into .venv and runs the whole test suite
+#   make test   installs into .venv and runs the whole test suite, then the SAELens
+#               interoperability test in .venv-saelens (installed too)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.greyglass-installed
 
-.PHONY: install chromium demo test test-fast bench saelens-check clean
+.PHONY: install chromium demo test test-fast bench saelens-install saelens-test saelens-check clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +28,9 @@ chromium:
 demo: install
 	$(BIN)/greyglass demo
 
-test: install chromium
+test: install chromium saelens-install
 	$(BIN)/python -m pytest -q
+	$(SAELENS_TEST)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -37,13 +39,27 @@ bench: install
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 # SAELens in an environment of its own (it is not a greyglass dependency): the interoperability
-# test with real SAELens, and the SAE training benchmark with SAELens's figure.
-SAELENS_VENV := .venv-saelens
-saelens-check:
+# test with real SAELens (part of `make test`), and the SAE training benchmark with SAELens's figure.
+# torch stays pinned in every install, so pip never swaps in a CUDA build to satisfy sae-lens.
+# GREYGLASS_REQUIRE_SAELENS=1 turns the test's skip (no sae_lens) into a failure.
+SAELENS_VENV  := .venv-saelens
+SAELENS_STAMP := $(SAELENS_VENV)/.greyglass-installed
+SAELENS_TEST  := GREYGLASS_REQUIRE_SAELENS=1 $(SAELENS_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+                 tests/unit/test_sae_saelens.py
+
+$(SAELENS_STAMP): pyproject.toml Makefile
 	test -x $(SAELENS_VENV)/bin/python || $(PYTHON) -m venv $(SAELENS_VENV)
+	$(SAELENS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(SAELENS_VENV)/bin/python -m pip install -q torch==2.13.0
-	$(SAELENS_VENV)/bin/python -m pip install -q sae-lens pytest -e .
-	$(SAELENS_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_sae_saelens.py
+	$(SAELENS_VENV)/bin/python -m pip install -q torch==2.13.0 "sae-lens==6.54.*" pytest -e .
+	touch $(SAELENS_STAMP)
+
+saelens-install: $(SAELENS_STAMP)
+
+saelens-test: saelens-install
+	$(SAELENS_TEST)
+
+saelens-check: saelens-test
 	$(SAELENS_VENV)/bin/python bench/sae_train.py
 
 clean:

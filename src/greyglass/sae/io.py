@@ -188,6 +188,9 @@ def _config_from_saelens(raw: dict[str, Any], folder: Path) -> SAEConfig:
     if norm != "none":
         raise GreyglassError(f"{where}: normalize_activations = {norm!r} needs a scaling factor this folder "
                              "does not hold; fold it into the weights and set it to 'none'")
+    if raw.get("rescale_acts_by_decoder_norm"):
+        raise GreyglassError(f"{where}: rescale_acts_by_decoder_norm = true (SAELens v6 TopK) is not supported; "
+                             "fold the decoder norms into W_enc, b_enc and W_dec and set it to false")
     for key in ("d_in", "d_sae"):
         if not isinstance(raw.get(key), int):
             raise GreyglassError(f"{where}: {key} is missing or not an integer")
