@@ -34,7 +34,13 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
     trained = [json.loads((tmp_path / "run" / "saes" / f / "training.json").read_text())["sae"]
                for f in sorted(p.name for p in (tmp_path / "run" / "saes").iterdir())]
     assert sorted(t["freq_cost"] for t in trained) == ["neglog"] * 4 + ["none"] * 4
-    assert "| topk+freq | 4 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| topk+freq | 4 |" in out
+    # a frequency-aware TopK's folder is a plain TopK to SAELens: that encoder is reported too
+    assert [x["variant"] for x in rows if "saelens_reads" in x] == ["topk+freq", "topk+freq"]
+    assert all(set(x["saelens_reads"]) == {"l0", "explained_variance", "ce_loss_recovered"} for x in rows
+               if "saelens_reads" in x)
+    assert "topk+freq at target L0 4 as SAELens reads its folder" in out
     assert all(0 <= x["absorption_ci"]["ci_low"] <= x["absorption_rate"] <= x["absorption_ci"]["ci_high"] for x in rows)
     assert "<svg" in (tmp_path / "run" / "frontier.svg").read_text() and (tmp_path / "run" / "absorption.svg").exists()
     # each SAE's first-letter run is a ground truth the weights-only detector validates against

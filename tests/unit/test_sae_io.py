@@ -44,3 +44,24 @@ def test_a_topk_that_rescales_by_decoder_norm_is_refused(tmp_path):
     (folder / "cfg.json").write_text(json.dumps({**cfg, "rescale_acts_by_decoder_norm": True}))
     with pytest.raises(GreyglassError, match="cfg.json: rescale_acts_by_decoder_norm = true"):
         load_sae(folder)
+
+
+def test_sae_eval_reports_what_saelens_reads_of_a_frequency_aware_topk(tiny_llama, tmp_path, capsys):
+    from greyglass.cli import main
+
+    model_dir = tmp_path / "model"
+    tiny_llama.model.save_pretrained(model_dir)
+    tiny_llama.tokenizer.save_pretrained(model_dir)
+    site = "blocks.1.hook_resid_post"
+    sae = SparseAutoencoder(SAEConfig(architecture="topk", d_in=tiny_llama.d_model, d_sae=128, k=4, hook_name=site,
+                                      freq_cost="neglog", freq_cost_scale=5.0, context_size=32))
+    sae.initialise_from(torch.randn(64, tiny_llama.d_model, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        sae.fire_rate.copy_(torch.logspace(-4, -0.5, 128))  # costs that change which latents win
+    folder = sae.eval().save(tmp_path / "sae")
+    assert main(["sae", "eval", str(folder), "--model", str(model_dir), "--tokens", "200", "--batch-windows", "4",
+                 "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
+    r = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert r["saelens_reads"]["l0"] <= 4 + 1e-6
+    assert r["saelens_reads"]["fvu"] != r["fvu"]  # another encoder, another reconstruction
+    assert "as SAELens reads this folder" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from ..errors import GreyglassError
 from ..runs import default_run_dir, write_config, write_results
 from .config import SAEConfig, TrainConfig
 from .evaluate import EvalConfig, evaluate, summary
-from .io import load_sae
+from .io import load_sae, saelens_encoder
 
 # SAEConfig fields the data decides (width, site, model, windows) rather than a flag
 _FROM_DATA = ("d_in", "d_sae", "k", "model_name", "hook_name", "context_size", "prepend_bos", "norm_scale")
@@ -168,8 +168,13 @@ def run_eval(args: argparse.Namespace) -> int:
                  corpus_fingerprint=corpus_fingerprint(corpus))
     start = time.perf_counter()
     results = evaluate(sae, lm, ecfg, corpus, site=args.site, progress=not args.no_progress)
+    plain = saelens_encoder(sae)
+    if plain is not None:  # SAELens computes another encoder from this folder: report it too
+        results["saelens_reads"] = evaluate(plain, lm, ecfg, corpus, site=args.site, progress=not args.no_progress)
     write_results(out, {**results, "seconds": round(time.perf_counter() - start, 2)})
     print(summary(results))
+    if plain is not None:
+        print(f"as SAELens reads this folder (a plain TopK, no frequency cost):\n{summary(results['saelens_reads'])}")
     print(f"results: {out / 'results.json'}")
     return 0
 

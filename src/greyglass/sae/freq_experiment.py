@@ -10,6 +10,10 @@ the ground truth for validating the weights-only detector on it.
 Matched L0: TopK uses k = L0 exactly; JumpReLU uses `target_l0 = L0` (with the cost on, the
 weights are rescaled to average 1 over firings, so the target stays on the real L0); the
 measured L0 is reported, since a penalty only lands near its target.
+
+Each SAE is evaluated with the encoder it was trained with (a frequency-aware TopK selects by
+pre-activation minus cost at inference too). Its saved folder read by SAELens is a plain TopK,
+which selects otherwise; for those rows that encoder is evaluated as well (`saelens_reads`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .absorption import AbsorptionConfig, first_letter_absorption
 from .config import SAEConfig, TrainConfig
 from .evaluate import EvalConfig, evaluate
 from .frequency import FREQ_COSTS, FreqCost
+from .io import saelens_encoder
 from .train import buffered_batches, train_saes
 
 
@@ -89,19 +94,27 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, tcfg: TrainConfig
                          progress=progress, provenance={"model": lm.provenance()}, device=str(lm.device))
     heldout = CorpusConfig(**{**asdict(corpus), "split": "heldout"})
     table = []
+    ecfg = EvalConfig(tokens=cfg.eval_tokens)
     for (variant, l0, _), sae, folder in zip(rows, trained.saes, trained.folders):
-        ev = evaluate(sae, lm, EvalConfig(tokens=cfg.eval_tokens), heldout, progress=progress)
+        ev = evaluate(sae, lm, ecfg, heldout, progress=progress)
         ab = first_letter_absorption(sae, lm, acfg, progress=progress)
         ground_truth = _save_absorption_run(Path(out) / "absorption" / folder.name, folder, lm, acfg, ab)
-        table.append({"variant": variant, "target_l0": l0, "l0": round(ev["l0"], 2),
-                      "explained_variance": round(ev["explained_variance"], 4),
-                      "ce_loss_recovered": round(ev["ce_loss_recovered"], 4),
+        table.append({"variant": variant, "target_l0": l0, **_reconstruction(ev),
                       "dead_fraction": round(ev["dead_fraction"], 4), "dense_fraction": round(ev["dense_fraction"], 4),
                       "absorption_rate": ab["absorption_rate"], "absorption_ci": _absorption_ci(ab),
                       "partial_absorption_fraction": ab["partial_absorption_fraction"], "sae": str(folder),
                       "absorption_run": str(ground_truth)})
+        plain = saelens_encoder(sae)
+        if plain is not None:  # SAELens computes another encoder from this folder: report it too
+            table[-1]["saelens_reads"] = _reconstruction(evaluate(plain, lm, ecfg, heldout, progress=progress))
     return {"rows": table, "train_tokens": trained.tokens, "train_seconds": round(trained.seconds, 1),
             "markdown": markdown_table(table)}
+
+
+def _reconstruction(ev: dict[str, Any]) -> dict[str, float]:
+    """The L0, explained variance and CE loss recovered of one evaluation, rounded for the table."""
+    return {"l0": round(ev["l0"], 2), "explained_variance": round(ev["explained_variance"], 4),
+            "ce_loss_recovered": round(ev["ce_loss_recovered"], 4)}
 
 
 def _absorption_ci(ab: dict[str, Any]) -> dict[str, float]:
@@ -141,4 +154,10 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['variant']} | {r['target_l0']} | {r['l0']:.1f} | {r['explained_variance']:.3f} | "
                      f"{r['ce_loss_recovered']:.3f} | {r['dead_fraction']:.1%} | {r['dense_fraction']:.1%} | "
                      f"{r['absorption_rate']:.1%} | {r['partial_absorption_fraction']:.1%} |")
+    for r in rows:
+        if "saelens_reads" in r:
+            s = r["saelens_reads"]
+            lines.append(f"\n{r['variant']} at target L0 {r['target_l0']} as SAELens reads its folder (a plain TopK, "
+                         f"no frequency cost): L0 {s['l0']:.1f}, explained variance {s['explained_variance']:.3f}, "
+                         f"CE loss recovered {s['ce_loss_recovered']:.3f}.")
     return "\n".join(lines)
