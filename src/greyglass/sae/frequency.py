@@ -18,7 +18,8 @@ buffer (so a checkpoint resumes it exactly). How the weights enter the loss:
 - jumprelu: the L0 penalty counts latent i as w_i (`weighted_l0`);
 - topk / batchtopk: latents are *selected* by `pre_i - scale * w_i`, but the values that
   reconstruct are the real pre-activations (`selection_scores`).
-The cost acts in training only; a saved SAE encodes as a plain TopK / JumpReLU.
+Inference uses the same rule (`model`): TopK selects by `pre - cost` there too, BatchTopK's
+threshold is on `pre - cost`; the firing rates are saved with the SAE (`io`).
 """
 
 from __future__ import annotations
