@@ -39,6 +39,8 @@ WEIGHTS = "sae_weights.safetensors"
 SPARSITY = "sparsity.safetensors"
 TRAINING = "training.json"
 FREQUENCY = "frequency.safetensors"
+SAELENS_TOPK_NOTE = ("trained with a frequency-aware cost: greyglass selects the k latents by pre-activation "
+                     "minus each latent's cost (frequency.safetensors); SAELens selects by pre-activation alone")
 
 _SAELENS_ARCH = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}
 _FROM_SAELENS = {"standard": "relu", "relu": "relu", "topk": "topk", "jumprelu": "jumprelu"}
@@ -65,10 +67,6 @@ def saelens_cfg(cfg: SAEConfig) -> dict[str, Any]:
     if differs_in_saelens(cfg):
         metadata["greyglass_note"] = SAELENS_TOPK_NOTE  # v6 keeps unknown metadata; not a flat key for pre-v6
     return out
-
-
-SAELENS_TOPK_NOTE = ("trained with a frequency-aware cost: greyglass selects the k latents by pre-activation "
-                     "minus each latent's cost (frequency.safetensors); SAELens selects by pre-activation alone")
 
 
 def differs_in_saelens(cfg: SAEConfig) -> bool:
