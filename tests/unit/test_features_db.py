@@ -84,6 +84,37 @@ def test_label_search_and_most_active_on_text(planted):
     assert acts[0].argmax() == PLANTED and acts[1, PLANTED] == 0
 
 
+def _without_bos(lm):
+    """The same weights behind a tokenizer that adds no BOS: the first token becomes the attention sink."""
+    from dataclasses import replace
+
+    from greyglass.models.tiny import byte_tokenizer
+
+    return replace(lm, tokenizer=byte_tokenizer(add_bos=False), prepend_bos=False)
+
+
+def test_text_latents_leave_out_the_sink_of_a_model_without_bos(planted):
+    """'q' only at position 0: the SAE never saw that position (SAE training leaves it out), so it must not count."""
+    lm, sae, _, _ = planted
+    nobos = _without_bos(lm)
+    acts = text_latents(nobos, sae, ["quiet hour", "a quiet hour", "q"])
+    assert acts[0, PLANTED] == 0 and acts[1, PLANTED] > 0  # the q of "quiet" counts only after the first position
+    assert not acts[2].any()  # a one-token text is all sink: nothing to report
+    ids = nobos.tokenizer("a quiet hour", return_tensors="pt").input_ids
+    manual = sae.encode(run_to_sites(nobos, ids, [SITE])[SITE][0, 1:]).amax(0)
+    torch.testing.assert_close(acts[1], manual)
+
+
+def test_browser_token_latents_show_nothing_on_the_sink(planted):
+    from greyglass.serve.lab import Lab
+
+    lm, sae, _, _ = planted
+    view = Lab().token_latents(_without_bos(lm), sae, "qq", k=3)
+    assert view.top[0] == [] and PLANTED in [j for j, _ in view.top[1]]
+    with_bos = Lab().token_latents(lm, sae, "qq", k=3)  # BOS is hidden; both q's are real tokens
+    assert len(with_bos.tokens) == 2 and all(PLANTED in [j for j, _ in top] for top in with_bos.top)
+
+
 def test_text_summary_and_bad_latent(planted):
     db = FeatureDB(planted[2])
     text = text_summary(db, PLANTED)

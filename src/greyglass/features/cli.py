@@ -164,6 +164,9 @@ def run_search(args: argparse.Namespace) -> int:
         from .source import text_latents
 
         acts = text_latents(model_from_args(args), load_sae(db.meta["sae"]), [args.text])[0]
+        if not acts.any():
+            raise GreyglassError(f"no latent fires on {args.text!r}: its tokens after the first (BOS, or the attention "
+                                 "sink the SAE was trained without) activate none; give a longer text")
         top = acts.topk(min(args.limit, len(acts)))
         labels = {r["latent"]: r["label"] for r in db.summaries()}
         print("latents most active on the text:")
