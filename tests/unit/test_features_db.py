@@ -225,6 +225,10 @@ def test_concept_file_errors(tmp_path):
 
     assert {"bridge", "disease", "money", "deception", "code_bug"} <= set(builtin_concepts())
     assert len(builtin_concepts()["bridge"].sentences) >= 8
+    from greyglass.features.concept import MIN_HELDOUT_CONCEPT, is_heldout
+
+    for concept in builtin_concepts().values():  # enough held-out (odd-numbered) sentences for an interval
+        assert {sum(map(is_heldout, range(len(s)))) for s in concept.sentences.values()} == {MIN_HELDOUT_CONCEPT}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"sentences": {"en": []}}))
     with pytest.raises(GreyglassError, match="'sentences' must map"):
