@@ -211,6 +211,17 @@ def test_concept_gives_no_interval_from_too_few_held_out_sentences(planted, tmp_
     assert "too few held-out concept sentences for an interval" in concept_section({}, result, tmp_path).headline
 
 
+def test_concept_section_reads_runs_from_before_the_held_out_split(tmp_path):
+    from greyglass.features.report import concept_section
+
+    old = {"concept": "bridge", "description": "the bridge", "languages": ["en", "fr"],
+           "ranked": [{"latent": 7, "languages": 2, "carries": ["en", "fr"], "mean_margin": 0.5, "mean_auroc": 0.9,
+                       "concept_mean": {"en": 1.0, "fr": 1.0}, "control_max": {"en": 0.1, "fr": 0.1}}]}
+    section = concept_section({}, old, tmp_path)
+    assert "0.90 (in-sample: the ranking sentences)" in section.numbers[0][1]
+    assert "held-out" not in section.headline
+
+
 def test_concept_needs_sentences_on_both_sides(planted, tmp_path):
     from greyglass.features.concept import concept_table, load_concept
 

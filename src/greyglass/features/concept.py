@@ -111,19 +111,20 @@ class Sentences(NamedTuple):
     """One language's sentences, each with its id (shared by its translations) and label."""
 
     texts: list[str]
+    ids: list[int]  # the sentence's index in its list (concept sentences, controls, NTREX lines)
     keys: list[str]  # "concept:3", "control:1", "ntrex:57": one cluster per sentence and its translations
     labels: list[int]  # 1 = concept, 0 = control
 
     def side(self, heldout: bool) -> list[int]:
         """Row indices on the ranking side (False) or the held-out side (True)."""
-        return [i for i, k in enumerate(self.keys) if is_heldout(int(k.split(":")[1])) == heldout]
+        return [row for row, i in enumerate(self.ids) if is_heldout(i) == heldout]
 
 
 def language_sentences(concept: Concept, lang: str, ntrex: int) -> Sentences:
     """A language's concept sentences, its controls and `2 * ntrex` NTREX lines (half per side)."""
     parts = [("concept", concept.sentences[lang], 1), ("control", concept.controls.get(lang, []), 0),
              ("ntrex", ntrex_sentences(lang, 2 * ntrex), 0)]
-    rows = [(text, f"{kind}:{i}", label) for kind, texts, label in parts for i, text in enumerate(texts)]
+    rows = [(text, i, f"{kind}:{i}", label) for kind, texts, label in parts for i, text in enumerate(texts)]
     sentences = Sentences(*(list(column) for column in zip(*rows)))
     for heldout in (False, True):
         labels = {sentences.labels[i] for i in sentences.side(heldout)}
