@@ -45,6 +45,9 @@ def test_build_show_html_search_concept_steer(sae_folder, tmp_path, capsys):
     concept = json.loads((out / "results.json").read_text())
     assert len(concept["languages"]) == 10 and len(concept["ranked"]) == 3
     assert all((out / r["dashboard"]).is_file() for r in concept["ranked"])
+    assert concept["heldout"] == {"concept_sentences": 3, "control_sentences": 3 + 1}  # odd ids: built-in + NTREX
+    assert all(r["heldout_auroc"]["ci_low"] <= r["heldout_auroc"]["value"] <= r["heldout_auroc"]["ci_high"]
+               for r in concept["ranked"])
     steer = tmp_path / "steer"
     assert main(["steer-feature", "--sae", str(sae_folder), "--latent", str(live), "--value", "40", "--mode", "add",
                  "--prompt", "Hello", "--max-new-tokens", "4", "--values", "0,40", "--out", str(steer)]) == 0
@@ -57,3 +60,21 @@ def test_build_show_html_search_concept_steer(sae_folder, tmp_path, capsys):
 
     html = build_report([steer, out], tmp_path / "report.html").read_text()
     assert f"Steering with feature {live}" in html and "A concept across languages: bridge" in html
+
+
+def test_text_latents_leave_out_smollm2s_first_token(sae_folder, smollm):
+    """SmolLM2 has no BOS: its first token is the attention sink, which SAE training leaves out."""
+    from greyglass.features import load_sae
+    from greyglass.features.source import text_latents
+    from greyglass.models import run_to_sites
+
+    sae, site = load_sae(sae_folder), "blocks.3.hook_resid_post"
+    ids = smollm.tokenizer("The Golden Gate Bridge", return_tensors="pt").input_ids
+    assert not smollm.prepend_bos and ids[0, 0] != smollm.tokenizer.bos_token_id
+    acts = run_to_sites(smollm, ids, [site])[site][0].float()
+    with torch.inference_mode():
+        want = sae.encode(acts[1:].to(sae.W_dec.dtype)).float().amax(0)
+        with_sink = sae.encode(acts.to(sae.W_dec.dtype)).float().amax(0)
+    got = text_latents(smollm, sae, ["The Golden Gate Bridge"])[0]
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, with_sink)  # the sink does change the answer: leaving it out matters

@@ -84,6 +84,37 @@ def test_label_search_and_most_active_on_text(planted):
     assert acts[0].argmax() == PLANTED and acts[1, PLANTED] == 0
 
 
+def _without_bos(lm):
+    """The same weights behind a tokenizer that adds no BOS: the first token becomes the attention sink."""
+    from dataclasses import replace
+
+    from greyglass.models.tiny import byte_tokenizer
+
+    return replace(lm, tokenizer=byte_tokenizer(add_bos=False), prepend_bos=False)
+
+
+def test_text_latents_leave_out_the_sink_of_a_model_without_bos(planted):
+    """'q' only at position 0: the SAE never saw that position (SAE training leaves it out), so it must not count."""
+    lm, sae, _, _ = planted
+    nobos = _without_bos(lm)
+    acts = text_latents(nobos, sae, ["quiet hour", "a quiet hour", "q"])
+    assert acts[0, PLANTED] == 0 and acts[1, PLANTED] > 0  # the q of "quiet" counts only after the first position
+    assert not acts[2].any()  # a one-token text is all sink: nothing to report
+    ids = nobos.tokenizer("a quiet hour", return_tensors="pt").input_ids
+    manual = sae.encode(run_to_sites(nobos, ids, [SITE])[SITE][0, 1:]).amax(0)
+    torch.testing.assert_close(acts[1], manual)
+
+
+def test_browser_token_latents_show_nothing_on_the_sink(planted):
+    from greyglass.serve.lab import Lab
+
+    lm, sae, _, _ = planted
+    view = Lab().token_latents(_without_bos(lm), sae, "qq", k=3)
+    assert view.top[0] == [] and PLANTED in [j for j, _ in view.top[1]]
+    with_bos = Lab().token_latents(lm, sae, "qq", k=3)  # BOS is hidden; both q's are real tokens
+    assert len(with_bos.tokens) == 2 and all(PLANTED in [j for j, _ in top] for top in with_bos.top)
+
+
 def test_text_summary_and_bad_latent(planted):
     db = FeatureDB(planted[2])
     text = text_summary(db, PLANTED)
@@ -120,20 +151,84 @@ def test_load_sae_errors(tmp_path):
         load_sae(folder)
 
 
+def _concept_file(tmp_path, sentences, controls):
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps({"name": "letter-q", "description": "words with q",
+                                "sentences": sentences, "controls": controls}))
+    return str(path)
+
+
+Q_SENTENCES = ["a quiet quiz", "the queen", "quite a quip", "quick quota", "aqua quest", "the quaint queen"]
+NO_Q = ["hello there", "a big dog", "bonjour", "le chat", "zzz", "abc", "the red hat", "a long walk"]
+
+
 def test_concept_ranks_the_planted_latent_first(planted, tmp_path):
     from greyglass.features.concept import concept_table, format_table, load_concept
 
     lm, sae, _, _ = planted
-    path = tmp_path / "q.json"
-    path.write_text(json.dumps({
-        "name": "letter-q", "description": "words with q",
-        "sentences": {"en": ["a quiet quiz", "the queen"], "fr": ["une question", "quatre"], "xx": ["qqq", "aqa"]},
-        "controls": {"en": ["hello there", "a big dog"], "fr": ["bonjour", "le chat"], "xx": ["zzz", "abc"]}}))
-    result = concept_table(lm, sae, load_concept(str(path)), ntrex=2, top=3)
+    langs = ["xx", "yy", "zz"]  # not in NTREX-128, whose news lines have q's ("que", "quite")
+    concept = load_concept(_concept_file(tmp_path, {lang: Q_SENTENCES for lang in langs},
+                                         {lang: NO_Q for lang in langs}))
+    result = concept_table(lm, sae, concept, ntrex=2, top=3)
     best = result["ranked"][0]
-    assert best["latent"] == PLANTED and best["languages"] == 3 and best["carries"] == ["en", "fr", "xx"]
-    assert best["mean_auroc"] == 1.0  # every q sentence outscores every control
-    assert "latent 5: 3/3 languages" in format_table(result)
+    assert best["latent"] == PLANTED and best["languages"] == 3 and best["carries"] == langs
+    # every held-out q sentence outscores every held-out control, in every resample
+    assert best["heldout_auroc"] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+    assert result["heldout"] == {"concept_sentences": 3, "control_sentences": 4}  # the odd ids
+    text = format_table(result)
+    assert "latent 5: 3/3 languages" in text and "held-out AUROC 1.00 (1.00 to 1.00)" in text
+
+
+def test_concept_scores_latents_on_sentences_it_did_not_rank_with(planted, tmp_path):
+    """q only in the even-numbered (ranking) sentences: the planted latent wins the ranking, and
+    the held-out AUROC, from the odd-numbered sentences, shows that it does not carry over."""
+    from greyglass.features.concept import concept_table, language_sentences, load_concept
+    from greyglass.features.report import concept_section
+
+    lm, sae, _, _ = planted
+    mixed = [s if i % 2 == 0 else t for i, (s, t) in enumerate(zip(Q_SENTENCES, NO_Q[2:]))]
+    concept = load_concept(_concept_file(tmp_path, {"en": mixed, "fr": mixed}, {"en": NO_Q, "fr": NO_Q}))
+    split = language_sentences(concept, "fr", ntrex=3)
+    held = [split.texts[i] for i in split.side(True)]
+    assert held == mixed[1::2] + NO_Q[1::2] + split.texts[-6:][1::2]  # odd ids of each part, NTREX lines included
+    result = concept_table(lm, sae, concept, ntrex=3, top=3)
+    best = result["ranked"][0]
+    assert best["latent"] == PLANTED and best["ranking_auroc"] == 1.0
+    assert best["heldout_auroc"]["value"] <= 0.5 and best["heldout_auroc"]["ci_low"] <= 0.5
+    headline = concept_section({}, result, tmp_path).headline
+    assert "does not show that it separates" in headline
+
+
+def test_concept_gives_no_interval_from_too_few_held_out_sentences(planted, tmp_path):
+    from greyglass.features.concept import concept_table, load_concept
+    from greyglass.features.report import concept_section
+
+    lm, sae, _, _ = planted
+    concept = load_concept(_concept_file(tmp_path, {"en": Q_SENTENCES[:3]}, {"en": NO_Q}))
+    result = concept_table(lm, sae, concept, ntrex=0, top=2)
+    held = result["ranked"][0]["heldout_auroc"]
+    assert held["value"] == 1.0 and held["ci_low"] != held["ci_low"]  # NaN: one held-out concept sentence
+    assert "too few held-out concept sentences for an interval" in concept_section({}, result, tmp_path).headline
+
+
+def test_concept_section_reads_runs_from_before_the_held_out_split(tmp_path):
+    from greyglass.features.report import concept_section
+
+    old = {"concept": "bridge", "description": "the bridge", "languages": ["en", "fr"],
+           "ranked": [{"latent": 7, "languages": 2, "carries": ["en", "fr"], "mean_margin": 0.5, "mean_auroc": 0.9,
+                       "concept_mean": {"en": 1.0, "fr": 1.0}, "control_max": {"en": 0.1, "fr": 0.1}}]}
+    section = concept_section({}, old, tmp_path)
+    assert "0.90 (in-sample: the ranking sentences)" in section.numbers[0][1]
+    assert "held-out" not in section.headline
+
+
+def test_concept_needs_sentences_on_both_sides(planted, tmp_path):
+    from greyglass.features.concept import concept_table, load_concept
+
+    lm, sae, _, _ = planted
+    concept = load_concept(_concept_file(tmp_path, {"en": Q_SENTENCES, "xx": ["qqq"]}, {"en": NO_Q, "xx": NO_Q}))
+    with pytest.raises(GreyglassError, match="language 'xx': no held-out .* concept sentences"):
+        concept_table(lm, sae, concept, ntrex=0)
 
 
 def test_concept_file_errors(tmp_path):
@@ -141,6 +236,10 @@ def test_concept_file_errors(tmp_path):
 
     assert {"bridge", "disease", "money", "deception", "code_bug"} <= set(builtin_concepts())
     assert len(builtin_concepts()["bridge"].sentences) >= 8
+    from greyglass.features.concept import MIN_HELDOUT_CONCEPT, is_heldout
+
+    for concept in builtin_concepts().values():  # enough held-out (odd-numbered) sentences for an interval
+        assert {sum(map(is_heldout, range(len(s)))) for s in concept.sentences.values()} == {MIN_HELDOUT_CONCEPT}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"sentences": {"en": []}}))
     with pytest.raises(GreyglassError, match="'sentences' must map"):

@@ -1,5 +1,6 @@
 """Streaming per-latent statistics against the brute-force computation."""
 
+import pytest
 import torch
 
 from greyglass.features.stats import StatsAccumulator, naive_feature_stats
@@ -78,3 +79,24 @@ def test_logit_lens_matches_manual_and_finds_a_planted_token(tiny_llama):
     assert lens.promoted[2, 0] == t
     assert auto_label([" q", "q", " z"], [" q", "\ufffd", "x"]) == "q, z -> q, x"
     assert auto_label([], []) == "(never fired)"
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gpt_neox"])
+def test_logit_lens_leaves_out_the_final_layernorm_bias(family):
+    """The norm's bias adds the same beta @ W_U to every latent; the lens applies the scale only."""
+    from greyglass.features.lens import logit_lens
+    from greyglass.models import tiny_model
+
+    lm = tiny_model(family)
+    norm = lm.final_norm
+    g = torch.Generator().manual_seed(1)
+    W_dec = torch.randn(4, lm.d_model, generator=g)
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.5 * torch.rand(lm.d_model, generator=g))
+        norm.bias.copy_(20 * torch.randn(lm.d_model, generator=g))  # large enough to dominate the lists
+    lens = logit_lens(lm, W_dec, n=5)
+    centred = W_dec - W_dec.mean(-1, keepdim=True)
+    normed = centred / (centred.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt() * norm.weight
+    logits = normed @ lm.unembed.weight.T  # the scale only, no bias
+    assert lens.promoted.tolist() == logits.topk(5).indices.tolist()
+    assert lens.suppressed.tolist() == (-logits).topk(5).indices.tolist()

@@ -27,6 +27,22 @@ def test_batched_features_equal_one_statement_at_a_time(tiny_llama):
                 torch.testing.assert_close(feats[i, j], want, rtol=1e-4, atol=1e-5)
 
 
+def test_mean_pooling_leaves_out_the_sink_of_a_model_without_bos(tiny_llama):
+    """Without BOS the first token is the attention sink (SAE training leaves it out): the mean starts after it."""
+    from dataclasses import replace
+
+    from greyglass.models.tiny import byte_tokenizer
+
+    nobos = replace(tiny_llama, tokenizer=byte_tokenizer(add_bos=False), prepend_bos=False)
+    texts = ["no bos here", "short"]
+    feats = text_features(nobos, texts, [1], position="mean")  # [2, 1, 64]
+    for i, text in enumerate(texts):
+        ids = nobos.tokenizer(text, return_tensors="pt").input_ids
+        assert ids[0, 0] != nobos.tokenizer.bos_token_id
+        acts = run_to_sites(nobos, ids, ["blocks.1.hook_resid_post"])["blocks.1.hook_resid_post"][0]
+        torch.testing.assert_close(feats[i, 0], acts[1:].mean(0), rtol=1e-4, atol=1e-5)
+
+
 def test_features_reject_a_layer_out_of_range(tiny_llama):
     with pytest.raises(GreyglassError, match="layer 7 is out of range"):
         text_features(tiny_llama, ["x"], [7])

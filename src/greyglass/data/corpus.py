@@ -138,7 +138,14 @@ def windows(tokenizer: Any, cfg: CorpusConfig, default_bos: bool) -> Iterator[Wi
             del tokens[:body], docs[:body]
             if bos:
                 chunk, chunk_docs = [tokenizer.bos_token_id, *chunk], [chunk_docs[0], *chunk_docs]
-            yield Window(chunk, chunk_docs, [True] + [False] * (len(chunk) - 1))
+            yield Window(chunk, chunk_docs, sink_flags(len(chunk)))
+
+
+def sink_flags(length: int) -> list[bool]:
+    """Which positions of a sequence of `length` tokens are the attention sink: the first one,
+    BOS or (without BOS) the first token. Every stage that feeds activations to an SAE or pools
+    them leaves it out (see `Window.is_sink`)."""
+    return [True] + [False] * (length - 1)
 
 
 def _batched(items: Iterator[tuple[int, str]], n: int) -> Iterator[tuple[list[int], list[str]]]:

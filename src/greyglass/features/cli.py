@@ -59,10 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = fs.add_parser("concept", help="latents that fire on a concept across languages and not on controls",
                       description="Run a concept's sentences in many languages (built in: "
                       "bridge, disease, money, deception, code_bug; or a JSON file) and control sentences through "
-                      "the model and SAE; rank latents by how many languages they carry the concept in.")
+                      "the model and SAE; rank latents by how many languages they carry the concept in, on the "
+                      "even-numbered sentences, and score them (AUROC, 95% interval) on the odd-numbered ones.")
     c.add_argument("sae", help="SAE folder")
     c.add_argument("--concept", default="bridge", help="built-in concept name or a JSON file (default: bridge)")
-    c.add_argument("--ntrex", type=int, default=10, help="NTREX-128 news sentences added as controls per language (default: 10)")
+    c.add_argument("--ntrex", type=int, default=50,
+                   help="NTREX-128 news sentences added as controls per language, to each of the ranking and the "
+                   "held-out side (2 x N lines are read; default: 50)")
     c.add_argument("--top", type=int, default=10, help="latents to rank (default: 10)")
     c.add_argument("--features", help="features folder for dashboard links (default: <SAE>/features)")
     add_out_args(c, "features_concept", progress=False)
@@ -164,6 +167,9 @@ def run_search(args: argparse.Namespace) -> int:
         from .source import text_latents
 
         acts = text_latents(model_from_args(args), load_sae(db.meta["sae"]), [args.text])[0]
+        if not acts.any():
+            raise GreyglassError(f"no latent fires on {args.text!r}: its tokens after the first (BOS, or the attention "
+                                 "sink the SAE was trained without) activate none; give a longer text")
         top = acts.topk(min(args.limit, len(acts)))
         labels = {r["latent"]: r["label"] for r in db.summaries()}
         print("latents most active on the text:")

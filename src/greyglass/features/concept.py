@@ -7,8 +7,15 @@ are added as further controls. For each sentence we take each latent's maximum a
 over its tokens. Per language, a latent "carries" the concept when its mean activation on the
 concept's sentences is above its largest activation on any control sentence of that language.
 Latents are ranked by how many languages they carry the concept in (language independence),
-then by their mean margin over the controls; each ranked latent also gets the AUROC of its
-activation for concept vs control sentences, averaged over languages (0.5 = no separation).
+then by their mean margin over the controls.
+
+Ranking picks the latents that look best on the sentences it sees, so scoring them on those
+same sentences flatters them. The sentences are therefore split by id (`is_heldout`): the
+even-numbered concept sentences, controls and NTREX lines rank the latents, the odd-numbered
+ones score them. A sentence's translations share its id, so no held-out sentence has a
+translation among the ranking ones. Each ranked latent gets the AUROC of its activation for
+held-out concept vs control sentences, averaged over languages (0.5 = no separation), with a
+95% interval from a cluster bootstrap (a sentence and its translations are one cluster).
 """
 
 from __future__ import annotations
@@ -17,14 +24,16 @@ import json
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from ..data.files import bundled_path, open_text
 from ..errors import GreyglassError
 from ..models import LoadedModel
-from ..stats import auroc
+from ..report.section import fmt
+from ..stats import Estimate, auroc, bootstrap
 from .load import SAELike
 from .source import text_latents
 
@@ -32,6 +41,10 @@ NTREX_FILES = {"en": "newstest2019-src.eng.txt", "fr": "newstest2019-ref.fra.txt
                "es": "newstest2019-ref.spa.txt", "it": "newstest2019-ref.ita.txt", "pt": "newstest2019-ref.por.txt",
                "ru": "newstest2019-ref.rus.txt", "zh": "newstest2019-ref.zho-CN.txt", "ja": "newstest2019-ref.jpn.txt",
                "ko": "newstest2019-ref.kor.txt", "ar": "newstest2019-ref.arb.txt", "hi": "newstest2019-ref.hin.txt"}
+
+
+MIN_HELDOUT_CONCEPT = 3
+"""Held-out concept sentences (translations counted once) needed for an interval on the held-out AUROC."""
 
 
 @dataclass(frozen=True)
@@ -88,40 +101,109 @@ def ntrex_sentences(lang: str, n: int, start: int = 0) -> list[str]:
     return lines[start:]
 
 
-def concept_table(lm: LoadedModel, sae: SAELike, concept: Concept, ntrex: int = 10, top: int = 10) -> dict[str, Any]:
-    """Languages x latents activations and the latents ranked by language independence."""
+def is_heldout(sentence_id: int) -> bool:
+    """Odd-numbered sentences score the latents; even-numbered ones rank them. By id, so the
+    translations of one sentence (the same index in every language) stay on one side."""
+    return sentence_id % 2 == 1
+
+
+class Sentences(NamedTuple):
+    """One language's sentences, each with its id (shared by its translations) and label."""
+
+    texts: list[str]
+    ids: list[int]  # the sentence's index in its list (concept sentences, controls, NTREX lines)
+    keys: list[str]  # "concept:3", "control:1", "ntrex:57": one cluster per sentence and its translations
+    labels: list[int]  # 1 = concept, 0 = control
+
+    def side(self, heldout: bool) -> list[int]:
+        """Row indices on the ranking side (False) or the held-out side (True)."""
+        return [row for row, i in enumerate(self.ids) if is_heldout(i) == heldout]
+
+
+def language_sentences(concept: Concept, lang: str, ntrex: int) -> Sentences:
+    """A language's concept sentences, its controls and `2 * ntrex` NTREX lines (half per side)."""
+    parts = [("concept", concept.sentences[lang], 1), ("control", concept.controls.get(lang, []), 0),
+             ("ntrex", ntrex_sentences(lang, 2 * ntrex), 0)]
+    rows = [(text, i, f"{kind}:{i}", label) for kind, texts, label in parts for i, text in enumerate(texts)]
+    sentences = Sentences(*(list(column) for column in zip(*rows)))
+    for heldout in (False, True):
+        labels = {sentences.labels[i] for i in sentences.side(heldout)}
+        if labels != {0, 1}:
+            side = "held-out (odd-numbered)" if heldout else "ranking (even-numbered)"
+            raise GreyglassError(f"concept {concept.name!r}, language {lang!r}: no {side} "
+                                 f"{'control' if 1 in labels else 'concept'} sentences; give at least two concept "
+                                 "sentences and two controls per language (or --ntrex > 0 for a language "
+                                 "NTREX-128 has)")
+    return sentences
+
+
+def concept_table(lm: LoadedModel, sae: SAELike, concept: Concept, ntrex: int = 50, top: int = 10) -> dict[str, Any]:
+    """Languages x latents activations, latents ranked by language independence on the ranking
+    sentences, and each ranked latent's AUROC on the held-out sentences with a 95% interval."""
     langs = list(concept.sentences)
-    per_lang: list[tuple[torch.Tensor, torch.Tensor]] = []  # ([n_sentences, d_sae], [n_controls, d_sae])
-    for lang in langs:
-        controls = concept.controls.get(lang, []) + ntrex_sentences(lang, ntrex)
-        if not controls:
-            raise GreyglassError(f"concept {concept.name!r}: no control sentences for language {lang!r}; "
-                                 "add them under 'controls'")
-        per_lang.append((text_latents(lm, sae, concept.sentences[lang]), text_latents(lm, sae, controls)))
-    concept_mean = [on.mean(0) for on, _ in per_lang]
-    control_max = [ctrl.max(0).values for _, ctrl in per_lang]
-    control_mean = [ctrl.mean(0) for _, ctrl in per_lang]
-    on, ctrl_max, ctrl_mean = torch.stack(concept_mean), torch.stack(control_max), torch.stack(control_mean)  # [L, d_sae]
+    sentences = [language_sentences(concept, lang, ntrex) for lang in langs]
+    latents = [text_latents(lm, sae, s.texts) for s in sentences]  # per language [n_sentences, d_sae]
+    ranking = [_split(s, lat, heldout=False) for s, lat in zip(sentences, latents)]
+    on, ctrl_max, ctrl_mean = (torch.stack(x) for x in zip(*map(_concept_vs_controls, ranking)))  # [L, d_sae] each
     carries = on > ctrl_max  # [L, d_sae]
     margin = (on - ctrl_mean).mean(0)  # [d_sae]
     n_langs = carries.sum(0)
     order = sorted(range(on.shape[1]), key=lambda j: (-int(n_langs[j]), -float(margin[j])))[:top]
+    heldout = [_split(s, lat, heldout=True) for s, lat in zip(sentences, latents)]
     ranked = [{"latent": j, "languages": int(n_langs[j]), "fraction_of_languages": float(n_langs[j]) / len(langs),
                "carries": [lang for lang, c in zip(langs, carries[:, j].tolist()) if c],
                "mean_margin": float(margin[j]),
-               "mean_auroc": sum(_auroc(on[:, j], ctrl[:, j]) for on, ctrl in per_lang) / len(langs),
+               "heldout_auroc": _heldout_auroc(heldout, j).as_dict(),
+               "ranking_auroc": _mean_auroc(*_pooled(ranking, j)[:3]),  # in-sample, for contrast
                "concept_mean": dict(zip(langs, (round(v, 4) for v in on[:, j].tolist()))),
                "control_max": dict(zip(langs, (round(v, 4) for v in ctrl_max[:, j].tolist())))}
               for j in order]
+    held_keys = {s.keys[i] for s in sentences for i in s.side(True)}
     return {"concept": concept.name, "description": concept.description, "languages": langs,
             "n_sentences": {lang: len(s) for lang, s in concept.sentences.items()}, "ntrex_controls": ntrex,
+            "heldout": {"concept_sentences": sum(k.startswith("concept:") for k in held_keys),
+                        "control_sentences": sum(not k.startswith("concept:") for k in held_keys)},
             "ranked": ranked}
 
 
-def _auroc(concept: torch.Tensor, controls: torch.Tensor) -> float:
-    """How well this latent's activation separates a language's concept sentences from its controls."""
-    scores = torch.cat([concept, controls]).tolist()
-    return auroc(scores, [1] * len(concept) + [0] * len(controls))
+def _split(sentences: Sentences, latents: torch.Tensor, heldout: bool) -> tuple[torch.Tensor, list[int], list[str]]:
+    """(latents, labels, cluster keys) of one side of a language's sentences."""
+    rows = sentences.side(heldout)
+    return latents[rows], [sentences.labels[i] for i in rows], [sentences.keys[i] for i in rows]
+
+
+def _concept_vs_controls(side: tuple[torch.Tensor, list[int], list[str]]) -> tuple[torch.Tensor, ...]:
+    """A language's mean latents on its concept sentences, and its maximum and mean on its controls."""
+    latents, labels, _ = side
+    is_concept = torch.tensor(labels) == 1
+    return latents[is_concept].mean(0), latents[~is_concept].max(0).values, latents[~is_concept].mean(0)
+
+
+def _pooled(per_lang: list[tuple[torch.Tensor, list[int], list[str]]], latent: int) -> tuple[np.ndarray, ...]:
+    """One latent's scores, labels, language index and cluster key over every language's rows."""
+    scores = np.concatenate([lat[:, latent].numpy() for lat, _, _ in per_lang])
+    labels = np.concatenate([labels for _, labels, _ in per_lang])
+    lang = np.concatenate([[i] * len(labels) for i, (_, labels, _) in enumerate(per_lang)])
+    keys = np.concatenate([keys for _, _, keys in per_lang])
+    return scores, labels, lang, keys
+
+
+def _mean_auroc(scores: np.ndarray, labels: np.ndarray, lang: np.ndarray) -> float:
+    """The AUROC of concept vs control sentences within each language, averaged over languages
+    (those without both kinds in a bootstrap resample are skipped)."""
+    values = [auroc(scores[lang == i], labels[lang == i]) for i in np.unique(lang)]
+    values = [v for v in values if np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _heldout_auroc(heldout: list[tuple[torch.Tensor, list[int], list[str]]], latent: int) -> Estimate:
+    """Held-out AUROC with a cluster-bootstrap interval: a sentence and its translations are one
+    cluster. With fewer than `MIN_HELDOUT_CONCEPT` held-out concept sentences the resamples
+    barely vary the positives and the interval would look far surer than it is: none is given."""
+    scores, labels, lang, keys = _pooled(heldout, latent)
+    if len(set(keys[labels == 1])) < MIN_HELDOUT_CONCEPT:
+        return Estimate(_mean_auroc(scores, labels, lang), float("nan"), float("nan"))
+    return bootstrap(_mean_auroc, scores, labels, lang, groups=keys)
 
 
 def format_table(result: dict[str, Any], links: dict[int, str] | None = None) -> str:
@@ -132,9 +214,18 @@ def format_table(result: dict[str, Any], links: dict[int, str] | None = None) ->
                                    for r in ranked) for lang in langs]
     foot = "langs " + "".join(f"{r['languages']}/{len(langs)}".rjust(8) + " " for r in ranked)
     lines = [f"concept {result['concept']!r} ({result['description']}): mean max-activation per language; "
-             "* = above every control sentence in that language", head, *rows, foot]
+             "* = above every control sentence in that language (ranking sentences)", head, *rows, foot,
+             f"held-out AUROC: concept vs control sentences not used for ranking ({heldout_counts(result)}), "
+             "mean over languages, 95% interval"]
     for r in ranked[:5]:
         link = f"  {links[r['latent']]}" if links and r["latent"] in links else ""
         lines.append(f"latent {r['latent']}: {r['languages']}/{len(langs)} languages, margin {r['mean_margin']:.3g}, "
-                     f"AUROC vs controls {r['mean_auroc']:.2f} (mean over languages){link}")
+                     f"held-out AUROC {fmt(r['heldout_auroc'], digits=2)}{link}")
     return "\n".join(lines)
+
+
+def heldout_counts(result: dict[str, Any]) -> str:
+    """What the held-out AUROC rests on; a sentence and its translations count once."""
+    held = result["heldout"]
+    return (f"{held['concept_sentences']} concept and {held['control_sentences']} control sentences, "
+            "translations counted once")

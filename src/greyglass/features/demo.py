@@ -30,7 +30,7 @@ def step_features(ctx) -> None:
         batches, data = corpus_batches(lm, sae.cfg.hook_name, CorpusConfig(split="train"), cfg.tokens), {"corpus": "bundled"}
     write_config(out, "features", model=lm.provenance(), features=cfg, data=data, sae=str(sae_dir))
     summary = build_features(lm, sae, batches, cfg, out, {"sae": str(sae_dir), "model": lm.name})
-    concept = concept_table(lm, sae, builtin_concepts()["bridge"], ntrex=3, top=5)
+    concept = concept_table(lm, sae, builtin_concepts()["bridge"], ntrex=10, top=5)
     write_results(out, {**summary, "bridge_concept": concept})
     ctx.outputs["features_dir"] = out
     labels = {r["latent"]: r["label"] for r in FeatureDB(out).summaries()}

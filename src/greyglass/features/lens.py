@@ -2,7 +2,9 @@
 
 The logit lens sends a latent's decoder row through the model's final norm and unembedding:
 the output tokens it pushes up (promoted) and down (suppressed) when it fires, ignoring the
-layers in between. The label is built from what it fires on (the centre tokens of its top
+layers in between. The norm is applied without its bias (GPT-2 and GPT-NeoX LayerNorms have
+one), as in the logit-lens literature: the bias is added whatever the residual holds, so it
+would give every latent the same offset `beta @ W_U` and crowd the same tokens into every list. The label is built from what it fires on (the centre tokens of its top
 contexts) and what it promotes, so people can search and skim before reading contexts.
 """
 
@@ -12,7 +14,8 @@ from collections import Counter
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ..models import LoadedModel
 
@@ -30,11 +33,18 @@ def logit_lens(lm: LoadedModel, W_dec: Tensor, n: int = 10, chunk: int = 1024) -
     with torch.inference_mode():
         for lo in range(0, W_dec.shape[0], chunk):
             rows = W_dec[lo:lo + chunk].to(lm.device, lm.dtype)[:, None, :]  # [c, 1, d] as a batch of one-token "sequences"
-            logits = lm.unembed(lm.final_norm(rows))[:, 0].float()  # [c, vocab]
+            logits = lm.unembed(scale_only_norm(lm.final_norm, rows))[:, 0].float()  # [c, vocab]
             logits = logits - logits.mean(-1, keepdim=True)  # only differences between tokens matter
             up, down = logits.topk(n, dim=-1), (-logits).topk(n, dim=-1)
             parts.append((up.indices.cpu(), up.values.cpu(), down.indices.cpu(), -down.values.cpu()))
     return LogitLens(*(torch.cat(p) for p in zip(*parts)))
+
+
+def scale_only_norm(norm: nn.Module, x: Tensor) -> Tensor:
+    """The final norm without its additive bias; RMSNorms (Llama, Gemma, Qwen2) have none and run as they are."""
+    if isinstance(norm, nn.LayerNorm) and norm.bias is not None:
+        return F.layer_norm(x, norm.normalized_shape, norm.weight, None, norm.eps)
+    return norm(x)
 
 
 def token_strings(tokenizer, ids) -> dict[int, str]:

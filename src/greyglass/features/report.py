@@ -8,6 +8,7 @@ from typing import Any
 
 from ..report.build import builder
 from ..report.section import Section, fmt, provenance
+from .concept import heldout_counts
 from .steer import effect_svg
 
 
@@ -37,14 +38,22 @@ def _concept_numbers(concept: dict[str, Any]) -> list[tuple[str, str]]:
     n = len(concept["languages"])
     return [(f"latent {r['latent']}", f"carries it in {r['languages']} of {n} languages "
              f"({', '.join(r['carries']) or 'none'}); mean margin over controls {r['mean_margin']:.3g}; "
-             f"AUROC concept vs controls {r.get('mean_auroc', float('nan')):.2f}")
+             f"{_auroc_text(r)}")
             for r in concept["ranked"][:5]]
+
+
+def _auroc_text(latent: dict[str, Any]) -> str:
+    """The held-out AUROC with its interval; runs from before the split only have the in-sample one."""
+    if "heldout_auroc" in latent:
+        return f"AUROC concept vs controls on held-out sentences {fmt(latent['heldout_auroc'], digits=2)}"
+    return f"AUROC concept vs controls {latent.get('mean_auroc', float('nan')):.2f} (in-sample: the ranking sentences)"
 
 
 _CONCEPT_LIMITS = [
     "That a latent means the concept: a latent can beat the controls for another reason (names, sentence form); "
     "read its dashboard.",
-    "Anything about languages or concepts not in the sentence set; a few sentences per language is a small sample.",
+    "Anything about languages or concepts not in the sentence set; a few sentences per language is a small sample, "
+    "and the held-out interval counts a sentence and its translations as one.",
 ]
 
 
@@ -54,7 +63,23 @@ def _concept_headline(concept: dict[str, Any]) -> str:
     if best is None or best["languages"] == 0:
         return f"No latent fires on '{concept['description']}' more than on every control sentence in any of {n} languages."
     return (f"Of all features, the one that fires on '{concept['description']}' in the most languages does so more "
-            f"strongly than on any control sentence in {best['languages']} of {n} languages.")
+            f"strongly than on any control sentence in {best['languages']} of {n} languages."
+            + _heldout_claim(concept, best))
+
+
+def _heldout_claim(concept: dict[str, Any], best: dict[str, Any]) -> str:
+    """Claim separation on sentences not used for ranking only when the interval excludes chance (0.5)."""
+    held = best.get("heldout_auroc")
+    if held is None:
+        return ""
+    if held["ci_low"] != held["ci_low"]:  # NaN: too few held-out concept sentences for an interval
+        return (f" On sentences not used to rank it ({heldout_counts(concept)}) its AUROC is {held['value']:.2f}, "
+                "too few held-out concept sentences for an interval, so no claim either way.")
+    if held["ci_low"] > 0.5:
+        return (f" On sentences not used to rank it ({heldout_counts(concept)}) it separates the concept from the "
+                f"controls: AUROC {fmt(held, digits=2)}.")
+    return (f" On sentences not used to rank it ({heldout_counts(concept)}) its AUROC {fmt(held, digits=2)} does not "
+            "show that it separates the concept from the controls better than chance.")
 
 
 @builder("features")

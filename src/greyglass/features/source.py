@@ -3,7 +3,8 @@
 Both yield `Batch(tokens [B, T], acts [B, T, d_model], mask [B, T])` of whole windows, so the
 statistics can show each token's neighbours. Each window's first position (BOS, or the
 attention-sink token) is masked out: its activations are outliers that would fill every
-latent's top list.
+latent's top list. Text -> latents (`text_latents`, the browser's per-token view, concept
+search) leaves out the same position, for models with or without BOS.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..data.corpus import CorpusConfig, windows
+from ..data.corpus import CorpusConfig, sink_flags, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
 from ..store import ActivationStore
@@ -93,20 +94,35 @@ def encode_batch(sae, batch: Batch) -> Tensor:
     return lat.reshape(B, T, -1) * batch.mask[..., None]
 
 
-def text_latents(lm: LoadedModel, sae, texts: list[str], batch_size: int = 16) -> Tensor:
-    """Each text's maximum activation of every latent over its tokens (BOS excluded) -> `[n_texts, d_sae]`."""
+def sequence_latents(lm: LoadedModel, sae, encoded: list[list[int]]) -> tuple[Tensor, Tensor]:
+    """Latents at every position of token-id lists, run as one right-padded batch.
+
+    Returns `(latents [B, T, d_sae], counted [B, T])`; latents are zero where `counted` is off:
+    at padding and at each sequence's first position, the attention sink (BOS, or without one
+    the first token), which the SAE never saw in training (`Window.is_sink`).
+    """
     site = lm.site(sae.cfg.hook_name).name
-    out = []
-    for lo in range(0, len(texts), batch_size):
-        encoded = [lm.tokenizer(t).input_ids for t in texts[lo:lo + batch_size]]
-        T = max(len(ids) for ids in encoded)
-        ids = torch.full((len(encoded), T), lm.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros(len(encoded), T, dtype=torch.bool)
-        for i, row in enumerate(encoded):  # right padding: causal attention keeps real tokens unaffected
-            ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), True
-        counted = mask.clone()
-        if lm.prepend_bos:
-            counted[:, 0] = mask.sum(1) == 1  # a BOS-only text keeps its one token
-        acts = run_to_sites(lm, ids.to(lm.device), [site], attention_mask=mask.long().to(lm.device))[site].float().cpu()
-        out.append(encode_batch(sae, Batch(ids, acts, counted)).amax(dim=1))
+    T = max(len(ids) for ids in encoded)
+    ids = torch.full((len(encoded), T), lm.tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros(len(encoded), T, dtype=torch.bool)
+    for i, row in enumerate(encoded):  # right padding: causal attention keeps real tokens unaffected
+        ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), True
+    counted = without_sink(mask)
+    acts = run_to_sites(lm, ids.to(lm.device), [site], attention_mask=mask.long().to(lm.device))[site].float().cpu()
+    return encode_batch(sae, Batch(ids, acts, counted)), counted
+
+
+def without_sink(mask: Tensor) -> Tensor:
+    """`mask [B, T]` of real tokens with every row's first position, the attention sink, turned off."""
+    return mask & ~torch.tensor(sink_flags(mask.shape[1]))
+
+
+def text_latents(lm: LoadedModel, sae, texts: list[str], batch_size: int = 16) -> Tensor:
+    """Each text's maximum activation of every latent over its tokens -> `[n_texts, d_sae]`.
+
+    The first position (BOS, or the first token without one) is left out, so a text of one
+    token, all sink, gets zeros.
+    """
+    out = [sequence_latents(lm, sae, [lm.tokenizer(t).input_ids for t in texts[lo:lo + batch_size]])[0].amax(dim=1)
+           for lo in range(0, len(texts), batch_size)]
     return torch.cat(out)

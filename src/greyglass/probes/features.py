@@ -4,7 +4,8 @@ A batch of statements is tokenised, right-padded and run only as far as the deep
 asked for (`run_to_sites` stops the forward pass there), so a sweep over every layer costs
 one forward pass per batch, not one per layer. The feature is the residual stream after a
 layer (`blocks.L.hook_resid_post`) at the statement's last token (where a causal model has
-read the whole statement) or its mean over the statement's tokens (BOS excluded).
+read the whole statement) or its mean over the statement's tokens, leaving out the first
+position (BOS, or the attention sink of a model without BOS), as SAE training does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..data.corpus import sink_flags
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
 from ..models.generate import adds_bos
@@ -50,7 +52,7 @@ def text_features(
         batch, mask = _right_pad([ids[i] for i in idx], lm.tokenizer.pad_token_id)
         acts = run_to_sites(lm, batch.to(lm.device), sites, attention_mask=mask.to(lm.device))
         stacked = torch.stack([acts[s] for s in sites], dim=1).float().cpu()  # [B, L, T, d]
-        out[idx] = _pool(stacked, mask, position, skip_first=lm.prepend_bos)
+        out[idx] = _pool(stacked, mask, position)
     return out
 
 
@@ -64,13 +66,13 @@ def _right_pad(seqs: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     return batch, mask  # [B, T] each
 
 
-def _pool(acts: Tensor, mask: Tensor, position: Position, skip_first: bool) -> Tensor:
+def _pool(acts: Tensor, mask: Tensor, position: Position) -> Tensor:
     """acts [B, L, T, d], mask [B, T] -> [B, L, d]."""
     lengths = mask.sum(1)  # [B]
     if position == "last":
         return acts[torch.arange(len(acts)), :, lengths - 1]
-    keep = mask.clone().float()
-    if skip_first:
-        keep[:, 0] = 0  # BOS carries no statement content and has a huge norm
+    # The first position is BOS, or without one the attention sink (SmolLM2: ~100x the norm of
+    # the rest): no statement content, and it would dominate the mean.
+    keep = (mask.bool() & ~torch.tensor(sink_flags(mask.shape[1]))).float()
     keep = keep / keep.sum(1, keepdim=True).clamp_min(1)
     return torch.einsum("bltd,bt->bld", acts, keep)

@@ -18,7 +18,7 @@ import torch
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..features.load import SAELike, check_sae_fits, load_sae
-from ..features.source import Batch, encode_batch
+from ..features.source import sequence_latents
 from ..features.steer import SteerMode, steering
 from ..models import DEFAULT_MODEL, LoadedModel, adding, load_model, run_to_sites
 from ..models.generate import reply
@@ -71,10 +71,13 @@ class Lab:
         return self._directions[folder]
 
     def token_latents(self, lm: LoadedModel, sae: SAELike, text: str, k: int = 5) -> TokenLatents:
-        """Which latents fire on each token of `text` (BOS dropped), the top `k` of each."""
+        """Which latents fire on each token of `text` (BOS dropped), the top `k` of each; none on the
+        first token of a model without BOS, the attention sink the SAE was not trained on."""
         check_sae_fits(sae, lm.d_model, lm.name)
-        ids, acts = self._site_acts(lm, text, sae.cfg.hook_name)  # [T], [T, d]
-        lat = encode_batch(sae, Batch(ids[None], acts[None], torch.ones(1, len(ids), dtype=torch.bool)))[0]  # [T, d_sae]
+        ids = self._ids(lm, text)
+        lat = sequence_latents(lm, sae, [ids.tolist()])[0][0]  # [T, d_sae], zero at the sink, as in text -> latents
+        if lm.prepend_bos and len(ids) > 1:
+            ids, lat = ids[1:], lat[1:]
         vals, idx = lat.topk(min(k, lat.shape[1]), dim=1)
         top = [[(j, v) for j, v in zip(js, vs) if v > 0] for js, vs in zip(idx.tolist(), vals.tolist())]
         return TokenLatents(self._strings(lm, ids), top)
@@ -120,14 +123,6 @@ class Lab:
         if not 0 <= latent < sae.cfg.d_sae:
             raise GreyglassError(f"latent {latent} is out of range; this SAE has latents 0 to {sae.cfg.d_sae - 1}")
         return lambda: steering(lm, sae, latent, coef, mode=mode)
-
-    def _site_acts(self, lm: LoadedModel, text: str, site: str) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = self._ids(lm, text)
-        name = lm.site(site).name
-        acts = run_to_sites(lm, ids[None].to(lm.device), [name])[name][0].float().cpu()  # [T, d]
-        if lm.prepend_bos and len(ids) > 1:
-            ids, acts = ids[1:], acts[1:]
-        return ids, acts
 
     @staticmethod
     def _ids(lm: LoadedModel, text: str) -> torch.Tensor:
