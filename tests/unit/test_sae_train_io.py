@@ -13,6 +13,7 @@ from greyglass.cli import main
 from greyglass.data import CorpusConfig
 from greyglass.sae import (SAEConfig, SparseAutoencoder, TrainConfig, buffered_batches, load_sae, load_sparsity,
                            read_training, store_batches, train_saes)
+from greyglass.sae.config import with_dead_window
 from greyglass.sae.io import saelens_cfg
 from greyglass.store import ActivationStore, CaptureConfig, capture
 
@@ -106,6 +107,26 @@ def test_several_saes_from_one_pass(store, tmp_path):
     assert len({f.name for f in result.folders}) == 4
     batchtopk = load_sae(result.folders[1])
     assert torch.allclose(batchtopk.threshold, batchtopk.threshold[0].expand(128))  # one learned threshold
+
+
+def test_at_the_default_dead_window_latents_die_and_auxk_trains_them(store, tmp_path):
+    # far more latents than this low-rank data needs, two per token: most never fire. With the
+    # old default (a 1M-token window, as long as a default run) none was ever counted dead.
+    cfg = SAEConfig(architecture="topk", d_in=64, d_sae=512, k=2, hook_name=SITE)
+    assert cfg.dead_tokens is None
+    tcfg = TrainConfig(tokens=256 * 20, batch_size=256, lr=1e-3, warmup_steps=2)
+    result = train_saes([cfg], tcfg, store_batches(store, [SITE], 256), tmp_path, progress=False)
+    assert read_training(result.folders[0])["sae"]["dead_tokens"] == 512  # a tenth of 5,120 training tokens
+    final = result.metrics[0]
+    assert final["dead"] > 0.1 and final["aux"] > 0
+
+
+def test_the_dead_window_is_a_fraction_of_training_within_bounds():
+    cfg = SAEConfig(d_in=8, d_sae=16, k=2)
+    assert with_dead_window(cfg, TrainConfig(tokens=1_000_000, batch_size=4096)).dead_tokens == 100_000
+    assert with_dead_window(cfg, TrainConfig(tokens=10**9)).dead_tokens == 10_000_000
+    assert with_dead_window(cfg, TrainConfig(tokens=1000, batch_size=512)).dead_tokens == 512
+    assert with_dead_window(cfg.with_updates(dead_tokens=77), TrainConfig()).dead_tokens == 77
 
 
 def test_on_the_fly_batches_are_shuffled_activations_of_the_model(tiny_llama):

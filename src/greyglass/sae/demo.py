@@ -21,7 +21,7 @@ def step_sae(ctx) -> None:
     site = store.sites[0]
     out = ctx.root / "sae"
     cfg = SAEConfig(architecture="topk", d_in=store.d_model, d_sae=EXPANSION * store.d_model, k=K,
-                    dead_tokens=min(store.n_tokens, TRAIN_TOKENS // 4), model_name=ctx.lm.spec, hook_name=site,
+                    model_name=ctx.lm.spec, hook_name=site,
                     context_size=store.manifest["context_size"], prepend_bos=ctx.lm.prepend_bos)
     tcfg = TrainConfig(tokens=TRAIN_TOKENS, batch_size=2048, lr=1e-3, warmup_steps=10)
     provenance = {"store": str(store.folder), "model": ctx.lm.provenance()}
