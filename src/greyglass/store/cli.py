@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from ..config import add_arguments, from_namespace
 from ..data.corpus import CorpusConfig
 from ..runs import default_run_dir, write_config, write_results
-from .writer import CaptureConfig, capture
+from .writer import CaptureConfig, capture, shortfall_note
 from .reader import ActivationStore
 
 
@@ -46,9 +47,12 @@ def run_capture(args: argparse.Namespace) -> int:
     store = ActivationStore(out)
     write_config(out, "capture", model=lm.provenance(), capture=cfg, corpus=corpus,
                  corpus_fingerprint=store.manifest["corpus"]["fingerprint"])
+    short = shortfall_note(store.manifest)
     write_results(out, {"n_tokens": store.n_tokens, "sites": store.sites, "shards": len(store.manifest["shards"]),
-                        "seconds": round(time.perf_counter() - start, 2)})
+                        "corpus_ran_out": short is not None, "seconds": round(time.perf_counter() - start, 2)})
     print(store.describe())
+    if short:
+        print(f"note: {short}", file=sys.stderr)
     return 0
 
 

@@ -98,10 +98,37 @@ def capture(
     if pending["token_ids"]:
         _write_shard(out, manifest, pending, pending_windows)
     bar.close()
+    if manifest["n_tokens"] == 0:
+        _remove_empty_store(out)
+        raise GreyglassError(f"nothing to capture: {_corpus_name(corpus)} (split {corpus.split}) gave no window of "
+                             f"{corpus.context_size} tokens; give a corpus with more text, another --split, or a "
+                             "smaller --context-size")
     manifest["complete"] = True
     manifest["finished"] = _now()
     write_json(out / MANIFEST, manifest)
     return out
+
+
+def shortfall_note(manifest: dict) -> str | None:
+    """What to tell the user when the corpus ran out before the tokens asked for (None when it did not)."""
+    got, asked = manifest["n_tokens"], manifest["tokens_requested"]
+    if got >= asked:
+        return None
+    corpus = manifest["corpus"]
+    return (f"the corpus ran out: captured {got:,} of the {asked:,} tokens asked for from "
+            f"{corpus['corpus'] or 'the bundled English Wikipedia sample'} (split {corpus['split']}); "
+            "give a larger corpus for more")
+
+
+def _corpus_name(corpus: CorpusConfig) -> str:
+    return f"corpus {corpus.corpus}" if corpus.corpus else "the bundled English Wikipedia sample"
+
+
+def _remove_empty_store(out: Path) -> None:
+    """Undo the start of a capture that found no text, so the same --out can be used again."""
+    (out / MANIFEST).unlink(missing_ok=True)
+    if not any(out.iterdir()):
+        out.rmdir()
 
 
 def _capture_batch(lm: LoadedModel, batch: list[Window], sites: list[str], cfg: CaptureConfig):
