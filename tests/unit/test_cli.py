@@ -31,6 +31,7 @@ def test_capture_and_info(model_dir, tmp_path, capsys):
     assert "500 of 500 requested" in printed and "blocks.3.hook_attn_out" in printed
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "capture" and config["corpus"]["context_size"] == 16
+    assert config["corpus"]["split"] == "train"  # the heldout documents stay out, for `sae eval`
     assert json.loads((out / "results.json").read_text())["n_tokens"] == 500
     assert main(["info", str(out)]) == 0
     assert "complete" in capsys.readouterr().out

@@ -29,6 +29,7 @@ from .absorption import AbsorptionConfig, first_letter_absorption
 from .config import SAEConfig, TrainConfig
 from .evaluate import EvalConfig, evaluate
 from .frequency import FREQ_COSTS, FreqCost
+from .heldout import TRAINING_TEXT, heldout_status, training_text
 from .train import buffered_batches, train_saes
 
 
@@ -86,11 +87,13 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, tcfg: TrainConfig
     site = rows[0][2].hook_name
     batches = buffered_batches(lm, [site], corpus, tcfg.batch_size, tcfg.buffer_tokens, seed=tcfg.seed)
     trained = train_saes([c for _, _, c in rows], tcfg, batches, Path(out) / "saes", resume=resume,
-                         progress=progress, provenance={"model": lm.provenance()}, device=str(lm.device))
+                         progress=progress, provenance={"model": lm.provenance(), TRAINING_TEXT: training_text(corpus)},
+                         device=str(lm.device))
     heldout = CorpusConfig(**{**asdict(corpus), "split": "heldout"})
     table = []
     for (variant, l0, _), sae, folder in zip(rows, trained.saes, trained.folders):
-        ev = evaluate(sae, lm, EvalConfig(tokens=cfg.eval_tokens), heldout, progress=progress)
+        ev = evaluate(sae, lm, EvalConfig(tokens=cfg.eval_tokens), heldout, progress=progress,
+                      heldout=heldout_status(training_text(corpus), heldout, folder))
         ab = first_letter_absorption(sae, lm, acfg, progress=progress)
         ground_truth = _save_absorption_run(Path(out) / "absorption" / folder.name, folder, lm, acfg, ab)
         table.append({"variant": variant, "target_l0": l0, "l0": round(ev["l0"], 2),

@@ -25,7 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--site", dest="sites", action="append", metavar="SITE",
                    help="site to capture, e.g. blocks.15.hook_resid_post or resid_post.15 (repeatable)")
     add_arguments(p, CaptureConfig, skip=("sites",))
-    add_arguments(p, CorpusConfig)
+    add_arguments(p, CorpusConfig, skip=("split",))
+    p.add_argument("--split", choices=("train", "heldout", "all"), default="train",
+                   help="documents to capture: train (default: every 20th document is left for held-out "
+                   "evaluation, which `greyglass sae eval` reads), heldout, or all (an SAE trained on it cannot be "
+                   "evaluated on held-out text of this corpus)")
     add_out_args(p, "capture", resume="continue an interrupted capture in --out", what="store folder")
     p.set_defaults(func=run_capture)
 

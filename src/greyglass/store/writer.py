@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path, write_json
 from ..config import check_choice, check_positive
-from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, windows
+from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, documents_fingerprint, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
 from ..version import __version__
@@ -172,7 +172,8 @@ def _new_manifest(lm: LoadedModel, cfg: CaptureConfig, corpus: CorpusConfig, sit
         "d_model": lm.d_model,
         "dtype": cfg.store_dtype,
         "context_size": corpus.context_size,
-        "corpus": {**asdict(corpus), "fingerprint": corpus_fingerprint(corpus)},
+        "corpus": {**asdict(corpus), "fingerprint": corpus_fingerprint(corpus),
+                   "documents": documents_fingerprint(corpus)},  # proves which documents an SAE trained on
         "tokens_requested": cfg.tokens,
         "batch_windows": batch_windows,
         "shard_tokens": cfg.shard_tokens,
