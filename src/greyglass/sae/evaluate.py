@@ -165,26 +165,31 @@ def evaluate(sae: SparseAutoencoder, lm: LoadedModel, cfg: EvalConfig = EvalConf
     bar = tqdm(total=cfg.tokens, unit="tok", unit_scale=True, desc="eval SAE", disable=not progress)
     with torch.inference_mode():
         mean = _mean_activation(lm, site_name, batches)
-        for first_window, (ids, keep) in _numbered(batches):
-            ids, keep = ids.to(lm.device), keep.to(lm.device)
-            with capturing(lm, [site_name]) as acts:
-                clean = lm.model(input_ids=ids, use_cache=False).logits
-            x = acts[site_name]  # [B, T, d]
-            latents = sae.encode(x[keep])  # [n, d_sae]
-            x_hat = sae.decode(latents).to(x.dtype)  # [n, d]
-            sums.add_activations(x[keep], latents, x_hat)
-            predicts = keep[:, :-1]  # [B, T-1]: predictions made at kept positions (not the sink's)
-            target = ids[:, 1:][predicts]  # [n_pred]
-            window = (first_window + torch.arange(len(ids), device=ids.device))[:, None].expand_as(predicts)[predicts]
-            clean_logp = _log_probs(clean, predicts)
-            sums.add_clean(clean_logp, target, window)
-            replacements = {"sae": x_hat, "zero": torch.zeros_like(x_hat), "mean": mean.to(x.dtype).expand_as(x_hat)}
-            for name, rows in replacements.items():
-                sums.add_spliced(name, _log_probs(_splice(lm, ids, site_name, keep, rows), predicts), clean_logp, target)
+        for i, (ids, keep) in enumerate(batches):  # every batch but the last holds batch_windows windows
+            _add_batch(sums, sae, lm, site_name, mean, ids.to(lm.device), keep.to(lm.device), i * cfg.batch_windows)
             bar.update(int(keep.sum()))
     bar.close()
     return {"site": site_name, **sums.results(),
             "heldout": heldout or {"verified": False, "reason": "no record of the SAE's training text was checked"}}
+
+
+def _add_batch(sums: _Sums, sae: SparseAutoencoder, lm: LoadedModel, site: str, mean: Tensor, ids: Tensor,
+               keep: Tensor, first_window: int) -> None:
+    """One batch of windows `ids [B, T]`: the clean run, then the SAE, zeros and the mean spliced in at `keep`."""
+    with capturing(lm, [site]) as acts:
+        clean = lm.model(input_ids=ids, use_cache=False).logits
+    x = acts[site]  # [B, T, d]
+    latents = sae.encode(x[keep])  # [n, d_sae]
+    x_hat = sae.decode(latents).to(x.dtype)  # [n, d]
+    sums.add_activations(x[keep], latents, x_hat)
+    predicts = keep[:, :-1]  # [B, T-1]: predictions made at kept positions (not the sink's)
+    target = ids[:, 1:][predicts]  # [n_pred]
+    window = (first_window + torch.arange(len(ids), device=ids.device))[:, None].expand_as(predicts)[predicts]
+    clean_logp = _log_probs(clean, predicts)
+    sums.add_clean(clean_logp, target, window)
+    replacements = {"sae": x_hat, "zero": torch.zeros_like(x_hat), "mean": mean.to(x.dtype).expand_as(x_hat)}
+    for name, rows in replacements.items():
+        sums.add_spliced(name, _log_probs(_splice(lm, ids, site, keep, rows), predicts), clean_logp, target)
 
 
 def _eval_batches(lm: LoadedModel, corpus: CorpusConfig, cfg: EvalConfig) -> list[tuple[Tensor, Tensor]]:
@@ -199,14 +204,6 @@ def _eval_batches(lm: LoadedModel, corpus: CorpusConfig, cfg: EvalConfig) -> lis
         raise GreyglassError(f"the evaluation corpus ({corpus.corpus or 'bundled'}, split {corpus.split}) gave no window "
                              f"of {corpus.context_size} tokens; give a larger --corpus or a smaller --context-size")
     return batches
-
-
-def _numbered(batches: list[tuple[Tensor, Tensor]]):
-    """(index of the batch's first window, batch) for each batch."""
-    first = 0
-    for ids, keep in batches:
-        yield first, (ids, keep)
-        first += len(ids)
 
 
 def _mean_activation(lm: LoadedModel, site: str, batches: list[tuple[Tensor, Tensor]]) -> Tensor:
