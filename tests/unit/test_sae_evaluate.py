@@ -1,14 +1,18 @@
 """SAE evaluation on a tiny model: which predictions the losses count, the ablation baselines, the words."""
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from greyglass import GreyglassError
 from greyglass.data import CorpusConfig, windows
+from greyglass.data.corpus import corpus_fingerprint
 from greyglass.sae import EvalConfig, SAEConfig, SparseAutoencoder, evaluate
 from greyglass.sae.evaluate import summary
+from greyglass.sae.heldout import heldout_status, store_training_text
 
 SITE = "blocks.2.hook_resid_post"
 CORPUS = CorpusConfig(split="heldout", context_size=16)
@@ -59,3 +63,14 @@ def test_a_random_sae_is_measured_against_mean_ablation_and_says_how_much_worse(
     text = summary(r)
     assert text.index(f"rises by {r['ce_increase']:.3f} nats/token") < text.index("recovers")
     assert "NOT shown to be held out" in text and r["heldout"]["verified"] is False
+
+
+def test_a_store_from_before_the_documents_record_is_checked_by_its_corpus_fingerprint(write_lines):
+    corpus = CorpusConfig(corpus=str(write_lines("c.txt", ["some text"])), split="train")
+    old = {"corpus": {**asdict(corpus), "fingerprint": corpus_fingerprint(corpus)}}  # no "documents" key
+    heldout = CorpusConfig(corpus=corpus.corpus, split="heldout", seed=7, context_size=64)
+    assert heldout_status(store_training_text(old), heldout, "sae")["verified"] is True
+    write_lines("c.txt", ["the corpus changed since the capture"])
+    with pytest.raises(GreyglassError, match="has changed or moved since the capture"):
+        heldout_status(store_training_text(old), heldout, "sae")
+    assert heldout_status(store_training_text(old), heldout, "sae", allow_unverified=True)["verified"] is False
