@@ -35,6 +35,8 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
                for f in sorted(p.name for p in (tmp_path / "run" / "saes").iterdir())]
     assert sorted(t["freq_cost"] for t in trained) == ["neglog"] * 4 + ["none"] * 4
     assert "| topk+freq | 4 |" in capsys.readouterr().out
+    for x in rows:  # the cost of splicing each SAE in leads, beside CE recovered against both ablations
+        assert x["kl_sae"] >= 0 and x["ce_loss_recovered_mean"] <= 1 and "ce_increase" in x
     assert all(0 <= x["absorption_ci"]["ci_low"] <= x["absorption_rate"] <= x["absorption_ci"]["ci_high"] for x in rows)
     assert "<svg" in (tmp_path / "run" / "frontier.svg").read_text() and (tmp_path / "run" / "absorption.svg").exists()
     # each SAE's first-letter run is a ground truth the weights-only detector validates against
@@ -47,3 +49,4 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
     html = build_report([tmp_path / "run"], tmp_path / "r.html").read_text()
     assert "Does making common features cheaper" in html and "comparisons at matched sparsity" in html
     assert "could not be read" not in html and html.count("<svg") >= 2
+    assert f"loss +{rows[0]['ce_increase']:.3f} nats" in html and "vs mean ablation" in html

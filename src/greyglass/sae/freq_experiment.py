@@ -98,6 +98,8 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, tcfg: TrainConfig
         ground_truth = _save_absorption_run(Path(out) / "absorption" / folder.name, folder, lm, acfg, ab)
         table.append({"variant": variant, "target_l0": l0, "l0": round(ev["l0"], 2),
                       "explained_variance": round(ev["explained_variance"], 4),
+                      "ce_increase": round(ev["ce_increase"], 4), "kl_sae": round(ev["kl_sae"], 4),
+                      "ce_loss_recovered_mean": round(ev["ce_loss_recovered_mean"], 4),
                       "ce_loss_recovered": round(ev["ce_loss_recovered"], 4),
                       "dead_fraction": round(ev["dead_fraction"], 4), "dense_fraction": round(ev["dense_fraction"], 4),
                       "absorption_rate": ab["absorption_rate"], "absorption_ci": _absorption_ci(ab),
@@ -138,10 +140,13 @@ def _save_absorption_run(run: Path, sae_folder: Path, lm: LoadedModel, acfg: Abs
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = "| variant | target L0 | L0 | explained variance | CE loss recovered | dead | dense | absorption | partial |"
-    lines = [head, "|" + "---|" * 9]
+    """The results table; the cost of splicing each SAE in (loss increase, KL) comes before CE recovered."""
+    head = ("| variant | target L0 | L0 | loss increase (nats) | KL | CE recovered vs mean / zero ablation | "
+            "explained variance | dead | dense | absorption | partial |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['target_l0']} | {r['l0']:.1f} | {r['explained_variance']:.3f} | "
-                     f"{r['ce_loss_recovered']:.3f} | {r['dead_fraction']:.1%} | {r['dense_fraction']:.1%} | "
+        lines.append(f"| {r['variant']} | {r['target_l0']} | {r['l0']:.1f} | {r['ce_increase']:.3f} | {r['kl_sae']:.3f} | "
+                     f"{r['ce_loss_recovered_mean']:.3f} / {r['ce_loss_recovered']:.3f} | {r['explained_variance']:.3f} | "
+                     f"{r['dead_fraction']:.1%} | {r['dense_fraction']:.1%} | "
                      f"{r['absorption_rate']:.1%} | {r['partial_absorption_fraction']:.1%} |")
     return "\n".join(lines)

@@ -173,6 +173,16 @@ def meta_section(config: dict[str, Any], results: dict[str, Any], folder: Path) 
     )
 
 
+def _splice_cost(r: dict[str, Any]) -> str:
+    """A table row's cost of splicing the SAE in: loss increase and KL first (rows from before they were kept have
+    only CE recovered against zero ablation)."""
+    zero = f"{100 * r['ce_loss_recovered']:.1f}% vs zero ablation"
+    if "ce_increase" not in r:
+        return f"CE recovered {zero}"
+    return (f"loss +{r['ce_increase']:.3f} nats, KL {r['kl_sae']:.3f}; CE recovered "
+            f"{100 * r['ce_loss_recovered_mean']:.1f}% vs mean ablation, {zero}")
+
+
 @builder("sae_freq_experiment")
 def freq_experiment_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
     rows = results["rows"]
@@ -194,8 +204,8 @@ def freq_experiment_section(config: dict[str, Any], results: dict[str, Any], fol
         headline = (f"Charging rare features more than common ones made no difference to feature absorption that this run "
                     f"can detect ({len(pairs)} comparisons at matched sparsity); explained variance moved by at most {shift:.3f}.")
     numbers = [(f"{r['variant']}, L0 {r['l0']:.0f} (target {r['target_l0']})",
-                f"absorbed {fmt(ci(r), percent=True)}; explained variance {r['explained_variance']:.3f}; CE recovered "
-                f"{100 * r['ce_loss_recovered']:.1f}%; dead {100 * r['dead_fraction']:.1f}%; dense {100 * r['dense_fraction']:.1f}%")
+                f"absorbed {fmt(ci(r), percent=True)}; {_splice_cost(r)}; explained variance "
+                f"{r['explained_variance']:.3f}; dead {100 * r['dead_fraction']:.1f}%; dense {100 * r['dense_fraction']:.1f}%")
                for r in rows]
     figures = [folder / name for name in ("frontier.svg", "absorption.svg")]
     return Section(
