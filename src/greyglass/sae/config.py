@@ -45,7 +45,7 @@ class SAEConfig:
     k_aux: int = 256
     """topk/batchtopk: dead latents used by the AuxK loss (at most half of d_in is sensible)."""
     dead_tokens: int | None = None
-    """A latent is dead (and AuxK trains it) once it has not fired for this many training tokens; None: a
+    """A latent is dead (and AuxK trains it) once it has not fired for this many training tokens; unset: a
     tenth of the training tokens, at most 10M (Gao et al.'s window) and at least one batch."""
     l0_coefficient: float = 1e-3
     """jumprelu: weight of the L0 penalty (or of the squared deviation from target_l0)."""
