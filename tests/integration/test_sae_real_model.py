@@ -29,8 +29,10 @@ def test_trained_topk_sae_recovers_most_of_the_loss(smollm, tmp_path):
     sae = SparseAutoencoder.load(result.folders[0])
     r = evaluate(sae, smollm, EvalConfig(tokens=512, batch_windows=8), progress=False)
     assert r["l0"] <= 32 + 1e-6 and r["n_tokens"] >= 512
-    assert r["ce_clean"] < r["ce_sae"] < r["ce_zero"]  # splicing costs something, far less than zeroing
-    assert r["kl_sae"] < r["kl_zero"]
+    assert r["ce_clean"] < r["ce_sae"] < r["ce_mean"] < r["ce_zero"]  # splicing costs something, far less than ablating
+    assert r["kl_sae"] < r["kl_mean"] < r["kl_zero"]
+    assert r["ce_increase_ci"]["ci_low"] > 0  # a real, measurable loss increase
+    assert r["ce_loss_recovered_mean"] < r["ce_loss_recovered"]  # mean ablation is the stricter baseline
     assert r["ce_loss_recovered"] > 0.5
     # ~0.5 after 40k tokens of training; an untrained SAE explains nothing (the sink rows, which
     # once let any SAE reach 0.99, are left out)

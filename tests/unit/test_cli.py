@@ -31,9 +31,32 @@ def test_capture_and_info(model_dir, tmp_path, capsys):
     assert "500 of 500 requested" in printed and "blocks.3.hook_attn_out" in printed
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "capture" and config["corpus"]["context_size"] == 16
+    assert config["corpus"]["split"] == "train"  # the heldout documents stay out, for `sae eval`
     assert json.loads((out / "results.json").read_text())["n_tokens"] == 500
     assert main(["info", str(out)]) == 0
     assert "complete" in capsys.readouterr().out
+
+
+def test_capture_of_an_empty_corpus_is_an_error_and_leaves_no_store(model_dir, tmp_path, write_lines, capsys):
+    empty = write_lines("empty.txt", [])
+    out = tmp_path / "store"
+    code = main(["capture", "--model", str(model_dir), "--site", "resid_post.1", "--corpus", str(empty),
+                 "--context-size", "16", "--out", str(out), "--no-progress"])
+    assert code == 2
+    assert "nothing to capture" in capsys.readouterr().err
+    assert not out.exists()  # so the same --out works once there is text
+
+
+def test_capture_says_how_many_tokens_a_short_corpus_gave(model_dir, tmp_path, write_lines, capsys):
+    short = write_lines("short.txt", ["A short corpus of a few sentences. " * 4])
+    out = tmp_path / "store"
+    code = main(["capture", "--model", str(model_dir), "--site", "resid_post.1", "--corpus", str(short),
+                 "--split", "all", "--context-size", "16", "--tokens", "5000", "--out", str(out), "--no-progress"])
+    assert code == 0
+    n = json.loads((out / "results.json").read_text())["n_tokens"]
+    assert 0 < n < 5000
+    assert f"the corpus ran out: captured {n:,} of the 5,000 tokens asked for" in capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["corpus_ran_out"] is True
 
 
 @pytest.mark.parametrize(

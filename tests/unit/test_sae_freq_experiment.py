@@ -38,9 +38,12 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
     assert "| topk+freq | 4 |" in out
     # a frequency-aware TopK's folder is a plain TopK to SAELens: that encoder is reported too
     assert [x["variant"] for x in rows if "saelens_reads" in x] == ["topk+freq", "topk+freq"]
-    assert all(set(x["saelens_reads"]) == {"l0", "explained_variance", "ce_loss_recovered"} for x in rows
-               if "saelens_reads" in x)
+    assert all(set(x["saelens_reads"]) == {"l0", "explained_variance", "ce_increase", "kl_sae",
+                                           "ce_loss_recovered_mean", "ce_loss_recovered"}
+               for x in rows if "saelens_reads" in x)
     assert "topk+freq at target L0 4 as SAELens reads its folder" in out
+    for x in rows:  # the cost of splicing each SAE in leads, beside CE recovered against both ablations
+        assert x["kl_sae"] >= 0 and all(k in x for k in ("ce_increase", "ce_loss_recovered_mean", "ce_loss_recovered"))
     assert all(0 <= x["absorption_ci"]["ci_low"] <= x["absorption_rate"] <= x["absorption_ci"]["ci_high"] for x in rows)
     assert "<svg" in (tmp_path / "run" / "frontier.svg").read_text() and (tmp_path / "run" / "absorption.svg").exists()
     # each SAE's first-letter run is a ground truth the weights-only detector validates against
@@ -53,3 +56,4 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
     html = build_report([tmp_path / "run"], tmp_path / "r.html").read_text()
     assert "Does making common features cheaper" in html and "comparisons at matched sparsity" in html
     assert "could not be read" not in html and html.count("<svg") >= 2
+    assert f"loss +{rows[0]['ce_increase']:.3f} nats" in html and "vs mean ablation" in html

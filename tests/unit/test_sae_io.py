@@ -60,7 +60,7 @@ def test_sae_eval_reports_what_saelens_reads_of_a_frequency_aware_topk(tiny_llam
         sae.fire_rate.copy_(torch.logspace(-4, -0.5, 128))  # costs that change which latents win
     folder = sae.eval().save(tmp_path / "sae")
     assert main(["sae", "eval", str(folder), "--model", str(model_dir), "--tokens", "200", "--batch-windows", "4",
-                 "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
+                 "--out", str(tmp_path / "eval"), "--no-progress", "--unverified-text"]) == 0
     r = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert r["saelens_reads"]["l0"] <= 4 + 1e-6
     assert r["saelens_reads"]["fvu"] != r["fvu"]  # another encoder, another reconstruction

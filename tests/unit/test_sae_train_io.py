@@ -13,6 +13,7 @@ from greyglass.cli import main
 from greyglass.data import CorpusConfig
 from greyglass.sae import (SAEConfig, SparseAutoencoder, TrainConfig, buffered_batches, load_sae, load_sparsity,
                            read_training, store_batches, train_saes)
+from greyglass.sae.config import with_dead_window
 from greyglass.sae.io import saelens_cfg
 from greyglass.store import ActivationStore, CaptureConfig, capture
 
@@ -24,7 +25,7 @@ TCFG = TrainConfig(tokens=256 * 12, batch_size=256, lr=1e-3, warmup_steps=2, che
 def store(tiny_llama, tmp_path_factory):
     out = tmp_path_factory.mktemp("sae-store") / "s"
     capture(tiny_llama, CaptureConfig(sites=(SITE, "resid_post.1"), tokens=2000, batch_tokens=256, shard_tokens=500),
-            CorpusConfig(context_size=32), out, progress=False)
+            CorpusConfig(context_size=32, split="train"), out, progress=False)
     return ActivationStore(out)
 
 
@@ -108,6 +109,26 @@ def test_several_saes_from_one_pass(store, tmp_path):
     assert torch.allclose(batchtopk.threshold, batchtopk.threshold[0].expand(128))  # one learned threshold
 
 
+def test_at_the_default_dead_window_latents_die_and_auxk_trains_them(store, tmp_path):
+    # far more latents than this low-rank data needs, two per token: most never fire. With the
+    # old default (a 1M-token window, as long as a default run) none was ever counted dead.
+    cfg = SAEConfig(architecture="topk", d_in=64, d_sae=512, k=2, hook_name=SITE)
+    assert cfg.dead_tokens is None
+    tcfg = TrainConfig(tokens=256 * 20, batch_size=256, lr=1e-3, warmup_steps=2)
+    result = train_saes([cfg], tcfg, store_batches(store, [SITE], 256), tmp_path, progress=False)
+    assert read_training(result.folders[0])["sae"]["dead_tokens"] == 512  # a tenth of 5,120 training tokens
+    final = result.metrics[0]
+    assert final["dead"] > 0.1 and final["aux"] > 0
+
+
+def test_the_dead_window_is_a_fraction_of_training_within_bounds():
+    cfg = SAEConfig(d_in=8, d_sae=16, k=2)
+    assert with_dead_window(cfg, TrainConfig(tokens=1_000_000, batch_size=4096)).dead_tokens == 100_000
+    assert with_dead_window(cfg, TrainConfig(tokens=10**9)).dead_tokens == 10_000_000
+    assert with_dead_window(cfg, TrainConfig(tokens=1000, batch_size=512)).dead_tokens == 512
+    assert with_dead_window(cfg.with_updates(dead_tokens=77), TrainConfig()).dead_tokens == 77
+
+
 def test_on_the_fly_batches_are_shuffled_activations_of_the_model(tiny_llama):
     stream = buffered_batches(tiny_llama, ["resid_post.2"], CorpusConfig(context_size=32), batch_size=128,
                               buffer_tokens=512, forward_tokens=256)
@@ -167,9 +188,7 @@ def test_saelens_cfg_for_jumprelu_has_no_k():
 
 
 def test_cli_train_and_eval_on_a_tiny_model(store, tmp_path, tiny_llama, capsys):
-    model_dir = tmp_path / "model"
-    tiny_llama.model.save_pretrained(model_dir)
-    tiny_llama.tokenizer.save_pretrained(model_dir)
+    model_dir = _model_dir(tiny_llama, tmp_path / "model")
     out = tmp_path / "train"
     code = main(["sae", "train", "--store", str(store.folder), "--site", "resid_post.2", "--k", "4", "--k", "8",
                  "--expansion", "2", "--tokens", "1024", "--batch-size", "256", "--out", str(out), "--no-progress"])
@@ -187,7 +206,7 @@ def test_cli_train_and_eval_on_a_tiny_model(store, tmp_path, tiny_llama, capsys)
     recovered = (r["ce_zero"] - r["ce_sae"]) / (r["ce_zero"] - r["ce_clean"])
     assert r["ce_loss_recovered"] == pytest.approx(recovered)
     assert r["explained_variance"] == pytest.approx(1 - r["fvu"]) and 0 < r["cosine"] <= 1
-    assert "held-out tokens" in capsys.readouterr().out
+    assert "held-out tokens" in capsys.readouterr().out and r["heldout"]["verified"] is True
     # on the fly: no store, the model produces the activations
     code = main(["sae", "train", "--model", str(model_dir), "--site", "resid_post.1", "--context-size", "32",
                  "--expansion", "2", "--k", "4", "--tokens", "512", "--batch-size", "128", "--buffer-tokens", "512",
@@ -195,6 +214,42 @@ def test_cli_train_and_eval_on_a_tiny_model(store, tmp_path, tiny_llama, capsys)
     assert code == 0
     fly = json.loads((tmp_path / "fly" / "sae" / "cfg.json").read_text())
     assert fly["metadata"]["hook_name"] == "blocks.1.hook_resid_post" and fly["d_sae"] == 128
+
+
+def _model_dir(lm, folder):
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_eval_refuses_text_it_cannot_show_is_held_out(tiny_llama, tmp_path, write_lines, capsys):
+    model = _model_dir(tiny_llama, tmp_path / "model")
+    everything = tmp_path / "all"  # captured from split all: the held-out documents are in it
+    capture(tiny_llama, CaptureConfig(sites=(SITE,), tokens=600, batch_tokens=256), CorpusConfig(context_size=32),
+            everything, progress=False)
+    train = ["sae", "train", "--store", str(everything), "--expansion", "2", "--k", "4", "--tokens", "512",
+             "--batch-size", "256", "--out", str(tmp_path / "t"), "--no-progress"]
+    assert main(train) == 0
+    sae = str(tmp_path / "t" / "sae")
+    evaluate = ["sae", "eval", sae, "--model", model, "--tokens", "100", "--batch-windows", "4", "--no-progress"]
+    assert main([*evaluate, "--out", str(tmp_path / "e1")]) == 2
+    assert "was trained on split 'all'" in capsys.readouterr().err and not (tmp_path / "e1").exists()
+    assert main([*evaluate, "--out", str(tmp_path / "e2"), "--unverified-text"]) == 0
+    assert "NOT shown to be held out" in capsys.readouterr().out
+    assert json.loads((tmp_path / "e2" / "results.json").read_text())["heldout"]["verified"] is False
+    # another corpus cannot be shown to share no document with the training text
+    other = write_lines("other.txt", ["Some other text entirely. " * 40])
+    fly = ["sae", "train", "--model", model, "--site", SITE, "--context-size", "32", "--expansion", "2", "--k", "4",
+           "--tokens", "256", "--batch-size", "128", "--buffer-tokens", "256", "--out", str(tmp_path / "fly"),
+           "--no-progress"]
+    assert main(fly) == 0
+    assert main(["sae", "eval", str(tmp_path / "fly" / "sae"), "--corpus", str(other), *evaluate[3:],
+                 "--out", str(tmp_path / "e3")]) == 2
+    assert "cannot be shown to share no document" in capsys.readouterr().err
+    # an SAE with no record of its training text (a SAELens folder)
+    (tmp_path / "fly" / "sae" / "training.json").unlink()
+    assert main(["sae", "eval", str(tmp_path / "fly" / "sae"), *evaluate[3:], "--out", str(tmp_path / "e4")]) == 2
+    assert "does not record the text it was trained on" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(store, tmp_path, capsys):

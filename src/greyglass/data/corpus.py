@@ -90,6 +90,12 @@ def corpus_fingerprint(cfg: CorpusConfig) -> str:
     return json_sha256({"files": data, **{k: v for k, v in vars(cfg).items() if k != "corpus"}})
 
 
+def documents_fingerprint(cfg: CorpusConfig) -> str:
+    """A hash of what decides the documents and their indices, the corpus bytes and the text field,
+    and so which documents each split holds (the seed, window size and BOS change neither)."""
+    return json_sha256({"files": files_sha256(corpus_files(cfg.corpus), cached_file_sha256), "text_field": cfg.text_field})
+
+
 def _file_documents(path: Path, text_field: str) -> Iterator[str]:
     if ".jsonl" not in path.name:
         with open_text(path) as f:

@@ -15,7 +15,8 @@ from ..errors import GreyglassError
 from ..runs import default_run_dir, write_config, write_results
 from .config import SAEConfig, TrainConfig
 from .evaluate import EvalConfig, evaluate, summary
-from .io import load_sae, saelens_encoder
+from .heldout import TRAINING_TEXT, UNVERIFIED_FLAG, heldout_status, store_training_text, training_text
+from .io import load_sae, read_training, saelens_encoder
 
 # SAEConfig fields the data decides (width, site, model, windows) rather than a flag
 _FROM_DATA = ("d_in", "d_sae", "k", "model_name", "hook_name", "context_size", "prepend_bos", "norm_scale")
@@ -48,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("sae", help="SAE folder (greyglass or SAELens)")
     add_model_args(e)
     e.add_argument("--site", help="site to splice the SAE into (default: the SAE's own)")
+    e.add_argument(UNVERIFIED_FLAG, dest="unverified_text", action="store_true",
+                   help="evaluate even when the text cannot be shown to share no document with the SAE's training "
+                   "text (a SAELens SAE, another corpus, training on split all); the results then say so")
     add_arguments(e, EvalConfig)
     add_arguments(e, CorpusConfig, skip=("split",))
     add_out_args(e, "sae_eval")
@@ -124,7 +128,8 @@ def run_train(args: argparse.Namespace) -> int:
         meta = {"model_name": m["model"]["spec"], "context_size": m["context_size"],
                 "prepend_bos": m["corpus"].get("prepend_bos") is not False}
         batches = store_batches(store, sites, tcfg.batch_size, seed=tcfg.seed)
-        parts = {"store": str(store.folder), "model": m["model"], "corpus_fingerprint": m["corpus"]["fingerprint"]}
+        parts = {"store": str(store.folder), "model": m["model"], "corpus_fingerprint": m["corpus"]["fingerprint"],
+                 TRAINING_TEXT: store_training_text(m)}
     else:
         if not args.sites:
             raise GreyglassError("give --store, or --site (with --model and --corpus) to train on the fly")
@@ -135,7 +140,8 @@ def run_train(args: argparse.Namespace) -> int:
         meta = {"model_name": lm.spec, "context_size": corpus.context_size,
                 "prepend_bos": lm.prepend_bos if corpus.prepend_bos is None else corpus.prepend_bos}
         batches = buffered_batches(lm, sites, corpus, tcfg.batch_size, tcfg.buffer_tokens, seed=tcfg.seed)
-        parts = {"model": lm.provenance(), "corpus": corpus, "corpus_fingerprint": corpus_fingerprint(corpus)}
+        parts = {"model": lm.provenance(), "corpus": corpus, "corpus_fingerprint": corpus_fingerprint(corpus),
+                 TRAINING_TEXT: training_text(corpus)}
     cfgs = sae_configs(base, sites, ks, d_in, args.latents or args.expansion * d_in, **meta)
     write_config(out, "sae_train", train=tcfg, saes=[asdict(c) for c in cfgs], **parts)
     result = train_saes(cfgs, tcfg, batches, out, resume=args.resume, progress=not args.no_progress,
@@ -162,15 +168,18 @@ def run_eval(args: argparse.Namespace) -> int:
     ecfg = from_namespace(EvalConfig, args)
     corpus = from_namespace(CorpusConfig, args, split="heldout",
                             **({} if "context_size" in vars(args) else {"context_size": sae.cfg.context_size}))
+    trained_on = read_training(args.sae).get("provenance", {}).get(TRAINING_TEXT)
+    heldout = heldout_status(trained_on, corpus, args.sae, allow_unverified=args.unverified_text)
     out = Path(args.out) if args.out else default_run_dir("sae_eval")
     write_config(out, "sae_eval", sae=str(args.sae), site=sae.cfg.hook_name, d_sae=sae.cfg.d_sae,
                  model=lm.provenance(), eval=ecfg, corpus=corpus,
-                 corpus_fingerprint=corpus_fingerprint(corpus))
+                 corpus_fingerprint=corpus_fingerprint(corpus), heldout=heldout)
     start = time.perf_counter()
-    results = evaluate(sae, lm, ecfg, corpus, site=args.site, progress=not args.no_progress)
+    results = evaluate(sae, lm, ecfg, corpus, site=args.site, progress=not args.no_progress, heldout=heldout)
     plain = saelens_encoder(sae)
     if plain is not None:  # SAELens computes another encoder from this folder: report it too
-        results["saelens_reads"] = evaluate(plain, lm, ecfg, corpus, site=args.site, progress=not args.no_progress)
+        results["saelens_reads"] = evaluate(plain, lm, ecfg, corpus, site=args.site, progress=not args.no_progress,
+                                            heldout=heldout)
     write_results(out, {**results, "seconds": round(time.perf_counter() - start, 2)})
     print(summary(results))
     if plain is not None:

@@ -17,6 +17,11 @@ from .frequency import FREQ_COSTS, FreqCost
 
 Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
 ARCHITECTURES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
+DEAD_WINDOW_FRACTION = 0.1
+"""The default dead window as a fraction of training: a fixed window as long as a short run would never
+count a latent dead, so AuxK would never run (the old default, 1M tokens, was the whole default run)."""
+DEAD_WINDOW_MAX = 10_000_000
+"""The default dead window's ceiling in tokens: Gao et al. call a latent dead after 10M tokens without firing."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,9 @@ class SAEConfig:
     """topk/batchtopk: weight of the AuxK loss that lets dead latents explain the residual error."""
     k_aux: int = 256
     """topk/batchtopk: dead latents used by the AuxK loss (at most half of d_in is sensible)."""
-    dead_tokens: int = 1_000_000
-    """A latent is dead once it has not fired for this many training tokens."""
+    dead_tokens: int | None = None
+    """A latent is dead (and AuxK trains it) once it has not fired for this many training tokens; unset: a
+    tenth of the training tokens, at most 10M (Gao et al.'s window) and at least one batch."""
     l0_coefficient: float = 1e-3
     """jumprelu: weight of the L0 penalty (or of the squared deviation from target_l0)."""
     target_l0: float | None = None
@@ -147,3 +153,11 @@ class TrainConfig:
     @property
     def steps(self) -> int:
         return -(-self.tokens // self.batch_size)
+
+
+def with_dead_window(cfg: SAEConfig, tcfg: TrainConfig) -> SAEConfig:
+    """`cfg` with `dead_tokens` set: as given, or by default a fraction of this run's training tokens."""
+    if cfg.dead_tokens is not None:
+        return cfg
+    window = min(DEAD_WINDOW_MAX, int(DEAD_WINDOW_FRACTION * tcfg.tokens))
+    return cfg.with_updates(dead_tokens=max(tcfg.batch_size, window))

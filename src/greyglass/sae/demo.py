@@ -6,7 +6,9 @@ import time
 
 from ..runs import write_config, write_results
 from .config import SAEConfig, TrainConfig
+from ..data.corpus import CorpusConfig
 from .evaluate import EvalConfig, evaluate, summary
+from .heldout import TRAINING_TEXT, heldout_status, store_training_text
 from .train import store_batches, train_saes
 
 EXPANSION = 4
@@ -21,17 +23,20 @@ def step_sae(ctx) -> None:
     site = store.sites[0]
     out = ctx.root / "sae"
     cfg = SAEConfig(architecture="topk", d_in=store.d_model, d_sae=EXPANSION * store.d_model, k=K,
-                    dead_tokens=min(store.n_tokens, TRAIN_TOKENS // 4), model_name=ctx.lm.spec, hook_name=site,
+                    model_name=ctx.lm.spec, hook_name=site,
                     context_size=store.manifest["context_size"], prepend_bos=ctx.lm.prepend_bos)
     tcfg = TrainConfig(tokens=TRAIN_TOKENS, batch_size=2048, lr=1e-3, warmup_steps=10)
-    provenance = {"store": str(store.folder), "model": ctx.lm.provenance()}
+    provenance = {"store": str(store.folder), "model": ctx.lm.provenance(),
+                  TRAINING_TEXT: store_training_text(store.manifest)}
     write_config(out, "sae_train", train=tcfg, saes=[cfg], **provenance)
     start = time.perf_counter()
     result = train_saes([cfg], tcfg, store_batches(store, [site], tcfg.batch_size, seed=tcfg.seed), out,
                         resume=True, provenance=provenance)
     trained = time.perf_counter() - start
     sae, folder = result.saes[0], result.folders[0]
-    results = evaluate(sae, ctx.lm, EvalConfig(tokens=EVAL_TOKENS))
+    corpus = CorpusConfig(split="heldout", context_size=cfg.context_size)
+    results = evaluate(sae, ctx.lm, EvalConfig(tokens=EVAL_TOKENS), corpus,
+                       heldout=heldout_status(provenance[TRAINING_TEXT], corpus, folder))
     write_results(out, {"sae": str(folder), "train_seconds": round(trained, 1), "train_tokens": result.tokens,
                         "final": result.metrics[0], "eval": results})
     ctx.outputs["sae"] = sae

@@ -1,15 +1,25 @@
 """Evaluate an SAE on held-out text: reconstruction, sparsity, and the model's loss with it spliced in.
 
-For each batch of held-out windows the model runs three times:
+For each batch of evaluation windows the model runs four times:
 - clean, capturing the site's activations `x [B, T, d]` (and the clean logits);
 - with the SAE's reconstruction `x_hat` in place of `x` at the site (via `models.replacing`);
-- with zeros in place of `x` (the zero-ablation baseline).
+- with zeros in place of `x` (zero ablation);
+- with the site's mean activation over the evaluated tokens in place of `x` (mean ablation; one
+  early-stopped pass over the same windows measures that mean first).
 Each window's first position (BOS, or the attention-sink token where there is none) is left
-untouched in both interventions: the SAE is not trained on it (the store drops it) and its
-activations are outliers that dominate the error.
+untouched in every intervention: the SAE is not trained on it (stores and on-the-fly training
+drop it) and its activations are outliers that dominate the error. For the same reason the
+prediction made at that position (of the second token) is left out of the losses: it depends on
+the first position alone, so it is the same in all four runs and would only dilute the differences.
 
-CE-loss recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean): 1 means splicing the SAE in
-costs nothing, 0 means it is as bad as deleting the site's activations.
+The headline is the loss increase: CE_sae - CE_clean in nats per token, with a 95% interval from
+a cluster bootstrap over windows, and KL(clean || spliced). CE-loss recovered,
+(CE_abl - CE_sae) / (CE_abl - CE_clean), is reported against both ablations: zeroing a mid-depth
+residual stream wrecks the model, so against zero ablation almost any SAE "recovers" 90%+;
+mean ablation is the stricter baseline.
+
+The text is called held out only when `heldout` (from `sae.heldout.heldout_status`) proves it
+disjoint from the SAE's training documents; results say which (`results["heldout"]`).
 """
 
 from __future__ import annotations
@@ -26,12 +36,20 @@ from tqdm import tqdm
 
 from ..config import check_positive
 from ..data.corpus import CorpusConfig, windows
-from ..models import LoadedModel, capturing, replacing
+from ..errors import GreyglassError
+from ..models import LoadedModel, capturing, replacing, run_to_sites
+from ..stats import mean_ci
 from .model import SparseAutoencoder
 
 DENSE_RATE = 0.1
 """A latent firing on more than this fraction of tokens counts as dense."""
 HIST_EDGES = [x / 2 for x in range(-16, 1)]  # log10 firing rate, -8 .. 0 in half decades
+ABLATIONS = ("zero", "mean")
+"""What replaces the site's activations for the CE-recovered baselines."""
+BARELY_WORSE_NATS = 0.05
+"""A loss increase below this (perplexity up under 5%) reads as 'barely worse'."""
+MUCH_WORSE_NATS = 0.2
+"""A loss increase above this (perplexity up over 22%) reads as 'much worse'."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,7 @@ class EvalConfig:
 
 
 class _Sums:
-    """Running sums over tokens, turned into metrics at the end."""
+    """Running sums over tokens and per-prediction losses, turned into metrics at the end."""
 
     def __init__(self, d_in: int, d_sae: int):
         self.n = 0
@@ -58,9 +76,9 @@ class _Sums:
         self.sum_x2 = 0.0
         self.cosine = self.l0 = self.l1 = self.shrink = 0.0
         self.fires = torch.zeros(d_sae, dtype=torch.long)
-        self.ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
-        self.kl = {"sae": 0.0, "zero": 0.0}
-        self.n_pred = 0
+        self.nll: dict[str, list[Tensor]] = {name: [] for name in ("clean", "sae", *ABLATIONS)}  # [n_pred] each
+        self.kl: dict[str, list[Tensor]] = {name: [] for name in ("sae", *ABLATIONS)}
+        self.window: list[Tensor] = []  # [n_pred]: the window each prediction is in, the bootstrap's cluster
 
     def add_activations(self, x: Tensor, latents: Tensor, x_hat: Tensor) -> None:  # [n, d], [n, d_sae], [n, d]
         x, x_hat = x.double(), x_hat.double()
@@ -75,15 +93,13 @@ class _Sums:
         self.l1 += latents.abs().sum().item()
         self.fires += active.sum(0).cpu()
 
-    def add_logits(self, ids: Tensor, clean: Tensor, sae: Tensor, zero: Tensor) -> None:  # [B, T], [B, T, V] x3
-        target = ids[:, 1:].reshape(-1)
-        logp = {name: F.log_softmax(l[:, :-1].float(), -1).flatten(0, 1) for name, l in
-                (("clean", clean), ("sae", sae), ("zero", zero))}
-        for name, lp in logp.items():
-            self.ce[name] += F.nll_loss(lp, target, reduction="sum").item()
-        for name in ("sae", "zero"):
-            self.kl[name] += F.kl_div(logp[name], logp["clean"], log_target=True, reduction="sum").item()
-        self.n_pred += len(target)
+    def add_clean(self, logp: Tensor, target: Tensor, window: Tensor) -> None:  # [n_pred, V], [n_pred] x2
+        self.nll["clean"].append(F.nll_loss(logp, target, reduction="none").cpu())
+        self.window.append(window.cpu())
+
+    def add_spliced(self, name: str, logp: Tensor, clean: Tensor, target: Tensor) -> None:  # [n_pred, V] x2, [n_pred]
+        self.nll[name].append(F.nll_loss(logp, target, reduction="none").cpu())
+        self.kl[name].append(F.kl_div(logp, clean, log_target=True, reduction="none").sum(-1).cpu())
 
     def results(self) -> dict[str, Any]:
         n, d = self.n, len(self.sum_x)
@@ -92,7 +108,6 @@ class _Sums:
         rate = self.fires.double() / n
         log_rate = torch.log10(rate[rate > 0])
         hist = torch.histogram(log_rate.float(), bins=torch.tensor(HIST_EDGES)).hist if len(log_rate) else torch.zeros(16)
-        ce = {k: v / self.n_pred for k, v in self.ce.items()}
         return {
             "n_tokens": n,
             "mse": self.sse / (n * d),
@@ -106,46 +121,104 @@ class _Sums:
             "density_histogram": {"log10_rate_edges": HIST_EDGES, "counts": [int(c) for c in hist.tolist()],
                                   "never_fired": int((rate == 0).sum())},
             "shrinkage": self.shrink / n,
-            "ce_clean": ce["clean"],
-            "ce_sae": ce["sae"],
-            "ce_zero": ce["zero"],
-            "kl_sae": self.kl["sae"] / self.n_pred,
-            "kl_zero": self.kl["zero"] / self.n_pred,
-            "ce_loss_recovered": (ce["zero"] - ce["sae"]) / (ce["zero"] - ce["clean"])
-            if ce["zero"] != ce["clean"] else math.nan,
+            **self._loss_results(),
+        }
+
+    def _loss_results(self) -> dict[str, Any]:
+        nll = {k: torch.cat(v).double() for k, v in self.nll.items()}
+        kl = {k: torch.cat(v).double() for k, v in self.kl.items()}
+        windows = torch.cat(self.window).numpy()
+        ce = {k: v.mean().item() for k, v in nll.items()}
+        increase = mean_ci((nll["sae"] - nll["clean"]).numpy(), groups=windows)
+        return {
+            "n_predictions": len(windows),
+            **{f"ce_{k}": v for k, v in ce.items()},
+            **{f"kl_{k}": v.mean().item() for k, v in kl.items()},
+            "ce_increase": increase.value,
+            "ce_increase_ci": increase.as_dict(),
+            "kl_sae_ci": mean_ci(kl["sae"].numpy(), groups=windows).as_dict(),
+            "perplexity_ratio": math.exp(increase.value),
+            "ce_loss_recovered": _recovered(ce, "zero"),
+            "ce_loss_recovered_mean": _recovered(ce, "mean"),
         }
 
 
+def _recovered(ce: dict[str, float], ablation: str) -> float:
+    """(CE_ablation - CE_sae) / (CE_ablation - CE_clean): the share of the ablation's damage the SAE avoids."""
+    lost = ce[ablation] - ce["clean"]
+    return (ce[ablation] - ce["sae"]) / lost if lost != 0 else math.nan
+
+
 def evaluate(sae: SparseAutoencoder, lm: LoadedModel, cfg: EvalConfig = EvalConfig(),
-             corpus: CorpusConfig | None = None, site: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """All the metrics in the module docstring, over `cfg.tokens` held-out tokens."""
+             corpus: CorpusConfig | None = None, site: str | None = None, progress: bool = True,
+             heldout: dict[str, Any] | None = None) -> dict[str, Any]:
+    """All the metrics in the module docstring, over at least `cfg.tokens` tokens of `corpus`.
+
+    `heldout` is `sae.heldout.heldout_status(...)` for this SAE and corpus; without it the results
+    record that the text was not shown to be held out."""
     site_name = lm.site(site or sae.cfg.hook_name).name
     sae.check_site(lm.d_model, f"{lm.name} at {site_name}")
     sae = sae.to(lm.device).eval()
     corpus = corpus or CorpusConfig(split="heldout", context_size=sae.cfg.context_size)
+    batches = _eval_batches(lm, corpus, cfg)
     sums = _Sums(sae.cfg.d_in, sae.cfg.d_sae)
-    stream = windows(lm.tokenizer, corpus, lm.prepend_bos)
     bar = tqdm(total=cfg.tokens, unit="tok", unit_scale=True, desc="eval SAE", disable=not progress)
     with torch.inference_mode():
-        while sums.n < cfg.tokens and (chunk := list(itertools.islice(stream, cfg.batch_windows))):
-            ids = torch.tensor([w.tokens for w in chunk], device=lm.device)  # [B, T]
-            keep = ~torch.tensor([w.is_sink for w in chunk], device=lm.device)  # [B, T]
-            with capturing(lm, [site_name]) as acts:
-                clean = lm.model(input_ids=ids, use_cache=False).logits
-            x = acts[site_name]  # [B, T, d]
-            latents = sae.encode(x[keep])  # [n, d_sae]
-            x_hat = sae.decode(latents).to(x.dtype)  # [n, d]
-            sums.add_activations(x[keep], latents, x_hat)
-            patched = _splice(lm, ids, site_name, keep, x_hat)
-            zeroed = _splice(lm, ids, site_name, keep, torch.zeros_like(x_hat))
-            sums.add_logits(ids, clean, patched, zeroed)
+        mean = _mean_activation(lm, site_name, batches)
+        for i, (ids, keep) in enumerate(batches):  # every batch but the last holds batch_windows windows
+            _add_batch(sums, sae, lm, site_name, mean, ids.to(lm.device), keep.to(lm.device), i * cfg.batch_windows)
             bar.update(int(keep.sum()))
     bar.close()
-    if sums.n == 0:
-        from ..errors import GreyglassError
+    return {"site": site_name, **sums.results(),
+            "heldout": heldout or {"verified": False, "reason": "no record of the SAE's training text was checked"}}
 
-        raise GreyglassError("the held-out corpus produced no tokens; give a larger --corpus")
-    return sums.results()
+
+def _add_batch(sums: _Sums, sae: SparseAutoencoder, lm: LoadedModel, site: str, mean: Tensor, ids: Tensor,
+               keep: Tensor, first_window: int) -> None:
+    """One batch of windows `ids [B, T]`: the clean run, then the SAE, zeros and the mean spliced in at `keep`."""
+    with capturing(lm, [site]) as acts:
+        clean = lm.model(input_ids=ids, use_cache=False).logits
+    x = acts[site]  # [B, T, d]
+    latents = sae.encode(x[keep])  # [n, d_sae]
+    x_hat = sae.decode(latents).to(x.dtype)  # [n, d]
+    sums.add_activations(x[keep], latents, x_hat)
+    predicts = keep[:, :-1]  # [B, T-1]: predictions made at kept positions (not the sink's)
+    target = ids[:, 1:][predicts]  # [n_pred]
+    window = (first_window + torch.arange(len(ids), device=ids.device))[:, None].expand_as(predicts)[predicts]
+    clean_logp = _log_probs(clean, predicts)
+    sums.add_clean(clean_logp, target, window)
+    replacements = {"sae": x_hat, "zero": torch.zeros_like(x_hat), "mean": mean.to(x.dtype).expand_as(x_hat)}
+    for name, rows in replacements.items():
+        sums.add_spliced(name, _log_probs(_splice(lm, ids, site, keep, rows), predicts), clean_logp, target)
+
+
+def _eval_batches(lm: LoadedModel, corpus: CorpusConfig, cfg: EvalConfig) -> list[tuple[Tensor, Tensor]]:
+    """(ids [B, T], keep [B, T]) batches of windows holding at least `cfg.tokens` kept positions."""
+    stream = windows(lm.tokenizer, corpus, lm.prepend_bos)
+    batches, kept = [], 0
+    while kept < cfg.tokens and (chunk := list(itertools.islice(stream, cfg.batch_windows))):
+        keep = ~torch.tensor([w.is_sink for w in chunk])
+        batches.append((torch.tensor([w.tokens for w in chunk]), keep))
+        kept += int(keep.sum())
+    if not batches:
+        raise GreyglassError(f"the evaluation corpus ({corpus.corpus or 'bundled'}, split {corpus.split}) gave no window "
+                             f"of {corpus.context_size} tokens; give a larger --corpus or a smaller --context-size")
+    return batches
+
+
+def _mean_activation(lm: LoadedModel, site: str, batches: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """The site's mean activation [d] over the kept positions of `batches` (early-stopped passes)."""
+    total, n = None, 0
+    for ids, keep in batches:
+        x = run_to_sites(lm, ids.to(lm.device), [site])[site][keep.to(lm.device)].double()  # [n, d]
+        total = x.sum(0) if total is None else total + x.sum(0)
+        n += len(x)
+    return total / n
+
+
+def _log_probs(logits: Tensor, predicts: Tensor) -> Tensor:
+    """Next-token log-probabilities [n_pred, V] at the predicting positions `predicts [B, T-1]`."""
+    return F.log_softmax(logits[:, :-1][predicts].float(), -1)
 
 
 def _splice(lm: LoadedModel, ids: Tensor, site: str, keep: Tensor, rows: Tensor) -> Tensor:
@@ -160,12 +233,30 @@ def _splice(lm: LoadedModel, ids: Tensor, site: str, keep: Tensor, rows: Tensor)
         return lm.model(input_ids=ids, use_cache=False).logits
 
 
+def damage(results: dict[str, Any]) -> str:
+    """How much worse the spliced model predicts, in words, by the loss increase and its interval:
+    no change is claimed unless the interval excludes zero."""
+    ci = results.get("ce_increase_ci") or {}
+    increase = results.get("ce_increase", results["ce_sae"] - results["ce_clean"])
+    if ci and ci["ci_low"] <= 0:
+        return "no worse that this evaluation can detect"
+    if increase < BARELY_WORSE_NATS:
+        return "barely worse"
+    return "noticeably worse" if increase < MUCH_WORSE_NATS else "much worse"
+
+
 def summary(results: dict[str, Any]) -> str:
-    """The headline numbers in plain words."""
+    """The headline numbers in plain words: the loss increase first, the recovered fractions beside it."""
     r = results
-    return (f"On {r['n_tokens']:,} held-out tokens the SAE explains {r['explained_variance']:.1%} of the "
-            f"variance of the activations (cosine {r['cosine']:.3f}) using {r['l0']:.1f} active latents per token; "
-            f"{r['dead_fraction']:.1%} of latents never fired and {r['dense_fraction']:.1%} fire on more than "
-            f"{DENSE_RATE:.0%} of tokens. Spliced into the model it recovers {r['ce_loss_recovered']:.1%} of the "
-            f"loss lost by zeroing the site (cross-entropy {r['ce_clean']:.3f} clean, {r['ce_sae']:.3f} with the SAE, "
-            f"{r['ce_zero']:.3f} zeroed; KL to clean {r['kl_sae']:.4f} nats/token).")
+    ci = r["ce_increase_ci"]
+    text = "held-out tokens" if r["heldout"]["verified"] else \
+        f"evaluation tokens (NOT shown to be held out: {r['heldout']['reason']})"
+    return (f"On {r['n_tokens']:,} {text}: with the SAE spliced in at {r['site']} the model predicts the next token "
+            f"{damage(r)}: its loss rises by {r['ce_increase']:.3f} nats/token (95% CI {ci['ci_low']:.3f} to "
+            f"{ci['ci_high']:.3f}; {r['ce_clean']:.3f} -> {r['ce_sae']:.3f}, perplexity x{r['perplexity_ratio']:.2f}) "
+            f"and its next-token distribution moves KL {r['kl_sae']:.3f} nats/token from the clean model's. "
+            f"That recovers {r['ce_loss_recovered_mean']:.1%} of the loss lost by mean-ablating the site "
+            f"(CE {r['ce_mean']:.3f}) and {r['ce_loss_recovered']:.1%} of that lost by zeroing it (CE {r['ce_zero']:.3f}). "
+            f"The SAE explains {r['explained_variance']:.1%} of the variance of the activations (cosine "
+            f"{r['cosine']:.3f}) with {r['l0']:.1f} active latents per token; {r['dead_fraction']:.1%} of latents never "
+            f"fired and {r['dense_fraction']:.1%} fire on more than {DENSE_RATE:.0%} of tokens.")

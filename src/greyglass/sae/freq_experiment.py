@@ -33,6 +33,7 @@ from .absorption import AbsorptionConfig, first_letter_absorption
 from .config import SAEConfig, TrainConfig
 from .evaluate import EvalConfig, evaluate
 from .frequency import FREQ_COSTS, FreqCost
+from .heldout import TRAINING_TEXT, heldout_status, training_text
 from .io import saelens_encoder
 from .train import buffered_batches, train_saes
 
@@ -91,12 +92,14 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, tcfg: TrainConfig
     site = rows[0][2].hook_name
     batches = buffered_batches(lm, [site], corpus, tcfg.batch_size, tcfg.buffer_tokens, seed=tcfg.seed)
     trained = train_saes([c for _, _, c in rows], tcfg, batches, Path(out) / "saes", resume=resume,
-                         progress=progress, provenance={"model": lm.provenance()}, device=str(lm.device))
+                         progress=progress, provenance={"model": lm.provenance(), TRAINING_TEXT: training_text(corpus)},
+                         device=str(lm.device))
     heldout = CorpusConfig(**{**asdict(corpus), "split": "heldout"})
     table = []
     ecfg = EvalConfig(tokens=cfg.eval_tokens)
     for (variant, l0, _), sae, folder in zip(rows, trained.saes, trained.folders):
-        ev = evaluate(sae, lm, ecfg, heldout, progress=progress)
+        status = heldout_status(training_text(corpus), heldout, folder)
+        ev = evaluate(sae, lm, ecfg, heldout, progress=progress, heldout=status)
         ab = first_letter_absorption(sae, lm, acfg, progress=progress)
         ground_truth = _save_absorption_run(Path(out) / "absorption" / folder.name, folder, lm, acfg, ab)
         table.append({"variant": variant, "target_l0": l0, **_reconstruction(ev),
@@ -106,14 +109,18 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, tcfg: TrainConfig
                       "absorption_run": str(ground_truth)})
         plain = saelens_encoder(sae)
         if plain is not None:  # SAELens computes another encoder from this folder: report it too
-            table[-1]["saelens_reads"] = _reconstruction(evaluate(plain, lm, ecfg, heldout, progress=progress))
+            table[-1]["saelens_reads"] = _reconstruction(evaluate(plain, lm, ecfg, heldout, progress=progress,
+                                                                  heldout=status))
     return {"rows": table, "train_tokens": trained.tokens, "train_seconds": round(trained.seconds, 1),
             "markdown": markdown_table(table)}
 
 
 def _reconstruction(ev: dict[str, Any]) -> dict[str, float]:
-    """The L0, explained variance and CE loss recovered of one evaluation, rounded for the table."""
+    """The L0, explained variance and splicing cost (loss increase, KL, CE recovered against mean and
+    zero ablation) of one evaluation, rounded for the table."""
     return {"l0": round(ev["l0"], 2), "explained_variance": round(ev["explained_variance"], 4),
+            "ce_increase": round(ev["ce_increase"], 4), "kl_sae": round(ev["kl_sae"], 4),
+            "ce_loss_recovered_mean": round(ev["ce_loss_recovered_mean"], 4),
             "ce_loss_recovered": round(ev["ce_loss_recovered"], 4)}
 
 
@@ -148,16 +155,19 @@ def _save_absorption_run(run: Path, sae_folder: Path, lm: LoadedModel, acfg: Abs
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = "| variant | target L0 | L0 | explained variance | CE loss recovered | dead | dense | absorption | partial |"
-    lines = [head, "|" + "---|" * 9]
+    """The results table; the cost of splicing each SAE in (loss increase, KL) comes before CE recovered."""
+    head = ("| variant | target L0 | L0 | loss increase (nats) | KL | CE recovered vs mean / zero ablation | "
+            "explained variance | dead | dense | absorption | partial |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['target_l0']} | {r['l0']:.1f} | {r['explained_variance']:.3f} | "
-                     f"{r['ce_loss_recovered']:.3f} | {r['dead_fraction']:.1%} | {r['dense_fraction']:.1%} | "
+        lines.append(f"| {r['variant']} | {r['target_l0']} | {r['l0']:.1f} | {r['ce_increase']:.3f} | {r['kl_sae']:.3f} | "
+                     f"{r['ce_loss_recovered_mean']:.3f} / {r['ce_loss_recovered']:.3f} | {r['explained_variance']:.3f} | "
+                     f"{r['dead_fraction']:.1%} | {r['dense_fraction']:.1%} | "
                      f"{r['absorption_rate']:.1%} | {r['partial_absorption_fraction']:.1%} |")
     for r in rows:
         if "saelens_reads" in r:
             s = r["saelens_reads"]
             lines.append(f"\n{r['variant']} at target L0 {r['target_l0']} as SAELens reads its folder (a plain TopK, "
-                         f"no frequency cost): L0 {s['l0']:.1f}, explained variance {s['explained_variance']:.3f}, "
-                         f"CE loss recovered {s['ce_loss_recovered']:.3f}.")
+                         f"no frequency cost): L0 {s['l0']:.1f}, loss increase {s['ce_increase']:.3f} nats, "
+                         f"KL {s['kl_sae']:.3f}, explained variance {s['explained_variance']:.3f}.")
     return "\n".join(lines)

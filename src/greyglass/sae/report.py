@@ -1,18 +1,22 @@
 """Evidence-report sections for SAE runs: how faithful the sparse autoencoder is.
 
-The headline leans on CE loss recovered (does the model still predict text as well with the
-SAE's rewrite spliced in?) rather than explained variance, which a single large residual
-dimension can push near 100% on small models (see docs/sae.md).
+The headline leads with what splicing the SAE in costs the model: the next-word loss increase
+in nats (with its interval) and the KL to the clean model. CE loss recovered is shown against
+mean ablation beside zero ablation, since zeroing a mid-depth layer is so destructive that
+almost any SAE "recovers" most of it; explained variance comes last (a single large residual
+dimension can push it near 100% on small models, see docs/sae.md).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from ..plots import bar_chart
 from ..report.build import builder
 from ..report.section import Section, fmt, provenance
+from .evaluate import damage
 
 
 def _eval_of(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -23,14 +27,19 @@ def _eval_of(results: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _headline(r: dict[str, Any], d_sae: int | None, site: str) -> str:
-    rec, l0 = r["ce_loss_recovered"], r["l0"]
     of = f" out of {d_sae:,}" if d_sae else ""
-    if rec != rec or rec < 0.5:
-        return (f"The sparse autoencoder at {site} loses most of the model's prediction quality "
-                f"({rec:.0%} recovered): its features are not a trustworthy description of this layer.")
-    quality = "most" if rec < 0.9 else "nearly all"
-    return (f"The sparse autoencoder rewrites the activations at {site} as about {l0:.0f} active features per "
-            f"token{of} and keeps {quality} of the model's next-word prediction quality ({rec:.0%}).")
+    increase = r.get("ce_increase", r["ce_sae"] - r["ce_clean"])
+    where = "held-out text" if (r.get("heldout") or {}).get("verified") else "text not shown to be held out"
+    return (f"With the sparse autoencoder spliced in at {site} (about {r['l0']:.0f} active features per token{of}), "
+            f"the model predicts the next word {damage(r)} on {where}: loss up {increase:.2f} nats per token "
+            f"({r['ce_clean']:.2f} -> {r['ce_sae']:.2f}, perplexity x{math.exp(increase):.2f}), "
+            f"KL {r['kl_sae']:.2f} nats from the model's own predictions.")
+
+
+def _recovered_row(r: dict[str, Any]) -> str:
+    mean = r.get("ce_loss_recovered_mean")
+    against_mean = f"{mean:.1%} vs mean ablation (CE {r['ce_mean']:.3f})" if mean is not None else "vs mean ablation not measured"
+    return f"{against_mean}; {r['ce_loss_recovered']:.1%} vs zero ablation (CE {r['ce_zero']:.3f})"
 
 
 def sae_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
@@ -52,19 +61,26 @@ def sae_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -
     if r["explained_variance"] > 0.99 and r["ce_loss_recovered"] < 0.95:
         notes.append("Explained variance looks near-perfect, but on this model one residual dimension carries most "
                      "of the variance; the prediction-quality figure is the honest one.")
+    heldout = r.get("heldout") or {"verified": False, "reason": "this run predates the held-out check"}
+    if not heldout["verified"]:
+        notes.append(f"The evaluation text is not shown to be held out ({heldout['reason']}): the SAE may have "
+                     "trained on some of it, which flatters every figure here.")
     return Section(
         kind="sparse autoencoder",
         title="Can the model's layer be rewritten as a few readable features?",
         figure_svg=_density_svg(r),
         headline=_headline(r, d_sae, site),
         numbers=[
-            ("prediction quality kept (CE loss recovered)", f"{r['ce_loss_recovered']:.1%}"),
-            ("next-word loss: clean / with SAE / layer zeroed", f"{r['ce_clean']:.3f} / {r['ce_sae']:.3f} / {r['ce_zero']:.3f}"),
+            ("next-word loss increase with the SAE spliced in (nats/token)", _increase(r)),
+            ("KL from the model's own next-word predictions (nats/token)", _kl(r)),
+            ("next-word loss: clean / with SAE", f"{r['ce_clean']:.3f} / {r['ce_sae']:.3f}"),
+            ("CE loss recovered", _recovered_row(r)),
             ("active features per token (L0)", f"{r['l0']:.1f}" + (f" of {d_sae:,}" if d_sae else "")),
             ("explained variance", f"{r['explained_variance']:.1%}"),
             ("features that never fired (dead)", f"{r['dead_fraction']:.1%}"),
             ("features firing on over 10% of tokens (dense)", f"{r['dense_fraction']:.1%}"),
-            ("held-out tokens evaluated", f"{r['n_tokens']:,}"),
+            ("held-out tokens evaluated" if heldout["verified"] else "tokens evaluated (not shown held out)",
+             f"{r['n_tokens']:,}"),
         ],
         shows=["How much of what this layer does survives being rewritten as a sparse sum of features.",
                "Whether the features are used at all (dead) or too often to be specific (dense)."],
@@ -74,6 +90,16 @@ def sae_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -
         provenance=provenance({**config, "corpus_fingerprint": config.get("corpus_fingerprint")}, str(folder)),
         notes=notes,
     )
+
+
+def _increase(r: dict[str, Any]) -> str:
+    ci = r.get("ce_increase_ci")
+    return fmt(ci) if ci else f"{r['ce_sae'] - r['ce_clean']:.3f}"
+
+
+def _kl(r: dict[str, Any]) -> str:
+    ci = r.get("kl_sae_ci")
+    return fmt(ci) if ci else f"{r['kl_sae']:.3f}"
 
 
 def _density_svg(r: dict[str, Any]) -> str:
@@ -147,6 +173,16 @@ def meta_section(config: dict[str, Any], results: dict[str, Any], folder: Path) 
     )
 
 
+def _splice_cost(r: dict[str, Any]) -> str:
+    """A table row's cost of splicing the SAE in: loss increase and KL first (rows from before they were kept have
+    only CE recovered against zero ablation)."""
+    zero = f"{100 * r['ce_loss_recovered']:.1f}% vs zero ablation"
+    if "ce_increase" not in r:
+        return f"CE recovered {zero}"
+    return (f"loss +{r['ce_increase']:.3f} nats, KL {r['kl_sae']:.3f}; CE recovered "
+            f"{100 * r['ce_loss_recovered_mean']:.1f}% vs mean ablation, {zero}")
+
+
 @builder("sae_freq_experiment")
 def freq_experiment_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
     rows = results["rows"]
@@ -168,8 +204,8 @@ def freq_experiment_section(config: dict[str, Any], results: dict[str, Any], fol
         headline = (f"Charging rare features more than common ones made no difference to feature absorption that this run "
                     f"can detect ({len(pairs)} comparisons at matched sparsity); explained variance moved by at most {shift:.3f}.")
     numbers = [(f"{r['variant']}, L0 {r['l0']:.0f} (target {r['target_l0']})",
-                f"absorbed {fmt(ci(r), percent=True)}; explained variance {r['explained_variance']:.3f}; CE recovered "
-                f"{100 * r['ce_loss_recovered']:.1f}%; dead {100 * r['dead_fraction']:.1f}%; dense {100 * r['dense_fraction']:.1f}%")
+                f"absorbed {fmt(ci(r), percent=True)}; {_splice_cost(r)}; explained variance "
+                f"{r['explained_variance']:.3f}; dead {100 * r['dead_fraction']:.1f}%; dense {100 * r['dense_fraction']:.1f}%")
                for r in rows]
     figures = [folder / name for name in ("frontier.svg", "absorption.svg")]
     return Section(

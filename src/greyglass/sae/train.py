@@ -35,7 +35,7 @@ from ..data.corpus import CorpusConfig, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
 from ..store import ActivationStore
-from .config import SAEConfig, TrainConfig
+from .config import SAEConfig, TrainConfig, with_dead_window
 from .model import SparseAutoencoder
 
 CHECKPOINT = "checkpoint"
@@ -130,7 +130,7 @@ class _Run:
         with torch.no_grad():
             xn = x.float() * self.sae.scale
             fvu = (out.mse / (xn - xn.mean(0)).pow(2).sum(-1).mean()).item()
-        self._smooth(fvu=fvu, l0=out.l0.item(), dead=dead.float().mean().item())
+        self._smooth(fvu=fvu, l0=out.l0.item(), dead=dead.float().mean().item(), aux=out.aux.item())
 
     def _smooth(self, **values: float) -> None:
         for k, v in values.items():
@@ -181,6 +181,7 @@ def train_saes(
     out = Path(out)
     if resume and not (out / CHECKPOINT).is_dir() and (finished := _finished(out, cfgs, tcfg)):
         return finished
+    cfgs = [with_dead_window(cfg, tcfg) for cfg in cfgs]  # the saved config records the window used
     runs = [_Run(cfg, tcfg, tcfg.seed + i, device) for i, cfg in enumerate(cfgs)]
     step = 0
     if resume and (out / CHECKPOINT).is_dir():

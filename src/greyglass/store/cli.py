@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from ..config import add_arguments, from_namespace
 from ..data.corpus import CorpusConfig
 from ..runs import default_run_dir, write_config, write_results
-from .writer import CaptureConfig, capture
+from .writer import CaptureConfig, capture, shortfall_note
 from .reader import ActivationStore
 
 
@@ -24,7 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--site", dest="sites", action="append", metavar="SITE",
                    help="site to capture, e.g. blocks.15.hook_resid_post or resid_post.15 (repeatable)")
     add_arguments(p, CaptureConfig, skip=("sites",))
-    add_arguments(p, CorpusConfig)
+    add_arguments(p, CorpusConfig, skip=("split",))
+    p.add_argument("--split", choices=("train", "heldout", "all"), default="train",
+                   help="documents to capture: train (default: every 20th document is left for held-out "
+                   "evaluation, which `greyglass sae eval` reads), heldout, or all (an SAE trained on it cannot be "
+                   "evaluated on held-out text of this corpus)")
     add_out_args(p, "capture", resume="continue an interrupted capture in --out", what="store folder")
     p.set_defaults(func=run_capture)
 
@@ -46,9 +51,12 @@ def run_capture(args: argparse.Namespace) -> int:
     store = ActivationStore(out)
     write_config(out, "capture", model=lm.provenance(), capture=cfg, corpus=corpus,
                  corpus_fingerprint=store.manifest["corpus"]["fingerprint"])
+    short = shortfall_note(store.manifest)
     write_results(out, {"n_tokens": store.n_tokens, "sites": store.sites, "shards": len(store.manifest["shards"]),
-                        "seconds": round(time.perf_counter() - start, 2)})
+                        "corpus_ran_out": short is not None, "seconds": round(time.perf_counter() - start, 2)})
     print(store.describe())
+    if short:
+        print(f"note: {short}", file=sys.stderr)
     return 0
 
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path, write_json
 from ..config import check_choice, check_positive
-from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, windows
+from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, documents_fingerprint, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
 from ..version import __version__
@@ -98,10 +98,37 @@ def capture(
     if pending["token_ids"]:
         _write_shard(out, manifest, pending, pending_windows)
     bar.close()
+    if manifest["n_tokens"] == 0:
+        _remove_empty_store(out)
+        raise GreyglassError(f"nothing to capture: {_corpus_name(corpus)} (split {corpus.split}) gave no window of "
+                             f"{corpus.context_size} tokens; give a corpus with more text, another --split, or a "
+                             "smaller --context-size")
     manifest["complete"] = True
     manifest["finished"] = _now()
     write_json(out / MANIFEST, manifest)
     return out
+
+
+def shortfall_note(manifest: dict) -> str | None:
+    """What to tell the user when the corpus ran out before the tokens asked for (None when it did not)."""
+    got, asked = manifest["n_tokens"], manifest["tokens_requested"]
+    if got >= asked:
+        return None
+    corpus = manifest["corpus"]
+    return (f"the corpus ran out: captured {got:,} of the {asked:,} tokens asked for from "
+            f"{corpus['corpus'] or 'the bundled English Wikipedia sample'} (split {corpus['split']}); "
+            "give a larger corpus for more")
+
+
+def _corpus_name(corpus: CorpusConfig) -> str:
+    return f"corpus {corpus.corpus}" if corpus.corpus else "the bundled English Wikipedia sample"
+
+
+def _remove_empty_store(out: Path) -> None:
+    """Undo the start of a capture that found no text, so the same --out can be used again."""
+    (out / MANIFEST).unlink(missing_ok=True)
+    if not any(out.iterdir()):
+        out.rmdir()
 
 
 def _capture_batch(lm: LoadedModel, batch: list[Window], sites: list[str], cfg: CaptureConfig):
@@ -145,7 +172,8 @@ def _new_manifest(lm: LoadedModel, cfg: CaptureConfig, corpus: CorpusConfig, sit
         "d_model": lm.d_model,
         "dtype": cfg.store_dtype,
         "context_size": corpus.context_size,
-        "corpus": {**asdict(corpus), "fingerprint": corpus_fingerprint(corpus)},
+        "corpus": {**asdict(corpus), "fingerprint": corpus_fingerprint(corpus),
+                   "documents": documents_fingerprint(corpus)},  # proves which documents an SAE trained on
         "tokens_requested": cfg.tokens,
         "batch_windows": batch_windows,
         "shard_tokens": cfg.shard_tokens,
