@@ -290,3 +290,17 @@ def test_intervals_resample_questions_and_are_never_empty():
     assert part["matched"]["ci_high"] - part["matched"]["ci_low"] > 2 * (by_rows.hi - by_rows.lo)
     never = summarise(combine_orders([_row(i, i, "original", 0.1) for i in range(12)]))
     assert never["matched"]["value"] == 0 and never["matched"]["ci_high"] > 0.1  # not "0% (0-0%)"
+
+
+def test_report_headline_does_not_read_a_letter_lean_as_behaviour(tmp_path):
+    from greyglass.evals.report import eval_section
+    from greyglass.evals.scorers import combine_orders
+    from greyglass.evals.tasks import by_dataset
+
+    rows = [r for i in range(40) for r in (_row(i, i, "original", 0.8), _row(i, i, "swapped", 0.2))]
+    results = {"eval": "behaviour", "about": "power-seeking", "n_items": 80, **by_dataset(combine_orders(rows))}
+    section = eval_section({}, results, tmp_path)
+    assert "no reliable lean" in section.headline and "follows the answer's letter" in section.headline
+    numbers = dict(section.numbers)
+    assert numbers["probability on whichever answer is (A) (50% = no lean to a letter)"].startswith("80.0%")
+    assert numbers["all questions: the same two, answers in the file's order only"].startswith("100.0%")
