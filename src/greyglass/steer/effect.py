@@ -3,7 +3,8 @@
 A vector is built from CAA items of one behaviour (`caa/generate/<behavior>`, Rimsky et al.)
 and tested on *other* items of that behaviour. For each coefficient the score is the model's
 probability of the behaviour-matching answer letter, renormalised over the two letters,
-averaged over the test items, with a bootstrap 95% interval. A vector that works moves this
+averaged over the test items, with a bootstrap 95% interval (`mean_probability_ci`: never
+zero-width, even when steering saturates every item at 0 or 1). A vector that works moves this
 curve monotonically away from its coefficient-0 (unsteered) value.
 """
 
@@ -28,7 +29,7 @@ from ..fingerprint import json_sha256
 from ..models import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
-from ..stats import mean_ci
+from ..stats import mean_probability_ci
 from .apply import steering
 from .vectors import Method, ab_prompt, caa_pairs, contrast_vector
 
@@ -133,7 +134,7 @@ def steering_effect(lm: LoadedModel, cfg: EffectConfig, out: str | Path, directi
     for coef in tqdm(cfg.coefs, desc="coefficients", unit="coef", disable=not progress):
         with steering(lm, direction, coef):
             p = matching_probability(lm, test, cfg.batch_size)
-        rows.append({"coef": coef, "p_matching": mean_ci(p, seed=cfg.seed).as_dict()})
+        rows.append({"coef": coef, "p_matching": mean_probability_ci(p, seed=cfg.seed).as_dict()})
     results = {"behavior": cfg.behavior, "site": direction.site, "kind": direction.kind, "n_build": len(build),
                "n_test": len(test), "coefs": rows, "vector": "vector", "plot": "effect.svg"}
     chart = line_chart([Series("P(matching answer)", [r["coef"] for r in rows],
