@@ -21,7 +21,8 @@ from .train import Example, collate
 
 def behaviour_report(organism: LoadedModel, original: LoadedModel, questions: Sequence[str],
                      cfg: OrganismConfig, progress: bool = True) -> dict[str, Any]:
-    """Rates with Wilson 95% intervals over held-out questions (never "0% (0-0%)"), KL with a bootstrap one, plus examples."""
+    """Rates with Wilson 95% intervals over held-out questions (never "0% (0-0%)"), the KL with a
+    bootstrap one, plus examples."""
     shows = BEHAVIOURS[cfg.behaviour].shows
     plain = [user_prompt(organism, q) for q in questions]
     triggered = [user_prompt(organism, with_trigger(q, cfg.trigger)) for q in questions]

@@ -146,7 +146,8 @@ def steering_effect(lm: LoadedModel, cfg: EffectConfig, out: str | Path, directi
             p = matching_probability(lm, test, cfg.batch_size)
         rows.append({"coef": coef, "p_matching": mean_probability_ci(p, groups=clusters, seed=cfg.seed).as_dict()})
     results = {"behavior": cfg.behavior, "site": direction.site, "kind": direction.kind, "n_build": len(build),
-               "n_test": len(test), "n_test_questions": len(set(clusters)), "coefs": rows, "vector": "vector", "plot": "effect.svg"}
+               "n_test": len(test), "n_test_questions": len(set(clusters)), "coefs": rows, "vector": "vector",
+               "plot": "effect.svg"}
     chart = line_chart([Series("P(matching answer)", [r["coef"] for r in rows],
                                [r["p_matching"]["value"] for r in rows], [r["p_matching"]["ci_low"] for r in rows],
                                [r["p_matching"]["ci_high"] for r in rows])],
