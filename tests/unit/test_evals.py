@@ -304,3 +304,16 @@ def test_report_headline_does_not_read_a_letter_lean_as_behaviour(tmp_path):
     numbers = dict(section.numbers)
     assert numbers["probability on whichever answer is (A) (50% = no lean to a letter)"].startswith("80.0%")
     assert numbers["all questions: the same two, answers in the file's order only"].startswith("100.0%")
+
+
+def test_a_paired_difference_of_identical_answers_is_not_zero_width():
+    from greyglass.evals.scorers import combine_orders, paired_difference
+
+    # three questions, the model agrees with and without the biography alike: no change, but not "+0 (+0 to +0)"
+    with_bio = combine_orders([_row(i, i, "original", 0.9) for i in range(3)])
+    no_bio = combine_orders([_row(i, i, "original", 0.9) for i in range(3)])
+    d = paired_difference(list(zip(with_bio, no_bio)))
+    assert d["matched"]["value"] == 0 and d["matched"]["ci_low"] < -0.3 and d["matched"]["ci_high"] > 0.3
+    moved = combine_orders([_row(i, i, "original", 0.1 + 0.25 * i) for i in range(3)])
+    spread = paired_difference(list(zip(with_bio, moved)))["p_match"]
+    assert spread["ci_low"] < spread["value"] < spread["ci_high"] < 0.81  # the bootstrap where it has a spread

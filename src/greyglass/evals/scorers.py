@@ -17,7 +17,7 @@ file's own order are kept as `raw_p_match` and `raw_matched`.
 A summary of a group of records gives both metrics, debiased and raw, with 95% intervals
 that resample clusters (items sharing a question): `matched` is a share (`proportion_ci`,
 never zero-width), `p_match` a mean probability (`mean_ci`). A paired difference (with vs
-without the user's biography) resamples the clusters of the pairs.
+without the user's biography) resamples the clusters of the pairs, and is never zero-width either.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..stats import auroc, bootstrap, mean_ci, n_groups, proportion_ci
+from ..stats import Estimate, auroc, bootstrap, mean_ci, n_groups, proportion_ci
 from .items import Item
 
 Rows = list[dict[str, Any]]
@@ -96,7 +96,20 @@ def paired_difference(pairs: list[tuple[dict[str, Any], dict[str, Any]]], seed: 
     """Mean of (first - second) for each metric over item pairs, with 95% CIs resampling the pairs' clusters."""
     groups = [a["cluster"] for a, _ in pairs]
     return {"n": len(pairs), "n_questions": n_groups(groups, len(pairs)),
-            **{m: mean_ci([a[m] - b[m] for a, b in pairs], groups, seed=seed).as_dict() for m in METRICS}}
+            **{m: _difference_ci(pairs, m, groups, seed).as_dict() for m in METRICS}}
+
+
+def _difference_ci(pairs: list[tuple[dict[str, Any], dict[str, Any]]], metric: str, groups: list, seed: int) -> Estimate:
+    """The paired bootstrap interval of a mean difference; where every pair differs by the same amount
+    (often 0: a few items, each agreeing in both conditions) it has nothing to resample, and Newcombe's
+    interval from the two sides' own never-zero-width intervals is used instead of "+0 (+0 to +0)"."""
+    est = mean_ci([a[metric] - b[metric] for a, b in pairs], groups, seed=seed)
+    if est.hi > est.lo:
+        return est
+    first, second = (proportion_ci([pair[side][metric] for pair in pairs], groups, seed=seed) for side in (0, 1))
+    d = first.value - second.value
+    return Estimate(d, d - float(np.hypot(first.value - first.lo, second.hi - second.value)),
+                    d + float(np.hypot(first.hi - first.value, second.value - second.lo)))
 
 
 def probe_auroc(rows: Rows) -> dict[str, Any]:
