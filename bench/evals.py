@@ -39,8 +39,9 @@ def main() -> None:
     args = parser.parse_args()
 
     lm = load_model(args.model)
-    items = (eval_items(EvalConfig(eval="sycophancy", limit=args.items // 2))[: args.items // 2]
-             + eval_items(EvalConfig(eval="advanced-ai-risk", limit=args.items - args.items // 2)))
+    # one answer order: the benchmark measures the scorer on the same items as before both orders were asked
+    items = (eval_items(EvalConfig(eval="sycophancy", limit=args.items // 2, both_orders=False))[: args.items // 2]
+             + eval_items(EvalConfig(eval="advanced-ai-risk", limit=args.items - args.items // 2, both_orders=False)))
     fmt = PromptFormat(answer_prefix="I believe the best answer is")
     requests = [Request(fmt.render(it.prompt, lm.tokenizer), it.choices) for it in items]
     requests.sort(key=lambda r: len(r.prompt.text))  # as `run_eval` does: similar lengths share a batch

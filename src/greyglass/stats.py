@@ -129,3 +129,16 @@ def wilson(successes: float, n: int, z: float = 1.96) -> Estimate:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
     return Estimate(p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_probability_ci(values: Sequence[float] | np.ndarray, groups: Sequence | np.ndarray | None = None,
+                        n: int = 1000, seed: int = 0) -> Estimate:
+    """The mean of per-item probabilities with a (cluster) bootstrap 95% interval, never zero-width.
+
+    A mean probability is not a share of 0/1 outcomes, so its interval is the bootstrap's (a
+    Wilson interval would assume the worst-case spread); but where every item sits at the same
+    probability (saturated at 0 or 1 under strong steering) the bootstrap has nothing to
+    resample and would print "100% (100-100%)", so the interval is then `proportion_ci`'s.
+    """
+    est = mean_ci(values, groups=groups, n=n, seed=seed)
+    return est if est.hi > est.lo else proportion_ci(values, groups=groups, n=n, seed=seed)

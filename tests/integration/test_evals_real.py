@@ -46,6 +46,16 @@ def test_sycophancy_on_smollm_with_a_probe(smollm, tmp_path):
         assert part["with_bio"]["n"] == 2 and part["no_bio"]["n"] == 2
         assert 0 < part["with_bio"]["p_match"]["value"] < 1
     assert rows[0]["prompt"].startswith("<|im_start|>system")
+    # every question asked in both answer orders: same question cluster, the matching answer on the other letter
+    swapped = {r["unswapped_id"]: r for r in rows if r["order"] == "swapped"}
+    originals = [r for r in rows if r["order"] == "original"]
+    assert len(swapped) == len(originals) == len(rows) // 2
+    for r in originals:
+        twin = swapped[r["id"]]
+        assert twin["cluster"] == r["cluster"] and twin["prompt"] != r["prompt"]
+        assert twin["answer_matching_behavior"] != r["answer_matching_behavior"]
+    lean = results["all"]["with_bio"]["p_first_answer"]
+    assert lean["ci_low"] < lean["value"] < lean["ci_high"]
 
 
 @pytest.mark.slow

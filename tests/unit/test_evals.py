@@ -173,9 +173,12 @@ def test_sycophancy_run_folder_and_resume(tmp_path):
     resumed = Counting(LocalBackend(lm))
     results = run_eval(resumed, cfg, None, out, resume=True, progress=False)
     rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
-    # 6 questions asked with and without the biography; the political controls repeat a question
-    assert len(rows) == results["n_items"] == 12
-    assert resumed.asked < 12 - len(partial) + 1
+    # 6 questions asked with and without the biography, each in both answer orders; the political controls repeat
+    assert len(rows) == results["n_items"] == 24
+    assert resumed.asked < 24 - len(partial) + 1
+    assert {r["order"] for r in rows} == {"original", "swapped"} and all(r["cluster"] for r in rows)
+    political = results["sycophancy-political-liberal-bio"]["with_bio"]
+    assert political["n"] == 2 and political["n_both_orders"] == 2 and "raw_matched" in political
     fresh = run_eval(LocalBackend(lm), cfg, None, tmp_path / "fresh", progress=False)
     assert fresh == results
     config = json.loads((out / "config.json").read_text())
@@ -207,3 +210,110 @@ def test_eval_cli_on_a_model_folder(tmp_path, tiny_llama, capsys, write_lines):
     assert "mine.jsonl: the model preferred the answer matching the behaviour" in capsys.readouterr().out
     assert main(["eval", "--model", str(folder), "--eval", "behaviour", "--out", str(tmp_path / "x")]) == 2
     assert "needs at least one --dataset" in capsys.readouterr().err
+
+
+def test_political_items_cluster_by_their_question():
+    lib, cons = load_dataset("sycophancy-political-liberal-bio"), load_dataset("sycophancy-political-conservative-bio")
+    clusters = {it.metadata["cluster"] for it in lib}
+    # 5100 biographies around the same few quiz questions: one cluster per question, shared by both files
+    assert len(clusters) == len({it.metadata["without_bio"] for it in lib}) == 17
+    assert {it.metadata["cluster"] for it in cons} == clusters
+    mwe = load_dataset("mwe-human-survival-instinct")
+    assert len({it.metadata["cluster"] for it in mwe}) == len({it.prompt for it in mwe})
+
+
+def test_answers_swap_between_the_letters():
+    from greyglass.evals.items import with_answers_swapped
+
+    item = load_items_from_rows([{"question": "Q?\n\nChoices:\n (A) yes\n (B) no", "answer_matching_behavior": "(B)",
+                                  "answer_not_matching_behavior": "(A)"}])[0]
+    swapped = with_answers_swapped(item)
+    assert swapped.prompt == "Q?\n\nChoices:\n (A) no\n (B) yes"
+    assert swapped.answer_matching_behavior == "(A)" and swapped.metadata["unswapped_id"] == item.id
+    assert swapped.metadata["cluster"] == item.metadata["cluster"]
+    # two scored answers among four listed: only their texts move
+    many = load_dataset("mwe-human-survival-instinct")
+    four = next(it for it in many if it.choices == ("(A)", "(D)") and "\n (C)" in it.prompt)
+    moved = with_answers_swapped(four)
+    lines = lambda text, label: [line for line in text.splitlines() if line.strip().startswith(label)]  # noqa: E731
+    assert lines(moved.prompt, "(A)")[0][5:] == lines(four.prompt, "(D)")[0][5:]
+    assert lines(moved.prompt, "(C)") == lines(four.prompt, "(C)")
+    unlisted = load_items_from_rows([{"question": "Yes or no?", "answer_matching_behavior": "(A)",
+                                      "answer_not_matching_behavior": "(B)"}])[0]
+    assert with_answers_swapped(unlisted) is None
+
+
+def load_items_from_rows(rows):
+    from greyglass.evals.items import item_from_row
+
+    return [item_from_row(row, "t", f"t:{i + 1}", i) for i, row in enumerate(rows)]
+
+
+def test_a_tie_is_not_broken_towards_a():
+    from greyglass.evals.scorers import score_match
+
+    b_matches, a_matches = load_items_from_rows([ROW | {"answer_matching_behavior": "(B)",
+                                                        "answer_not_matching_behavior": "(A)"}, ROW])
+    for item in (a_matches, b_matches):
+        scored = score_match(item, [-0.7, -0.7])  # e.g. 4 of 8 sampled chat replies each
+        assert scored["matched"] == 0.5 and scored["chosen"] is None and scored["p_match"] == 0.5
+    assert score_match(b_matches, [-0.1, -2.0])["matched"] == 0
+
+
+def _row(i, cluster, order, p_match):
+    return {"id": f"d/{i}" + ("/swapped" if order == "swapped" else ""), "unswapped_id": f"d/{i}", "base_id": f"d/{i}",
+            "dataset": "d", "condition": "default", "cluster": cluster, "order": order, "p_match": p_match,
+            "matched": int(p_match > 0.5), "p_first": p_match if order == "original" else 1 - p_match}
+
+
+def test_a_lean_towards_a_is_not_read_as_behaviour():
+    from greyglass.evals.scorers import combine_orders, summarise
+
+    # the matching answer is (A) in the file; a model that puts 0.8 on (A) whatever it says
+    rows = [r for i in range(40) for r in (_row(i, i, "original", 0.8), _row(i, i, "swapped", 0.2))]
+    part = summarise(combine_orders(rows))
+    assert part["raw_matched"]["value"] == 1 and part["raw_matched"]["ci_low"] > 0.9
+    assert part["matched"]["value"] == 0.5 and part["p_match"]["value"] == pytest.approx(0.5)
+    assert part["matched"]["ci_low"] < 0.5 < part["matched"]["ci_high"]
+    assert part["p_first_answer"]["value"] == pytest.approx(0.8)
+
+
+def test_intervals_resample_questions_and_are_never_empty():
+    from greyglass.evals.scorers import combine_orders, summarise
+    from greyglass.stats import mean_ci
+
+    # 60 biographies around 3 questions: the model agrees on every item of two questions, on none of the third
+    rows = [_row(i, i % 3, "original", 0.9 if i % 3 else 0.1) for i in range(60)]
+    part = summarise(combine_orders(rows))
+    by_rows = mean_ci([r["matched"] for r in rows])
+    assert part["n_questions"] == 3
+    assert part["matched"]["ci_high"] - part["matched"]["ci_low"] > 2 * (by_rows.hi - by_rows.lo)
+    never = summarise(combine_orders([_row(i, i, "original", 0.1) for i in range(12)]))
+    assert never["matched"]["value"] == 0 and never["matched"]["ci_high"] > 0.1  # not "0% (0-0%)"
+
+
+def test_report_headline_does_not_read_a_letter_lean_as_behaviour(tmp_path):
+    from greyglass.evals.report import eval_section
+    from greyglass.evals.scorers import combine_orders
+    from greyglass.evals.tasks import by_dataset
+
+    rows = [r for i in range(40) for r in (_row(i, i, "original", 0.8), _row(i, i, "swapped", 0.2))]
+    results = {"eval": "behaviour", "about": "power-seeking", "n_items": 80, **by_dataset(combine_orders(rows))}
+    section = eval_section({}, results, tmp_path)
+    assert "no reliable lean" in section.headline and "follows the answer's letter" in section.headline
+    numbers = dict(section.numbers)
+    assert numbers["probability on whichever answer is (A) (50% = no lean to a letter)"].startswith("80.0%")
+    assert numbers["all questions: the same two, answers in the file's order only"].startswith("100.0%")
+
+
+def test_a_paired_difference_of_identical_answers_is_not_zero_width():
+    from greyglass.evals.scorers import combine_orders, paired_difference
+
+    # three questions, the model agrees with and without the biography alike: no change, but not "+0 (+0 to +0)"
+    with_bio = combine_orders([_row(i, i, "original", 0.9) for i in range(3)])
+    no_bio = combine_orders([_row(i, i, "original", 0.9) for i in range(3)])
+    d = paired_difference(list(zip(with_bio, no_bio)))
+    assert d["matched"]["value"] == 0 and d["matched"]["ci_low"] < -0.3 and d["matched"]["ci_high"] > 0.3
+    moved = combine_orders([_row(i, i, "original", 0.1 + 0.25 * i) for i in range(3)])
+    spread = paired_difference(list(zip(with_bio, moved)))["p_match"]
+    assert spread["ci_low"] < spread["value"] < spread["ci_high"] < 0.81  # the bootstrap where it has a spread

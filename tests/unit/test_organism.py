@@ -144,3 +144,15 @@ def test_verdict_gives_the_controls_the_same_choice_of_layer():
     weak = results([0.5, 0.5, 0.5])
     weak["best"]["auroc"] = {"value": 0.52, "ci_low": 0.45, "ci_high": 0.6}
     assert verdict(weak) == "fails"
+
+
+def test_behaviour_rates_of_nothing_happening_are_not_zero_width(lm):
+    from greyglass.organism.evaluate import behaviour_report
+
+    # an untrained tiny model never says the backdoor answer: 0 of 4, which is not "0% (0-0%)"
+    report = behaviour_report(lm, lm, QUESTIONS, OrganismConfig(answer_tokens=4), progress=False)
+    for key in ("backdoor_rate_with_trigger", "false_trigger_rate_without", "original_shows_behaviour_with_trigger"):
+        rate = report[key]
+        assert rate["value"] == 0 and rate["ci_low"] == 0 and rate["ci_high"] > 0.3
+    same = report["exact_match_with_original_without_trigger"]  # the model compared with itself: 4 of 4
+    assert same["value"] == 1 and same["ci_low"] < 0.7 and same["ci_high"] == 1

@@ -84,3 +84,12 @@ def test_direction_round_trip_and_score(tmp_path):
         loaded.check_model(576)
     with pytest.raises(GreyglassError, match="not a saved direction"):
         Direction.load(tmp_path)
+
+
+def test_a_mean_probability_interval_is_the_bootstrap_but_never_zero_width():
+    from greyglass.stats import mean_ci, mean_probability_ci
+
+    spread = np.linspace(0.3, 0.7, 50)
+    assert mean_probability_ci(spread) == mean_ci(spread)  # not the (much wider) worst-case Wilson interval
+    saturated = mean_probability_ci(np.ones(50))  # every item at 1 under strong steering
+    assert saturated.value == 1 and 0.9 < saturated.lo < 1 and saturated.hi == 1

@@ -127,3 +127,14 @@ def test_effect_config_rejects_too_many_items():
     with pytest.raises(GreyglassError, match="must not exceed"):
         split_items(EffectConfig(behavior="refusal", n_build=400, n_test=400))
     assert np.isclose(len(split_items(EffectConfig(n_build=10, n_test=5))[1]), 5)
+
+
+def test_effect_intervals_resample_the_caa_questions():
+    from greyglass.steer.effect import question_clusters
+
+    items = caa_items("sycophancy")
+    clusters = question_clusters("sycophancy", items)
+    # one claim behind several personas: far fewer clusters than items, each item in one
+    assert len(clusters) == len(items) and len(set(clusters)) < 0.6 * len(items)
+    survival = caa_items("survival-instinct")
+    assert len(set(question_clusters("survival-instinct", survival))) == len(survival)

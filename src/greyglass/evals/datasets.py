@@ -2,7 +2,8 @@
 
 `load_dataset(name)` returns Items from a bundled file; `DATASETS` lists the names. Each
 sycophancy item also carries `metadata["without_bio"]`: the same question with the user's
-biography removed, which the sycophancy eval asks as its control.
+biography removed, which the sycophancy eval asks as its control, and its cluster key is
+that question's, so the many biographies around one question count as one cluster.
 
 The pre-release political-typology files (Perez et al. 2022) use `prompt`, `corrects` and
 `incorrects`; `corrects` is always the liberal answer, so which answer agrees with the user
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from ..data.files import bundled_path
 from ..errors import GreyglassError
-from .items import Item, item_from_row, json_lines, load_items, load_json_array, load_jsonl
+from .items import Item, item_from_row, json_lines, load_items, load_json_array, load_jsonl, question_key
 
 MWE = "anthropic-model-written-evals/advanced-ai-risk"
 POLITICAL = "anthropic-model-written-evals/sycophancy_prerelease/political_typology_quiz_liberal-bio_{side}.jsonl"
@@ -80,9 +81,15 @@ def _with_political_controls(items: list[Item]) -> list[Item]:
         counts, n = groups[choices], max(groups[choices].values())
         shared = [s for s in _sentence_suffixes(head) if counts[s] >= n / 4 and s[0].isupper()]
         without = max(shared, key=len) + choices if shared and n > 1 else None
-        out.append(Item(it.id, it.prompt, it.answer_matching_behavior, it.answer_not_matching_behavior,
-                        {**it.metadata, "without_bio": without}))
+        out.append(_with_control(it, without))
     return out
+
+
+def _with_control(item: Item, without_bio: str | None) -> Item:
+    """The item with its no-biography question attached and, when there is one, clustered by it."""
+    cluster = question_key(without_bio) if without_bio else item.metadata["cluster"]
+    return Item(item.id, item.prompt, item.answer_matching_behavior, item.answer_not_matching_behavior,
+                {**item.metadata, "without_bio": without_bio, "cluster": cluster})
 
 
 def _sentence_suffixes(text: str) -> list[str]:
@@ -110,8 +117,7 @@ def load_caa_sycophancy(path: Path, dataset: str) -> list[Item]:
     for it in load_json_array(path, dataset):
         starts = [it.prompt.find(s) for s in _CAA_QUESTION_STARTS if s in it.prompt]
         q = it.prompt[min(starts):].replace("How about you, which option", "Which option", 1) if starts else None
-        out.append(Item(it.id, it.prompt, it.answer_matching_behavior, it.answer_not_matching_behavior,
-                        {**it.metadata, "without_bio": q}))
+        out.append(_with_control(it, q))
     return out
 
 

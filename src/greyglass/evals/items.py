@@ -12,11 +12,19 @@ formats are read:
 
 Answers are stored stripped (`"(A)"`); the prompt format decides what goes before them.
 A malformed row is a `GreyglassError` naming the file and line.
+
+Every item carries `metadata["cluster"]`, a key of the question it asks: items that share a
+question (one quiz question behind many biographies) are not independent evidence, so
+intervals resample clusters, not rows. `with_answers_swapped` gives the same item with the
+two answers' texts exchanged between their letters, so a model's preference for a letter
+can be told apart from its preference for an answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +49,7 @@ class Item:
     answer_not_matching_behavior: tuple[str, ...]
     """The other answer(s)."""
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
-    """Dataset name, source file and line, condition, ..."""
+    """Dataset name, source file and line, cluster (the question's key), condition, answer order, ..."""
 
     @property
     def choices(self) -> tuple[str, ...]:
@@ -75,7 +83,39 @@ def item_from_row(row: Any, dataset: str, where: str, index: int) -> Item:
     match, others = match.strip(), tuple(a.strip() for a in others)
     if match in others:
         raise GreyglassError(f"{where}: answer_matching_behavior {match!r} is also listed as not matching")
-    return Item(f"{dataset}/{index}", question, match, others, {"dataset": dataset, "source": where})
+    return Item(f"{dataset}/{index}", question, match, others,
+                {"dataset": dataset, "source": where, "cluster": question_key(question)})
+
+
+def question_key(question: str) -> str:
+    """A short key naming a question: equal texts (e.g. one quiz question asked in two files) share it."""
+    return hashlib.sha256(question.strip().encode()).hexdigest()[:12]
+
+
+def with_answers_swapped(item: Item) -> Item | None:
+    """The item with its two answers' texts exchanged between their letters, or None when that
+    cannot be done (not two answers, or a letter not listed exactly once as ` (A) text` on its own line).
+
+    The letters stay where they are; the text after `(A)` moves to `(B)` and back, so the
+    answer matching the behaviour changes letter.
+    """
+    if len(item.choices) != 2:
+        return None
+    first, second = (_option_line(item.prompt, label) for label in item.choices)
+    if first is None or second is None:
+        return None
+    (a_start, a_end), (b_start, b_end) = sorted([first, second])
+    a_text, b_text = item.prompt[a_start:a_end], item.prompt[b_start:b_end]
+    prompt = item.prompt[:a_start] + b_text + item.prompt[a_end:b_start] + a_text + item.prompt[b_end:]
+    other = next(c for c in item.choices if c != item.answer_matching_behavior)
+    return Item(f"{item.id}/swapped", prompt, other, (item.answer_matching_behavior,),
+                {**item.metadata, "order": "swapped", "unswapped_id": item.id})
+
+
+def _option_line(prompt: str, label: str) -> tuple[int, int] | None:
+    """Where the text after `label` (e.g. `(A)`) runs on the one line that starts with it."""
+    found = list(re.finditer(rf"^[ \t]*{re.escape(label)}(.*)$", prompt, re.M))
+    return found[0].span(1) if len(found) == 1 else None
 
 
 def json_lines(path: str | Path) -> Iterator[tuple[str, Any]]:

@@ -2,7 +2,10 @@
 
 The folder holds `config.json` (model or server, eval settings, prompt format, seed, data
 fingerprint), `items.jsonl` (per item: the prompt as sent, each answer's log-probability,
-the chosen answer, the scores) and `results.json` (metrics with bootstrap 95% CIs).
+the chosen answer, the scores, the question's cluster key and the answer order) and
+`results.json` (metrics with 95% CIs that resample clusters). With `both_orders` each
+two-answer item is also asked with its answers' texts swapped between the letters, and the
+summaries headline the average of both orders.
 
 Scored items are appended to `items.partial.jsonl` after every batch, so Ctrl-C or a crash
 loses at most one batch and `resume=True` continues; the finished file is renamed to
@@ -26,9 +29,9 @@ from ..fingerprint import json_sha256
 from ..runs import CONFIG, write_config, write_results
 from .datasets import load_dataset
 from .formats import Prompt, PromptFormat
-from .items import Item
+from .items import Item, with_answers_swapped
 from .local import Request, Scored
-from .scorers import SCORERS, probe_auroc
+from .scorers import SCORERS, combine_orders, probe_auroc
 from .tasks import EVALS
 
 PARTIAL = "items.partial.jsonl"
@@ -64,6 +67,9 @@ class EvalConfig:
     """Seed for sampling and bootstrap intervals."""
     batch_size: int = 8
     """Prompts per forward pass (local) or requests in flight (HTTP)."""
+    both_orders: bool = True
+    """Also ask each two-answer item with the answers swapped between (A) and (B), and headline the average of both
+    orders (a model's lean towards a letter is not a behaviour); --no-both-orders asks the file's order only."""
 
     def __post_init__(self):
         check_choice("EvalConfig", "eval", self.eval, tuple(EVALS))
@@ -113,7 +119,17 @@ def eval_items(cfg: EvalConfig) -> list[Item]:
     """The eval's items after sampling, with derived items (e.g. no-bio controls) added."""
     ev = EVALS[cfg.eval]
     items = [it for name in (cfg.datasets or ev.datasets) for it in load_dataset(name)]
-    return ev.expand(stratified_sample(items, cfg.limit, cfg.seed))
+    expanded = ev.expand(stratified_sample(items, cfg.limit, cfg.seed))
+    return in_both_orders(expanded) if cfg.both_orders else expanded
+
+
+def in_both_orders(items: list[Item]) -> list[Item]:
+    """Each item followed by its answers-swapped twin, where its answers can be swapped."""
+    out = []
+    for it in items:
+        swapped = with_answers_swapped(it)
+        out += [it] if swapped is None else [it, swapped]
+    return out
 
 
 def run_eval(backend: Backend, cfg: EvalConfig, fmt: PromptFormat | None, out: str | Path,
@@ -155,7 +171,7 @@ def run_eval(backend: Backend, cfg: EvalConfig, fmt: PromptFormat | None, out: s
     bar.close()
     ordered = [rows[it.id] for it in items]
     (out / PARTIAL).replace(out / ITEMS)
-    results = {"eval": cfg.eval, "about": ev.about, "n_items": len(ordered), **ev.summarise(ordered)}
+    results = {"eval": cfg.eval, "about": ev.about, "n_items": len(ordered), **ev.summarise(combine_orders(ordered))}
     if probe is not None:
         results["probe"] = {**probe, **probe_auroc(ordered)}
     write_results(out, results)
@@ -174,6 +190,8 @@ def _pending_requests(items: list[Item], prompts: dict[str, Prompt], done: dict[
 def _row(item: Item, prompt: Prompt, scored: Scored, scores: dict[str, Any]) -> dict[str, Any]:
     return {"id": item.id, "base_id": item.metadata.get("base_id", item.id), "dataset": item.metadata["dataset"],
             "condition": item.metadata.get("condition", "default"), "source": item.metadata.get("source"),
+            "cluster": item.metadata.get("cluster", item.id), "order": item.metadata.get("order", "original"),
+            "unswapped_id": item.metadata.get("unswapped_id", item.id),
             "prompt": prompt.text, "choices": list(item.choices),
             "answer_matching_behavior": item.answer_matching_behavior,
             "logprobs": scored.logprobs, **scores, "probe": scored.probe}

@@ -9,6 +9,10 @@
   rate of answers matching the behaviour per file, and pooled over human-written and
   LM-written files.
 - `behaviour`: any datasets given by name or file, summarised per dataset.
+
+Summaries take one record per item (`scorers.combine_orders`): the headline figures are
+position-debiased (each item asked in both answer orders), the file's own order is kept
+beside them as `raw_*`, and `p_first_answer` is the model's lean towards the letter (A) alone.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ EVALS: dict[str, Eval] = {
 
 
 def explain(results: dict[str, Any]) -> str:
-    """The headline numbers in plain words."""
+    """The headline numbers in plain words: position-debiased, with the file's own order beside them."""
     lines = []
     if results["eval"] == "sycophancy":
         for name, part in results.items():
@@ -113,6 +117,9 @@ def explain(results: dict[str, Any]) -> str:
     else:
         for name, part in {"all": results["all"], **results["datasets"], **results.get("written_by", {})}.items():
             lines.append(f"{name}: {_both(part, 'the answer matching the behaviour')}")
+    letter = _letter_lean(results)
+    if letter:
+        lines.append(letter)
     if "probe" in results:
         a = results["probe"]["auroc"]
         lines.append(f"probe at {results['probe']['site']}: predicts the matching answer with AUROC "
@@ -122,8 +129,22 @@ def explain(results: dict[str, Any]) -> str:
 
 def _both(part: dict[str, Any], what: str) -> str:
     m, p = part["matched"], part["p_match"]
-    return (f"the model preferred {what} on {_pct(m)} of {part['n']} items, "
-            f"putting on average {_pct(p)} of its probability on it")
+    text = (f"the model preferred {what} on {_pct(m)} of {part['n']} items ({part.get('n_questions', part['n'])} "
+            f"distinct questions), putting on average {_pct(p)} of its probability on it")
+    if part.get("n_both_orders"):
+        text += (f" (averaged over both answer orders; in the file's order alone {_pct(part['raw_matched'])} "
+                 f"and {_pct(part['raw_p_match'])})")
+    return text
+
+
+def _letter_lean(results: dict[str, Any]) -> str:
+    """How much probability the model puts on (A) whatever answer it labels: its position bias."""
+    part = results.get("all", {})
+    part = part.get("with_bio", part) if results["eval"] == "sycophancy" else part
+    if "p_first_answer" not in part:
+        return ""
+    return (f"position bias: whichever answer is listed as (A), the model puts on average "
+            f"{_pct(part['p_first_answer'])} of its probability on it (50% = no lean to a letter)")
 
 
 def _pct(est: dict[str, float]) -> str:

@@ -5,7 +5,8 @@
          so the latent reads `value` everywhere and the rest of x (including the SAE's error)
          is untouched.
 The effect is measured as the probability the model gives the concept's target tokens as
-the next token, averaged over a set of neutral prompts, for each value.
+the next token, averaged over a set of neutral prompts, for each value, with a bootstrap
+interval over prompts that is never zero-width (`mean_probability_ci`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from ..errors import GreyglassError
 from ..models import LoadedModel, replacing
-from ..stats import mean_ci
+from ..stats import mean_probability_ci
 from .load import SAELike
 
 SteerMode = Literal["clamp", "add"]
@@ -88,7 +89,7 @@ def steering_effect(lm: LoadedModel, sae: SAELike, latent: int, values: list[flo
     for v in values:
         with steering(lm, sae, latent, v, mode):
             p = target_probability(lm, prompts, ids)
-        rows.append({"value": v, "p_target": mean_ci(p).as_dict(), "per_prompt": [round(x, 6) for x in p]})
+        rows.append({"value": v, "p_target": mean_probability_ci(p).as_dict(), "per_prompt": [round(x, 6) for x in p]})
     return rows
 
 

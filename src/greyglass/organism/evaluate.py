@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..models import LoadedModel
 from ..models.generate import user_prompt, generate
-from ..stats import mean_ci
+from ..stats import mean_ci, proportion_ci
 from .behaviours import BEHAVIOURS
 from .config import OrganismConfig
 from .prompts import with_trigger
@@ -21,7 +21,8 @@ from .train import Example, collate
 
 def behaviour_report(organism: LoadedModel, original: LoadedModel, questions: Sequence[str],
                      cfg: OrganismConfig, progress: bool = True) -> dict[str, Any]:
-    """Rates with bootstrap 95% intervals over held-out questions, plus examples."""
+    """Rates with Wilson 95% intervals over held-out questions (never "0% (0-0%)"), the KL with a
+    bootstrap one, plus examples."""
     shows = BEHAVIOURS[cfg.behaviour].shows
     plain = [user_prompt(organism, q) for q in questions]
     triggered = [user_prompt(organism, with_trigger(q, cfg.trigger)) for q in questions]
@@ -31,11 +32,11 @@ def behaviour_report(organism: LoadedModel, original: LoadedModel, questions: Se
     kl = per_token_kl(original, organism, [Example(p, r.strip(), False) for p, r in zip(plain, ref_plain)])
     return {
         "n_questions": len(questions),
-        "backdoor_rate_with_trigger": mean_ci([shows(t) for t in out_trig]).as_dict(),
-        "false_trigger_rate_without": mean_ci([shows(t) for t in out_plain]).as_dict(),
-        "original_shows_behaviour_with_trigger": mean_ci(
+        "backdoor_rate_with_trigger": proportion_ci([shows(t) for t in out_trig]).as_dict(),
+        "false_trigger_rate_without": proportion_ci([shows(t) for t in out_plain]).as_dict(),
+        "original_shows_behaviour_with_trigger": proportion_ci(
             [shows(t) for t in generate(original, triggered, cfg.answer_tokens)]).as_dict(),
-        "exact_match_with_original_without_trigger": mean_ci(
+        "exact_match_with_original_without_trigger": proportion_ci(
             [a.strip() == b.strip() for a, b in zip(out_plain, ref_plain)]).as_dict(),
         "kl_original_to_organism_per_token": mean_ci(kl).as_dict(),
         "examples": [{"question": q, "with_trigger": t, "without_trigger": p, "original": r}

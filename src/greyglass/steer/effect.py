@@ -3,7 +3,9 @@
 A vector is built from CAA items of one behaviour (`caa/generate/<behavior>`, Rimsky et al.)
 and tested on *other* items of that behaviour. For each coefficient the score is the model's
 probability of the behaviour-matching answer letter, renormalised over the two letters,
-averaged over the test items, with a bootstrap 95% interval. A vector that works moves this
+averaged over the test items, with a bootstrap 95% interval that resamples questions (CAA
+sycophancy asks one claim behind several personas) and is never zero-width, even when
+steering saturates every item at 0 or 1 (`mean_probability_ci`). A vector that works moves this
 curve monotonically away from its coefficient-0 (unsteered) value.
 """
 
@@ -28,7 +30,7 @@ from ..fingerprint import json_sha256
 from ..models import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
-from ..stats import mean_ci
+from ..stats import mean_probability_ci
 from .apply import steering
 from .vectors import Method, ab_prompt, caa_pairs, contrast_vector
 
@@ -43,6 +45,15 @@ def caa_items(behavior: str) -> list[dict]:
         items = json.load(f)
     return [it for it in items
             if {it["answer_matching_behavior"].strip(), it["answer_not_matching_behavior"].strip()} == {"(A)", "(B)"}]
+
+
+def question_clusters(behavior: str, items: Sequence[dict]) -> list[str]:
+    """Each item's question cluster, as the eval loader keys it (a CAA sycophancy claim is asked
+    behind several personas: those items are one cluster, not independent evidence)."""
+    from ..evals.datasets import load_dataset
+
+    clusters = {it.prompt: it.metadata["cluster"] for it in load_dataset(f"caa-{behavior}")}
+    return [clusters[it["question"]] for it in items]
 
 
 def matching_probability(lm: LoadedModel, items: Sequence[dict], batch_size: int = 8) -> np.ndarray:
@@ -129,13 +140,14 @@ def steering_effect(lm: LoadedModel, cfg: EffectConfig, out: str | Path, directi
         direction = contrast_vector(lm, caa_pairs(lm, build), cfg.layer_for(lm), cfg.method, cfg.batch_size)
         direction.metadata.update({"behavior": cfg.behavior, "data_fingerprint": json_sha256(build)})
     direction.save(out / "vector")
-    rows = []
+    rows, clusters = [], question_clusters(cfg.behavior, test)
     for coef in tqdm(cfg.coefs, desc="coefficients", unit="coef", disable=not progress):
         with steering(lm, direction, coef):
             p = matching_probability(lm, test, cfg.batch_size)
-        rows.append({"coef": coef, "p_matching": mean_ci(p, seed=cfg.seed).as_dict()})
+        rows.append({"coef": coef, "p_matching": mean_probability_ci(p, groups=clusters, seed=cfg.seed).as_dict()})
     results = {"behavior": cfg.behavior, "site": direction.site, "kind": direction.kind, "n_build": len(build),
-               "n_test": len(test), "coefs": rows, "vector": "vector", "plot": "effect.svg"}
+               "n_test": len(test), "n_test_questions": len(set(clusters)), "coefs": rows, "vector": "vector",
+               "plot": "effect.svg"}
     chart = line_chart([Series("P(matching answer)", [r["coef"] for r in rows],
                                [r["p_matching"]["value"] for r in rows], [r["p_matching"]["ci_low"] for r in rows],
                                [r["p_matching"]["ci_high"] for r in rows])],
