@@ -39,6 +39,7 @@ rates and its agreement with the rules are reported beside them.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -199,9 +200,15 @@ def message_to_manager(turn: str) -> str:
 
 def mentions(text: str, terms: tuple[str, ...]) -> bool:
     """Whether `text` names one of `terms` as a whole word (or phrase) somewhere it is not negated."""
-    pattern = re.compile(r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")\b")
+    pattern = _whole_words(terms)
     clauses = CLAUSE_BREAK.split(text.lower().replace("\u2019", "'"))
     return any(not _negated(clause, m) for clause in clauses for m in pattern.finditer(clause))
+
+
+@functools.lru_cache(maxsize=8)
+def _whole_words(terms: tuple[str, ...]) -> re.Pattern:
+    """One regex for the terms as whole words, compiled once per term list."""
+    return re.compile(r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")\b")
 
 
 def _negated(clause: str, match: re.Match) -> bool:
