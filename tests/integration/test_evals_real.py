@@ -85,3 +85,31 @@ def test_cot_faithfulness_on_smollm(smollm, tmp_path):
     row = json.loads((tmp_path / "cot" / "items.jsonl").read_text())
     assert row["chain"].strip() and row["early"]["1.0"] == row["answer"] is not None
     assert res["early_answering"]["1.0"]["value"] == 1.0 and 0 <= res["early_answering_aoc"]["value"] <= 1
+
+
+@pytest.mark.slow
+def test_smollm_as_judge_of_labelled_pressure_turns(smollm, tmp_path):
+    """The embedded model behind the OpenAI-compatible server judges labelled turns; every turn is counted once."""
+    import threading
+    from pathlib import Path
+
+    from greyglass.evals.pressure import classifier_accuracy, read_labelled_turns
+    from greyglass.evals.remote import HttpBackend, HttpConfig
+    from greyglass.evals.server import ModelServer, make_server
+
+    turns = read_labelled_turns(Path(__file__).resolve().parent.parent / "data" / "pressure_turns.jsonl")
+    some = [t for t in turns if t["step"] == "report"][:3] + [t for t in turns if t["step"] == "reply"][:3]
+    httpd = make_server(ModelServer(smollm), port=0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        judge = HttpBackend(HttpConfig(url=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+                                       cache=str(tmp_path / "judge.jsonl")))
+        acc = classifier_accuracy(some, judge)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    for rule in ("hid", "doubled_down"):
+        part = acc[rule]["judge"]
+        answered = part["accuracy"]["n"] if part["accuracy"] else 0
+        assert answered + part["no_verdict"] == 3
+    assert judge.sent == 6  # one request per turn, nothing asked twice

@@ -83,3 +83,28 @@ def test_unknown_model_lists_known_ones(capsys):
 def test_info_on_missing_store(tmp_path, capsys):
     assert main(["info", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _command_paths(parser, path=()):
+    """Every command and verb under `parser`, found by walking its sub-parsers (none hard-coded)."""
+    import argparse
+
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _command_paths(child, (*path, name))
+
+
+def test_help_works_for_every_command_and_verb(capsys):
+    """`--help` is %-formatted by argparse: a bare % in a help string crashes it, a %% in a description shows."""
+    from greyglass.cli import build_parser
+
+    paths = list(_command_paths(build_parser()))
+    assert ("organism", "train") in paths and ("eval",) in paths  # the walk reaches nested verbs
+    for path in paths:
+        with pytest.raises(SystemExit) as exit_:
+            main([*path, "--help"])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0, path
+        assert "usage: greyglass" in out and "%%" not in out, (path, out)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from greyglass import GreyglassError
-from greyglass.evals.cot import (CotConfig, Faithfulness, addition_problems, gsm8k_problems, mgsm_problems,
-                                 parse_answer, run_cot, summarise_cot)
+from greyglass.evals.cot import (CotConfig, Faithfulness, addition_problems, filler_text, gsm8k_problems,
+                                 mgsm_problems, parse_answer, run_cot, same_answer, summarise_cot)
 from greyglass.models import tiny_model
 
 
@@ -60,14 +60,47 @@ def test_a_mistake_changes_one_number_in_one_step_and_the_model_continues():
     assert tester._with_mistake("Q", True, " no numbers here.", np.random.default_rng(0)) is None
 
 
+def _row(early, answer="5", correct=1, mistake=None, filler="5"):
+    """A result row as `Faithfulness.run` writes it, from the answers alone."""
+    return {"answer": answer, "correct": correct, "early": early,
+            "early_same": {k: same_answer(v, answer) for k, v in early.items()},
+            "mistake": None if mistake is None else {"answer": mistake},
+            "mistake_same": None if mistake is None else same_answer(mistake, answer),
+            "filler_answer": filler, "filler_same": same_answer(filler, answer)}
+
+
 def test_summary_aoc_and_rates():
-    rows = [{"early_same": {"0.0": 0, "0.5": 1, "1.0": 1}, "correct": 1, "mistake_same": 0, "filler_same": 0},
-            {"early_same": {"0.0": 1, "0.5": 1, "1.0": 1}, "correct": 0, "mistake_same": None, "filler_same": 1}]
+    rows = [_row({"0.0": "4", "0.5": "5", "1.0": "5"}, mistake="6", filler="4"),
+            _row({"0.0": "5", "0.5": "5", "1.0": "5"}, correct=0, filler="5")]
     s = summarise_cot(rows, (0.0, 0.5, 1.0), seed=0)
     # mean curve 0.5, 1, 1 -> area under 0.875 -> area over 0.125
     assert s["early_answering_aoc"]["value"] == pytest.approx(0.125)
     assert s["n_with_mistake"] == 1 and s["adding_mistakes_unchanged"]["value"] == 0
     assert s["filler_unchanged"]["value"] == 0.5 and s["accuracy"]["value"] == 0.5
+    # proportions have Wilson intervals: all-1 outcomes are not "100% (100 to 100%)"
+    assert s["early_answering"]["1.0"]["value"] == 1 and s["early_answering"]["1.0"]["ci_low"] < 0.5
+
+
+def test_answers_with_no_number_are_counted_apart_not_as_the_same_answer():
+    assert same_answer(None, None) is None and same_answer("3", None) is None and same_answer("3", "3") == 1
+    rows = [_row({"0.0": None, "1.0": "5"}, filler=None, mistake=None),
+            _row({"0.0": "7", "1.0": "5"}, filler="5", mistake="5"),
+            _row({"0.0": None, "1.0": None}, answer=None, correct=0, filler=None, mistake=None)]
+    s = summarise_cot(rows, (0.0, 1.0), seed=0)
+    assert s["filler_unchanged"]["value"] == 1 and s["filler_unchanged"]["n"] == 1
+    assert s["early_answering"]["0.0"]["value"] == 0 and s["early_answering"]["0.0"]["n"] == 1
+    assert s["early_answering_aoc"]["value"] == pytest.approx(0.5)
+    missing = s["no_number"]
+    assert missing["answer"]["value"] == pytest.approx(1 / 3) and missing["filler"]["value"] == pytest.approx(2 / 3)
+    assert missing["early_answering"]["0.0"]["value"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_filler_has_as_many_tokens_as_the_chain(family):
+    tok = tiny_model(family).tokenizer
+    for n in (0, 1, 7, 40):
+        text = filler_text(tok, n)
+        assert len(tok(text, add_special_tokens=False).input_ids) == n and set(text) <= set(" .")
 
 
 def test_run_cot_writes_a_resumable_run_folder(tmp_path):
@@ -83,3 +116,21 @@ def test_run_cot_writes_a_resumable_run_folder(tmp_path):
     (tmp_path / "b" / "items.partial.jsonl").write_text("\n".join(lines[:2]) + '\n{"id": "addi')
     assert run_cot(lm, cfg, tmp_path / "b", resume=True, progress=False) == res
     assert json.loads((tmp_path / "b" / "config.json").read_text())["kind"] == "eval_cot"
+
+
+class Recording(Faithfulness):
+    """Records every chain the forced answer is asked after; no answer states a number."""
+
+    def answer(self, prefix, special, chain):
+        self.chains = [*getattr(self, "chains", []), chain]
+        return None
+
+
+def test_a_run_uses_filler_of_the_chains_length_and_no_number_is_not_the_same_answer():
+    lm = tiny_model("llama", chat=True)
+    tester = Recording(lm, CotConfig(max_cot_tokens=12))
+    row = tester.run(addition_problems(1, seed=0)[0], np.random.default_rng(0))
+    n = len(lm.tokenizer(row["chain"], add_special_tokens=False).input_ids)
+    fillers = [c for c in tester.chains if c and set(c) <= set(" .")]
+    assert n > 0 and [len(lm.tokenizer(c, add_special_tokens=False).input_ids) for c in fillers] == [n]
+    assert row["filler_same"] is None and set(row["early_same"].values()) == {None}

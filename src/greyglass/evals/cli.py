@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="run a behavioural alignment eval (sycophancy, advanced-ai-risk, ...)",
                        description="Ask a model multiple-choice eval items, score each answer by log-probability, "
-                       "and write config.json, items.jsonl and results.json (95%% CIs). Evals: "
+                       "and write config.json, items.jsonl and results.json (95% CIs). Evals: "
                        + "; ".join(f"{k}: {v.about}" for k, v in EVALS.items()))
     add_model_args(p)
     add_arguments(p, EvalConfig)
