@@ -9,8 +9,9 @@ Endpoints (the subset evaluation harnesses use):
 - `POST /v1/chat/completions`: `messages` through the model's chat template, `max_tokens`,
   `temperature`, `seed`, `stop`, `logprobs` (bool), `top_logprobs`.
 
-With a steering `Direction`, `coef * direction.unit()` is added at its site (or at
-`resid_post` of `--layer`) for every request, so any harness evaluates the steered model.
+With a steering `Direction`, `greyglass.steer.steering` adds it at its site (or at
+`resid_post` of `--layer`) for every request, with `coef` in units of the site's typical
+residual norm exactly as `greyglass steer` does, so any harness evaluates the steered model.
 The server listens on 127.0.0.1 by default; requests are served by threads and the model
 runs one request at a time.
 """
@@ -26,7 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..directions import Direction
-from ..models import LoadedModel, adding
+from ..models import LoadedModel
+from ..steer.apply import steering
 from .generate import Decoded, decode
 
 
@@ -47,7 +49,7 @@ class ModelServer:
             self.steering = {"site": lm.site(site or steer.site).name, "coef": coef, "kind": steer.kind}
         self._stack = ExitStack()
         if steer is not None:
-            self._stack.enter_context(adding(lm, self.steering["site"], steer.unit(), coef))
+            self._stack.enter_context(steering(lm, steer, coef, [self.steering["site"]]))
 
     def close(self) -> None:
         self._stack.close()
