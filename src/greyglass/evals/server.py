@@ -2,10 +2,15 @@
 
 Endpoints (the subset evaluation harnesses use):
 
-- `GET /v1/models`;
+- `GET /v1/models`: each model says whether it has a chat template (`"chat_template": true`);
 - `POST /v1/completions`: `prompt` (a string or list), `max_tokens` (16), `temperature` (0 is
   greedy), `seed`, `stop`, `logprobs` (number of top alternatives per token), `echo`
-  (include the prompt and its tokens' log-probabilities: how harnesses score answers);
+  (include the prompt and its tokens' log-probabilities: how harnesses score answers),
+  `add_special_tokens` (default true, as in vLLM: false when the prompt already holds them);
+  or, instead of `prompt`, `messages`: rendered through the chat template with the
+  assistant's turn begun, and continued (with `echo`, the response text starts with the
+  rendered prompt). `greyglass eval --url` uses both to give a chat model the same prompt
+  as a local run: the rendered template, then the answer;
 - `POST /v1/chat/completions`: `messages` through the model's chat template, `max_tokens`,
   `temperature`, `seed`, `stop`, `logprobs` (bool), `top_logprobs`.
 
@@ -56,18 +61,16 @@ class ModelServer:
 
     def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [{"id": self.name, "object": "model", "owned_by": "greyglass",
-                                            "steering": self.steering}]}
+                                            "chat_template": self.lm.is_chat, "steering": self.steering}]}
 
     def completions(self, body: dict[str, Any]) -> dict[str, Any]:
-        prompts = body.get("prompt")
-        prompts = [prompts] if isinstance(prompts, str) else prompts
-        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise BadRequest("'prompt' must be a string or a list of strings")
+        prompts, special = self._completion_prompts(body)
         opts = _options(body)
         top = body.get("logprobs")
-        choices = []
+        choices, n_prompt = [], 0
         for i, prompt in enumerate(prompts):
-            enc = self.lm.tokenizer(prompt, return_offsets_mapping=True)
+            enc = self.lm.tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=special)
+            n_prompt += len(enc.input_ids)
             gen = self._generate(enc.input_ids, opts, top or 0)
             text = self._text(gen.ids)
             logprobs = None
@@ -75,19 +78,36 @@ class ModelServer:
                 logprobs = self._completion_logprobs(prompt, enc, gen, bool(body.get("echo")))
             choices.append({"index": i, "text": (prompt if body.get("echo") else "") + text,
                             "logprobs": logprobs, "finish_reason": gen.finish})
-        return self._envelope("text_completion", choices, sum(len(self.lm.tokenizer(p).input_ids) for p in prompts),
-                              sum(len(c["text"]) for c in choices))
+        return self._envelope("text_completion", choices, n_prompt, sum(len(c["text"]) for c in choices))
 
-    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        messages = body.get("messages")
+    def _completion_prompts(self, body: dict[str, Any]) -> tuple[list[str], bool]:
+        """The texts to continue and whether to add special tokens: `prompt` as given, or `messages` rendered."""
+        special = body.get("add_special_tokens", True)
+        if not isinstance(special, bool):
+            raise BadRequest("'add_special_tokens' must be true or false")
+        if "messages" in body:
+            if "prompt" in body:
+                raise BadRequest("give 'prompt' or 'messages', not both")
+            return [self._chat_text(body["messages"])], False  # the template holds its own special tokens
+        prompts = body.get("prompt")
+        prompts = [prompts] if isinstance(prompts, str) else prompts
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+            raise BadRequest("'prompt' must be a string or a list of strings (or give 'messages')")
+        return prompts, special
+
+    def _chat_text(self, messages: Any) -> str:
+        """`messages` through the model's chat template, ending where the assistant's reply begins."""
         if not isinstance(messages, list) or not messages:
             raise BadRequest("'messages' must be a non-empty list of {role, content}")
-        if getattr(self.lm.tokenizer, "chat_template", None) is None:
-            raise BadRequest(f"model {self.name} has no chat template; use /v1/completions")
+        if not self.lm.is_chat:
+            raise BadRequest(f"model {self.name} has no chat template; send 'prompt' to /v1/completions")
         try:
-            text = self.lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self.lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception as e:  # the template's own error, e.g. an unknown role
             raise BadRequest(f"cannot apply the chat template: {e}") from None
+
+    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = self._chat_text(body.get("messages"))
         ids = self.lm.tokenizer(text, add_special_tokens=False).input_ids
         top = int(body.get("top_logprobs") or 0)
         gen = self._generate(ids, _options(body), top)
