@@ -35,6 +35,7 @@ from ..directions import Direction
 from ..models import LoadedModel, adding, run_to_sites
 from ..models.generate import reply
 
+COEF_UNIT = "typical residual norms at the site (median L2 norm over the bundled reference text)"
 REFERENCE_WINDOWS = 8  # articles of the bundled Wikipedia sample that set the typical norm
 REFERENCE_TOKENS = 64  # tokens read from each
 
