@@ -118,7 +118,7 @@ def serve(args: argparse.Namespace) -> int:
     except OSError as e:
         raise GreyglassError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") from None
     host, port = server.server_address[:2]
-    steering = f", steered at {model.steering['site']} x {args.coef}" if steer else ""
+    steering = f", steered at {model.steering['site']} by {args.coef:g} typical residual norms" if steer else ""
     print(f"serving {model.name}{steering} at http://{host}:{port}/v1 (Ctrl-C to stop)", flush=True)
     if args.max_seconds:
         threading.Timer(args.max_seconds, server.shutdown).start()
