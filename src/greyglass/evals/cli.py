@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(s)
     s.add_argument("--steer", metavar="DIR", help="a saved Direction to add to the residual stream")
     s.add_argument("--layer", type=int, help="add it at blocks.LAYER.hook_resid_post (default: the direction's site)")
-    s.add_argument("--coef", type=float, default=1.0, help=COEF_HELP)
+    s.add_argument("--coef", type=float, default=0.5, help=COEF_HELP)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     s.add_argument("--name", help="model name reported to clients (default: the model's name)")

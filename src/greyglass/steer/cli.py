@@ -12,7 +12,7 @@ from .effect import CAA_BEHAVIORS, EffectConfig
 
 COEF_HELP = ("steering strength in typical residual norms at the site: the unit direction (in the model's own space) "
              "times COEF times the median residual norm there; 0.1 nudges, 1 adds as much as the stream holds "
-             "(default: 1.0)")
+             "(default: 0.5)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--vector", required=True, help="a saved direction folder (steer-vector output, or a probe)")
     s.add_argument("--layer", type=int, action="append",
                    help="layer(s) to steer at (resid_post; repeatable; default: the vector's own site)")
-    s.add_argument("--coef", type=float, default=1.0, help=COEF_HELP)
+    s.add_argument("--coef", type=float, default=0.5, help=COEF_HELP)
     s.add_argument("--prompt", action="append", required=True, help="prompt (repeatable)")
     s.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default: 40)")
     add_out_args(s, "steer", progress=False)
