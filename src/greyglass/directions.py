@@ -64,8 +64,13 @@ class Direction:
         return self.vector if self.scale is None else self.vector / self.scale
 
     def unit(self) -> torch.Tensor:
-        """The direction as a unit vector `[d_model]` (for steering by a norm-free coefficient)."""
-        return self.vector / self.vector.norm().clamp_min(1e-12)
+        """`model_space()` as a unit vector `[d_model]`: the direction steering adds (`greyglass.steer.apply`).
+
+        Normalised in the model's own space, not the probe's standardised one, where it
+        would point elsewhere.
+        """
+        v = self.model_space()
+        return v / v.norm().clamp_min(1e-12)
 
     def save(self, folder: str | Path) -> Path:
         tensors = {"vector": self.vector.detach().float().contiguous()}

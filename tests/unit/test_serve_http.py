@@ -220,8 +220,44 @@ def test_eval_command_through_the_server(served, tmp_path, capsys, write_lines):
     assert main(argv) == 0
     assert "mine.jsonl: the model preferred" in capsys.readouterr().out
     assert len((out / "responses.jsonl").read_text().splitlines()) == 2  # two identical items, two answers
-    assert main(argv[:-3] + ["--format", "chat", "--out", str(tmp_path / "chat")]) == 2
+    assert main(argv[:-3] + ["--format", "chat", "--out", str(tmp_path / "chat")]) == 0  # the server has a template
+    with Running(make_server(ModelServer(tiny_model("llama")), port=0)) as base:
+        assert main(argv[:2] + [base.url] + argv[3:-3] + ["--format", "chat", "--out", str(tmp_path / "b")]) == 2
     assert "needs a model with a chat template" in capsys.readouterr().err
+
+
+def test_auto_format_gives_a_served_chat_model_the_local_prompt_and_log_probs(served, chat_lm, tmp_path):
+    fmt = PromptFormat(answer_prefix="I think", few_shot=1)  # auto: the chat template, on both paths
+    remote = HttpBackend(HttpConfig(url=served.url, cache=str(tmp_path / "cache.jsonl")))
+    questions = ["Is it?\n (A) yes\n (B) no", "Or not?"]
+    local_prompts = [fmt.render(q, chat_lm.tokenizer) for q in questions]
+    assert [fmt.render(q, remote.tokenizer) for q in questions] == local_prompts
+    assert "<|assistant|>" in local_prompts[0].text and not local_prompts[0].add_special_tokens
+    reqs = [Request(p, ("(A)", "(B)")) for p in local_prompts]
+    for a, b in zip(LocalBackend(chat_lm).score(reqs), remote.score(reqs)):
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
+    # a model without a template is asked in the base-model format on both paths
+    base = tiny_model("llama")
+    base.tokenizer.chat_template = None
+    with Running(make_server(ModelServer(base), port=0)) as plain:
+        assert fmt.render("Q?", HttpBackend(HttpConfig(url=plain.url)).tokenizer) == fmt.render("Q?", base.tokenizer)
+
+
+def test_completions_take_chat_messages_and_say_the_model_has_a_template(served, chat_lm):
+    messages = [{"role": "user", "content": "Hi"}]
+    rendered = chat_lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    out = post(f"{served.url}/completions", {"messages": messages, "max_tokens": 0, "echo": True, "logprobs": 0})
+    assert out["choices"][0]["text"] == rendered
+    assert out["usage"]["prompt_tokens"] == len(chat_lm.tokenizer(rendered, add_special_tokens=False).input_ids)
+    plain = post(f"{served.url}/completions", {"prompt": rendered, "max_tokens": 0, "echo": True, "logprobs": 0,
+                                               "add_special_tokens": False})
+    assert plain["choices"][0]["logprobs"] == out["choices"][0]["logprobs"]
+    with urllib.request.urlopen(f"{served.url}/models", timeout=10) as r:
+        assert json.loads(r.read())["data"][0]["chat_template"] is True
+    for body, words in [({"messages": messages, "prompt": "x"}, "not both"),
+                        ({"prompt": "x", "add_special_tokens": "no"}, "true or false")]:
+        with pytest.raises(GreyglassError, match=words):
+            HttpBackend(HttpConfig(url=served.url, retries=0)).post("completions", body)
 
 
 def test_parse_choice():

@@ -13,6 +13,8 @@ from greyglass.models import run_to_sites
 from greyglass.probes import text_features
 from greyglass.steer import (ContrastPair, EffectConfig, ab_prompt, caa_items, contrast_vector, matching_probability,
                              sae_latent_direction, steering, steering_effect)
+from greyglass.steer.apply import typical_norm
+from greyglass.steer.effect import split_items
 
 PAIRS = [ContrastPair("I love this, it is wonderful", "I hate this, it is awful"),
          ContrastPair("What a great day", "What a terrible day"),
@@ -30,25 +32,33 @@ def test_mean_diff_vector_is_the_mean_of_differences(tiny_llama):
     assert float(p.vector.norm()) == pytest.approx(float(((pos - neg) @ p.unit()).mean()), rel=1e-4)
 
 
-def test_steering_adds_coef_times_vector_at_every_position_then_goes_away(tiny_llama):
+def test_steering_adds_coef_typical_norms_along_the_unit_vector_then_goes_away(tiny_llama):
     ids = tiny_llama.tokenizer(["steer me please"], return_tensors="pt").input_ids
     site = "blocks.1.hook_resid_post"
     direction = Direction(torch.randn(64), site, "mean_diff")
     base = run_to_sites(tiny_llama, ids, [site])[site]
     with steering(tiny_llama, direction, 3.0):
         steered = run_to_sites(tiny_llama, ids, [site])[site]
-    torch.testing.assert_close(steered - base, (3.0 * direction.vector).expand_as(base), rtol=1e-4, atol=1e-4)
+    norm = typical_norm(tiny_llama, site)
+    assert norm > 0 and norm != typical_norm(tiny_llama, "blocks.0.hook_resid_post")  # per site
+    want = 3.0 * norm * direction.vector / direction.vector.norm()
+    torch.testing.assert_close(steered - base, want.expand_as(base), rtol=1e-4, atol=1e-4)
+    assert float((steered - base)[0, 0].norm()) == pytest.approx(3.0 * norm, rel=1e-4)  # coef 1: one typical norm
     torch.testing.assert_close(run_to_sites(tiny_llama, ids, [site])[site], base)
 
 
 def test_a_standardised_probe_steers_along_its_model_space_direction(tiny_llama):
     site = "blocks.0.hook_resid_post"
-    probe = Direction(torch.ones(64), site, "logistic", scale=torch.full((64,), 2.0))
+    scale = torch.ones(64)
+    scale[:32] = 4.0  # standardising shrank the first half: in model space the probe leans to the second
+    probe = Direction(torch.ones(64), site, "logistic", scale=scale)
     ids = tiny_llama.tokenizer(["x"], return_tensors="pt").input_ids
     base = run_to_sites(tiny_llama, ids, [site])[site]
     with steering(tiny_llama, probe, 1.0):
         moved = run_to_sites(tiny_llama, ids, [site])[site]
-    torch.testing.assert_close(moved - base, torch.full_like(base, 0.5))
+    along = torch.cat([torch.full((32,), 0.25), torch.ones(32)])
+    want = typical_norm(tiny_llama, site) * along / along.norm()
+    torch.testing.assert_close(moved - base, want.expand_as(base), rtol=1e-4, atol=1e-4)
     with pytest.raises(GreyglassError, match="made for another model"):
         with steering(tiny_llama, Direction(torch.ones(5), site, "x"), 1.0):
             pass
@@ -122,8 +132,6 @@ def test_bad_pairs_file_is_one_line(chat_model_dir, write_lines, capsys):
 
 
 def test_effect_config_rejects_too_many_items():
-    from greyglass.steer.effect import split_items
-
     with pytest.raises(GreyglassError, match="must not exceed"):
         split_items(EffectConfig(behavior="refusal", n_build=400, n_test=400))
     assert np.isclose(len(split_items(EffectConfig(n_build=10, n_test=5))[1]), 5)
@@ -138,3 +146,42 @@ def test_effect_intervals_resample_the_caa_questions():
     assert len(clusters) == len(items) and len(set(clusters)) < 0.6 * len(items)
     survival = caa_items("survival-instinct")
     assert len(set(question_clusters("survival-instinct", survival))) == len(survival)
+
+
+def test_steer_steer_effect_serve_model_and_the_browser_add_the_same_delta(tiny_llama, tmp_path):
+    """One meaning of coef: the residual-stream delta is identical whichever entry point steers."""
+    from greyglass.evals.server import ModelServer
+    from greyglass.serve.lab import Lab
+
+    site = "blocks.1.hook_resid_post"
+    g = torch.Generator().manual_seed(1)
+    probe = Direction(torch.randn(64, generator=g), site, "logistic", mean=torch.randn(64, generator=g),
+                      scale=torch.rand(64, generator=g) + 0.2)
+    ids = tiny_llama.tokenizer(["one meaning of coef"], return_tensors="pt").input_ids
+    base = run_to_sites(tiny_llama, ids, [site])[site]
+
+    def delta() -> torch.Tensor:
+        return run_to_sites(tiny_llama, ids, [site])[site] - base
+
+    with steering(tiny_llama, probe, 2.0):  # what `steer` (compare) and `steer-effect` use
+        by_steer = delta()
+    with Lab.by_direction(tiny_llama, probe, 2.0)():
+        by_browser = delta()
+    server = ModelServer(tiny_llama, steer=probe, coef=2.0)
+    try:
+        by_server = delta()
+    finally:
+        server.close()
+    want = (2.0 * typical_norm(tiny_llama, site) * probe.model_space() / probe.model_space().norm()).expand_as(base)
+    for got in (by_steer, by_browser, by_server):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # steer-effect's number at coef 2 is the one measured under the server's steering
+    cfg = EffectConfig(behavior="refusal", coefs=(2.0,), n_build=1, n_test=8)
+    _, test = split_items(cfg)
+    server = ModelServer(tiny_llama, steer=probe, coef=2.0)
+    try:
+        served_p = matching_probability(tiny_llama, test)
+    finally:
+        server.close()
+    row = steering_effect(tiny_llama, cfg, tmp_path / "e", direction=probe, progress=False)["coefs"][0]
+    assert row["p_matching"]["value"] == pytest.approx(float(served_p.mean()), abs=1e-6)

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..config import add_arguments, from_namespace
 from ..runs import default_run_dir
 from ..errors import GreyglassError
+from ..steer.cli import COEF_HELP
 from .cot import CotConfig, explain_cot, run_cot
 from .formats import PromptFormat
 from .pressure import PressureConfig, explain_pressure, run_pressure
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(s)
     s.add_argument("--steer", metavar="DIR", help="a saved Direction to add to the residual stream")
     s.add_argument("--layer", type=int, help="add it at blocks.LAYER.hook_resid_post (default: the direction's site)")
-    s.add_argument("--coef", type=float, default=4.0, help="steering strength: coef * unit direction (default: 4)")
+    s.add_argument("--coef", type=float, default=0.5, help=COEF_HELP)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     s.add_argument("--name", help="model name reported to clients (default: the model's name)")
@@ -117,7 +118,7 @@ def serve(args: argparse.Namespace) -> int:
     except OSError as e:
         raise GreyglassError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") from None
     host, port = server.server_address[:2]
-    steering = f", steered at {model.steering['site']} x {args.coef}" if steer else ""
+    steering = f", steered at {model.steering['site']} by {args.coef:g} typical residual norms" if steer else ""
     print(f"serving {model.name}{steering} at http://{host}:{port}/v1 (Ctrl-C to stop)", flush=True)
     if args.max_seconds:
         threading.Timer(args.max_seconds, server.shutdown).start()

@@ -6,7 +6,9 @@
   `\\n\\nHuman: {question}\\n\\nAssistant:{prefix}` (Perez et al. 2022);
 - `raw`: the question, then `\\n\\nAnswer:{prefix}`.
 
-`auto` picks `chat` for a model with a chat template and `human-assistant` otherwise. The
+`auto` picks `chat` for a model with a chat template and `human-assistant` otherwise, for a
+local model and for one served by `greyglass serve-model` alike (the server says whether it
+has a template and renders it), so both score the same prompt. The
 answer prefix (e.g. "I believe the better option is") is configurable; `few_shot` puts up to
 three neutral, greyglass-written format examples first (factual questions whose right answer
 shows a base model what an answer looks like without hinting at any behaviour).
@@ -62,8 +64,13 @@ class PromptFormat:
         return self.format
 
     def render(self, question: str, tokenizer) -> Prompt:
-        """The prompt for `question` on a model with this tokenizer."""
-        kind = self.resolve(getattr(tokenizer, "chat_template", None) is not None)
+        """The prompt for `question` on a model with this tokenizer.
+
+        The tokenizer is asked whether it has a chat template only when the format depends on
+        it (`auto`, `chat`): for a server that question is a request.
+        """
+        fixed = self.format in ("human-assistant", "raw")
+        kind = self.format if fixed else self.resolve(getattr(tokenizer, "chat_template", None) is not None)
         stripped = (self.answer_prefix or "").strip()
         prefix = f" {stripped}" if stripped else ""
         shots = FEW_SHOT[: self.few_shot]

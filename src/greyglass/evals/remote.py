@@ -3,7 +3,11 @@
 Each answer is one request, `prompt + answer` with `echo=true, max_tokens=0, logprobs=0`
 (as lm-evaluation-harness does with vLLM or llama.cpp servers): the server returns every
 prompt token's log-probability and its text offset, and the answer's score is the sum over
-the tokens at or after the answer's first character. Servers with only a chat API
+the tokens at or after the answer's first character. A server that says its model has a chat
+template (`greyglass serve-model` does, in `/v1/models`) renders it: the prompt formats ask
+it through `ServerTemplate`, so `--format auto` and `chat` give a served chat model exactly
+the prompt a local run gives it, sent with `add_special_tokens: false` as the local path
+tokenises it. Other servers get the Human/Assistant format. Servers with only a chat API
 (`api="chat"`) are asked the question `samples` times instead, and the answer each reply
 gives is parsed.
 
@@ -31,7 +35,7 @@ from typing import Any, Literal
 from ..config import check_choice, check_positive
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from .formats import continuation
+from .formats import Prompt, continuation
 from .local import Request, Scored
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -71,16 +75,52 @@ class HttpConfig:
             raise GreyglassError(f"HttpConfig.url must start with http:// or https://, got {self.url!r}")
 
 
+class ServerTemplate:
+    """The served model's chat template, as much of a tokenizer as `PromptFormat.render` uses.
+
+    `chat_template` is None unless the server lists the model with `"chat_template": true`
+    (asked once, on first use); `apply_chat_template` has the server render the messages.
+    """
+
+    def __init__(self, backend: "HttpBackend"):
+        self._backend = backend
+        self._has_template: bool | None = None
+
+    @property
+    def chat_template(self) -> str | None:
+        if self._has_template is None:
+            self._has_template = self._backend.model_info().get("chat_template") is True
+        return "served" if self._has_template else None
+
+    def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool = False,
+                            add_generation_prompt: bool = True) -> str:
+        if tokenize or not add_generation_prompt:
+            raise GreyglassError("a served chat template only renders text that ends where the reply begins")
+        body = {"model": self._backend.cfg.server_model, "messages": messages, "max_tokens": 0, "echo": True}
+        return self._backend.post("completions", body)["choices"][0]["text"]
+
+
 class HttpBackend:
     """Scores answers through `/v1/completions` with echoed prompt log-probabilities."""
-
-    tokenizer = None  # prompts are rendered without a chat template (human-assistant or raw)
 
     def __init__(self, cfg: HttpConfig):
         self.cfg = cfg
         self.sent = 0  # requests that reached the network (not answered from the cache)
         self._lock = threading.Lock()
         self._cache = _read_cache(Path(cfg.cache)) if cfg.cache else {}
+        # chat-only servers get the question as a user message, templated by the server itself
+        self.tokenizer = ServerTemplate(self) if cfg.api == "completions" else None
+
+    def model_info(self) -> dict[str, Any]:
+        """The server's `/models` entry for `server_model` (or its only model); {} if there is none."""
+        try:
+            listed = [m for m in self.post("models", None).get("data") or [] if isinstance(m, dict)]
+        except GreyglassError as e:
+            if "HTTP 404" in str(e) or "HTTP 405" in str(e):  # a server without /models: nothing to learn
+                return {}
+            raise
+        named = [m for m in listed if m.get("id") == self.cfg.server_model] or (listed if len(listed) == 1 else [])
+        return named[0] if named else {}
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "http", **{k: v for k, v in asdict(self.cfg).items()}}
@@ -88,7 +128,7 @@ class HttpBackend:
     def score(self, requests: list[Request]) -> list[Scored]:
         if self.cfg.api == "chat":
             return self._score_by_sampling(requests)
-        jobs = [(r.prompt.text, continuation(r.prompt.text, a)) for r in requests for a in r.answers]
+        jobs = [(r.prompt, continuation(r.prompt.text, a)) for r in requests for a in r.answers]
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
             sums = list(pool.map(lambda job: self._answer_logprob(*job), jobs))
         out, i = [], 0
@@ -120,20 +160,22 @@ class HttpBackend:
             out.append(Scored([math.log((given.count(a) + 0.5) / (self.cfg.samples + 0.5 * k)) for a in r.answers]))
         return out
 
-    def _answer_logprob(self, prompt: str, answer: str) -> float:
-        payload = {"model": self.cfg.server_model, "prompt": prompt + answer, "max_tokens": 0,
+    def _answer_logprob(self, prompt: Prompt, answer: str) -> float:
+        payload = {"model": self.cfg.server_model, "prompt": prompt.text + answer, "max_tokens": 0,
                    "echo": True, "logprobs": 0, "temperature": 0}
+        if not prompt.add_special_tokens:  # a rendered chat template holds its own BOS; sent only then, so
+            payload["add_special_tokens"] = False  # other prompts keep their cache keys and any server takes them
         lp = self.post("completions", payload)["choices"][0]["logprobs"]
         picked = [v for tok, v, off in zip(lp["tokens"], lp["token_logprobs"], lp["text_offset"])
-                  if off + len(tok) > len(prompt)]
+                  if off + len(tok) > len(prompt.text)]
         if not picked or any(v is None for v in picked):
             raise GreyglassError(f"{self.cfg.url}: the server returned no log-probabilities for the answer "
                                  f"{answer!r}; it must support echo=true with logprobs on /completions")
         return float(sum(picked))
 
-    def post(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST with cache, timeout and retries; the decoded JSON response."""
-        key = json_sha256({"url": self.cfg.url, "endpoint": endpoint, **payload})
+    def post(self, endpoint: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+        """POST `payload` (None: GET) with cache, timeout and retries; the decoded JSON response."""
+        key = json_sha256({"url": self.cfg.url, "endpoint": endpoint, **(payload or {"method": "GET"})})
         if key in self._cache:
             return self._cache[key]
         response = self._post_with_retries(endpoint, payload)
@@ -146,18 +188,18 @@ class HttpBackend:
                     f.write(json.dumps({"key": key, "response": response}) + "\n")
         return response
 
-    def _post_with_retries(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _post_with_retries(self, endpoint: str, payload: dict[str, Any] | None) -> dict[str, Any]:
         url = f"{self.cfg.url.rstrip('/')}/{endpoint}"
         headers = {"Content-Type": "application/json"}
         if os.environ.get("OPENAI_API_KEY"):
             headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        data = json.dumps(payload).encode()
+        data = None if payload is None else json.dumps(payload).encode()
         reason = ""
         for attempt in range(self.cfg.retries + 1):
             if attempt:
                 time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 4))
             try:
-                req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+                req = urllib.request.Request(url, data=data, headers=headers, method="GET" if data is None else "POST")
                 with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
                     return json.loads(resp.read())
             except urllib.error.HTTPError as e:

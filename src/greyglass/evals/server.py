@@ -2,15 +2,21 @@
 
 Endpoints (the subset evaluation harnesses use):
 
-- `GET /v1/models`;
+- `GET /v1/models`: each model says whether it has a chat template (`"chat_template": true`);
 - `POST /v1/completions`: `prompt` (a string or list), `max_tokens` (16), `temperature` (0 is
   greedy), `seed`, `stop`, `logprobs` (number of top alternatives per token), `echo`
-  (include the prompt and its tokens' log-probabilities: how harnesses score answers);
+  (include the prompt and its tokens' log-probabilities: how harnesses score answers),
+  `add_special_tokens` (default true, as in vLLM: false when the prompt already holds them);
+  or, instead of `prompt`, `messages`: rendered through the chat template with the
+  assistant's turn begun, and continued (with `echo`, the response text starts with the
+  rendered prompt). `greyglass eval --url` uses both to give a chat model the same prompt
+  as a local run: the rendered template, then the answer;
 - `POST /v1/chat/completions`: `messages` through the model's chat template, `max_tokens`,
   `temperature`, `seed`, `stop`, `logprobs` (bool), `top_logprobs`.
 
-With a steering `Direction`, `coef * direction.unit()` is added at its site (or at
-`resid_post` of `--layer`) for every request, so any harness evaluates the steered model.
+With a steering `Direction`, `greyglass.steer.steering` adds it at its site (or at
+`resid_post` of `--layer`) for every request, with `coef` in units of the site's typical
+residual norm exactly as `greyglass steer` does, so any harness evaluates the steered model.
 The server listens on 127.0.0.1 by default; requests are served by threads and the model
 runs one request at a time.
 """
@@ -26,7 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..directions import Direction
-from ..models import LoadedModel, adding
+from ..models import LoadedModel
+from ..steer.apply import steering
 from .generate import Decoded, decode
 
 
@@ -47,25 +54,23 @@ class ModelServer:
             self.steering = {"site": lm.site(site or steer.site).name, "coef": coef, "kind": steer.kind}
         self._stack = ExitStack()
         if steer is not None:
-            self._stack.enter_context(adding(lm, self.steering["site"], steer.unit(), coef))
+            self._stack.enter_context(steering(lm, steer, coef, [self.steering["site"]]))
 
     def close(self) -> None:
         self._stack.close()
 
     def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [{"id": self.name, "object": "model", "owned_by": "greyglass",
-                                            "steering": self.steering}]}
+                                            "chat_template": self.lm.is_chat, "steering": self.steering}]}
 
     def completions(self, body: dict[str, Any]) -> dict[str, Any]:
-        prompts = body.get("prompt")
-        prompts = [prompts] if isinstance(prompts, str) else prompts
-        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise BadRequest("'prompt' must be a string or a list of strings")
+        prompts, special = self._completion_prompts(body)
         opts = _options(body)
         top = body.get("logprobs")
-        choices = []
+        choices, n_prompt = [], 0
         for i, prompt in enumerate(prompts):
-            enc = self.lm.tokenizer(prompt, return_offsets_mapping=True)
+            enc = self.lm.tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=special)
+            n_prompt += len(enc.input_ids)
             gen = self._generate(enc.input_ids, opts, top or 0)
             text = self._text(gen.ids)
             logprobs = None
@@ -73,19 +78,36 @@ class ModelServer:
                 logprobs = self._completion_logprobs(prompt, enc, gen, bool(body.get("echo")))
             choices.append({"index": i, "text": (prompt if body.get("echo") else "") + text,
                             "logprobs": logprobs, "finish_reason": gen.finish})
-        return self._envelope("text_completion", choices, sum(len(self.lm.tokenizer(p).input_ids) for p in prompts),
-                              sum(len(c["text"]) for c in choices))
+        return self._envelope("text_completion", choices, n_prompt, sum(len(c["text"]) for c in choices))
 
-    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        messages = body.get("messages")
+    def _completion_prompts(self, body: dict[str, Any]) -> tuple[list[str], bool]:
+        """The texts to continue and whether to add special tokens: `prompt` as given, or `messages` rendered."""
+        special = body.get("add_special_tokens", True)
+        if not isinstance(special, bool):
+            raise BadRequest("'add_special_tokens' must be true or false")
+        if "messages" in body:
+            if "prompt" in body:
+                raise BadRequest("give 'prompt' or 'messages', not both")
+            return [self._chat_text(body["messages"])], False  # the template holds its own special tokens
+        prompts = body.get("prompt")
+        prompts = [prompts] if isinstance(prompts, str) else prompts
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+            raise BadRequest("'prompt' must be a string or a list of strings (or give 'messages')")
+        return prompts, special
+
+    def _chat_text(self, messages: Any) -> str:
+        """`messages` through the model's chat template, ending where the assistant's reply begins."""
         if not isinstance(messages, list) or not messages:
             raise BadRequest("'messages' must be a non-empty list of {role, content}")
-        if getattr(self.lm.tokenizer, "chat_template", None) is None:
-            raise BadRequest(f"model {self.name} has no chat template; use /v1/completions")
+        if not self.lm.is_chat:
+            raise BadRequest(f"model {self.name} has no chat template; send 'prompt' to /v1/completions")
         try:
-            text = self.lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self.lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception as e:  # the template's own error, e.g. an unknown role
             raise BadRequest(f"cannot apply the chat template: {e}") from None
+
+    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = self._chat_text(body.get("messages"))
         ids = self.lm.tokenizer(text, add_special_tokens=False).input_ids
         top = int(body.get("top_logprobs") or 0)
         gen = self._generate(ids, _options(body), top)

@@ -283,7 +283,7 @@ def create_app(runs_dir: str | Path, model: str | None = None,
         prompt = str_param(request, "prompt", 2000)
         vector = str_param(request, "vector")
         latent_raw = request.query_params.get("latent", "")
-        coef = float_param(request, "coef", 4.0, MAX_COEF)
+        coef = float_param(request, "coef", 1.0, MAX_COEF)
         max_tokens = int_param(request, "max_tokens", 32, 1, MAX_NEW_TOKENS)
         mode = request.query_params.get("mode", "add")
         if mode not in ("add", "clamp"):
@@ -308,7 +308,7 @@ def create_app(runs_dir: str | Path, model: str | None = None,
                     raise HTTPException(404, f"no saved direction {rid!r} under the runs folder")
                 lm = await in_lab(lambda: lab.model(None))
                 d = await in_lab(lambda: lab.direction(folder))
-                apply, what = Lab.by_direction(lm, d, coef), f"{coef:g} × unit direction {rid} at {d.site}"
+                apply, what = Lab.by_direction(lm, d, coef), f"{coef:g} typical residual norms along direction {rid} at {d.site}"
             elif kind == "features":
                 run, db = feature_db(rid)
                 j = int_param(request, "latent", None, 0, db.d_sae - 1)

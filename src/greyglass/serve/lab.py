@@ -20,8 +20,9 @@ from ..errors import GreyglassError
 from ..features.load import SAELike, check_sae_fits, load_sae
 from ..features.source import sequence_latents
 from ..features.steer import SteerMode, steering
-from ..models import DEFAULT_MODEL, LoadedModel, adding, load_model, run_to_sites
+from ..models import DEFAULT_MODEL, LoadedModel, load_model, run_to_sites
 from ..models.generate import reply
+from ..steer.apply import steering as steer_direction
 
 MAX_TEXT_CHARS = 2000
 MAX_NEW_TOKENS = 64
@@ -114,8 +115,9 @@ class Lab:
 
     @staticmethod
     def by_direction(lm: LoadedModel, d: Direction, coef: float) -> Callable[[], Any]:
+        """Steering as `greyglass steer` does it: coef in units of the site's typical residual norm."""
         d.check_model(lm.d_model)
-        return lambda: adding(lm, d.site, d.unit(), coef)
+        return lambda: steer_direction(lm, d, coef)
 
     @staticmethod
     def by_latent(lm: LoadedModel, sae: SAELike, latent: int, coef: float, mode: SteerMode = "add") -> Callable[[], Any]:

@@ -1,31 +1,88 @@
-"""Applying a steering vector: add `coef * vector` to the residual stream while generating or scoring.
+"""Applying a steering vector: the one definition of steering every entry point uses.
 
-`steering(lm, direction, coef, sites)` is a context manager (built on `greyglass.models.adding`)
-that adds the vector at one or more sites at every position, for generation and for scoring
-alike. `generate` decodes greedily so baseline and steered runs differ only by the vector.
+`steering(lm, direction, coef, sites)` adds, at every position of each site,
+
+    delta = coef × typical_norm(site) × direction.unit()
+
+where `direction.unit()` is the unit vector along `direction.model_space()` (the direction in
+the model's own residual space; for a standardised probe that is `vector / scale`, not
+`vector`) and `typical_norm(site)` is the median L2 norm of the residual stream at that site
+over a fixed reference text (the first `REFERENCE_WINDOWS` articles of the bundled Wikipedia
+sample, `REFERENCE_TOKENS` tokens each, the first token of each window left out because it is
+an attention sink whose norm can be 100x the others). So `coef` is in units of "one typical
+residual vector at this site": 0.1 is a nudge, 1 adds as much as the stream already holds,
+and the same number means the same strength at any layer, for any vector and any model.
+
+`greyglass steer`, `steer-effect`, `serve-model` and the browser all call `steering` (or
+`steering_delta`), so they add the same vector for the same direction and coefficient.
+`generate` decodes greedily so baseline and steered runs differ only by the vector.
 """
 
 from __future__ import annotations
 
+import json
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from textwrap import wrap
 from typing import NamedTuple
 
+import torch
 
+from ..data.corpus import corpus_files
+from ..data.files import open_text
 from ..directions import Direction
-from ..models import LoadedModel, adding
+from ..models import LoadedModel, adding, run_to_sites
 from ..models.generate import reply
+
+COEF_UNIT = "typical residual norms at the site (median L2 norm over the bundled reference text)"
+REFERENCE_WINDOWS = 8  # articles of the bundled Wikipedia sample that set the typical norm
+REFERENCE_TOKENS = 64  # tokens read from each
+
+# model -> {site name: typical norm}; weak, so a freed model takes its norms with it
+_TYPICAL_NORMS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, float]]" = weakref.WeakKeyDictionary()
+
+
+def typical_norm(lm: LoadedModel, site: str) -> float:
+    """Median L2 norm of the activations at `site` over the reference text (computed once per model and site).
+
+    Measured on whatever hooks are active at the first call, so call it (or `steering`)
+    before adding other vectors upstream of `site`.
+    """
+    name = lm.site(site).name
+    norms = _TYPICAL_NORMS.setdefault(lm.model, {})
+    if name not in norms:
+        acts = run_to_sites(lm, _reference_ids(lm).to(lm.device), [name])[name]  # [W, T, d]
+        norms[name] = float(acts[:, 1:].float().norm(dim=-1).median())  # first token: the attention sink
+    return norms[name]
+
+
+def _reference_ids(lm: LoadedModel) -> torch.Tensor:
+    """[REFERENCE_WINDOWS, REFERENCE_TOKENS] token ids: the start of the first bundled Wikipedia articles."""
+    rows = []
+    with open_text(corpus_files(None)[0]) as f:  # None: the bundled Wikipedia sample
+        for line in f:
+            ids = lm.tokenizer(json.loads(line)["text"]).input_ids[:REFERENCE_TOKENS]
+            if len(ids) == REFERENCE_TOKENS:  # equal lengths: one batch, no padding
+                rows.append(ids)
+            if len(rows) == REFERENCE_WINDOWS:
+                break
+    return torch.tensor(rows)
+
+
+def steering_delta(lm: LoadedModel, direction: Direction, coef: float, site: str | None = None) -> torch.Tensor:
+    """The vector `steering` adds at `site` (default: the direction's own): coef × typical norm × unit direction."""
+    direction.check_model(lm.d_model)
+    return coef * typical_norm(lm, site or direction.site) * direction.unit()
 
 
 @contextmanager
 def steering(lm: LoadedModel, direction: Direction, coef: float, sites: Sequence[str] | None = None) -> Iterator[None]:
-    """Add `coef * direction.model_space()` at each of `sites` (default: the direction's own site)."""
-    direction.check_model(lm.d_model)
-    vector = direction.model_space()
-    with ExitStack() as stack:
-        for site in sites or [direction.site]:
-            stack.enter_context(adding(lm, site, vector, coef))
+    """Add `steering_delta` at each of `sites` (default: the direction's own site), every position."""
+    deltas = {lm.site(s).name: steering_delta(lm, direction, coef, s) for s in sites or [direction.site]}
+    with ExitStack() as stack:  # the deltas are all measured before any of them is added
+        for name, delta in deltas.items():
+            stack.enter_context(adding(lm, name, delta))
         yield
 
 

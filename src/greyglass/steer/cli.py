@@ -10,18 +10,22 @@ from ..errors import GreyglassError
 from ..runs import default_run_dir, write_config, write_results
 from .effect import CAA_BEHAVIORS, EffectConfig
 
+COEF_HELP = ("steering strength in typical residual norms at the site: the unit direction (in the model's own space) "
+             "times COEF times the median residual norm there; 0.1 nudges, 1 adds as much as the stream holds "
+             "(default: 0.5)")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..cli import add_model_args, add_out_args
 
     s = sub.add_parser("steer", help="print baseline and steered generations side by side",
-                       description="Add COEF times a saved direction (steering vector or probe) to the residual "
-                       "stream and compare greedy generations with and without it.")
+                       description="Add a saved direction (steering vector or probe) to the residual stream, "
+                       "COEF typical residual norms long, and compare greedy generations with and without it.")
     add_model_args(s)
     s.add_argument("--vector", required=True, help="a saved direction folder (steer-vector output, or a probe)")
     s.add_argument("--layer", type=int, action="append",
                    help="layer(s) to steer at (resid_post; repeatable; default: the vector's own site)")
-    s.add_argument("--coef", type=float, default=4.0, help="coefficient on the vector (default: 4.0)")
+    s.add_argument("--coef", type=float, default=0.5, help=COEF_HELP)
     s.add_argument("--prompt", action="append", required=True, help="prompt (repeatable)")
     s.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default: 40)")
     add_out_args(s, "steer", progress=False)
@@ -53,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_steer(args: argparse.Namespace) -> int:
     from ..cli import model_from_args
     from ..directions import Direction
-    from .apply import compare, side_by_side
+    from .apply import COEF_UNIT, compare, side_by_side, typical_norm
 
     direction = Direction.load(args.vector)
     lm = model_from_args(args)
@@ -62,8 +66,10 @@ def run_steer(args: argparse.Namespace) -> int:
     print(side_by_side(rows, args.coef))
     out = Path(args.out) if args.out else default_run_dir("steer")
     write_config(out, "steer", model=lm.provenance(), vector=str(args.vector), sites=sites or [direction.site],
-                 coef=args.coef, max_new_tokens=args.max_new_tokens)
-    write_results(out, {"generations": [r._asdict() for r in rows]})
+                 coef=args.coef, coef_unit=COEF_UNIT, max_new_tokens=args.max_new_tokens)
+    norms = {s: typical_norm(lm, s) for s in sites or [direction.site]}  # cached: measured by compare already
+    write_results(out, {"generations": [r._asdict() for r in rows], "typical_norm": norms,
+                        "added_norm": {s: abs(args.coef) * n for s, n in norms.items()}})
     return 0
 
 

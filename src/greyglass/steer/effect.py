@@ -1,11 +1,12 @@
 """Measuring a steering vector: how far it moves behaviour on held-out CAA A/B questions.
 
 A vector is built from CAA items of one behaviour (`caa/generate/<behavior>`, Rimsky et al.)
-and tested on *other* items of that behaviour. For each coefficient the score is the model's
-probability of the behaviour-matching answer letter, renormalised over the two letters,
-averaged over the test items, with a bootstrap 95% interval that resamples questions (CAA
-sycophancy asks one claim behind several personas) and is never zero-width, even when
-steering saturates every item at 0 or 1 (`mean_probability_ci`). A vector that works moves this
+and tested on *other* items of that behaviour. For each coefficient (in typical residual norms
+at the site, as for every entry point; see `apply`) the score is the model's probability of
+the behaviour-matching answer letter, renormalised over the two letters, averaged over the
+test items, with a bootstrap 95% interval that resamples questions (CAA sycophancy asks one
+claim behind several personas) and is never zero-width, even when steering saturates every
+item at 0 or 1 (`mean_probability_ci`). A vector that works moves this
 curve monotonically away from its coefficient-0 (unsteered) value.
 """
 
@@ -31,7 +32,7 @@ from ..models import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import mean_probability_ci
-from .apply import steering
+from .apply import COEF_UNIT, steering, typical_norm
 from .vectors import Method, ab_prompt, caa_pairs, contrast_vector
 
 CAA_BEHAVIORS = ("sycophancy", "survival-instinct", "corrigible-neutral-HHH", "coordinate-other-ais",
@@ -97,8 +98,8 @@ class EffectConfig:
     """Layer whose residual stream is steered; default two fifths of the way up (where CAA found steering works best)."""
     method: Method = "mean_diff"
     """How the vector is built from contrast pairs: mean_diff (CAA) or pca."""
-    coefs: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
-    """Coefficients to measure (repeatable)."""
+    coefs: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
+    """Coefficients to measure, in typical residual norms at the site (repeatable)."""
     n_build: int = 100
     """Items used to build the vector."""
     n_test: int = 50
@@ -146,12 +147,12 @@ def steering_effect(lm: LoadedModel, cfg: EffectConfig, out: str | Path, directi
             p = matching_probability(lm, test, cfg.batch_size)
         rows.append({"coef": coef, "p_matching": mean_probability_ci(p, groups=clusters, seed=cfg.seed).as_dict()})
     results = {"behavior": cfg.behavior, "site": direction.site, "kind": direction.kind, "n_build": len(build),
-               "n_test": len(test), "n_test_questions": len(set(clusters)), "coefs": rows, "vector": "vector",
-               "plot": "effect.svg"}
+               "n_test": len(test), "n_test_questions": len(set(clusters)), "coefs": rows, "coef_unit": COEF_UNIT,
+               "typical_norm": typical_norm(lm, direction.site), "vector": "vector", "plot": "effect.svg"}
     chart = line_chart([Series("P(matching answer)", [r["coef"] for r in rows],
                                [r["p_matching"]["value"] for r in rows], [r["p_matching"]["ci_low"] for r in rows],
                                [r["p_matching"]["ci_high"] for r in rows])],
-                       f"{cfg.behavior}: steering at {direction.site}", "coefficient",
+                       f"{cfg.behavior}: steering at {direction.site}", "coefficient (typical residual norms)",
                        "P(behaviour-matching answer), 95% CI", y_range=(0.0, 1.0))
     save_svg(out / "effect.svg", chart)
     write_results(out, results)

@@ -24,7 +24,8 @@ def effect_section(config: dict[str, Any], results: dict[str, Any], folder: Path
         kind="steering", title=f"Can we push the model towards '{behaviour}'?", headline=headline,
         figure_svg=run_svg(folder, {"plot": "effect.svg"}),
         numbers=[(f"coefficient {r['coef']:+g}: probability of the behaviour's answer", fmt(r["p_matching"], percent=True))
-                 for r in rows] + [("held-out questions", str(results["n_test"])), ("where", results["site"])],
+                 for r in rows] + [("held-out questions", str(results["n_test"])), ("where", results["site"]),
+                                   ("coefficient unit", results.get("coef_unit", "the vector's own length (older run)"))],
         shows=["That the direction is causal for this behaviour on two-choice questions, not only correlated with it."],
         does_not_show=["How steering changes free-form conversation, or other behaviours it may disturb."],
         provenance=provenance(config, str(folder)),
