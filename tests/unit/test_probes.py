@@ -117,6 +117,67 @@ def test_transfer_matrix_on_a_tiny_model(tiny_llama, tmp_path):
     assert (tmp_path / "t" / "transfer_accuracy.svg").exists()
 
 
+def _public_csv(write_lines, name="public_facts.csv", n=8):
+    """A file in the format of public true/false data sets: statement,label and an extra column, no group."""
+    rows = [f"{a} is less than {b},{int(a < b)},generated" for a in range(n) for b in range(n) if a != b]
+    return write_lines(name, ["statement,label,source", *rows])
+
+
+def test_a_public_statement_label_csv_runs_the_default_sweep(tiny_llama, tmp_path, write_lines):
+    from greyglass.probes import SweepConfig, sweep
+
+    # Every ungrouped statement used to share the group "": the logistic probe's group
+    # cross-validation then had one fold with no training rows (ZeroDivisionError).
+    cfg = SweepConfig(data=str(_public_csv(write_lines)), layers=(1,), n_bootstrap=50)
+    results = sweep(tiny_llama, cfg, tmp_path / "s", progress=False)
+    assert results["n_train"] + results["n_test"] == 56 and results["n_test"] == 14
+    held = results["layers"][0]["accuracy"]
+    assert held["ci_low"] < held["value"] < held["ci_high"]
+
+
+def test_ungrouped_statements_are_each_their_own_group():
+    from greyglass.data.statements import group_keys
+
+    keys = group_keys([Statement("a", 1), Statement("b", 0, "pair"), Statement("c", 1, "pair"), Statement("d", 0)])
+    assert keys[1] == keys[2] == "pair" and len({keys[0], keys[1], keys[3]}) == 3
+    with pytest.raises(GreyglassError, match="at least two groups"):
+        fit_probe("logistic", torch.randn(4, 3), torch.tensor([1, 0, 1, 0]), "s", ["g"] * 4)
+
+
+def test_held_out_metrics_resample_whole_groups():
+    # Each statement appears twice in one group: a row bootstrap counts the copies as independent
+    # evidence, a cluster bootstrap does not, so its interval is wider.
+    rng = np.random.default_rng(0)
+    scores = torch.tensor(np.repeat(rng.normal(size=20), 2))
+    labels = torch.tensor(np.repeat(rng.integers(0, 2, 20), 2))
+    groups = [str(i) for i in np.repeat(np.arange(20), 2)]
+    rows, clusters = held_out_metrics(scores, labels, 300), held_out_metrics(scores, labels, 300, groups=groups)
+    width = lambda e: e["ci_high"] - e["ci_low"]  # noqa: E731
+    assert width(clusters.auroc) > 1.2 * width(rows.auroc)
+    assert width(clusters.accuracy) > 1.2 * width(rows.accuracy)
+
+
+def test_transfer_names_sets_by_their_stem(tiny_llama, tmp_path, write_lines):
+    from greyglass.probes import TransferConfig, transfer
+    from greyglass.probes.transfer import describe
+
+    long = tmp_path / "a_rather_long_folder_name_for_the_data"
+    long.mkdir()
+    first = _public_csv(write_lines, "a_rather_long_folder_name_for_the_data/first_facts.csv")
+    second = _public_csv(write_lines, "second_facts.csv")
+    cfg = TransferConfig(data=(str(first), str(second)), layer=1, kind="logistic", n_statements=None)
+    results = transfer(tiny_llama, cfg, tmp_path / "t", progress=False)
+    assert results["train_rows_test_columns"] == ["first_facts", "second_facts"]
+    assert results["data"]["first_facts"] == str(first)
+    low, high = results["accuracy_ci"][0][1]
+    assert low <= results["accuracy"][0][1] <= high and low < high
+    table = describe(results)
+    assert "first_facts" in table and "second_facts" in table and str(tmp_path) not in table
+    assert "first_facts" in (tmp_path / "t" / "transfer_accuracy.svg").read_text()
+    with pytest.raises(GreyglassError, match="share the name 'first_facts'"):
+        TransferConfig(data=(str(first), str(tmp_path / "first_facts.jsonl")))
+
+
 def test_bad_sweep_config_is_one_line_exit_2(capsys):
     assert main(["probe", "sweep", "--model", "tiny", "--test-fraction", "1.5"]) == 2
     assert "test_fraction must be between 0 and 1" in capsys.readouterr().err
