@@ -192,14 +192,44 @@ def test_lying_localisation_mechanics_on_a_tiny_base_model(tiny_llama, tmp_path,
 
     text = prompt(tiny_llama, "The city of Rome is in Italy.", "Lie.", lying=True)
     assert text.endswith("Statement: The city of Rome is in Italy.\nAnswer:") and "Answer: False" in text
-    results = localise_lying(tiny_llama, LyingConfig(n_questions=4, top_layers_for_heads=1), tmp_path / "l",
+    results = localise_lying(tiny_llama, LyingConfig(n_questions=4, head_layers=1, n_bootstrap=50), tmp_path / "l",
                              progress=False)
     assert set(results["behaviour"]) == {"honest", "liar", "opposite", "game"}
+    assert results["n_selection"] == results["n_analysed"] == 2
     # Patching the last layer's residual stream over the shared tokens makes the lying run's
     # answer logits exactly the honest run's: recovery 1.
     assert results["layer_patching"][-1]["recovery"] == pytest.approx(1.0, abs=1e-3)
     assert len(results["probe_flip"]) == 4 and len(results["head_patching"]) == 4
+    assert results["head_layers"] == [results["onset"]["layer"]]
     assert "Behaviour" in describe(results) and (tmp_path / "l" / "lying_by_layer.svg").exists()
+
+
+def test_lying_is_localised_where_recovery_first_rises_not_at_the_last_layer():
+    from greyglass.probes.lying import _layers_around, _onset
+
+    # Recovery (per question: c_lie = 0, c_honest = 2) rises at layer 2 and reaches 1 only at the
+    # last layer; ranking by recovery would name layer 4. Questions come in pairs (groups).
+    rng = np.random.default_rng(0)
+    curve = np.array([0.0, 0.1, 0.6, 0.8, 1.0])
+    patched = torch.tensor(2 * curve[None, :] + 0.05 * rng.normal(size=(12, 5)))
+    patched[:, -1] = 2.0
+    c_h, c_l = torch.full((12,), 2.0, dtype=torch.float64), torch.zeros(12, dtype=torch.float64)
+    onset = _onset(patched, c_h, c_l, np.repeat(np.arange(6), 2), n_boot=200, seed=0, n_layers=5)
+    assert onset["layer"] == 2 and onset["ci_low"] <= 2 <= onset["ci_high"] < 4 and onset["defined"]
+    assert _layers_around(2, 3, 5) == [1, 2, 3] and _layers_around(0, 2, 5) == [0, 1] and _layers_around(4, 0, 5) == []
+
+
+def test_lying_prompt_is_chosen_on_other_questions_than_it_is_measured_on(tiny_llama, tmp_path, write_lines):
+    from greyglass.probes.lying import LyingConfig, localise_lying
+
+    # An ungrouped statement,label file: each statement is its own group (item 6), split in halves.
+    data = _public_csv(write_lines, n=3)
+    results = localise_lying(tiny_llama, LyingConfig(data=str(data), n_questions=6, head_layers=0, n_bootstrap=50),
+                             tmp_path / "l", progress=False)
+    assert results["n_selection"] + results["n_analysed"] == 6 and results["n_analysed"] == 3
+    chosen = min(("liar", "opposite", "game"), key=lambda n: results["selection_behaviour"][n]["correct_fraction"])
+    assert results["lie_variant"] == chosen and results["lie_variant_chosen_on"] == "selection half"
+    assert results["head_patching"] == []
 
 
 def test_lying_cli_rejects_too_few_questions(capsys):
@@ -215,7 +245,7 @@ def test_batched_layer_patching_equals_one_layer_at_a_time(tiny_llama):
     lying = [prompt(tiny_llama, "The city of Rome is in Italy.", LIE_VARIANTS["liar"], True)]
     labels = torch.tensor([1])
     c_h, c_l = _log_odds(tiny_llama, honest, labels), _log_odds(tiny_llama, lying, labels)
-    batched = _patch_layers(tiny_llama, honest, lying, labels, c_h, c_l, progress=False)
+    batched = _patch_layers(tiny_llama, honest, lying, labels, progress=False)  # [1 question, n_layers]
     hid, lid = (tiny_llama.tokenizer(t, return_tensors="pt").input_ids for t in (honest[0], lying[0]))
     k, site = _shared_suffix(hid, lid), "blocks.1.hook_resid_post"
     with torch.inference_mode(), capturing(tiny_llama, [site]) as acts:
@@ -228,8 +258,7 @@ def test_batched_layer_patching_equals_one_layer_at_a_time(tiny_llama):
 
     with replacing(tiny_llama, {site: put}):
         c_p = _log_odds(tiny_llama, lying, labels)
-    want = float(c_p - c_l) / float(c_h - c_l)
-    assert batched[1]["recovery"] == pytest.approx(want, rel=1e-3, abs=1e-4)
+    assert float(batched[0, 1]) == pytest.approx(float(c_p), rel=1e-3, abs=1e-4)
 
 
 def test_batched_head_patching_equals_one_head_at_a_time(tiny_llama):
