@@ -1,6 +1,7 @@
 """Probe mechanics on tiny random models and synthetic data: features, probe kinds, sweep, transfer."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,6 +231,25 @@ def test_lying_prompt_is_chosen_on_other_questions_than_it_is_measured_on(tiny_l
     chosen = min(("liar", "opposite", "game"), key=lambda n: results["selection_behaviour"][n]["correct_fraction"])
     assert results["lie_variant"] == chosen and results["lie_variant_chosen_on"] == "selection half"
     assert results["head_patching"] == []
+
+
+def test_lying_report_names_the_onset_layer_not_the_last():
+    from greyglass.probes.lying import describe
+    from greyglass.probes.report import lying_section
+
+    share = lambda v: {"correct_fraction": v, "ci_low": v - 0.1, "ci_high": v + 0.1, "mean_log_odds_correct": 0.0}  # noqa: E731
+    recovery = [0.0, 0.1, 0.6, 0.8, 1.0]
+    results = {"behaviour": {"honest": share(0.9), "liar": share(0.1)}, "model_lies": True, "lie_variant": "liar",
+               "n_selection": 10, "n_analysed": 10, "n_layers": 5, "head_patching": [],
+               "onset": {"layer": 2, "ci_low": 1, "ci_high": 3, "depth_fraction": 0.4, "fraction_of_final": 0.5,
+                         "defined": True},
+               "layer_patching": [{"layer": i, "recovery": r, "recovery_ci_low": r - 0.1, "recovery_ci_high": r + 0.1}
+                                  for i, r in enumerate(recovery)],
+               "probe_flip": [{"layer": i, "honest_accuracy": 0.9, "lying_accuracy": 0.9} for i in range(5)]}
+    section = lying_section({"kind": "probe_lying"}, results, Path("."))
+    assert "at layer 2 (40% of the depth, 95% CI layers 1-3)" in section.headline
+    assert "layer 4" not in section.headline
+    assert "first restores half the answer at layer 2" in describe(results)
 
 
 def test_lying_cli_rejects_too_few_questions(capsys):
