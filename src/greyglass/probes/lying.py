@@ -150,9 +150,8 @@ def localise_lying(lm: LoadedModel, cfg: LyingConfig, out: str | Path, progress:
     prompts = {"honest": [prompt(lm, s.text, HONEST, False, chat) for s in statements]}
     prompts |= {name: [prompt(lm, s.text, text, True, chat) for s in statements] for name, text in LIE_VARIANTS.items()}
     c = {name: _log_odds(lm, texts, labels) for name, texts in prompts.items()}
-    selection = {name: _behaviour(v[select], groups[select]) for name, v in c.items()}
+    selection, behaviour = ({name: _behaviour(v[half], groups[half]) for name, v in c.items()} for half in (select, analyse))
     variant = cfg.lie_variant or min(LIE_VARIANTS, key=lambda n: selection[n]["correct_fraction"])
-    behaviour = {name: _behaviour(v[analyse], groups[analyse]) for name, v in c.items()}
     # Lying must be clear of chance both ways: honest answers above 50% and lying answers below, by their 95% CIs.
     lies = behaviour[variant]["ci_high"] < 0.5 and behaviour["honest"]["ci_low"] > 0.5
     results: dict[str, Any] = {
