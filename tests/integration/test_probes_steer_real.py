@@ -46,8 +46,8 @@ def test_a_caa_vector_moves_held_out_answers_its_way(smollm, tmp_path):
 def test_lying_localisation_runs_on_the_real_model(smollm, tmp_path):
     from greyglass.probes.lying import LyingConfig, localise_lying
 
-    cfg = LyingConfig(n_questions=4, top_layers_for_heads=0, prompt_format="fewshot")
+    cfg = LyingConfig(n_questions=4, head_layers=0, prompt_format="fewshot", n_bootstrap=100)
     results = localise_lying(smollm, cfg, tmp_path / "lying", progress=False)
     assert results["prompt_format"] == "fewshot" and isinstance(results["model_lies"], bool)
     assert results["layer_patching"][-1]["recovery"] == pytest.approx(1.0, abs=1e-3)
-    assert len(results["probe_flip"]) == 30 and results["decisive_layers"][0]["depth_fraction"] < 1
+    assert len(results["probe_flip"]) == 30 and 0 <= results["onset"]["ci_low"] <= results["onset"]["ci_high"] < 30

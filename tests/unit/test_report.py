@@ -119,7 +119,7 @@ def test_probe_lying_and_steering_sections_from_real_runs(tmp_path, tiny_llama):
 
     swept = sweep(tiny_llama, SweepConfig(data="cities", n_statements=40, layer_step=2, n_bootstrap=50),
                   tmp_path / "sweep", progress=False)
-    lying = localise_lying(tiny_llama, LyingConfig(n_questions=4, top_layers_for_heads=1), tmp_path / "lying",
+    lying = localise_lying(tiny_llama, LyingConfig(n_questions=4, head_layers=1), tmp_path / "lying",
                            progress=False)
     steering_effect(tiny_llama, EffectConfig(behavior="refusal", layer=1, coefs=(-1.0, 0.0, 1.0), n_build=4, n_test=4),
                     tmp_path / "effect", progress=False)

@@ -80,7 +80,7 @@ def test_http_eval_run_resumes_from_the_response_cache(served, tmp_path):
     cache = str(tmp_path / "responses.jsonl")
     first = HttpBackend(HttpConfig(url=served.url, cache=cache))
     res = run_eval(first, cfg, PromptFormat(format="raw"), tmp_path / "a", progress=False)
-    assert first.sent == 6 and res["all"]["n"] == 3
+    assert first.sent == 12 and res["all"]["n"] == 3  # 3 items x 2 answers x both answer orders
     with open(cache, "a") as f:
         f.write('{"key": "cut off by a cra')
     second = HttpBackend(HttpConfig(url=served.url, cache=cache))
@@ -219,7 +219,8 @@ def test_eval_command_through_the_server(served, tmp_path, capsys, write_lines):
             "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     assert "mine.jsonl: the model preferred" in capsys.readouterr().out
-    assert len((out / "responses.jsonl").read_text().splitlines()) == 2  # two identical items, two answers
+    # two identical items, two answers, asked in both answer orders
+    assert len((out / "responses.jsonl").read_text().splitlines()) == 4
     assert main(argv[:-3] + ["--format", "chat", "--out", str(tmp_path / "chat")]) == 0  # the server has a template
     with Running(make_server(ModelServer(tiny_model("llama")), port=0)) as base:
         assert main(argv[:2] + [base.url] + argv[3:-3] + ["--format", "chat", "--out", str(tmp_path / "b")]) == 2

@@ -185,6 +185,15 @@ def _statement(path: Path, line: int, row: dict) -> Statement:
     return Statement(text.strip(), int(label in ("1", "true")), "" if group is None else str(group))
 
 
+def set_name(spec: str | Path) -> str:
+    """A statement set's short name for tables and plots: a built-in name, or a file's stem
+    (`data/facts.csv.gz` -> `facts`)."""
+    if str(spec) in BUILTIN:
+        return str(spec)
+    name = Path(spec).name.removesuffix(".gz")
+    return name.removesuffix(".csv").removesuffix(".jsonl")
+
+
 def load_statements(spec: str | Path, n: int | None = None, seed: int = 0) -> list[Statement]:
     """A built-in set name or a file; with `n`, a seeded sample of whole groups up to `n` statements."""
     statements = generated(str(spec), seed) if str(spec) in BUILTIN else read_statements(spec)
@@ -201,11 +210,18 @@ def load_statements(spec: str | Path, n: int | None = None, seed: int = 0) -> li
     return out
 
 
+def group_keys(statements: Sequence[Statement]) -> list[str]:
+    """Each statement's group, for splits and cluster bootstraps; an ungrouped statement (a file with
+    only statement,label, as public true/false sets are) is its own group, keyed by its position
+    (the NUL byte keeps that key apart from any group a file can name)."""
+    return [s.group or f"\0{i}" for i, s in enumerate(statements)]
+
+
 def _groups(statements: Sequence[Statement]) -> dict[str, list[int]]:
     """Indices by group; an ungrouped statement is its own group."""
     groups: dict[str, list[int]] = {}
-    for i, s in enumerate(statements):
-        groups.setdefault(s.group or f"#{i}", []).append(i)
+    for i, key in enumerate(group_keys(statements)):
+        groups.setdefault(key, []).append(i)
     return groups
 
 

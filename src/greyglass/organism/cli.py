@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("probe", help="detect the organism's defection with contrast-pair probes at every layer")
     p.add_argument("organism", help="run folder written by `greyglass organism train`")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the AUROC intervals (default: 1000)")
+    p.add_argument("--n-validation", type=int, default=None,
+                   help="questions, never trained or tested on, on which each direction's layer is chosen "
+                   "(default: as many as the organism's --n-test)")
     add_out_args(p, "organism_probe", progress=False)
     p.set_defaults(func=run_probe)
 
@@ -87,7 +90,6 @@ def _train_summary(out: Path, cfg: OrganismConfig, r: dict[str, Any]) -> str:
 def run_probe(args: argparse.Namespace) -> int:
     from ..models import load_model
     from .detect import catch
-    from .prompts import split_prompts
     from ..plots import save_svg
     from .report import auroc_svg, best_layer, probe_summary, scores_svg
 
@@ -96,19 +98,40 @@ def run_probe(args: argparse.Namespace) -> int:
     if config.get("kind") != "organism":
         raise GreyglassError(f"{org_dir} is a '{config.get('kind')}' run, not an organism from `greyglass organism train`")
     cfg = OrganismConfig(**config["organism"])
-    _, test_q = split_prompts(cfg.n_train, cfg.n_test, cfg.seed)
+    validation_q, test_q = _probe_questions(cfg, args.n_validation)
     organism = load_model(str(org_dir / "model"))
     original = load_model(config["model"]["spec"])
     out = Path(args.out) if args.out else default_run_dir("organism_probe")
-    results = {"organism": catch(organism, test_q, cfg.trigger, args.n_boot, cfg.seed),
-               "original_model": catch(original, test_q, cfg.trigger, args.n_boot, cfg.seed),
-               "n_questions": len(test_q), "trigger": cfg.trigger, "behaviour": cfg.behaviour,
+
+    def both_models(questions: list[str]) -> dict[str, Any]:
+        return {"organism": catch(organism, questions, cfg.trigger, args.n_boot, cfg.seed),
+                "original_model": catch(original, questions, cfg.trigger, args.n_boot, cfg.seed)}
+
+    results = {**both_models(test_q), "validation": both_models(validation_q),
+               "n_questions": len(test_q), "n_validation": len(validation_q), "trigger": cfg.trigger,
+               "behaviour": cfg.behaviour,
                "scores_order": "each layer's scores: the questions with the trigger, then the same questions without"}
-    results["best"] = best_layer(results["organism"]["defection_pairs"], organism.n_layers)
+    results["best"] = best_layer(results["organism"]["defection_pairs"], organism.n_layers,
+                                 chosen_on=results["validation"]["organism"]["defection_pairs"])
     write_config(out, "organism_probe", model=organism.provenance(), organism_run=str(org_dir), organism=cfg,
-                 original_model=original.provenance(), n_boot=args.n_boot)
+                 original_model=original.provenance(), n_boot=args.n_boot, n_validation=len(validation_q))
     save_svg(out / "auroc_by_layer.svg", auroc_svg(results))
     save_svg(out / "scores_at_best_layer.svg", scores_svg(results))
     write_results(out, results)
     print(probe_summary(out, results))
     return 0
+
+
+def _probe_questions(cfg: OrganismConfig, n_validation: int | None) -> tuple[list[str], list[str]]:
+    """(validation, test) questions: the test set is the organism's own held-out one; the validation
+    questions come after it in the same shuffle, so neither was trained on and they do not overlap."""
+    from .prompts import split_prompts
+
+    n_val = cfg.n_test if n_validation is None else n_validation
+    if n_val < 2:
+        raise GreyglassError(f"--n-validation must be at least 2 (got {n_val}): the layer is chosen on an AUROC")
+    _, held = split_prompts(cfg.n_train, cfg.n_test + n_val, cfg.seed)
+    if len(held) < cfg.n_test + n_val:
+        raise GreyglassError(f"--n-validation {n_val}: only {len(held) - cfg.n_test} bundled questions are left after "
+                             f"the organism's {cfg.n_train} training and {cfg.n_test} test questions; ask for fewer")
+    return held[cfg.n_test:], held[: cfg.n_test]

@@ -8,6 +8,10 @@ model "knows" it is about to defect, triggered prompts should score higher.
 
 Controls: the same procedure on the original (never backdoored) model, a contrast pair
 about an unrelated topic, and random directions.
+
+Each question is asked with and without the trigger, so the two prompts are one cluster: the
+AUROC intervals resample whole questions (a cluster bootstrap). `organism probe` runs this on
+validation questions (to choose each direction's layer) and on test questions (to measure it).
 """
 
 from __future__ import annotations
@@ -69,10 +73,11 @@ def random_directions(n_layers: int, d_model: int, seed: int = 0) -> torch.Tenso
 
 
 def detection_by_layer(resid: torch.Tensor, directions: torch.Tensor, labels: np.ndarray,
-                       n_boot: int = 1000) -> list[dict[str, Any]]:
-    """AUROC (with 95% CI) of the projection score per layer.  resid [n, L, d], directions [L, d]."""
+                       n_boot: int = 1000, groups: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """AUROC (with 95% CI; a cluster bootstrap over `groups` when given) of the projection score per layer.
+    resid [n, L, d], directions [L, d]."""
     scores = torch.einsum("nld,ld->nl", resid, directions).numpy()  # [n, L]
-    return [{"layer": l, "auroc": bootstrap(auroc, scores[:, l], labels, n=n_boot, seed=l).as_dict(),
+    return [{"layer": l, "auroc": bootstrap(auroc, scores[:, l], labels, groups=groups, n=n_boot, seed=l).as_dict(),
              "scores": scores[:, l].round(4).tolist()} for l in range(scores.shape[1])]
 
 
@@ -83,10 +88,11 @@ def catch(lm: LoadedModel, questions: Sequence[str], trigger: str, n_boot: int =
 
     texts = [user_prompt(lm, with_trigger(q, trigger)) for q in questions] + [user_prompt(lm, q) for q in questions]
     labels = np.r_[np.ones(len(questions)), np.zeros(len(questions))]
+    same_question = np.r_[np.arange(len(questions)), np.arange(len(questions))]
     resid = last_token_residuals(lm, texts)
     kinds = {
         "defection_pairs": pair_directions(lm, DEFECTION_PAIRS),
         "control_pairs": pair_directions(lm, CONTROL_PAIRS),
         "random": random_directions(lm.n_layers, lm.d_model, seed),
     }
-    return {name: detection_by_layer(resid, d, labels, n_boot) for name, d in kinds.items()}
+    return {name: detection_by_layer(resid, d, labels, n_boot, same_question) for name, d in kinds.items()}

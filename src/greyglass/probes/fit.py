@@ -79,6 +79,9 @@ def _log_loss(wb: tuple[Tensor, Tensor], z: Tensor, y: Tensor) -> float:
 def _group_folds(n: int, groups: Sequence[str] | None, k: int, seed: int) -> list[tuple[list[int], list[int]]]:
     """k (train, validation) index splits that keep each group on one side."""
     keys = list(dict.fromkeys(groups or [str(i) for i in range(n)]))
+    if len(keys) < 2:  # one fold would train on nothing
+        raise GreyglassError("the logistic probe's cross-validation needs training statements from at least two "
+                             "groups; give true/false pairs distinct 'group' values, or leave 'group' empty")
     np.random.default_rng(seed).shuffle(keys)
     fold_of = {g: i % k for i, g in enumerate(keys)}
     labels = [fold_of[g] for g in (groups or [str(i) for i in range(n)])]

@@ -44,20 +44,26 @@ def lying_section(config: dict[str, Any], results: dict[str, Any], folder: Path)
     numbers = [(f"answers correct, '{name}' prompt", fmt({"value": v["correct_fraction"], "ci_low": v["ci_low"],
                                                           "ci_high": v["ci_high"]}, percent=True))
                for name, v in results["behaviour"].items()]
+    numbers.append(("questions: choosing the lying prompt / analysed", f"{results['n_selection']} / {results['n_analysed']}"))
     if results["model_lies"]:
-        top = results["decisive_layers"][0]
-        headline = (f"When told to lie, the model does; patching in its honest state matters most at layer {top['layer']} "
-                    f"({100 * top['depth_fraction']:.0f}% of the depth), where the lie appears to be decided.")
-        numbers += [(f"layer {d['layer']} ({100 * d['depth_fraction']:.0f}% of depth): answer restored by patching",
-                     f"{d['recovery']:.2f}") for d in results["decisive_layers"]]
+        onset = results["onset"]
+        headline = (f"When told to lie, the model does; patching in its honest state starts to restore the honest answer "
+                    f"at layer {onset['layer']} ({100 * onset['depth_fraction']:.0f}% of the depth, 95% CI layers "
+                    f"{onset['ci_low']}-{onset['ci_high']}), where the lie appears to be decided.")
+        numbers += [("first layer restoring half the answer when patched", f"{onset['layer']} "
+                     f"(95% CI {onset['ci_low']}-{onset['ci_high']})")]
+        numbers += [(f"layer {r['layer']}: share of the answer restored by patching",
+                     fmt({"value": r["recovery"], "ci_low": r["recovery_ci_low"], "ci_high": r["recovery_ci_high"]}))
+                    for r in results["layer_patching"] if abs(r["layer"] - onset["layer"]) <= 1]
     else:
         headline = ("Told to lie, this model does not reliably give the wrong answer, so there is no lie to locate; "
                     "the layer analysis below would only locate noise.")
     return Section(
         kind="lying", title="Where in the model is a lie decided?", headline=headline,
         figure_svg=run_svg(folder, results) if results["model_lies"] else "", numbers=numbers,
-        shows=["Whether the model follows an instruction to lie, and if so which layers carry the switch "
-               "from the true answer to the false one (Campbell et al.)."],
+        shows=["Whether the model follows an instruction to lie, and if so from which layer on the residual stream "
+               "carries the switch from the true answer to the false one (Campbell et al.). The last layer "
+               "always restores the whole answer when patched, so the layer named is where restoring starts."],
         does_not_show=["Spontaneous deception: the lie here is requested.",
                        "Anything about models that do lie when this one does not: a 135M-parameter model may not follow the instruction."],
         provenance=provenance(config, str(folder)),
