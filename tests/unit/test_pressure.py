@@ -86,10 +86,10 @@ def test_rules_on_the_labelled_turns_match_docs():
 def test_labelled_turns_errors_name_file_line_and_field(tmp_path):
     bad = tmp_path / "turns.jsonl"
     bad.write_text('{"id": "a", "step": "report", "text": "hi", "label": 1}\n{"id": "b", "step": "report", "text": "x"}\n')
-    with pytest.raises(GreyglassError, match=r"turns.jsonl:2: field 'label'"):
+    with pytest.raises(GreyglassError, match=r"turns.jsonl line 2: field 'label'"):
         read_labelled_turns(bad)
     bad.write_text("{oops\n")
-    with pytest.raises(GreyglassError, match=r"turns.jsonl:1: not JSON"):
+    with pytest.raises(GreyglassError, match=r"turns.jsonl line 1: not valid JSON"):
         read_labelled_turns(bad)
 
 

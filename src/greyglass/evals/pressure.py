@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from ..atomic import write_text
 from ..config import check_choice, check_positive
+from ..data.files import jsonl_objects
 from ..errors import GreyglassError
 from ..models import LoadedModel
 from ..runs import write_config, write_results
@@ -339,20 +340,13 @@ def rule_verdict(step: str, turn: str) -> int:
 def read_labelled_turns(path: str | Path) -> list[dict[str, Any]]:
     """Hand-labelled agent turns (JSONL: id, step, text, label 0/1), with errors that name file, line and field."""
     turns = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GreyglassError(f"{path}:{lineno}: not JSON ({e.msg}); one object per line") from None
-            for field, ok in (("id", isinstance(row.get("id"), str)), ("step", row.get("step") in LABELLED_RULES),
-                              ("text", isinstance(row.get("text"), str)), ("label", row.get("label") in (0, 1))):
-                if not ok:
-                    raise GreyglassError(f"{path}:{lineno}: field '{field}' is missing or wrong: step is one of "
-                                         f"{', '.join(LABELLED_RULES)}, label 0 or 1, id and text strings")
-            turns.append(row)
+    for lineno, row in jsonl_objects(path, "an object with id, step, text and label"):
+        for field, ok in (("id", isinstance(row.get("id"), str)), ("step", row.get("step") in LABELLED_RULES),
+                          ("text", isinstance(row.get("text"), str)), ("label", row.get("label") in (0, 1))):
+            if not ok:
+                raise GreyglassError(f"{path} line {lineno}: field '{field}' is missing or wrong: step is one of "
+                                     f"{', '.join(LABELLED_RULES)}, label 0 or 1, id and text strings")
+        turns.append(row)
     return turns
 
 
