@@ -28,7 +28,8 @@ def test_a_contrast_vector_changes_what_the_model_writes(smollm):
              ContrastPair("I love my friends, they are great.", "I hate my friends, they are terrible.")]
     v = contrast_vector(smollm, pairs, layer=10)
     assert v.vector.norm() > 0 and torch.isfinite(v.vector).all()
-    rows = compare(smollm, v, coef=6.0, prompts=["Tell me about your day."], max_new_tokens=12)
+    # 0.5 typical residual norms, the CLI default: it steers and stays fluent (at 6 the model writes nothing)
+    rows = compare(smollm, v, coef=0.5, prompts=["Tell me about your day."], max_new_tokens=12)
     assert rows[0].baseline and rows[0].steered and rows[0].baseline != rows[0].steered
 
 
