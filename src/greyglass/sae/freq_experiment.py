@@ -1,6 +1,7 @@
 """The frequency-aware sparsity experiment: TopK and JumpReLU, each with and without the
 frequency-aware cost, at matched L0, on one site; one table of reconstruction, downstream loss,
-dead and dense latents, and first-letter absorption.
+dead and dense latents, and first-letter absorption (SAEBench's
+mean absorption fraction, full-absorption rate and split features).
 
 Every SAE of the table is trained from the same pass over the same activations (the model
 runs once; `train_saes` feeds each batch to all of them), then each is evaluated on held-out
@@ -24,7 +25,6 @@ from ..errors import GreyglassError
 from ..models import LoadedModel
 from ..plots import Series, line_chart
 from ..runs import write_config, write_results
-from ..stats import wilson
 from .absorption import AbsorptionConfig, first_letter_absorption
 from .config import SAEConfig, TrainConfig
 from .evaluate import EvalConfig, evaluate
@@ -97,32 +97,31 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, tcfg: TrainConfig
                       "explained_variance": round(ev["explained_variance"], 4),
                       "ce_loss_recovered": round(ev["ce_loss_recovered"], 4),
                       "dead_fraction": round(ev["dead_fraction"], 4), "dense_fraction": round(ev["dense_fraction"], 4),
-                      "absorption_rate": ab["absorption_rate"], "absorption_ci": _absorption_ci(ab),
-                      "partial_absorption_fraction": ab["partial_absorption_fraction"], "sae": str(folder),
-                      "absorption_run": str(ground_truth)})
+                      **absorption_summary(ab), "sae": str(folder), "absorption_run": str(ground_truth)})
     return {"rows": table, "train_tokens": trained.tokens, "train_seconds": round(trained.seconds, 1),
             "markdown": markdown_table(table)}
 
 
-def _absorption_ci(ab: dict[str, Any]) -> dict[str, float]:
-    """The overall absorption rate (absorbed / probe-right words) with its Wilson 95% interval."""
-    letters = ab["letters"].values()
-    return wilson(sum(r["absorbed"] for r in letters), sum(r["probe_right"] for r in letters)).as_dict()
+def absorption_summary(ab: dict[str, Any]) -> dict[str, Any]:
+    """The table's absorption columns: SAEBench's three headline means over letters, each with its
+    95% interval from resampling letters (`first_letter_absorption` computes them)."""
+    return {key: ab[key] for name in ("mean_absorption_fraction", "full_absorption_rate", "mean_split_features")
+            for key in (name, name + "_ci")}
 
 
 def figures(rows: list[dict[str, Any]]) -> dict[str, str]:
     """SVGs against the measured L0, one line per variant: explained variance, and absorption (95% band)."""
-    def series(variant: str, y) -> Series:
-        mine = [r for r in rows if r["variant"] == variant]
+    def series(variant: str, y) -> Series:  # rows with no scored letter (absorption None) have no point
+        mine = [r for r in rows if r["variant"] == variant and r["mean_absorption_fraction"] is not None]
         return Series(variant, [r["l0"] for r in mine], *zip(*[y(r) for r in mine]))
 
     ev = [series(v, lambda r: (r["explained_variance"],)) for v in VARIANTS]
-    ab = [series(v, lambda r: (100 * r["absorption_rate"], 100 * r["absorption_ci"]["ci_low"],
-                               100 * r["absorption_ci"]["ci_high"])) for v in VARIANTS]
+    ab = [series(v, lambda r: (100 * r["mean_absorption_fraction"], *(100 * c for c in r["mean_absorption_fraction_ci"])))
+          for v in VARIANTS]
     return {"frontier.svg": line_chart(ev, "Reconstruction against sparsity", "L0 (active latents per token)",
                                        "explained variance"),
             "absorption.svg": line_chart(ab, "First-letter absorption against sparsity", "L0 (active latents per token)",
-                                         "% of probe-right words absorbed")}
+                                         "mean absorption fraction (%)")}
 
 
 def _save_absorption_run(run: Path, sae_folder: Path, lm: LoadedModel, acfg: AbsorptionConfig,
@@ -135,10 +134,17 @@ def _save_absorption_run(run: Path, sae_folder: Path, lm: LoadedModel, acfg: Abs
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = "| variant | target L0 | L0 | explained variance | CE loss recovered | dead | dense | absorption | partial |"
-    lines = [head, "|" + "---|" * 9]
+    head = ("| variant | target L0 | L0 | explained variance | CE loss recovered | dead | dense | absorption fraction "
+            "| full absorption | split features |")
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['target_l0']} | {r['l0']:.1f} | {r['explained_variance']:.3f} | "
                      f"{r['ce_loss_recovered']:.3f} | {r['dead_fraction']:.1%} | {r['dense_fraction']:.1%} | "
-                     f"{r['absorption_rate']:.1%} | {r['partial_absorption_fraction']:.1%} |")
+                     f"{_pct(r['mean_absorption_fraction'])} | {_pct(r['full_absorption_rate'])} | "
+                     f"{r['mean_split_features'] or float('nan'):.2f} |")
     return "\n".join(lines)
+
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
