@@ -111,13 +111,17 @@ def absorption_summary(ab: dict[str, Any]) -> dict[str, Any]:
 
 def figures(rows: list[dict[str, Any]]) -> dict[str, str]:
     """SVGs against the measured L0, one line per variant: explained variance, and absorption (95% band)."""
-    def series(variant: str, y) -> Series:  # rows with no scored letter (absorption None) have no point
-        mine = [r for r in rows if r["variant"] == variant and r["mean_absorption_fraction"] is not None]
-        return Series(variant, [r["l0"] for r in mine], *zip(*[y(r) for r in mine]))
+    def series(variant: str, y, keep=lambda r: True) -> Series:
+        mine = [r for r in rows if r["variant"] == variant and keep(r)]
+        points = [y(r) for r in mine]
+        return Series(variant, [r["l0"] for r in mine], *([list(c) for c in zip(*points)] or [[]]))
+
+    def scored(r: dict[str, Any]) -> bool:  # an SAE with no letter above the probe bar has no absorption point
+        return r["mean_absorption_fraction"] is not None
 
     ev = [series(v, lambda r: (r["explained_variance"],)) for v in VARIANTS]
-    ab = [series(v, lambda r: (100 * r["mean_absorption_fraction"], *(100 * c for c in r["mean_absorption_fraction_ci"])))
-          for v in VARIANTS]
+    ab = [series(v, lambda r: (100 * r["mean_absorption_fraction"], *(100 * c for c in r["mean_absorption_fraction_ci"])),
+                 scored) for v in VARIANTS]
     return {"frontier.svg": line_chart(ev, "Reconstruction against sparsity", "L0 (active latents per token)",
                                        "explained variance"),
             "absorption.svg": line_chart(ab, "First-letter absorption against sparsity", "L0 (active latents per token)",
