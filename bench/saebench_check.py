@@ -2,7 +2,7 @@
 
 Runs in the sae-bench 0.6.0 environment (`.venv-saebench`, made by the Makefile): one greyglass
 TopK SAE (trained here briefly, or `--sae FOLDER`), the embedded default model, the same sampled
-words; then `greyglass.sae.absorption.first_letter_absorption` and SAEBench's
+words; then greyglass's first-letter absorption (`score_letters`, what `greyglass sae absorption` runs) and SAEBench's
 `sae_bench.evals.absorption.main.run_eval`, and prints JSON with both headlines and whether they
 agree within the tolerance.
 
@@ -12,15 +12,20 @@ How SAEBench is made to run here (no hub access):
   (`convert_llama_weights`), cut after the SAE's layer and with a one-column unembedding (SAEBench
   reads only the residual stream at that layer, and the full unembedding costs more than the first
   layers), checked against greyglass's own forward pass at the site;
-- the words: SAEBench's `get_alpha_tokens` (every letters-only token) returns greyglass's sample;
+- the words: SAEBench's `get_alpha_tokens` (every letters-only token) returns greyglass's sample,
+  padded with the first vocabulary words of any letter that has fewer than `PAD` in it (SAEBench
+  needs every letter in its training split: it indexes 26 probes); greyglass scores the same list
+  through its public pieces (`first_letter_prompts`, `word_activations`, `score_letters`);
 - the SAE: wrapped as a SAEBench custom SAE with the decoder norms folded into the activations,
   as SAEBench folds them for SAELens SAEs;
 - `min_feats_for_eval` is lowered to the letters a small sample can give (reported in the JSON).
 
 Both sides use 10 in-context examples (SAEBench shuffles them per prompt; greyglass keeps one
 fixed set) and hold out 30% of the words, so the difference between the two is the sampling of
-the split and the examples plus the probes' random starts: the tolerance is the larger of the two
-runs' 95% half-widths (letters resampled) for each headline measure.
+the split and the examples plus the probes' random starts. Two independent estimates of one
+quantity differ by less than sqrt(h1^2 + h2^2) 95% of the time, with h1, h2 their 95% half-widths
+(greyglass's resamples letters; SAEBench's is 1.96 * its std over letters / sqrt(letters)): that
+is the tolerance for each headline measure.
 """
 
 from __future__ import annotations
@@ -33,18 +38,43 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from greyglass.data.corpus import CorpusConfig
 from greyglass.models import load_model, run_to_sites
 from greyglass.sae import SAEConfig, TrainConfig, train_saes
-from greyglass.sae.absorption import AbsorptionConfig, first_letter_absorption, vocab_words
+from greyglass.sae.absorption import (AbsorptionConfig, first_letter_prompts, score_letters, vocab_words,
+                                      word_activations)
 from greyglass.sae.train import buffered_batches
 
-MEASURES = {"mean_absorption_fraction": "mean_absorption_fraction_score",
-            "full_absorption_rate": "mean_full_absorption_score",
-            "mean_split_features": "mean_num_split_features"}
+MEASURES = {"mean_absorption_fraction": ("mean_absorption_fraction_score", "std_dev_absorption_fraction_score"),
+            "full_absorption_rate": ("mean_full_absorption_score", "std_dev_full_absorption_score"),
+            "mean_split_features": ("mean_num_split_features", "std_dev_num_split_features")}
+
+
+PAD = 5
+"""Fewest words per letter handed to both sides."""
+
+
+def shared_words(tokenizer, cfg: AbsorptionConfig) -> list:
+    """greyglass's seeded sample (in-context examples first), plus vocabulary words of letters it leaves short."""
+    sample = vocab_words(tokenizer, cfg.words + cfg.icl_examples, cfg.min_letters, cfg.seed, cfg.leading_space)
+    everything = vocab_words(tokenizer, 10 ** 7, cfg.min_letters, cfg.seed, cfg.leading_space)
+    have = {w.token for w in sample}
+    extra = []
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        short = PAD - sum(w.letter == letter for w in sample)
+        extra += [w for w in everything if w.letter == letter and w.token not in have][:max(short, 0)]
+    return sample + extra
+
+
+def greyglass_side(lm, sae, site: str, words: list, cfg: AbsorptionConfig) -> dict:
+    """`first_letter_absorption` on a given word list: the same steps through its public pieces."""
+    prompts, scored = first_letter_prompts(lm.tokenizer, words, cfg.template, cfg.icl_examples)
+    x = word_activations(lm, prompts, site, cfg.batch_size)
+    with torch.no_grad():
+        latents = sae.encode(x).float()
+    return score_letters(sae, x, latents, [w.letter for w in scored], [w.text.strip() for w in scored], cfg)
 
 
 def train_sae(lm, site: str, tokens: int, out: Path):
@@ -130,18 +160,26 @@ def run_saebench(model, sae, words: list[str], layer: int, test_fraction: float,
     cfg = AbsorptionEvalConfig(model_name="SmolLM2-135M-Instruct", llm_batch_size=32, llm_dtype="float32",
                                min_feats_for_eval=min_letters, precalc_k_sparse_probe_sae_acts=True)
     results = main.run_eval(cfg, [("greyglass", sae)], "cpu", str(out), force_rerun=True)
-    return next(iter(results.values()))["eval_result_metrics"]["mean"] if results else {}
+    if not results:
+        return {}
+    result = next(iter(results.values()))
+    return {**result["eval_result_metrics"]["mean"], "letters": len(result["eval_result_details"])}
 
 
 def compare(ours: dict, theirs: dict) -> dict:
-    """Each headline measure: both values, the tolerance (the larger 95% half-width) and whether they agree."""
+    """Each headline measure: both values, and whether they differ by less than the 95% bound on the
+    difference of two independent estimates, sqrt(h_greyglass^2 + h_saebench^2), with h greyglass's
+    interval half-width (letters resampled) and SAEBench's 1.96 * std over letters / sqrt(letters)."""
     rows = {}
-    for key, ref_key in MEASURES.items():
-        half = (ours[key + "_ci"][1] - ours[key + "_ci"][0]) / 2
-        ref = theirs.get(ref_key)
+    for key, (mean_key, std_key) in MEASURES.items():
+        ref = theirs.get(mean_key)
+        ours_half = (ours[key + "_ci"][1] - ours[key + "_ci"][0]) / 2
+        ref_half = 1.96 * theirs[std_key] / theirs["letters"] ** 0.5 if ref is not None else float("nan")
+        tolerance = (ours_half ** 2 + ref_half ** 2) ** 0.5
         rows[key] = {"greyglass": ours[key], "greyglass_ci": ours[key + "_ci"], "saebench": ref,
-                     "tolerance": round(half, 4),
-                     "agree": ref is not None and abs(ours[key] - ref) <= half}
+                     "saebench_half_width": round(ref_half, 4), "tolerance": round(tolerance, 4),
+                     "difference": None if ref is None else round(ours[key] - ref, 4),
+                     "agree": ref is not None and abs(ours[key] - ref) <= tolerance}
     return rows
 
 
@@ -166,9 +204,9 @@ def main() -> int:
     site = lm.site(sae.cfg.hook_name).name
     layer = int(site.split(".")[1])
     cfg = AbsorptionConfig(words=args.words, icl_examples=10, test_fraction=0.3)
-    ours = first_letter_absorption(sae, lm, cfg, progress=False)
-    words = [w.text for w in vocab_words(lm.tokenizer, cfg.words + cfg.icl_examples, cfg.min_letters, cfg.seed,
-                                         cfg.leading_space)]
+    shared = shared_words(lm.tokenizer, cfg)
+    words = [w.text for w in shared]
+    ours = greyglass_side(lm, sae, site, shared, cfg)
     model = hooked_transformer(lm, layer)
     same = check_same_model(lm, model, site)
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,7 +219,7 @@ def main() -> int:
         finally:
             os.chdir(here)
     report = {"site": site, "words": len(words), "model_activation_rel_diff": same,
-              "letters_scored_greyglass": ours["letters_scored"], "measures": compare(ours, theirs),
+              "letters_scored": {"greyglass": ours["letters_scored"], "saebench": theirs.get("letters")}, "measures": compare(ours, theirs),
               "saebench_mean": theirs, "seconds": round(time.time() - start, 1)}
     report["agree"] = same < 1e-3 and all(m["agree"] for m in report["measures"].values())
     out.mkdir(parents=True, exist_ok=True)
