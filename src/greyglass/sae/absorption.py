@@ -6,7 +6,7 @@ Chanin et al., "A is for Absorption" (2024), following SAEBench's `absorption_fi
    aside as in-context examples; a seeded split keeps `test_fraction` of them for scoring;
 2. prompts `{examples}{word} has the first letter:`; the SAE's site is read at the word;
 3. ground truth: a one-vs-rest logistic-regression probe per letter on the training words'
-   activations, trained as SAEBench trains it (Adam, balanced positive weight, 50 epochs);
+   activations, trained as SAEBench trains it (Adam, balanced positive weight, batches of 64, 50 epochs);
 4. the letter's main ("split") latents by k-sparse probing: latents ranked by an L1-penalised
    one-vs-rest probe on the SAE's latents, k grows while a logistic regression on the top-k
    latents raises test F1 by more than `f1_jump`;
@@ -208,8 +208,9 @@ def train_one_vs_rest(x: Tensor, labels: np.ndarray, n_classes: int, weight_deca
 
 
 def letter_probes(x: Tensor, labels: np.ndarray, n_classes: int, seed: int = 0) -> Probes:
-    """The ground-truth first-letter probes on the model's activations (SAEBench: weight decay 1e-4)."""
-    return train_one_vs_rest(x, labels, n_classes, weight_decay=1e-4, seed=seed)
+    """The ground-truth first-letter probes on the model's activations (SAEBench's `train_and_save_probes`:
+    weight decay 1e-4, batches of 64)."""
+    return train_one_vs_rest(x, labels, n_classes, weight_decay=1e-4, seed=seed, batch_size=64)
 
 
 def latent_ranking(latents: Tensor, labels: np.ndarray, n_classes: int, seed: int = 0) -> Tensor:
@@ -401,8 +402,8 @@ def summary(results: dict[str, Any]) -> str:
     scored = {l: r for l, r in letters.items() if r["scored"]}
     worst = sorted(scored.items(), key=lambda kv: -kv[1]["mean_absorption_fraction"])[:3]
     if not scored:
-        return (f"first-letter absorption: no letter's probe reaches the F1 bar among {len(letters)} letters "
-                f"(mean probe F1 {results['mean_probe_f1']:.2f}); nothing to score")
+        return (f"first-letter absorption over 0 of {len(letters)} letters: no letter's probe passes the F1 bar "
+                f"(mean probe F1 {results['mean_probe_f1']:.2f}), so there is nothing to score")
     lines = [f"first-letter absorption over {len(scored)} of {len(letters)} letters, {results['probe_right_words']} "
              f"probe-right test words: mean absorption fraction {_with_ci(results, 'mean_absorption_fraction')}, "
              f"full-absorption rate {_with_ci(results, 'full_absorption_rate')}, split features "
