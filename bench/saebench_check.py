@@ -159,6 +159,7 @@ def run_saebench(model, sae, words: list[str], layer: int, test_fraction: float,
     # SAEBench writes its probes and intermediate tables under the working directory
     cfg = AbsorptionEvalConfig(model_name="SmolLM2-135M-Instruct", llm_batch_size=32, llm_dtype="float32",
                                min_feats_for_eval=min_letters, precalc_k_sparse_probe_sae_acts=True)
+    out.mkdir(parents=True, exist_ok=True)  # run_eval writes its JSON there without creating it
     results = main.run_eval(cfg, [("greyglass", sae)], "cpu", str(out), force_rerun=True)
     if not results:
         return {}
