@@ -81,6 +81,11 @@ class AbsorptionConfig:
     """Absorption fraction: at most this many candidate latents (the largest projections) are summed."""
     share_threshold: float = 0.4
     """Both: the absorbing latent(s) carry at least this share of the word's projection on the probe."""
+    latent_probe_min_steps: int = 0
+    """Least Adam steps for the L1 probe that ranks the main latents. 0 is SAEBench's schedule (50
+    epochs, about 50 steps on a 2,000-word sample, which leaves that probe near its random start and
+    so finds one main latent per letter); e.g. 300 ranks latents by what they predict, a variant that
+    reads more split features than SAEBench does."""
     batch_size: int = 64
     """Prompts per forward pass."""
     seed: int = 0
@@ -174,7 +179,7 @@ class Probes(NamedTuple):
 
 def train_one_vs_rest(x: Tensor, labels: np.ndarray, n_classes: int, weight_decay: float, l1: float = 0.0,
                       seed: int = 0, epochs: int = 50, lr: float = 1e-2, end_lr: float = 1e-5,
-                      batch_size: int = 4096, min_steps: int = 300) -> Probes:
+                      batch_size: int = 4096, min_steps: int = 0) -> Probes:
     """SAEBench's `train_multi_probe`: one logistic probe per class, trained jointly with Adam (learning rate
     decaying exponentially from `lr` to `end_lr`), each class's positives weighted by negatives / positives,
     plus `l1` times the mean over classes of the L1 norm of the weights. Rows labelled -1 are negatives of
@@ -182,7 +187,8 @@ def train_one_vs_rest(x: Tensor, labels: np.ndarray, n_classes: int, weight_deca
 
     SAEBench trains on a whole vocabulary (tens of thousands of words, many batches per epoch); on a
     sample of a few thousand words its 50 epochs are 50 steps, which leave the probe near its random
-    start. So the epochs grow until the run takes at least `min_steps` steps."""
+    start. `min_steps` > 0 grows the epochs until the run takes at least that many steps (a variant:
+    0, the default, is SAEBench's schedule)."""
     x = x.float()
     epochs = max(epochs, math.ceil(min_steps / math.ceil(len(x) / batch_size)))
     y = torch.zeros(len(labels), n_classes)
@@ -213,11 +219,11 @@ def letter_probes(x: Tensor, labels: np.ndarray, n_classes: int, seed: int = 0) 
     return train_one_vs_rest(x, labels, n_classes, weight_decay=1e-4, seed=seed, batch_size=64)
 
 
-def latent_ranking(latents: Tensor, labels: np.ndarray, n_classes: int, seed: int = 0) -> Tensor:
+def latent_ranking(latents: Tensor, labels: np.ndarray, n_classes: int, seed: int = 0, min_steps: int = 0) -> Tensor:
     """`[n_classes, d_sae]` latents ordered by the weight of an L1-penalised probe on the SAE's latents,
     largest first (SAEBench's k-sparse probing: L1 0.01, weight decay 1e-6; by weight, not |weight|,
     since only latents that predict the letter by firing count)."""
-    probes = train_one_vs_rest(latents, labels, n_classes, weight_decay=1e-6, l1=0.01, seed=seed)
+    probes = train_one_vs_rest(latents, labels, n_classes, weight_decay=1e-6, l1=0.01, seed=seed, min_steps=min_steps)
     return torch.argsort(probes.weight, dim=-1, descending=True, stable=True)
 
 
@@ -331,7 +337,7 @@ def score_letters(sae: SparseAutoencoder, x: Tensor, latents: Tensor, letters: l
     labels = np.array([kept.index(l) if l in kept else -1 for l in letters_of])
     probes = letter_probes(x[train], labels[train], len(kept), cfg.seed)
     logits = probes.logits(x)  # [n, letters]
-    ranking = latent_ranking(latents[train], labels[train], len(kept), cfg.seed)
+    ranking = latent_ranking(latents[train], labels[train], len(kept), cfg.seed, cfg.latent_probe_min_steps)
     per_letter: dict[str, dict[str, Any]] = {}
     absorbing: list[dict[str, Any]] = []
     for c, letter in enumerate(tqdm(kept, desc="letters", disable=not progress)):
