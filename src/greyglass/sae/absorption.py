@@ -1,26 +1,34 @@
 """Feature absorption measured against ground truth: the first-letter benchmark.
 
-Chanin et al., "A is for Absorption" (2024), as run by SAEBench:
+Chanin et al., "A is for Absorption" (2024), following SAEBench's `absorption_first_letter`
+(sae-bench 0.6.0, `sae_bench/evals/absorption`):
 1. words: single-token words from the model's vocabulary (` house`, ` Tiger`), a few kept
-   aside as in-context examples;
+   aside as in-context examples; a seeded split keeps `test_fraction` of them for scoring;
 2. prompts `{examples}{word} has the first letter:`; the SAE's site is read at the word;
-3. a logistic-regression probe per letter on those activations (the ground truth: the
-   model knows the first letter);
-4. the letter's main latents by k-sparse probing on the SAE's latents: latents ranked by
-   mean activation on the letter's words minus the rest, k grows while the probe's F1
-   improves by more than `f1_jump`;
-5. a word of the letter is *absorbed* when the probe is right, every main latent is silent,
-   and another active latent whose decoder row has cosine >= `cos_threshold` with the probe
-   carries >= `share_threshold` of the SAE's projection on the probe direction;
-   *partially absorbed* when the main latents fire but such other latents still carry that
-   share.
-The absorption rate of a letter is absorbed words / words the probe gets right.
-`absorption_rates` is the part that only needs latents, decoder rows, a probe direction and
-labels, so synthetic data with a known parent feature uses it too.
+3. ground truth: a one-vs-rest logistic-regression probe per letter on the training words'
+   activations, trained as SAEBench trains it (Adam, balanced positive weight, batches of 64, 50 epochs);
+4. the letter's main ("split") latents by k-sparse probing: latents ranked by an L1-penalised
+   one-vs-rest probe on the SAE's latents, k grows while a logistic regression on the top-k
+   latents raises test F1 by more than `f1_jump`;
+5. each *test* word of the letter that the probe gets right (probe logit > 0) is scored:
+   - absorption fraction: the share of the word's probe projection `x . p` that the top
+     `max_absorbing_latents` other active latents aligned with the probe (decoder cosine >=
+     `fraction_cos_threshold`) carry instead of the main latents; 0 when the main latents
+     already carry the projection, when those latents carry less than `share_threshold` of
+     it, or when the projection is <= 0;
+   - full absorption: every main latent silent, and the single latent with the largest
+     projection has decoder cosine >= `full_cos_threshold` and carries >= `share_threshold`
+     of a positive projection.
+Per letter: mean absorption fraction and full-absorption rate over its probe-right test words,
+and the number of main latents. Headline: their means over the letters whose probe reaches test
+F1 > `min_probe_f1`, with 95% intervals that resample letters (words of a letter are not
+independent evidence). `absorption_scores` is the part that only needs activations, an SAE, a
+probe direction and main latents, so synthetic data with a known parent feature uses it too.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter, defaultdict
@@ -35,12 +43,13 @@ from tqdm import tqdm
 from ..config import check_positive
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
+from ..stats import mean_ci
 from .model import SparseAutoencoder
 
 
 @dataclass(frozen=True)
 class AbsorptionConfig:
-    """The first-letter absorption benchmark (defaults as in SAEBench)."""
+    """The first-letter absorption benchmark (thresholds as in SAEBench's absorption_first_letter)."""
 
     words: int = 2000
     """At most this many single-token words from the vocabulary (a seeded sample)."""
@@ -55,26 +64,40 @@ class AbsorptionConfig:
     min_words_per_letter: int = 10
     """Letters with fewer words are skipped (too few to fit a probe)."""
     test_fraction: float = 0.3
-    """Words held out to score the probes and pick the main latents."""
+    """Words held out: the probes' and k-sparse probes' F1 and the absorption scores use only these
+    (SAEBench holds out 0.2 of the whole vocabulary; a 2,000-word sample needs a larger share)."""
     max_k: int = 10
     """Largest number of main latents per letter."""
     f1_jump: float = 0.03
     """k-sparse probing adds a latent only while it raises F1 by more than this."""
-    cos_threshold: float = 0.025
-    """An absorbing latent's decoder row has at least this cosine with the probe direction."""
+    min_probe_f1: float = 0.6
+    """Letters whose probe has test F1 at most this are left out of the headline means (the model
+    does not represent the letter well enough there to call a silent latent absorbed)."""
+    full_cos_threshold: float = 0.025
+    """Full absorption: the top-projecting latent's decoder row has at least this cosine with the probe."""
+    fraction_cos_threshold: float = 0.1
+    """Absorption fraction: candidate absorbing latents have at least this decoder cosine with the probe."""
+    max_absorbing_latents: int = 3
+    """Absorption fraction: at most this many candidate latents (the largest projections) are summed."""
     share_threshold: float = 0.4
-    """... and carries at least this share of the SAE's projection on the probe."""
+    """Both: the absorbing latent(s) carry at least this share of the word's projection on the probe."""
+    latent_probe_min_steps: int = 0
+    """Least Adam steps for the L1 probe that ranks the main latents. 0 is SAEBench's schedule (50
+    epochs, about 50 steps on a 2,000-word sample, which leaves that probe near its random start and
+    so finds one main latent per letter); e.g. 300 ranks latents by what they predict, a variant that
+    reads more split features than SAEBench does."""
     batch_size: int = 64
     """Prompts per forward pass."""
     seed: int = 0
-    """Seed for the word sample and the train/test split."""
+    """Seed for the word sample, the train/test split and the probes."""
 
     def __post_init__(self) -> None:
-        for name in ("words", "min_letters", "min_words_per_letter", "max_k", "batch_size"):
+        for name in ("words", "min_letters", "min_words_per_letter", "max_k", "max_absorbing_latents", "batch_size"):
             check_positive("AbsorptionConfig", name, getattr(self, name))
         if "{word}" not in self.template:
             raise GreyglassError(f"AbsorptionConfig.template must contain {{word}}, got {self.template!r}")
-        for name in ("test_fraction", "f1_jump", "cos_threshold", "share_threshold"):
+        for name in ("test_fraction", "f1_jump", "min_probe_f1", "full_cos_threshold", "fraction_cos_threshold",
+                     "share_threshold"):
             if not 0 <= getattr(self, name) < 1:
                 raise GreyglassError(f"AbsorptionConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
 
@@ -138,17 +161,77 @@ def _f1(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray, seed: int = 0):
+    """The k-sparse probe on a few latents: a balanced logistic regression (as SAEBench, max_iter 500)."""
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(max_iter=1000, class_weight="balanced", random_state=seed).fit(x, y)
+    return LogisticRegression(max_iter=500, class_weight="balanced", random_state=seed).fit(x, y)
 
 
-def k_sparse_latents(latents: Tensor, y: np.ndarray, train: np.ndarray, max_k: int, f1_jump: float,
-                     seed: int = 0) -> tuple[list[int], float]:
-    """The main latents for a binary label: grow k while the test F1 of a probe on the top-k latents
-    improves by more than `f1_jump`. Latents are ranked by mean activation on positives minus negatives."""
-    lat = latents.numpy()
-    ranking = np.argsort(-(lat[train & y].mean(0) - lat[train & ~y].mean(0)), kind="stable")
+class Probes(NamedTuple):
+    """One-vs-rest linear probes: `logits = x @ weight.T + bias`."""
+
+    weight: Tensor  # [n_classes, d]
+    bias: Tensor  # [n_classes]
+
+    def logits(self, x: Tensor) -> Tensor:
+        return x.float() @ self.weight.T + self.bias
+
+
+def train_one_vs_rest(x: Tensor, labels: np.ndarray, n_classes: int, weight_decay: float, l1: float = 0.0,
+                      seed: int = 0, epochs: int = 50, lr: float = 1e-2, end_lr: float = 1e-5,
+                      batch_size: int = 4096, min_steps: int = 0) -> Probes:
+    """SAEBench's `train_multi_probe`: one logistic probe per class, trained jointly with Adam (learning rate
+    decaying exponentially from `lr` to `end_lr`), each class's positives weighted by negatives / positives,
+    plus `l1` times the mean over classes of the L1 norm of the weights. Rows labelled -1 are negatives of
+    every class.
+
+    SAEBench trains on a whole vocabulary (tens of thousands of words, many batches per epoch); on a
+    sample of a few thousand words its 50 epochs are 50 steps, which leave the probe near its random
+    start. `min_steps` > 0 grows the epochs until the run takes at least that many steps (a variant:
+    0, the default, is SAEBench's schedule)."""
+    x = x.float()
+    epochs = max(epochs, math.ceil(min_steps / math.ceil(len(x) / batch_size)))
+    y = torch.zeros(len(labels), n_classes)
+    rows = np.flatnonzero(labels >= 0)
+    y[rows, labels[rows]] = 1
+    pos_weight = (len(y) - y.sum(0)) / y.sum(0).clamp(min=1)
+    with torch.random.fork_rng():  # the probe's initialisation, seeded without touching the global RNG
+        torch.manual_seed(seed)
+        probe = torch.nn.Linear(x.shape[1], n_classes)
+    opt = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=math.exp(math.log(end_lr / lr) / epochs))
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    g = torch.Generator().manual_seed(seed)
+    with torch.enable_grad():
+        for _ in range(epochs):
+            for idx in torch.randperm(len(x), generator=g).split(batch_size):
+                opt.zero_grad()
+                loss = loss_fn(probe(x[idx]), y[idx]) + l1 * probe.weight.abs().sum(-1).mean()
+                loss.backward()
+                opt.step()
+            sched.step()
+    return Probes(probe.weight.detach().clone(), probe.bias.detach().clone())
+
+
+def letter_probes(x: Tensor, labels: np.ndarray, n_classes: int, seed: int = 0) -> Probes:
+    """The ground-truth first-letter probes on the model's activations (SAEBench's `train_and_save_probes`:
+    weight decay 1e-4, batches of 64)."""
+    return train_one_vs_rest(x, labels, n_classes, weight_decay=1e-4, seed=seed, batch_size=64)
+
+
+def latent_ranking(latents: Tensor, labels: np.ndarray, n_classes: int, seed: int = 0, min_steps: int = 0) -> Tensor:
+    """`[n_classes, d_sae]` latents ordered by the weight of an L1-penalised probe on the SAE's latents,
+    largest first (SAEBench's k-sparse probing: L1 0.01, weight decay 1e-6; by weight, not |weight|,
+    since only latents that predict the letter by firing count)."""
+    probes = train_one_vs_rest(latents, labels, n_classes, weight_decay=1e-6, l1=0.01, seed=seed, min_steps=min_steps)
+    return torch.argsort(probes.weight, dim=-1, descending=True, stable=True)
+
+
+def k_sparse_latents(latents: Tensor, y: np.ndarray, train: np.ndarray, ranking: Tensor | np.ndarray, max_k: int,
+                     f1_jump: float, seed: int = 0) -> tuple[list[int], float]:
+    """The main latents for a binary label: the top-k of `ranking`, k growing from 1 while the test F1 of a
+    logistic regression on them (trained on `train`) improves by more than `f1_jump`."""
+    lat, ranking = latents.numpy(), np.asarray(ranking)
     test = ~train
     chosen, best = [int(ranking[0])], -1.0
     for k in range(1, max_k + 1):
@@ -164,44 +247,64 @@ def k_sparse_latents(latents: Tensor, y: np.ndarray, train: np.ndarray, max_k: i
     return chosen, best
 
 
-class Absorption(NamedTuple):
-    """Per token of the positive class (the probe right): what happened."""
+class WordAbsorption(NamedTuple):
+    """Per word of the letter that the probe gets right: SAEBench's two measures."""
 
-    absorbed: Tensor  # [n] bool: main latents silent, another aligned latent carries the projection
-    partial: Tensor  # [n] bool: main latents fire, other aligned latents still carry the share
-    absorber: Tensor  # [n] long: the absorbing latent (-1: none)
+    fraction: Tensor  # [n] float in [0, 1]: the absorption fraction
+    full: Tensor  # [n] bool: full absorption by a single latent
+    absorber: Tensor  # [n] long: the fully absorbing latent (-1: none)
     main_silent: Tensor  # [n] bool
 
 
-def absorption_rates(sae: SparseAutoencoder, x: Tensor, probe_dir: Tensor, main: list[int],
-                     cos_threshold: float = 0.025, share_threshold: float = 0.4) -> Absorption:
-    """Apply the absorption rule to activations `x [n, d_in]` where the feature is present and the probe right.
+SILENT = 1e-8
+"""A latent below this activation does not fire (SAEBench's EPS)."""
 
-    A latent's contribution to the probe projection is `latent_j * (W_dec[j] . probe_dir)`; its
-    share is relative to the projection of the input itself, `(x - b_dec) . probe_dir`, as in SAEBench.
+
+def absorption_scores(sae: SparseAutoencoder, x: Tensor, probe_dir: Tensor, main: list[int],
+                      full_cos_threshold: float = 0.025, fraction_cos_threshold: float = 0.1,
+                      share_threshold: float = 0.4, max_absorbing_latents: int = 3) -> WordAbsorption:
+    """SAEBench's absorption fraction and full absorption for activations `x [n, d_in]` of words the probe gets right.
+
+    A latent's projection on the unit probe direction p is `latent_j * (W_dec[j] . p)` in the input's
+    units (SAEBench's `activation * cos` after it folds the decoder norms into the activations); the
+    word's projection is `x . p`.
     """
-    probe_dir = (probe_dir / probe_dir.norm()).float().to(x.device)
+    p = (probe_dir / probe_dir.norm()).float().to(x.device)
     with torch.no_grad():
         latents = sae.encode(x).float()  # [n, d_sae]
         W_dec = sae.W_dec.float() / sae.scale  # [d_sae, d_in] in the input's units
-        dec_proj = W_dec @ probe_dir  # [d_sae]
+        dec_proj = W_dec @ p  # [d_sae]
         cos = dec_proj / W_dec.norm(dim=1).clamp(min=1e-12)
-        total = ((x.float() - sae.b_dec / sae.scale) @ probe_dir).clamp(min=1e-6)  # [n]
-    contrib = latents * dec_proj  # [n, d_sae]
+        total = x.float() @ p  # [n]
+    proj = latents * dec_proj  # [n, d_sae]
     main_t = torch.tensor(main, dtype=torch.long, device=x.device)
-    main_silent = (latents[:, main_t] <= 0).all(-1)
-    others = contrib.clone()
-    others[:, main_t] = 0
-    others = others * (cos >= cos_threshold) * (latents > 0)
-    best, absorber = others.max(-1)
-    absorbed = main_silent & (best / total >= share_threshold)
-    partial = ~main_silent & (others.clamp(min=0).sum(-1) / total >= share_threshold)
-    return Absorption(absorbed, partial, torch.where(absorbed, absorber, -1), main_silent)
+    main_silent = (latents[:, main_t] < SILENT).all(-1)
+    fraction = _absorption_fraction(proj, total, main_t, cos >= fraction_cos_threshold, share_threshold,
+                                    max_absorbing_latents)
+    top_proj, top = proj.max(-1)
+    # a projection <= 0 is never absorbed: the probe does not see the letter in this activation
+    full = main_silent & (total > 0) & (cos[top] >= full_cos_threshold) & (top_proj >= share_threshold * total)
+    return WordAbsorption(fraction, full, torch.where(full, top, -1), main_silent)
+
+
+def _absorption_fraction(proj: Tensor, total: Tensor, main: Tensor, aligned: Tensor, share_threshold: float,
+                         max_absorbing: int) -> Tensor:
+    """How much of each word's projection the top aligned non-main latents carry instead of the main ones."""
+    main_proj = proj[:, main].sum(-1)
+    candidates = torch.where(aligned & (proj > 0), proj, torch.zeros_like(proj))
+    candidates[:, main] = 0
+    absorbing = candidates.topk(min(max_absorbing, proj.shape[1]), dim=-1).values.sum(-1)
+    carried = torch.minimum(absorbing, total - main_proj)
+    partial = (carried / (carried + main_proj)).clamp(0, 1)
+    fraction = torch.where(main_proj <= 0, torch.ones_like(total), partial)
+    # nothing to absorb: the main latents carry it all, the candidates carry too little, or x . p <= 0
+    none = (total <= 0) | (main_proj >= total) | (absorbing < share_threshold * total)
+    return torch.where(none, torch.zeros_like(fraction), fraction)
 
 
 def first_letter_absorption(sae: SparseAutoencoder, lm: LoadedModel, cfg: AbsorptionConfig = AbsorptionConfig(),
                             site: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run the benchmark; returns per-letter and overall rates, main latents and absorbing latents."""
+    """Run the benchmark; returns per-letter and headline measures, main latents and absorbing latents."""
     site = lm.site(site or sae.cfg.hook_name).name
     sae.check_site(lm.d_model, site)
     words = vocab_words(lm.tokenizer, cfg.words + cfg.icl_examples, cfg.min_letters, cfg.seed, cfg.leading_space)
@@ -209,47 +312,89 @@ def first_letter_absorption(sae: SparseAutoencoder, lm: LoadedModel, cfg: Absorp
     x = word_activations(lm, prompts, site, cfg.batch_size, progress)  # [n, d]
     with torch.no_grad():
         latents = sae.encode(x.to(sae.W_enc.device)).float().cpu()  # [n, d_sae]
-    letters_of = np.array([w.letter for w in words])
-    train = np.random.default_rng(cfg.seed).random(len(words)) >= cfg.test_fraction
+    results = score_letters(sae, x, latents, [w.letter for w in words], [w.text.strip() for w in words], cfg,
+                            progress)
+    return {"site": site, "n_words": len(words), "icl_examples": [w.text for w in prompts.examples], **results}
+
+
+def train_test_split(n: int, test_fraction: float, seed: int) -> np.ndarray:
+    """A seeded boolean mask of the training rows."""
+    return np.random.default_rng(seed).random(n) >= test_fraction
+
+
+def score_letters(sae: SparseAutoencoder, x: Tensor, latents: Tensor, letters: list[str], texts: list[str],
+                  cfg: AbsorptionConfig, progress: bool = False) -> dict[str, Any]:
+    """The benchmark from the words' activations `x [n, d]` and latents `[n, d_sae]`: probes and k-sparse
+    probes on the training words, absorption on the test words the probe gets right, headline means."""
+    letters_of = np.array(letters)
+    train = train_test_split(len(letters_of), cfg.test_fraction, cfg.seed)
     counts = Counter(letters_of.tolist())
+    kept = [l for l in sorted(counts) if counts[l] >= cfg.min_words_per_letter
+            and (letters_of[train] == l).any() and (letters_of[~train] == l).any()]
+    if not kept:
+        raise GreyglassError(f"no letter has {cfg.min_words_per_letter} words among the {len(letters_of)} sampled; "
+                             "raise --words or lower --min-words-per-letter")
+    labels = np.array([kept.index(l) if l in kept else -1 for l in letters_of])
+    probes = letter_probes(x[train], labels[train], len(kept), cfg.seed)
+    logits = probes.logits(x)  # [n, letters]
+    ranking = latent_ranking(latents[train], labels[train], len(kept), cfg.seed, cfg.latent_probe_min_steps)
     per_letter: dict[str, dict[str, Any]] = {}
     absorbing: list[dict[str, Any]] = []
-    for letter in tqdm(sorted(counts), desc="letters", disable=not progress):
+    for c, letter in enumerate(tqdm(kept, desc="letters", disable=not progress)):
         y = letters_of == letter
-        if counts[letter] < cfg.min_words_per_letter or y[train].sum() == 0 or y[~train].sum() == 0:
-            continue
-        probe = fit_probe(x[train].numpy(), y[train], cfg.seed)
-        probe_f1 = _f1(probe.predict(x[~train].numpy()).astype(bool), y[~train])
-        main, sparse_f1 = k_sparse_latents(latents, y, train, cfg.max_k, cfg.f1_jump, cfg.seed)
-        # as SAEBench: every word of the letter the probe gets right (train and test) is scored
-        right = y & probe.predict(x.numpy()).astype(bool)
-        direction = torch.tensor(probe.coef_[0], dtype=torch.float32)
-        result = absorption_rates(sae, x[torch.from_numpy(right)].to(sae.W_enc.device), direction, main,
-                                  cfg.cos_threshold, cfg.share_threshold)
-        n_right = int(right.sum())
-        per_letter[letter] = {"words": int(y.sum()), "probe_f1": round(probe_f1, 4), "main_latents": main,
-                              "k_sparse_f1": round(sparse_f1, 4), "probe_right": n_right,
-                              "absorbed": int(result.absorbed.sum()), "partial": int(result.partial.sum()),
-                              "absorption_rate": round(float(result.absorbed.sum()) / max(n_right, 1), 4),
-                              "partial_absorption_fraction": round(float(result.partial.sum()) / max(n_right, 1), 4)}
-        right_words = [w for w, r in zip(words, right) if r]
-        by_latent: dict[int, list[str]] = defaultdict(list)
-        for w, a in zip(right_words, result.absorber.tolist()):
-            if a >= 0:
-                by_latent[a].append(w.text.strip())
-        absorbing += [{"letter": letter, "latent": a, "words": len(ws), "examples": ws[:8]}
-                      for a, ws in sorted(by_latent.items(), key=lambda kv: -len(kv[1]))]
-    if not per_letter:
-        raise GreyglassError(f"no letter has {cfg.min_words_per_letter} words among the {len(words)} sampled; "
-                             "raise --words or lower --min-words-per-letter")
-    right = sum(r["probe_right"] for r in per_letter.values())
-    return {"site": site, "n_words": len(words), "icl_examples": [w.text for w in prompts.examples],
-            "letters": per_letter, "absorbing_latents": absorbing,
-            "absorption_rate": round(sum(r["absorbed"] for r in per_letter.values()) / max(right, 1), 4),
-            "mean_letter_absorption_rate": round(float(np.mean([r["absorption_rate"] for r in per_letter.values()])), 4),
-            "partial_absorption_fraction": round(sum(r["partial"] for r in per_letter.values()) / max(right, 1), 4),
-            "mean_probe_f1": round(float(np.mean([r["probe_f1"] for r in per_letter.values()])), 4),
-            "mean_k_sparse_f1": round(float(np.mean([r["k_sparse_f1"] for r in per_letter.values()])), 4)}
+        said = (logits[:, c] > 0).numpy()
+        main, sparse_f1 = k_sparse_latents(latents, y, train, ranking[c], cfg.max_k, cfg.f1_jump, cfg.seed)
+        right = ~train & y & said  # test words only: the probe never saw them
+        scores = absorption_scores(sae, x[torch.from_numpy(right)].to(sae.W_enc.device), probes.weight[c], main,
+                                   cfg.full_cos_threshold, cfg.fraction_cos_threshold, cfg.share_threshold,
+                                   cfg.max_absorbing_latents)
+        per_letter[letter] = _letter_row(y, train, said, main, sparse_f1, scores, cfg.min_probe_f1)
+        absorbing += _absorbing_latents(letter, [t for t, r in zip(texts, right) if r], scores.absorber.tolist())
+    return {"letters": per_letter, "absorbing_latents": absorbing, **headline(per_letter)}
+
+
+def _letter_row(y: np.ndarray, train: np.ndarray, said: np.ndarray, main: list[int], sparse_f1: float,
+                scores: WordAbsorption, min_probe_f1: float) -> dict[str, Any]:
+    n_right = len(scores.fraction)
+    probe_f1 = _f1(said[~train], y[~train])
+    return {"words": int(y.sum()), "test_words": int((y & ~train).sum()), "probe_f1": round(probe_f1, 4),
+            "main_latents": main, "split_features": len(main), "k_sparse_f1": round(sparse_f1, 4),
+            "probe_right": n_right, "full_absorbed": int(scores.full.sum()),
+            "mean_absorption_fraction": round(float(scores.fraction.sum()) / n_right, 4) if n_right else None,
+            "full_absorption_rate": round(float(scores.full.sum()) / n_right, 4) if n_right else None,
+            # SAEBench averages only letters the model represents (probe F1 above the bar) and that have words to score
+            "scored": bool(probe_f1 > min_probe_f1 and n_right > 0)}
+
+
+def _absorbing_latents(letter: str, texts: list[str], absorbers: list[int]) -> list[dict[str, Any]]:
+    by_latent: dict[int, list[str]] = defaultdict(list)
+    for t, a in zip(texts, absorbers):
+        if a >= 0:
+            by_latent[a].append(t)
+    return [{"letter": letter, "latent": a, "words": len(ws), "examples": ws[:8]}
+            for a, ws in sorted(by_latent.items(), key=lambda kv: -len(kv[1]))]
+
+
+HEADLINE = ("mean_absorption_fraction", "full_absorption_rate", "split_features")
+
+
+def headline(per_letter: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """SAEBench's headline: each measure's mean over the scored letters, with a 95% interval that
+    resamples letters (the words of one letter share its probe and main latents)."""
+    scored = [r for r in per_letter.values() if r["scored"]]
+    out: dict[str, Any] = {"letters_scored": len(scored), "probe_right_words": sum(r["probe_right"] for r in scored),
+                           "mean_probe_f1": _mean([r["probe_f1"] for r in per_letter.values()]),
+                           "mean_k_sparse_f1": _mean([r["k_sparse_f1"] for r in per_letter.values()])}
+    for name in HEADLINE:
+        est = mean_ci([r[name] for r in scored]) if scored else None
+        key = "mean_split_features" if name == "split_features" else name
+        out[key] = round(est.value, 4) if est else None
+        out[key + "_ci"] = [round(est.lo, 4), round(est.hi, 4)] if est else None
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return round(float(np.mean(values)), 4)
 
 
 def absorbing_pairs(results: dict[str, Any]) -> set[tuple[int, int]]:
@@ -260,14 +405,23 @@ def absorbing_pairs(results: dict[str, Any]) -> set[tuple[int, int]]:
 
 def summary(results: dict[str, Any]) -> str:
     letters = results["letters"]
-    worst = sorted(letters.items(), key=lambda kv: -kv[1]["absorption_rate"])[:3]
-    lines = [f"first-letter absorption over {len(letters)} letters and {results['n_words']} words: "
-             f"{results['absorption_rate']:.1%} of the words the probe gets right are absorbed, "
-             f"{results['partial_absorption_fraction']:.1%} partially (probe F1 {results['mean_probe_f1']:.2f}, "
+    scored = {l: r for l, r in letters.items() if r["scored"]}
+    worst = sorted(scored.items(), key=lambda kv: -kv[1]["mean_absorption_fraction"])[:3]
+    if not scored:
+        return (f"first-letter absorption over 0 of {len(letters)} letters: no letter's probe passes the F1 bar "
+                f"(mean probe F1 {results['mean_probe_f1']:.2f}), so there is nothing to score")
+    lines = [f"first-letter absorption over {len(scored)} of {len(letters)} letters, {results['probe_right_words']} "
+             f"probe-right test words: mean absorption fraction {_with_ci(results, 'mean_absorption_fraction')}, "
+             f"full-absorption rate {_with_ci(results, 'full_absorption_rate')}, split features "
+             f"{results['mean_split_features']:.2f} (probe F1 {results['mean_probe_f1']:.2f}, "
              f"k-sparse latent F1 {results['mean_k_sparse_f1']:.2f})",
-             "most absorbed letters: " + ", ".join(f"{l.upper()} {r['absorption_rate']:.0%}" for l, r in worst)]
+             "most absorbed letters: " + ", ".join(f"{l.upper()} {r['mean_absorption_fraction']:.0%}" for l, r in worst)]
     for a in results["absorbing_latents"][:5]:
         lines.append(f"  latent {a['latent']} absorbs {a['letter'].upper()} on {a['words']} words, e.g. "
                      + ", ".join(a["examples"][:4]))
     return "\n".join(lines)
 
+
+def _with_ci(results: dict[str, Any], key: str) -> str:
+    lo, hi = results[key + "_ci"]
+    return f"{results[key]:.1%} ({lo:.1%}-{hi:.1%})"

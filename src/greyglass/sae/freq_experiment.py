@@ -1,6 +1,7 @@
 """The frequency-aware sparsity experiment: TopK and JumpReLU, each with and without the
 frequency-aware cost, at matched L0, on one site; one table of reconstruction, downstream loss,
-dead and dense latents, and first-letter absorption.
+dead and dense latents, and first-letter absorption (SAEBench's
+mean absorption fraction, full-absorption rate and split features).
 
 Every SAE of the table is trained from the same pass over the same activations (the model
 runs once; `train_saes` feeds each batch to all of them), then each is evaluated on held-out
@@ -28,7 +29,6 @@ from ..errors import GreyglassError
 from ..models import LoadedModel
 from ..plots import Series, line_chart
 from ..runs import write_config, write_results
-from ..stats import wilson
 from .absorption import AbsorptionConfig, first_letter_absorption
 from .config import SAEConfig, TrainConfig
 from .evaluate import EvalConfig, evaluate
@@ -104,9 +104,7 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, tcfg: TrainConfig
         ground_truth = _save_absorption_run(Path(out) / "absorption" / folder.name, folder, lm, acfg, ab)
         table.append({"variant": variant, "target_l0": l0, **_reconstruction(ev),
                       "dead_fraction": round(ev["dead_fraction"], 4), "dense_fraction": round(ev["dense_fraction"], 4),
-                      "absorption_rate": ab["absorption_rate"], "absorption_ci": _absorption_ci(ab),
-                      "partial_absorption_fraction": ab["partial_absorption_fraction"], "sae": str(folder),
-                      "absorption_run": str(ground_truth)})
+                      **absorption_summary(ab), "sae": str(folder), "absorption_run": str(ground_truth)})
         plain = saelens_encoder(sae)
         if plain is not None:  # SAELens computes another encoder from this folder: report it too
             table[-1]["saelens_reads"] = _reconstruction(evaluate(plain, lm, ecfg, heldout, progress=progress,
@@ -124,25 +122,30 @@ def _reconstruction(ev: dict[str, Any]) -> dict[str, float]:
             "ce_loss_recovered": round(ev["ce_loss_recovered"], 4)}
 
 
-def _absorption_ci(ab: dict[str, Any]) -> dict[str, float]:
-    """The overall absorption rate (absorbed / probe-right words) with its Wilson 95% interval."""
-    letters = ab["letters"].values()
-    return wilson(sum(r["absorbed"] for r in letters), sum(r["probe_right"] for r in letters)).as_dict()
+def absorption_summary(ab: dict[str, Any]) -> dict[str, Any]:
+    """The table's absorption columns: SAEBench's three headline means over letters, each with its
+    95% interval from resampling letters (`first_letter_absorption` computes them)."""
+    return {key: ab[key] for name in ("mean_absorption_fraction", "full_absorption_rate", "mean_split_features")
+            for key in (name, name + "_ci")}
 
 
 def figures(rows: list[dict[str, Any]]) -> dict[str, str]:
     """SVGs against the measured L0, one line per variant: explained variance, and absorption (95% band)."""
-    def series(variant: str, y) -> Series:
-        mine = [r for r in rows if r["variant"] == variant]
-        return Series(variant, [r["l0"] for r in mine], *zip(*[y(r) for r in mine]))
+    def series(variant: str, y, keep=lambda r: True) -> Series:
+        mine = [r for r in rows if r["variant"] == variant and keep(r)]
+        points = [y(r) for r in mine]
+        return Series(variant, [r["l0"] for r in mine], *([list(c) for c in zip(*points)] or [[]]))
+
+    def scored(r: dict[str, Any]) -> bool:  # an SAE with no letter above the probe bar has no absorption point
+        return r["mean_absorption_fraction"] is not None
 
     ev = [series(v, lambda r: (r["explained_variance"],)) for v in VARIANTS]
-    ab = [series(v, lambda r: (100 * r["absorption_rate"], 100 * r["absorption_ci"]["ci_low"],
-                               100 * r["absorption_ci"]["ci_high"])) for v in VARIANTS]
+    ab = [series(v, lambda r: (100 * r["mean_absorption_fraction"], *(100 * c for c in r["mean_absorption_fraction_ci"])),
+                 scored) for v in VARIANTS]
     return {"frontier.svg": line_chart(ev, "Reconstruction against sparsity", "L0 (active latents per token)",
                                        "explained variance"),
             "absorption.svg": line_chart(ab, "First-letter absorption against sparsity", "L0 (active latents per token)",
-                                         "% of probe-right words absorbed")}
+                                         "mean absorption fraction (%)")}
 
 
 def _save_absorption_run(run: Path, sae_folder: Path, lm: LoadedModel, acfg: AbsorptionConfig,
@@ -157,13 +160,14 @@ def _save_absorption_run(run: Path, sae_folder: Path, lm: LoadedModel, acfg: Abs
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The results table; the cost of splicing each SAE in (loss increase, KL) comes before CE recovered."""
     head = ("| variant | target L0 | L0 | loss increase (nats) | KL | CE recovered vs mean / zero ablation | "
-            "explained variance | dead | dense | absorption | partial |")
-    lines = [head, "|" + "---|" * 11]
+            "explained variance | dead | dense | absorption fraction | full absorption | split features |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['target_l0']} | {r['l0']:.1f} | {r['ce_increase']:.3f} | {r['kl_sae']:.3f} | "
                      f"{r['ce_loss_recovered_mean']:.3f} / {r['ce_loss_recovered']:.3f} | {r['explained_variance']:.3f} | "
                      f"{r['dead_fraction']:.1%} | {r['dense_fraction']:.1%} | "
-                     f"{r['absorption_rate']:.1%} | {r['partial_absorption_fraction']:.1%} |")
+                     f"{_pct(r['mean_absorption_fraction'])} | {_pct(r['full_absorption_rate'])} | "
+                     f"{r['mean_split_features'] or float('nan'):.2f} |")
     for r in rows:
         if "saelens_reads" in r:
             s = r["saelens_reads"]
@@ -171,3 +175,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                          f"no frequency cost): L0 {s['l0']:.1f}, loss increase {s['ce_increase']:.3f} nats, "
                          f"KL {s['kl_sae']:.3f}, explained variance {s['explained_variance']:.3f}.")
     return "\n".join(lines)
+
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"

@@ -117,33 +117,48 @@ builder("sae_train")(sae_section)
 builder("sae_eval")(sae_section)
 
 
+def absorption_estimate(results: dict[str, Any], key: str) -> dict[str, float]:
+    """A headline measure of a first-letter run (or a freq-experiment row) as an Estimate dict; NaN when no
+    letter was scored."""
+    value, ci = results.get(key), results.get(key + "_ci")
+    nan = float("nan")
+    return {"value": nan if value is None else value, "ci_low": ci[0] if ci else nan, "ci_high": ci[1] if ci else nan}
+
+
 @builder("sae_absorption")
 def absorption_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
-    rate, f1 = results["absorption_rate"], results["mean_probe_f1"]
-    if f1 < 0.6:
-        headline = (f"The model's first-letter information is too weak at {results['site']} (probe F1 {f1:.2f}) "
-                    "to measure feature absorption there.")
+    fraction = absorption_estimate(results, "mean_absorption_fraction")
+    full = absorption_estimate(results, "full_absorption_rate")
+    f1, scored = results["mean_probe_f1"], results.get("letters_scored", 0)
+    if f1 < 0.6 or not scored:
+        headline = (f"The model's first-letter information is too weak at {results['site']} (probe F1 {f1:.2f}, "
+                    f"{scored} letters above the bar) to measure feature absorption there.")
     elif results["mean_k_sparse_f1"] < 0.5:
         headline = (f"The SAE has no clean 'first letter' features at {results['site']} (its best few features tell "
-                    f"letters apart with F1 {results['mean_k_sparse_f1']:.2f}), so its absorption rate means little; "
-                    f"on {100 * results['partial_absorption_fraction']:.0f}% of words the letter is carried partly by other features.")
-    elif rate > 0.01:
-        headline = (f"Feature absorption is present: on {100 * rate:.1f}% of words, the SAE's 'starts with this letter' "
-                    "features stay silent while a more specific feature carries the information instead.")
+                    f"letters apart with F1 {results['mean_k_sparse_f1']:.2f}), so its absorption figures mean little.")
+    elif fraction["value"] > 0.01:
+        headline = (f"Feature absorption is present: on average {100 * fraction['value']:.1f}% of a word's first-letter "
+                    "signal is carried by more specific features instead of the SAE's letter features, and on "
+                    f"{100 * full['value']:.1f}% of words the letter features stay silent altogether.")
     else:
-        headline = (f"We measured little feature absorption ({100 * rate:.1f}% of words): where the model knows a "
-                    "word's first letter, the SAE's letter features usually fire.")
-    numbers = [("words absorbed (probe right, main latents silent, another latent carries it)", f"{100 * rate:.1f}%"),
-               ("words partially absorbed", f"{100 * results['partial_absorption_fraction']:.1f}%"),
-               ("first-letter probe quality (mean F1)", f"{f1:.2f}"),
+        headline = (f"We measured little feature absorption (mean absorption fraction {100 * fraction['value']:.1f}%): "
+                    "where the model knows a word's first letter, the SAE's letter features usually carry it.")
+    numbers = [("mean absorption fraction (share of the letter signal carried by other features; mean over letters)",
+                fmt(fraction, percent=True)),
+               ("full absorption (letter features silent, one other feature carries it; mean over letters)",
+                fmt(full, percent=True)),
+               ("letter features per letter (split features)", fmt(absorption_estimate(results, "mean_split_features"), 2)),
+               ("first-letter probe quality (mean test F1)", f"{f1:.2f}"),
                ("the SAE's best few latents as a letter classifier (mean F1)", f"{results['mean_k_sparse_f1']:.2f}"),
-               ("words tested", str(results["n_words"]))]
+               ("letters scored; probe-right test words", f"{scored}; {results.get('probe_right_words', 0)}"),
+               ("words sampled", str(results["n_words"]))]
     numbers += [(f"latent {a['latent']} absorbs '{a['letter'].upper()}'", f"{a['words']} words, e.g. {', '.join(a['examples'][:4])}")
                 for a in results.get("absorbing_latents", [])[:5]]
     return Section(
         kind="feature absorption", title="Do the SAE's features quietly miss cases?", headline=headline, numbers=numbers,
         shows=["How often a general feature fails to fire because a more specific one took over its job "
-               "(Chanin et al., 'A is for Absorption'), measured on a task with known ground truth."],
+               "(Chanin et al., 'A is for Absorption', as SAEBench measures it), on a task with known ground truth; "
+               "intervals resample letters."],
         does_not_show=["Absorption of other concepts than first letters.",
                        "That features without absorption mean what their labels say."],
         provenance=provenance(config, str(folder)),
@@ -186,8 +201,8 @@ def _splice_cost(r: dict[str, Any]) -> str:
 @builder("sae_freq_experiment")
 def freq_experiment_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
     rows = results["rows"]
-    def ci(r: dict[str, Any]) -> dict[str, float]:  # runs from before the interval was recorded have none
-        return r.get("absorption_ci", {"value": r["absorption_rate"]})
+    def ci(r: dict[str, Any]) -> dict[str, float]:
+        return absorption_estimate(r, "mean_absorption_fraction")
 
     pairs = [(plain, freq) for plain in rows for freq in rows
              if freq["variant"] == plain["variant"] + "+freq" and freq["target_l0"] == plain["target_l0"]]
@@ -204,7 +219,7 @@ def freq_experiment_section(config: dict[str, Any], results: dict[str, Any], fol
         headline = (f"Charging rare features more than common ones made no difference to feature absorption that this run "
                     f"can detect ({len(pairs)} comparisons at matched sparsity); explained variance moved by at most {shift:.3f}.")
     numbers = [(f"{r['variant']}, L0 {r['l0']:.0f} (target {r['target_l0']})",
-                f"absorbed {fmt(ci(r), percent=True)}; {_splice_cost(r)}; explained variance "
+                f"absorption fraction {fmt(ci(r), percent=True)}; {_splice_cost(r)}; explained variance "
                 f"{r['explained_variance']:.3f}; dead {100 * r['dead_fraction']:.1f}%; dense {100 * r['dense_fraction']:.1f}%")
                for r in rows]
     figures = [folder / name for name in ("frontier.svg", "absorption.svg")]
