@@ -20,7 +20,6 @@ and the same number means the same strength at any layer, for any vector and any
 
 from __future__ import annotations
 
-import json
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -29,8 +28,8 @@ from typing import NamedTuple
 
 import torch
 
-from ..data.corpus import corpus_files
-from ..data.files import open_text
+from ..data.corpus import corpus_files, sink_flags
+from ..data.files import jsonl_objects
 from ..directions import Direction
 from ..models import LoadedModel, adding, run_to_sites
 from ..models.generate import reply
@@ -53,20 +52,20 @@ def typical_norm(lm: LoadedModel, site: str) -> float:
     norms = _TYPICAL_NORMS.setdefault(lm.model, {})
     if name not in norms:
         acts = run_to_sites(lm, _reference_ids(lm).to(lm.device), [name])[name]  # [W, T, d]
-        norms[name] = float(acts[:, 1:].float().norm(dim=-1).median())  # first token: the attention sink
+        kept = ~torch.tensor(sink_flags(acts.shape[1]))  # the sink's norm can be 100x the others'
+        norms[name] = float(acts[:, kept].float().norm(dim=-1).median())
     return norms[name]
 
 
 def _reference_ids(lm: LoadedModel) -> torch.Tensor:
     """[REFERENCE_WINDOWS, REFERENCE_TOKENS] token ids: the start of the first bundled Wikipedia articles."""
     rows = []
-    with open_text(corpus_files(None)[0]) as f:  # None: the bundled Wikipedia sample
-        for line in f:
-            ids = lm.tokenizer(json.loads(line)["text"]).input_ids[:REFERENCE_TOKENS]
-            if len(ids) == REFERENCE_TOKENS:  # equal lengths: one batch, no padding
-                rows.append(ids)
-            if len(rows) == REFERENCE_WINDOWS:
-                break
+    for _, doc in jsonl_objects(corpus_files(None)[0]):  # None: the bundled Wikipedia sample
+        ids = lm.tokenizer(doc["text"]).input_ids[:REFERENCE_TOKENS]
+        if len(ids) == REFERENCE_TOKENS:  # equal lengths: one batch, no padding
+            rows.append(ids)
+        if len(rows) == REFERENCE_WINDOWS:
+            break
     return torch.tensor(rows)
 
 
