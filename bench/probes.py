@@ -24,7 +24,8 @@ import torch
 
 from greyglass.data.statements import load_statements, split_by_group
 from greyglass.models import load_model
-from greyglass.probes import fit_probe, text_features
+from greyglass.probes.features import text_features
+from greyglass.probes.fit import fit_probe
 from greyglass.probes.features import _pool, _right_pad
 from greyglass.probes.fit import L2_GRID
 

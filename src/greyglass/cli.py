@@ -13,7 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pathlib import Path
+
+from .config import add_arguments, from_namespace
 from .errors import GreyglassError
+from .job import Job, RunOptions, Tool, read_job_run
+from .jobs import GROUPS, JOBS, TOOLS
+from .runs import default_run_dir
 from .version import __version__
 
 COMMAND_MODULES = [
@@ -25,7 +31,6 @@ COMMAND_MODULES = [
     "greyglass.evals.cli",
     "greyglass.organism.cli",
     "greyglass.serve.cli",
-    "greyglass.probes.cli",
     "greyglass.steer.cli",
     "greyglass.demo",
 ]
@@ -58,6 +63,45 @@ def model_from_args(args: argparse.Namespace):
     return load_model(args.model, dtype=args.dtype, device=args.device)
 
 
+def add_job(sub: argparse._SubParsersAction, job: Job) -> None:
+    """The sub-command of one job: --model where it loads one, its Config's fields, --out/--resume/--no-progress."""
+    p = sub.add_parser(job.command[-1], help=job.help.replace("%", "%%"), description=job.description or job.help)
+    if job.needs_model is not False:
+        add_model_args(p)
+    add_arguments(p, job.config)
+    add_out_args(p, job.name, resume=job.resume)
+    p.set_defaults(func=lambda args: run_job(job, args))
+
+
+def run_job(job: Job, args: argparse.Namespace) -> int:
+    """Run `job` from parsed flags into its run folder and print the section the report will show."""
+    cfg = from_namespace(job.config, args)
+    lm = model_from_args(args) if job.wants_model(cfg) else None
+    out = Path(args.out) if args.out else default_run_dir(job.name)
+    job.run(lm, cfg, out, RunOptions(progress=not args.no_progress, resume=getattr(args, "resume", False)))
+    print(read_job_run(job, out).section().summary())
+    print(f"run folder: {out}")
+    return 0
+
+
+def add_tool(sub: argparse._SubParsersAction, tool: Tool) -> None:
+    p = sub.add_parser(tool.command[-1], help=tool.help.replace("%", "%%"), description=tool.description or tool.help)
+    tool.add_arguments(p)
+    p.set_defaults(func=tool.main)
+
+
+def _group(sub: argparse._SubParsersAction, groups: dict[tuple[str, ...], argparse._SubParsersAction],
+           path: tuple[str, ...]) -> argparse._SubParsersAction:
+    """The sub-parsers of the command group `path` (e.g. ("probe",)), made on first use."""
+    if not path:
+        return sub
+    if path not in groups:
+        parent = _group(sub, groups, path[:-1])
+        p = parent.add_parser(path[-1], help=GROUPS.get(" ".join(path), ""))
+        groups[path] = p.add_subparsers(dest="_".join(path) + "_command", metavar="JOB", required=True)
+    return groups[path]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greyglass",
@@ -68,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {}
+    for job in JOBS:
+        add_job(_group(sub, groups, job.command[:-1]), job)
+    for tool in TOOLS:
+        add_tool(_group(sub, groups, tool.command[:-1]), tool)
     return parser
 
 

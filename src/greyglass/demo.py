@@ -16,9 +16,11 @@ from typing import Any
 from .data.corpus import CorpusConfig
 from .features.demo import step_features
 from .evals.demo import step_sycophancy
+from .job import Job, RunOptions, read_job_run
 from .models import LoadedModel
-from .probes.demo import step_probe_sweep
-from .report import build_report
+from .probes.config import SweepConfig
+from .probes.jobs import PROBE_SWEEP
+from .report.build import build_report
 from .runs import write_config, write_results
 from .sae.demo import step_absorption, step_sae
 from .store import ActivationStore, CaptureConfig, capture
@@ -48,6 +50,18 @@ def step_capture(ctx: DemoContext) -> None:
     ctx.outputs["store"] = store
     print(f"\n[capture] {store.n_tokens:,} activations of {site} from {ctx.lm.name} -> {out}")
     print(store.describe())
+
+
+def run_demo_job(ctx: DemoContext, job: Job, config: Any, name: str) -> None:
+    """Run one job into the demo's folder `name` and print the summary its report section shows."""
+    out = ctx.root / name
+    job.run(ctx.lm, config, out, RunOptions(resume=job.resume is not None))
+    print(f"\n[{job.name}] {read_job_run(job, out).section().summary()}")
+
+
+def step_probe_sweep(ctx: DemoContext) -> None:
+    """A logistic truth probe at every third layer on the 194 `cities` statements."""
+    run_demo_job(ctx, PROBE_SWEEP, SweepConfig(data="cities", layer_step=3, kind="logistic"), "probe_sweep")
 
 
 STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_absorption, step_features,

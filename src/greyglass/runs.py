@@ -11,12 +11,12 @@ import datetime as dt
 import json
 import platform
 import sys
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from .atomic import write_json
 from .errors import GreyglassError
+from .records import to_json
 from .version import __version__
 
 CONFIG = "config.json"
@@ -30,7 +30,7 @@ def default_run_dir(kind: str, name: str | None = None, root: str | Path = "runs
 
 
 def versions() -> dict[str, str]:
-    import torch
+    import torch  # only when a run is written: the CLI's start-up must not pay for it
     import transformers
 
     return {
@@ -48,25 +48,15 @@ def write_config(folder: str | Path, kind: str, **parts: Any) -> dict[str, Any]:
         "command": sys.argv if sys.argv and "greyglass" in Path(sys.argv[0]).name else None,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
-        **{k: plain(v) for k, v in parts.items()},
+        **{k: to_json(v) for k, v in parts.items()},
     }
     write_json(Path(folder) / CONFIG, config)
     return config
 
 
-def plain(value: Any) -> Any:
-    """Dataclasses (also inside lists and dicts) as dicts, so config.json holds fields, not reprs."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
-
-
-def write_results(folder: str | Path, results: dict[str, Any]) -> None:
-    write_json(Path(folder) / RESULTS, results)
+def write_results(folder: str | Path, results: Any) -> None:
+    """Write `results.json` from a job's Results record (or a plain dict)."""
+    write_json(Path(folder) / RESULTS, to_json(results))
 
 
 def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

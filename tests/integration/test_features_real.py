@@ -56,7 +56,7 @@ def test_build_show_html_search_concept_steer(sae_folder, tmp_path, capsys):
     assert effect[0]["p_target"]["value"] == pytest.approx(
         json.loads((steer / "results.json").read_text())["baseline_p_target"], rel=1e-4)
     assert (steer / "effect.svg").read_text().startswith("<svg")
-    from greyglass.report import build_report
+    from greyglass.report.build import build_report
 
     html = build_report([steer, out], tmp_path / "report.html").read_text()
     assert f"Steering with feature {live}" in html and "A concept across languages: bridge" in html

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from greyglass.directions import Direction
-from greyglass.probes import SweepConfig, sweep
+from greyglass.probes.config import SweepConfig
+from greyglass.probes.sweep import sweep
 from greyglass.steer import ContrastPair, compare, contrast_vector
 
 
@@ -45,7 +46,8 @@ def test_a_caa_vector_moves_held_out_answers_its_way(smollm, tmp_path):
 
 @pytest.mark.slow
 def test_lying_localisation_runs_on_the_real_model(smollm, tmp_path):
-    from greyglass.probes.lying import LyingConfig, localise_lying
+    from greyglass.probes.config import LyingConfig
+    from greyglass.probes.lying import localise_lying
 
     cfg = LyingConfig(n_questions=4, head_layers=0, prompt_format="fewshot", n_bootstrap=100)
     results = localise_lying(smollm, cfg, tmp_path / "lying", progress=False)

@@ -70,7 +70,7 @@ def test_demo_step_writes_absorption_and_meta_runs(smollm, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "first-letter absorption over" in out and "meta-SAE with 72 meta-latents" in out
     assert json.loads((tmp_path / "absorption" / "results.json").read_text())["detector_validation"]["candidate_pairs"] > 0
-    from greyglass.report import build_report
+    from greyglass.report.build import build_report
 
     html = build_report([tmp_path / "absorption", tmp_path / "meta"], tmp_path / "r.html").read_text()
     assert "Do the SAE&#x27;s features quietly miss cases?" in html and "Are the SAE&#x27;s features made of smaller parts?" in html

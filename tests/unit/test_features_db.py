@@ -366,7 +366,7 @@ def test_demo_step_skips_without_sae_and_runs_with_one(planted, tmp_path, capsys
     assert out.count("  latent ") == 5 and "languages" in out
     results = json.loads((tmp_path / "features" / "results.json").read_text())
     assert results["n_tokens"] >= 500 and len(results["bridge_concept"]["ranked"]) == 5
-    from greyglass.report import build_report
+    from greyglass.report.build import build_report
 
     html = build_report([tmp_path], tmp_path / "report.html").read_text()
     assert "What the sparse autoencoder&#x27;s features respond to" in html and "concept activation by language" in html

@@ -106,7 +106,7 @@ def test_split_is_disjoint_and_config_is_validated():
 
 def test_cli_train_probe_and_report_end_to_end(tmp_path, capsys):
     from greyglass.cli import main
-    from greyglass.report import build_report
+    from greyglass.report.build import build_report
 
     model_dir = tmp_path / "tiny-chat"
     tiny = tiny_model("llama", chat=True, seed=2)

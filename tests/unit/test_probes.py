@@ -12,8 +12,9 @@ from greyglass.cli import main
 from greyglass.data.statements import Statement
 from greyglass.directions import Direction
 from greyglass.models import run_to_sites
-from greyglass.probes import fit_probe, held_out_metrics, text_features
-from greyglass.probes.fit import _train_logistic
+from greyglass.probes.features import text_features
+from greyglass.probes.fit import _train_logistic, fit_probe
+from greyglass.probes.sweep import held_out_metrics
 
 
 def test_batched_features_equal_one_statement_at_a_time(tiny_llama):
@@ -98,8 +99,8 @@ def test_held_out_metrics_have_intervals():
     scores = torch.tensor([2.0, 1.0, 0.5, -0.5, -1.0, -2.0, 0.2, -0.1])
     labels = torch.tensor([1, 1, 1, 0, 0, 0, 0, 1])
     held = held_out_metrics(scores, labels, n_bootstrap=200)
-    assert held.accuracy["value"] == pytest.approx(6 / 8)
-    assert held.auroc["ci_low"] <= held.auroc["value"] <= held.auroc["ci_high"]
+    assert held.accuracy.value == pytest.approx(6 / 8)
+    assert held.auroc.lo <= held.auroc.value <= held.auroc.hi
 
 
 def test_sweep_cli_writes_a_complete_run_folder(tiny_llama, tmp_path, capsys, write_lines):
@@ -117,6 +118,9 @@ def test_sweep_cli_writes_a_complete_run_folder(tiny_llama, tmp_path, capsys, wr
     results = json.loads((out / "results.json").read_text())
     assert [r["layer"] for r in results["layers"]] == [0, 2, 3]
     assert results["n_train"] + results["n_test"] == 56 and f"layer {results['best_layer']}" in printed
+    from greyglass.report.build import section_for
+
+    assert section_for(out).summary() in printed  # the terminal says what the report says
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "probe_sweep" and len(config["data_fingerprint"]) == 64
     probe = Direction.load(out / results["best_probe"])
@@ -125,11 +129,12 @@ def test_sweep_cli_writes_a_complete_run_folder(tiny_llama, tmp_path, capsys, wr
 
 
 def test_transfer_matrix_on_a_tiny_model(tiny_llama, tmp_path):
-    from greyglass.probes import TransferConfig, transfer
+    from greyglass.probes.config import TransferConfig
+    from greyglass.probes.transfer import transfer
 
     cfg = TransferConfig(data=("cities", "neg_cities", "larger_than"), layer=2, n_statements=40)
     results = transfer(tiny_llama, cfg, tmp_path / "t", progress=False)
-    acc = np.array(results["accuracy"])
+    acc = np.array([[a.value for a in row] for row in results.accuracy])
     assert acc.shape == (3, 3) and ((acc >= 0) & (acc <= 1)).all()
     assert (tmp_path / "t" / "transfer_accuracy.svg").exists()
 
@@ -141,15 +146,16 @@ def _public_csv(write_lines, name="public_facts.csv", n=8):
 
 
 def test_a_public_statement_label_csv_runs_the_default_sweep(tiny_llama, tmp_path, write_lines):
-    from greyglass.probes import SweepConfig, sweep
+    from greyglass.probes.config import SweepConfig
+    from greyglass.probes.sweep import sweep
 
     # Every ungrouped statement used to share the group "": the logistic probe's group
     # cross-validation then had one fold with no training rows (ZeroDivisionError).
     cfg = SweepConfig(data=str(_public_csv(write_lines)), layers=(1,), n_bootstrap=50)
     results = sweep(tiny_llama, cfg, tmp_path / "s", progress=False)
-    assert results["n_train"] + results["n_test"] == 56 and results["n_test"] == 14
-    held = results["layers"][0]["accuracy"]
-    assert held["ci_low"] < held["value"] < held["ci_high"]
+    assert results.n_train + results.n_test == 56 and results.n_test == 14
+    held = results.layers[0].accuracy
+    assert held.lo < held.value < held.hi
 
 
 def test_ungrouped_statements_are_each_their_own_group():
@@ -169,14 +175,16 @@ def test_held_out_metrics_resample_whole_groups():
     labels = torch.tensor(np.repeat(rng.integers(0, 2, 20), 2))
     groups = [str(i) for i in np.repeat(np.arange(20), 2)]
     rows, clusters = held_out_metrics(scores, labels, 300), held_out_metrics(scores, labels, 300, groups=groups)
-    width = lambda e: e["ci_high"] - e["ci_low"]  # noqa: E731
+    width = lambda e: e.hi - e.lo  # noqa: E731
     assert width(clusters.auroc) > 1.2 * width(rows.auroc)
     assert width(clusters.accuracy) > 1.2 * width(rows.accuracy)
 
 
 def test_transfer_names_sets_by_their_stem(tiny_llama, tmp_path, write_lines):
-    from greyglass.probes import TransferConfig, transfer
-    from greyglass.probes.transfer import describe
+    from greyglass.job import RunInfo
+    from greyglass.probes.config import TransferConfig
+    from greyglass.probes.report import transfer_section
+    from greyglass.probes.transfer import transfer
 
     long = tmp_path / "a_rather_long_folder_name_for_the_data"
     long.mkdir()
@@ -184,12 +192,12 @@ def test_transfer_names_sets_by_their_stem(tiny_llama, tmp_path, write_lines):
     second = _public_csv(write_lines, "second_facts.csv")
     cfg = TransferConfig(data=(str(first), str(second)), layer=1, kind="logistic", n_statements=None)
     results = transfer(tiny_llama, cfg, tmp_path / "t", progress=False)
-    assert results["train_rows_test_columns"] == ["first_facts", "second_facts"]
-    assert results["data"]["first_facts"] == str(first)
-    low, high = results["accuracy_ci"][0][1]
-    assert low <= results["accuracy"][0][1] <= high and low < high
-    table = describe(results)
-    assert "first_facts" in table and "second_facts" in table and str(tmp_path) not in table
+    assert results.train_rows_test_columns == ("first_facts", "second_facts")
+    assert results.data["first_facts"] == str(first)
+    cell = results.accuracy[0][1]
+    assert cell.lo <= cell.value <= cell.hi and cell.lo < cell.hi
+    table = transfer_section(results, cfg, RunInfo(tmp_path / "t", {})).summary()
+    assert "trained on first_facts, tested on second_facts" in table and str(first) not in table
     assert "first_facts" in (tmp_path / "t" / "transfer_accuracy.svg").read_text()
     with pytest.raises(GreyglassError, match="share the name 'first_facts'"):
         TransferConfig(data=(str(first), str(tmp_path / "first_facts.jsonl")))
@@ -205,20 +213,21 @@ def test_statement_dataclass_is_hashable():
 
 
 def test_lying_localisation_mechanics_on_a_tiny_base_model(tiny_llama, tmp_path, capsys):
-    from greyglass.probes.lying import LyingConfig, describe, localise_lying, prompt
+    from greyglass.probes.config import LyingConfig
+    from greyglass.probes.lying import localise_lying, prompt
 
     text = prompt(tiny_llama, "The city of Rome is in Italy.", "Lie.", lying=True)
     assert text.endswith("Statement: The city of Rome is in Italy.\nAnswer:") and "Answer: False" in text
     results = localise_lying(tiny_llama, LyingConfig(n_questions=4, head_layers=1, n_bootstrap=50), tmp_path / "l",
                              progress=False)
-    assert set(results["behaviour"]) == {"honest", "liar", "opposite", "game"}
-    assert results["n_selection"] == results["n_analysed"] == 2
+    assert set(results.behaviour) == {"honest", "liar", "opposite", "game"}
+    assert results.n_selection == results.n_analysed == 2
     # Patching the last layer's residual stream over the shared tokens makes the lying run's
     # answer logits exactly the honest run's: recovery 1.
-    assert results["layer_patching"][-1]["recovery"] == pytest.approx(1.0, abs=1e-3)
-    assert len(results["probe_flip"]) == 4 and len(results["head_patching"]) == 4
-    assert results["head_layers"] == [results["onset"]["layer"]]
-    assert "Behaviour" in describe(results) and (tmp_path / "l" / "lying_by_layer.svg").exists()
+    assert results.layer_patching[-1].recovery.value == pytest.approx(1.0, abs=1e-3)
+    assert len(results.probe_flip) == 4 and len(results.head_patching) == 4
+    assert results.head_layers == (results.onset.layer,)
+    assert (tmp_path / "l" / "lying_by_layer.svg").exists()
 
 
 def test_lying_is_localised_where_recovery_first_rises_not_at_the_last_layer():
@@ -232,40 +241,42 @@ def test_lying_is_localised_where_recovery_first_rises_not_at_the_last_layer():
     patched[:, -1] = 2.0
     c_h, c_l = torch.full((12,), 2.0, dtype=torch.float64), torch.zeros(12, dtype=torch.float64)
     onset = _onset(patched, c_h, c_l, np.repeat(np.arange(6), 2), n_boot=200, seed=0, n_layers=5)
-    assert onset["layer"] == 2 and onset["ci_low"] <= 2 <= onset["ci_high"] < 4 and onset["defined"]
+    assert onset.layer == 2 and onset.ci_low <= 2 <= onset.ci_high < 4 and onset.defined
     assert _layers_around(2, 3, 5) == [1, 2, 3] and _layers_around(0, 2, 5) == [0, 1] and _layers_around(4, 0, 5) == []
 
 
 def test_lying_prompt_is_chosen_on_other_questions_than_it_is_measured_on(tiny_llama, tmp_path, write_lines):
-    from greyglass.probes.lying import LyingConfig, localise_lying
+    from greyglass.probes.config import LyingConfig
+    from greyglass.probes.lying import localise_lying
 
     # An ungrouped statement,label file: each statement is its own group (item 6), split in halves.
     data = _public_csv(write_lines, n=3)
     results = localise_lying(tiny_llama, LyingConfig(data=str(data), n_questions=6, head_layers=0, n_bootstrap=50),
                              tmp_path / "l", progress=False)
-    assert results["n_selection"] + results["n_analysed"] == 6 and results["n_analysed"] == 3
-    chosen = min(("liar", "opposite", "game"), key=lambda n: results["selection_behaviour"][n]["correct_fraction"])
-    assert results["lie_variant"] == chosen and results["lie_variant_chosen_on"] == "selection half"
-    assert results["head_patching"] == []
+    assert results.n_selection + results.n_analysed == 6 and results.n_analysed == 3
+    chosen = min(("liar", "opposite", "game"), key=lambda n: results.selection_behaviour[n].correct.value)
+    assert results.lie_variant == chosen and results.lie_variant_chosen_on == "selection half"
+    assert results.head_patching == ()
 
 
 def test_lying_report_names_the_onset_layer_not_the_last():
-    from greyglass.probes.lying import describe
+    from greyglass.job import RunInfo
+    from greyglass.probes.config import (Behaviour, LayerPatch, LyingConfig, LyingResults, Onset, ProbeFlip)
     from greyglass.probes.report import lying_section
+    from greyglass.stats import Estimate
 
-    share = lambda v: {"correct_fraction": v, "ci_low": v - 0.1, "ci_high": v + 0.1, "mean_log_odds_correct": 0.0}  # noqa: E731
+    share = lambda v: Behaviour(Estimate(v, v - 0.1, v + 0.1), 0.0)  # noqa: E731
     recovery = [0.0, 0.1, 0.6, 0.8, 1.0]
-    results = {"behaviour": {"honest": share(0.9), "liar": share(0.1)}, "model_lies": True, "lie_variant": "liar",
-               "n_selection": 10, "n_analysed": 10, "n_layers": 5, "head_patching": [],
-               "onset": {"layer": 2, "ci_low": 1, "ci_high": 3, "depth_fraction": 0.4, "fraction_of_final": 0.5,
-                         "defined": True},
-               "layer_patching": [{"layer": i, "recovery": r, "recovery_ci_low": r - 0.1, "recovery_ci_high": r + 0.1}
-                                  for i, r in enumerate(recovery)],
-               "probe_flip": [{"layer": i, "honest_accuracy": 0.9, "lying_accuracy": 0.9} for i in range(5)]}
-    section = lying_section({"kind": "probe_lying"}, results, Path("."))
+    results = LyingResults(
+        n_questions=20, n_selection=10, n_analysed=10, behaviour={"honest": share(0.9), "liar": share(0.1)},
+        selection_behaviour={}, lie_variant="liar", lie_variant_chosen_on="selection half", prompt_format="chat",
+        n_layers=5, model_lies=True, probe_flip=tuple(ProbeFlip(i, 0.9, 0.9) for i in range(5)),
+        layer_patching=tuple(LayerPatch(i, Estimate(r, r - 0.1, r + 0.1), 0.5) for i, r in enumerate(recovery)),
+        onset=Onset(2, 1, 3, 0.4, 0.5, True), head_layers=(), head_patching=(), plot="lying_by_layer.svg")
+    section = lying_section(results, LyingConfig(), RunInfo(Path("."), {"kind": "probe_lying"}))
     assert "at layer 2 (40% of the depth, 95% CI layers 1-3)" in section.headline
     assert "layer 4" not in section.headline
-    assert "first restores half the answer at layer 2" in describe(results)
+    assert section.headline in section.summary()
 
 
 def test_lying_cli_rejects_too_few_questions(capsys):
@@ -323,5 +334,5 @@ def test_batched_head_patching_equals_one_head_at_a_time(tiny_llama):
     handle = proj.register_forward_pre_hook(put)
     c_p = _log_odds(tiny_llama, lying, labels)
     handle.remove()
-    head3 = next(r for r in rows if r["head"] == 3)
-    assert head3["recovery"] == pytest.approx(float(c_p - c_l) / float(c_h - c_l), rel=1e-3, abs=1e-4)
+    head3 = next(r for r in rows if r.head == 3)
+    assert head3.recovery == pytest.approx(float(c_p - c_l) / float(c_h - c_l), rel=1e-3, abs=1e-4)

@@ -6,7 +6,7 @@ import pytest
 
 from greyglass import GreyglassError
 from greyglass.cli import main
-from greyglass.report import build_report, find_runs
+from greyglass.report.build import build_report, find_runs
 from greyglass.runs import write_config, write_results
 
 
@@ -113,8 +113,9 @@ def test_eval_sections_from_real_runs(tmp_path, name):
 
 
 def test_probe_lying_and_steering_sections_from_real_runs(tmp_path, tiny_llama):
-    from greyglass.probes.lying import LyingConfig, localise_lying
-    from greyglass.probes.sweep import SweepConfig, sweep
+    from greyglass.probes.config import LyingConfig, SweepConfig
+    from greyglass.probes.lying import localise_lying
+    from greyglass.probes.sweep import sweep
     from greyglass.steer.effect import EffectConfig, steering_effect
 
     swept = sweep(tiny_llama, SweepConfig(data="cities", n_statements=40, layer_step=2, n_bootstrap=50),
@@ -125,10 +126,9 @@ def test_probe_lying_and_steering_sections_from_real_runs(tmp_path, tiny_llama):
                     tmp_path / "effect", progress=False)
     html = build_report([tmp_path], tmp_path / "r.html").read_text()
     assert "could not be read" not in html and "no plain-language reading" not in html
-    best = next(r for r in swept["layers"] if r["layer"] == swept["best_layer"])
-    majority = max(swept["true_fraction"], 1 - swept["true_fraction"])
-    assert ("A simple linear probe reads" in html) == (best["accuracy"]["ci_low"] > majority)
-    assert ("there is no lie to locate" in html) == (not lying["model_lies"])
+    majority = max(swept.true_fraction, 1 - swept.true_fraction)
+    assert ("A simple linear probe reads" in html) == (swept.best.accuracy.lo > majority)
+    assert ("there is no lie to locate" in html) == (not lying.model_lies)
     assert "Can we push the model towards &#x27;refusal&#x27;?" in html
     assert html.count("<svg") >= 2 and "<script" not in html  # the sweep and effect plots are inlined
 

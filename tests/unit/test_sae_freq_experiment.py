@@ -52,7 +52,7 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
     assert main(["sae", "absorption-weights", first["sae"], "--ground-truth", first["absorption_run"], "--top", "20",
                  "--out", str(tmp_path / "weights")]) == 0
     assert "validation" in json.loads((tmp_path / "weights" / "results.json").read_text())
-    from greyglass.report import build_report
+    from greyglass.report.build import build_report
 
     html = build_report([tmp_path / "run"], tmp_path / "r.html").read_text()
     assert "Does making common features cheaper" in html and "comparisons at matched sparsity" in html

@@ -10,7 +10,7 @@ from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.directions import Direction
 from greyglass.models import run_to_sites
-from greyglass.probes import text_features
+from greyglass.probes.features import text_features
 from greyglass.steer import (ContrastPair, EffectConfig, ab_prompt, caa_items, contrast_vector, matching_probability,
                              sae_latent_direction, steering, steering_effect)
 from greyglass.steer.apply import typical_norm

@@ -1,19 +1,6 @@
-"""Linear probes: features at many layers, probe kinds, layer sweeps, transfer, lying localisation."""
+"""Linear probes: what a model represents, read layer by layer (sweep, transfer, lying).
 
-from .features import layer_sites, text_features
-from .fit import PROBE_KINDS, fit_probe, paired_differences
-from .sweep import SweepConfig, held_out_metrics, sweep
-from .transfer import TransferConfig, transfer
-
-__all__ = [
-    "PROBE_KINDS",
-    "SweepConfig",
-    "TransferConfig",
-    "fit_probe",
-    "held_out_metrics",
-    "layer_sites",
-    "paired_differences",
-    "sweep",
-    "text_features",
-    "transfer",
-]
+The jobs are in `jobs.py`, their typed settings and results in `config.py`; the work in
+`features.py` (residual features at many layers), `fit.py`, `sweep.py`, `transfer.py` and
+`lying.py`. Nothing is re-exported here, so importing the package stays cheap.
+"""

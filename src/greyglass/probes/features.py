@@ -11,7 +11,6 @@ position (BOS, or the attention sink of a model without BOS), as SAE training do
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -21,8 +20,8 @@ from ..data.corpus import sink_flags
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
 from ..models.generate import adds_bos
+from .config import Position
 
-Position = Literal["last", "mean"]
 
 
 def layer_sites(layers: Sequence[int], kind: str = "resid_post") -> list[str]:

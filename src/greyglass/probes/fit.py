@@ -17,7 +17,6 @@ Each takes features `x [n, d]` and labels `y [n]` (1 true, 0 false) and returns 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
@@ -26,9 +25,8 @@ from torch import Tensor
 
 from ..directions import Direction
 from ..errors import GreyglassError
+from .config import PROBE_KINDS
 
-ProbeKind = Literal["logistic", "mass_mean", "mass_mean_iid", "pca"]
-PROBE_KINDS: tuple[str, ...] = ("logistic", "mass_mean", "mass_mean_iid", "pca")
 
 
 def fit_probe(kind: str, x: Tensor, y: Tensor, site: str, groups: Sequence[str] | None = None,

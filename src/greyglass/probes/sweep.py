@@ -12,70 +12,30 @@ best layer is not inflated by having picked it on the test set).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..config import check_choice, check_positive
 from ..data.statements import Statement, group_keys, load_statements, split_by_group, statements_fingerprint
 from ..directions import Direction
-from ..errors import GreyglassError
 from ..models import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
-from ..stats import auroc, bootstrap, proportion_ci, tpr_at_fpr
-from .features import Position, layer_sites, text_features
-from .fit import PROBE_KINDS, ProbeKind, fit_probe
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    data: str = "cities"
-    """A built-in statement set (cities, larger_than, translations, neg_*, truthfulqa) or a .csv/.jsonl file."""
-    n_statements: int | None = None
-    """Use a seeded sample of this many statements (whole pairs); all when unset."""
-    layers: tuple[int, ...] = ()
-    """Layers to probe (repeatable); default every --layer-step-th layer."""
-    layer_step: int = 1
-    """Probe every n-th layer when --layers is not given (the last layer is always included)."""
-    kind: ProbeKind = "logistic"
-    """Probe kind: logistic, mass_mean, mass_mean_iid, or pca (of paired differences)."""
-    position: Position = "last"
-    """Feature position: the statement's last token, or the mean over its tokens."""
-    test_fraction: float = 0.25
-    """Fraction of statement groups held out for testing."""
-    batch_size: int = 32
-    """Statements per forward pass."""
-    n_bootstrap: int = 1000
-    """Bootstrap resamples for the 95 percent intervals."""
-    seed: int = 0
-    """Seed for sampling, the split and the bootstrap."""
-
-    def __post_init__(self) -> None:
-        check_choice("SweepConfig", "kind", self.kind, PROBE_KINDS)
-        check_choice("SweepConfig", "position", self.position, ("last", "mean"))
-        for name in ("n_statements", "layer_step", "batch_size", "n_bootstrap"):
-            check_positive("SweepConfig", name, getattr(self, name))
-        if not 0 < self.test_fraction < 1:
-            raise GreyglassError(f"SweepConfig.test_fraction must be between 0 and 1, got {self.test_fraction}")
-
-    def layer_list(self, n_layers: int) -> list[int]:
-        if self.layers:
-            return sorted(set(self.layers))
-        return sorted({*range(0, n_layers, self.layer_step), n_layers - 1})
+from ..stats import Estimate, auroc, bootstrap, proportion_ci, tpr_at_fpr
+from .config import LayerScore, SweepConfig, SweepResults
+from .features import layer_sites, text_features
+from .fit import fit_probe
 
 
 class Held(NamedTuple):
-    """A probe's held-out metrics, each an Estimate with a 95% interval, as plain dicts."""
+    """A probe's held-out metrics, each with a 95% interval."""
 
-    accuracy: dict[str, float]
-    auroc: dict[str, float]
-    tpr_at_1pct_fpr: dict[str, float]
+    accuracy: Estimate
+    auroc: Estimate
+    tpr_at_1pct_fpr: Estimate
 
 
 def held_out_metrics(scores: Tensor, labels: Tensor, n_bootstrap: int = 1000, seed: int = 0,
@@ -86,21 +46,21 @@ def held_out_metrics(scores: Tensor, labels: Tensor, n_bootstrap: int = 1000, se
     acc = proportion_ci((s > 0) == y, groups, n=n_bootstrap, seed=seed)
     roc = bootstrap(auroc, s, y, groups=groups, n=n_bootstrap, seed=seed)
     tpr = bootstrap(lambda a, b: tpr_at_fpr(a, b, 0.01), s, y, groups=groups, n=n_bootstrap, seed=seed)
-    return Held(acc.as_dict(), roc.as_dict(), tpr.as_dict())
+    return Held(acc, roc, tpr)
 
 
 def accuracy(direction: Direction, x: Tensor, y: Tensor) -> float:
     return float(((direction.score(x) > 0).long() == y).float().mean())
 
 
-def sweep(lm: LoadedModel, cfg: SweepConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+def sweep(lm: LoadedModel, cfg: SweepConfig, out: str | Path, progress: bool = True) -> SweepResults:
     """Fit and test a probe at each layer; write the run folder `out`; return its results."""
     out = Path(out)
     statements = load_statements(cfg.data, cfg.n_statements, cfg.seed)
     layers = cfg.layer_list(lm.n_layers)
     train, test = split_by_group(statements, cfg.test_fraction, cfg.seed)
     fit_idx, val_idx = _validation_split(statements, train, cfg.seed)
-    write_config(out, "probe_sweep", model=lm.provenance(), sweep=cfg, layers=layers,
+    write_config(out, "probe_sweep", model=lm.provenance(), config=cfg, layers=layers,
                  data_fingerprint=statements_fingerprint(statements))
     x = text_features(lm, [s.text for s in statements], layers, cfg.position, cfg.batch_size, progress)
     y = torch.tensor([s.label for s in statements])
@@ -114,15 +74,12 @@ def sweep(lm: LoadedModel, cfg: SweepConfig, out: str | Path, progress: bool = T
                                 [groups[i] for i in test])
         probe.metadata.update(_provenance(lm, cfg, statements, layer, held))
         probe.save(out / "probes" / site)
-        rows.append({"layer": layer, "site": site, "validation_accuracy": val_acc,
-                     "train_accuracy": accuracy(probe, x[train, j], y[train]), **held._asdict()})
-    best = max(rows, key=lambda r: (r["validation_accuracy"], -r["layer"]))
-    results = {
-        "data": cfg.data, "kind": cfg.kind, "n_statements": len(statements), "n_train": len(train),
-        "n_test": len(test), "true_fraction": float(y.float().mean()), "layers": rows,
-        "best_layer": best["layer"], "best_site": best["site"], "best_depth_fraction": best["layer"] / lm.n_layers,
-        "best_probe": f"probes/{best['site']}", "plot": "accuracy_by_layer.svg",
-    }
+        rows.append(LayerScore(layer, site, val_acc, accuracy(probe, x[train, j], y[train]), *held))
+    best = max(rows, key=lambda r: (r.validation_accuracy, -r.layer))
+    results = SweepResults(
+        data=cfg.data, kind=cfg.kind, n_statements=len(statements), n_train=len(train), n_test=len(test),
+        true_fraction=float(y.float().mean()), layers=tuple(rows), best_layer=best.layer, best_site=best.site,
+        best_depth_fraction=best.layer / lm.n_layers, best_probe=f"probes/{best.site}", plot="accuracy_by_layer.svg")
     save_svg(out / "accuracy_by_layer.svg", sweep_plot(rows, f"{cfg.kind} probe on {cfg.data} ({lm.name})"))
     write_results(out, results)
     return results
@@ -142,26 +99,16 @@ def _fit(cfg: SweepConfig, x: Tensor, y: Tensor, groups: list[str], idx: list[in
 def _provenance(lm: LoadedModel, cfg: SweepConfig, statements: list[Statement], layer: int, held: Held) -> dict:
     return {"model": lm.name, "model_sha256": lm.sha256, "layer": layer, "position": cfg.position,
             "data": cfg.data, "data_fingerprint": statements_fingerprint(statements), "seed": cfg.seed,
-            "test_accuracy": held.accuracy["value"], "test_auroc": held.auroc["value"]}
+            "test_accuracy": held.accuracy.value, "test_auroc": held.auroc.value}
 
 
-def sweep_plot(rows: list[dict[str, Any]], title: str) -> str:
-    layers = [r["layer"] for r in rows]
+def sweep_plot(rows: list[LayerScore], title: str) -> str:
+    layers = [r.layer for r in rows]
 
     def series(label: str, key: str) -> Series:
-        return Series(label, layers, [r[key]["value"] for r in rows],
-                      [r[key]["ci_low"] for r in rows], [r[key]["ci_high"] for r in rows])
+        ests = [getattr(r, key) for r in rows]
+        return Series(label, layers, [e.value for e in ests], [e.lo for e in ests], [e.hi for e in ests])
 
     return line_chart([series("accuracy", "accuracy"), series("AUROC", "auroc")], title, "layer",
                       "held-out score (95% CI)", y_range=(0.0, 1.0))
 
-
-def describe(results: dict[str, Any]) -> str:
-    """The sweep's headline in plain words."""
-    best = next(r for r in results["layers"] if r["layer"] == results["best_layer"])
-    acc = best["accuracy"]
-    return (f"A {results['kind']} probe reads truth best at layer {results['best_layer']} "
-            f"({results['best_depth_fraction']:.0%} of the way up): it labels "
-            f"{acc['value']:.0%} of {results['n_test']} held-out statements correctly "
-            f"(95% CI {acc['ci_low']:.0%}-{acc['ci_high']:.0%}; chance is about 50%), "
-            f"AUROC {best['auroc']['value']:.2f}.")

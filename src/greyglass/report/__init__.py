@@ -1,6 +1,3 @@
-"""The evidence report: run folders in, one self-contained HTML page out."""
-
-from .build import BUILDERS, build_report, builder, find_runs
-from .section import Section, fmt
-
-__all__ = ["BUILDERS", "Section", "build_report", "builder", "find_runs", "fmt"]
+"""The evidence report: `Section` (section.py), the page (page.py), and `build_report` (build.py),
+which turns run folders into one self-contained HTML page. Nothing is re-exported here, so the
+jobs can import `report.section` without loading the report builder."""

@@ -16,6 +16,9 @@ from typing import Any
 
 from ..atomic import write_text
 from ..errors import GreyglassError
+from ..job import read_job_run
+from ..jobs import JOBS_BY_NAME
+from ..records import RecordError
 from ..runs import CONFIG, RESULTS, read_run
 from .page import render_page
 from .section import Section, provenance
@@ -28,7 +31,6 @@ SECTION_MODULES = [
     "greyglass.features.report",
     "greyglass.evals.report",
     "greyglass.organism.report",
-    "greyglass.probes.report",
     "greyglass.steer.report",
 ]
 """Modules whose `@builder` functions register a section for their kinds of run."""
@@ -75,7 +77,12 @@ def section_for(folder: Path) -> Section:
     config, results = read_run(folder)
     kind = config.get("kind", "unknown")
     try:
+        if kind in JOBS_BY_NAME:
+            return read_job_run(JOBS_BY_NAME[kind], folder).section()
         return BUILDERS.get(kind, generic_section)(config, results, folder)
+    except RecordError as e:
+        print(f"greyglass report: warning: {folder} could not be read as a '{kind}' run ({e})", file=sys.stderr)
+        return unreadable_section(config, folder, str(e))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         print(f"greyglass report: warning: {folder} could not be read as a '{kind}' run ({type(e).__name__}: {e})",
               file=sys.stderr)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 
-def run_svg(folder: Path, results: dict[str, Any], key: str = "plot") -> str:
-    """The SVG named by `results[key]` in the run folder, or "" when there is none."""
-    name = results.get(key)
+def run_svg(folder: Path, name: str | None) -> str:
+    """The SVG file `name` in the run folder, or "" when there is none."""
     path = folder / name if isinstance(name, str) else None
     if path is None or path.suffix != ".svg" or not path.is_file():
         return ""

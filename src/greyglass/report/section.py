@@ -26,6 +26,11 @@ class Section:
     figure_svg: str = ""
     notes: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """The terminal text for a run: the headline and the numbers, exactly as the report shows them."""
+        width = max((len(k) for k, _ in self.numbers), default=0)
+        return "\n".join([self.headline, *(f"  {k:<{width}}  {v}" for k, v in self.numbers)])
+
     def render(self, anchor: str) -> str:
         rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in self.numbers)
         shows = "".join(f"<li>{escape(s)}</li>" for s in self.shows)

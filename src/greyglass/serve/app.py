@@ -27,7 +27,6 @@ from ..features.dashboard import latent_page
 from ..features.db import FeatureDB
 from ..features.source import text_latents
 from ..models import LoadedModel, load_model
-from ..report import sections as _sections  # noqa: F401  (registers the section builders)
 from ..report.build import section_for
 from .catalog import ITEMS, Catalog, Run, read_items
 from .lab import MAX_COEF, MAX_NEW_TOKENS, Lab, check_text

@@ -22,7 +22,7 @@ def effect_section(config: dict[str, Any], results: dict[str, Any], folder: Path
                 f"Steering along this direction did not reliably change the model's '{behaviour}' answers.")
     return Section(
         kind="steering", title=f"Can we push the model towards '{behaviour}'?", headline=headline,
-        figure_svg=run_svg(folder, {"plot": "effect.svg"}),
+        figure_svg=run_svg(folder, "effect.svg"),
         numbers=[(f"coefficient {r['coef']:+g}: probability of the behaviour's answer", fmt(r["p_matching"], percent=True))
                  for r in rows] + [("held-out questions", str(results["n_test"])), ("where", results["site"]),
                                    ("coefficient unit", results.get("coef_unit", "the vector's own length (older run)"))],

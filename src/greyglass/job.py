@@ -1,0 +1,114 @@
+"""A job is one kind of run: its command, typed Config and Results, how it runs, and its report section.
+
+Everything that handles runs goes through `Job`: the CLI builds a sub-command from
+`command` and the Config's fields and prints the section's summary; the report and the
+browser read a run folder back as typed Config and Results and render the same section; the
+demo is a list of jobs with their configs. So the terminal text and the report cannot
+disagree, and adding a run kind is one module and one entry in its area's `JOBS`
+(see docs/architecture.md).
+
+A run folder holds `config.json` (`kind` = the job's name, the Config under `config`, the
+model, the command line, versions) and `results.json` (the Results). Job modules must not
+import torch at module level: `greyglass --help` imports every job.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+
+from .errors import GreyglassError
+from .records import from_json
+from .runs import read_run
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
+    from .report.section import Section
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+
+class RunOptions(NamedTuple):
+    """How to run, as opposed to what to measure (so not part of the Config)."""
+
+    progress: bool = True
+    """Show progress bars."""
+    resume: bool = False
+    """Continue an interrupted run in the same folder (jobs with `resume` help only)."""
+
+
+class RunInfo(NamedTuple):
+    """Where a run lives and its `config.json` as written (for provenance: model, command, date)."""
+
+    folder: Path
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Job(Generic[C, R]):
+    """One kind of run."""
+
+    name: str
+    """The run kind: `config.json`'s `kind`, and the default folder `runs/<name>/<time>`."""
+    command: tuple[str, ...]
+    """The CLI path, e.g. ("probe", "sweep") for `greyglass probe sweep`."""
+    help: str
+    """One line for `greyglass --help`."""
+    config: type[C]
+    """Frozen dataclass of settings; its field docstrings are the flags' help."""
+    results: type[R]
+    """Dataclass of what `results.json` holds."""
+    run: Callable[[LoadedModel | None, C, Path, RunOptions], R]
+    """`run(model, config, out, options) -> results`: does the work, writes the run folder."""
+    section: Callable[[R, C, RunInfo], Section]
+    """The report section (and the terminal summary) for a finished run."""
+    description: str = ""
+    """A paragraph for the command's `--help`."""
+    needs_model: bool | Callable[[C], bool] = True
+    """Whether the CLI loads `--model` for it, or a rule on the config (when False `run` gets None)."""
+    resume: str | None = None
+    """Help for `--resume` where the job can continue an interrupted run folder."""
+
+    def wants_model(self, config: C) -> bool:
+        return self.needs_model(config) if callable(self.needs_model) else self.needs_model
+
+
+class JobRun(NamedTuple, Generic[C, R]):
+    """A finished run read back from its folder."""
+
+    job: Job[C, R]
+    config: C
+    results: R
+    info: RunInfo
+
+    def section(self) -> Section:
+        return self.job.section(self.results, self.config, self.info)
+
+
+def read_job_run(job: Job[C, R], folder: str | Path) -> JobRun[C, R]:
+    """A run folder of `job` as typed Config and Results; a RecordError names what does not fit."""
+    meta, results = read_run(folder)
+    if meta.get("kind") != job.name:
+        raise GreyglassError(f"{folder} holds a '{meta.get('kind')}' run, not a '{job.name}' run")
+    config = from_json(job.config, meta.get("config", {}), f"{folder}/config.json: config")
+    return JobRun(job, config, from_json(job.results, results, f"{folder}/results.json"), RunInfo(Path(folder), meta))
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A command that makes no run folder of its own: it shows, searches or serves what runs wrote."""
+
+    command: tuple[str, ...]
+    """The CLI path, e.g. ("features", "show")."""
+    help: str
+    """One line for `greyglass --help`."""
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    """Adds the command's flags."""
+    main: Callable[[argparse.Namespace], int | None]
+    """Does the work from the parsed flags; returns the exit status (None: 0)."""
+    description: str = ""
+    """A paragraph for the command's `--help`."""
