@@ -55,14 +55,23 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _nested(tp: Any) -> bool:
+    """A field holding a config of its own: its fields become flags of the same command."""
+    return dataclasses.is_dataclass(tp) and isinstance(tp, type)
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one `--flag` per dataclass field (underscores become dashes)."""
+    """Add one `--flag` per dataclass field (underscores become dashes); a field that is itself a config
+    dataclass adds its own fields' flags, unprefixed (so two nested configs must not share a field name)."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
         tp, _ = _unwrap_optional(hints[f.name])
+        if _nested(tp):
+            add_arguments(parser, tp, skip)
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = (
             f.default
@@ -87,10 +96,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
 
 def from_namespace(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
     """Build `cls` from parsed flags (absent flags keep the dataclass default)."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values = {k: v for k, v in vars(ns).items() if k in names}
-    values.update(overrides)
     hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    nested = {f.name: from_namespace(hints[f.name], ns) for f in fields if _nested(hints[f.name])}
+    values = {k: v for k, v in vars(ns).items() if k in {f.name for f in fields} and k not in nested}
+    values.update(nested)
+    values.update(overrides)
     for k, v in values.items():
         if get_origin(_unwrap_optional(hints[k])[0]) is tuple and isinstance(v, list):
             values[k] = tuple(v)
@@ -108,15 +119,25 @@ def from_toml(cls: type[T], path: str | Path, table: str | None = None) -> T:
         raise GreyglassError(f"{path}: not valid TOML ({e})") from None
     if table is not None:
         data = data.get(table, {})
+    return _from_table(cls, data, str(path))
+
+
+def _from_table(cls: type[T], data: dict[str, Any], where: str) -> T:
+    """`cls` from one TOML table; a nested config is a sub-table named like its field."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
         raise GreyglassError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
         )
     hints = typing.get_type_hints(cls)
     for k, v in data.items():
-        if get_origin(_unwrap_optional(hints[k])[0]) is tuple and isinstance(v, list):
+        tp = _unwrap_optional(hints[k])[0]
+        if _nested(tp):
+            if not isinstance(v, dict):
+                raise GreyglassError(f"{where}: {k} must be a table ([{k}]), found {v!r}")
+            data[k] = _from_table(tp, v, f"{where} [{k}]")
+        elif get_origin(tp) is tuple and isinstance(v, list):
             data[k] = tuple(v)
     return cls(**data)
 

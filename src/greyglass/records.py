@@ -76,10 +76,13 @@ def _read(tp: Any, data: Any, where: str) -> Any:
     if tp is float:
         _expect(isinstance(data, (int, float)) and not isinstance(data, bool), where, "a number", data)
         return float(data)
-    if tp in (int, str, bool):
-        _expect(type(data) is tp, where, f"a {tp.__name__}", data)
+    if tp in _SCALARS:
+        _expect(type(data) is tp, where, _SCALARS[tp], data)
         return data
     raise RecordError(f"{where}: greyglass cannot read values of type {tp!r} (a bug: records use JSON-like types)")
+
+
+_SCALARS = {int: "an integer", str: "a string", bool: "true or false"}
 
 
 def _read_union(tp: Any, data: Any, where: str) -> Any:

@@ -41,3 +41,26 @@ def test_toml(tmp_path):
     path.write_text("tokens = [\n")
     with pytest.raises(GreyglassError, match="not valid TOML"):
         from_toml(CaptureConfig, path)
+
+
+def test_nested_configs_become_one_command_and_one_toml_file(tmp_path):
+    from dataclasses import dataclass, field
+
+    @dataclass(frozen=True)
+    class Both:
+        capture: CaptureConfig = field(default_factory=CaptureConfig)
+        corpus: CorpusConfig = field(default_factory=CorpusConfig)
+        name: str = "x"
+        """A top-level field beside the nested ones."""
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Both)
+    cfg = from_namespace(Both, parser.parse_args(["--tokens", "10", "--split", "heldout", "--name", "y"]))
+    assert cfg == Both(CaptureConfig(tokens=10), CorpusConfig(split="heldout"), "y")
+    assert "Tokens per forward pass" in parser.format_help()
+    path = tmp_path / "c.toml"
+    path.write_text('name = "z"\n[capture]\ntokens = 5\n[corpus]\nsplit = "train"\n')
+    assert from_toml(Both, path) == Both(CaptureConfig(tokens=5), CorpusConfig(split="train"), "z")
+    path.write_text('capture = 3\n')
+    with pytest.raises(GreyglassError, match=r"capture must be a table"):
+        from_toml(Both, path)
