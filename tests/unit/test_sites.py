@@ -40,3 +40,13 @@ def test_forward_order():
         "blocks.1.hook_mlp_out",
         "blocks.1.hook_resid_post",
     ]
+
+
+def test_sites_sort_in_forward_order_not_by_name():
+    from greyglass.models.sites import parse_site
+
+    names = ["blocks.10.hook_resid_pre", "blocks.2.hook_resid_post", "blocks.2.hook_attn_out", "blocks.2.hook_mlp_out",
+             "blocks.2.hook_resid_pre"]
+    assert [s.name for s in sorted(map(parse_site, names))] == [
+        "blocks.2.hook_resid_pre", "blocks.2.hook_attn_out", "blocks.2.hook_mlp_out", "blocks.2.hook_resid_post",
+        "blocks.10.hook_resid_pre"]

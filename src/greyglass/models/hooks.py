@@ -66,7 +66,7 @@ def capturing(
     With `stop=True` the hook of the last site in forward order raises `StopForward`, so
     no later layer (nor the LM head) runs; `run_to_sites` catches it for you.
     """
-    parsed = sorted({lm.site(s) for s in sites}, key=lambda s: s.order)
+    parsed = sorted({lm.site(s) for s in sites})
     last = parsed[-1]
     acts: dict[str, Tensor] = {}
 

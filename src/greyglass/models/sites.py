@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import total_ordering
 from typing import Literal, get_args
 
 from ..errors import GreyglassError
@@ -21,9 +22,14 @@ _LONG = re.compile(r"^blocks\.(\d+)\.hook_([a-z_]+)$")
 _SHORT = re.compile(r"^([a-z_]+)\.(\d+)$")
 
 
-@dataclass(frozen=True, order=True)
+_FORWARD = ("resid_pre", "attn_out", "mlp_out", "resid_post")
+"""The order in which a block's sites run."""
+
+
+@total_ordering
+@dataclass(frozen=True)
 class Site:
-    """One hook point: a layer and what is read there."""
+    """One hook point: a layer and what is read there. Sites sort in forward order (the one ordering)."""
 
     layer: int
     kind: SiteKind
@@ -36,7 +42,10 @@ class Site:
     @property
     def order(self) -> tuple[int, int]:
         """Position in the forward pass: sites that run earlier sort first."""
-        return (self.layer, ("resid_pre", "attn_out", "mlp_out", "resid_post").index(self.kind))
+        return (self.layer, _FORWARD.index(self.kind))
+
+    def __lt__(self, other: Site) -> bool:
+        return self.order < other.order
 
     def __str__(self) -> str:
         return self.name

@@ -97,7 +97,7 @@ class Lab:
             loaded.append((name, d))
         if not loaded:
             return self._strings(lm, self._ids(lm, text)), [], skipped
-        sites = sorted({lm.site(d.site).name for _, d in loaded})
+        sites = [site.name for site in sorted({lm.site(d.site) for _, d in loaded})]
         ids = self._ids(lm, text)
         acts = run_to_sites(lm, ids[None].to(lm.device), sites)
         keep = slice(1, None) if lm.prepend_bos and len(ids) > 1 else slice(None)
