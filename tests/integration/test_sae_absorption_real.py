@@ -73,6 +73,6 @@ def test_demo_step_writes_absorption_and_meta_runs(smollm, tmp_path, capsys):
     from greyglass.report.build import build_report
 
     html = build_report([tmp_path / "absorption", tmp_path / "meta"], tmp_path / "r.html").read_text()
-    assert "Do the SAE&#x27;s features quietly miss cases?" in html and "Are the SAE&#x27;s features made of smaller parts?" in html
+    assert "Do the SAE&#39;s features quietly miss cases?" in html and "Are the SAE&#39;s features made of smaller parts?" in html
     assert "could not be read" not in html
     assert json.loads((tmp_path / "meta" / "results.json").read_text())["meta"][0]["members"][0]["tokens"]

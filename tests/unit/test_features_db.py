@@ -369,7 +369,7 @@ def test_demo_step_skips_without_sae_and_runs_with_one(planted, tmp_path, capsys
     from greyglass.report.build import build_report
 
     html = build_report([tmp_path], tmp_path / "report.html").read_text()
-    assert "What the sparse autoencoder&#x27;s features respond to" in html and "concept activation by language" in html
+    assert "What the sparse autoencoder&#39;s features respond to" in html and "concept activation by language" in html
 
 
 def test_ctrl_c_keeps_the_tokens_already_read(planted, tmp_path):

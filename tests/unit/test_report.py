@@ -49,7 +49,7 @@ def test_report_is_self_contained_and_has_every_section(runs, tmp_path):
     assert "script" not in parsed.tags and parsed.urls == []
     assert "http://" not in html and "https://" not in html
     assert "300 tokens" in html and "blocks.1.hook_resid_post" in html
-    assert "no plain-language reading for &#x27;mystery&#x27; runs yet" in html
+    assert "no plain-language reading for &#39;mystery&#39; runs yet" in html
     assert html.count("<section") == 3  # capture, mystery, glossary
     assert "What it does not show" in html and "<summary>AUROC</summary>" in html
 
@@ -106,7 +106,7 @@ def test_eval_sections_from_real_runs(tmp_path, name):
     html = build_report([run], tmp_path / "r.html").read_text()
     assert "could not be read" not in html
     part = results["all"]["with_bio"] if name == "sycophancy" else results["all"]
-    claims = "sides with the user&#x27;s stated view more often than chance" in html or "more than chance." in html
+    claims = "sides with the user&#39;s stated view more often than chance" in html or "more than chance." in html
     above = part["matched"]["ci_low"] > 0.5 and (name != "sycophancy" or part["p_match"]["ci_low"] > 0.5)
     assert claims == above  # a claim only when the intervals exclude chance
     assert "135-270 million parameters" in html
@@ -129,7 +129,7 @@ def test_probe_lying_and_steering_sections_from_real_runs(tmp_path, tiny_llama):
     majority = max(swept.true_fraction, 1 - swept.true_fraction)
     assert ("A simple linear probe reads" in html) == (swept.best.accuracy.lo > majority)
     assert ("there is no lie to locate" in html) == (not lying.model_lies)
-    assert "Can we push the model towards &#x27;refusal&#x27;?" in html
+    assert "Can we push the model towards &#39;refusal&#39;?" in html
     assert html.count("<svg") >= 2 and "<script" not in html  # the sweep and effect plots are inlined
 
 
@@ -142,7 +142,7 @@ def test_cot_and_pressure_sections_from_real_runs(tmp_path):
     run_cot(lm, CotConfig(limit=2, max_cot_tokens=8), tmp_path / "cot", progress=False)
     run_pressure(lm, PressureConfig(samples=2, max_tokens=8), tmp_path / "pressure", progress=False)
     html = build_report([tmp_path], tmp_path / "r.html").read_text()
-    assert "Does the model&#x27;s written reasoning produce its answer?" in html and "Scenario: " in html
+    assert "Does the model&#39;s written reasoning produce its answer?" in html and "Scenario: " in html
     assert "could not be read" not in html and "no plain-language reading" not in html
 
 

@@ -48,7 +48,7 @@ def test_run_list_shows_every_run_with_kind_and_numbers(client):
 def test_run_page_has_the_report_section_and_raw_results(client):
     page = ok(client, "/run/capture/c1")
     assert "What we recorded inside the model" in page and "1,234 tokens" in page  # the report's capture section
-    assert "&quot;n_tokens&quot;: 1234" in page
+    assert "&#34;n_tokens&#34;: 1234" in page
     assert 'href="/features/sae/s1/features/index.html"' in ok(client, "/run/sae/s1/features")
     assert 'href="/eval/eval/e1"' in ok(client, "/run/eval/e1")
 

@@ -4,10 +4,12 @@ what the evidence shows and does not show, and where it came from."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any
 
+from markupsafe import Markup
+
 from ..stats import Estimate
+from ..templates import fragment
 
 
 @dataclass
@@ -31,20 +33,9 @@ class Section:
         width = max((len(k) for k, _ in self.numbers), default=0)
         return "\n".join([self.headline, *(f"  {k:<{width}}  {v}" for k, v in self.numbers)])
 
-    def render(self, anchor: str) -> str:
-        rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in self.numbers)
-        shows = "".join(f"<li>{escape(s)}</li>" for s in self.shows)
-        limits = "".join(f"<li>{escape(s)}</li>" for s in self.does_not_show)
-        notes = "".join(f"<p>{escape(n)}</p>" for n in self.notes)
-        prov = "".join(f"<tr><td>{escape(k)}</td><td><code>{escape(str(v))}</code></td></tr>"
-                       for k, v in self.provenance.items() if v not in (None, ""))
-        figure = f"<figure>{self.figure_svg}</figure>" if self.figure_svg else ""
-        return f"""<section id="{anchor}"><div class="kind">{escape(self.kind)}</div><h2>{escape(self.title)}</h2>
-<p class="headline">{escape(self.headline)}</p>{figure}{notes}
-<table><tr><th>measure</th><th>value (95% interval where given)</th></tr>{rows}</table>
-<div class="boxes"><div class="box shows"><h3>What this shows</h3><ul>{shows}</ul></div>
-<div class="box limits"><h3>What it does not show</h3><ul>{limits}</ul></div></div>
-<details class="prov"><summary>Provenance</summary><table>{prov}</table></details></section>"""
+    def render(self, anchor: str) -> Markup:
+        """The section as HTML (template `report/section.html`), with `anchor` as its id."""
+        return fragment("report/section.html", section=self, anchor=anchor)
 
 
 def fmt(est: Estimate | dict[str, float] | float, digits: int = 3, percent: bool = False) -> str:
