@@ -37,3 +37,33 @@ def make_runs(root, lm):
     Direction(torch.randn(lm.d_model), SITE, "logistic", bias=0.1).save(root / "probe" / "p1" / "direction")
     Direction(torch.randn(7), SITE, "mean_diff").save(root / "probe" / "other_model")
     return root
+
+
+def make_figure_runs(root):
+    """Run folders whose report sections draw every chart kind pages show, from real runs on tiny
+    random models (the figures are the point, not the numbers): the SAE firing-rate bars, the
+    sycophancy agreement bars, the probe sweep's lines, the organism probe's lines and histograms.
+    Returns the run ids (paths under `root`) that carry a figure."""
+    from greyglass.cli import main
+    from greyglass.evals.local import LocalBackend
+    from greyglass.evals.run import EvalConfig as BehaviourEvalConfig
+    from greyglass.evals.run import run_eval
+    from greyglass.models import tiny_model
+    from greyglass.probes.sweep import SweepConfig, sweep
+    from greyglass.sae.evaluate import EvalConfig, evaluate
+
+    lm, chat = tiny_model("llama"), tiny_model("llama", chat=True, seed=2)
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(architecture="topk", d_in=lm.d_model, d_sae=256, k=8, hook_name=SITE, context_size=16))
+    write_config(root / "sae_eval", "sae_eval", site=SITE, d_sae=256, model=lm.provenance())
+    write_results(root / "sae_eval", evaluate(sae, lm, EvalConfig(tokens=200), progress=False))
+    run_eval(LocalBackend(chat), BehaviourEvalConfig(eval="sycophancy", limit=8, batch_size=4), None,
+             root / "sycophancy", progress=False)
+    sweep(lm, SweepConfig(data="cities", n_statements=40, layer_step=2, n_bootstrap=50), root / "probe_sweep",
+          progress=False)
+    chat.model.save_pretrained(root / "tiny-chat")
+    chat.tokenizer.save_pretrained(root / "tiny-chat")
+    assert main(["organism", "train", "--model", str(root / "tiny-chat"), "--n-train", "4", "--n-test", "4",
+                 "--steps", "2", "--answer-tokens", "4", "--out", str(root / "organism"), "--no-progress"]) == 0
+    assert main(["organism", "probe", str(root / "organism"), "--n-boot", "20", "--out", str(root / "organism_probe")]) == 0
+    return ["sae_eval", "sycophancy", "probe_sweep", "organism_probe"]

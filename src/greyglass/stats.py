@@ -6,6 +6,11 @@ biographies around one question, words of one letter) the bootstrap resamples wh
 resampling rows would treat near-copies as independent evidence and give intervals that are
 too narrow. Proportions use `proportion_ci`, which never returns a zero-width interval from a
 finite sample (a percentile bootstrap of all-0 outcomes is "0% (0-0%)").
+
+AUROC is the metric bootstrapped most (every layer of every probe sweep), so `bootstrap`
+evaluates it for all resamples at once from one sort of the data, with each resample given
+as row multiplicities: the same numbers as calling `auroc` on each resample, 10 to 30 times
+faster (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
+from scipy.sparse import csr_matrix
 from scipy.stats import rankdata
 
 
@@ -61,33 +67,92 @@ def bootstrap(
 
     With `groups` (one label per row), whole groups are resampled instead (a cluster
     bootstrap): each resample draws as many groups as there are, with replacement, and keeps
-    every row of each drawn group.
+    every row of each drawn group. `auroc` is evaluated for all resamples at once (same values).
     """
     arrs = [np.asarray(a) for a in arrays]
     value = float(metric(*arrs))
     rng = np.random.default_rng(seed)
-    draw = _cluster_draw(groups, len(arrs[0])) if groups is not None else None
-    m = len(arrs[0])
-    samples = []
-    for _ in range(n):
-        idx = draw(rng) if draw is not None else rng.integers(0, m, m)
-        v = metric(*(a[idx] for a in arrs))
-        if np.isfinite(v):
-            samples.append(v)
-    if not samples:
+    units = _Units(groups, len(arrs[0]))
+    if metric is auroc and len(arrs) == 2 and units.k > 0:
+        samples = _auroc_of_resamples(*arrs, units, rng, n)
+    else:
+        samples = np.array([metric(*(a[units.rows(units.draw(rng, 1)[0])] for a in arrs)) for _ in range(n)])
+    samples = samples[np.isfinite(samples)]
+    if len(samples) == 0:
         return Estimate(value, float("nan"), float("nan"))
     tail = (1 - confidence) / 2 * 100
     lo, hi = np.percentile(samples, [tail, 100 - tail])
     return Estimate(value, float(lo), float(hi))
 
 
-def _cluster_draw(groups: Sequence | np.ndarray, m: int) -> Callable[[np.random.Generator], np.ndarray]:
-    labels = np.asarray(groups)
-    if len(labels) != m:
-        raise ValueError(f"groups has {len(labels)} labels for {m} rows")
-    _, inverse = np.unique(labels, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
-    return lambda rng: np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+class _Units:
+    """What a bootstrap draws with replacement: the rows, or (with `groups`) whole groups of rows."""
+
+    def __init__(self, groups: Sequence | np.ndarray | None, m: int):
+        self.grouped = groups is not None
+        if groups is None:
+            self.unit_of_row, self.k = np.arange(m), m
+            return
+        labels = np.asarray(groups)
+        if len(labels) != m:
+            raise ValueError(f"groups has {len(labels)} labels for {m} rows")
+        _, self.unit_of_row = np.unique(labels, return_inverse=True)
+        self.k = int(self.unit_of_row.max()) + 1 if m else 0
+        self.members = np.split(np.argsort(self.unit_of_row, kind="stable"),
+                                np.cumsum(np.bincount(self.unit_of_row, minlength=self.k))[:-1])
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """[size, k] unit ids: `size` resamples; one call of any size continues the same stream."""
+        return rng.integers(0, self.k, (size, self.k))
+
+    def rows(self, drawn: np.ndarray) -> np.ndarray:
+        """The row indices of one resample (every row of each drawn unit)."""
+        if not self.grouped or len(drawn) == 0:
+            return drawn
+        return np.concatenate([self.members[u] for u in drawn])
+
+    def tally(self, drawn: np.ndarray, code: np.ndarray, n_codes: int) -> np.ndarray:
+        """[resamples, n_codes]: how many rows of each code (a row's category) each resample holds."""
+        if not self.grouped:
+            return _bincount_rows(code[drawn], n_codes)
+        unit_codes = csr_matrix((np.ones(len(code)), (self.unit_of_row, code)), shape=(self.k, n_codes))
+        return np.asarray((unit_codes.T @ _bincount_rows(drawn, self.k).T.astype(float)).T)
+
+    def chunks(self, n: int, width: int, cells: int = 1 << 20) -> list[int]:
+        """Resamples per batch, so that a batch's [resamples, units or width] arrays stay near 8 MB."""
+        step = max(1, cells // max(self.k, width))
+        return [min(step, n - start) for start in range(0, n, step)]
+
+
+def _bincount_rows(values: np.ndarray, n_values: int) -> np.ndarray:
+    """[rows, n_values]: how often each value in [0, n_values) occurs in each row of `values`."""
+    flat = (values + n_values * np.arange(len(values))[:, None]).ravel()
+    return np.bincount(flat, minlength=len(values) * n_values).reshape(len(values), n_values)
+
+
+def _auroc_of_resamples(scores: np.ndarray, labels: np.ndarray, units: _Units, rng: np.random.Generator,
+                        n: int) -> np.ndarray:
+    """`auroc` of `n` resamples drawn by `units` from `rng`, without building any resample.
+
+    Each row's code is its (distinct score, label); a resample is tallied by code, and per
+    distinct score the positives times the negatives below it (ties count half) sum to the
+    Mann-Whitney count. The sums are exact integers, so each value equals `auroc` of the
+    expanded resample (ranks from `rankdata`) to the last bit.
+    """
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels).astype(bool)
+    distinct, level = np.unique(s, return_inverse=True)  # one NaN level, last, for any NaN scores
+    code, n_codes = 2 * level + y, 2 * len(distinct)
+    out = []
+    for size in units.chunks(n, n_codes):
+        tally = units.tally(units.draw(rng, size), code, n_codes)
+        neg, pos = tally[:, 0::2], tally[:, 1::2]
+        twice_u = (pos * (2 * np.cumsum(neg, axis=1) - neg)).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = twice_u / (2 * pos.sum(axis=1) * neg.sum(axis=1))  # NaN where a resample lacks a class
+        if np.isnan(distinct[-1]):
+            values[tally[:, -2:].sum(axis=1) > 0] = np.nan  # as with rankdata: a NaN score makes AUROC NaN
+        out.append(values)
+    return np.concatenate(out)
 
 
 def n_groups(groups: Sequence | np.ndarray | None, m: int) -> int:

@@ -1,7 +1,8 @@
 """The browser end to end: uvicorn on a loopback port, the real embedded model, Debian's chromium via Playwright.
 
 Screenshots of the main pages go to the test's tmp folder; set GREYGLASS_SCREENSHOTS=docs/screenshots
-to also keep copies there (how the committed ones were made).
+to also keep copies there (how the committed ones were made). Every kind of chart a run page or a
+report shows is screenshotted too, and the browser's own text boxes must not overlap.
 """
 
 import os
@@ -10,10 +11,11 @@ import socket
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from serve_runs import make_runs
+from serve_runs import make_figure_runs, make_runs
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -28,12 +30,26 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(smollm, tmp_path_factory):
+    with serving(make_runs(tmp_path_factory.mktemp("runs"), smollm), smollm) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def figure_server(smollm, tmp_path_factory):
+    root = tmp_path_factory.mktemp("figure_runs")
+    ids = make_figure_runs(root)
+    with serving(root, smollm) as url:
+        yield url, root, ids
+
+
+@contextmanager
+def serving(root, lm):
+    """The app over the run folders under `root`, served by uvicorn on a free loopback port."""
     import uvicorn
 
     from greyglass.serve import create_app
 
-    root = make_runs(tmp_path_factory.mktemp("runs"), smollm)
-    app = create_app(root, load=lambda spec: smollm)
+    app = create_app(root, load=lambda spec: lm)
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -122,3 +138,40 @@ def test_pages_search_and_steering_in_a_real_browser(server, browser, tmp_path):
         Path(keep).mkdir(parents=True, exist_ok=True)
         for png in shots.glob("*.png"):
             shutil.copy(png, Path(keep) / png.name)
+
+
+# Every <text> of an <svg data-chart> (a greyglass.plots chart) with the browser's box for it.
+TEXT_BOXES = """svg => ({chart: svg.dataset.chart, box: [svg.getBoundingClientRect().left, svg.getBoundingClientRect().top,
+                                             svg.getBoundingClientRect().right, svg.getBoundingClientRect().bottom],
+  texts: Array.from(svg.querySelectorAll('text')).map(t => {
+    const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.top, r.right, r.bottom]; })})"""
+
+
+def overlapping(texts: list) -> list[tuple[str, str]]:
+    return [(a[0], b[0]) for i, a in enumerate(texts) for b in texts[i + 1:]
+            if min(a[3], b[3]) - max(a[1], b[1]) > 0.5 and min(a[4], b[4]) - max(a[2], b[2]) > 0.5]
+
+
+@pytest.mark.slow
+def test_every_chart_kind_on_run_pages_and_in_a_report_has_no_overlapping_text(figure_server, browser, tmp_path):
+    from greyglass.report import build_report
+
+    url, root, ids = figure_server
+    pages = {"report": build_report([root], tmp_path / "report.html").as_uri(),
+             **{f"run-{rid}": f"{url}/run/{rid}" for rid in ids}}
+    page = browser.new_page()
+    seen: dict[str, set[str]] = {}
+    for name, address in pages.items():
+        page.goto(address)
+        for i, svg in enumerate(page.locator("svg[data-chart]").all()):
+            svg.scroll_into_view_if_needed()
+            svg.screenshot(path=str(tmp_path / f"{name}-{i}.png"))
+            drawn = svg.evaluate(TEXT_BOXES)
+            where = f"{name}, chart {i} ({drawn['chart']}, {tmp_path / f'{name}-{i}.png'})"
+            assert len(drawn["texts"]) > 5 and overlapping(drawn["texts"]) == [], where
+            x0, y0, x1, y1 = drawn["box"]
+            assert all(x0 - 0.5 <= t[1] and t[3] <= x1 + 0.5 and y0 - 0.5 <= t[2] and t[4] <= y1 + 0.5
+                       for t in drawn["texts"]), f"text outside the figure: {where}"
+            seen.setdefault(drawn["chart"], set()).add(name.split("-")[0])
+    # plots.heatmap draws the probe transfer matrix, which no page shows yet (tests/unit/test_plots.py covers it)
+    assert seen == {kind: {"report", "run"} for kind in ("bars", "line", "histogram")}

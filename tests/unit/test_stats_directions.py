@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.stats import rankdata
 
 from greyglass import GreyglassError
 from greyglass.directions import Direction
@@ -16,6 +17,73 @@ def test_auroc_matches_pairwise_definition():
     pairwise = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
     assert auroc(s, y) == pytest.approx(pairwise)
     assert auroc([1, 2, 3, 4], [0, 0, 1, 1]) == 1.0 and auroc([4, 3, 2, 1], [0, 0, 1, 1]) == 0.0
+
+
+def naive_average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, tied values sharing their average rank: the loop greyglass once used."""
+    order = np.argsort(x, kind="mergesort")
+    ranks, i = np.empty(len(x)), 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def naive_auroc(s: np.ndarray, y: np.ndarray) -> float:
+    pos, neg = s[y == 1], s[y == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    ranks = naive_average_ranks(np.concatenate([pos, neg]))
+    return (ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def naive_bootstrap(metric, *arrays, groups=None, n=1000, seed=0):
+    """The per-resample loop: one draw and one `metric` call per resample."""
+    rng = np.random.default_rng(seed)
+    m = len(arrays[0])
+    members = None if groups is None else [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    samples = []
+    for _ in range(n):
+        idx = (rng.integers(0, m, m) if members is None
+               else np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]))
+        samples.append(metric(*(a[idx] for a in arrays)))
+    samples = [v for v in samples if np.isfinite(v)]
+    tail = (1 - 0.95) / 2 * 100  # bootstrap's own arithmetic (2.5000000000000022), for equal bits
+    return np.percentile(samples, [tail, 100 - tail]) if samples else (math.nan, math.nan)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_auroc_with_ties_matches_the_naive_ranks_and_sklearn(seed):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(2, 300))
+    s = rng.integers(0, int(rng.integers(2, 12)), m).astype(float)  # few distinct values: many ties
+    y = rng.integers(0, 2, m)
+    y[:2] = [0, 1]  # both classes present
+    assert auroc(s, y) == pytest.approx(naive_auroc(s, y), abs=1e-12)
+    assert auroc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert np.array_equal(rankdata(s), naive_average_ranks(s))
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("m", [3, 40, 4000])
+def test_bootstrap_of_auroc_all_resamples_at_once_equals_the_loop(m, grouped):
+    # Same seeded draws, same resamples: the intervals are the loop's to the last bit (with 3
+    # rows many resamples lack a class and are skipped; with 4,000 ungrouped rows the work is split in two batches).
+    rng = np.random.default_rng(m)
+    s, y = rng.normal(size=m).round(1), rng.integers(0, 2, m)
+    s[0] = np.inf if grouped else s[0]
+    groups = rng.integers(0, max(m // 5, 2), m) if grouped else None
+    est = bootstrap(auroc, s, y, groups=groups, n=300, seed=7)
+    assert est.value == naive_auroc(s, y)
+    assert (est.lo, est.hi) == tuple(naive_bootstrap(naive_auroc, s, y, groups=groups, n=300, seed=7))
+    s[1] = np.nan  # as rankdata: a resample holding a NaN score has no AUROC
+    want = naive_bootstrap(lambda a, b: auroc(a, b), s, y, groups=groups, n=300, seed=7)
+    assert bootstrap(auroc, s, y, groups=groups, n=300, seed=7)[1:] == pytest.approx(tuple(want), nan_ok=True)
 
 
 def test_tpr_at_fpr():
