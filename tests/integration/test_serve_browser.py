@@ -6,10 +6,7 @@ to also keep copies there (how the committed ones were made).
 
 import os
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,30 +17,13 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(smollm, tmp_path_factory):
-    import uvicorn
-
-    from greyglass.serve import create_app
+    from greyglass.serve import create_app, serving
 
     root = make_runs(tmp_path_factory.mktemp("runs"), smollm)
-    app = create_app(root, load=lambda spec: smollm)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{srv.config.port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(create_app(root, load=lambda spec: smollm)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
