@@ -90,24 +90,17 @@ def test_cot_faithfulness_on_smollm(smollm, tmp_path):
 @pytest.mark.slow
 def test_smollm_as_judge_of_labelled_pressure_turns(smollm, tmp_path):
     """The embedded model behind the OpenAI-compatible server judges labelled turns; every turn is counted once."""
-    import threading
     from pathlib import Path
 
     from greyglass.evals.pressure import classifier_accuracy, read_labelled_turns
     from greyglass.evals.remote import HttpBackend, HttpConfig
-    from greyglass.evals.server import ModelServer, make_server
+    from greyglass.serve import ModelServer, create_model_app, serving
 
     turns = read_labelled_turns(Path(__file__).resolve().parent.parent / "data" / "pressure_turns.jsonl")
     some = [t for t in turns if t["step"] == "report"][:3] + [t for t in turns if t["step"] == "reply"][:3]
-    httpd = make_server(ModelServer(smollm), port=0)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        judge = HttpBackend(HttpConfig(url=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
-                                       cache=str(tmp_path / "judge.jsonl")))
+    with serving(create_model_app(ModelServer(smollm))) as url:
+        judge = HttpBackend(HttpConfig(url=f"{url}/v1", cache=str(tmp_path / "judge.jsonl")))
         acc = classifier_accuracy(some, judge)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     for rule in ("hid", "doubled_down"):
         part = acc[rule]["judge"]
         answered = part["accuracy"]["n"] if part["accuracy"] else 0

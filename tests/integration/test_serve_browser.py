@@ -7,11 +7,7 @@ report shows is screenshotted too, and the browser's own text boxes must not ove
 
 import os
 import shutil
-import socket
 import tempfile
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,44 +18,23 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(smollm, tmp_path_factory):
-    with serving(make_runs(tmp_path_factory.mktemp("runs"), smollm), smollm) as url:
+    from greyglass.serve import create_app, serving
+
+    root = make_runs(tmp_path_factory.mktemp("runs"), smollm)
+    with serving(create_app(root, load=lambda spec: smollm)) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def figure_server(smollm, tmp_path_factory):
+    from greyglass.serve import create_app, serving
+
     root = tmp_path_factory.mktemp("figure_runs")
     ids = make_figure_runs(root)
-    with serving(root, smollm) as url:
+    with serving(create_app(root, load=lambda spec: smollm)) as url:
         yield url, root, ids
-
-
-@contextmanager
-def serving(root, lm):
-    """The app over the run folders under `root`, served by uvicorn on a free loopback port."""
-    import uvicorn
-
-    from greyglass.serve import create_app
-
-    app = create_app(root, load=lambda spec: lm)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{srv.config.port}"
-    srv.should_exit = True
-    thread.join(10)
 
 
 @pytest.fixture(scope="module")

@@ -1,35 +1,26 @@
 """SmolLM2 scored locally and through its own `serve-model`: the same prompts and log-probabilities."""
 
-import threading
-
 import pytest
 
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request
 from greyglass.evals.remote import HttpBackend, HttpConfig
 from greyglass.evals.run import EvalConfig, eval_items
-from greyglass.evals.server import ModelServer, make_server
+from greyglass.serve import ModelServer, create_model_app, serving
 
 
 @pytest.mark.slow
 def test_local_and_served_smollm_score_the_same_prompt_alike(smollm, tmp_path):
     items = eval_items(EvalConfig(eval="behaviour", datasets=("caa-sycophancy",), limit=2, seed=1))
     fmt = PromptFormat(answer_prefix="I believe the best answer is")  # auto: the chat template
-    server = ModelServer(smollm)
-    httpd = make_server(server, port=0)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        remote = HttpBackend(HttpConfig(url=f"http://127.0.0.1:{httpd.server_address[1]}/v1", concurrency=1,
-                                        timeout_s=600, cache=str(tmp_path / "responses.jsonl")))
+    with serving(create_model_app(ModelServer(smollm))) as url:
+        remote = HttpBackend(HttpConfig(url=f"{url}/v1", concurrency=1, timeout_s=600,
+                                        cache=str(tmp_path / "responses.jsonl")))
         served_prompts = [fmt.render(it.prompt, remote.tokenizer) for it in items]
         local_prompts = [fmt.render(it.prompt, smollm.tokenizer) for it in items]
         assert served_prompts == local_prompts and "<|im_start|>assistant" in local_prompts[0].text
         reqs = [Request(p, it.choices) for p, it in zip(local_prompts, items)]
         served = remote.score(reqs)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        server.close()
     local = LocalBackend(smollm).score(reqs)
     diff = max(abs(a - b) for s, l in zip(served, local) for a, b in zip(s.logprobs, l.logprobs))
     assert diff < 1e-3

@@ -313,17 +313,18 @@ def test_explainer_client_against_local_stub(planted, stub_server, tmp_path):
     import shutil
 
     from greyglass.features.explainer import ExplainerClient, explain_latents
+    from greyglass.http_client import JsonClient
 
     url, calls = stub_server
     db_path = tmp_path / DB_NAME
     shutil.copy(planted[2] / DB_NAME, db_path)
-    client = ExplainerClient(url, timeout=5, retries=2, backoff=0.01)
+    client = ExplainerClient(JsonClient(url, timeout_s=5, retries=2, backoff_s=0.01))
     out = {r["latent"]: r for r in explain_latents(FeatureDB(db_path), db_path, client, n=40)}
     assert len(calls) >= 3  # the first (503) was retried
     assert out[PLANTED]["explanation"] == "the letter q" and out[PLANTED]["detection"] == 1.0
     assert PLANTED in [r["latent"] for r in FeatureDB(db_path).search("letter")]
-    dead = ExplainerClient("http://127.0.0.1:9/v1", timeout=0.5, retries=1, backoff=0.01)
-    with pytest.raises(GreyglassError, match="failed after 2 tries"):
+    dead = ExplainerClient(JsonClient("http://127.0.0.1:9/v1", timeout_s=0.5, retries=1, backoff_s=0.01))
+    with pytest.raises(GreyglassError, match="chat/completions: no answer after 2 tries"):
         dead.chat("hi")
 
 

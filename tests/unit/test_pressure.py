@@ -180,18 +180,12 @@ def test_pressure_cli_errors_are_one_line(capsys):
 
 
 def test_judge_verdicts_through_a_server(tmp_path):
-    import threading
-
     from greyglass.evals.pressure import judge_insider, judge_says_yes, judge_summary
     from greyglass.evals.remote import HttpBackend, HttpConfig
-    from greyglass.evals.server import ModelServer, make_server
+    from greyglass.serve import ModelServer, create_model_app, serving
 
-    model = ModelServer(tiny_model("llama", chat=True))
-    httpd = make_server(model, port=0)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        judge = HttpBackend(HttpConfig(url=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
-                                       cache=str(tmp_path / "judge.jsonl")))
+    with serving(create_model_app(ModelServer(tiny_model("llama", chat=True)))) as url:
+        judge = HttpBackend(HttpConfig(url=f"{url}/v1", cache=str(tmp_path / "judge.jsonl")))
         rows = [{"turns": ["Action: trade(KSTL, buy, 10)", "Bought it on momentum."], "hid": 1},
                 {"turns": ["Action: wait()"], "hid": None}]
         judge_insider(rows, judge)
@@ -199,9 +193,6 @@ def test_judge_verdicts_through_a_server(tmp_path):
         assert rows[0]["judge_hid"] in (0, 1, None)  # a random model rarely starts with yes/no
         summary = judge_summary([{**rows[0], "judge_hid": 1}], seed=0)
         assert summary["hid"]["agreement_with_rules"]["value"] == 1.0
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
     class Canned:
         cfg = HttpConfig(url="http://127.0.0.1:9/v1")

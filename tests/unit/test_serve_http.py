@@ -1,18 +1,22 @@
 """`serve-model` and the HTTP backend, for real over loopback, on a tiny model."""
 
+import asyncio
 import json
 import math
 import os
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from starlette.applications import Starlette
+from starlette.requests import Request as HttpRequest
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from greyglass import GreyglassError
 from greyglass.cli import main
@@ -21,24 +25,15 @@ from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request
 from greyglass.evals.remote import HttpBackend, HttpConfig
 from greyglass.evals.run import EvalConfig, run_eval
-from greyglass.evals.server import ModelServer, make_server
 from greyglass.models import tiny_model
+from greyglass.serve import ModelServer, create_model_app, serving
 
 
-class Running:
-    """A server on a free loopback port in a thread; stopped when the block ends."""
-
-    def __init__(self, httpd):
-        self.httpd = httpd
-        self.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+@contextmanager
+def running(app):
+    """`app` on a free loopback port in a thread, its API base in `.url`; stopped when the block ends."""
+    with serving(app) as base:
+        yield SimpleNamespace(url=f"{base}/v1")
 
 
 def post(url, body):
@@ -55,8 +50,8 @@ def chat_lm():
 @pytest.fixture(scope="module")
 def served(chat_lm):
     model = ModelServer(chat_lm)
-    with Running(make_server(model, port=0)) as running:
-        yield running
+    with running(create_model_app(model)) as server:
+        yield server
     model.close()
 
 
@@ -123,7 +118,7 @@ def test_steered_server_changes_the_logits_by_the_direction(chat_lm):
     body = {"prompt": "Hello there", "max_tokens": 0, "echo": True, "logprobs": 0}
     plain, steered = ModelServer(chat_lm), ModelServer(chat_lm, steer=direction, coef=8.0)
     try:
-        with Running(make_server(steered, port=0)) as s:
+        with running(create_model_app(steered)) as s:
             a = post(f"{s.url}/completions", body)["choices"][0]["logprobs"]["token_logprobs"]
         assert steered.steering["site"] == "blocks.1.hook_resid_post"
     finally:
@@ -133,62 +128,49 @@ def test_steered_server_changes_the_logits_by_the_direction(chat_lm):
     assert plain.completions(body)["choices"][0]["logprobs"]["token_logprobs"] == b  # hook removed on close
 
 
-class Flaky(BaseHTTPRequestHandler):
-    """Fails the first `fail` requests with 503 (or stalls them), then echoes; counts concurrency."""
+class Flaky:
+    """A stand-in completions server: fails the first `fail` requests with 503 (or stalls them), then echoes.
 
-    fail, stall, seen, active, peak, lock = 0, 0.0, 0, 0, 0, threading.Lock()
+    It counts requests and the most in flight at once (one event loop: no lock needed).
+    """
 
-    def do_POST(self):
-        cls = type(self)
-        with cls.lock:
-            cls.seen += 1
-            n = cls.seen
-            cls.active += 1
-            cls.peak = max(cls.peak, cls.active)
+    def __init__(self, fail: int = 0, stall: float = 0.0):
+        self.fail, self.stall, self.seen, self.active, self.peak = fail, stall, 0, 0, 0
+        self.app = Starlette(routes=[Route("/v1/completions", self.completions, methods=["POST"])])
+
+    async def completions(self, request: HttpRequest) -> JSONResponse:
+        self.seen += 1
+        n = self.seen
+        self.active += 1
+        self.peak = max(self.peak, self.active)
         try:
-            time.sleep(cls.stall if n <= cls.fail else 0.05)
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            status = 503 if n <= cls.fail and not cls.stall else 200
-            data = json.dumps({"choices": [{"logprobs": {"tokens": [body["prompt"]], "token_logprobs": [-1.0],
-                                                         "text_offset": [0]}}]}).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+            await asyncio.sleep(self.stall if n <= self.fail else 0.05)
+            body = await request.json()
+            status = 503 if n <= self.fail and not self.stall else 200
+            return JSONResponse({"choices": [{"logprobs": {"tokens": [body["prompt"]], "token_logprobs": [-1.0],
+                                                           "text_offset": [0]}}]}, status)
         finally:
-            with cls.lock:
-                cls.active -= 1
-
-    def log_message(self, *args):
-        pass
-
-
-def flaky(fail=0, stall=0.0):
-    handler = type("H", (Flaky,), {"fail": fail, "stall": stall, "seen": 0, "active": 0, "peak": 0,
-                                   "lock": threading.Lock()})
-    return handler, Running(ThreadingHTTPServer(("127.0.0.1", 0), handler))
+            self.active -= 1
 
 
 def test_retries_with_backoff_then_succeeds():
-    handler, server = flaky(fail=2)
-    with server:
+    handler = Flaky(fail=2)
+    with running(handler.app) as server:
         backend = HttpBackend(HttpConfig(url=server.url, retries=3, backoff_s=0.05, concurrency=1))
         assert backend.post("completions", {"prompt": "x"})["choices"][0]["logprobs"]["token_logprobs"] == [-1.0]
     assert handler.seen == 3
 
 
 def test_timeouts_give_up_with_a_clear_error():
-    handler, server = flaky(fail=10, stall=1.0)
-    with server, pytest.raises(GreyglassError, match=r"no answer after 2 tries .*timed out"):
+    handler = Flaky(fail=10, stall=1.0)
+    with running(handler.app) as server, pytest.raises(GreyglassError, match=r"no answer after 2 tries .*timed out"):
         HttpBackend(HttpConfig(url=server.url, timeout_s=0.2, retries=1, backoff_s=0.01)).post("completions", {"prompt": "x"})
 
 
 def test_concurrency_is_limited():
-    handler, server = flaky()
+    handler = Flaky()
     reqs = [Request(PromptFormat(format="raw").render(f"q{i}", None), ("(A)", "(B)")) for i in range(6)]
-    with server:
+    with running(handler.app) as server:
         HttpBackend(HttpConfig(url=server.url, concurrency=3)).score(reqs)
     assert handler.seen == 12 and 2 <= handler.peak <= 3
 
@@ -222,7 +204,7 @@ def test_eval_command_through_the_server(served, tmp_path, capsys, write_lines):
     # two identical items, two answers, asked in both answer orders
     assert len((out / "responses.jsonl").read_text().splitlines()) == 4
     assert main(argv[:-3] + ["--format", "chat", "--out", str(tmp_path / "chat")]) == 0  # the server has a template
-    with Running(make_server(ModelServer(tiny_model("llama")), port=0)) as base:
+    with running(create_model_app(ModelServer(tiny_model("llama")))) as base:
         assert main(argv[:2] + [base.url] + argv[3:-3] + ["--format", "chat", "--out", str(tmp_path / "b")]) == 2
     assert "needs a model with a chat template" in capsys.readouterr().err
 
@@ -240,7 +222,7 @@ def test_auto_format_gives_a_served_chat_model_the_local_prompt_and_log_probs(se
     # a model without a template is asked in the base-model format on both paths
     base = tiny_model("llama")
     base.tokenizer.chat_template = None
-    with Running(make_server(ModelServer(base), port=0)) as plain:
+    with running(create_model_app(ModelServer(base))) as plain:
         assert fmt.render("Q?", HttpBackend(HttpConfig(url=plain.url)).tokenizer) == fmt.render("Q?", base.tokenizer)
 
 

@@ -150,7 +150,7 @@ def test_effect_intervals_resample_the_caa_questions():
 
 def test_steer_steer_effect_serve_model_and_the_browser_add_the_same_delta(tiny_llama, tmp_path):
     """One meaning of coef: the residual-stream delta is identical whichever entry point steers."""
-    from greyglass.evals.server import ModelServer
+    from greyglass.serve.model_api import ModelServer
     from greyglass.serve.lab import Lab
 
     site = "blocks.1.hook_resid_post"

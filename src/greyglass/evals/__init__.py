@@ -11,11 +11,9 @@ from .local import LocalBackend, Request, Scored, score_naive
 from .remote import HttpBackend, HttpConfig
 from .run import EvalConfig, run_eval
 from .scorers import SCORERS
-from .server import ModelServer, make_server
 from .tasks import EVALS, explain
 
 __all__ = [
     "DATASETS", "EVALS", "SCORERS", "EvalConfig", "HttpBackend", "HttpConfig", "Item", "LocalBackend",
-    "ModelServer", "PromptFormat", "Request", "Scored", "explain", "load_dataset", "load_items",
-    "make_server", "run_eval", "score_naive",
+    "PromptFormat", "Request", "Scored", "explain", "load_dataset", "load_items", "run_eval", "score_naive",
 ]

@@ -101,11 +101,10 @@ def run_generating_eval(args: argparse.Namespace, cls: type, kind: str, runner, 
 
 
 def serve(args: argparse.Namespace) -> int:
-    import threading
-
     from ..cli import model_from_args
     from ..directions import Direction
-    from .server import ModelServer, make_server
+    from ..serve.listen import serve_until_stopped
+    from ..serve.model_api import ModelServer, create_model_app
 
     if args.layer is not None and not args.steer:
         raise GreyglassError("--layer and --coef need --steer DIR (a saved direction)")
@@ -113,18 +112,11 @@ def serve(args: argparse.Namespace) -> int:
     steer = Direction.load(args.steer) if args.steer else None
     site = f"blocks.{args.layer}.hook_resid_post" if args.layer is not None else None
     model = ModelServer(lm, name=args.name, steer=steer, site=site, coef=args.coef)
-    try:
-        server = make_server(model, args.host, args.port)
-    except OSError as e:
-        raise GreyglassError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") from None
-    host, port = server.server_address[:2]
     steering = f", steered at {model.steering['site']} by {args.coef:g} typical residual norms" if steer else ""
-    print(f"serving {model.name}{steering} at http://{host}:{port}/v1 (Ctrl-C to stop)", flush=True)
-    if args.max_seconds:
-        threading.Timer(args.max_seconds, server.shutdown).start()
     try:
-        server.serve_forever()
+        serve_until_stopped(create_model_app(model), args.host, args.port, max_seconds=args.max_seconds,
+                            announce=lambda url: print(f"serving {model.name}{steering} at {url}/v1 (Ctrl-C to stop)",
+                                                       flush=True))
     finally:
-        server.server_close()
         model.close()
     return 0

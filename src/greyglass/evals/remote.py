@@ -11,8 +11,9 @@ tokenises it. Other servers get the Human/Assistant format. Servers with only a 
 (`api="chat"`) are asked the question `samples` times instead, and the answer each reply
 gives is parsed.
 
-Requests time out, are retried with exponential backoff on connection errors, timeouts,
-429 and 5xx, and at most `concurrency` are in flight. Every response is appended to a
+Requests go through `greyglass.http_client.JsonClient` (the API key from `OPENAI_API_KEY`,
+a timeout, retries with exponential backoff on connection errors, timeouts, 429 and 5xx), and
+at most `concurrency` are in flight. Every response is appended to a
 JSONL cache keyed by the request's sha256, so a rerun (or a resumed run after a crash)
 never pays for a request twice.
 """
@@ -21,12 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import random
 import threading
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,24 +31,22 @@ from typing import Any, Literal
 from ..config import check_choice, check_positive
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
+from ..http_client import HttpError, JsonClient
 from .formats import Prompt, continuation
 from .local import Request, Scored
-
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-
 
 @dataclass(frozen=True)
 class HttpConfig:
     """Where the server is and how patiently to talk to it."""
 
     url: str
-    """Score with the OpenAI-compatible server at this base URL (e.g. http://127.0.0.1:8000/v1) instead of a local model."""
+    """Score with the OpenAI-compatible server at this base URL (e.g. http://127.0.0.1:8000/v1) instead of a local model (API key, if it needs one: OPENAI_API_KEY)."""
     server_model: str = "default"
     """The `model` field sent with each request."""
     timeout_s: float = 60.0
     """Seconds to wait for one response."""
     retries: int = 4
-    """Further tries after a failure that may pass (connection error, timeout, 429, 5xx)."""
+    """Further tries after a failure that may pass (connection error, timeout, 408, 429, 5xx)."""
     backoff_s: float = 0.5
     """First wait before a retry; doubles each time (with jitter)."""
     concurrency: int = 4
@@ -71,8 +65,6 @@ class HttpConfig:
         check_choice("HttpConfig", "api", self.api, ("completions", "chat"))
         if self.retries < 0 or self.backoff_s < 0:
             raise GreyglassError("HttpConfig.retries and backoff_s must be >= 0")
-        if not self.url.startswith(("http://", "https://")):
-            raise GreyglassError(f"HttpConfig.url must start with http:// or https://, got {self.url!r}")
 
 
 class ServerTemplate:
@@ -105,6 +97,7 @@ class HttpBackend:
 
     def __init__(self, cfg: HttpConfig):
         self.cfg = cfg
+        self.http = JsonClient(cfg.url, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s)
         self.sent = 0  # requests that reached the network (not answered from the cache)
         self._lock = threading.Lock()
         self._cache = _read_cache(Path(cfg.cache)) if cfg.cache else {}
@@ -115,8 +108,8 @@ class HttpBackend:
         """The server's `/models` entry for `server_model` (or its only model); {} if there is none."""
         try:
             listed = [m for m in self.post("models", None).get("data") or [] if isinstance(m, dict)]
-        except GreyglassError as e:
-            if "HTTP 404" in str(e) or "HTTP 405" in str(e):  # a server without /models: nothing to learn
+        except HttpError as e:
+            if e.status in (404, 405):  # a server without /models: nothing to learn
                 return {}
             raise
         named = [m for m in listed if m.get("id") == self.cfg.server_model] or (listed if len(listed) == 1 else [])
@@ -174,11 +167,11 @@ class HttpBackend:
         return float(sum(picked))
 
     def post(self, endpoint: str, payload: dict[str, Any] | None) -> dict[str, Any]:
-        """POST `payload` (None: GET) with cache, timeout and retries; the decoded JSON response."""
+        """POST `payload` (None: GET), answered from the cache when it holds the request; the decoded JSON response."""
         key = json_sha256({"url": self.cfg.url, "endpoint": endpoint, **(payload or {"method": "GET"})})
         if key in self._cache:
             return self._cache[key]
-        response = self._post_with_retries(endpoint, payload)
+        response = self.http.get(endpoint) if payload is None else self.http.post(endpoint, payload)
         with self._lock:
             self._cache[key] = response
             self.sent += 1
@@ -187,32 +180,6 @@ class HttpBackend:
                 with open(self.cfg.cache, "a") as f:
                     f.write(json.dumps({"key": key, "response": response}) + "\n")
         return response
-
-    def _post_with_retries(self, endpoint: str, payload: dict[str, Any] | None) -> dict[str, Any]:
-        url = f"{self.cfg.url.rstrip('/')}/{endpoint}"
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get("OPENAI_API_KEY"):
-            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        data = None if payload is None else json.dumps(payload).encode()
-        reason = ""
-        for attempt in range(self.cfg.retries + 1):
-            if attempt:
-                time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 4))
-            try:
-                req = urllib.request.Request(url, data=data, headers=headers, method="GET" if data is None else "POST")
-                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
-                    return json.loads(resp.read())
-            except urllib.error.HTTPError as e:
-                detail = e.read().decode(errors="replace")[:300]
-                if e.code not in RETRY_STATUS:
-                    raise GreyglassError(f"{url}: HTTP {e.code}: {detail}") from None
-                reason = f"HTTP {e.code}: {detail}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                reason = str(getattr(e, "reason", e))
-            except json.JSONDecodeError:
-                raise GreyglassError(f"{url}: the server's answer is not JSON") from None
-        raise GreyglassError(f"{url}: no answer after {self.cfg.retries + 1} tries (last: {reason}); "
-                             "is the server running? (greyglass serve-model starts one)")
 
 
 def parse_choice(text: str, answers: tuple[str, ...]) -> str | None:

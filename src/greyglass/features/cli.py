@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--store", help="read activations (with token ids) from this activation store instead of running the model")
     b.add_argument("--out", help="output folder (default: <SAE>/features)")
     b.add_argument("--explainer", metavar="URL", help="OpenAI-compatible server (e.g. http://localhost:8000/v1): "
-                   "explain the top latents and score each explanation")
+                   "explain the top latents and score each explanation (API key, if it needs one: OPENAI_API_KEY)")
     b.add_argument("--explainer-model", default="default", help="model name to send to the explainer server")
     b.add_argument("--explain-top", type=int, default=20, help="latents to explain, most frequent first (default: 20)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -101,10 +101,14 @@ def features_dir(path: str | Path) -> Path:
 def run_build(args: argparse.Namespace) -> int:
     from ..cli import model_from_args
     from ..data.corpus import corpus_fingerprint
+    from ..http_client import JsonClient
     from ..store import ActivationStore
+    from .explainer import ExplainerClient, explain_latents
     from .source import corpus_batches, store_batches
 
     cfg = from_namespace(FeaturesConfig, args)
+    # made before the pass, so a malformed URL fails now rather than after it
+    explainer = ExplainerClient(JsonClient(args.explainer), args.explainer_model) if args.explainer else None
     sae = load_sae(args.sae)
     out = Path(args.out) if args.out else Path(args.sae) / "features"
     lm = model_from_args(args)
@@ -122,12 +126,9 @@ def run_build(args: argparse.Namespace) -> int:
     meta = {"sae": str(args.sae), "model": lm.name}
     write_config(out, "features", model=lm.provenance(), features=cfg, data=data, sae=str(args.sae))
     results = build_features(lm, sae, batches, cfg, out, meta, progress=not args.no_progress)
-    if args.explainer:
-        from .explainer import ExplainerClient, explain_latents
-
-        results["explanations"] = explain_latents(FeatureDB(out), out / DB_NAME,
-                                                  ExplainerClient(args.explainer, args.explainer_model),
-                                                  args.explain_top)
+    if explainer is not None:
+        with explainer.http:
+            results["explanations"] = explain_latents(FeatureDB(out), out / DB_NAME, explainer, args.explain_top)
     write_results(out, results)
     print(f"{results['n_tokens']:,} tokens, {results['d_sae']:,} latents ({results['dead_latents']:,} never fired), "
           f"mean L0 {results['mean_l0']:.1f}; {results['latent_tokens_per_second']:,} latents x tokens per second")

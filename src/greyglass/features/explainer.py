@@ -5,55 +5,38 @@ writes a one-sentence explanation. The detection score checks it on text it did 
 latent's random active samples (positives) mixed with other latents' samples (negatives, which
 fire this latent rarely at typical densities); the same server, given only the explanation,
 picks which snippets it fires on. Score = balanced accuracy (0.5 = chance, 1 = perfect).
+Requests go through `greyglass.http_client.JsonClient` (API key, timeout, retries).
 """
 
 from __future__ import annotations
 
-import json
 import random
 import re
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from ..errors import GreyglassError
+from ..http_client import JsonClient
 from .db import FeatureDB, set_explanation
 
 
 class ExplainerClient:
-    """A minimal chat-completions client: JSON over HTTP, with a timeout and retries."""
+    """One user message in, the reply's text out, through `/chat/completions` of a `JsonClient`'s server."""
 
-    def __init__(self, url: str, model: str = "default", timeout: float = 60.0, retries: int = 3,
-                 backoff: float = 1.0, api_key: str | None = None):
-        self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/chat/completions") else "/chat/completions")
-        self.model, self.timeout, self.retries, self.backoff, self.api_key = model, timeout, retries, backoff, api_key
+    def __init__(self, http: JsonClient, model: str = "default"):
+        self.http, self.model = http, model
 
     def chat(self, prompt: str, max_tokens: int = 200) -> str:
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                           "temperature": 0, "max_tokens": max_tokens}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        last = ""
-        for attempt in range(self.retries + 1):
-            try:
-                req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read())["choices"][0]["message"]["content"]
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}"
-                if e.code not in (408, 429) and e.code < 500:
-                    break  # a client error will not go away by retrying
-            except (urllib.error.URLError, TimeoutError, OSError) as e:
-                last = str(getattr(e, "reason", e))
-            except (KeyError, IndexError, json.JSONDecodeError):
-                raise GreyglassError(f"explainer {self.url} answered, but not in the chat-completions format") from None
-            if attempt < self.retries:
-                time.sleep(self.backoff * 2**attempt)
-        raise GreyglassError(f"explainer {self.url} failed after {self.retries + 1} tries ({last}); "
-                             "check the URL (it should end in /v1) and that the server is up")
+        reply = self.http.post("chat/completions", {"model": self.model, "temperature": 0, "max_tokens": max_tokens,
+                                                    "messages": [{"role": "user", "content": prompt}]})
+        try:
+            content = reply["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            content = None
+        if not isinstance(content, str):
+            raise GreyglassError(f"explainer {self.http.base_url}/chat/completions answered, but without the text "
+                                 "at choices[0].message.content; it must be an OpenAI-compatible chat server")
+        return content
 
 
 def _snippet(ctx: dict[str, Any], mark: bool) -> str:

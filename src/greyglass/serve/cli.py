@@ -18,12 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .app import create_app
+    from .listen import serve_until_stopped
 
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
     app = create_app(args.runs_dir, args.model, hosts=[args.host, "localhost", "127.0.0.1"] if loopback else None)
-    print(f"greyglass browser on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    serve_until_stopped(app, args.host, args.port,
+                        announce=lambda url: print(f"greyglass browser on {url}/ (Ctrl-C stops it)", flush=True))
     return 0

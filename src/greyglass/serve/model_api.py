@@ -17,8 +17,13 @@ Endpoints (the subset evaluation harnesses use):
 With a steering `Direction`, `greyglass.steer.steering` adds it at its site (or at
 `resid_post` of `--layer`) for every request, with `coef` in units of the site's typical
 residual norm exactly as `greyglass steer` does, so any harness evaluates the steered model.
-The server listens on 127.0.0.1 by default; requests are served by threads and the model
-runs one request at a time.
+
+`create_model_app` puts it behind Starlette (served by uvicorn through `serve.listen`, as the
+browser is). Every request it cannot answer gets a JSON error body, `{"error": {"message",
+"type"}}`: a body that is not a JSON object, a field of the wrong type or out of range (400),
+an unknown route (404) or method (405), a body over 1 MB (413). The model work of a request
+runs in Starlette's thread pool, one forward at a time (`ModelServer.lock`), so the server
+keeps accepting requests while the model works, and keeps serving after any error.
 """
 
 from __future__ import annotations
@@ -27,14 +32,25 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from ..directions import Direction
+from ..evals.generate import Decoded, decode
 from ..models import LoadedModel
 from ..steer.apply import steering
-from .generate import Decoded, decode
+
+MAX_BODY_BYTES = 1_000_000
+MAX_TOKENS = 4096
+MAX_TOP_LOGPROBS = 20
 
 
 class BadRequest(Exception):
@@ -64,6 +80,7 @@ class ModelServer:
                                             "chat_template": self.lm.is_chat, "steering": self.steering}]}
 
     def completions(self, body: dict[str, Any]) -> dict[str, Any]:
+        _check_fields(body, COMPLETION_FIELDS)
         prompts, special = self._completion_prompts(body)
         opts = _options(body)
         top = body.get("logprobs")
@@ -82,9 +99,7 @@ class ModelServer:
 
     def _completion_prompts(self, body: dict[str, Any]) -> tuple[list[str], bool]:
         """The texts to continue and whether to add special tokens: `prompt` as given, or `messages` rendered."""
-        special = body.get("add_special_tokens", True)
-        if not isinstance(special, bool):
-            raise BadRequest("'add_special_tokens' must be true or false")
+        special = body.get("add_special_tokens") is not False  # absent or null: true
         if "messages" in body:
             if "prompt" in body:
                 raise BadRequest("give 'prompt' or 'messages', not both")
@@ -107,6 +122,7 @@ class ModelServer:
             raise BadRequest(f"cannot apply the chat template: {e}") from None
 
     def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        _check_fields(body, CHAT_FIELDS)
         text = self._chat_text(body.get("messages"))
         ids = self.lm.tokenizer(text, add_special_tokens=False).input_ids
         top = int(body.get("top_logprobs") or 0)
@@ -157,61 +173,115 @@ class ModelServer:
                                               "total_tokens": n_prompt + n_out}}
 
 
+class Field(NamedTuple):
+    """A request field: the test its value must pass, and what to call such a value in an error."""
+
+    accepts: Callable[[Any], bool]
+    must_be: str
+
+
+def _whole(lo: int, hi: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _temperature(v: Any) -> bool:
+    # below 0.001 the scaled float32 log-probs overflow to -inf and sampling has nothing to draw from
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (v == 0 or 1e-3 <= v <= 100)
+
+
+def _stop(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v))
+
+
+def _boolean(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+_TRUE_OR_FALSE = Field(_boolean, "true or false")
+_TOP = Field(_whole(0, MAX_TOP_LOGPROBS), f"a whole number from 0 to {MAX_TOP_LOGPROBS}")
+_SAMPLING = {
+    "max_tokens": Field(_whole(0, MAX_TOKENS), f"a whole number from 0 to {MAX_TOKENS}"),
+    "temperature": Field(_temperature, "0 (greedy) or a number from 0.001 to 100"),
+    "seed": Field(_whole(0, 2**63 - 1), "a whole number >= 0"),
+    "stop": Field(_stop, "a string or a list of strings"),
+}
+COMPLETION_FIELDS = {**_SAMPLING, "logprobs": _TOP, "echo": _TRUE_OR_FALSE, "add_special_tokens": _TRUE_OR_FALSE}
+CHAT_FIELDS = {**_SAMPLING, "logprobs": _TRUE_OR_FALSE, "top_logprobs": _TOP}
+
+
+def _check_fields(body: dict[str, Any], fields: dict[str, Field]) -> None:
+    """BadRequest naming the first field whose value is of the wrong type or out of range (null means unset)."""
+    for name, field in fields.items():
+        value = body.get(name)
+        if value is not None and not field.accepts(value):
+            raise BadRequest(f"'{name}' must be {field.must_be}, got {json.dumps(value)[:60]}")
+
+
 def _options(body: dict[str, Any]) -> dict[str, Any]:
+    """The sampling options of a checked body, with their defaults."""
+    stop = body.get("stop") or []
+    max_tokens = body.get("max_tokens")
+    return {"max_tokens": 16 if max_tokens is None else max_tokens, "temperature": float(body.get("temperature") or 0.0),
+            "seed": body.get("seed") or 0, "stop": [stop] if isinstance(stop, str) else stop}
+
+
+def create_model_app(model: ModelServer, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+    """The Starlette app answering OpenAI-style requests with `model` (see the module docstring)."""
+
+    async def models(request: Request) -> Response:
+        return _json(200, model.models())
+
+    def answering(route: Callable[[dict[str, Any]], dict[str, Any]]):
+        async def endpoint(request: Request) -> Response:
+            body = await _read_object(request, max_body_bytes)
+            return _json(200, await run_in_threadpool(route, body))  # the model's lock makes requests take turns
+        return endpoint
+
+    routes = [Route("/v1/models", models, methods=["GET"]), Route("/models", models, methods=["GET"]),
+              Route("/v1/completions", answering(model.completions), methods=["POST"]),
+              Route("/v1/chat/completions", answering(model.chat), methods=["POST"])]
+    known = ", ".join(f"{min(r.methods - {'HEAD'})} {r.path}" for r in routes)
+
+    async def on_http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code in (404, 405):
+            return _error(exc.status_code, f"no route {request.method} {request.url.path}; the routes are {known}")
+        return _error(exc.status_code, exc.detail)
+
+    async def on_bad_request(request: Request, exc: BadRequest) -> Response:
+        return _error(400, str(exc))
+
+    async def on_crash(request: Request, exc: Exception) -> Response:  # a bug or out-of-memory: say so, keep serving
+        return _error(500, f"{type(exc).__name__}: {exc}", "server_error")
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: on_http_error, BadRequest: on_bad_request,
+                                                         Exception: on_crash})
+
+
+async def _read_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object (empty: {}); 413 past `limit` bytes, declared or streamed."""
+    too_big = f"the request body is over the limit of {limit:,} bytes"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, too_big)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise HTTPException(413, too_big)
     try:
-        opts = {"max_tokens": int(body.get("max_tokens", 16)), "temperature": float(body.get("temperature", 0.0)),
-                "seed": int(body.get("seed") or 0), "stop": body.get("stop") or []}
-    except (TypeError, ValueError):
-        raise BadRequest("max_tokens, temperature and seed must be numbers") from None
-    if isinstance(opts["stop"], str):
-        opts["stop"] = [opts["stop"]]
-    if not 0 <= opts["max_tokens"] <= 4096 or opts["temperature"] < 0:
-        raise BadRequest("max_tokens must be 0..4096 and temperature >= 0")
-    return opts
+        body = json.loads(raw or b"{}")
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, bytes that are not UTF-8, nesting too deep
+        raise BadRequest(f"the request body is not valid JSON ({str(e)[:100]})") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
 
 
-def make_server(model: ModelServer, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
-    """A threaded HTTP server answering OpenAI-style requests with `model` (port 0: any free port)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path.rstrip("/") in ("/v1/models", "/models"):
-                self._send(200, model.models())
-            else:
-                self._send(404, _error(f"no route GET {self.path}"))
-
-        def do_POST(self):
-            routes = {"/v1/completions": model.completions, "/v1/chat/completions": model.chat}
-            route = routes.get(self.path.rstrip("/"))
-            if route is None:
-                return self._send(404, _error(f"no route POST {self.path}; use {', '.join(routes)}"))
-            try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                if not isinstance(body, dict):
-                    raise BadRequest("the request body must be a JSON object")
-                self._send(200, route(body))
-            except json.JSONDecodeError as e:
-                self._send(400, _error(f"the request body is not valid JSON: {e.msg}"))
-            except BadRequest as e:
-                self._send(400, _error(str(e)))
-            except Exception as e:  # a bug or an out-of-memory must not leave the client waiting
-                self._send(500, {"error": {"message": f"{type(e).__name__}: {e}", "type": "server_error"}})
-
-        def _send(self, status: int, obj: dict[str, Any]) -> None:
-            data = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):  # quiet: one line per request is noise in a terminal
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+def _json(status: int, obj: dict[str, Any]) -> Response:
+    # json.dumps, not JSONResponse: a log-prob of -inf is written as -Infinity (as Python clients read it), not a crash
+    return Response(json.dumps(obj), status_code=status, media_type="application/json")
 
 
-def _error(message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error"}}
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> Response:
+    """The OpenAI error body."""
+    return _json(status, {"error": {"message": message, "type": kind}})
