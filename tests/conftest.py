@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from contextlib import contextmanager
 
 import pytest
 
@@ -34,3 +37,39 @@ def write_lines(tmp_path):
         return path
 
     return write
+
+
+
+@contextmanager
+def _cache_deprecations():
+    """Collects what transformers says, inside the block, about the old `past_key_values` name.
+
+    The keyword is announced with a FutureWarning (which pyproject's pytest settings filter
+    out, so here every filter is open); reading `.past_key_values` off an output is announced
+    once per process through transformers' logger, so that once-cache is cleared first.
+    """
+    from transformers.utils import logging as hf_logging
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler, logger = Collect(), hf_logging.get_logger("transformers")
+    hf_logging.warning_once.cache_clear()
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield seen
+        seen += [str(w.message) for w in caught]
+    finally:
+        logger.removeHandler(handler)
+    seen[:] = [m for m in seen if "past_key_values" in m]
+
+
+@pytest.fixture
+def cache_deprecations():
+    """`with cache_deprecations() as seen: ...`, then `seen` holds transformers' messages about `past_key_values`."""
+    return _cache_deprecations
