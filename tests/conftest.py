@@ -1,10 +1,16 @@
-"""Shared fixtures: tiny random models of every family (unit) and the real default model (integration)."""
+"""Shared fixtures: tiny random models (unit), the real default model (integration), the naive
+decoding reference, and a recorder of transformers' messages about the old cache name."""
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import pytest
+import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -34,3 +40,77 @@ def write_lines(tmp_path):
         return path
 
     return write
+
+
+
+@contextmanager
+def _cache_deprecations():
+    """Collects what transformers says, inside the block, about the old `past_key_values` name.
+
+    The keyword is announced with a FutureWarning (which pyproject's pytest settings filter
+    out, so here every filter is open); reading `.past_key_values` off an output is announced
+    once per process through transformers' logger, so that once-cache is cleared first.
+    """
+    from transformers.utils import logging as hf_logging
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler, logger = Collect(), hf_logging.get_logger("transformers")
+    hf_logging.warning_once.cache_clear()
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield seen
+        seen += [str(w.message) for w in caught]
+    finally:
+        logger.removeHandler(handler)
+    seen[:] = [m for m in seen if "past_key_values" in m]
+
+
+@pytest.fixture
+def cache_deprecations():
+    """`with cache_deprecations() as seen: ...`, then `seen` holds transformers' messages about `past_key_values`."""
+    return _cache_deprecations
+
+
+class NaiveDecoded(NamedTuple):
+    ids: list[int]
+    logprobs: torch.Tensor  # [new, vocab]
+    finish: str
+    prompt_logprobs: torch.Tensor  # [prompt_len, vocab]
+
+
+def _naive_decode(lm, prompt_ids: list[int], max_tokens: int, temperature: float = 0.0, seed: int = 0,
+                  stop: tuple[str, ...] = ()) -> NaiveDecoded:
+    """The reference for `models.generate`: one full forward pass per new token, no cache, no
+    transformers `generate`; stops at the tokenizer's EOS or once the whole decoded output holds a
+    stop string; samples from softmax(logits / temperature) with a CPU generator seeded by `seed`."""
+    gen = torch.Generator().manual_seed(seed)
+    ids, steps, finish = list(prompt_ids), [], "length"
+    with torch.inference_mode():
+        prompt_logprobs = torch.log_softmax(lm.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        for _ in range(max_tokens):
+            logp = torch.log_softmax(lm.model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
+            if temperature > 0:
+                token = int(torch.multinomial(torch.softmax(logp / temperature, -1), 1, generator=gen))
+            else:
+                token = int(logp.argmax())
+            ids.append(token)
+            steps.append(logp)
+            new = ids[len(prompt_ids):]
+            if token == lm.tokenizer.eos_token_id or any(s in lm.tokenizer.decode(new) for s in stop):
+                finish = "stop"
+                break
+    logprobs = torch.stack(steps) if steps else torch.empty(0, prompt_logprobs.shape[1])
+    return NaiveDecoded(ids[len(prompt_ids):], logprobs, finish, prompt_logprobs)
+
+
+@pytest.fixture
+def naive_decode():
+    """`naive_decode(lm, prompt_ids, max_tokens, temperature=0, seed=0, stop=())` -> NaiveDecoded."""
+    return _naive_decode

@@ -317,3 +317,16 @@ def test_a_paired_difference_of_identical_answers_is_not_zero_width():
     moved = combine_orders([_row(i, i, "original", 0.1 + 0.25 * i) for i in range(3)])
     spread = paired_difference(list(zip(with_bio, moved)))["p_match"]
     assert spread["ci_low"] < spread["value"] < spread["ci_high"] < 0.81  # the bootstrap where it has a spread
+
+
+def test_scorer_passes_the_cache_by_its_current_name(tiny_llama, cache_deprecations):
+    """transformers 5.24 renamed `past_key_values` to `cache` (the old name goes in 5.40); the scorer must not use it."""
+    reqs = [Request(Prompt(f"The same long shared system prompt. Question {i}?", True), ("yes it is", "no"))
+            for i in range(3)]
+    backend = LocalBackend(tiny_llama)
+    assert backend._shared_prefix([encode(tiny_llama.tokenizer, r)[0] for r in reqs], 9) > 0  # the prefix cache runs
+    with cache_deprecations() as seen:
+        fast = backend.score(reqs)
+    assert seen == []
+    slow = score_naive(tiny_llama, reqs)
+    assert [x for f in fast for x in f.logprobs] == pytest.approx([x for s in slow for x in s.logprobs], abs=1e-4)

@@ -37,10 +37,9 @@ from ..data.files import bundled_path, open_text
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
 from ..models import LoadedModel
-from ..models.generate import user_prompt
+from ..models.generate import generate_text, user_prompt
 from ..runs import write_config, write_results
 from ..stats import bootstrap, proportion_ci
-from .generate import generate_text
 from .run import read_partial
 
 Task = Literal["addition", "gsm8k", "mgsm"]

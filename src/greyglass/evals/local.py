@@ -115,10 +115,10 @@ class LocalBackend:
             seen = torch.cat([torch.ones(len(prompts), shared, dtype=torch.long, device=device), mask], 1)
             with watch as acts:
                 out = model(input_ids=ids, attention_mask=seen, position_ids=shared + _positions(mask),
-                            past_key_values=cache, use_cache=True, logits_to_keep=1)
+                            cache=cache, use_cache=True, logits_to_keep=1)
             first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, vocab]
             rows = [(b, a) for b, (_, answers) in enumerate(encoded) for a in answers]
-            later = self._answer_logprobs(out.past_key_values, seen, rows)  # [R, A-1, vocab] or None
+            later = self._answer_logprobs(out.cache, seen, rows)  # [R, A-1, vocab] or None
             sums = [_answer_logprob(first[b], None if later is None else later[r], a) for r, (b, a) in enumerate(rows)]
             probes = self._probe_scores(acts) if self.probe is not None else [None] * len(prompts)
         scores, r = [], 0
@@ -144,7 +144,7 @@ class LocalBackend:
         start = seen.sum(-1)[owner, None]  # [R, 1]: each row's first answer position
         positions = start + torch.arange(answer_ids.shape[1], device=device)
         logits = self.lm.model(input_ids=answer_ids, attention_mask=torch.cat([seen[owner], answer_mask], 1),
-                               position_ids=positions, past_key_values=cache, use_cache=True).logits
+                               position_ids=positions, cache=cache, use_cache=True).logits
         return torch.log_softmax(logits.float(), dim=-1)
 
     def _prefix_cache(self, ids: tuple[int, ...], copies: int):
@@ -153,7 +153,7 @@ class LocalBackend:
             if len(self._prefixes) >= MAX_PREFIXES:
                 self._prefixes.pop(next(iter(self._prefixes)))
             self._prefixes[ids] = self.lm.model(input_ids=torch.tensor([ids], device=self.lm.device),
-                                                use_cache=True).past_key_values
+                                                use_cache=True).cache
         cache = copy.deepcopy(self._prefixes[ids])  # the forward pass appends to it in place
         cache.batch_select_indices(torch.zeros(copies, dtype=torch.long, device=self.lm.device))
         return cache

@@ -55,9 +55,9 @@ from ..config import check_choice, check_positive
 from ..data.files import jsonl_objects
 from ..errors import GreyglassError
 from ..models import LoadedModel
+from ..models.generate import generate_text
 from ..runs import write_config, write_results
 from ..stats import bootstrap, mean_ci, proportion_ci
-from .generate import generate_text
 from .remote import HttpBackend, HttpConfig
 from .run import read_partial
 

@@ -69,11 +69,11 @@ def answer_tokens(lm: LoadedModel, text: str) -> tuple[int, int]:
 
 
 def correct_log_odds(lm: LoadedModel, ids: Tensor, tokens: tuple[int, int], labels: Tensor,
-                     past_key_values: Any = None) -> Tensor:
+                     cache: Any = None) -> Tensor:
     """c = logit(correct) - logit(wrong) at the last position, for each row of ids [B, T] -> [B]."""
     with torch.inference_mode():
-        last = lm.model(input_ids=ids.to(lm.device), past_key_values=past_key_values,
-                        use_cache=past_key_values is not None, logits_to_keep=1).logits[:, -1].float().cpu()
+        last = lm.model(input_ids=ids.to(lm.device), cache=cache,
+                        use_cache=cache is not None, logits_to_keep=1).logits[:, -1].float().cpu()
     diff = last[:, tokens[0]] - last[:, tokens[1]]  # True minus False
     return torch.where(labels == 1, diff, -diff)
 
@@ -211,7 +211,7 @@ def _shared_prefix_cache(lm: LoadedModel, ids: Tensor, k: int, copies: int) -> t
     and the last `k` tokens as a [copies, k] batch. Patching touches only those tokens, and earlier
     positions never see later ones, so only the suffix needs recomputing per patched layer or head."""
     with torch.inference_mode():
-        cache = lm.model(input_ids=ids[:, :-k].to(lm.device), use_cache=True).past_key_values
+        cache = lm.model(input_ids=ids[:, :-k].to(lm.device), use_cache=True).cache
     cache.batch_repeat_interleave(copies)
     return cache, ids[:, -k:].expand(copies, -1)
 

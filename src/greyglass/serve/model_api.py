@@ -44,8 +44,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..directions import Direction
-from ..evals.generate import Decoded, decode
 from ..models import LoadedModel
+from ..models.generate import Decoded, generate_ids
 from ..steer.apply import steering
 
 MAX_BODY_BYTES = 1_000_000
@@ -137,7 +137,8 @@ class ModelServer:
 
     def _generate(self, prompt_ids: list[int], opts: dict[str, Any], top: int) -> Decoded:
         with self.lock:  # one model: requests take turns
-            return decode(self.lm, prompt_ids, opts["max_tokens"], opts["temperature"], opts["seed"], top, opts["stop"])
+            return generate_ids(self.lm, prompt_ids, opts["max_tokens"], opts["temperature"], opts["seed"], top,
+                                opts["stop"], prompt_logprobs=True)
 
     def _completion_logprobs(self, prompt: str, enc, gen: Decoded, echo: bool) -> dict[str, Any]:
         """OpenAI `logprobs` for a completion: tokens, token_logprobs, top_logprobs, text_offset."""
