@@ -104,6 +104,25 @@ def test_resume_reaches_the_same_weights_bitwise(store, tmp_path, cfg):
     assert again.folders == resumed.folders and torch.equal(again.saes[0].W_enc, load_sae(resumed.folders[0]).W_enc)
 
 
+def test_resume_is_exact_with_any_optimiser(store, tmp_path, monkeypatch):
+    """The checkpoint keeps the optimiser's own state_dict(): SGD's momentum buffers resume as Adam's moments do."""
+    from greyglass.sae import train
+
+    def sgd(sae, tcfg):
+        return torch.optim.SGD(train._param_groups(sae), lr=tcfg.lr, momentum=0.9)
+
+    monkeypatch.setattr(train, "_optimizer", sgd)
+    full = train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "full", progress=False)
+    _assert_same_weights(full.folders[0], _crash_then_resume(store, tmp_path / "cut", _cfg()).folders[0])
+
+
+def test_a_checkpoint_without_optimiser_state_is_a_clear_error(store, tmp_path):
+    _crash(store, tmp_path / "cut", _cfg())
+    (tmp_path / "cut" / "checkpoint" / "optimizer0.pt").unlink()  # as greyglass wrote checkpoints before
+    with pytest.raises(GreyglassError, match="has no optimizer0.pt: it was written by a greyglass older"):
+        train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "cut", resume=True, progress=False)
+
+
 def test_ctrl_c_saves_a_checkpoint_after_the_current_step(store, tmp_path):
     def interrupt_at(n, stream):
         for i, batch in enumerate(stream):

@@ -5,10 +5,10 @@ The stream is a dict `{site: [batch_size, d_in]}` per step, from an activation s
 (`buffered_batches`). Every SAE in the run sees the same batches, so several sites or
 hyper-parameters cost one pass over the data.
 
-Resume is exact: a checkpoint holds the weights, Adam's moments, the dead-latent counters and
-the step; the batch stream is deterministic for a seed, so `resume=True` skips the batches
-already seen and reaches the same weights as an uninterrupted run. Ctrl-C writes a
-checkpoint before it stops.
+Resume is exact: a checkpoint holds each SAE's state (weights and buffers), its optimiser's
+`state_dict()` (whatever the optimiser keeps), the dead-latent counters and the step; the batch
+stream is deterministic for a seed, so `resume=True` skips the batches already seen and
+reaches the same weights as an uninterrupted run. Ctrl-C writes a checkpoint before it stops.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class _Run:
     def __init__(self, cfg: SAEConfig, tcfg: TrainConfig, seed: int, device: str):
         self.device = torch.device(device)
         self.sae = create_sae(cfg, seed=seed).to(self.device).train()
-        self.opt = torch.optim.Adam(_param_groups(self.sae), lr=tcfg.lr, betas=tuple(tcfg.adam_betas))
+        self.opt = _optimizer(self.sae, tcfg)
         self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
         self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
         self.counted = 0
@@ -139,6 +139,10 @@ class _Run:
 
     def log10_density(self) -> torch.Tensor:
         return torch.log10(self.fire_count.double().clamp(min=1e-10) / max(1, self.counted)).float()
+
+
+def _optimizer(sae: SparseAutoencoder, tcfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(_param_groups(sae), lr=tcfg.lr, betas=tuple(tcfg.adam_betas))
 
 
 def _param_groups(sae: SparseAutoencoder) -> list[dict[str, Any]]:
@@ -273,21 +277,16 @@ def _save_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, step: in
     with atomic_dir(folder) as tmp:
         state = {"step": step, "train": asdict(tcfg), "saes": []}
         for i, run in enumerate(runs):
-            tensors = {f"param.{n}": p.detach().clone() for n, p in run.sae.named_parameters()}
-            tensors |= {f"buffer.{n}": b.clone() for n, b in run.sae.named_buffers()}
-            names = dict(run.sae.named_parameters())
-            adam_steps = {}
-            for n, p in names.items():
-                st = run.opt.state.get(p, {})
-                if st:
-                    tensors[f"exp_avg.{n}"] = st["exp_avg"]
-                    tensors[f"exp_avg_sq.{n}"] = st["exp_avg_sq"]
-                    adam_steps[n] = float(st["step"])
+            tensors = {f"sae.{n}": t for n, t in run.sae.state_dict().items()}
             tensors |= {"since_fired": run.since_fired, "fire_count": run.fire_count}
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / f"sae{i}.safetensors"))
-            state["saes"].append({"cfg": asdict(run.sae.cfg), "adam_steps": adam_steps, "counted": run.counted,
-                                  "ema": run.ema})
+            torch.save(run.opt.state_dict(), tmp / _optimizer_file(i))
+            state["saes"].append({"cfg": asdict(run.sae.cfg), "counted": run.counted, "ema": run.ema})
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _optimizer_file(i: int) -> str:
+    return f"optimizer{i}.pt"
 
 
 def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
@@ -304,17 +303,15 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
         if (cfg.architecture, cfg.d_in, cfg.d_sae, cfg.hook_name) != (
                 run.sae.cfg.architecture, run.sae.cfg.d_in, run.sae.cfg.d_sae, run.sae.cfg.hook_name):
             raise GreyglassError(f"{folder}: SAE {i} in the checkpoint is a different SAE; resume with the same settings")
+        if not (folder / _optimizer_file(i)).is_file():
+            raise GreyglassError(f"{folder} has no {_optimizer_file(i)}: it was written by a greyglass older than "
+                                 "optimiser-state checkpoints; finish it with that version, or train again into "
+                                 "another --out")
         run.sae.cfg = cfg
         tensors = load_file(str(folder / f"sae{i}.safetensors"), device=str(run.device))
-        with torch.no_grad():
-            for n, p in run.sae.named_parameters():
-                p.copy_(tensors[f"param.{n}"])
-            for n, b in run.sae.named_buffers():
-                b.copy_(tensors[f"buffer.{n}"])
-        for n, p in run.sae.named_parameters():
-            if n in meta["adam_steps"]:
-                run.opt.state[p] = {"step": torch.tensor(meta["adam_steps"][n], dtype=torch.float32),
-                                    "exp_avg": tensors[f"exp_avg.{n}"], "exp_avg_sq": tensors[f"exp_avg_sq.{n}"]}
+        run.sae.load_state_dict({n.removeprefix("sae."): t for n, t in tensors.items() if n.startswith("sae.")})
+        # on the CPU: load_state_dict moves each moment to its parameter's device, and keeps Adam's step where it belongs
+        run.opt.load_state_dict(torch.load(folder / _optimizer_file(i), map_location="cpu", weights_only=True))
         run.since_fired = tensors["since_fired"]
         run.fire_count = tensors["fire_count"]
         run.counted = meta["counted"]
