@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from greyglass.sae import SAEConfig, SparseAutoencoder
+from greyglass.sae import SAEConfig, SparseAutoencoder, TopKConfig, create_sae
 from greyglass.sae.absorption_weights import detect_absorption
 
 
@@ -47,7 +47,7 @@ def main() -> None:
     rows = []
     with torch.no_grad():
         for d_sae in args.d_sae:
-            sae = SparseAutoencoder(SAEConfig(d_in=args.d_in, d_sae=d_sae, k=32), seed=0)
+            sae = create_sae(SAEConfig(d_in=args.d_in, d_sae=d_sae, arch=TopKConfig(k=32)), seed=0)
             sae.W_enc.add_(0.3 * torch.randn_like(sae.W_enc))  # encoder != decoder, as after training
             pairs, t_blocked = timed(lambda: detect_absorption(sae, top=args.top, block=args.block))
             row = {"d_sae": d_sae, "blocked_seconds": round(t_blocked, 3),

@@ -42,7 +42,7 @@ import torch
 
 from greyglass.data.corpus import CorpusConfig
 from greyglass.models import load_model, run_to_sites
-from greyglass.sae import SAEConfig, TrainConfig, train_saes
+from greyglass.sae import SAEConfig, TopKConfig, TrainConfig, train_saes
 from greyglass.sae.absorption import (AbsorptionConfig, first_letter_prompts, score_letters, vocab_words,
                                       word_activations)
 from greyglass.sae.train import buffered_batches
@@ -79,7 +79,7 @@ def greyglass_side(lm, sae, site: str, words: list, cfg: AbsorptionConfig) -> di
 
 def train_sae(lm, site: str, tokens: int, out: Path):
     """A small TopK SAE on the fly (expansion 4, k 16)."""
-    cfg = SAEConfig(architecture="topk", d_in=lm.d_model, d_sae=4 * lm.d_model, k=16, hook_name=site,
+    cfg = SAEConfig(arch=TopKConfig(k=16), d_in=lm.d_model, d_sae=4 * lm.d_model, hook_name=site,
                     model_name=lm.spec, context_size=128, prepend_bos=lm.prepend_bos, dead_tokens=tokens // 4)
     tcfg = TrainConfig(tokens=tokens, batch_size=1024, lr=1e-3, warmup_steps=10)
     corpus = CorpusConfig(context_size=128)
@@ -204,8 +204,8 @@ def main() -> int:
     lm = load_model()
     out = Path(args.out)
     if args.sae:
-        from greyglass.sae import SparseAutoencoder
-        sae = SparseAutoencoder.load(args.sae)
+        from greyglass.sae import load_sae
+        sae = load_sae(args.sae)
     else:
         sae = train_sae(lm, f"blocks.{args.layer}.hook_resid_post", args.train_tokens, out / "sae")
     site = lm.site(sae.cfg.hook_name).name

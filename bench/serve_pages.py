@@ -28,14 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from serve_runs import SITE, make_runs  # noqa: E402
 
 from greyglass.data import CorpusConfig  # noqa: E402
-from greyglass.features import FeatureDB, FeaturesConfig, build_features, load_sae  # noqa: E402
+from greyglass.features import FeatureDB, FeaturesConfig, build_features  # noqa: E402
 from greyglass.features.dashboard import latent_page  # noqa: E402
 from greyglass.features.source import corpus_batches  # noqa: E402
 from greyglass.models import load_model  # noqa: E402
 from greyglass.runs import write_config, write_results  # noqa: E402
-from greyglass.sae.config import SAEConfig  # noqa: E402
-from greyglass.sae.io import save_sae  # noqa: E402
-from greyglass.sae.model import SparseAutoencoder  # noqa: E402
+from greyglass.sae import SAEConfig, TopKConfig, create_sae, load_sae, save_sae  # noqa: E402
 
 BUDGET_S = 0.3
 
@@ -62,7 +60,7 @@ def main() -> None:
     lm = load_model()
     root = make_runs(Path(tempfile.mkdtemp()), lm)
     torch.manual_seed(0)
-    sae_dir = save_sae(SparseAutoencoder(SAEConfig(d_in=lm.d_model, d_sae=4608, k=32, hook_name=SITE)), root / "sae" / "big")
+    sae_dir = save_sae(create_sae(SAEConfig(d_in=lm.d_model, d_sae=4608, arch=TopKConfig(k=32), hook_name=SITE)), root / "sae" / "big")
     feats = sae_dir / "features"
     cfg = FeaturesConfig(tokens=args.tokens)
     write_config(feats, "features", model=lm.provenance(), features=cfg)

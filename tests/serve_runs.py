@@ -9,9 +9,9 @@ from greyglass.directions import Direction
 from greyglass.features import FeaturesConfig, build_features
 from greyglass.features.source import corpus_batches
 from greyglass.runs import write_config, write_results
-from greyglass.sae.config import SAEConfig
+from greyglass.sae.architectures import create_sae
+from greyglass.sae.config import SAEConfig, TopKConfig
 from greyglass.sae.io import save_sae
-from greyglass.sae.model import SparseAutoencoder
 
 SITE = "blocks.1.hook_resid_post"  # exists in the tiny models and the real ones
 
@@ -27,7 +27,7 @@ def make_runs(root, lm):
     (ev / "items.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "question": f"Is {i} even?", "answer": "yes" if i % 2 == 0 else "no",
                                                         "correct": i % 4 != 3, "<b>": "<script>x</script>"}) + "\n" for i in range(60)))
     torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(d_in=lm.d_model, d_sae=32, k=4, k_aux=16, hook_name=SITE))
+    sae = create_sae(SAEConfig(d_in=lm.d_model, d_sae=32, arch=TopKConfig(k=4, k_aux=16), hook_name=SITE))
     sae_dir = save_sae(sae, root / "sae" / "s1")
     feats = sae_dir / "features"
     cfg = FeaturesConfig(tokens=1500, top_k=4, n_samples=4, window=3)

@@ -3,7 +3,16 @@
 A component's config is a frozen dataclass whose fields carry a string literal right below
 them (as in EleutherAI sparsify). `add_arguments` turns the fields into argparse flags with
 those strings as help; `from_namespace` builds the dataclass back, so its `__post_init__`
-validation runs on CLI input too. `from_toml` does the same from a TOML table.
+validation runs on CLI input too. `from_toml` does the same from a TOML table, `from_dict`
+from a dict as `dataclasses.asdict` writes it (a run folder's JSON).
+
+Configs nest. A field holding a config dataclass brings that config's flags; a field holding
+one of several configs (a union whose members each have a `name` field, init=False, that
+tells them apart, e.g. an SAE's architecture) gets a flag choosing the member, and each
+member's flags say which members they belong to (one given for a member not chosen is an
+error). Flags share one flat namespace, so a nested field may name its own flag
+(`flagged("jumprelu_bandwidth", default=...)`) to stay readable; in TOML and in `from_dict`
+a nested config is a table, a union member's table holding its `name`.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ import types
 import typing
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal, NamedTuple, TypeVar, get_args, get_origin
 
 from .errors import GreyglassError
 
@@ -46,6 +55,12 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def flagged(flag: str, **field_options: Any) -> Any:
+    """A dataclass field whose flag is `--flag` (dashes for underscores) instead of its own name:
+    a nested config's field keeps a flag that is readable and unambiguous on its own."""
+    return dataclasses.field(metadata={"flag": flag}, **field_options)
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     """(inner type, whether None is allowed) for `X | None`."""
     if get_origin(tp) in (typing.Union, types.UnionType):
@@ -55,57 +70,176 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _nested(tp: Any) -> bool:
-    """A field holding a config of its own: its fields become flags of the same command."""
-    return dataclasses.is_dataclass(tp) and isinstance(tp, type)
+def _dest(f: dataclasses.Field) -> str:
+    """The argparse dest of a field: its name, or the flag it names."""
+    return f.metadata.get("flag", f.name)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def _init_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.init]
+
+
+def _configs_held(tp: Any) -> tuple[type, ...]:
+    """The config dataclasses a field of type `tp` holds: `(tp,)` for a nested config, the members
+    of a union of configs, `()` for a plain value."""
+    members = get_args(tp) if get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    return members if all(dataclasses.is_dataclass(m) for m in members) else ()
+
+
+def _member_name(cls: type) -> str:
+    """What tells a union member apart: the default of its `name` field."""
+    return cls.name  # type: ignore[attr-defined]
+
+
+class _Flag(NamedTuple):
+    tp: Any
+    default: Any
+    help: str
+
+
+def _flags(cls: type) -> dict[str, _Flag]:
+    """Every flag of `cls` and of the configs nested in it, by dest, in field order."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    flags: dict[str, _Flag] = {}
+    for f in _init_fields(cls):
+        tp = _unwrap_optional(hints[f.name])[0]
+        held = _configs_held(tp)
+        if not held:
+            flags[_dest(f)] = _Flag(tp, _default(f), docs.get(f.name, ""))
+        elif len(held) == 1:
+            flags.update(_flags(held[0]))
+        else:
+            names = tuple(_member_name(m) for m in held)
+            flags[_dest(f)] = _Flag(Literal[names], _member_name(type(_default(f))), docs.get(f.name, ""))
+            flags.update(_member_flags(_dest(f), held))
+    return flags
+
+
+def _member_flags(chooser: str, members: tuple[type, ...]) -> dict[str, _Flag]:
+    """The flags of a union's members, each flag's help ending with the members it applies to."""
+    flags: dict[str, _Flag] = {}
+    users: dict[str, list[str]] = {}
+    for member in members:
+        for dest, flag in _flags(member).items():
+            flags.setdefault(dest, flag)
+            users.setdefault(dest, []).append(_member_name(member))
+    option = "--" + chooser.replace("_", "-")
+    return {dest: flag._replace(help=f"{flag.help} [{option} {'/'.join(users[dest])}]") for dest, flag in flags.items()}
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one `--flag` per dataclass field (underscores become dashes); a field that is itself a config
-    dataclass adds its own fields' flags, unprefixed (so two nested configs must not share a field name)."""
-    hints = typing.get_type_hints(cls)
-    docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in skip or not f.init:
+    """Add one `--flag` per dataclass field, nested configs' fields included (underscores become
+    dashes); `skip` names dests (field names, or the flags fields name) to leave out."""
+    for dest, flag in _flags(cls).items():
+        if dest in skip:
             continue
-        tp, _ = _unwrap_optional(hints[f.name])
-        if _nested(tp):
-            add_arguments(parser, tp, skip)
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        )
-        help_text = docs.get(f.name, "")
+        tp, default = flag.tp, flag.default
+        help_text = flag.help
         if default not in (None, (), []):
             help_text += f" (default: {default})"
         # argparse %-formats help strings; a docstring is plain text, so its % must not be read as a format
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+        kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+        option = "--" + dest.replace("_", "-")
         if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            parser.add_argument(option, action=argparse.BooleanOptionalAction, **kwargs)
         elif get_origin(tp) is Literal:
-            parser.add_argument(flag, choices=list(get_args(tp)), **kwargs)
+            parser.add_argument(option, choices=list(get_args(tp)), **kwargs)
         elif get_origin(tp) in (tuple, list):
             elem = get_args(tp)[0]
-            parser.add_argument(flag, type=elem, action="append", **kwargs)
+            parser.add_argument(option, type=elem, action="append", **kwargs)
         else:
-            parser.add_argument(flag, type=tp, **kwargs)
+            parser.add_argument(option, type=tp, **kwargs)
 
 
 def from_namespace(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
-    """Build `cls` from parsed flags (absent flags keep the dataclass default)."""
+    """Build `cls` from parsed flags (absent flags keep the dataclass default); a flag of a union
+    member other than the one chosen is an error."""
+    return _from_flags(cls, vars(ns), None, strict=True, overrides=overrides)
+
+
+def from_flat(cls: type[T], values: dict[str, Any]) -> T:
+    """Build `cls` from values keyed by dest (one flat dict, as greyglass wrote configs before they
+    nested); values belonging to union members not chosen are ignored."""
+    return _from_flags(cls, values, None, strict=False)
+
+
+def _from_flags(cls: type[T], given: dict[str, Any], base: Any, strict: bool, overrides: dict[str, Any] | None = None) -> T:
+    """`cls` from dest-keyed values; fields not given keep `base`'s values (or the defaults)."""
     hints = typing.get_type_hints(cls)
-    fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
-    nested = {f.name: from_namespace(hints[f.name], ns) for f in fields if _nested(hints[f.name])}
-    values = {k: v for k, v in vars(ns).items() if k in {f.name for f in fields} and k not in nested}
-    values.update(nested)
-    values.update(overrides)
-    for k, v in values.items():
-        if get_origin(_unwrap_optional(hints[k])[0]) is tuple and isinstance(v, list):
-            values[k] = tuple(v)
+    values: dict[str, Any] = {}
+    for f in _init_fields(cls):
+        tp = _unwrap_optional(hints[f.name])[0]
+        held = _configs_held(tp)
+        current = _default(f) if base is None else getattr(base, f.name)
+        if not held:
+            if _dest(f) in given:
+                values[f.name] = _as_field_type(tp, given[_dest(f)])
+        elif len(held) == 1:
+            values[f.name] = _from_flags(held[0], given, current, strict)
+        else:
+            values[f.name] = _chosen_member(_dest(f), held, given, current, strict)
+    values.update(overrides or {})
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+
+
+def _chosen_member(chooser: str, members: tuple[type, ...], given: dict[str, Any], current: Any, strict: bool) -> Any:
+    """The union member `given` chooses (or `current`'s), built from `given`."""
+    by_name = {_member_name(m): m for m in members}
+    name = given.get(chooser, _member_name(type(current)))
+    if name not in by_name:
+        raise GreyglassError(f"{chooser} = {name!r} is not allowed; choose one of: {', '.join(by_name)}")
+    chosen = by_name[name]
+    if strict:
+        own = _flags(chosen)
+        foreign = [d for m in members for d in _flags(m) if d in given and d not in own]
+        if foreign:
+            owners = [_member_name(m) for m in members if foreign[0] in _flags(m)]
+            raise GreyglassError(f"--{foreign[0].replace('_', '-')} does not apply to --{chooser.replace('_', '-')} "
+                                 f"{name}; it is a setting of {', '.join(owners)}: leave it out or choose one of those")
+    return _from_flags(chosen, given, current if type(current) is chosen else None, strict)
+
+
+def _as_field_type(tp: Any, value: Any) -> Any:
+    """JSON, TOML and argparse give lists where a field holds a tuple."""
+    return tuple(value) if get_origin(tp) is tuple and isinstance(value, list) else value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
+    """Build `cls` from a dict as `dataclasses.asdict` writes it (nested configs as dicts, a union
+    member's with its `name`); unknown keys are errors that name `where`."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        allowed = sorted(f.name for f in _init_fields(cls))
+        raise GreyglassError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in _init_fields(cls):  # a field that is not an init argument (a union member's `name`) is read by its union
+        if f.name not in data:
+            continue
+        tp = _unwrap_optional(hints[f.name])[0]
+        held = _configs_held(tp)
+        value = data[f.name]
+        values[f.name] = _config_from_dict(held, value, f"{where} [{f.name}]") if held else _as_field_type(tp, value)
     return cls(**values)
+
+
+def _config_from_dict(members: tuple[type, ...], data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise GreyglassError(f"{where}: expected a table of settings, got {data!r}")
+    if len(members) == 1:
+        return from_dict(members[0], data, where)
+    by_name = {_member_name(m): m for m in members}
+    if data.get("name") not in by_name:
+        raise GreyglassError(f"{where}: name = {data.get('name')!r} is not allowed; choose one of: {', '.join(by_name)}")
+    return from_dict(by_name[data["name"]], data, where)
 
 
 def from_toml(cls: type[T], path: str | Path, table: str | None = None) -> T:
@@ -119,27 +253,7 @@ def from_toml(cls: type[T], path: str | Path, table: str | None = None) -> T:
         raise GreyglassError(f"{path}: not valid TOML ({e})") from None
     if table is not None:
         data = data.get(table, {})
-    return _from_table(cls, data, str(path))
-
-
-def _from_table(cls: type[T], data: dict[str, Any], where: str) -> T:
-    """`cls` from one TOML table; a nested config is a sub-table named like its field."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise GreyglassError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
-        )
-    hints = typing.get_type_hints(cls)
-    for k, v in data.items():
-        tp = _unwrap_optional(hints[k])[0]
-        if _nested(tp):
-            if not isinstance(v, dict):
-                raise GreyglassError(f"{where}: {k} must be a table ([{k}]), found {v!r}")
-            data[k] = _from_table(tp, v, f"{where} [{k}]")
-        elif get_origin(tp) is tuple and isinstance(v, list):
-            data[k] = tuple(v)
-    return cls(**data)
+    return from_dict(cls, data, str(path))
 
 
 def check_choice(cls_name: str, field: str, value: Any, allowed: tuple[Any, ...]) -> None:

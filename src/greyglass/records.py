@@ -89,6 +89,9 @@ def _read_union(tp: Any, data: Any, where: str) -> Any:
     args = get_args(tp)
     if data is None and type(None) in args:
         return None
+    named = {getattr(a, "name", None): a for a in args if dataclasses.is_dataclass(a)}
+    if isinstance(data, dict) and "name" in data and data["name"] in named:
+        return _read(named[data["name"]], data, where)  # a union of configs names its member
     errors = []
     for arg in (a for a in args if a is not type(None)):
         try:

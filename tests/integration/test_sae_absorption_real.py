@@ -6,7 +6,7 @@ import json
 import pytest
 
 from greyglass.cli import main
-from greyglass.sae import SAEConfig, SparseAutoencoder
+from greyglass.sae import SAEConfig, TopKConfig, create_sae, save_sae
 from greyglass.sae.absorption import AbsorptionConfig, first_letter_prompts, vocab_words
 
 SITE = "blocks.15.hook_resid_post"
@@ -28,9 +28,9 @@ def test_prompts_hold_whole_words_at_a_known_position(smollm):
 
 
 def test_first_letter_benchmark_and_detector_on_the_real_model(smollm, tmp_path, capsys):
-    sae = SparseAutoencoder(SAEConfig(d_in=576, d_sae=1152, k=32, hook_name=SITE, model_name=smollm.spec,
-                                      norm_scale=0.1), seed=0)
-    sae.save(tmp_path / "sae")
+    sae = create_sae(SAEConfig(d_in=576, d_sae=1152, arch=TopKConfig(k=32), hook_name=SITE, model_name=smollm.spec,
+                               norm_scale=0.1), seed=0)
+    save_sae(sae, tmp_path / "sae")
     assert main(["sae", "absorption", str(tmp_path / "sae"), "--words", "300", "--min-words-per-letter", "8",
                  "--no-progress", "--out", str(tmp_path / "run")]) == 0
     r = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -62,9 +62,9 @@ def test_demo_step_writes_absorption_and_meta_runs(smollm, tmp_path, capsys):
     ctx = DemoContext(lm=smollm, root=tmp_path, tokens=500)
     step_absorption(ctx)
     assert "skipped" in capsys.readouterr().out
-    sae = SparseAutoencoder(SAEConfig(d_in=576, d_sae=1152, k=32, hook_name=SITE, model_name=smollm.spec,
-                                      norm_scale=0.1), seed=0)
-    sae.save(tmp_path / "sae")
+    sae = create_sae(SAEConfig(d_in=576, d_sae=1152, arch=TopKConfig(k=32), hook_name=SITE, model_name=smollm.spec,
+                               norm_scale=0.1), seed=0)
+    save_sae(sae, tmp_path / "sae")
     ctx.outputs.update(sae=sae, sae_dir=tmp_path / "sae")
     step_absorption(ctx)
     out = capsys.readouterr().out

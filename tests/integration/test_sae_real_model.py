@@ -5,14 +5,15 @@ import torch
 
 from greyglass import GreyglassError
 from greyglass.data import CorpusConfig
-from greyglass.sae import EvalConfig, SAEConfig, SparseAutoencoder, TrainConfig, evaluate, store_batches, train_saes
+from greyglass.sae import (EvalConfig, SAEConfig, TopKConfig, TrainConfig, create_sae, evaluate, load_sae, store_batches,
+                           train_saes)
 from greyglass.store import ActivationStore, CaptureConfig, capture
 
 SITE = "blocks.15.hook_resid_post"
 
 
 def test_d_in_mismatch_is_a_clear_error(smollm):
-    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=128, k=4, hook_name=SITE))
+    sae = create_sae(SAEConfig(d_in=64, d_sae=128, arch=TopKConfig(k=4), hook_name=SITE))
     with pytest.raises(GreyglassError, match="d_in = 64 but .* has d_model = 576"):
         evaluate(sae, smollm, EvalConfig(tokens=10), progress=False)
 
@@ -22,11 +23,11 @@ def test_trained_topk_sae_recovers_most_of_the_loss(smollm, tmp_path):
     capture(smollm, CaptureConfig(sites=(SITE,), tokens=8192, batch_tokens=2048),
             CorpusConfig(split="train", context_size=64), tmp_path / "store", progress=False)
     store = ActivationStore(tmp_path / "store")
-    cfg = SAEConfig(architecture="topk", d_in=576, d_sae=1152, k=32, dead_tokens=8192, hook_name=SITE,
+    cfg = SAEConfig(arch=TopKConfig(k=32), d_in=576, d_sae=1152, dead_tokens=8192, hook_name=SITE,
                     model_name=smollm.spec, context_size=64)
     tcfg = TrainConfig(tokens=8192 * 5, batch_size=1024, lr=1e-3, warmup_steps=5)
     result = train_saes([cfg], tcfg, store_batches(store, [SITE], 1024), tmp_path / "sae", progress=False)
-    sae = SparseAutoencoder.load(result.folders[0])
+    sae = load_sae(result.folders[0])
     r = evaluate(sae, smollm, EvalConfig(tokens=512, batch_windows=8), progress=False)
     assert r["l0"] <= 32 + 1e-6 and r["n_tokens"] >= 512
     assert r["ce_clean"] < r["ce_sae"] < r["ce_mean"] < r["ce_zero"]  # splicing costs something, far less than ablating

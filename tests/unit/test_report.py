@@ -67,12 +67,12 @@ def test_find_runs_and_errors(runs, tmp_path, capsys):
 
 
 def test_sae_section_from_a_real_evaluation(tmp_path, tiny_llama):
-    from greyglass.sae import SAEConfig, SparseAutoencoder
+    from greyglass.sae import SAEConfig, TopKConfig, create_sae
     from greyglass.sae.evaluate import EvalConfig, evaluate
 
-    cfg = SAEConfig(architecture="topk", d_in=64, d_sae=256, k=8, hook_name="blocks.1.hook_resid_post",
+    cfg = SAEConfig(arch=TopKConfig(k=8), d_in=64, d_sae=256, hook_name="blocks.1.hook_resid_post",
                     context_size=16)
-    sae = SparseAutoencoder(cfg)
+    sae = create_sae(cfg)
     results = evaluate(sae, tiny_llama, EvalConfig(tokens=200), progress=False)
     run = tmp_path / "sae_eval" / "x"
     write_config(run, "sae_eval", site=cfg.hook_name, d_sae=cfg.d_sae, model=tiny_llama.provenance())

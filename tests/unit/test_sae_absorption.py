@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from greyglass.sae import SAEConfig, SparseAutoencoder, TrainConfig, load_sparsity, train_saes
+from greyglass.sae import (ReLUConfig, SAEConfig, SparseAutoencoder, TopKConfig, TrainConfig, create_sae, load_sparsity,
+                           train_saes)
 from greyglass.sae.absorption import (AbsorptionConfig, absorption_scores, first_letter_prompts, k_sparse_latents,
                                       latent_ranking, score_letters, vocab_words, word_activations)
 from greyglass.sae.absorption_weights import block_scores, detect_absorption, pair_scores, unit_weights
@@ -34,7 +35,7 @@ def _batches(batch_size: int):
 @pytest.fixture(scope="module")
 def absorbed(tmp_path_factory):
     """A TopK SAE (one latent per feature, k=2) trained on the planted data: it absorbs the child."""
-    cfg = SAEConfig(architecture="topk", d_in=D, d_sae=N_FEATURES, k=2, k_aux=8, dead_tokens=2000, b_dec_init="zeros")
+    cfg = SAEConfig(arch=TopKConfig(k=2, k_aux=8), d_in=D, d_sae=N_FEATURES, dead_tokens=2000, b_dec_init="zeros")
     out = tmp_path_factory.mktemp("planted")
     result = train_saes([cfg], TrainConfig(tokens=512 * 400, batch_size=512, lr=1e-2, warmup_steps=10),
                         _batches(512), out, progress=False)
@@ -81,7 +82,7 @@ def _probe_sae(cos: list[float]) -> SparseAutoencoder:
     """A relu SAE whose latent j is relu(x[j]) and whose decoder row j is unit-norm at cosine cos[j] with
     the last input dimension, which the latents do not read: the probe direction, set freely in x."""
     n = len(cos)
-    sae = SparseAutoencoder(SAEConfig(architecture="relu", d_in=n + 1, d_sae=n, norm_scale=1.0), seed=0)
+    sae = create_sae(SAEConfig(arch=ReLUConfig(), d_in=n + 1, d_sae=n, norm_scale=1.0), seed=0)
     c = torch.tensor(cos)
     with torch.no_grad():
         sae.W_enc.copy_(torch.cat([torch.eye(n), torch.zeros(1, n)]))
@@ -145,7 +146,7 @@ def saebench_word(folded_acts: list[float], cos: list[float], act_probe_proj: fl
 def test_absorption_scores_match_saebench_word_by_word():
     g = torch.Generator().manual_seed(5)
     d, n_latents = 12, 40
-    sae = SparseAutoencoder(SAEConfig(architecture="relu", d_in=d, d_sae=n_latents, norm_scale=0.5), seed=2)
+    sae = create_sae(SAEConfig(arch=ReLUConfig(), d_in=d, d_sae=n_latents, norm_scale=0.5), seed=2)
     with torch.no_grad():  # decoder rows of uneven norm, biased towards the probe so that absorption happens
         probe = torch.randn(d, generator=g)
         sae.W_dec.copy_((torch.randn(n_latents, d, generator=g) + 0.6 * probe) * torch.rand(n_latents, 1, generator=g) * 3)
@@ -170,7 +171,7 @@ def test_score_letters_scores_test_words_only_and_resamples_letters():
     letters = [chr(ord("a") + i % 8) for i in range(400)]
     centres = torch.randn(8, 16, generator=g) * 3
     x = centres[[ord(l) - ord("a") for l in letters]] + torch.randn(400, 16, generator=g)
-    sae = SparseAutoencoder(SAEConfig(architecture="relu", d_in=16, d_sae=32, norm_scale=1.0), seed=1)
+    sae = create_sae(SAEConfig(arch=ReLUConfig(), d_in=16, d_sae=32, norm_scale=1.0), seed=1)
     with torch.no_grad():
         latents = sae.encode(x)
     cfg = AbsorptionConfig(min_words_per_letter=10, test_fraction=0.3)
@@ -199,7 +200,7 @@ def test_weights_detector_ranks_the_planted_pair_first(absorbed):
 
 
 def test_blocked_detector_matches_the_dense_computation():
-    sae = SparseAutoencoder(SAEConfig(d_in=16, d_sae=40, k=4), seed=3)
+    sae = create_sae(SAEConfig(d_in=16, d_sae=40, arch=TopKConfig(k=4)), seed=3)
     with torch.no_grad():
         sae.W_enc.add_(0.5 * torch.randn(16, 40, generator=torch.Generator().manual_seed(1)))
     dec = sae.W_dec / sae.W_dec.norm(dim=1, keepdim=True)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from greyglass import GreyglassError
 from greyglass.data import CorpusConfig, windows
 from greyglass.data.corpus import corpus_fingerprint
-from greyglass.sae import EvalConfig, SAEConfig, SparseAutoencoder, evaluate
+from greyglass.sae import EvalConfig, ReLUConfig, SAEConfig, SparseAutoencoder, TopKConfig, create_sae, evaluate
 from greyglass.sae.evaluate import summary
 from greyglass.sae.heldout import heldout_status, store_training_text
 
@@ -21,7 +21,7 @@ ECFG = EvalConfig(tokens=150, batch_windows=4)
 
 def _exact_sae(d_in: int = 64) -> SparseAutoencoder:
     """relu(x) - relu(-x) = x: a 'perfect' SAE whose splice changes nothing."""
-    sae = SparseAutoencoder(SAEConfig(architecture="relu", d_in=d_in, d_sae=2 * d_in, hook_name=SITE, norm_scale=1.0))
+    sae = create_sae(SAEConfig(arch=ReLUConfig(), d_in=d_in, d_sae=2 * d_in, hook_name=SITE, norm_scale=1.0))
     eye = torch.eye(d_in)
     with torch.no_grad():
         sae.W_enc.copy_(torch.cat([eye, -eye], 1))
@@ -30,7 +30,7 @@ def _exact_sae(d_in: int = 64) -> SparseAutoencoder:
 
 
 def test_the_losses_leave_out_the_prediction_made_at_the_first_position(tiny_llama):
-    r = evaluate(SparseAutoencoder(SAEConfig(d_in=64, d_sae=128, k=4, hook_name=SITE)), tiny_llama, ECFG, CORPUS,
+    r = evaluate(create_sae(SAEConfig(d_in=64, d_sae=128, arch=TopKConfig(k=4), hook_name=SITE)), tiny_llama, ECFG, CORPUS,
                  progress=False)
     ws = [w.tokens for w in windows(tiny_llama.tokenizer, CORPUS, tiny_llama.prepend_bos)][:12]  # 3 batches of 4
     ids = torch.tensor(ws)
@@ -53,7 +53,7 @@ def test_a_perfect_sae_costs_nothing_and_recovers_everything_against_both_ablati
 
 
 def test_a_random_sae_is_measured_against_mean_ablation_and_says_how_much_worse(tiny_llama):
-    r = evaluate(SparseAutoencoder(SAEConfig(d_in=64, d_sae=128, k=4, hook_name=SITE)), tiny_llama, ECFG, CORPUS,
+    r = evaluate(create_sae(SAEConfig(d_in=64, d_sae=128, arch=TopKConfig(k=4), hook_name=SITE)), tiny_llama, ECFG, CORPUS,
                  progress=False)
     assert r["ce_loss_recovered_mean"] == pytest.approx((r["ce_mean"] - r["ce_sae"]) / (r["ce_mean"] - r["ce_clean"]))
     assert r["ce_increase"] == pytest.approx(r["ce_sae"] - r["ce_clean"])

@@ -33,7 +33,7 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
             assert x["l0"] <= x["target_l0"] + 1e-6
     trained = [json.loads((tmp_path / "run" / "saes" / f / "training.json").read_text())["sae"]
                for f in sorted(p.name for p in (tmp_path / "run" / "saes").iterdir())]
-    assert sorted(t["freq_cost"] for t in trained) == ["neglog"] * 4 + ["none"] * 4
+    assert sorted(t["freq_cost"]["form"] for t in trained) == ["neglog"] * 4 + ["none"] * 4
     out = capsys.readouterr().out
     assert "| topk+freq | 4 |" in out
     # a frequency-aware TopK's folder is a plain TopK to SAELens: that encoder is reported too

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from greyglass import GreyglassError
-from greyglass.sae import SAEConfig, SparseAutoencoder, TrainConfig, train_saes
+from greyglass.sae import (ARCHITECTURES, FreqCostConfig, JumpReLUConfig, ReLUConfig, SAEConfig, TopKConfig, TrainConfig,
+                           create_sae, load_sae, save_sae, train_saes)
 from greyglass.sae.frequency import cost_weights
 
 D_IN, D_SAE = 16, 48
@@ -26,18 +27,20 @@ def test_cost_weights_follow_the_formula_within_floor_and_ceiling():
 
 
 def test_config_rejects_bad_settings():
-    with pytest.raises(GreyglassError, match="freq_cost"):
-        SAEConfig(architecture="topk", freq_cost="log")
+    with pytest.raises(GreyglassError, match="FreqCostConfig.form = 'log' is not allowed"):
+        FreqCostConfig(form="log")
     with pytest.raises(GreyglassError, match="relu"):
-        SAEConfig(architecture="relu", freq_cost="neglog")
-    with pytest.raises(GreyglassError, match="freq_cost_floor"):
-        SAEConfig(freq_cost="neglog", freq_cost_floor=0)
+        SAEConfig(arch=ReLUConfig(), freq_cost=FreqCostConfig(form="neglog"))
+    with pytest.raises(GreyglassError, match="--freq-cost-floor"):
+        FreqCostConfig(form="neglog", floor=0)
 
 
-def _sae(arch, **kw):
-    cfg = SAEConfig(architecture=arch, d_in=D_IN, d_sae=D_SAE, k=4, freq_cost="neglog", freq_cost_scale=1.0,
-                    freq_cost_decay=0.9, b_dec_init="zeros", norm_scale=1.0, **kw)
-    sae = SparseAutoencoder(cfg, seed=0).train()
+def _sae(arch, **settings):
+    """A frequency-aware SAE of `arch` (k = 4, cost scale 1 for TopK and BatchTopK; `settings` of its own)."""
+    topk = {"k": 4, "freq_cost_scale": 1.0} if arch in ("topk", "batchtopk") else {}
+    cfg = SAEConfig(arch=ARCHITECTURES[arch](**topk, **settings), d_in=D_IN, d_sae=D_SAE,
+                    freq_cost=FreqCostConfig(form="neglog", decay=0.9), b_dec_init="zeros", norm_scale=1.0)
+    sae = create_sae(cfg, seed=0).train()
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
         # some latents fire often (cheap), some rarely (costly)
@@ -79,7 +82,7 @@ def test_batchtopk_selects_over_the_batch_by_pre_minus_cost():
 
 
 def test_jumprelu_penalises_each_active_latent_by_its_weight():
-    sae, x = _sae("jumprelu", l0_coefficient=0.5, jumprelu_init_threshold=0.2), _x()
+    sae, x = _sae("jumprelu", l0_coefficient=0.5, init_threshold=0.2), _x()
     w = sae.cost_weights()
     out = sae(x)
     pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
@@ -91,8 +94,7 @@ def test_jumprelu_penalises_each_active_latent_by_its_weight():
 
 
 def test_jumprelu_target_l0_weights_average_one_over_firings():
-    sae, x = _sae("jumprelu", l0_coefficient=0.5, target_l0=5.0, jumprelu_init_from_target=False,
-                  jumprelu_init_threshold=0.2), _x()
+    sae, x = _sae("jumprelu", l0_coefficient=0.5, target_l0=5.0, init_from_target=False, init_threshold=0.2), _x()
     sae.fire_rate.copy_(torch.linspace(1e-4, 0.5, sae.cfg.d_sae))  # some latents common, some rare
     w = sae.cost_weights()
     norm = w * sae.fire_rate.sum() / (sae.fire_rate * w).sum()
@@ -105,22 +107,22 @@ def test_jumprelu_target_l0_weights_average_one_over_firings():
 def test_threshold_moves_at_the_pace_of_its_scale():
     from greyglass.sae.train import _param_groups
 
-    groups = _param_groups(SparseAutoencoder(SAEConfig(architecture="jumprelu", d_in=D_IN, d_sae=D_SAE)))
+    groups = _param_groups(create_sae(SAEConfig(arch=JumpReLUConfig(), d_in=D_IN, d_sae=D_SAE)))
     assert [g["lr_scale"] for g in groups] == [1.0, pytest.approx(D_IN ** 0.5)]
     assert [p.shape for p in groups[1]["params"]] == [(D_SAE,)]
-    assert len(_param_groups(SparseAutoencoder(SAEConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=4)))) == 1
+    assert len(_param_groups(create_sae(SAEConfig(arch=TopKConfig(k=4), d_in=D_IN, d_sae=D_SAE)))) == 1
 
 
 def test_training_with_frequency_cost_tracks_firing_rates(tmp_path):
     g = torch.Generator().manual_seed(0)
     batches = ({"": torch.randn(128, D_IN, generator=g)} for _ in range(100))
-    cfg = SAEConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=4, freq_cost="neglog", freq_cost_decay=0.9)
+    cfg = SAEConfig(arch=TopKConfig(k=4), d_in=D_IN, d_sae=D_SAE, freq_cost=FreqCostConfig(form="neglog", decay=0.9))
     result = train_saes([cfg], TrainConfig(tokens=128 * 30, batch_size=128, lr=1e-3, warmup_steps=2), batches,
                         tmp_path / "run", progress=False)
     sae = result.saes[0]
     assert sae.fire_rate.sum().item() == pytest.approx(4.0, rel=0.05)  # k latents per token in all
     assert result.metrics[0]["l0"] == pytest.approx(4.0)
-    assert sae.cost_weights().min() >= cfg.freq_cost_floor
+    assert sae.cost_weights().min() >= cfg.freq_cost.floor
 
 
 # ---- inference uses the selection rule training used (issue 13, item 5) --------------------
@@ -132,7 +134,7 @@ def test_topk_with_cost_encodes_at_inference_as_it_selected_in_training(tmp_path
     assert torch.equal(inference, trained)
     # and the saved folder gives back the same encoder (the rates travel with it)
     sae.eval()
-    loaded = SparseAutoencoder.load(sae.save(tmp_path / "topk"))
+    loaded = load_sae(save_sae(sae, tmp_path / "topk"))
     torch.testing.assert_close(loaded.fire_rate, sae.fire_rate)
     torch.testing.assert_close(loaded.encode(x), sae.encode(x), rtol=1e-5, atol=1e-5)
 
@@ -158,14 +160,14 @@ def test_batchtopk_with_cost_folder_is_the_trained_encoder(tmp_path):
     sae, x = _sae("batchtopk"), _x()
     sae(x)
     sae.eval()
-    loaded = SparseAutoencoder.load(sae.save(tmp_path / "btk"))
+    loaded = load_sae(save_sae(sae, tmp_path / "btk"))
     assert loaded.cfg.architecture == "jumprelu"  # per-latent thresholds threshold + cost, as SAELens reads it
     fresh = torch.randn(256, D_IN, generator=torch.Generator().manual_seed(9)) * 2
     torch.testing.assert_close(loaded.encode(fresh), sae.encode(fresh), rtol=1e-5, atol=1e-5)
 
 
 def test_jumprelu_with_cost_selects_by_its_thresholds_alone():
-    sae, x = _sae("jumprelu", jumprelu_init_threshold=0.2), _x()
+    sae, x = _sae("jumprelu", init_threshold=0.2), _x()
     pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
     torch.testing.assert_close(sae.eval().encode(x), pre.relu() * (pre > sae.threshold))
     assert torch.equal(sae.train()(x).latents > 0, pre > sae.threshold)
@@ -183,7 +185,7 @@ def test_saelens_view_of_a_frequency_aware_topk_is_a_plain_topk(tmp_path):
     torch.testing.assert_close(plain.encode(x), expected, rtol=1e-5, atol=1e-5)
     assert not torch.equal(plain.encode(x) > 0, sae.encode(x) > 0)
     assert saelens_encoder(_sae("batchtopk")) is None and saelens_encoder(_sae("jumprelu")) is None
-    folder = sae.save(tmp_path / "topk")
+    folder = save_sae(sae, tmp_path / "topk")
     assert "SAELens selects by pre-activation alone" in read_training(folder)["saelens_reads"]
     assert "greyglass selects" in json.loads((folder / "cfg.json").read_text())["metadata"]["greyglass_note"]
 
@@ -192,10 +194,10 @@ def test_folders_saved_before_the_cost_travelled_load_as_the_plain_encoder_they_
     from greyglass.sae.io import FREQUENCY
 
     sae, x = _sae("topk"), _x()
-    folder = sae.eval().save(tmp_path / "old")
+    folder = save_sae(sae.eval(), tmp_path / "old")
     (folder / FREQUENCY).unlink()
-    loaded = SparseAutoencoder.load(folder)
-    assert loaded.cfg.freq_cost == "none"
+    loaded = load_sae(folder)
+    assert not loaded.cfg.freq_cost.on
     pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
     assert torch.equal(loaded.encode(x) > 0, torch.zeros_like(pre, dtype=torch.bool).scatter(1, pre.topk(4, -1).indices, True) & (pre > 0))
 
@@ -205,7 +207,7 @@ def test_a_broken_frequency_file_is_a_clear_error(tmp_path):
 
     from greyglass.sae.io import FREQUENCY
 
-    folder = _sae("topk").eval().save(tmp_path / "bad")
+    folder = save_sae(_sae("topk").eval(), tmp_path / "bad")
     save_file({"fire_rate": torch.ones(3)}, str(folder / FREQUENCY))
     with pytest.raises(GreyglassError, match=r"frequency.safetensors: needs a finite tensor fire_rate of shape \[48\]"):
-        SparseAutoencoder.load(folder)
+        load_sae(folder)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from greyglass.sae import SAEConfig, SparseAutoencoder
+from greyglass.sae import SAEConfig, TopKConfig, create_sae
 from greyglass.sae.meta import MetaConfig, analyse, meta_report, train_meta_sae
 
 D, BASES, SINGLES, COMPOSITES = 64, 12, 12, 36
@@ -18,7 +18,7 @@ def planted():
     chosen = [pairs[p] for p in torch.randperm(len(pairs), generator=g)[:COMPOSITES].tolist()]
     rows = torch.cat([bases, torch.stack([bases[i] + bases[j] for i, j in chosen])])
     rows = rows + 0.02 * torch.randn(rows.shape, generator=g)
-    sae = SparseAutoencoder(SAEConfig(d_in=D, d_sae=len(rows), k=4))
+    sae = create_sae(SAEConfig(d_in=D, d_sae=len(rows), arch=TopKConfig(k=4)))
     with torch.no_grad():
         sae.W_dec.copy_(rows / rows.norm(dim=1, keepdim=True))
     return sae, chosen
@@ -42,7 +42,7 @@ def test_meta_sae_recovers_planted_compositions(planted, tmp_path):
 
 
 def test_meta_report_lists_members_with_logit_lens_tokens(tiny_llama, tmp_path):
-    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=64, k=4), seed=1)
+    sae = create_sae(SAEConfig(d_in=64, d_sae=64, arch=TopKConfig(k=4)), seed=1)
     cfg = MetaConfig(meta_latents=8, k=2, steps=20, top_tokens=3, members=4)
     meta = train_meta_sae(sae, cfg, tmp_path / "meta", progress=False)
     results = meta_report(meta, sae, cfg, tiny_llama)

@@ -1,11 +1,16 @@
 """SAE architectures: shapes, losses, the sparse path against a dense reference, folding."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from greyglass.sae import SAEConfig, SparseAutoencoder
+from greyglass.sae import (BatchTopKConfig, JumpReLUConfig, ReLUConfig, SAEConfig, TopKConfig, TopKSAE, create_sae)
 from greyglass import GreyglassError
+
+ARCHS = {"relu": ReLUConfig(), "topk": TopKConfig(k=4, k_aux=8), "batchtopk": BatchTopKConfig(k=4, k_aux=8),
+         "jumprelu": JumpReLUConfig()}
 
 
 def _x(n=64, d=16, seed=0):
@@ -13,16 +18,16 @@ def _x(n=64, d=16, seed=0):
     return torch.randn(n, d, generator=gen) * 3 + 1
 
 
-def _sae(arch, **kw):
-    cfg = SAEConfig(architecture=arch, d_in=16, d_sae=48, k=4, k_aux=8, **kw)
-    sae = SparseAutoencoder(cfg, seed=0)
+def _sae(arch, **settings):
+    """An SAE of `arch` with its config's `settings` changed, initialised from a batch."""
+    sae = create_sae(SAEConfig(arch=replace(ARCHS[arch], **settings), d_in=16, d_sae=48), seed=0)
     sae.initialise_from(_x())
     return sae
 
 
 @pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
 def test_every_architecture_trains_a_step(arch):
-    sae = _sae(arch, jumprelu_init_threshold=0.5, jumprelu_bandwidth=2.0)
+    sae = _sae(arch, **({"init_threshold": 0.5, "bandwidth": 2.0} if arch == "jumprelu" else {}))
     x = _x(seed=1)
     out = sae(x, dead=torch.ones(48, dtype=torch.bool))
     assert out.reconstruction.shape == x.shape and out.loss.ndim == 0
@@ -70,7 +75,7 @@ def test_batchtopk_keeps_k_times_batch_latents_and_learns_a_threshold():
 
 @pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
 def test_folded_sae_reads_raw_activations_identically(arch):
-    sae = _sae(arch, jumprelu_init_threshold=0.2)
+    sae = _sae(arch, **({"init_threshold": 0.2} if arch == "jumprelu" else {}))
     sae(_x(seed=4))  # batchtopk: estimates its threshold
     sae.eval()
     flat = sae.folded()
@@ -90,12 +95,16 @@ def test_encode_keeps_leading_shape():
 
 
 def test_config_errors_name_the_field():
-    with pytest.raises(GreyglassError, match="architecture"):
-        SAEConfig(architecture="gated")
+    with pytest.raises(GreyglassError, match="SAEConfig.arch must be one of ReLUConfig"):
+        SAEConfig(arch="gated")
     with pytest.raises(GreyglassError, match="k = 100 is larger than d_sae"):
-        SAEConfig(d_sae=50, k=100)
+        SAEConfig(d_sae=50, arch=TopKConfig(k=100))
     with pytest.raises(GreyglassError, match="d_in"):
         SAEConfig(d_in=0)
+    with pytest.raises(GreyglassError, match="JumpReLUConfig.bandwidth must be > 0"):
+        JumpReLUConfig(bandwidth=0)
+    with pytest.raises(GreyglassError, match="TopKSAE implements architecture topk, but the config says relu"):
+        TopKSAE(SAEConfig(arch=ReLUConfig()))
 
 
 def test_topk_step_has_only_the_encoder_forward_dense_product():
@@ -125,7 +134,7 @@ def test_topk_step_has_only_the_encoder_forward_dense_product():
 
 
 def test_jumprelu_thresholds_start_at_the_target_l0():
-    fixed = _sae("jumprelu", target_l0=6.0, jumprelu_init_from_target=False)
+    fixed = _sae("jumprelu", target_l0=6.0, init_from_target=False)
     assert fixed.threshold.unique().tolist() == [pytest.approx(0.1)] and fixed(_x()).l0.item() > 20
     sae = _sae("jumprelu", target_l0=6.0)
     assert sae(_x()).l0.item() == pytest.approx(6.0, abs=0.1)  # the batch it started from
@@ -133,7 +142,7 @@ def test_jumprelu_thresholds_start_at_the_target_l0():
 
 
 def test_jumprelu_target_l0_and_relu_l1_warmup():
-    sae = _sae("jumprelu", target_l0=10.0, l0_coefficient=2.0, jumprelu_init_threshold=0.3)
+    sae = _sae("jumprelu", target_l0=10.0, l0_coefficient=2.0, init_threshold=0.3)
     out = sae(_x(seed=7))
     assert out.aux.item() == pytest.approx(2.0 * (out.l0.item() / 10.0 - 1) ** 2, rel=1e-5)
     relu = _sae("relu", l1_coefficient=3.0)

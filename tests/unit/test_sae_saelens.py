@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from greyglass.sae import SAEConfig, SparseAutoencoder
+from greyglass.sae import ARCHITECTURES, FreqCostConfig, SAEConfig, create_sae, load_sae, save_sae
 from greyglass.sae.io import saelens_encoder
 
 REQUIRED = os.environ.get("GREYGLASS_REQUIRE_SAELENS") == "1"
@@ -26,15 +26,16 @@ except ImportError as e:
 SITE = "blocks.3.hook_resid_post"
 
 
-def _trained(arch: str, tmp_path, **kw):
+def _trained(arch: str, tmp_path, freq_cost: str = "none"):
     """A greyglass SAE after one training step (BatchTopK learns its threshold; the cost its rates), and its folder."""
-    ours = SparseAutoencoder(SAEConfig(architecture=arch, d_in=32, d_sae=96, k=6, hook_name=SITE, model_name="tiny",
-                                       context_size=64, jumprelu_init_threshold=0.3, **kw))
+    settings = {"jumprelu": {"init_threshold": 0.3}, "relu": {}}.get(arch, {"k": 6, "freq_cost_scale": 2.0})
+    ours = create_sae(SAEConfig(arch=ARCHITECTURES[arch](**settings), d_in=32, d_sae=96, hook_name=SITE,
+                                model_name="tiny", context_size=64, freq_cost=FreqCostConfig(form=freq_cost)))
     x = torch.randn(200, 32, generator=torch.Generator().manual_seed(0)) * 7 + 2
     ours.initialise_from(x)
     ours.train()(x)
     ours.eval()
-    return ours, ours.save(tmp_path / arch), x
+    return ours, save_sae(ours, tmp_path / arch), x
 
 
 def _fresh(n=300):
@@ -44,12 +45,12 @@ def _fresh(n=300):
 @pytest.mark.parametrize("arch,freq_cost", [("relu", "none")] + [(arch, cost) for arch in ("topk", "batchtopk", "jumprelu")
                                                                    for cost in ("none", "neglog")])
 def test_saelens_reads_greyglass_folders(arch, freq_cost, tmp_path):
-    ours, folder, x = _trained(arch, tmp_path, freq_cost=freq_cost, freq_cost_scale=2.0)
+    ours, folder, x = _trained(arch, tmp_path, freq_cost=freq_cost)
     theirs = sae_lens.SAE.load_from_disk(str(folder), device="cpu")
     assert theirs.cfg.metadata.hook_name == SITE and theirs.cfg.metadata.model_name == "tiny"  # v6: the metadata block
     assert theirs.cfg.metadata.context_size == 64
     plain = saelens_encoder(ours)  # a frequency-aware TopK as SAELens reads it, else None
-    expected = SparseAutoencoder.load(folder) if plain is None else plain  # what SAELens should compute
+    expected = load_sae(folder) if plain is None else plain  # what SAELens should compute
     with torch.no_grad():
         # the training batch: BatchTopK's threshold is exactly one of its activations, which
         # both must drop (SAELens's strict `pre > threshold`); same folded weights, same rounding
@@ -67,17 +68,17 @@ def test_saelens_reads_greyglass_folders(arch, freq_cost, tmp_path):
 @pytest.mark.parametrize("arch", ["batchtopk", "jumprelu"])
 def test_an_activation_exactly_at_the_threshold_does_not_fire_in_either(arch, tmp_path):
     ours, folder, x = _trained(arch, tmp_path)
-    mine = SparseAutoencoder.load(folder)
+    mine = load_sae(folder)
     pre = mine.pre_activations(x)
     token, latent = divmod(int(pre.flatten().argmax()), pre.shape[1])
     with torch.no_grad():
         mine.threshold[latent] = pre[token, latent]  # exactly at the threshold
-    folder = mine.save(tmp_path / "tie")
+    folder = save_sae(mine, tmp_path / "tie")
     theirs = sae_lens.SAE.load_from_disk(str(folder), device="cpu")
     with torch.no_grad():
         assert theirs.encode(x)[token, latent] == 0
-        assert SparseAutoencoder.load(folder).encode(x)[token, latent] == 0
-        torch.testing.assert_close(theirs.encode(x), SparseAutoencoder.load(folder).encode(x), rtol=1e-5, atol=1e-5)
+        assert load_sae(folder).encode(x)[token, latent] == 0
+        torch.testing.assert_close(theirs.encode(x), load_sae(folder).encode(x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["standard", "topk", "jumprelu"])
@@ -96,7 +97,7 @@ def test_greyglass_reads_folders_saelens_saved(arch, tmp_path):
         if arch == "jumprelu":
             theirs.threshold.abs_()
     theirs.save_model(tmp_path / arch)
-    ours = SparseAutoencoder.load(tmp_path / arch)
+    ours = load_sae(tmp_path / arch)
     assert (ours.cfg.hook_name, ours.cfg.model_name) == (SITE, "gpt2")
     x = _fresh()
     with torch.no_grad():

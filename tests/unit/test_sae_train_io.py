@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -11,8 +12,9 @@ from safetensors.torch import load_file, save_file
 from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.data import CorpusConfig
-from greyglass.sae import (SAEConfig, SparseAutoencoder, TrainConfig, buffered_batches, load_sae, load_sparsity,
-                           read_training, store_batches, train_saes)
+from greyglass.sae import (ARCHITECTURES, FreqCostConfig, JumpReLUConfig, SAEConfig, TopKConfig, TrainConfig,
+                           buffered_batches, create_sae, load_sae, load_sparsity, read_training, save_sae, store_batches,
+                           train_saes)
 from greyglass.sae.config import with_dead_window
 from greyglass.sae.io import saelens_cfg
 from greyglass.store import ActivationStore, CaptureConfig, capture
@@ -29,8 +31,11 @@ def store(tiny_llama, tmp_path_factory):
     return ActivationStore(out)
 
 
-def _cfg(arch="topk", site=SITE, **kw):
-    return SAEConfig(architecture=arch, d_in=64, d_sae=128, k=8, k_aux=16, dead_tokens=512, hook_name=site, **kw)
+def _cfg(arch="topk", site=SITE, freq_cost=FreqCostConfig(), **settings):
+    """An SAE config of `arch` (with these settings of its own, k=8 and k_aux=16 for TopK and BatchTopK)."""
+    topk = {"k": 8, "k_aux": 16} if arch in ("topk", "batchtopk") else {}
+    return SAEConfig(arch=ARCHITECTURES[arch](**topk, **settings), d_in=64, d_sae=128, dead_tokens=512, hook_name=site,
+                     freq_cost=freq_cost)
 
 
 def _weights(folder):
@@ -60,9 +65,8 @@ def test_train_from_store_writes_a_saelens_folder(store, tmp_path):
     assert err < 0.9
 
 
-def test_resume_reaches_the_same_weights_bitwise(store, tmp_path):
-    full = train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "full", progress=False)
-
+def _crash(store, out, cfg):
+    """Train `cfg` into `out` until a crash after 8 of 12 batches; the last checkpoint is after 5."""
     def stop_after(n, stream):
         for i, batch in enumerate(stream):
             if i == n:
@@ -70,19 +74,53 @@ def test_resume_reaches_the_same_weights_bitwise(store, tmp_path):
             yield batch
 
     with pytest.raises(RuntimeError):
-        train_saes([_cfg()], TCFG, stop_after(8, store_batches(store, [SITE], 256)), tmp_path / "cut", progress=False)
-    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
-    assert state["step"] == 5  # the last checkpoint, every 5 batches
+        train_saes([cfg], TCFG, stop_after(8, store_batches(store, [SITE], 256)), out, progress=False)
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 5  # checkpoints every 5 batches
+
+
+def _crash_then_resume(store, out, cfg):
+    _crash(store, out, cfg)
     with pytest.raises(GreyglassError, match="pass --resume"):
-        train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "cut", progress=False)
-    resumed = train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "cut", resume=True,
-                         progress=False)
-    a, b = _weights(full.folders[0]), _weights(resumed.folders[0])
+        train_saes([cfg], TCFG, store_batches(store, [SITE], 256), out, progress=False)
+    return train_saes([cfg], TCFG, store_batches(store, [SITE], 256), out, resume=True, progress=False)
+
+
+def _assert_same_weights(a_folder, b_folder):
+    a, b = _weights(a_folder), _weights(b_folder)
+    assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+@pytest.mark.parametrize("cfg", [_cfg("topk"), _cfg("jumprelu", target_l0=8.0),
+                                 _cfg("batchtopk", freq_cost=FreqCostConfig(form="neglog"))],
+                         ids=["topk", "jumprelu", "batchtopk+freq"])
+def test_resume_reaches_the_same_weights_bitwise(store, tmp_path, cfg):
+    full = train_saes([cfg], TCFG, store_batches(store, [SITE], 256), tmp_path / "full", progress=False)
+    resumed = _crash_then_resume(store, tmp_path / "cut", cfg)
+    _assert_same_weights(full.folders[0], resumed.folders[0])
     # resuming a finished run trains nothing and returns its SAEs
-    again = train_saes([_cfg()], TCFG, iter(()), tmp_path / "cut", resume=True, progress=False)
+    again = train_saes([cfg], TCFG, iter(()), tmp_path / "cut", resume=True, progress=False)
     assert again.folders == resumed.folders and torch.equal(again.saes[0].W_enc, load_sae(resumed.folders[0]).W_enc)
+
+
+def test_resume_is_exact_with_any_optimiser(store, tmp_path, monkeypatch):
+    """The checkpoint keeps the optimiser's own state_dict(): SGD's momentum buffers resume as Adam's moments do."""
+    from greyglass.sae import train
+
+    def sgd(sae, tcfg):
+        return torch.optim.SGD(train._param_groups(sae), lr=tcfg.lr, momentum=0.9)
+
+    monkeypatch.setattr(train, "_optimizer", sgd)
+    full = train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "full", progress=False)
+    _assert_same_weights(full.folders[0], _crash_then_resume(store, tmp_path / "cut", _cfg()).folders[0])
+
+
+def test_a_checkpoint_without_optimiser_state_is_a_clear_error(store, tmp_path):
+    _crash(store, tmp_path / "cut", _cfg())
+    (tmp_path / "cut" / "checkpoint" / "optimizer0.pt").unlink()  # as greyglass wrote checkpoints before
+    with pytest.raises(GreyglassError, match="has no optimizer0.pt: it was written by a greyglass older"):
+        train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "cut", resume=True, progress=False)
 
 
 def test_ctrl_c_saves_a_checkpoint_after_the_current_step(store, tmp_path):
@@ -112,7 +150,7 @@ def test_several_saes_from_one_pass(store, tmp_path):
 def test_at_the_default_dead_window_latents_die_and_auxk_trains_them(store, tmp_path):
     # far more latents than this low-rank data needs, two per token: most never fire. With the
     # old default (a 1M-token window, as long as a default run) none was ever counted dead.
-    cfg = SAEConfig(architecture="topk", d_in=64, d_sae=512, k=2, hook_name=SITE)
+    cfg = SAEConfig(arch=TopKConfig(k=2), d_in=64, d_sae=512, hook_name=SITE)
     assert cfg.dead_tokens is None
     tcfg = TrainConfig(tokens=256 * 20, batch_size=256, lr=1e-3, warmup_steps=2)
     result = train_saes([cfg], tcfg, store_batches(store, [SITE], 256), tmp_path, progress=False)
@@ -122,7 +160,7 @@ def test_at_the_default_dead_window_latents_die_and_auxk_trains_them(store, tmp_
 
 
 def test_the_dead_window_is_a_fraction_of_training_within_bounds():
-    cfg = SAEConfig(d_in=8, d_sae=16, k=2)
+    cfg = SAEConfig(d_in=8, d_sae=16, arch=TopKConfig(k=2))
     assert with_dead_window(cfg, TrainConfig(tokens=1_000_000, batch_size=4096)).dead_tokens == 100_000
     assert with_dead_window(cfg, TrainConfig(tokens=10**9)).dead_tokens == 10_000_000
     assert with_dead_window(cfg, TrainConfig(tokens=1000, batch_size=512)).dead_tokens == 512
@@ -140,9 +178,9 @@ def test_on_the_fly_batches_are_shuffled_activations_of_the_model(tiny_llama):
 
 
 def _saved(tmp_path, arch="topk"):
-    sae = SparseAutoencoder(_cfg(arch))
+    sae = create_sae(_cfg(arch))
     sae.initialise_from(torch.randn(32, 64))
-    return sae.save(tmp_path / arch)
+    return save_sae(sae, tmp_path / arch)
 
 
 def test_load_errors_are_clear(tmp_path):
@@ -183,7 +221,7 @@ def test_loads_a_plain_saelens_folder(tmp_path):
 
 
 def test_saelens_cfg_for_jumprelu_has_no_k():
-    cfg = saelens_cfg(SAEConfig(architecture="jumprelu", d_in=8, d_sae=16, hook_name="blocks.3.hook_resid_post"))
+    cfg = saelens_cfg(SAEConfig(arch=JumpReLUConfig(), d_in=8, d_sae=16, hook_name="blocks.3.hook_resid_post"))
     assert cfg["architecture"] == "jumprelu" and "k" not in cfg and cfg["hook_layer"] == 3
 
 
@@ -195,7 +233,7 @@ def test_cli_train_and_eval_on_a_tiny_model(store, tmp_path, tiny_llama, capsys)
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert len(results["saes"]) == 2 and results["tokens"] == 1024
-    assert json.loads((out / "config.json").read_text())["saes"][1]["k"] == 8
+    assert json.loads((out / "config.json").read_text())["saes"][1]["arch"] == asdict(TopKConfig(k=8))
     sae_dir = results["saes"][0]
     code = main(["sae", "eval", sae_dir, "--model", str(model_dir), "--tokens", "300", "--batch-windows", "4",
                  "--out", str(tmp_path / "eval"), "--no-progress"])
@@ -214,6 +252,18 @@ def test_cli_train_and_eval_on_a_tiny_model(store, tmp_path, tiny_llama, capsys)
     assert code == 0
     fly = json.loads((tmp_path / "fly" / "sae" / "cfg.json").read_text())
     assert fly["metadata"]["hook_name"] == "blocks.1.hook_resid_post" and fly["d_sae"] == 128
+
+
+def test_cli_flags_set_the_architectures_own_settings(store, tmp_path, capsys):
+    train = ["sae", "train", "--store", str(store.folder), "--site", "resid_post.2", "--expansion", "2", "--tokens", "512",
+             "--batch-size", "256", "--no-progress"]
+    assert main([*train, "--arch", "jumprelu", "--target-l0", "4", "--jumprelu-bandwidth", "0.2", "--freq-cost", "neglog",
+                 "--freq-cost-floor", "0.5", "--out", str(tmp_path / "jr")]) == 0
+    saved = read_training(tmp_path / "jr" / "sae")["sae"]
+    assert saved["arch"] == asdict(JumpReLUConfig(target_l0=4.0, bandwidth=0.2))
+    assert saved["freq_cost"] == asdict(FreqCostConfig(form="neglog", floor=0.5))
+    assert main([*train, "--l1-coefficient", "1", "--out", str(tmp_path / "topk")]) == 2
+    assert "--l1-coefficient does not apply to --architecture topk; it is a setting of relu" in capsys.readouterr().err
 
 
 def _model_dir(lm, folder):

@@ -14,9 +14,9 @@ from tqdm import tqdm
 from ..config import check_positive
 from ..errors import GreyglassError
 from ..models import LoadedModel
+from ..sae.model import SparseAutoencoder
 from .db import DB_NAME, write_db
 from .lens import logit_lens, token_strings
-from .load import SAELike, check_sae_fits
 from .source import Batch, encode_batch
 from .stats import StatsAccumulator
 
@@ -45,14 +45,14 @@ class FeaturesConfig:
             raise GreyglassError(f"FeaturesConfig.window must be >= 0, got {self.window}")
 
 
-def build_features(lm: LoadedModel, sae: SAELike, batches: Iterable[Batch], cfg: FeaturesConfig,
+def build_features(lm: LoadedModel, sae: SparseAutoencoder, batches: Iterable[Batch], cfg: FeaturesConfig,
                    out: str | Path, meta: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     """One pass over `batches`; writes `out/features.sqlite` and returns summary numbers.
 
     Ctrl-C stops the pass early: the database is still written from the tokens seen so far
     (marked `complete: false`) before the interrupt is passed on.
     """
-    check_sae_fits(sae, lm.d_model)
+    sae.check_site(lm.d_model, lm.name)
     acc = StatsAccumulator(sae.cfg.d_sae, cfg.top_k, cfg.n_samples, cfg.window)
     start, interrupted = time.perf_counter(), False
     bar = tqdm(total=cfg.tokens, unit="tok", desc="features", disable=not progress)

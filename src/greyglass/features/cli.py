@@ -9,9 +9,9 @@ from ..config import add_arguments, from_namespace
 from ..data.corpus import CorpusConfig
 from ..errors import GreyglassError
 from ..runs import write_config, write_results
+from ..sae.io import load_sae
 from .build import FeaturesConfig, build_features
 from .db import DB_NAME, FeatureDB
-from .load import load_sae
 
 
 def register(sub: argparse._SubParsersAction) -> None:

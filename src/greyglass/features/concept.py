@@ -34,7 +34,7 @@ from ..errors import GreyglassError
 from ..models import LoadedModel
 from ..report.section import fmt
 from ..stats import Estimate, auroc, bootstrap
-from .load import SAELike
+from ..sae.model import SparseAutoencoder
 from .source import text_latents
 
 NTREX_FILES = {"en": "newstest2019-src.eng.txt", "fr": "newstest2019-ref.fra.txt", "de": "newstest2019-ref.deu.txt",
@@ -137,7 +137,7 @@ def language_sentences(concept: Concept, lang: str, ntrex: int) -> Sentences:
     return sentences
 
 
-def concept_table(lm: LoadedModel, sae: SAELike, concept: Concept, ntrex: int = 50, top: int = 10) -> dict[str, Any]:
+def concept_table(lm: LoadedModel, sae: SparseAutoencoder, concept: Concept, ntrex: int = 50, top: int = 10) -> dict[str, Any]:
     """Languages x latents activations, latents ranked by language independence on the ranking
     sentences, and each ranked latent's AUROC on the held-out sentences with a 95% interval."""
     langs = list(concept.sentences)

@@ -21,7 +21,7 @@ from torch import Tensor
 from ..errors import GreyglassError
 from ..models import LoadedModel, replacing
 from ..stats import mean_probability_ci
-from .load import SAELike
+from ..sae.model import SparseAutoencoder
 
 SteerMode = Literal["clamp", "add"]
 
@@ -37,7 +37,7 @@ DEFAULT_PROMPTS = (
 )
 
 
-def latent_fn(sae: SAELike, latent: int, value: float, mode: SteerMode) -> Callable[[Tensor], Tensor]:
+def latent_fn(sae: SparseAutoencoder, latent: int, value: float, mode: SteerMode) -> Callable[[Tensor], Tensor]:
     """The site function that clamps or adds latent `latent`."""
     if not 0 <= latent < sae.cfg.d_sae:
         raise GreyglassError(f"latent {latent} is out of range; this SAE has latents 0 to {sae.cfg.d_sae - 1}")
@@ -57,7 +57,7 @@ def latent_fn(sae: SAELike, latent: int, value: float, mode: SteerMode) -> Calla
 
 
 @contextmanager
-def steering(lm: LoadedModel, sae: SAELike, latent: int, value: float, mode: SteerMode = "clamp") -> Iterator[None]:
+def steering(lm: LoadedModel, sae: SparseAutoencoder, latent: int, value: float, mode: SteerMode = "clamp") -> Iterator[None]:
     with replacing(lm, {sae.cfg.hook_name: latent_fn(sae, latent, value, mode)}):
         yield
 
@@ -81,7 +81,7 @@ def target_probability(lm: LoadedModel, prompts: tuple[str, ...] | list[str], id
     return out
 
 
-def steering_effect(lm: LoadedModel, sae: SAELike, latent: int, values: list[float], words, mode: SteerMode = "clamp",
+def steering_effect(lm: LoadedModel, sae: SparseAutoencoder, latent: int, values: list[float], words, mode: SteerMode = "clamp",
                     prompts: tuple[str, ...] | list[str] = DEFAULT_PROMPTS) -> list[dict]:
     """Mean target-token probability (with a 95% interval over prompts) at each steering value."""
     ids = target_ids(lm, words)

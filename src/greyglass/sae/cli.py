@@ -108,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def sae_configs(base: SAEConfig, sites: list[str], ks: list[int], d_in: int, d_sae: int, **meta: Any) -> list[SAEConfig]:
     """One config per (site, k): the cross product the user asked for."""
-    return [base.with_updates(hook_name=s, k=k, d_in=d_in, d_sae=d_sae, **meta) for s, k in itertools.product(sites, ks)]
+    return [base.with_updates(hook_name=s, d_in=d_in, d_sae=d_sae, **meta).with_k(k) for s, k in itertools.product(sites, ks)]
 
 
 def run_train(args: argparse.Namespace) -> int:

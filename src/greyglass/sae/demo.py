@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ..runs import write_config, write_results
-from .config import SAEConfig, TrainConfig
+from .config import SAEConfig, TopKConfig, TrainConfig
 from ..data.corpus import CorpusConfig
 from .evaluate import EvalConfig, evaluate, summary
 from .heldout import TRAINING_TEXT, heldout_status, store_training_text
@@ -22,7 +22,7 @@ def step_sae(ctx) -> None:
     store = ctx.outputs["store"]
     site = store.sites[0]
     out = ctx.root / "sae"
-    cfg = SAEConfig(architecture="topk", d_in=store.d_model, d_sae=EXPANSION * store.d_model, k=K,
+    cfg = SAEConfig(arch=TopKConfig(k=K), d_in=store.d_model, d_sae=EXPANSION * store.d_model,
                     model_name=ctx.lm.spec, hook_name=site,
                     context_size=store.manifest["context_size"], prepend_bos=ctx.lm.prepend_bos)
     tcfg = TrainConfig(tokens=TRAIN_TOKENS, batch_size=2048, lr=1e-3, warmup_steps=10)

@@ -30,7 +30,7 @@ from ..models import LoadedModel
 from ..plots import Series, line_chart
 from ..runs import write_config, write_results
 from .absorption import AbsorptionConfig, first_letter_absorption
-from .config import SAEConfig, TrainConfig
+from .config import FreqCostConfig, JumpReLUConfig, SAEConfig, TopKConfig, TrainConfig
 from .evaluate import EvalConfig, evaluate
 from .frequency import FREQ_COSTS, FreqCost
 from .heldout import TRAINING_TEXT, heldout_status, training_text
@@ -73,15 +73,14 @@ VARIANTS = ("topk", "topk+freq", "jumprelu", "jumprelu+freq")
 def variant_configs(cfg: FreqExperimentConfig, lm: LoadedModel, context_size: int) -> list[tuple[str, int, SAEConfig]]:
     """(variant, L0, SAEConfig) for every row of the table."""
     base = SAEConfig(d_in=lm.d_model, d_sae=cfg.expansion * lm.d_model, hook_name=lm.site(cfg.site).name,
-                     model_name=lm.spec, context_size=context_size, prepend_bos=lm.prepend_bos,
-                     l0_coefficient=cfg.l0_coefficient, freq_cost_scale=cfg.freq_cost_scale)
+                     model_name=lm.spec, context_size=context_size, prepend_bos=lm.prepend_bos)
     rows = []
     for l0 in cfg.l0s:
+        archs = {"topk": TopKConfig(k=l0, freq_cost_scale=cfg.freq_cost_scale),
+                 "jumprelu": JumpReLUConfig(target_l0=float(l0), l0_coefficient=cfg.l0_coefficient)}
         for variant in VARIANTS:
-            arch = variant.split("+")[0]
-            sizes = {"k": l0} if arch == "topk" else {"target_l0": float(l0), "k": l0}
-            rows.append((variant, l0, base.with_updates(architecture=arch, **sizes,
-                                                        freq_cost=cfg.freq_cost if "+freq" in variant else "none")))
+            cost = FreqCostConfig(form=cfg.freq_cost) if "+freq" in variant else FreqCostConfig()
+            rows.append((variant, l0, base.with_updates(arch=archs[variant.split("+")[0]], freq_cost=cost)))
     return rows
 
 

@@ -1,4 +1,4 @@
-"""SAE folders that SAELens reads, and loading of greyglass and SAELens folders.
+"""SAE folders that SAELens reads, and `load_sae`: the one way a folder (greyglass's or SAELens's) becomes an SAE.
 
 A saved SAE is a folder:
 - `cfg.json`: SAELens's config (v6 keys, with the pre-v6 flat keys alongside so older
@@ -8,7 +8,8 @@ A saved SAE is a folder:
 - `sparsity.safetensors`: key `sparsity`, log10 firing rate of each latent;
 - `frequency.safetensors` (greyglass only, with a frequency-aware cost): key `fire_rate`, the
   firing-rate average the cost weights come from, so inference selects latents as training did;
-- `training.json` (greyglass only): the full `SAEConfig`, training settings and provenance.
+- `training.json` (greyglass only): the full `SAEConfig` (nested: `arch`, `freq_cost`; folders
+  written before the configs nested hold it flat, and load the same), training settings and provenance.
 The input normalisation is folded into the weights, so the saved SAE reads raw activations.
 
 What SAELens computes from the folder is greyglass's encoder except for one case: a TopK SAE
@@ -20,7 +21,7 @@ BatchTopK with the cost is exact in SAELens: its per-latent thresholds hold the 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ from torch import Tensor
 
 from ..atomic import atomic_dir
 from ..errors import GreyglassError
-from .config import SAEConfig
+from .architectures import create_sae
+from .config import ARCHITECTURES, FreqCostConfig, SAEConfig, TopKConfig
 from .model import SparseAutoencoder
 
 CFG = "cfg.json"
@@ -57,12 +59,12 @@ def saelens_cfg(cfg: SAEConfig) -> dict[str, Any]:
                            "device": "cpu", "apply_b_dec_to_input": True, "normalize_activations": "none",
                            "reshape_activations": "none", "metadata": metadata}
     if arch == "topk":
-        out["k"] = cfg.k
+        out["k"] = cfg.arch.k
     # pre-v6 SAELens reads these flat keys
     out.update({k: v for k, v in metadata.items()},
                hook_layer=int(layer) if layer is not None and layer.isdigit() else 0,
                activation_fn_str="topk" if arch == "topk" else "relu",
-               activation_fn_kwargs={"k": cfg.k} if arch == "topk" else {},
+               activation_fn_kwargs={"k": cfg.arch.k} if arch == "topk" else {},
                finetuning_scaling_factor=False)
     if differs_in_saelens(cfg):
         metadata["greyglass_note"] = SAELENS_TOPK_NOTE  # v6 keeps unknown metadata; not a flat key for pre-v6
@@ -71,7 +73,7 @@ def saelens_cfg(cfg: SAEConfig) -> dict[str, Any]:
 
 def differs_in_saelens(cfg: SAEConfig) -> bool:
     """Whether SAELens computes another encoder from this SAE's folder than greyglass does."""
-    return cfg.architecture == "topk" and cfg.freq_cost != "none"
+    return cfg.architecture == "topk" and cfg.freq_cost.on
 
 
 def saelens_encoder(sae: SparseAutoencoder) -> SparseAutoencoder | None:
@@ -80,7 +82,7 @@ def saelens_encoder(sae: SparseAutoencoder) -> SparseAutoencoder | None:
     if not differs_in_saelens(sae.cfg):
         return None
     flat = sae.folded()
-    plain = SparseAutoencoder(flat.cfg.with_updates(freq_cost="none")).to(flat.W_enc.device)
+    plain = create_sae(flat.cfg.with_updates(freq_cost=FreqCostConfig())).to(flat.W_enc.device)
     plain.load_state_dict({n: p for n, p in flat.named_parameters()})
     return plain.eval()
 
@@ -95,7 +97,7 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path, sparsity: Tensor | None
         save_file(tensors, str(tmp / WEIGHTS))
         if sparsity is not None:
             save_file({"sparsity": sparsity.detach().float().cpu().contiguous()}, str(tmp / SPARSITY))
-        if flat.cfg.freq_cost != "none":
+        if flat.cfg.freq_cost.on:
             save_file({"fire_rate": flat.fire_rate.detach().float().cpu().contiguous()}, str(tmp / FREQUENCY))
         (tmp / CFG).write_text(json.dumps(saelens_cfg(flat.cfg), indent=2) + "\n")
         meta = {"format": "greyglass-sae", "version": 1, "sae": asdict(sae.cfg), **(training or {})}
@@ -113,7 +115,7 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
     raw = _read_json(folder / CFG)
     cfg = _config_from_saelens(raw, folder)
     tensors = _read_weights(folder / WEIGHTS)
-    sae = SparseAutoencoder(cfg)
+    sae = create_sae(cfg)
     if raw.get("apply_b_dec_to_input", True) is False:
         # SAELens without b_dec on the input: x @ W_enc + b_enc == (x - b_dec) @ W_enc + (b_enc + b_dec @ W_enc)
         tensors["b_enc"] = tensors["b_enc"] + tensors["b_dec"] @ tensors["W_enc"]
@@ -129,7 +131,7 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
     with torch.no_grad():
         for name, p in sae.named_parameters():
             p.copy_(tensors[name])
-        if cfg.freq_cost != "none":
+        if cfg.freq_cost.on:
             sae.fire_rate.copy_(_read_fire_rate(folder / FREQUENCY, cfg.d_sae))
     return sae.eval()
 
@@ -192,21 +194,20 @@ def _config_from_saelens(raw: dict[str, Any], folder: Path) -> SAEConfig:
     for key in ("d_in", "d_sae"):
         if not isinstance(raw.get(key), int):
             raise GreyglassError(f"{where}: {key} is missing or not an integer")
-    arch = _FROM_SAELENS[arch_name]
+    arch = ARCHITECTURES[_FROM_SAELENS[arch_name]]()
     k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k")
-    if arch == "topk" and not isinstance(k, int):
-        raise GreyglassError(f"{where}: a topk SAE needs an integer k")
-    values: dict[str, Any] = {"architecture": arch, "d_in": raw["d_in"], "d_sae": raw["d_sae"],
-                              "norm_scale": 1.0, "b_dec_init": "zeros"}
-    if k is not None:
-        values["k"] = min(int(k), raw["d_sae"])
-    for key in ("model_name", "hook_name", "context_size", "prepend_bos"):
-        if meta.get(key) is not None:
-            values[key] = meta[key]
-    training = read_training(folder).get("sae") or {}
-    names = {f.name for f in fields(SAEConfig)}
-    kept = {k: v for k, v in training.items() if k in names and k not in ("architecture", "norm_scale", "b_dec_init")}
-    if not (folder / FREQUENCY).is_file():
-        # a folder saved before the cost travelled with the SAE: it was always evaluated without it
-        kept["freq_cost"] = "none"
-    return SAEConfig(**{**kept, **values})
+    if isinstance(arch, TopKConfig):
+        if not isinstance(k, int):
+            raise GreyglassError(f"{where}: a topk SAE needs an integer k")
+        arch = replace(arch, k=min(k, raw["d_sae"]))
+    facts = {key: meta[key] for key in ("model_name", "hook_name", "context_size", "prepend_bos")
+             if meta.get(key) is not None}
+    saved = read_training(folder).get("sae")
+    trained = SAEConfig.from_dict(saved, str(folder / TRAINING)) if saved else None
+    if trained is not None and trained.architecture == arch.name:
+        arch = replace(trained.arch, **({"k": arch.k} if isinstance(arch, TopKConfig) else {}))
+    # a folder saved before the cost travelled with the SAE was always evaluated without it
+    freq_cost = trained.freq_cost if trained is not None and (folder / FREQUENCY).is_file() else FreqCostConfig()
+    base = trained if trained is not None else SAEConfig(arch=arch, d_in=raw["d_in"], d_sae=raw["d_sae"])
+    return replace(base, arch=arch, d_in=raw["d_in"], d_sae=raw["d_sae"], freq_cost=freq_cost, norm_scale=1.0,
+                   b_dec_init="zeros", **facts)

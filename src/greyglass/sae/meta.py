@@ -20,7 +20,7 @@ from torch import Tensor
 from ..config import check_positive
 from ..errors import GreyglassError
 from ..models import LoadedModel
-from .config import SAEConfig, TrainConfig
+from .config import BatchTopKConfig, SAEConfig, TrainConfig
 from .model import SparseAutoencoder
 from .train import train_saes
 
@@ -85,7 +85,7 @@ def train_meta_sae(sae: SparseAutoencoder, cfg: MetaConfig, out: str | Path, pro
     if cfg.k > n_meta:
         raise GreyglassError(f"MetaConfig.k = {cfg.k} is larger than the {n_meta} meta-latents; lower --k")
     batch = min(cfg.batch_size, d_sae)
-    mcfg = SAEConfig(architecture="batchtopk", d_in=d_in, d_sae=n_meta, k=cfg.k, k_aux=min(256, d_in // 2),
+    mcfg = SAEConfig(arch=BatchTopKConfig(k=cfg.k, k_aux=min(256, d_in // 2)), d_in=d_in, d_sae=n_meta,
                      dead_tokens=batch * 50, b_dec_init="zeros", norm_scale=1.0,
                      model_name=sae.cfg.model_name, hook_name="")
     # an SAE's initial rows come from the same generator for the same seed and d_in: with the

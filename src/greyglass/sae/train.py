@@ -5,10 +5,10 @@ The stream is a dict `{site: [batch_size, d_in]}` per step, from an activation s
 (`buffered_batches`). Every SAE in the run sees the same batches, so several sites or
 hyper-parameters cost one pass over the data.
 
-Resume is exact: a checkpoint holds the weights, Adam's moments, the dead-latent counters and
-the step; the batch stream is deterministic for a seed, so `resume=True` skips the batches
-already seen and reaches the same weights as an uninterrupted run. Ctrl-C writes a
-checkpoint before it stops.
+Resume is exact: a checkpoint holds each SAE's state (weights and buffers), its optimiser's
+`state_dict()` (whatever the optimiser keeps), the dead-latent counters and the step; the batch
+stream is deterministic for a seed, so `resume=True` skips the batches already seen and
+reaches the same weights as an uninterrupted run. Ctrl-C writes a checkpoint before it stops.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from ..data.corpus import CorpusConfig, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
 from ..store import ActivationStore
-from .config import SAEConfig, TrainConfig, with_dead_window
+from .architectures import create_sae
+from .config import SAEConfig, TopKConfig, TrainConfig, with_dead_window
+from .io import load_sae, read_training, save_sae
 from .model import SparseAutoencoder
 
 CHECKPOINT = "checkpoint"
@@ -97,8 +99,8 @@ class _Run:
 
     def __init__(self, cfg: SAEConfig, tcfg: TrainConfig, seed: int, device: str):
         self.device = torch.device(device)
-        self.sae = SparseAutoencoder(cfg, seed=seed).to(self.device).train()
-        self.opt = torch.optim.Adam(_param_groups(self.sae), lr=tcfg.lr, betas=tuple(tcfg.adam_betas))
+        self.sae = create_sae(cfg, seed=seed).to(self.device).train()
+        self.opt = _optimizer(self.sae, tcfg)
         self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
         self.fire_count = torch.zeros(cfg.d_sae, dtype=torch.long, device=self.device)
         self.counted = 0
@@ -114,8 +116,7 @@ class _Run:
         if tokens == 0:
             self.sae.initialise_from(x)
         dead = self.since_fired >= cfg.dead_tokens
-        warm = 1.0 if cfg.l1_warmup_tokens == 0 else min(1.0, tokens / cfg.l1_warmup_tokens)
-        out = self.sae(x, dead=dead, sparsity_scale=warm)
+        out = self.sae(x, dead=dead, sparsity_scale=self.sae.sparsity_scale(tokens))
         for group in self.opt.param_groups:
             group["lr"] = lr * group["lr_scale"]
         self.opt.zero_grad(set_to_none=True)
@@ -123,9 +124,9 @@ class _Run:
         self.opt.step()
         self.sae.after_step()
         self.since_fired += len(x)
-        self.since_fired[out.fired] = 0
+        self.since_fired[out.counts > 0] = 0
         if count_sparsity:
-            self.fire_count += _fire_counts(out, cfg.d_sae)
+            self.fire_count += out.counts
             self.counted += len(x)
         with torch.no_grad():
             xn = x.float() * self.sae.scale
@@ -140,10 +141,8 @@ class _Run:
         return torch.log10(self.fire_count.double().clamp(min=1e-10) / max(1, self.counted)).float()
 
 
-def _fire_counts(out, d_sae: int) -> torch.Tensor:
-    if out.indices is not None:
-        return torch.bincount(out.indices[out.values > 0], minlength=d_sae)
-    return (out.latents > 0).sum(0)
+def _optimizer(sae: SparseAutoencoder, tcfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(_param_groups(sae), lr=tcfg.lr, betas=tuple(tcfg.adam_betas))
 
 
 def _param_groups(sae: SparseAutoencoder) -> list[dict[str, Any]]:
@@ -249,24 +248,23 @@ def _postfix(run: _Run) -> dict[str, str]:
 
 
 def sae_folder_names(cfgs: Sequence[SAEConfig]) -> list[str]:
-    """`sae` for a single SAE, else `sae<i>-<arch>-<site>` so folders say what they hold."""
+    """`sae` for a single SAE, else `sae<i>-<arch>-<d_sae>[-k<k>]-<site>` so folders say what they hold."""
     if len(cfgs) == 1:
         return ["sae"]
-    return [f"sae{i}-{c.architecture}-{c.d_sae}-k{c.k}-{c.hook_name or 'site'}" for i, c in enumerate(cfgs)]
+    return [f"sae{i}-{c.architecture}-{c.d_sae}{f'-k{c.arch.k}' if isinstance(c.arch, TopKConfig) else ''}-"
+            f"{c.hook_name or 'site'}" for i, c in enumerate(cfgs)]
 
 
 def _save_finished(out: Path, runs: list[_Run], tcfg: TrainConfig, provenance: dict[str, Any]) -> list[Path]:
     folders = []
     for name, run in zip(sae_folder_names([r.sae.cfg for r in runs]), runs):
         training = {"train": asdict(tcfg), "final": run.ema, "provenance": provenance}
-        folders.append(run.sae.save(out / name, sparsity=run.log10_density(), training=training))
+        folders.append(save_sae(run.sae, out / name, sparsity=run.log10_density(), training=training))
     return folders
 
 
 def _finished(out: Path, cfgs: Sequence[SAEConfig], tcfg: TrainConfig) -> TrainResult | None:
     """The SAEs of a run that already finished with the same settings (resume is then a no-op)."""
-    from .io import load_sae, read_training
-
     folders = [out / name for name in sae_folder_names(cfgs)]
     trainings = [read_training(f) for f in folders]
     if not all(t.get("train") == json.loads(json.dumps(asdict(tcfg))) for t in trainings):
@@ -279,21 +277,16 @@ def _save_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, step: in
     with atomic_dir(folder) as tmp:
         state = {"step": step, "train": asdict(tcfg), "saes": []}
         for i, run in enumerate(runs):
-            tensors = {f"param.{n}": p.detach().clone() for n, p in run.sae.named_parameters()}
-            tensors |= {f"buffer.{n}": b.clone() for n, b in run.sae.named_buffers()}
-            names = dict(run.sae.named_parameters())
-            adam_steps = {}
-            for n, p in names.items():
-                st = run.opt.state.get(p, {})
-                if st:
-                    tensors[f"exp_avg.{n}"] = st["exp_avg"]
-                    tensors[f"exp_avg_sq.{n}"] = st["exp_avg_sq"]
-                    adam_steps[n] = float(st["step"])
+            tensors = {f"sae.{n}": t for n, t in run.sae.state_dict().items()}
             tensors |= {"since_fired": run.since_fired, "fire_count": run.fire_count}
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / f"sae{i}.safetensors"))
-            state["saes"].append({"cfg": asdict(run.sae.cfg), "adam_steps": adam_steps, "counted": run.counted,
-                                  "ema": run.ema})
+            torch.save(run.opt.state_dict(), tmp / _optimizer_file(i))
+            state["saes"].append({"cfg": asdict(run.sae.cfg), "counted": run.counted, "ema": run.ema})
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _optimizer_file(i: int) -> str:
+    return f"optimizer{i}.pt"
 
 
 def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
@@ -306,21 +299,19 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
         raise GreyglassError(f"{folder} was written with batch_size {saved.batch_size} and seed {saved.seed}; "
                              "resume with the same ones")
     for i, (run, meta) in enumerate(zip(runs, state["saes"])):
-        cfg = SAEConfig(**meta["cfg"])
+        cfg = SAEConfig.from_dict(meta["cfg"], str(folder / "state.json"))
         if (cfg.architecture, cfg.d_in, cfg.d_sae, cfg.hook_name) != (
                 run.sae.cfg.architecture, run.sae.cfg.d_in, run.sae.cfg.d_sae, run.sae.cfg.hook_name):
             raise GreyglassError(f"{folder}: SAE {i} in the checkpoint is a different SAE; resume with the same settings")
+        if not (folder / _optimizer_file(i)).is_file():
+            raise GreyglassError(f"{folder} has no {_optimizer_file(i)}: it was written by a greyglass older than "
+                                 "optimiser-state checkpoints; finish it with that version, or train again into "
+                                 "another --out")
         run.sae.cfg = cfg
         tensors = load_file(str(folder / f"sae{i}.safetensors"), device=str(run.device))
-        with torch.no_grad():
-            for n, p in run.sae.named_parameters():
-                p.copy_(tensors[f"param.{n}"])
-            for n, b in run.sae.named_buffers():
-                b.copy_(tensors[f"buffer.{n}"])
-        for n, p in run.sae.named_parameters():
-            if n in meta["adam_steps"]:
-                run.opt.state[p] = {"step": torch.tensor(meta["adam_steps"][n], dtype=torch.float32),
-                                    "exp_avg": tensors[f"exp_avg.{n}"], "exp_avg_sq": tensors[f"exp_avg_sq.{n}"]}
+        run.sae.load_state_dict({n.removeprefix("sae."): t for n, t in tensors.items() if n.startswith("sae.")})
+        # on the CPU: load_state_dict moves each moment to its parameter's device, and keeps Adam's step where it belongs
+        run.opt.load_state_dict(torch.load(folder / _optimizer_file(i), map_location="cpu", weights_only=True))
         run.since_fired = tensors["since_fired"]
         run.fire_count = tensors["fire_count"]
         run.counted = meta["counted"]

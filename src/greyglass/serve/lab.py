@@ -17,11 +17,12 @@ import torch
 
 from ..directions import Direction
 from ..errors import GreyglassError
-from ..features.load import SAELike, check_sae_fits, load_sae
 from ..features.source import sequence_latents
 from ..features.steer import SteerMode, steering
 from ..models import DEFAULT_MODEL, LoadedModel, load_model, run_to_sites
 from ..models.generate import reply
+from ..sae.io import load_sae
+from ..sae.model import SparseAutoencoder
 from ..steer.apply import steering as steer_direction
 
 MAX_TEXT_CHARS = 2000
@@ -50,7 +51,7 @@ class Lab:
         self.model_spec = model_spec
         self._load = load
         self._models: dict[str, LoadedModel] = {}
-        self._saes: dict[str, SAELike] = {}
+        self._saes: dict[str, SparseAutoencoder] = {}
         self._directions: dict[Path, Direction] = {}
         self.lock = threading.Lock()
 
@@ -61,7 +62,7 @@ class Lab:
             self._models[spec] = self._load(spec)
         return self._models[spec]
 
-    def sae(self, folder: str) -> SAELike:
+    def sae(self, folder: str) -> SparseAutoencoder:
         if folder not in self._saes:
             self._saes[folder] = load_sae(folder)
         return self._saes[folder]
@@ -71,10 +72,10 @@ class Lab:
             self._directions[folder] = Direction.load(folder)
         return self._directions[folder]
 
-    def token_latents(self, lm: LoadedModel, sae: SAELike, text: str, k: int = 5) -> TokenLatents:
+    def token_latents(self, lm: LoadedModel, sae: SparseAutoencoder, text: str, k: int = 5) -> TokenLatents:
         """Which latents fire on each token of `text` (BOS dropped), the top `k` of each; none on the
         first token of a model without BOS, the attention sink the SAE was not trained on."""
-        check_sae_fits(sae, lm.d_model, lm.name)
+        sae.check_site(lm.d_model, lm.name)
         ids = self._ids(lm, text)
         lat = sequence_latents(lm, sae, [ids.tolist()])[0][0]  # [T, d_sae], zero at the sink, as in text -> latents
         if lm.prepend_bos and len(ids) > 1:
@@ -120,8 +121,8 @@ class Lab:
         return lambda: steer_direction(lm, d, coef)
 
     @staticmethod
-    def by_latent(lm: LoadedModel, sae: SAELike, latent: int, coef: float, mode: SteerMode = "add") -> Callable[[], Any]:
-        check_sae_fits(sae, lm.d_model, lm.name)
+    def by_latent(lm: LoadedModel, sae: SparseAutoencoder, latent: int, coef: float, mode: SteerMode = "add") -> Callable[[], Any]:
+        sae.check_site(lm.d_model, lm.name)
         if not 0 <= latent < sae.cfg.d_sae:
             raise GreyglassError(f"latent {latent} is out of range; this SAE has latents 0 to {sae.cfg.d_sae - 1}")
         return lambda: steering(lm, sae, latent, coef, mode=mode)
