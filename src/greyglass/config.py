@@ -3,7 +3,9 @@
 A component's config is a frozen dataclass whose fields carry a string literal right below
 them (as in EleutherAI sparsify). `add_arguments` turns the fields into argparse flags with
 those strings as help; `from_namespace` builds the dataclass back, so its `__post_init__`
-validation runs on CLI input too. `from_toml` does the same from a TOML table.
+validation runs on CLI input too. `from_toml` does the same from a TOML table. For a job's
+command (`required=True`) a field without a default is a required flag, or a positional
+argument where it is declared with `positional()` (`greyglass features build SAE`).
 """
 
 from __future__ import annotations
@@ -55,14 +57,21 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def positional() -> Any:
+    """Declare a required field that the command line takes as a positional argument: `sae: str = positional()`."""
+    return dataclasses.field(metadata={"positional": True})
+
+
 def _nested(tp: Any) -> bool:
     """A field holding a config of its own: its fields become flags of the same command."""
     return dataclasses.is_dataclass(tp) and isinstance(tp, type)
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), required: bool = False) -> None:
     """Add one `--flag` per dataclass field (underscores become dashes); a field that is itself a config
-    dataclass adds its own fields' flags, unprefixed (so two nested configs must not share a field name)."""
+    dataclass adds its own fields' flags, unprefixed (so two nested configs must not share a field name).
+    With `required` (a job's whole config: it cannot be built without them) a field without a default is a
+    required flag, or a positional argument where it is declared with `positional()`."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
@@ -70,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
             continue
         tp, _ = _unwrap_optional(hints[f.name])
         if _nested(tp):
-            add_arguments(parser, tp, skip)
+            add_arguments(parser, tp, skip, required)
             continue
         flag = "--" + f.name.replace("_", "-")
         default = (
@@ -82,7 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         if default not in (None, (), []):
             help_text += f" (default: {default})"
         # argparse %-formats help strings; a docstring is plain text, so its % must not be read as a format
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+        if required and f.metadata.get("positional"):
+            parser.add_argument(f.name, type=tp, metavar=f.name.upper(), help=help_text.replace("%", "%%"))
+            continue
+        needed = required and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%"),
+                                  "required": needed}
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif get_origin(tp) is Literal:
