@@ -30,7 +30,6 @@ COMMAND_MODULES = [
     "greyglass.evals.cli",
     "greyglass.organism.cli",
     "greyglass.serve.cli",
-    "greyglass.steer.cli",
     "greyglass.demo",
 ]
 

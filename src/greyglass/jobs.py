@@ -10,8 +10,9 @@ from __future__ import annotations
 from .job import Job, Tool
 from .probes.jobs import GROUPS as PROBE_GROUPS
 from .probes.jobs import JOBS as PROBE_JOBS
+from .steer.jobs import JOBS as STEER_JOBS
 
-JOBS: tuple[Job, ...] = (*PROBE_JOBS,)
+JOBS: tuple[Job, ...] = (*PROBE_JOBS, *STEER_JOBS)
 TOOLS: tuple[Tool, ...] = ()
 GROUPS: dict[str, str] = {**PROBE_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""

@@ -31,7 +31,6 @@ SECTION_MODULES = [
     "greyglass.features.report",
     "greyglass.evals.report",
     "greyglass.organism.report",
-    "greyglass.steer.report",
 ]
 """Modules whose `@builder` functions register a section for their kinds of run."""
 
