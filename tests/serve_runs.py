@@ -6,7 +6,8 @@ import torch
 
 from greyglass.data import CorpusConfig
 from greyglass.directions import Direction
-from greyglass.features import FeaturesConfig, build_features
+from greyglass.features.build import build_features
+from greyglass.features.config import BuildConfig, FeaturesConfig
 from greyglass.features.source import corpus_batches
 from greyglass.runs import write_config, write_results
 from greyglass.sae.config import SAEConfig
@@ -31,7 +32,7 @@ def make_runs(root, lm):
     sae_dir = save_sae(sae, root / "sae" / "s1")
     feats = sae_dir / "features"
     cfg = FeaturesConfig(tokens=1500, top_k=4, n_samples=4, window=3)
-    write_config(feats, "features", model=lm.provenance(), features=cfg, sae=str(sae_dir))
+    write_config(feats, "features", model=lm.provenance(), config=BuildConfig(sae=str(sae_dir), features=cfg))
     batches = corpus_batches(lm, SITE, CorpusConfig(context_size=64), cfg.tokens, cfg.batch_windows)
     write_results(feats, build_features(lm, sae, batches, cfg, feats, {"sae": str(sae_dir), "model": lm.name}, progress=False))
     Direction(torch.randn(lm.d_model), SITE, "logistic", bias=0.1).save(root / "probe" / "p1" / "direction")
