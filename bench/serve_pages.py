@@ -28,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from serve_runs import SITE, make_runs  # noqa: E402
 
 from greyglass.data import CorpusConfig  # noqa: E402
-from greyglass.features import FeatureDB, FeaturesConfig, build_features  # noqa: E402
+from greyglass.features.build import build_features  # noqa: E402
+from greyglass.features.config import BuildConfig, FeaturesConfig  # noqa: E402
+from greyglass.features.db import FeatureDB  # noqa: E402
 from greyglass.features.dashboard import latent_page  # noqa: E402
 from greyglass.features.source import corpus_batches  # noqa: E402
 from greyglass.models import load_model  # noqa: E402
@@ -63,7 +65,7 @@ def main() -> None:
     sae_dir = save_sae(create_sae(SAEConfig(d_in=lm.d_model, d_sae=4608, arch=TopKConfig(k=32), hook_name=SITE)), root / "sae" / "big")
     feats = sae_dir / "features"
     cfg = FeaturesConfig(tokens=args.tokens)
-    write_config(feats, "features", model=lm.provenance(), features=cfg)
+    write_config(feats, "features", model=lm.provenance(), config=BuildConfig(sae=str(sae_dir), features=cfg))
     batches = corpus_batches(lm, SITE, CorpusConfig(), cfg.tokens, cfg.batch_windows)
     write_results(feats, build_features(lm, load_sae(sae_dir), batches, cfg, feats,
                                         {"sae": str(sae_dir), "model": lm.name}, progress=False))

@@ -6,7 +6,8 @@ import torch
 
 from greyglass.data import CorpusConfig
 from greyglass.directions import Direction
-from greyglass.features import FeaturesConfig, build_features
+from greyglass.features.build import build_features
+from greyglass.features.config import BuildConfig, FeaturesConfig
 from greyglass.features.source import corpus_batches
 from greyglass.runs import write_config, write_results
 from greyglass.sae.architectures import create_sae
@@ -31,7 +32,7 @@ def make_runs(root, lm):
     sae_dir = save_sae(sae, root / "sae" / "s1")
     feats = sae_dir / "features"
     cfg = FeaturesConfig(tokens=1500, top_k=4, n_samples=4, window=3)
-    write_config(feats, "features", model=lm.provenance(), features=cfg, sae=str(sae_dir))
+    write_config(feats, "features", model=lm.provenance(), config=BuildConfig(sae=str(sae_dir), features=cfg))
     batches = corpus_batches(lm, SITE, CorpusConfig(context_size=64), cfg.tokens, cfg.batch_windows)
     write_results(feats, build_features(lm, sae, batches, cfg, feats, {"sae": str(sae_dir), "model": lm.name}, progress=False))
     Direction(torch.randn(lm.d_model), SITE, "logistic", bias=0.1).save(root / "probe" / "p1" / "direction")
@@ -49,12 +50,13 @@ def make_figure_runs(root):
     from greyglass.evals.run import EvalConfig as BehaviourEvalConfig
     from greyglass.evals.run import run_eval
     from greyglass.models import tiny_model
-    from greyglass.probes.sweep import SweepConfig, sweep
+    from greyglass.probes.config import SweepConfig
+    from greyglass.probes.sweep import sweep
     from greyglass.sae.evaluate import EvalConfig, evaluate
 
     lm, chat = tiny_model("llama"), tiny_model("llama", chat=True, seed=2)
     torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(architecture="topk", d_in=lm.d_model, d_sae=256, k=8, hook_name=SITE, context_size=16))
+    sae = create_sae(SAEConfig(d_in=lm.d_model, d_sae=256, arch=TopKConfig(k=8), hook_name=SITE, context_size=16))
     write_config(root / "sae_eval", "sae_eval", site=SITE, d_sae=256, model=lm.provenance())
     write_results(root / "sae_eval", evaluate(sae, lm, EvalConfig(tokens=200), progress=False))
     run_eval(LocalBackend(chat), BehaviourEvalConfig(eval="sycophancy", limit=8, batch_size=4), None,

@@ -19,7 +19,6 @@ from .config import add_arguments, from_namespace
 from .errors import GreyglassError
 from .job import Job, RunOptions, Tool, read_job_run
 from .jobs import GROUPS, JOBS, TOOLS
-from .runs import default_run_dir
 from .version import __version__
 
 COMMAND_MODULES = [
@@ -27,11 +26,9 @@ COMMAND_MODULES = [
     "greyglass.store.cli",
     "greyglass.report.cli",
     "greyglass.sae.cli",
-    "greyglass.features.cli",
     "greyglass.evals.cli",
     "greyglass.organism.cli",
     "greyglass.serve.cli",
-    "greyglass.steer.cli",
     "greyglass.demo",
 ]
 
@@ -47,10 +44,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_out_args(parser: argparse.ArgumentParser, kind: str, resume: str | None = None, progress: bool = True,
-                 what: str = "run folder") -> None:
-    """--out, whose default is where `runs.default_run_dir(kind)` puts the run; --resume with its help,
-    where the command can resume; --no-progress."""
-    parser.add_argument("--out", help=f"{what} (default: runs/{kind}/<time>)")
+                 what: str = "run folder", default: str | None = None) -> None:
+    """--out, whose default is where `runs.default_run_dir(kind)` puts the run (or `default`); --resume with
+    its help, where the command can resume; --no-progress."""
+    parser.add_argument("--out", help=f"{what} (default: {default or f'runs/{kind}/<time>'})")
     if resume:
         parser.add_argument("--resume", action="store_true", help=resume)
     if progress:
@@ -68,8 +65,8 @@ def add_job(sub: argparse._SubParsersAction, job: Job) -> None:
     p = sub.add_parser(job.command[-1], help=job.help.replace("%", "%%"), description=job.description or job.help)
     if job.needs_model is not False:
         add_model_args(p)
-    add_arguments(p, job.config)
-    add_out_args(p, job.name, resume=job.resume)
+    add_arguments(p, job.config, required=True)
+    add_out_args(p, job.name, resume=job.resume, default=job.default_out.shown if job.default_out else None)
     p.set_defaults(func=lambda args: run_job(job, args))
 
 
@@ -77,7 +74,7 @@ def run_job(job: Job, args: argparse.Namespace) -> int:
     """Run `job` from parsed flags into its run folder and print the section the report will show."""
     cfg = from_namespace(job.config, args)
     lm = model_from_args(args) if job.wants_model(cfg) else None
-    out = Path(args.out) if args.out else default_run_dir(job.name)
+    out = Path(args.out) if args.out else job.out_folder(cfg)
     job.run(lm, cfg, out, RunOptions(progress=not args.no_progress, resume=getattr(args, "resume", False)))
     print(read_job_run(job, out).section().summary())
     print(f"run folder: {out}")

@@ -101,6 +101,19 @@ class _Flag(NamedTuple):
     tp: Any
     default: Any
     help: str
+    needed: bool = False
+    """The field has no default: a job's command cannot build its config without it."""
+    positional: bool = False
+    """Declared with `positional()`: a job's command takes it as a positional argument."""
+
+
+def positional() -> Any:
+    """Declare a required field that the command line takes as a positional argument: `sae: str = positional()`."""
+    return dataclasses.field(metadata={"positional": True})
+
+
+def _needed(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _flags(cls: type) -> dict[str, _Flag]:
@@ -112,7 +125,7 @@ def _flags(cls: type) -> dict[str, _Flag]:
         tp = _unwrap_optional(hints[f.name])[0]
         held = _configs_held(tp)
         if not held:
-            flags[_dest(f)] = _Flag(tp, _default(f), docs.get(f.name, ""))
+            flags[_dest(f)] = _Flag(tp, _default(f), docs.get(f.name, ""), _needed(f), f.metadata.get("positional", False))
         elif len(held) == 1:
             flags.update(_flags(held[0]))
         else:
@@ -134,9 +147,11 @@ def _member_flags(chooser: str, members: tuple[type, ...]) -> dict[str, _Flag]:
     return {dest: flag._replace(help=f"{flag.help} [{option} {'/'.join(users[dest])}]") for dest, flag in flags.items()}
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), required: bool = False) -> None:
     """Add one `--flag` per dataclass field, nested configs' fields included (underscores become
-    dashes); `skip` names dests (field names, or the flags fields name) to leave out."""
+    dashes); `skip` names dests (field names, or the flags fields name) to leave out. With `required`
+    (a job's whole config: it cannot be built without them) a field without a default is a required
+    flag, or a positional argument where it is declared with `positional()`."""
     for dest, flag in _flags(cls).items():
         if dest in skip:
             continue
@@ -145,7 +160,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         if default not in (None, (), []):
             help_text += f" (default: {default})"
         # argparse %-formats help strings; a docstring is plain text, so its % must not be read as a format
-        kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+        if required and flag.positional:
+            parser.add_argument(dest, type=tp, metavar=dest.upper(), help=help_text.replace("%", "%%"))
+            continue
+        kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%"),
+                                  "required": required and flag.needed}
         option = "--" + dest.replace("_", "-")
         if tp is bool:
             parser.add_argument(option, action=argparse.BooleanOptionalAction, **kwargs)

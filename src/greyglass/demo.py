@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .data.corpus import CorpusConfig
-from .features.demo import step_features
+from .features.config import BuildConfig, ConceptConfig, FeaturesConfig
+from .features.jobs import FEATURES_BUILD, FEATURES_CONCEPT
 from .evals.demo import step_sycophancy
 from .job import Job, RunOptions, read_job_run
 from .models import LoadedModel
@@ -57,6 +58,15 @@ def run_demo_job(ctx: DemoContext, job: Job, config: Any, name: str) -> None:
     out = ctx.root / name
     job.run(ctx.lm, config, out, RunOptions(resume=job.resume is not None))
     print(f"\n[{job.name}] {read_job_run(job, out).section().summary()}")
+
+
+def step_features(ctx: DemoContext) -> None:
+    """Statistics of the demo SAE's latents on 10,000 captured tokens; the Golden Gate Bridge across languages."""
+    sae, store = str(ctx.outputs["sae_dir"]), str(ctx.outputs["store"].folder)
+    features = FeaturesConfig(tokens=min(10_000, ctx.tokens))
+    run_demo_job(ctx, FEATURES_BUILD, BuildConfig(sae=sae, features=features, store=store), "features")
+    run_demo_job(ctx, FEATURES_CONCEPT, ConceptConfig(sae=sae, concept="bridge", ntrex=10, top=5,
+                                                      features=str(ctx.root / "features")), "features_concept")
 
 
 def step_probe_sweep(ctx: DemoContext) -> None:

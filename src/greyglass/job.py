@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from .errors import GreyglassError
 from .records import from_json
-from .runs import read_run
+from .runs import default_run_dir, read_run
 
 if TYPE_CHECKING:
     from .models import LoadedModel
@@ -39,6 +39,15 @@ class RunOptions(NamedTuple):
     """Show progress bars."""
     resume: bool = False
     """Continue an interrupted run in the same folder (jobs with `resume` help only)."""
+
+
+class DefaultOut(NamedTuple):
+    """Where a job's run goes without --out, for a job whose runs belong beside their input, not in runs/."""
+
+    shown: str
+    """How `--help` names it, e.g. "<SAE>/features"."""
+    folder: Callable[[Any], Path]
+    """The folder, from the job's config."""
 
 
 class RunInfo(NamedTuple):
@@ -72,9 +81,15 @@ class Job(Generic[C, R]):
     """Whether the CLI loads `--model` for it, or a rule on the config (when False `run` gets None)."""
     resume: str | None = None
     """Help for `--resume` where the job can continue an interrupted run folder."""
+    default_out: DefaultOut | None = None
+    """Where the run goes without --out; None: `runs/<name>/<time>`."""
 
     def wants_model(self, config: C) -> bool:
         return self.needs_model(config) if callable(self.needs_model) else self.needs_model
+
+    def out_folder(self, config: C) -> Path:
+        """The run folder when --out is not given."""
+        return self.default_out.folder(config) if self.default_out else default_run_dir(self.name)
 
 
 class JobRun(NamedTuple, Generic[C, R]):

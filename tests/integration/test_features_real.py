@@ -50,11 +50,11 @@ def test_build_show_html_search_concept_steer(sae_folder, tmp_path, capsys):
                for r in concept["ranked"])
     steer = tmp_path / "steer"
     assert main(["steer-feature", "--sae", str(sae_folder), "--latent", str(live), "--value", "40", "--mode", "add",
-                 "--prompt", "Hello", "--max-new-tokens", "4", "--values", "0,40", "--out", str(steer)]) == 0
-    effect = json.loads((steer / "results.json").read_text())["effect"]
-    assert [r["value"] for r in effect] == [0.0, 40.0]
-    assert effect[0]["p_target"]["value"] == pytest.approx(
-        json.loads((steer / "results.json").read_text())["baseline_p_target"], rel=1e-4)
+                 "--prompt", "Hello", "--max-new-tokens", "4", "--values", "0", "--values", "40",
+                 "--out", str(steer)]) == 0
+    results = json.loads((steer / "results.json").read_text())
+    assert [r["value"] for r in results["effect"]] == [0.0, 40.0]
+    assert results["effect"][0]["p_target"]["value"] == pytest.approx(results["baseline_p_target"]["value"], rel=1e-4)
     assert (steer / "effect.svg").read_text().startswith("<svg")
     from greyglass.report.build import build_report
 
@@ -64,7 +64,7 @@ def test_build_show_html_search_concept_steer(sae_folder, tmp_path, capsys):
 
 def test_text_latents_leave_out_smollm2s_first_token(sae_folder, smollm):
     """SmolLM2 has no BOS: its first token is the attention sink, which SAE training leaves out."""
-    from greyglass.sae import load_sae
+    from greyglass.sae.io import load_sae
     from greyglass.features.source import text_latents
     from greyglass.models import run_to_sites
 

@@ -145,3 +145,31 @@ def test_nested_configs_become_one_command_and_one_toml_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('name = "z"\n[capture]\ntokens = 5\n[corpus]\nsplit = "train"\n')
     assert from_toml(Both, path) == Both(CaptureConfig(tokens=5), CorpusConfig(split="train"), "z")
+
+
+def test_a_jobs_fields_without_defaults_are_required_flags_or_positional_arguments():
+    from dataclasses import dataclass
+
+    from greyglass.config import positional
+
+    @dataclass(frozen=True)
+    class Cmd:
+        folder: str = positional()
+        """The input folder."""
+        latent: int
+        """A required flag."""
+        words: tuple[str, ...]
+        """Required and repeatable."""
+        value: float = 1.0
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Cmd, required=True)
+    cfg = from_namespace(Cmd, parser.parse_args(["runs/x", "--latent", "3", "--words", "a", "--words", "b"]))
+    assert cfg == Cmd("runs/x", 3, ("a", "b"))
+    assert "FOLDER" in parser.format_help() and "The input folder." in parser.format_help()
+    for argv in (["--latent", "3", "--words", "a"], ["runs/x", "--words", "a"], ["runs/x", "--latent", "3"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+    loose = argparse.ArgumentParser()  # not a job's command: such fields are optional flags (built when given)
+    add_arguments(loose, Cmd)
+    assert vars(loose.parse_args([])) == {}

@@ -8,14 +8,18 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from greyglass.cli import main
 from greyglass.data import CorpusConfig
 from greyglass.errors import GreyglassError
-from greyglass.features import FeatureDB, FeaturesConfig, build_features
-from greyglass.sae import load_sae
+from greyglass.features.build import build_features
+from greyglass.features.config import ConceptConfig, FeaturesConfig
 from greyglass.features.dashboard import text_summary, write_html
-from greyglass.features.db import DB_NAME, set_explanation
+from greyglass.features.db import DB_NAME, FeatureDB, set_explanation
 from greyglass.features.source import corpus_batches, text_latents
+from greyglass.sae.io import load_sae
+from greyglass.job import RunInfo
 from greyglass.models import run_to_sites
+from greyglass.report.build import section_for
 
 SITE = "blocks.1.hook_resid_post"
 PLANTED, D_SAE = 5, 32
@@ -59,7 +63,7 @@ def planted(tiny_llama, tmp_path_factory):
 
 def test_build_summary(planted):
     _, _, out, summary = planted
-    assert summary["n_tokens"] >= 3000 and summary["d_sae"] == D_SAE
+    assert summary.n_tokens >= 3000 and summary.d_sae == D_SAE and summary.site == SITE
     assert (out / DB_NAME).is_file()
 
 
@@ -163,28 +167,36 @@ Q_SENTENCES = ["a quiet quiz", "the queen", "quite a quip", "quick quota", "aqua
 NO_Q = ["hello there", "a big dog", "bonjour", "le chat", "zzz", "abc", "the red hat", "a long walk"]
 
 
+def _concept_section(result, tmp_path):
+    from greyglass.features.report import concept_section
+
+    return concept_section(result, ConceptConfig(sae="sae"), RunInfo(tmp_path, {}))
+
+
 def test_concept_ranks_the_planted_latent_first(planted, tmp_path):
-    from greyglass.features.concept import concept_table, format_table, load_concept
+    from greyglass.features.concept import concept_table, load_concept
 
     lm, sae, _, _ = planted
     langs = ["xx", "yy", "zz"]  # not in NTREX-128, whose news lines have q's ("que", "quite")
     concept = load_concept(_concept_file(tmp_path, {lang: Q_SENTENCES for lang in langs},
                                          {lang: NO_Q for lang in langs}))
     result = concept_table(lm, sae, concept, ntrex=2, top=3)
-    best = result["ranked"][0]
-    assert best["latent"] == PLANTED and best["languages"] == 3 and best["carries"] == langs
+    best = result.ranked[0]
+    assert best.latent == PLANTED and best.languages == 3 and best.carries == tuple(langs)
     # every held-out q sentence outscores every held-out control, in every resample
-    assert best["heldout_auroc"] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}
-    assert result["heldout"] == {"concept_sentences": 3, "control_sentences": 4}  # the odd ids
-    text = format_table(result)
-    assert "latent 5: 3/3 languages" in text and "held-out AUROC 1.00 (1.00 to 1.00)" in text
+    assert tuple(best.heldout_auroc) == (1.0, 1.0, 1.0)
+    assert (result.heldout.concept_sentences, result.heldout.control_sentences) == (3, 4)  # the odd ids
+    section = _concept_section(result, tmp_path)
+    assert "it separates the concept from the controls: AUROC 1.00 (1.00 to 1.00)" in section.headline
+    assert section.numbers[0] == (f"latent {PLANTED}", "carries it in 3 of 3 languages (xx, yy, zz); mean margin over "
+                                  f"controls {best.mean_margin:.3g}; AUROC concept vs controls on held-out sentences "
+                                  "1.00 (1.00 to 1.00)")
 
 
 def test_concept_scores_latents_on_sentences_it_did_not_rank_with(planted, tmp_path):
     """q only in the even-numbered (ranking) sentences: the planted latent wins the ranking, and
     the held-out AUROC, from the odd-numbered sentences, shows that it does not carry over."""
     from greyglass.features.concept import concept_table, language_sentences, load_concept
-    from greyglass.features.report import concept_section
 
     lm, sae, _, _ = planted
     mixed = [s if i % 2 == 0 else t for i, (s, t) in enumerate(zip(Q_SENTENCES, NO_Q[2:]))]
@@ -193,34 +205,21 @@ def test_concept_scores_latents_on_sentences_it_did_not_rank_with(planted, tmp_p
     held = [split.texts[i] for i in split.side(True)]
     assert held == mixed[1::2] + NO_Q[1::2] + split.texts[-6:][1::2]  # odd ids of each part, NTREX lines included
     result = concept_table(lm, sae, concept, ntrex=3, top=3)
-    best = result["ranked"][0]
-    assert best["latent"] == PLANTED and best["ranking_auroc"] == 1.0
-    assert best["heldout_auroc"]["value"] <= 0.5 and best["heldout_auroc"]["ci_low"] <= 0.5
-    headline = concept_section({}, result, tmp_path).headline
-    assert "does not show that it separates" in headline
+    best = result.ranked[0]
+    assert best.latent == PLANTED and best.ranking_auroc == 1.0
+    assert best.heldout_auroc.value <= 0.5 and best.heldout_auroc.lo <= 0.5
+    assert "does not show that it separates" in _concept_section(result, tmp_path).headline
 
 
 def test_concept_gives_no_interval_from_too_few_held_out_sentences(planted, tmp_path):
     from greyglass.features.concept import concept_table, load_concept
-    from greyglass.features.report import concept_section
 
     lm, sae, _, _ = planted
     concept = load_concept(_concept_file(tmp_path, {"en": Q_SENTENCES[:3]}, {"en": NO_Q}))
     result = concept_table(lm, sae, concept, ntrex=0, top=2)
-    held = result["ranked"][0]["heldout_auroc"]
-    assert held["value"] == 1.0 and held["ci_low"] != held["ci_low"]  # NaN: one held-out concept sentence
-    assert "too few held-out concept sentences for an interval" in concept_section({}, result, tmp_path).headline
-
-
-def test_concept_section_reads_runs_from_before_the_held_out_split(tmp_path):
-    from greyglass.features.report import concept_section
-
-    old = {"concept": "bridge", "description": "the bridge", "languages": ["en", "fr"],
-           "ranked": [{"latent": 7, "languages": 2, "carries": ["en", "fr"], "mean_margin": 0.5, "mean_auroc": 0.9,
-                       "concept_mean": {"en": 1.0, "fr": 1.0}, "control_max": {"en": 0.1, "fr": 0.1}}]}
-    section = concept_section({}, old, tmp_path)
-    assert "0.90 (in-sample: the ranking sentences)" in section.numbers[0][1]
-    assert "held-out" not in section.headline
+    held = result.ranked[0].heldout_auroc
+    assert held.value == 1.0 and held.lo != held.lo  # NaN: one held-out concept sentence
+    assert "too few held-out concept sentences for an interval" in _concept_section(result, tmp_path).headline
 
 
 def test_concept_needs_sentences_on_both_sides(planted, tmp_path):
@@ -268,8 +267,8 @@ def test_steering_adds_or_clamps_the_decoder_row(planted):
     assert torch.allclose(clamped[SITE] - x, (7.0 - a)[..., None] * row, atol=1e-4)
     rows = steering_effect(lm, sae, PLANTED, [0.0, 20.0], ["q", "z"], mode="add", prompts=["abc", "the "])
     qz = sorted(lm.tokenizer.convert_tokens_to_ids(["q", "z"]))
-    assert rows[0]["per_prompt"] == pytest.approx(target_probability(lm, ["abc", "the "], qz), abs=1e-6)
-    assert rows[1]["per_prompt"] != rows[0]["per_prompt"]
+    assert rows[0].per_prompt == pytest.approx(target_probability(lm, ["abc", "the "], qz), abs=1e-6)
+    assert rows[1].per_prompt != rows[0].per_prompt
 
 
 @pytest.fixture
@@ -320,9 +319,9 @@ def test_explainer_client_against_local_stub(planted, stub_server, tmp_path):
     db_path = tmp_path / DB_NAME
     shutil.copy(planted[2] / DB_NAME, db_path)
     client = ExplainerClient(JsonClient(url, timeout_s=5, retries=2, backoff_s=0.01))
-    out = {r["latent"]: r for r in explain_latents(FeatureDB(db_path), db_path, client, n=40)}
+    out = {r.latent: r for r in explain_latents(FeatureDB(db_path), db_path, client, n=40)}
     assert len(calls) >= 3  # the first (503) was retried
-    assert out[PLANTED]["explanation"] == "the letter q" and out[PLANTED]["detection"] == 1.0
+    assert out[PLANTED].explanation == "the letter q" and out[PLANTED].detection == 1.0
     assert PLANTED in [r["latent"] for r in FeatureDB(db_path).search("letter")]
     dead = ExplainerClient(JsonClient("http://127.0.0.1:9/v1", timeout_s=0.5, retries=1, backoff_s=0.01))
     with pytest.raises(GreyglassError, match="chat/completions: no answer after 2 tries"):
@@ -353,24 +352,120 @@ def test_store_source_matches_on_the_fly(planted, tmp_path):
     assert torch.equal(from_store.top.tokens[same], on_the_fly.top.tokens[same])
 
 
-def test_demo_step_skips_without_sae_and_runs_with_one(planted, tmp_path, capsys):
-    from greyglass.demo import STEPS, DemoContext
-    from greyglass.features.demo import step_features
+@pytest.fixture(scope="module")
+def model_dir(tiny_llama, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama.model.save_pretrained(folder)
+    tiny_llama.tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def sae_copy(planted, tmp_path):
+    """The planted SAE's folder without its feature database."""
+    folder = tmp_path / "sae"
+    folder.mkdir()
+    for name in ("cfg.json", "sae_weights.safetensors"):
+        (folder / name).write_bytes((planted[2].parent / name).read_bytes())
+    return folder
+
+
+def test_features_build_and_concept_cli_print_their_report_sections(sae_copy, model_dir, tmp_path, capsys):
+    concept = _concept_file(tmp_path, {"xx": Q_SENTENCES, "yy": Q_SENTENCES}, {"xx": NO_Q, "yy": NO_Q})
+    before = tmp_path / "concept-before"
+    assert main(["features", "concept", str(sae_copy), "--model", model_dir, "--concept", concept, "--ntrex", "0",
+                 "--top", "3", "--out", str(before)]) == 0
+    printed = capsys.readouterr().out
+    assert section_for(before).summary() in printed and "none: no feature database" in printed
+    assert main(["features", "build", str(sae_copy), "--model", model_dir, "--tokens", "3000", "--context-size", "64",
+                 "--top-k", "4", "--n-samples", "4", "--window", "3", "--no-progress"]) == 0
+    built = sae_copy / "features"  # the default: beside the SAE, where show/html/search/concept look
+    printed = capsys.readouterr().out
+    assert section_for(built).summary() in printed and (built / DB_NAME).is_file()
+    config = json.loads((built / "config.json").read_text())
+    assert config["kind"] == "features" and config["config"]["features"]["tokens"] == 3000
+    assert config["config"]["corpus"]["context_size"] == 64 and len(config["data_fingerprint"]) == 64
+    after = tmp_path / "concept-after"
+    assert main(["features", "concept", str(sae_copy), "--model", model_dir, "--concept", concept, "--ntrex", "0",
+                 "--top", "3", "--out", str(after)]) == 0
+    printed = capsys.readouterr().out
+    assert section_for(after).summary() in printed
+    results = json.loads((after / "results.json").read_text())
+    assert results["ranked"][0]["latent"] == PLANTED and results["ranked"][0]["carries"] == ["xx", "yy"]
+    assert all((after / r["dashboard"]).is_file() for r in results["ranked"])
+    assert main(["features", "show", str(sae_copy), str(PLANTED)]) == 0
+    assert f"latent {PLANTED}" in capsys.readouterr().out
+    assert main(["features", "search", str(sae_copy), "--fires-on", "q"]) == 0
+    assert f"  {PLANTED:>6}" in capsys.readouterr().out
+
+
+def test_features_build_checks_the_store_was_captured_from_the_same_model(sae_copy, model_dir, tmp_path, capsys):
+    from greyglass.models import tiny_model
+    from greyglass.store import CaptureConfig, capture
+
+    other = tiny_model("llama", seed=1)
+    capture(other, CaptureConfig(sites=(SITE,), tokens=200), CorpusConfig(context_size=32), tmp_path / "store",
+            progress=False)
+    assert main(["features", "build", str(sae_copy), "--model", model_dir, "--store", str(tmp_path / "store"),
+                 "--no-progress"]) == 2
+    assert "pass the same --model the store was captured with" in capsys.readouterr().err
+
+
+def test_steer_feature_cli_prints_its_report_section(sae_copy, model_dir, tmp_path, capsys):
+    out = tmp_path / "steer"
+    assert main(["steer-feature", "--sae", str(sae_copy), "--latent", str(PLANTED), "--value", "20", "--mode", "add",
+                 "--prompt", "abc", "--max-new-tokens", "4", "--target-word", "q", "--values", "0", "--values", "20",
+                 "--model", model_dir, "--out", str(out)]) == 0
+    assert section_for(out).summary() in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert [r["value"] for r in results["effect"]] == [0.0, 20.0] and results["generations"][0]["prompt"] == "abc"
+    assert results["effect"][0]["p_target"]["value"] == pytest.approx(results["baseline_p_target"]["value"], rel=1e-4)
+    assert (out / "effect.svg").read_text().startswith("<svg")
+    with pytest.raises(SystemExit):  # a field without a default is a required flag
+        main(["steer-feature", "--sae", str(sae_copy), "--latent", str(PLANTED), "--model", model_dir])
+    assert "required: --value" in capsys.readouterr().err
+
+
+def _steer_results(base, rows):
+    from greyglass.features.config import SteerFeatureResults, TargetProbability
+    from greyglass.stats import Estimate
+
+    return SteerFeatureResults(latent=3, site=SITE, mode="clamp", value=10.0, target_words=("bridge",),
+                               generations=(), n_prompts=8, baseline_p_target=Estimate(*base),
+                               effect=tuple(TargetProbability(v, Estimate(*p), ()) for v, p in rows), plot="")
+
+
+@pytest.mark.parametrize("rows, says", [
+    ([(0.0, (0.01, 0.005, 0.02)), (10.0, (0.2, 0.1, 0.3))], "raises the chance"),
+    ([(10.0, (0.001, 0.0, 0.004))], "lowers the chance"),
+    ([(5.0, (0.03, 0.015, 0.05)), (10.0, (0.1, 0.019, 0.3))], "did not reliably change"),  # both overlap 0.01-0.02
+])
+def test_steer_feature_headline_claims_only_what_the_intervals_support(tmp_path, rows, says):
+    from greyglass.features.report import steer_feature_section
+
+    section = steer_feature_section(_steer_results((0.01, 0.005, 0.02), rows), None, RunInfo(tmp_path, {}))
+    assert says in section.headline
+
+
+def test_demo_step_builds_features_from_the_store_and_ranks_the_bridge_latents(planted, sae_copy, tmp_path, capsys):
+    from greyglass.demo import STEPS, DemoContext, step_features
+    from greyglass.report.build import build_report
+    from greyglass.store import ActivationStore, CaptureConfig, capture
 
     assert step_features in STEPS
-    lm, sae, _, _ = planted
+    lm = planted[0]
+    capture(lm, CaptureConfig(sites=(SITE,), tokens=600), CorpusConfig(context_size=32), tmp_path / "capture",
+            progress=False)
     ctx = DemoContext(lm=lm, root=tmp_path, tokens=500)
+    ctx.outputs.update(sae_dir=sae_copy, store=ActivationStore(tmp_path / "capture"))
     step_features(ctx)
-    assert "skipped" in capsys.readouterr().out and not (tmp_path / "features").exists()
-    ctx.outputs.update(sae=sae, sae_dir=tmp_path / "sae")
-    step_features(ctx)
-    out = capsys.readouterr().out
-    assert out.count("  latent ") == 5 and "languages" in out
-    results = json.loads((tmp_path / "features" / "results.json").read_text())
-    assert results["n_tokens"] >= 500 and len(results["bridge_concept"]["ranked"]) == 5
-    from greyglass.report.build import build_report
-
-    html = build_report([tmp_path], tmp_path / "report.html").read_text()
+    printed = capsys.readouterr().out
+    for name in ("features", "features_concept"):
+        assert section_for(tmp_path / name).summary() in printed
+    assert json.loads((tmp_path / "features" / "config.json").read_text())["config"]["store"] == str(tmp_path / "capture")
+    results = json.loads((tmp_path / "features_concept" / "results.json").read_text())
+    assert results["concept"] == "bridge" and len(results["ranked"]) == 5 and results["dashboards"]
+    html = build_report([tmp_path / "features", tmp_path / "features_concept"], tmp_path / "report.html").read_text()
     assert "What the sparse autoencoder&#39;s features respond to" in html and "concept activation by language" in html
 
 

@@ -116,7 +116,8 @@ def test_probe_lying_and_steering_sections_from_real_runs(tmp_path, tiny_llama):
     from greyglass.probes.config import LyingConfig, SweepConfig
     from greyglass.probes.lying import localise_lying
     from greyglass.probes.sweep import sweep
-    from greyglass.steer.effect import EffectConfig, steering_effect
+    from greyglass.steer.config import EffectConfig
+    from greyglass.steer.effect import steering_effect
 
     swept = sweep(tiny_llama, SweepConfig(data="cities", n_statements=40, layer_step=2, n_bootstrap=50),
                   tmp_path / "sweep", progress=False)

@@ -1,4 +1,4 @@
-"""Steering mechanics on tiny random models: vectors, application, A/B scoring, the CLI."""
+"""Steering mechanics on tiny random models: vectors, application, A/B scoring, the jobs through the CLI."""
 
 import json
 
@@ -11,10 +11,11 @@ from greyglass.cli import main
 from greyglass.directions import Direction
 from greyglass.models import run_to_sites
 from greyglass.probes.features import text_features
-from greyglass.steer import (ContrastPair, EffectConfig, ab_prompt, caa_items, contrast_vector, matching_probability,
-                             sae_latent_direction, steering, steering_effect)
-from greyglass.steer.apply import typical_norm
-from greyglass.steer.effect import split_items
+from greyglass.report.build import section_for
+from greyglass.steer.apply import steering, typical_norm
+from greyglass.steer.config import EffectConfig
+from greyglass.steer.effect import matching_probability, split_items, steering_effect
+from greyglass.steer.vectors import ContrastPair, ab_prompt, caa_items, contrast_vector, sae_latent_direction
 
 PAIRS = [ContrastPair("I love this, it is wonderful", "I hate this, it is awful"),
          ContrastPair("What a great day", "What a terrible day"),
@@ -93,7 +94,7 @@ def test_caa_items_are_ab_only():
 def test_steering_effect_run_folder(tiny_llama, tmp_path):
     cfg = EffectConfig(behavior="refusal", layer=1, coefs=(-1.0, 0.0, 1.0), n_build=4, n_test=4)
     results = steering_effect(tiny_llama, cfg, tmp_path / "e", progress=False)
-    values = [r["p_matching"]["value"] for r in results["coefs"]]
+    values = [r.p_matching.value for r in results.coefs]
     assert len(values) == 3 and all(0 <= v <= 1 for v in values)
     assert Direction.load(tmp_path / "e" / "vector").site == "blocks.1.hook_resid_post"
     assert (tmp_path / "e" / "effect.svg").exists() and (tmp_path / "e" / "config.json").exists()
@@ -110,25 +111,59 @@ def chat_model_dir(tmp_path_factory):
     return folder
 
 
-def test_steer_vector_and_steer_cli(chat_model_dir, tmp_path, capsys, write_lines):
+def test_steer_vector_steer_and_steer_effect_cli_print_their_report_sections(chat_model_dir, tmp_path, capsys,
+                                                                            write_lines):
     pairs = write_lines("pairs.jsonl", [json.dumps(p._asdict()) for p in PAIRS])
+    model = ["--model", str(chat_model_dir)]
     vec = tmp_path / "vec"
-    assert main(["steer-vector", "--model", str(chat_model_dir), "--pairs", str(pairs), "--layer", "1",
-                 "--out", str(vec)]) == 0
-    assert "mean_diff vector from 3 pairs at blocks.1.hook_resid_post" in capsys.readouterr().out
-    out = tmp_path / "steer"
-    assert main(["steer", "--model", str(chat_model_dir), "--vector", str(vec), "--coef", "50", "--prompt", "Hi",
-                 "--max-new-tokens", "6", "--out", str(out)]) == 0
+    assert main(["steer-vector", *model, "--pairs", str(pairs), "--layer", "1", "--out", str(vec)]) == 0
     printed = capsys.readouterr().out
-    assert "baseline" in printed and "steered (coef 50)" in printed
+    assert section_for(vec).summary() in printed and "mean_diff vector from 3 contrast pairs" in printed
+    assert Direction.load(vec).site == "blocks.1.hook_resid_post"  # the run folder is the direction folder
+    out = tmp_path / "steer"
+    assert main(["steer", *model, "--vector", str(vec), "--coef", "50", "--prompt", "Hi", "--max-new-tokens", "6",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert section_for(out).summary() in printed and "changed the greedy reply to 1 of 1 prompt;" in printed
     gens = json.loads((out / "results.json").read_text())["generations"]
     assert gens[0]["prompt"] == "Hi" and gens[0]["baseline"] != gens[0]["steered"]
+    effect = tmp_path / "effect"
+    assert main(["steer-effect", *model, "--vector", str(vec), "--behavior", "refusal", "--coefs", "-1", "--coefs",
+                 "1", "--n-build", "2", "--n-test", "4", "--out", str(effect), "--no-progress"]) == 0
+    assert section_for(effect).summary() in capsys.readouterr().out
+    results = json.loads((effect / "results.json").read_text())
+    assert results["given_vector"] and [r["coef"] for r in results["coefs"]] == [-1.0, 1.0]
+
+
+def test_steer_vector_needs_exactly_one_source(chat_model_dir, write_lines, capsys):
+    pairs = write_lines("pairs.jsonl", [json.dumps(p._asdict()) for p in PAIRS])
+    for source in ([], ["--behavior", "refusal", "--pairs", str(pairs)]):
+        assert main(["steer-vector", "--model", str(chat_model_dir), "--layer", "1", *source]) == 2
+        assert "needs exactly one source" in capsys.readouterr().err
 
 
 def test_bad_pairs_file_is_one_line(chat_model_dir, write_lines, capsys):
     pairs = write_lines("bad.jsonl", ['{"positive": "a"}'])
     assert main(["steer-vector", "--model", str(chat_model_dir), "--pairs", str(pairs), "--layer", "1"]) == 2
     assert "line 1: expected a JSON object with 'positive' and 'negative'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("low, high, says", [
+    ((0.2, 0.1, 0.3), (0.8, 0.7, 0.9), "goes from 20% at coefficient -1 to 80% at +1"),
+    ((0.8, 0.7, 0.9), (0.2, 0.1, 0.3), "goes from 80% at coefficient -1 to 20% at +1"),  # steering away counts too
+    ((0.4, 0.3, 0.55), (0.6, 0.5, 0.7), "did not reliably change"),
+])
+def test_effect_headline_claims_a_change_only_when_the_intervals_separate(tmp_path, low, high, says):
+    from greyglass.job import RunInfo
+    from greyglass.stats import Estimate
+    from greyglass.steer.config import CoefEffect, EffectResults
+    from greyglass.steer.report import effect_section
+
+    res = EffectResults(behavior="refusal", site="blocks.1.hook_resid_post", kind="mean_diff", given_vector=False,
+                        n_build=4, n_test=8, n_test_questions=8,
+                        coefs=(CoefEffect(1.0, Estimate(*high)), CoefEffect(-1.0, Estimate(*low))), coef_unit="u",
+                        typical_norm=1.0, vector="vector", plot="effect.svg")
+    assert says in effect_section(res, EffectConfig(), RunInfo(tmp_path, {})).headline
 
 
 def test_effect_config_rejects_too_many_items():
@@ -183,5 +218,7 @@ def test_steer_steer_effect_serve_model_and_the_browser_add_the_same_delta(tiny_
         served_p = matching_probability(tiny_llama, test)
     finally:
         server.close()
-    row = steering_effect(tiny_llama, cfg, tmp_path / "e", direction=probe, progress=False)["coefs"][0]
-    assert row["p_matching"]["value"] == pytest.approx(float(served_p.mean()), abs=1e-6)
+    probe.save(tmp_path / "probe")
+    given = EffectConfig(behavior="refusal", vector=str(tmp_path / "probe"), coefs=(2.0,), n_build=1, n_test=8)
+    row = steering_effect(tiny_llama, given, tmp_path / "e", progress=False).coefs[0]
+    assert row.p_matching.value == pytest.approx(float(served_p.mean()), abs=1e-6)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import add_arguments, from_namespace
 from ..runs import default_run_dir
 from ..errors import GreyglassError
-from ..steer.cli import COEF_HELP
+from ..steer.config import COEF_HELP
 from .cot import CotConfig, explain_cot, run_cot
 from .formats import PromptFormat
 from .pressure import PressureConfig, explain_pressure, run_pressure

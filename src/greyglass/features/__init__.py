@@ -1,7 +1,7 @@
-"""Feature interpretation: per-latent statistics, search, dashboards, concepts across languages, steering."""
+"""Feature interpretation: what each SAE latent means (statistics, search, dashboards, concepts, steering).
 
-from .build import FeaturesConfig, build_features
-from .db import FeatureDB
-from .stats import FeatureStats, StatsAccumulator
-
-__all__ = ["FeatureDB", "FeatureStats", "FeaturesConfig", "StatsAccumulator", "build_features"]
+The jobs and tools are in `jobs.py`, their typed settings and results in `config.py`; the work
+in `build.py` (one streaming pass -> `features.sqlite`), `concept.py`, `steer.py` and
+`tools.py` (show, html, search). Nothing is re-exported here, so importing the package stays
+cheap.
+"""

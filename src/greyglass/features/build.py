@@ -1,52 +1,35 @@
-"""`build_features`: stream activations through the SAE once and write the feature database."""
+"""`build_features`: stream activations through the SAE once and write the feature database.
+
+`run_build` is `greyglass features build`: the activations from the model on a corpus or from an
+activation store, the database, optional explanations, and the run's `config.json` and
+`results.json` beside the database.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from ..config import check_positive
 from ..errors import GreyglassError
 from ..models import LoadedModel
-from ..sae.model import SparseAutoencoder
-from .db import DB_NAME, write_db
+from ..runs import write_config, write_results
+from .config import BuildConfig, BuildResults, FeaturesConfig
+from .db import DB_NAME, FeatureDB, write_db
 from .lens import logit_lens, token_strings
-from .source import Batch, encode_batch
+from ..sae.io import load_sae
+from ..sae.model import SparseAutoencoder
+from .source import Batch, corpus_batches, encode_batch, store_batches
 from .stats import StatsAccumulator
 
 
-@dataclass(frozen=True)
-class FeaturesConfig:
-    """How much text to read and what to keep per latent."""
-
-    tokens: int = 100_000
-    """Tokens to run through the SAE (BOS excluded)."""
-    top_k: int = 20
-    """Max-activating contexts kept per latent."""
-    n_samples: int = 20
-    """Random active contexts kept per latent (shown sorted, as samples across its quantiles)."""
-    window: int = 10
-    """Tokens of context on each side of the activating token."""
-    batch_windows: int = 8
-    """Windows per forward pass."""
-    lens_tokens: int = 10
-    """Promoted and suppressed output tokens kept per latent by the logit lens."""
-
-    def __post_init__(self) -> None:
-        for name in ("tokens", "top_k", "n_samples", "batch_windows", "lens_tokens"):
-            check_positive("FeaturesConfig", name, getattr(self, name))
-        if self.window < 0:
-            raise GreyglassError(f"FeaturesConfig.window must be >= 0, got {self.window}")
-
-
 def build_features(lm: LoadedModel, sae: SparseAutoencoder, batches: Iterable[Batch], cfg: FeaturesConfig,
-                   out: str | Path, meta: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+                   out: str | Path, meta: dict[str, Any], progress: bool = True) -> BuildResults:
     """One pass over `batches`; writes `out/features.sqlite` and returns summary numbers.
 
     Ctrl-C stops the pass early: the database is still written from the tokens seen so far
@@ -74,13 +57,53 @@ def build_features(lm: LoadedModel, sae: SparseAutoencoder, batches: Iterable[Ba
     meta = {**meta, "d_sae": sae.cfg.d_sae, "site": sae.cfg.hook_name, "complete": not interrupted}
     write_db(Path(out) / DB_NAME, stats, lens, strings, meta)
     density = stats.density
-    summary = {
-        "n_tokens": stats.n_tokens, "d_sae": stats.d_sae, "complete": not interrupted,
-        "dead_latents": int((stats.n_active == 0).sum()),
-        "median_density": float(density.median()), "mean_l0": float(stats.n_active.sum()) / stats.n_tokens,
-        "seconds": round(seconds, 2),
-        "latent_tokens_per_second": round(stats.d_sae * stats.n_tokens / max(seconds, 1e-9)),
-    }
+    summary = BuildResults(
+        n_tokens=stats.n_tokens, d_sae=stats.d_sae, site=sae.cfg.hook_name, complete=not interrupted,
+        dead_latents=int((stats.n_active == 0).sum()), median_density=float(density.median()),
+        mean_l0=float(stats.n_active.sum()) / stats.n_tokens, seconds=round(seconds, 2),
+        latent_tokens_per_second=round(stats.d_sae * stats.n_tokens / max(seconds, 1e-9)), database=DB_NAME)
     if interrupted:
         raise KeyboardInterrupt
     return summary
+
+
+def run_build(lm: LoadedModel, cfg: BuildConfig, out: str | Path, progress: bool = True) -> BuildResults:
+    """`greyglass features build`: the feature database of `cfg.sae` in `out`, with the run's files beside it."""
+    sae = load_sae(cfg.sae)
+    client = _explainer(cfg)  # before the long pass, so a bad URL fails at once
+    batches, fingerprint = _activations(lm, sae, cfg)
+    write_config(out, "features", model=lm.provenance(), config=cfg, data_fingerprint=fingerprint)
+    results = build_features(lm, sae, batches, cfg.features, out, {"sae": cfg.sae, "model": lm.name}, progress)
+    if client is not None:
+        from .explainer import explain_latents
+
+        results = replace(results, explanations=explain_latents(FeatureDB(out), Path(out) / DB_NAME, client,
+                                                                cfg.explain_top))
+    write_results(out, results)
+    return results
+
+
+def _explainer(cfg: BuildConfig):
+    """The explainer's client when `cfg.explainer` names a server, else None."""
+    if not cfg.explainer:
+        return None
+    from ..http_client import JsonClient
+    from .explainer import ExplainerClient
+
+    return ExplainerClient(JsonClient(cfg.explainer), cfg.explainer_model)
+
+
+def _activations(lm: LoadedModel, sae: SparseAutoencoder, cfg: BuildConfig) -> tuple[Iterator[Batch], str]:
+    """The batches the statistics read, from the store or the model on the corpus, and their data fingerprint."""
+    site, n = sae.cfg.hook_name, cfg.features.tokens
+    if cfg.store is None:
+        from ..data.corpus import corpus_fingerprint
+
+        return corpus_batches(lm, site, cfg.corpus, n, cfg.features.batch_windows), corpus_fingerprint(cfg.corpus)
+    from ..store import ActivationStore
+
+    store = ActivationStore(cfg.store)
+    if store.manifest["model"]["sha256"] != lm.sha256:
+        raise GreyglassError(f"activation store {cfg.store} was captured from {store.manifest['model']['name']}, "
+                             f"not {lm.name}; pass the same --model the store was captured with")
+    return store_batches(store, site, n, cfg.features.batch_windows), store.manifest["corpus"]["fingerprint"]

@@ -16,10 +16,14 @@ ones score them. A sentence's translations share its id, so no held-out sentence
 translation among the ranking ones. Each ranked latent gets the AUROC of its activation for
 held-out concept vs control sentences, averaged over languages (0.5 = no separation), with a
 95% interval from a cluster bootstrap (a sentence and its translations are one cluster).
+
+`run_concept` is `greyglass features concept`: the table, and dashboards of the ranked latents
+where the SAE's feature database exists, in a run folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from importlib.resources import files
@@ -32,8 +36,11 @@ import torch
 from ..data.files import bundled_path, open_text
 from ..errors import GreyglassError
 from ..models import LoadedModel
-from ..report.section import fmt
+from ..runs import write_config, write_results
 from ..stats import Estimate, auroc, bootstrap
+from .config import ConceptConfig, ConceptResults, HeldoutCounts, RankedLatent
+from .db import FeatureDB, features_dir
+from ..sae.io import load_sae
 from ..sae.model import SparseAutoencoder
 from .source import text_latents
 
@@ -137,7 +144,7 @@ def language_sentences(concept: Concept, lang: str, ntrex: int) -> Sentences:
     return sentences
 
 
-def concept_table(lm: LoadedModel, sae: SparseAutoencoder, concept: Concept, ntrex: int = 50, top: int = 10) -> dict[str, Any]:
+def concept_table(lm: LoadedModel, sae: SparseAutoencoder, concept: Concept, ntrex: int = 50, top: int = 10) -> ConceptResults:
     """Languages x latents activations, latents ranked by language independence on the ranking
     sentences, and each ranked latent's AUROC on the held-out sentences with a 95% interval."""
     langs = list(concept.sentences)
@@ -150,20 +157,41 @@ def concept_table(lm: LoadedModel, sae: SparseAutoencoder, concept: Concept, ntr
     n_langs = carries.sum(0)
     order = sorted(range(on.shape[1]), key=lambda j: (-int(n_langs[j]), -float(margin[j])))[:top]
     heldout = [_split(s, lat, heldout=True) for s, lat in zip(sentences, latents)]
-    ranked = [{"latent": j, "languages": int(n_langs[j]), "fraction_of_languages": float(n_langs[j]) / len(langs),
-               "carries": [lang for lang, c in zip(langs, carries[:, j].tolist()) if c],
-               "mean_margin": float(margin[j]),
-               "heldout_auroc": _heldout_auroc(heldout, j).as_dict(),
-               "ranking_auroc": _mean_auroc(*_pooled(ranking, j)[:3]),  # in-sample, for contrast
-               "concept_mean": dict(zip(langs, (round(v, 4) for v in on[:, j].tolist()))),
-               "control_max": dict(zip(langs, (round(v, 4) for v in ctrl_max[:, j].tolist())))}
-              for j in order]
+    ranked = tuple(RankedLatent(
+        latent=j, languages=int(n_langs[j]), fraction_of_languages=float(n_langs[j]) / len(langs),
+        carries=tuple(lang for lang, c in zip(langs, carries[:, j].tolist()) if c), mean_margin=float(margin[j]),
+        heldout_auroc=_heldout_auroc(heldout, j),
+        ranking_auroc=_mean_auroc(*_pooled(ranking, j)[:3]),  # in-sample, for contrast
+        concept_mean=dict(zip(langs, (round(v, 4) for v in on[:, j].tolist()))),
+        control_max=dict(zip(langs, (round(v, 4) for v in ctrl_max[:, j].tolist()))))
+        for j in order)
     held_keys = {s.keys[i] for s in sentences for i in s.side(True)}
-    return {"concept": concept.name, "description": concept.description, "languages": langs,
-            "n_sentences": {lang: len(s) for lang, s in concept.sentences.items()}, "ntrex_controls": ntrex,
-            "heldout": {"concept_sentences": sum(k.startswith("concept:") for k in held_keys),
-                        "control_sentences": sum(not k.startswith("concept:") for k in held_keys)},
-            "ranked": ranked}
+    return ConceptResults(
+        concept=concept.name, description=concept.description, languages=tuple(langs),
+        n_sentences={lang: len(s) for lang, s in concept.sentences.items()}, ntrex_controls=ntrex,
+        heldout=HeldoutCounts(concept_sentences=sum(k.startswith("concept:") for k in held_keys),
+                              control_sentences=sum(not k.startswith("concept:") for k in held_keys)),
+        ranked=ranked)
+
+
+def run_concept(lm: LoadedModel, cfg: ConceptConfig, out: str | Path) -> ConceptResults:
+    """`greyglass features concept`: the ranked latents, with dashboards where the SAE's feature database exists."""
+    concept = load_concept(cfg.concept)
+    sae = load_sae(cfg.sae)
+    write_config(out, "features_concept", model=lm.provenance(), config=cfg, concept_sentences=concept)
+    results = concept_table(lm, sae, concept, ntrex=cfg.ntrex, top=cfg.top)
+    try:
+        db = FeatureDB(features_dir(cfg.features or cfg.sae))
+    except GreyglassError:  # no database yet: the section says how to get dashboards
+        pass
+    else:
+        from .dashboard import write_html
+
+        write_html(db, Path(out) / "dashboards", [r.latent for r in results.ranked])
+        results = dataclasses.replace(results, dashboards="dashboards/index.html", ranked=tuple(
+            dataclasses.replace(r, dashboard=f"dashboards/latent_{r.latent}.html") for r in results.ranked))
+    write_results(out, results)
+    return results
 
 
 def _split(sentences: Sentences, latents: torch.Tensor, heldout: bool) -> tuple[torch.Tensor, list[int], list[str]]:
@@ -204,28 +232,3 @@ def _heldout_auroc(heldout: list[tuple[torch.Tensor, list[int], list[str]]], lat
     if len(set(keys[labels == 1])) < MIN_HELDOUT_CONCEPT:
         return Estimate(_mean_auroc(scores, labels, lang), float("nan"), float("nan"))
     return bootstrap(_mean_auroc, scores, labels, lang, groups=keys)
-
-
-def format_table(result: dict[str, Any], links: dict[int, str] | None = None) -> str:
-    """The languages x latents table as text, ranked latents as columns."""
-    ranked, langs = result["ranked"], result["languages"]
-    head = "lang  " + "".join(f"{r['latent']:>9}" for r in ranked)
-    rows = [f"{lang:<6}" + "".join(f"{r['concept_mean'][lang]:>8.2f}{'*' if lang in r['carries'] else ' '}"
-                                   for r in ranked) for lang in langs]
-    foot = "langs " + "".join(f"{r['languages']}/{len(langs)}".rjust(8) + " " for r in ranked)
-    lines = [f"concept {result['concept']!r} ({result['description']}): mean max-activation per language; "
-             "* = above every control sentence in that language (ranking sentences)", head, *rows, foot,
-             f"held-out AUROC: concept vs control sentences not used for ranking ({heldout_counts(result)}), "
-             "mean over languages, 95% interval"]
-    for r in ranked[:5]:
-        link = f"  {links[r['latent']]}" if links and r["latent"] in links else ""
-        lines.append(f"latent {r['latent']}: {r['languages']}/{len(langs)} languages, margin {r['mean_margin']:.3g}, "
-                     f"held-out AUROC {fmt(r['heldout_auroc'], digits=2)}{link}")
-    return "\n".join(lines)
-
-
-def heldout_counts(result: dict[str, Any]) -> str:
-    """What the held-out AUROC rests on; a sentence and its translations count once."""
-    held = result["heldout"]
-    return (f"{held['concept_sentences']} concept and {held['control_sentences']} control sentences, "
-            "translations counted once")

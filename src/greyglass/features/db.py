@@ -26,6 +26,15 @@ from .stats import HIST_EDGES, FeatureStats, TopContexts
 
 DB_NAME = "features.sqlite"
 
+
+def features_dir(path: str | Path) -> Path:
+    """The folder holding features.sqlite, given an SAE folder or the features folder itself."""
+    path = Path(path)
+    for folder in (path, path / "features"):
+        if (folder / DB_NAME).is_file():
+            return folder
+    raise GreyglassError(f"no {DB_NAME} in {path} or {path / 'features'}; run `greyglass features build {path}` first")
+
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE latents (latent INTEGER PRIMARY KEY, n_active INTEGER, density REAL, mean_active REAL,

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import GreyglassError
 from ..http_client import JsonClient
+from .config import Explanation
 from .db import FeatureDB, set_explanation
 
 
@@ -67,7 +68,7 @@ def detection_score(client: ExplainerClient, explanation: str, positives: list[s
 
 
 def explain_latents(db: FeatureDB, db_path: str | Path, client: ExplainerClient, n: int, n_test: int = 5,
-                    seed: int = 0) -> list[dict[str, Any]]:
+                    seed: int = 0) -> tuple[Explanation, ...]:
     """Explain and score the `n` most frequent live latents; store both in the database."""
     live = sorted((r for r in db.summaries() if r["density"] > 0), key=lambda r: -r["density"])
     rng = random.Random(seed)
@@ -81,5 +82,5 @@ def explain_latents(db: FeatureDB, db_path: str | Path, client: ExplainerClient,
         negatives = [_snippet(q[0], False) for q in others[:n_test] if q]
         score = detection_score(client, explanation, positives, negatives, seed) if positives and negatives else None
         set_explanation(db_path, r["latent"], explanation, score)
-        out.append({"latent": r["latent"], "explanation": explanation, "detection": score})
-    return out
+        out.append(Explanation(r["latent"], explanation, score))
+    return tuple(out)

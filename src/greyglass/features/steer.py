@@ -7,23 +7,31 @@
 The effect is measured as the probability the model gives the concept's target tokens as
 the next token, averaged over a set of neutral prompts, for each value, with a bootstrap
 interval over prompts that is never zero-width (`mean_probability_ci`).
+
+`run_steer_feature` is `greyglass steer-feature`: generations side by side and the effect curve
+in a run folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Literal
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ..errors import GreyglassError
 from ..models import LoadedModel, replacing
+from ..models.generate import reply
+from ..plots import Series, line_chart, save_svg
+from ..runs import write_config, write_results
 from ..stats import mean_probability_ci
+from ..steer.config import Comparison
+from .concept import load_concept
+from .config import SteerFeatureConfig, SteerFeatureResults, SteerMode, TargetProbability
+from ..sae.io import load_sae
 from ..sae.model import SparseAutoencoder
-
-SteerMode = Literal["clamp", "add"]
 
 DEFAULT_PROMPTS = (
     "My favourite place to visit is",
@@ -81,31 +89,41 @@ def target_probability(lm: LoadedModel, prompts: tuple[str, ...] | list[str], id
     return out
 
 
-def steering_effect(lm: LoadedModel, sae: SparseAutoencoder, latent: int, values: list[float], words, mode: SteerMode = "clamp",
-                    prompts: tuple[str, ...] | list[str] = DEFAULT_PROMPTS) -> list[dict]:
+def steering_effect(lm: LoadedModel, sae: SparseAutoencoder, latent: int, values: tuple[float, ...] | list[float], words,
+                    mode: SteerMode = "clamp", prompts: tuple[str, ...] | list[str] = DEFAULT_PROMPTS,
+                    ) -> tuple[TargetProbability, ...]:
     """Mean target-token probability (with a 95% interval over prompts) at each steering value."""
     ids = target_ids(lm, words)
     rows = []
     for v in values:
         with steering(lm, sae, latent, v, mode):
             p = target_probability(lm, prompts, ids)
-        rows.append({"value": v, "p_target": mean_probability_ci(p).as_dict(), "per_prompt": [round(x, 6) for x in p]})
-    return rows
+        rows.append(TargetProbability(v, mean_probability_ci(p), tuple(round(x, 6) for x in p)))
+    return tuple(rows)
 
 
-def effect_svg(rows: list[dict], width: int = 420, height: int = 180) -> str:
-    """A line plot of the target probability against the steering value, inline SVG."""
-    xs = [r["value"] for r in rows]
-    ys = [r["p_target"]["value"] for r in rows]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y1 = max(max(r["p_target"]["ci_high"] for r in rows), 1e-9)
-    px = lambda x: 40 + (x - x0) / (x1 - x0) * (width - 60)
-    py = lambda y: height - 25 - y / y1 * (height - 40)
-    line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
-    dots = "".join(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="#b5432f"><title>value {x:g}: {y:.4f}</title></circle>'
-                   for x, y in zip(xs, ys))
-    return (f'<svg width="{width}" height="{height}" role="img" aria-label="steering effect">'
-            f'<polyline points="{line}" fill="none" stroke="#b5432f" stroke-width="2"/>{dots}'
-            f'<text x="40" y="{height - 5}" font-size="11">{x0:g}</text>'
-            f'<text x="{width - 20}" y="{height - 5}" font-size="11" text-anchor="end">{x1:g} (steering value)</text>'
-            f'<text x="2" y="12" font-size="11">p={y1:.3g}</text></svg>')
+def run_steer_feature(lm: LoadedModel, cfg: SteerFeatureConfig, out: str | Path) -> SteerFeatureResults:
+    """`greyglass steer-feature`: greedy replies without and with the latent steered, and the target-word
+    probability across values, into a run folder."""
+    sae = load_sae(cfg.sae)
+    words = cfg.target_word or load_concept(cfg.concept).target_words
+    write_config(out, "steer_feature", model=lm.provenance(), config=cfg)
+    generations = []
+    for prompt in cfg.prompt:
+        baseline = reply(lm, prompt, cfg.max_new_tokens)
+        with steering(lm, sae, cfg.latent, cfg.value, cfg.mode):
+            generations.append(Comparison(prompt, baseline, reply(lm, prompt, cfg.max_new_tokens)))
+    baseline = mean_probability_ci(target_probability(lm, DEFAULT_PROMPTS, target_ids(lm, words)))
+    effect = steering_effect(lm, sae, cfg.latent, cfg.value_list(), words, cfg.mode)
+    results = SteerFeatureResults(
+        latent=cfg.latent, site=sae.cfg.hook_name, mode=cfg.mode, value=cfg.value, target_words=tuple(words),
+        generations=tuple(generations), n_prompts=len(DEFAULT_PROMPTS), baseline_p_target=baseline, effect=effect,
+        plot="effect.svg")
+    chart = line_chart([Series("P(next token is a target word)", [r.value for r in effect],
+                               [r.p_target.value for r in effect], [r.p_target.lo for r in effect],
+                               [r.p_target.hi for r in effect])],
+                       f"{cfg.mode} latent {cfg.latent} at {sae.cfg.hook_name}", f"{cfg.mode} value",
+                       "P(target word next), 95% CI")
+    save_svg(Path(out) / results.plot, chart)
+    write_results(out, results)
+    return results

@@ -28,10 +28,8 @@ BUILDERS: dict[str, Builder] = {}
 SECTION_MODULES = [
     "greyglass.report.sections",
     "greyglass.sae.report",
-    "greyglass.features.report",
     "greyglass.evals.report",
     "greyglass.organism.report",
-    "greyglass.steer.report",
 ]
 """Modules whose `@builder` functions register a section for their kinds of run."""
 

@@ -1,22 +1,7 @@
-"""Steering: vectors from contrast pairs, probes or SAE latents; applying them; measuring their effect."""
+"""Steering: vectors from contrast pairs, probes or SAE latents; applying them; measuring their effect.
 
-from .apply import Comparison, compare, side_by_side, steering
-from .effect import CAA_BEHAVIORS, EffectConfig, caa_items, matching_probability, steering_effect
-from .vectors import ContrastPair, ab_prompt, caa_pairs, contrast_vector, sae_latent_direction
-
-__all__ = [
-    "CAA_BEHAVIORS",
-    "Comparison",
-    "ContrastPair",
-    "EffectConfig",
-    "ab_prompt",
-    "caa_items",
-    "caa_pairs",
-    "compare",
-    "contrast_vector",
-    "matching_probability",
-    "sae_latent_direction",
-    "side_by_side",
-    "steering",
-    "steering_effect",
-]
+The jobs are in `jobs.py`, their typed settings and results in `config.py`; the work in
+`vectors.py` (building vectors), `apply.py` (the one definition of steering) and `effect.py`
+(the effect on held-out CAA items). Nothing is re-exported here, so importing the package
+stays cheap.
+"""

@@ -13,9 +13,9 @@ an attention sink whose norm can be 100x the others). So `coef` is in units of "
 residual vector at this site": 0.1 is a nudge, 1 adds as much as the stream already holds,
 and the same number means the same strength at any layer, for any vector and any model.
 
-`greyglass steer`, `steer-effect`, `serve-model` and the browser all call `steering` (or
-`steering_delta`), so they add the same vector for the same direction and coefficient.
-`generate` decodes greedily so baseline and steered runs differ only by the vector.
+`greyglass steer` (`run_steer`), `steer-effect`, `serve-model` and the browser all call
+`steering` (or `steering_delta`), so they add the same vector for the same direction and
+coefficient. Generation is greedy so baseline and steered replies differ only by the vector.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from textwrap import wrap
-from typing import NamedTuple
+from pathlib import Path
 
 import torch
 
@@ -33,8 +32,9 @@ from ..data.files import jsonl_objects
 from ..directions import Direction
 from ..models import LoadedModel, adding, run_to_sites
 from ..models.generate import reply
+from ..runs import write_config, write_results
+from .config import COEF_UNIT, Comparison, SteerConfig, SteerResults
 
-COEF_UNIT = "typical residual norms at the site (median L2 norm over the bundled reference text)"
 REFERENCE_WINDOWS = 8  # articles of the bundled Wikipedia sample that set the typical norm
 REFERENCE_TOKENS = 64  # tokens read from each
 
@@ -85,12 +85,6 @@ def steering(lm: LoadedModel, direction: Direction, coef: float, sites: Sequence
         yield
 
 
-class Comparison(NamedTuple):
-    prompt: str
-    baseline: str
-    steered: str
-
-
 def compare(lm: LoadedModel, direction: Direction, coef: float, prompts: Sequence[str],
             sites: Sequence[str] | None = None, max_new_tokens: int = 40) -> list[Comparison]:
     """Baseline and steered greedy generations for each prompt."""
@@ -103,15 +97,14 @@ def compare(lm: LoadedModel, direction: Direction, coef: float, prompts: Sequenc
     return rows
 
 
-def side_by_side(rows: Sequence[Comparison], coef: float, width: int = 48) -> str:
-    """Two text columns per prompt: baseline | steered."""
-    lines = []
-    for row in rows:
-        lines += [f"prompt: {row.prompt}", f"{'baseline':<{width}} | steered (coef {coef:g})", "-" * (2 * width + 3)]
-        left, right = wrap(row.baseline, width) or [""], wrap(row.steered, width) or [""]
-        for i in range(max(len(left), len(right))):
-            a = left[i] if i < len(left) else ""
-            b = right[i] if i < len(right) else ""
-            lines.append(f"{a:<{width}} | {b}")
-        lines.append("")
-    return "\n".join(lines)
+def run_steer(lm: LoadedModel, cfg: SteerConfig, out: str | Path) -> SteerResults:
+    """`greyglass steer`: greedy replies to each prompt without and with the direction, into a run folder."""
+    direction = Direction.load(cfg.vector)
+    sites = tuple(lm.site(f"resid_post.{layer}").name for layer in cfg.layer) or (lm.site(direction.site).name,)
+    write_config(out, "steer", model=lm.provenance(), config=cfg)
+    rows = compare(lm, direction, cfg.coef, cfg.prompt, sites, cfg.max_new_tokens)
+    norms = {s: typical_norm(lm, s) for s in sites}  # cached: measured by compare already
+    results = SteerResults(direction_kind=direction.kind, sites=sites, coef_unit=COEF_UNIT, typical_norm=norms,
+                           added_norm={s: abs(cfg.coef) * n for s, n in norms.items()}, generations=tuple(rows))
+    write_results(out, results)
+    return results

@@ -12,19 +12,14 @@ curve monotonically away from its coefficient-0 (unsteered) value.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import check_choice, check_positive
-from ..data.files import bundled_path, open_text
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
@@ -32,20 +27,9 @@ from ..models import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import mean_probability_ci
-from .apply import COEF_UNIT, steering, typical_norm
-from .vectors import Method, ab_prompt, caa_pairs, contrast_vector
-
-CAA_BEHAVIORS = ("sycophancy", "survival-instinct", "corrigible-neutral-HHH", "coordinate-other-ais",
-                 "myopic-reward", "power-seeking-inclination", "refusal", "hallucination")
-
-
-def caa_items(behavior: str) -> list[dict]:
-    """The CAA `generate` items of a behaviour that have exactly the answers (A) and (B)."""
-    check_choice("caa", "behavior", behavior, CAA_BEHAVIORS)
-    with open_text(bundled_path(f"caa/generate/{behavior}/generate_dataset.json")) as f:
-        items = json.load(f)
-    return [it for it in items
-            if {it["answer_matching_behavior"].strip(), it["answer_not_matching_behavior"].strip()} == {"(A)", "(B)"}]
+from .apply import steering, typical_norm
+from .config import COEF_UNIT, CoefEffect, EffectConfig, EffectResults
+from .vectors import ab_prompt, caa_items, caa_pairs, contrast_vector
 
 
 def question_clusters(behavior: str, items: Sequence[dict]) -> list[str]:
@@ -89,38 +73,6 @@ def _letter_tokens(lm: LoadedModel, prompt: str) -> tuple[list[int], int, int]:
     return a[:k], a[k], b[k]
 
 
-@dataclass(frozen=True)
-class EffectConfig:
-    behavior: str = "survival-instinct"
-    """CAA behaviour: sycophancy, survival-instinct, corrigible-neutral-HHH, coordinate-other-ais, myopic-reward,
-    power-seeking-inclination, refusal, hallucination."""
-    layer: int | None = None
-    """Layer whose residual stream is steered; default two fifths of the way up (where CAA found steering works best)."""
-    method: Method = "mean_diff"
-    """How the vector is built from contrast pairs: mean_diff (CAA) or pca."""
-    coefs: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
-    """Coefficients to measure, in typical residual norms at the site (repeatable)."""
-    n_build: int = 100
-    """Items used to build the vector."""
-    n_test: int = 50
-    """Different items on which the effect is measured."""
-    batch_size: int = 8
-    """Prompts per forward pass."""
-    seed: int = 0
-    """Seed for the build/test split and the bootstrap."""
-
-    def __post_init__(self) -> None:
-        check_choice("EffectConfig", "behavior", self.behavior, CAA_BEHAVIORS)
-        check_choice("EffectConfig", "method", self.method, ("mean_diff", "pca"))
-        for name in ("n_build", "n_test", "batch_size"):
-            check_positive("EffectConfig", name, getattr(self, name))
-        if not self.coefs:
-            raise GreyglassError("EffectConfig.coefs needs at least one coefficient")
-
-    def layer_for(self, lm: LoadedModel) -> int:
-        return self.layer if self.layer is not None else round(0.4 * lm.n_layers)
-
-
 def split_items(cfg: EffectConfig) -> tuple[list[dict], list[dict]]:
     items = caa_items(cfg.behavior)
     random.Random(cfg.seed).shuffle(items)
@@ -130,14 +82,14 @@ def split_items(cfg: EffectConfig) -> tuple[list[dict], list[dict]]:
     return items[: cfg.n_build], items[cfg.n_build : cfg.n_build + cfg.n_test]
 
 
-def steering_effect(lm: LoadedModel, cfg: EffectConfig, out: str | Path, direction: Direction | None = None,
-                    progress: bool = True) -> dict[str, Any]:
-    """Build a vector on some items (unless one is given), measure it on others across coefficients."""
+def steering_effect(lm: LoadedModel, cfg: EffectConfig, out: str | Path, progress: bool = True) -> EffectResults:
+    """Build a vector on some items (unless `cfg.vector` names one), measure it on others across coefficients."""
     out = Path(out)
     build, test = split_items(cfg)
-    write_config(out, "steer_effect", model=lm.provenance(), effect=cfg, given_vector=direction is not None,
-                 data_fingerprint=json_sha256([build, test]))
-    if direction is None:
+    write_config(out, "steer_effect", model=lm.provenance(), config=cfg, data_fingerprint=json_sha256([build, test]))
+    if cfg.vector is not None:
+        direction = Direction.load(cfg.vector)
+    else:
         direction = contrast_vector(lm, caa_pairs(lm, build), cfg.layer_for(lm), cfg.method, cfg.batch_size)
         direction.metadata.update({"behavior": cfg.behavior, "data_fingerprint": json_sha256(build)})
     direction.save(out / "vector")
@@ -145,24 +97,15 @@ def steering_effect(lm: LoadedModel, cfg: EffectConfig, out: str | Path, directi
     for coef in tqdm(cfg.coefs, desc="coefficients", unit="coef", disable=not progress):
         with steering(lm, direction, coef):
             p = matching_probability(lm, test, cfg.batch_size)
-        rows.append({"coef": coef, "p_matching": mean_probability_ci(p, groups=clusters, seed=cfg.seed).as_dict()})
-    results = {"behavior": cfg.behavior, "site": direction.site, "kind": direction.kind, "n_build": len(build),
-               "n_test": len(test), "n_test_questions": len(set(clusters)), "coefs": rows, "coef_unit": COEF_UNIT,
-               "typical_norm": typical_norm(lm, direction.site), "vector": "vector", "plot": "effect.svg"}
-    chart = line_chart([Series("P(matching answer)", [r["coef"] for r in rows],
-                               [r["p_matching"]["value"] for r in rows], [r["p_matching"]["ci_low"] for r in rows],
-                               [r["p_matching"]["ci_high"] for r in rows])],
+        rows.append(CoefEffect(coef, mean_probability_ci(p, groups=clusters, seed=cfg.seed)))
+    results = EffectResults(
+        behavior=cfg.behavior, site=direction.site, kind=direction.kind, given_vector=cfg.vector is not None,
+        n_build=len(build), n_test=len(test), n_test_questions=len(set(clusters)), coefs=tuple(rows),
+        coef_unit=COEF_UNIT, typical_norm=typical_norm(lm, direction.site), vector="vector", plot="effect.svg")
+    chart = line_chart([Series("P(matching answer)", [r.coef for r in rows], [r.p_matching.value for r in rows],
+                               [r.p_matching.lo for r in rows], [r.p_matching.hi for r in rows])],
                        f"{cfg.behavior}: steering at {direction.site}", "coefficient (typical residual norms)",
                        "P(behaviour-matching answer), 95% CI", y_range=(0.0, 1.0))
-    save_svg(out / "effect.svg", chart)
+    save_svg(out / results.plot, chart)
     write_results(out, results)
     return results
-
-
-def describe(results: dict[str, Any]) -> str:
-    lines = [f"{results['behavior']}: P(behaviour-matching answer) on {results['n_test']} held-out items, "
-             f"steering at {results['site']}:"]
-    for r in results["coefs"]:
-        p = r["p_matching"]
-        lines.append(f"  coef {r['coef']:+g}: {p['value']:.3f} (95% CI {p['ci_low']:.3f}-{p['ci_high']:.3f})")
-    return "\n".join(lines)

@@ -7,29 +7,39 @@ way whatever made it:
   positive minus negative. `mean_diff` is the mean of the differences (Rimsky et al.'s CAA);
   `pca` is the first principal component of the differences (repeng), scaled to the mean
   projected difference so coefficient 1 means "one typical pair's worth".
-- `caa_pairs(lm, items)`: CAA A/B items as contrast pairs, the prompt followed by "(" and the
-  behaviour-matching letter versus the other letter; the vector is read at the letter.
+- `caa_items(behavior)`, `caa_pairs(lm, items)`: the bundled CAA A/B items as contrast pairs,
+  the prompt followed by "(" and the behaviour-matching letter versus the other letter; the
+  vector is read at the letter.
 - a saved probe: `Direction.load(folder)`; steer along `direction.model_space()`.
 - `sae_latent_direction(decoder_row, site, latent)`: the hook for SAE latents, a decoder row
   `W_dec[latent]  # [d_model]` turned into a Direction.
+
+`run_vector` is `greyglass steer-vector`: the direction saved in a run folder, where
+`steer --vector` and `steer-effect --vector` read it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from ..config import check_choice
+from ..data.files import bundled_path, jsonl_objects, open_text
 from ..directions import Direction
 from ..errors import GreyglassError
+from ..fingerprint import json_sha256
 from ..models import LoadedModel
 from ..models.generate import user_prompt
 from ..probes.features import layer_sites, text_features
 from ..probes.fit import fit_probe
-
-Method = Literal["mean_diff", "pca"]
+from ..runs import write_config, write_results
+from .apply import typical_norm
+from .config import CAA_BEHAVIORS, Method, VectorConfig, VectorResults
 
 
 class ContrastPair(NamedTuple):
@@ -61,6 +71,15 @@ def contrast_vector(lm: LoadedModel, pairs: Sequence[ContrastPair], layer: int, 
                                                      "n_pairs": len(pairs), "norm": float(vector.norm())})
 
 
+def caa_items(behavior: str) -> list[dict]:
+    """The CAA `generate` items of a behaviour that have exactly the answers (A) and (B)."""
+    check_choice("caa", "behavior", behavior, CAA_BEHAVIORS)
+    with open_text(bundled_path(f"caa/generate/{behavior}/generate_dataset.json")) as f:
+        items = json.load(f)
+    return [it for it in items
+            if {it["answer_matching_behavior"].strip(), it["answer_not_matching_behavior"].strip()} == {"(A)", "(B)"}]
+
+
 def caa_pairs(lm: LoadedModel, items: Sequence[dict]) -> list[ContrastPair]:
     """CAA A/B items -> pairs of (prompt + '(' + matching letter, prompt + '(' + other letter)."""
     out = []
@@ -69,6 +88,30 @@ def caa_pairs(lm: LoadedModel, items: Sequence[dict]) -> list[ContrastPair]:
         out.append(ContrastPair(prompt + item["answer_matching_behavior"].strip()[:2],
                                 prompt + item["answer_not_matching_behavior"].strip()[:2]))
     return out
+
+
+def read_pairs(path: str | Path) -> list[ContrastPair]:
+    """Contrast pairs from a JSONL file of {"positive": ..., "negative": ...} objects; errors name the line."""
+    pairs = []
+    for n, row in jsonl_objects(path, "a JSON object with 'positive' and 'negative' texts"):
+        if not isinstance(row.get("positive"), str) or not isinstance(row.get("negative"), str):
+            raise GreyglassError(f"{path} line {n}: expected a JSON object with 'positive' and 'negative' texts")
+        pairs.append(ContrastPair(row["positive"], row["negative"]))
+    return pairs
+
+
+def run_vector(lm: LoadedModel, cfg: VectorConfig, out: str | Path) -> VectorResults:
+    """`greyglass steer-vector`: a contrast vector saved as a direction folder that is also a run folder."""
+    pairs = caa_pairs(lm, caa_items(cfg.behavior)[: cfg.n_items]) if cfg.behavior else read_pairs(cfg.pairs)
+    direction = contrast_vector(lm, pairs, cfg.layer, cfg.method)
+    direction.metadata["source"] = cfg.source
+    direction.save(out)  # replaces the folder: the run's files go in after it
+    write_config(out, "steer_vector", model=lm.provenance(), config=cfg,
+                 data_fingerprint=json_sha256([p._asdict() for p in pairs]))
+    results = VectorResults(site=direction.site, method=cfg.method, source=cfg.source, n_pairs=len(pairs),
+                            norm=direction.metadata["norm"], typical_norm=typical_norm(lm, direction.site))
+    write_results(out, results)
+    return results
 
 
 def ab_prompt(lm: LoadedModel, question: str) -> str:
