@@ -76,13 +76,18 @@ def bootstrap(
     if metric is auroc and len(arrs) == 2 and units.k > 0:
         samples = _auroc_of_resamples(*arrs, units, rng, n)
     else:
-        samples = np.array([metric(*(a[units.rows(units.draw(rng, 1)[0])] for a in arrs)) for _ in range(n)])
+        samples = np.array([_metric_of(metric, arrs, units.rows(units.draw(rng, 1)[0])) for _ in range(n)])
     samples = samples[np.isfinite(samples)]
     if len(samples) == 0:
         return Estimate(value, float("nan"), float("nan"))
     tail = (1 - confidence) / 2 * 100
     lo, hi = np.percentile(samples, [tail, 100 - tail])
     return Estimate(value, float(lo), float(hi))
+
+
+def _metric_of(metric: Callable[..., float], arrays: list[np.ndarray], rows: np.ndarray) -> float:
+    """`metric` of one resample: the same rows of every array (drawn once, so they stay paired)."""
+    return float(metric(*(a[rows] for a in arrays)))
 
 
 class _Units:

@@ -161,3 +161,13 @@ def test_a_mean_probability_interval_is_the_bootstrap_but_never_zero_width():
     assert mean_probability_ci(spread) == mean_ci(spread)  # not the (much wider) worst-case Wilson interval
     saturated = mean_probability_ci(np.ones(50))  # every item at 1 under strong steering
     assert saturated.value == 1 and 0.9 < saturated.lo < 1 and saturated.hi == 1
+
+
+def test_a_bootstrap_resamples_the_same_rows_of_every_array():
+    from greyglass.stats import bootstrap
+
+    # a metric that is exactly 0 whenever its two arrays stay paired row by row
+    x = np.arange(50.0)
+    for groups in (None, np.repeat(np.arange(25), 2)):
+        est = bootstrap(lambda a, b: float(np.abs(a - b).max()), x, x.copy(), groups=groups, n=50)
+        assert (est.value, est.lo, est.hi) == (0.0, 0.0, 0.0)
