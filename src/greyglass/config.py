@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         if _nested(tp):
             add_arguments(parser, tp, skip)
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = _flag(f.name)
         default = (
             f.default
             if f.default is not dataclasses.MISSING
@@ -95,17 +95,49 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
 
 
 def from_namespace(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
-    """Build `cls` from parsed flags (absent flags keep the dataclass default)."""
+    """Build `cls` from parsed flags (absent flags keep the dataclass default).
+
+    A nested config of type `X | None` stays None unless one of its flags was given (e.g. the
+    HTTP settings of an eval that can also run on a local model); a required field whose flag
+    is missing is an error naming the flag.
+    """
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
-    nested = {f.name: from_namespace(hints[f.name], ns) for f in fields if _nested(hints[f.name])}
-    values = {k: v for k, v in vars(ns).items() if k in {f.name for f in fields} and k not in nested}
-    values.update(nested)
+    given = vars(ns)
+    values: dict[str, Any] = {}
+    for f in fields:
+        tp, optional = _unwrap_optional(hints[f.name])
+        if _nested(tp):
+            if not optional or _flags_given(tp, given):
+                values[f.name] = from_namespace(tp, ns)
+        elif f.name in given:
+            values[f.name] = given[f.name]
     values.update(overrides)
     for k, v in values.items():
         if get_origin(_unwrap_optional(hints[k])[0]) is tuple and isinstance(v, list):
             values[k] = tuple(v)
+    missing = [_flag(f.name) for f in fields if f.name not in values and not _has_default(f)]
+    if missing:
+        raise GreyglassError(f"{cls.__name__} needs {' and '.join(missing)}")
     return cls(**values)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _has_default(f: dataclasses.Field) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def _flags_given(cls: type, given: dict[str, Any]) -> bool:
+    """Whether any flag of config `cls` (or of the configs nested in it) is among the parsed values."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = _unwrap_optional(hints[f.name])[0]
+        if (_flags_given(tp, given) if _nested(tp) else f.name in given):
+            return True
+    return False
 
 
 def from_toml(cls: type[T], path: str | Path, table: str | None = None) -> T:

@@ -64,3 +64,27 @@ def test_nested_configs_become_one_command_and_one_toml_file(tmp_path):
     path.write_text('capture = 3\n')
     with pytest.raises(GreyglassError, match=r"capture must be a table"):
         from_toml(Both, path)
+
+
+def test_an_optional_nested_config_is_built_only_when_one_of_its_flags_is_given():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Server:
+        url: str
+        """Where the server is."""
+        timeout_s: float = 60.0
+        """Seconds per request."""
+
+    @dataclass(frozen=True)
+    class Run:
+        server: Server | None = None
+        limit: int = 3
+        """Items to ask."""
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Run)
+    assert from_namespace(Run, parser.parse_args(["--limit", "4"])) == Run(None, 4)
+    assert from_namespace(Run, parser.parse_args(["--url", "http://x"])) == Run(Server("http://x"), 3)
+    with pytest.raises(GreyglassError, match="Server needs --url"):
+        from_namespace(Run, parser.parse_args(["--timeout-s", "5"]))
