@@ -28,7 +28,6 @@ COMMAND_MODULES = [
     "greyglass.report.cli",
     "greyglass.sae.cli",
     "greyglass.features.cli",
-    "greyglass.evals.cli",
     "greyglass.organism.cli",
     "greyglass.serve.cli",
     "greyglass.steer.cli",

@@ -7,12 +7,14 @@ in its area's `JOBS`; nothing else keeps a list.
 
 from __future__ import annotations
 
+from .evals.jobs import JOBS as EVAL_JOBS
+from .evals.jobs import TOOLS as EVAL_TOOLS
 from .job import Job, Tool
 from .probes.jobs import GROUPS as PROBE_GROUPS
 from .probes.jobs import JOBS as PROBE_JOBS
 
-JOBS: tuple[Job, ...] = (*PROBE_JOBS,)
-TOOLS: tuple[Tool, ...] = ()
+JOBS: tuple[Job, ...] = (*PROBE_JOBS, *EVAL_JOBS)
+TOOLS: tuple[Tool, ...] = (*EVAL_TOOLS,)
 GROUPS: dict[str, str] = {**PROBE_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""
 JOBS_BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}

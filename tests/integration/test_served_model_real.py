@@ -4,10 +4,11 @@ import threading
 
 import pytest
 
+from greyglass.evals.config import EvalConfig, HttpConfig
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request
-from greyglass.evals.remote import HttpBackend, HttpConfig
-from greyglass.evals.run import EvalConfig, eval_items
+from greyglass.evals.remote import HttpBackend
+from greyglass.evals.run import eval_items
 from greyglass.evals.server import ModelServer, make_server
 
 

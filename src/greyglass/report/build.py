@@ -29,7 +29,6 @@ SECTION_MODULES = [
     "greyglass.report.sections",
     "greyglass.sae.report",
     "greyglass.features.report",
-    "greyglass.evals.report",
     "greyglass.organism.report",
     "greyglass.steer.report",
 ]
