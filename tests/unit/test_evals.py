@@ -336,3 +336,16 @@ def test_a_paired_difference_of_identical_answers_is_not_zero_width():
     moved = combine_orders([_row(i, i, "original", 0.1 + 0.25 * i) for i in range(3)])
     spread = paired_difference(list(zip(with_bio, moved))).p_match
     assert spread.lo < spread.value < spread.hi < 0.81  # the bootstrap where it has a spread
+
+
+def test_demo_sycophancy_step_prints_its_section_and_can_run_again(tmp_path, capsys):
+    from greyglass.demo import DemoContext, step_sycophancy
+    from greyglass.report.build import section_for
+
+    ctx = DemoContext(lm=tiny_model("llama", chat=True), root=tmp_path, tokens=0)
+    step_sycophancy(ctx)
+    out = tmp_path / "sycophancy"
+    assert f"[eval] {section_for(out).summary()}" in capsys.readouterr().out
+    first = (out / "results.json").read_text()
+    step_sycophancy(ctx)  # a rerun of the demo resumes into the same folder instead of failing
+    assert (out / "results.json").read_text() == first
