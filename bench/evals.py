@@ -19,9 +19,10 @@ import time
 
 import torch
 
+from greyglass.evals.config import EvalConfig
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request, score_naive
-from greyglass.evals.run import EvalConfig, eval_items
+from greyglass.evals.run import eval_items
 from greyglass.models import load_model
 
 

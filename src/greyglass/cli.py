@@ -26,7 +26,6 @@ COMMAND_MODULES = [
     "greyglass.store.cli",
     "greyglass.report.cli",
     "greyglass.sae.cli",
-    "greyglass.evals.cli",
     "greyglass.organism.cli",
     "greyglass.serve.cli",
     "greyglass.demo",

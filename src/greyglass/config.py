@@ -122,12 +122,12 @@ def _flags(cls: type) -> dict[str, _Flag]:
     docs = field_docs(cls)
     flags: dict[str, _Flag] = {}
     for f in _init_fields(cls):
-        tp = _unwrap_optional(hints[f.name])[0]
+        tp, optional = _unwrap_optional(hints[f.name])
         held = _configs_held(tp)
         if not held:
             flags[_dest(f)] = _Flag(tp, _default(f), docs.get(f.name, ""), _needed(f), f.metadata.get("positional", False))
-        elif len(held) == 1:
-            flags.update(_flags(held[0]))
+        elif len(held) == 1:  # an optional config's fields are never required flags: leaving them all out means None
+            flags.update({d: fl._replace(needed=fl.needed and not optional) for d, fl in _flags(held[0]).items()})
         else:
             names = tuple(_member_name(m) for m in held)
             flags[_dest(f)] = _Flag(Literal[names], _member_name(type(_default(f))), docs.get(f.name, ""))
@@ -194,18 +194,25 @@ def _from_flags(cls: type[T], given: dict[str, Any], base: Any, strict: bool, ov
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in _init_fields(cls):
-        tp = _unwrap_optional(hints[f.name])[0]
+        tp, optional = _unwrap_optional(hints[f.name])
         held = _configs_held(tp)
         current = _default(f) if base is None else getattr(base, f.name)
         if not held:
             if _dest(f) in given:
                 values[f.name] = _as_field_type(tp, given[_dest(f)])
         elif len(held) == 1:
-            values[f.name] = _from_flags(held[0], given, current, strict)
+            # an optional config (e.g. an eval's server settings) stays None unless one of its flags is given
+            if not (optional and current is None and not set(_flags(held[0])) & set(given)):
+                values[f.name] = _from_flags(held[0], given, current, strict)
         else:
             values[f.name] = _chosen_member(_dest(f), held, given, current, strict)
     values.update(overrides or {})
-    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+    if base is not None:
+        return dataclasses.replace(base, **values)
+    missing = ["--" + _dest(f).replace("_", "-") for f in _init_fields(cls) if f.name not in values and _needed(f)]
+    if missing:
+        raise GreyglassError(f"{cls.__name__} needs {' and '.join(missing)}")
+    return cls(**values)
 
 
 def _chosen_member(chooser: str, members: tuple[type, ...], given: dict[str, Any], current: Any, strict: bool) -> Any:

@@ -16,7 +16,8 @@ from typing import Any
 from .data.corpus import CorpusConfig
 from .features.config import BuildConfig, ConceptConfig, FeaturesConfig
 from .features.jobs import FEATURES_BUILD, FEATURES_CONCEPT
-from .evals.demo import step_sycophancy
+from .evals.config import EvalConfig
+from .evals.jobs import EVAL
 from .job import Job, RunOptions, read_job_run
 from .models import LoadedModel
 from .probes.config import SweepConfig
@@ -72,6 +73,11 @@ def step_features(ctx: DemoContext) -> None:
 def step_probe_sweep(ctx: DemoContext) -> None:
     """A logistic truth probe at every third layer on the 194 `cities` statements."""
     run_demo_job(ctx, PROBE_SWEEP, SweepConfig(data="cities", layer_step=3, kind="logistic"), "probe_sweep")
+
+
+def step_sycophancy(ctx: DemoContext) -> None:
+    """45 sycophancy questions (equal shares of the three datasets), each also asked without the user's biography."""
+    run_demo_job(ctx, EVAL, EvalConfig(eval="sycophancy", limit=45), "sycophancy")
 
 
 STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_absorption, step_features,

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from greyglass.directions import Direction
+from greyglass.evals.config import EvalConfig
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request, score_naive
-from greyglass.evals.run import EvalConfig, eval_items, run_eval
+from greyglass.evals.run import eval_items, run_eval
 from greyglass.models import load_model, run_to_sites
 
 
@@ -36,15 +37,14 @@ def test_sycophancy_on_smollm_with_a_probe(smollm, tmp_path):
     vector = torch.stack(acts[True]).mean(0) - torch.stack(acts[False]).mean(0)
     direction = Direction(vector, site, "mean_diff")
     cfg = EvalConfig(eval="sycophancy", limit=6, batch_size=4)
-    results = run_eval(LocalBackend(smollm, probe=direction), cfg, None, tmp_path / "run", progress=False,
-                       probe={"site": site, "kind": "mean_diff"})
+    results = run_eval(LocalBackend(smollm, probe=direction), cfg, tmp_path / "run", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
-    assert len(rows) == results["n_items"] and all(isinstance(r["probe"], float) for r in rows)
-    assert results["probe"]["site"] == site and 0 <= results["probe"]["auroc"]["value"] <= 1
+    assert len(rows) == results.n_items and all(isinstance(r["probe"], float) for r in rows)
+    assert results.probe.site == site and results.probe.kind == "mean_diff" and 0 <= results.probe.auroc.value <= 1
     for name in ("caa-sycophancy", "sycophancy-political-liberal-bio", "sycophancy-political-conservative-bio"):
-        part = results[name]
-        assert part["with_bio"]["n"] == 2 and part["no_bio"]["n"] == 2
-        assert 0 < part["with_bio"]["p_match"]["value"] < 1
+        with_bio, control = results.datasets[name], results.controls[name]
+        assert with_bio.n == 2 and control.no_bio.n == 2
+        assert 0 < with_bio.p_match.value < 1
     assert rows[0]["prompt"].startswith("<|im_start|>system")
     # every question asked in both answer orders: same question cluster, the matching answer on the other letter
     swapped = {r["unswapped_id"]: r for r in rows if r["order"] == "swapped"}
@@ -54,8 +54,8 @@ def test_sycophancy_on_smollm_with_a_probe(smollm, tmp_path):
         twin = swapped[r["id"]]
         assert twin["cluster"] == r["cluster"] and twin["prompt"] != r["prompt"]
         assert twin["answer_matching_behavior"] != r["answer_matching_behavior"]
-    lean = results["all"]["with_bio"]["p_first_answer"]
-    assert lean["ci_low"] < lean["value"] < lean["ci_high"]
+    lean = results.all.p_first_answer
+    assert lean.lo < lean.value < lean.hi
 
 
 @pytest.mark.slow
@@ -65,11 +65,11 @@ def test_self_awareness_instruct_vs_base(smollm, tmp_path):
                                                         "mwe-lm-self-awareness-general-ai"), limit=8)
     out = {}
     for lm in (smollm, gemma):
-        out[lm.name] = run_eval(LocalBackend(lm), cfg, None, tmp_path / lm.name, progress=False)
+        out[lm.name] = run_eval(LocalBackend(lm), cfg, tmp_path / lm.name, progress=False)
     base_prompt = json.loads((tmp_path / "gemma3-270m" / "items.jsonl").read_text().splitlines()[0])["prompt"]
     assert base_prompt.startswith("\n\nHuman: ") and base_prompt.endswith("\n\nAssistant:")
     for res in out.values():
-        assert set(res["written_by"]) == {"human", "lm"} and res["all"]["n"] == 8
+        assert set(res.written_by) == {"human", "lm"} and res.all.n == 8
     # the prefix-shared scorer on a model with sliding-window layers (window 512 > these prompts)
     items = eval_items(cfg)[:3]
     reqs = [Request(PromptFormat(few_shot=2).render(it.prompt, gemma.tokenizer), it.choices) for it in items]
@@ -79,12 +79,13 @@ def test_self_awareness_instruct_vs_base(smollm, tmp_path):
 
 @pytest.mark.slow
 def test_cot_faithfulness_on_smollm(smollm, tmp_path):
-    from greyglass.evals.cot import CotConfig, run_cot
+    from greyglass.evals.config import CotConfig
+    from greyglass.evals.cot import run_cot
 
-    res = run_cot(smollm, CotConfig(limit=1, max_cot_tokens=48), tmp_path / "cot", progress=False)
+    res = run_cot(smollm, CotConfig(limit=1, max_cot_tokens=48), tmp_path / "cot", progress=False).all
     row = json.loads((tmp_path / "cot" / "items.jsonl").read_text())
     assert row["chain"].strip() and row["early"]["1.0"] == row["answer"] is not None
-    assert res["early_answering"]["1.0"]["value"] == 1.0 and 0 <= res["early_answering_aoc"]["value"] <= 1
+    assert res.early_answering["1.0"].share.value == 1.0 and 0 <= res.early_answering_aoc.value <= 1
 
 
 @pytest.mark.slow
@@ -92,8 +93,9 @@ def test_smollm_as_judge_of_labelled_pressure_turns(smollm, tmp_path):
     """The embedded model behind the OpenAI-compatible server judges labelled turns; every turn is counted once."""
     from pathlib import Path
 
+    from greyglass.evals.config import HttpConfig
     from greyglass.evals.pressure import classifier_accuracy, read_labelled_turns
-    from greyglass.evals.remote import HttpBackend, HttpConfig
+    from greyglass.evals.remote import HttpBackend
     from greyglass.serve import ModelServer, create_model_app, serving
 
     turns = read_labelled_turns(Path(__file__).resolve().parent.parent / "data" / "pressure_turns.jsonl")

@@ -2,10 +2,11 @@
 
 import pytest
 
+from greyglass.evals.config import EvalConfig, HttpConfig
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request
-from greyglass.evals.remote import HttpBackend, HttpConfig
-from greyglass.evals.run import EvalConfig, eval_items
+from greyglass.evals.remote import HttpBackend
+from greyglass.evals.run import eval_items
 from greyglass.serve import ModelServer, create_model_app, serving
 
 

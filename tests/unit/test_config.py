@@ -173,3 +173,27 @@ def test_a_jobs_fields_without_defaults_are_required_flags_or_positional_argumen
     loose = argparse.ArgumentParser()  # not a job's command: such fields are optional flags (built when given)
     add_arguments(loose, Cmd)
     assert vars(loose.parse_args([])) == {}
+
+
+def test_an_optional_nested_config_is_built_only_when_one_of_its_flags_is_given():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Server:
+        url: str
+        """Where the server is."""
+        timeout_s: float = 60.0
+        """Seconds per request."""
+
+    @dataclass(frozen=True)
+    class Run:
+        server: Server | None = None
+        limit: int = 3
+        """Items to ask."""
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Run)
+    assert from_namespace(Run, parser.parse_args(["--limit", "4"])) == Run(None, 4)
+    assert from_namespace(Run, parser.parse_args(["--url", "http://x"])) == Run(Server("http://x"), 3)
+    with pytest.raises(GreyglassError, match="Server needs --url"):
+        from_namespace(Run, parser.parse_args(["--timeout-s", "5"]))

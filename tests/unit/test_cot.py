@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from greyglass import GreyglassError
-from greyglass.evals.cot import (CotConfig, Faithfulness, addition_problems, filler_text, gsm8k_problems,
-                                 mgsm_problems, parse_answer, run_cot, same_answer, summarise_cot)
+from greyglass.cli import main
+from greyglass.evals.config import CotConfig
+from greyglass.evals.cot import (Faithfulness, addition_problems, filler_text, gsm8k_problems, mgsm_problems,
+                                 parse_answer, run_cot, same_answer, summarise_cot)
 from greyglass.models import tiny_model
 
 
@@ -74,11 +76,11 @@ def test_summary_aoc_and_rates():
             _row({"0.0": "5", "0.5": "5", "1.0": "5"}, correct=0, filler="5")]
     s = summarise_cot(rows, (0.0, 0.5, 1.0), seed=0)
     # mean curve 0.5, 1, 1 -> area under 0.875 -> area over 0.125
-    assert s["early_answering_aoc"]["value"] == pytest.approx(0.125)
-    assert s["n_with_mistake"] == 1 and s["adding_mistakes_unchanged"]["value"] == 0
-    assert s["filler_unchanged"]["value"] == 0.5 and s["accuracy"]["value"] == 0.5
+    assert s.early_answering_aoc.value == pytest.approx(0.125)
+    assert s.n_with_mistake == 1 and s.adding_mistakes_unchanged.share.value == 0
+    assert s.filler_unchanged.share.value == 0.5 and s.accuracy.share.value == 0.5
     # proportions have Wilson intervals: all-1 outcomes are not "100% (100 to 100%)"
-    assert s["early_answering"]["1.0"]["value"] == 1 and s["early_answering"]["1.0"]["ci_low"] < 0.5
+    assert s.early_answering["1.0"].share.value == 1 and s.early_answering["1.0"].share.lo < 0.5
 
 
 def test_answers_with_no_number_are_counted_apart_not_as_the_same_answer():
@@ -87,12 +89,12 @@ def test_answers_with_no_number_are_counted_apart_not_as_the_same_answer():
             _row({"0.0": "7", "1.0": "5"}, filler="5", mistake="5"),
             _row({"0.0": None, "1.0": None}, answer=None, correct=0, filler=None, mistake=None)]
     s = summarise_cot(rows, (0.0, 1.0), seed=0)
-    assert s["filler_unchanged"]["value"] == 1 and s["filler_unchanged"]["n"] == 1
-    assert s["early_answering"]["0.0"]["value"] == 0 and s["early_answering"]["0.0"]["n"] == 1
-    assert s["early_answering_aoc"]["value"] == pytest.approx(0.5)
-    missing = s["no_number"]
-    assert missing["answer"]["value"] == pytest.approx(1 / 3) and missing["filler"]["value"] == pytest.approx(2 / 3)
-    assert missing["early_answering"]["0.0"]["value"] == pytest.approx(2 / 3)
+    assert s.filler_unchanged.share.value == 1 and s.filler_unchanged.n == 1
+    assert s.early_answering["0.0"].share.value == 0 and s.early_answering["0.0"].n == 1
+    assert s.early_answering_aoc.value == pytest.approx(0.5)
+    missing = s.no_number
+    assert missing.answer.share.value == pytest.approx(1 / 3) and missing.filler.share.value == pytest.approx(2 / 3)
+    assert missing.early_answering["0.0"].share.value == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
@@ -108,7 +110,7 @@ def test_run_cot_writes_a_resumable_run_folder(tmp_path):
     cfg = CotConfig(limit=3, max_cot_tokens=8)
     res = run_cot(lm, cfg, tmp_path / "a", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "a" / "items.jsonl").read_text().splitlines()]
-    assert len(rows) == res["n"] == 3 and set(res["by_operands"]) == {"2"}
+    assert len(rows) == res.all.n == 3 and set(res.by_operands) == {"2"}
     assert set(rows[0]["early"]) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
     # resume: two rows already done and a cut-off line; the result is the same as a fresh run
     (tmp_path / "b").mkdir()
@@ -134,3 +136,20 @@ def test_a_run_uses_filler_of_the_chains_length_and_no_number_is_not_the_same_an
     fillers = [c for c in tester.chains if c and set(c) <= set(" .")]
     assert n > 0 and [len(lm.tokenizer(c, add_special_tokens=False).input_ids) for c in fillers] == [n]
     assert row["filler_same"] is None and set(row["early_same"].values()) == {None}
+
+
+def test_eval_cot_cli_prints_the_report_section(tmp_path, capsys):
+    from greyglass.models import tiny_model
+    from greyglass.report.build import section_for
+
+    folder = tmp_path / "model"
+    lm = tiny_model("llama", chat=True)
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    out = tmp_path / "cot"
+    assert main(["eval-cot", "--model", str(folder), "--limit", "2", "--max-cot-tokens", "6", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert section_for(out).summary() in printed and re.search(r"problems +2 \(addition\)", printed)
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "eval_cot" and config["config"]["max_cot_tokens"] == 6

@@ -12,7 +12,8 @@ from greyglass.evals.datasets import load_dataset
 from greyglass.evals.formats import Prompt, PromptFormat
 from greyglass.evals.items import load_items
 from greyglass.evals.local import LocalBackend, Request, encode, score_naive
-from greyglass.evals.run import EvalConfig, run_eval, stratified_sample
+from greyglass.evals.config import EvalConfig
+from greyglass.evals.run import run_eval, stratified_sample
 from greyglass.models import run_to_sites, tiny_model
 from greyglass.models.tiny import TINY_FAMILIES
 
@@ -165,51 +166,67 @@ def test_sycophancy_run_folder_and_resume(tmp_path):
     cfg = EvalConfig(limit=6, batch_size=2)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        run_eval(Counting(LocalBackend(lm), fail_after=2), cfg, None, out, progress=False)
+        run_eval(Counting(LocalBackend(lm), fail_after=2), cfg, out, progress=False)
     assert not (out / "results.json").exists()
     partial = (out / "items.partial.jsonl").read_text().splitlines()
     assert len(partial) >= 4
     (out / "items.partial.jsonl").write_text("\n".join(partial) + '\n{"id": "cut off')
     resumed = Counting(LocalBackend(lm))
-    results = run_eval(resumed, cfg, None, out, resume=True, progress=False)
+    results = run_eval(resumed, cfg, out, resume=True, progress=False)
     rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
     # 6 questions asked with and without the biography, each in both answer orders; the political controls repeat
-    assert len(rows) == results["n_items"] == 24
+    assert len(rows) == results.n_items == 24
     assert resumed.asked < 24 - len(partial) + 1
     assert {r["order"] for r in rows} == {"original", "swapped"} and all(r["cluster"] for r in rows)
-    political = results["sycophancy-political-liberal-bio"]["with_bio"]
-    assert political["n"] == 2 and political["n_both_orders"] == 2 and "raw_matched" in political
-    fresh = run_eval(LocalBackend(lm), cfg, None, tmp_path / "fresh", progress=False)
+    political = results.datasets["sycophancy-political-liberal-bio"]  # asked with the biography
+    assert political.n == 2 and political.n_both_orders == 2 and political.raw_matched.lo <= political.raw_matched.hi
+    fresh = run_eval(LocalBackend(lm), cfg, tmp_path / "fresh", progress=False)
     assert fresh == results
     config = json.loads((out / "config.json").read_text())
-    assert config["format"]["answer_prefix"] == "I believe the better option is"
-    assert config["backend"]["model"]["name"] == "tiny-llama" and len(config["data_fingerprint"]) == 64
+    assert config["config"]["prompt"]["answer_prefix"] == "I believe the better option is"
+    assert config["model"]["name"] == "tiny-llama" and len(config["data_fingerprint"]) == 64
+    assert set(results.controls) == {"all", *results.datasets}
     for part in ("sycophancy-political-liberal-bio", "caa-sycophancy", "all"):
-        assert {"with_bio", "no_bio", "bio_effect"} <= set(results[part])
-        est = results[part]["with_bio"]["p_match"]
-        assert est["ci_low"] <= est["value"] <= est["ci_high"]
+        assert results.controls[part].no_bio is not None and results.controls[part].bio_effect is not None
+        est = (results.all if part == "all" else results.datasets[part]).p_match
+        assert est.lo <= est.value <= est.hi
     row = rows[0]
     assert row["p_match"] == pytest.approx(
         torch.softmax(torch.tensor(row["logprobs"]), 0)[row["choices"].index(row["answer_matching_behavior"])].item())
     with pytest.raises(GreyglassError, match="already holds a finished eval"):
-        run_eval(LocalBackend(lm), cfg, None, out, progress=False)
+        run_eval(LocalBackend(lm), cfg, out, progress=False)
     with pytest.raises(GreyglassError, match="started with other items"):
-        run_eval(LocalBackend(lm), cfg, PromptFormat(answer_prefix="Hm"), out, resume=True, progress=False)
+        run_eval(LocalBackend(lm), EvalConfig(limit=6, batch_size=2, prompt=PromptFormat(answer_prefix="Hm")), out,
+                 resume=True, progress=False)
     with pytest.raises(GreyglassError, match="started with other items, prompt format or model"):
-        run_eval(LocalBackend(tiny_model("qwen2", chat=True)), cfg, None, out, resume=True, progress=False)
+        run_eval(LocalBackend(tiny_model("qwen2", chat=True)), cfg, out, resume=True, progress=False)
 
 
-def test_eval_cli_on_a_model_folder(tmp_path, tiny_llama, capsys, write_lines):
+def test_eval_cli_on_a_model_folder_with_a_probe(tmp_path, tiny_llama, capsys, write_lines):
+    from greyglass.report.build import section_for
+
     folder = tmp_path / "model"
     tiny_llama.model.save_pretrained(folder)
     tiny_llama.tokenizer.save_pretrained(folder)
-    data = write_lines("mine.jsonl", [json.dumps(ROW)] * 3)
-    code = main(["eval", "--model", str(folder), "--eval", "behaviour", "--datasets", str(data),
-                 "--format", "raw", "--out", str(tmp_path / "run"), "--no-progress"])
+    Direction(torch.randn(64), "blocks.2.hook_resid_post", "mean_diff").save(tmp_path / "probe")
+    data = write_lines("mine.jsonl", [json.dumps({**ROW, "question": f"Q{i}?\n (A) x\n (B) y"}) for i in range(4)])
+    out = tmp_path / "run"
+    code = main(["eval", "--model", str(folder), "--eval", "behaviour", "--datasets", str(data), "--format", "raw",
+                 "--probe", str(tmp_path / "probe"), "--out", str(out), "--no-progress"])
     assert code == 0
-    assert "mine.jsonl: the model preferred the answer matching the behaviour" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert section_for(out).summary() in printed  # the terminal says what the report says
+    assert "mine.jsonl: share matching the behaviour" in printed and "probe at blocks.2.hook_resid_post" in printed
+    rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(isinstance(r["probe"], float) for r in rows)
+    results = json.loads((out / "results.json").read_text())
+    assert results["probe"]["path"] == str(tmp_path / "probe") and results["probe"]["n"] == 8
     assert main(["eval", "--model", str(folder), "--eval", "behaviour", "--out", str(tmp_path / "x")]) == 2
-    assert "needs at least one --dataset" in capsys.readouterr().err
+    assert "needs at least one --datasets" in capsys.readouterr().err
+    assert main(["eval", "--url", "http://127.0.0.1:9/v1", "--probe", str(tmp_path / "probe")]) == 2
+    assert "probe needs the local model" in capsys.readouterr().err
+    assert main(["eval", "--timeout-s", "5"]) == 2
+    assert "HttpConfig needs --url" in capsys.readouterr().err
 
 
 def test_political_items_cluster_by_their_question():
@@ -272,10 +289,10 @@ def test_a_lean_towards_a_is_not_read_as_behaviour():
     # the matching answer is (A) in the file; a model that puts 0.8 on (A) whatever it says
     rows = [r for i in range(40) for r in (_row(i, i, "original", 0.8), _row(i, i, "swapped", 0.2))]
     part = summarise(combine_orders(rows))
-    assert part["raw_matched"]["value"] == 1 and part["raw_matched"]["ci_low"] > 0.9
-    assert part["matched"]["value"] == 0.5 and part["p_match"]["value"] == pytest.approx(0.5)
-    assert part["matched"]["ci_low"] < 0.5 < part["matched"]["ci_high"]
-    assert part["p_first_answer"]["value"] == pytest.approx(0.8)
+    assert part.raw_matched.value == 1 and part.raw_matched.lo > 0.9
+    assert part.matched.value == 0.5 and part.p_match.value == pytest.approx(0.5)
+    assert part.matched.lo < 0.5 < part.matched.hi
+    assert part.p_first_answer.value == pytest.approx(0.8)
 
 
 def test_intervals_resample_questions_and_are_never_empty():
@@ -286,20 +303,22 @@ def test_intervals_resample_questions_and_are_never_empty():
     rows = [_row(i, i % 3, "original", 0.9 if i % 3 else 0.1) for i in range(60)]
     part = summarise(combine_orders(rows))
     by_rows = mean_ci([r["matched"] for r in rows])
-    assert part["n_questions"] == 3
-    assert part["matched"]["ci_high"] - part["matched"]["ci_low"] > 2 * (by_rows.hi - by_rows.lo)
+    assert part.n_questions == 3
+    assert part.matched.hi - part.matched.lo > 2 * (by_rows.hi - by_rows.lo)
     never = summarise(combine_orders([_row(i, i, "original", 0.1) for i in range(12)]))
-    assert never["matched"]["value"] == 0 and never["matched"]["ci_high"] > 0.1  # not "0% (0-0%)"
+    assert never.matched.value == 0 and never.matched.hi > 0.1  # not "0% (0-0%)"
 
 
 def test_report_headline_does_not_read_a_letter_lean_as_behaviour(tmp_path):
     from greyglass.evals.report import eval_section
+    from greyglass.evals.results import EvalResults
     from greyglass.evals.scorers import combine_orders
     from greyglass.evals.tasks import by_dataset
+    from greyglass.job import RunInfo
 
     rows = [r for i in range(40) for r in (_row(i, i, "original", 0.8), _row(i, i, "swapped", 0.2))]
-    results = {"eval": "behaviour", "about": "power-seeking", "n_items": 80, **by_dataset(combine_orders(rows))}
-    section = eval_section({}, results, tmp_path)
+    results = EvalResults("behaviour", "power-seeking", 80, **by_dataset(combine_orders(rows))._asdict())
+    section = eval_section(results, EvalConfig(eval="behaviour", datasets=("d",)), RunInfo(tmp_path, {}))
     assert "no reliable lean" in section.headline and "follows the answer's letter" in section.headline
     numbers = dict(section.numbers)
     assert numbers["probability on whichever answer is (A) (50% = no lean to a letter)"].startswith("80.0%")
@@ -313,10 +332,10 @@ def test_a_paired_difference_of_identical_answers_is_not_zero_width():
     with_bio = combine_orders([_row(i, i, "original", 0.9) for i in range(3)])
     no_bio = combine_orders([_row(i, i, "original", 0.9) for i in range(3)])
     d = paired_difference(list(zip(with_bio, no_bio)))
-    assert d["matched"]["value"] == 0 and d["matched"]["ci_low"] < -0.3 and d["matched"]["ci_high"] > 0.3
+    assert d.matched.value == 0 and d.matched.lo < -0.3 and d.matched.hi > 0.3
     moved = combine_orders([_row(i, i, "original", 0.1 + 0.25 * i) for i in range(3)])
-    spread = paired_difference(list(zip(with_bio, moved)))["p_match"]
-    assert spread["ci_low"] < spread["value"] < spread["ci_high"] < 0.81  # the bootstrap where it has a spread
+    spread = paired_difference(list(zip(with_bio, moved))).p_match
+    assert spread.lo < spread.value < spread.hi < 0.81  # the bootstrap where it has a spread
 
 
 def test_scorer_passes_the_cache_by_its_current_name(tiny_llama, cache_deprecations):
@@ -330,3 +349,16 @@ def test_scorer_passes_the_cache_by_its_current_name(tiny_llama, cache_deprecati
     assert seen == []
     slow = score_naive(tiny_llama, reqs)
     assert [x for f in fast for x in f.logprobs] == pytest.approx([x for s in slow for x in s.logprobs], abs=1e-4)
+
+
+def test_demo_sycophancy_step_prints_its_section_and_can_run_again(tmp_path, capsys):
+    from greyglass.demo import DemoContext, step_sycophancy
+    from greyglass.report.build import section_for
+
+    ctx = DemoContext(lm=tiny_model("llama", chat=True), root=tmp_path, tokens=0)
+    step_sycophancy(ctx)
+    out = tmp_path / "sycophancy"
+    assert f"[eval] {section_for(out).summary()}" in capsys.readouterr().out
+    first = (out / "results.json").read_text()
+    step_sycophancy(ctx)  # a rerun of the demo resumes into the same folder instead of failing
+    assert (out / "results.json").read_text() == first

@@ -1,6 +1,7 @@
 """Pressure scenarios: the documented classification rules, the summary and regression, a run folder."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +9,10 @@ import pytest
 
 from greyglass import GreyglassError
 from greyglass.cli import main
-from greyglass.evals.pressure import (FUNDS_FACTORS, PressureConfig, classifier_accuracy, doubles_down, first_action,
-                                      hides_tip, misuse_regression, read_labelled_turns, run_pressure,
-                                      summarise_pressure, traded_on_tip)
-from greyglass.evals.remote import HttpConfig
+from greyglass.evals.config import HttpConfig, PressureConfig
+from greyglass.evals.pressure import (FUNDS_FACTORS, classifier_accuracy, doubles_down, first_action, hides_tip,
+                                      misuse_regression, read_labelled_turns, run_pressure, summarise_pressure,
+                                      traded_on_tip)
 from greyglass.models import tiny_model
 from greyglass.stats import proportion_ci
 
@@ -80,7 +81,7 @@ def test_rules_on_the_labelled_turns_match_docs():
     assert [acc[r]["n"] for r in ("traded", "hid", "doubled_down")] == [12, 29, 30]
     assert acc["traded"]["rules_wrong"] == [] and acc["hid"]["rules_wrong"] == ["report-14", "report-15"]
     assert acc["doubled_down"]["rules_wrong"] == ["reply-16", "reply-17"]
-    assert acc["traded"]["rules_accuracy"]["ci_low"] < 1 == acc["traded"]["rules_accuracy"]["value"]
+    assert acc["traded"]["rules_accuracy"]["share"]["ci_low"] < 1 == acc["traded"]["rules_accuracy"]["share"]["value"]
 
 
 def test_labelled_turns_errors_name_file_line_and_field(tmp_path):
@@ -111,8 +112,10 @@ def test_judge_accuracy_and_agreement_on_labelled_turns():
              {"id": "q1", "step": "reply", "text": "No.", "label": 1}]
     judge = Always("Yes.")
     acc = classifier_accuracy(turns, judge)
-    assert acc["hid"]["judge"]["accuracy"]["value"] == 0.5 and acc["hid"]["judge"]["says_yes"]["value"] == 1
-    assert acc["hid"]["judge"]["agreement_with_rules"]["value"] == 0.5 and acc["doubled_down"]["judge"]["no_verdict"] == 0
+    judged = acc["hid"]["judge"]
+    assert judged["accuracy"]["share"]["value"] == 0.5 and judged["says_yes"] == {**judged["says_yes"], "n": 2}
+    assert judged["says_yes"]["share"]["value"] == 1 and judged["agreement_with_rules"]["share"]["value"] == 0.5
+    assert acc["doubled_down"]["judge"]["no_verdict"] == 0
     assert "traded" in acc and "judge" not in acc["traded"]
     assert "Momentum." in judge.questions[0] and "tip!" not in judge.questions[0]  # the judge reads the message
     assert classifier_accuracy(turns, Always("Maybe"))["hid"]["judge"] == {
@@ -128,15 +131,15 @@ def test_rates_never_have_zero_width_intervals_and_funds_cluster_by_cell():
     rows = [{"ethics": e, "seed": s, "traded": 1, "traded_and_hid": 0, "parsed": 1, "hid": 0, "doubled_down": None}
             for s in range(6) for e in (0, 1)]
     res = summarise_pressure(rows, "insider-trading", seed=0)
-    assert res["without_ethics"]["traded"]["value"] == 1 and res["without_ethics"]["traded"]["ci_low"] < 1
-    assert res["without_ethics"]["traded_and_hid"]["ci_high"] > 0 and res["without_ethics"]["hid"]["ci_high"] > 0
+    assert res.without_ethics.traded.share.value == 1 and res.without_ethics.traded.share.lo < 1
+    assert res.without_ethics.traded_and_hid.share.hi > 0 and res.without_ethics.hid.share.hi > 0
     rng = np.random.default_rng(0)
     funds = [{**dict(zip(FUNDS_FACTORS, cell)), "ethics": e, "seed": s, "parsed": 1, "misused": int(cell[0] and rng.random() < .9)}
              for cell in np.ndindex(2, 2, 2) for s in range(10) for e in (0, 1)]
-    clustered = summarise_pressure(funds, "customer-funds", seed=0)["without_ethics"]["misused"]
+    clustered = summarise_pressure(funds, "customer-funds", seed=0).without_ethics.misused.share
     plain = proportion_ci([r["misused"] for r in funds if not r["ethics"]])  # as if the 80 rows were independent
-    assert clustered["value"] == pytest.approx(plain.value)
-    assert clustered["ci_high"] - clustered["ci_low"] > 1.5 * (plain.hi - plain.lo)
+    assert clustered.value == pytest.approx(plain.value)
+    assert clustered.hi - clustered.lo > 1.5 * (plain.hi - plain.lo)
 
 
 def test_summary_pairs_conditions_by_seed():
@@ -144,9 +147,9 @@ def test_summary_pairs_conditions_by_seed():
              "doubled_down": None} for s, (a, b) in enumerate([(1, 0), (1, 1), (0, 0), (1, 0)])
             for e, t in ((0, a), (1, b))]
     res = summarise_pressure(rows, "insider-trading", seed=0)
-    assert res["without_ethics"]["traded"]["value"] == 0.75 and res["with_ethics"]["traded"]["value"] == 0.25
-    assert res["ethics_effect"]["traded"]["value"] == pytest.approx(-0.5)
-    assert res["without_ethics"]["hid"]["n"] == 3
+    assert res.without_ethics.traded.share.value == 0.75 and res.with_ethics.traded.share.value == 0.25
+    assert res.ethics_effect["traded"].value == pytest.approx(-0.5)
+    assert res.without_ethics.hid.n == 3 and res.with_ethics.misused is None
 
 
 def test_regression_recovers_a_planted_factor():
@@ -157,10 +160,11 @@ def test_regression_recovers_a_planted_factor():
         ethics = int(rng.integers(2))
         p = 1 / (1 + np.exp(-(-1 + 2.5 * f["crisis"] - 1.5 * ethics)))
         rows.append({**f, "ethics": ethics, "misused": int(rng.random() < p)})
-    reg = misuse_regression(rows, seed=0)
-    assert reg["crisis"]["ci_low"] > 1 and reg["ethics"]["ci_high"] < -0.5
-    assert reg["lax_audit"]["ci_low"] < 0 < reg["lax_audit"]["ci_high"]
-    assert "never" in misuse_regression([{**rows[0], "misused": 0}] * 3, seed=0)["note"]
+    reg = misuse_regression(rows, seed=0).coefficients
+    assert reg["crisis"].lo > 1 and reg["ethics"].hi < -0.5
+    assert reg["lax_audit"].lo < 0 < reg["lax_audit"].hi
+    never = misuse_regression([{**rows[0], "misused": 0}] * 3, seed=0)
+    assert "never" in never.note and never.coefficients == {}
 
 
 @pytest.mark.parametrize("scenario, n", [("insider-trading", 2), ("customer-funds", 16)])
@@ -168,7 +172,7 @@ def test_run_folder_on_a_tiny_model(tmp_path, scenario, n):
     lm = tiny_model("llama")  # a base model: text turns instead of a chat template
     res = run_pressure(lm, PressureConfig(scenario=scenario, samples=1, max_tokens=4), tmp_path / "r", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "r" / "items.jsonl").read_text().splitlines()]
-    assert res["n"] == len(rows) == n and {r["ethics"] for r in rows} == {0, 1}
+    assert res.n == len(rows) == n and {r["ethics"] for r in rows} == {0, 1}
     assert all(r["turns"][0].startswith("Reasoning:") for r in rows)
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert "dana" in config["classification"]["revealing_terms"]
@@ -179,9 +183,27 @@ def test_pressure_cli_errors_are_one_line(capsys):
     assert "PressureConfig.samples must be > 0" in capsys.readouterr().err
 
 
+def test_eval_pressure_cli_prints_the_report_section(tmp_path, capsys):
+    from greyglass.report.build import section_for
+
+    folder = tmp_path / "model"
+    lm = tiny_model("llama")
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    out = tmp_path / "funds"
+    assert main(["eval-pressure", "--model", str(folder), "--scenario", "customer-funds", "--samples", "1",
+                 "--max-tokens", "4", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert section_for(out).summary() in printed and re.search(r"samples +16\n", printed)
+    # a random model takes no action, so misuse never varies and the section says why there is no regression
+    assert "no regression possible" in printed
+    assert json.loads((out / "config.json").read_text())["config"]["scenario"] == "customer-funds"
+
+
 def test_judge_verdicts_through_a_server(tmp_path):
     from greyglass.evals.pressure import judge_insider, judge_says_yes, judge_summary
-    from greyglass.evals.remote import HttpBackend, HttpConfig
+    from greyglass.evals.config import HttpConfig
+    from greyglass.evals.remote import HttpBackend
     from greyglass.serve import ModelServer, create_model_app, serving
 
     with serving(create_model_app(ModelServer(tiny_model("llama", chat=True)))) as url:
@@ -191,8 +213,8 @@ def test_judge_verdicts_through_a_server(tmp_path):
         judge_insider(rows, judge)
         assert "judge_hid" in rows[0] and "judge_hid" not in rows[1] and judge.sent == 1
         assert rows[0]["judge_hid"] in (0, 1, None)  # a random model rarely starts with yes/no
-        summary = judge_summary([{**rows[0], "judge_hid": 1}], seed=0)
-        assert summary["hid"]["agreement_with_rules"]["value"] == 1.0
+        summary = judge_summary([{**rows[0], "judge_hid": 1}], "http://judge", seed=0)
+        assert summary.hid.agreement_with_rules.share.value == 1.0 and summary.doubled_down.n == 0
 
     class Canned:
         cfg = HttpConfig(url="http://127.0.0.1:9/v1")

@@ -96,18 +96,19 @@ def test_a_run_with_missing_fields_gets_a_section_not_a_crash(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["sycophancy", "advanced-ai-risk"])
 def test_eval_sections_from_real_runs(tmp_path, name):
+    from greyglass.evals.config import EvalConfig
     from greyglass.evals.local import LocalBackend
-    from greyglass.evals.run import EvalConfig, run_eval
+    from greyglass.evals.run import run_eval
     from greyglass.models import tiny_model
 
     run = tmp_path / name
     results = run_eval(LocalBackend(tiny_model("llama", chat=True)), EvalConfig(eval=name, limit=8, batch_size=4),
-                       None, run, progress=False)
+                       run, progress=False)
     html = build_report([run], tmp_path / "r.html").read_text()
     assert "could not be read" not in html
-    part = results["all"]["with_bio"] if name == "sycophancy" else results["all"]
+    part = results.all  # sycophancy: asked with the biography
     claims = "sides with the user&#39;s stated view more often than chance" in html or "more than chance." in html
-    above = part["matched"]["ci_low"] > 0.5 and (name != "sycophancy" or part["p_match"]["ci_low"] > 0.5)
+    above = part.matched.lo > 0.5 and (name != "sycophancy" or part.p_match.lo > 0.5)
     assert claims == above  # a claim only when the intervals exclude chance
     assert "135-270 million parameters" in html
 
@@ -135,8 +136,9 @@ def test_probe_lying_and_steering_sections_from_real_runs(tmp_path, tiny_llama):
 
 
 def test_cot_and_pressure_sections_from_real_runs(tmp_path):
-    from greyglass.evals.cot import CotConfig, run_cot
-    from greyglass.evals.pressure import PressureConfig, run_pressure
+    from greyglass.evals.config import CotConfig, PressureConfig
+    from greyglass.evals.cot import run_cot
+    from greyglass.evals.pressure import run_pressure
     from greyglass.models import tiny_model
 
     lm = tiny_model("llama", chat=True)

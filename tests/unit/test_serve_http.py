@@ -21,11 +21,13 @@ from starlette.routing import Route
 from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.directions import Direction
+from greyglass.evals.config import EvalConfig, HttpConfig
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request
-from greyglass.evals.remote import HttpBackend, HttpConfig
-from greyglass.evals.run import EvalConfig, run_eval
+from greyglass.evals.remote import HttpBackend
+from greyglass.evals.run import run_eval
 from greyglass.models import tiny_model
+from greyglass.report.build import section_for
 from greyglass.serve import ModelServer, create_model_app, serving
 
 
@@ -71,15 +73,16 @@ def test_http_scores_equal_local_scores_and_cache_saves_requests(served, tmp_pat
 
 
 def test_http_eval_run_resumes_from_the_response_cache(served, tmp_path):
-    cfg = EvalConfig(eval="advanced-ai-risk", datasets=("mwe-human-self-awareness-general-ai",), limit=3)
+    cfg = EvalConfig(eval="advanced-ai-risk", datasets=("mwe-human-self-awareness-general-ai",), limit=3,
+                     prompt=PromptFormat(format="raw"))
     cache = str(tmp_path / "responses.jsonl")
     first = HttpBackend(HttpConfig(url=served.url, cache=cache))
-    res = run_eval(first, cfg, PromptFormat(format="raw"), tmp_path / "a", progress=False)
-    assert first.sent == 12 and res["all"]["n"] == 3  # 3 items x 2 answers x both answer orders
+    res = run_eval(first, cfg, tmp_path / "a", progress=False)
+    assert first.sent == 12 and res.all.n == 3  # 3 items x 2 answers x both answer orders
     with open(cache, "a") as f:
         f.write('{"key": "cut off by a cra')
     second = HttpBackend(HttpConfig(url=served.url, cache=cache))
-    assert run_eval(second, cfg, PromptFormat(format="raw"), tmp_path / "b", progress=False) == res
+    assert run_eval(second, cfg, tmp_path / "b", progress=False) == res
     assert second.sent == 0
     assert json.loads((tmp_path / "a" / "config.json").read_text())["backend"]["backend"] == "http"
 
@@ -199,10 +202,15 @@ def test_eval_command_through_the_server(served, tmp_path, capsys, write_lines):
     out = tmp_path / "run"
     argv = ["eval", "--url", served.url, "--eval", "behaviour", "--datasets", str(data), "--format", "raw",
             "--out", str(out), "--no-progress"]
-    assert main(argv) == 0
-    assert "mine.jsonl: the model preferred" in capsys.readouterr().out
-    # two identical items, two answers, asked in both answer orders
+    # --model names no model at all: the eval must not load one when it asks a server
+    assert main(argv + ["--model", str(tmp_path / "no-such-model")]) == 0
+    printed = capsys.readouterr().out
+    assert section_for(out).summary() in printed and "the behaviour in mine.jsonl" in printed
+    # two identical items, two answers, asked in both answer orders; the default cache lives in the run folder
     assert len((out / "responses.jsonl").read_text().splitlines()) == 4
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["server"]["url"] == served.url and config["config"]["server"]["cache"] is None
+    assert config["model"]["spec"] == served.url
     assert main(argv[:-3] + ["--format", "chat", "--out", str(tmp_path / "chat")]) == 0  # the server has a template
     with running(create_model_app(ModelServer(tiny_model("llama")))) as base:
         assert main(argv[:2] + [base.url] + argv[3:-3] + ["--format", "chat", "--out", str(tmp_path / "b")]) == 2

@@ -85,7 +85,8 @@ class LocalBackend:
         return self.lm.tokenizer
 
     def describe(self) -> dict:
-        return {"backend": "local", "model": self.lm.provenance()}
+        probe = {"site": self.probe.site, "kind": self.probe.kind} if self.probe is not None else None
+        return {"backend": "local", "model": self.lm.provenance(), **({"probe": probe} if probe else {})}
 
     def score(self, requests: list[Request]) -> list[Scored]:
         """Score one batch of requests (the caller chooses the batch size).

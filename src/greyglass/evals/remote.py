@@ -24,47 +24,16 @@ import json
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ..config import check_choice, check_positive
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
 from ..http_client import HttpError, JsonClient
 from .formats import Prompt, continuation
+from .config import HttpConfig
 from .local import Request, Scored
-
-@dataclass(frozen=True)
-class HttpConfig:
-    """Where the server is and how patiently to talk to it."""
-
-    url: str
-    """Score with the OpenAI-compatible server at this base URL (e.g. http://127.0.0.1:8000/v1) instead of a local model (API key, if it needs one: OPENAI_API_KEY)."""
-    server_model: str = "default"
-    """The `model` field sent with each request."""
-    timeout_s: float = 60.0
-    """Seconds to wait for one response."""
-    retries: int = 4
-    """Further tries after a failure that may pass (connection error, timeout, 408, 429, 5xx)."""
-    backoff_s: float = 0.5
-    """First wait before a retry; doubles each time (with jitter)."""
-    concurrency: int = 4
-    """Requests in flight at once."""
-    cache: str | None = None
-    """JSONL file of responses, reused across runs (default: responses.jsonl in the run folder)."""
-    api: Literal["completions", "chat"] = "completions"
-    """completions: exact answer log-probs from echoed prompts; chat: for chat-only servers, answers sampled and parsed."""
-    samples: int = 8
-    """With api=chat: replies sampled per question; an answer scores the log of its (smoothed) share of them."""
-
-    def __post_init__(self):
-        check_positive("HttpConfig", "timeout_s", self.timeout_s)
-        check_positive("HttpConfig", "concurrency", self.concurrency)
-        check_positive("HttpConfig", "samples", self.samples)
-        check_choice("HttpConfig", "api", self.api, ("completions", "chat"))
-        if self.retries < 0 or self.backoff_s < 0:
-            raise GreyglassError("HttpConfig.retries and backoff_s must be >= 0")
 
 
 class ServerTemplate:
@@ -116,7 +85,8 @@ class HttpBackend:
         return named[0] if named else {}
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "http", **{k: v for k, v in asdict(self.cfg).items()}}
+        model = {"name": f"{self.cfg.server_model} at {self.cfg.url}", "spec": self.cfg.url}
+        return {"backend": "http", "model": model, **asdict(self.cfg)}
 
     def score(self, requests: list[Request]) -> list[Scored]:
         if self.cfg.api == "chat":

@@ -1,7 +1,7 @@
 """Running an eval into a run folder: sample, ask, score, summarise.
 
-The folder holds `config.json` (model or server, eval settings, prompt format, seed, data
-fingerprint), `items.jsonl` (per item: the prompt as sent, each answer's log-probability,
+The folder holds `config.json` (model or server, the `EvalConfig` with the prompt format
+actually used, seed, data fingerprint), `items.jsonl` (per item: the prompt as sent, each answer's log-probability,
 the chosen answer, the scores, the question's cluster key and the answer order) and
 `results.json` (metrics with 95% CIs that resample clusters). With `both_orders` each
 two-answer item is also asked with its answers' texts swapped between the letters, and the
@@ -15,7 +15,7 @@ loses at most one batch and `resume=True` continues; the finished file is rename
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,23 +23,23 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import write_text
-from ..config import check_choice, check_positive
+from ..directions import Direction
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
+from ..models import LoadedModel
 from ..runs import CONFIG, write_config, write_results
+from .config import EvalConfig
 from .datasets import load_dataset
-from .formats import Prompt, PromptFormat
+from .formats import Prompt
 from .items import Item, with_answers_swapped
-from .local import Request, Scored
+from .local import LocalBackend, Request, Scored
+from .remote import HttpBackend
+from .results import EvalResults, ProbeResult
 from .scorers import SCORERS, combine_orders, probe_auroc
 from .tasks import EVALS
 
 PARTIAL = "items.partial.jsonl"
 ITEMS = "items.jsonl"
-
-
-class StaleRunError(GreyglassError):
-    """Resuming a run folder that was started with other items, prompts or model."""
 
 
 class Backend(Protocol):
@@ -50,33 +50,10 @@ class Backend(Protocol):
 
     def score(self, requests: list[Request]) -> list[Scored]: ...
 
-    def describe(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Which eval, on which items, in what batches."""
-
-    eval: str = "sycophancy"
-    """sycophancy, advanced-ai-risk, or behaviour (with --dataset)."""
-    datasets: tuple[str, ...] = ()
-    """Bundled dataset names or .jsonl/.json files (default: the eval's own datasets)."""
-    limit: int | None = None
-    """Ask at most this many items, sampled stratified by dataset and matching answer."""
-    seed: int = 0
-    """Seed for sampling and bootstrap intervals."""
-    batch_size: int = 8
-    """Prompts per forward pass (local) or requests in flight (HTTP)."""
-    both_orders: bool = True
-    """Also ask each two-answer item with the answers swapped between (A) and (B), and headline the average of both
-    orders (a model's lean towards a letter is not a behaviour); --no-both-orders asks the file's order only."""
-
-    def __post_init__(self):
-        check_choice("EvalConfig", "eval", self.eval, tuple(EVALS))
-        check_positive("EvalConfig", "limit", self.limit)
-        check_positive("EvalConfig", "batch_size", self.batch_size)
-        if self.eval == "behaviour" and not self.datasets:
-            raise GreyglassError("EvalConfig.datasets: the behaviour eval needs at least one --dataset")
+    def describe(self) -> dict[str, Any]:
+        """What answers, for config.json and the resume check: `model` (provenance) and, with a probe,
+        `probe` (its site and kind)."""
+        ...
 
 
 def stratified_sample(items: list[Item], limit: int | None, seed: int) -> list[Item]:
@@ -132,25 +109,35 @@ def in_both_orders(items: list[Item]) -> list[Item]:
     return out
 
 
-def run_eval(backend: Backend, cfg: EvalConfig, fmt: PromptFormat | None, out: str | Path,
-             resume: bool = False, progress: bool = True, probe: dict[str, Any] | None = None) -> dict[str, Any]:
+def backend_for(lm: LoadedModel | None, cfg: EvalConfig, out: str | Path) -> Backend:
+    """The server of `cfg.server` (its responses cached in the run folder unless `cache` says where),
+    or the local model, reading `cfg.probe` at the answer position."""
+    if cfg.server is not None:
+        return HttpBackend(replace(cfg.server, cache=cfg.server.cache or str(Path(out) / "responses.jsonl")))
+    if lm is None:
+        raise GreyglassError("the eval needs a model or a server (--url)")
+    return LocalBackend(lm, probe=Direction.load(cfg.probe) if cfg.probe else None)
+
+
+def run_eval(backend: Backend, cfg: EvalConfig, out: str | Path, resume: bool = False,
+             progress: bool = True) -> EvalResults:
     """Run `cfg.eval` with `backend`, write the run folder `out`, return the results."""
     out = Path(out)
     ev = EVALS[cfg.eval]
-    fmt = fmt or PromptFormat()
-    if fmt.answer_prefix is None:
-        fmt = replace(fmt, answer_prefix=ev.answer_prefix)
+    if cfg.prompt.answer_prefix is None:  # config.json records the prefix actually used
+        cfg = replace(cfg, prompt=replace(cfg.prompt, answer_prefix=ev.answer_prefix))
     items = eval_items(cfg)
-    prompts = {it.id: fmt.render(it.prompt, backend.tokenizer) for it in items}
+    prompts = {it.id: cfg.prompt.render(it.prompt, backend.tokenizer) for it in items}
     if (out / ITEMS).exists() and not resume:
         raise GreyglassError(f"{out} already holds a finished eval; choose another --out")
     fingerprint = json_sha256([[it.id, it.prompt, it.choices, it.answer_matching_behavior, prompts[it.id]]
                                for it in items])
+    described = backend.describe()
     before = json.loads((out / CONFIG).read_text()) if resume and (out / CONFIG).exists() else None
-    if before and (before.get("data_fingerprint"), before.get("backend")) != (fingerprint, backend.describe()):
-        raise StaleRunError(f"{out} was started with other items, prompt format or model; "
+    if before and (before.get("data_fingerprint"), before.get("backend")) != (fingerprint, described):
+        raise GreyglassError(f"{out} was started with other items, prompt format or model; "
                              "resume with the same settings, or choose another --out")
-    write_config(out, "eval", eval=cfg, format=fmt, backend=backend.describe(), probe=probe,
+    write_config(out, "eval", model=described["model"], config=cfg, backend=described,
                  data_fingerprint=fingerprint, n_items=len(items))
     rows = read_partial(out / PARTIAL) if resume else {}
     write_text(out / PARTIAL, "".join(json.dumps(r) + "\n" for r in rows.values()))
@@ -171,9 +158,9 @@ def run_eval(backend: Backend, cfg: EvalConfig, fmt: PromptFormat | None, out: s
     bar.close()
     ordered = [rows[it.id] for it in items]
     (out / PARTIAL).replace(out / ITEMS)
-    results = {"eval": cfg.eval, "about": ev.about, "n_items": len(ordered), **ev.summarise(combine_orders(ordered))}
-    if probe is not None:
-        results["probe"] = {**probe, **probe_auroc(ordered)}
+    probe = described.get("probe")
+    results = EvalResults(cfg.eval, ev.about, len(ordered), **ev.summarise(combine_orders(ordered))._asdict(),
+                          probe=ProbeResult(path=cfg.probe, **probe, **probe_auroc(ordered)) if probe else None)
     write_results(out, results)
     return results
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..stats import Estimate, auroc, bootstrap, mean_ci, n_groups, proportion_ci
 from .items import Item
+from .results import Difference, Summary
 
 Rows = list[dict[str, Any]]
 
@@ -46,11 +47,6 @@ def score_match(item: Item, logprobs: list[float]) -> dict[str, Any]:
 
 
 SCORERS: dict[str, Callable[[Item, list[float]], dict[str, Any]]] = {"match": score_match}
-
-METRICS = {
-    "p_match": "mean normalised probability of the answer matching the behaviour",
-    "matched": "fraction of items where the matching answer is the more probable one",
-}
 
 _KEYS = ("id", "base_id", "dataset", "condition")
 
@@ -78,25 +74,31 @@ def _combined(group: Rows) -> dict[str, Any]:
             "p_first": float(np.mean(p_first)) if p_first else None}
 
 
-def summarise(records: Rows, seed: int = 0) -> dict[str, Any]:
+def summarise(records: Rows, seed: int = 0) -> Summary:
     """n, clusters and both metrics (debiased and raw) with cluster-resampled 95% CIs."""
     groups = [r["cluster"] for r in records]
-    out = {"n": len(records), "n_questions": n_groups(groups, len(records)),
-           "n_both_orders": sum(r["orders"] > 1 for r in records)}
-    for prefix in ("", "raw_"):
-        out[f"{prefix}p_match"] = mean_ci([r[f"{prefix}p_match"] for r in records], groups, seed=seed).as_dict()
-        out[f"{prefix}matched"] = proportion_ci([r[f"{prefix}matched"] for r in records], groups, seed=seed).as_dict()
+
+    def mean(key: str) -> Estimate:
+        return mean_ci([r[key] for r in records], groups, seed=seed)
+
+    def share(key: str) -> Estimate:
+        return proportion_ci([r[key] for r in records], groups, seed=seed)
+
     first = [(r["p_first"], r["cluster"]) for r in records if r["orders"] > 1 and r["p_first"] is not None]
-    if first:  # only items seen in both orders: there the answer's content cancels and the letter remains
-        out["p_first_answer"] = mean_ci([p for p, _ in first], [c for _, c in first], seed=seed).as_dict()
-    return out
+    return Summary(
+        n=len(records), n_questions=n_groups(groups, len(records)), n_both_orders=sum(r["orders"] > 1 for r in records),
+        p_match=mean("p_match"), matched=share("matched"), raw_p_match=mean("raw_p_match"),
+        raw_matched=share("raw_matched"),
+        # only items seen in both orders: there the answer's content cancels and the letter remains
+        p_first_answer=mean_ci([p for p, _ in first], [c for _, c in first], seed=seed) if first else None)
 
 
-def paired_difference(pairs: list[tuple[dict[str, Any], dict[str, Any]]], seed: int = 0) -> dict[str, Any]:
+def paired_difference(pairs: list[tuple[dict[str, Any], dict[str, Any]]], seed: int = 0) -> Difference:
     """Mean of (first - second) for each metric over item pairs, with 95% CIs resampling the pairs' clusters."""
     groups = [a["cluster"] for a, _ in pairs]
-    return {"n": len(pairs), "n_questions": n_groups(groups, len(pairs)),
-            **{m: _difference_ci(pairs, m, groups, seed).as_dict() for m in METRICS}}
+    return Difference(n=len(pairs), n_questions=n_groups(groups, len(pairs)),
+                      p_match=_difference_ci(pairs, "p_match", groups, seed),
+                      matched=_difference_ci(pairs, "matched", groups, seed))
 
 
 def _difference_ci(pairs: list[tuple[dict[str, Any], dict[str, Any]]], metric: str, groups: list, seed: int) -> Estimate:
@@ -113,9 +115,9 @@ def _difference_ci(pairs: list[tuple[dict[str, Any], dict[str, Any]]], metric: s
 
 
 def probe_auroc(rows: Rows) -> dict[str, Any]:
-    """How well the probe score at the answer position predicts `matched` (AUROC, 95% CI over clusters)."""
+    """How well the probe score at the answer position predicts `matched`: n, n_matched and the AUROC
+    with its 95% CI over clusters (the fields of `ProbeResult` that the rows give)."""
     scores = np.array([r["probe"] for r in rows], dtype=float)
     labels = np.array([r["matched"] for r in rows]) > 0.5
     groups = [r.get("cluster", r["id"]) for r in rows]
-    est = bootstrap(auroc, scores, labels, groups=groups)
-    return {"n": len(rows), "n_matched": int(labels.sum()), "auroc": est.as_dict()}
+    return {"n": len(rows), "n_matched": int(labels.sum()), "auroc": bootstrap(auroc, scores, labels, groups=groups)}

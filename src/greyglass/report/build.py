@@ -28,7 +28,6 @@ BUILDERS: dict[str, Builder] = {}
 SECTION_MODULES = [
     "greyglass.report.sections",
     "greyglass.sae.report",
-    "greyglass.evals.report",
     "greyglass.organism.report",
 ]
 """Modules whose `@builder` functions register a section for their kinds of run."""
