@@ -60,29 +60,39 @@ def _nested(tp: Any) -> bool:
     return dataclasses.is_dataclass(tp) and isinstance(tp, type)
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+def _field_default(f: dataclasses.Field) -> Any:
+    """A field's default value (made by its factory), or None when it has none."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), defaults: Any = None) -> None:
     """Add one `--flag` per dataclass field (underscores become dashes); a field that is itself a config
-    dataclass adds its own fields' flags, unprefixed (so two nested configs must not share a field name)."""
+    dataclass adds its own fields' flags, unprefixed (so two nested configs must not share a field name),
+    with the defaults of the outer field's default value. `field(metadata={"flag": ...})` names a field's
+    flag instead (`--site` for a repeatable `sites`), or makes it positional (a name without dashes,
+    which must be the field's name). `defaults`: an instance whose values are the flags' defaults."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
         tp, _ = _unwrap_optional(hints[f.name])
+        default = getattr(defaults, f.name) if defaults is not None else _field_default(f)
         if _nested(tp):
-            add_arguments(parser, tp, skip)
+            add_arguments(parser, tp, skip, default)
             continue
-        flag = "--" + f.name.replace("_", "-")
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        )
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         help_text = docs.get(f.name, "")
         if default not in (None, (), []):
             help_text += f" (default: {default})"
         # argparse %-formats help strings; a docstring is plain text, so its % must not be read as a format
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+        if flag.startswith("-"):  # a positional argument's dest is its name
+            kwargs["dest"] = f.name
+        if "flag" in f.metadata and flag.startswith("-") and tp is not bool and get_origin(tp) is not Literal:
+            kwargs["metavar"] = flag.lstrip("-").replace("-", "_").upper()  # `--site SITE`, not `--site SITES`
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif get_origin(tp) is Literal:
@@ -95,17 +105,28 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
 
 
 def from_namespace(cls: type[T], ns: argparse.Namespace, **overrides: Any) -> T:
-    """Build `cls` from parsed flags (absent flags keep the dataclass default)."""
+    """Build `cls` from parsed flags (absent flags keep the dataclass default; in a nested config, the
+    outer field's default value)."""
+    return _build(cls, vars(ns), None, overrides)
+
+
+def _build(cls: type[T], given: dict[str, Any], base: Any, overrides: dict[str, Any]) -> T:
+    """`cls` from the values `given` for its fields, the rest from `base` (an instance) or the defaults."""
     hints = typing.get_type_hints(cls)
-    fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
-    nested = {f.name: from_namespace(hints[f.name], ns) for f in fields if _nested(hints[f.name])}
-    values = {k: v for k, v in vars(ns).items() if k in {f.name for f in fields} and k not in nested}
-    values.update(nested)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not f.init:
+            continue
+        tp = _unwrap_optional(hints[f.name])[0]
+        if _nested(tp):
+            values[f.name] = _build(tp, given, getattr(base, f.name) if base is not None else _field_default(f), {})
+        elif f.name in given:
+            values[f.name] = given[f.name]
     values.update(overrides)
     for k, v in values.items():
         if get_origin(_unwrap_optional(hints[k])[0]) is tuple and isinstance(v, list):
             values[k] = tuple(v)
-    return cls(**values)
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)
 
 
 def from_toml(cls: type[T], path: str | Path, table: str | None = None) -> T:
@@ -122,13 +143,14 @@ def from_toml(cls: type[T], path: str | Path, table: str | None = None) -> T:
     return _from_table(cls, data, str(path))
 
 
-def _from_table(cls: type[T], data: dict[str, Any], where: str) -> T:
-    """`cls` from one TOML table; a nested config is a sub-table named like its field."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
+def _from_table(cls: type[T], data: dict[str, Any], where: str, base: Any = None) -> T:
+    """`cls` from one TOML table, the keys it lacks from `base` (an instance) or the defaults; a nested
+    config is a sub-table named like its field."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         raise GreyglassError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
     for k, v in data.items():
@@ -136,10 +158,11 @@ def _from_table(cls: type[T], data: dict[str, Any], where: str) -> T:
         if _nested(tp):
             if not isinstance(v, dict):
                 raise GreyglassError(f"{where}: {k} must be a table ([{k}]), found {v!r}")
-            data[k] = _from_table(tp, v, f"{where} [{k}]")
+            inner = getattr(base, k) if base is not None else _field_default(fields[k])
+            data[k] = _from_table(tp, v, f"{where} [{k}]", inner)
         elif get_origin(tp) is tuple and isinstance(v, list):
             data[k] = tuple(v)
-    return cls(**data)
+    return dataclasses.replace(base, **data) if base is not None else cls(**data)
 
 
 def check_choice(cls_name: str, field: str, value: Any, allowed: tuple[Any, ...]) -> None:

@@ -64,3 +64,22 @@ def test_nested_configs_become_one_command_and_one_toml_file(tmp_path):
     path.write_text('capture = 3\n')
     with pytest.raises(GreyglassError, match=r"capture must be a table"):
         from_toml(Both, path)
+
+
+def test_a_field_can_name_its_flag_or_be_positional(capsys):
+    from dataclasses import dataclass, field
+
+    @dataclass(frozen=True)
+    class Named:
+        folder: str = field(metadata={"flag": "folder"})
+        """A run folder."""
+        sites: tuple[str, ...] = field(default=(), metadata={"flag": "--site"})
+        """Sites (repeatable)."""
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Named)
+    assert from_namespace(Named, parser.parse_args(["runs/a", "--site", "x", "--site", "y"])) == Named("runs/a", ("x", "y"))
+    assert "--site SITE" in parser.format_help() and "--sites" not in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--site", "x"])  # the positional folder is required
+    assert "required: folder" in capsys.readouterr().err
