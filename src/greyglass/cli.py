@@ -24,7 +24,6 @@ from .version import __version__
 
 COMMAND_MODULES = [
     "greyglass.models.cli",
-    "greyglass.store.cli",
     "greyglass.report.cli",
     "greyglass.sae.cli",
     "greyglass.features.cli",

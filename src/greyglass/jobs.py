@@ -10,9 +10,11 @@ from __future__ import annotations
 from .job import Job, Tool
 from .probes.jobs import GROUPS as PROBE_GROUPS
 from .probes.jobs import JOBS as PROBE_JOBS
+from .store.jobs import JOBS as STORE_JOBS
+from .store.jobs import TOOLS as STORE_TOOLS
 
-JOBS: tuple[Job, ...] = (*PROBE_JOBS,)
-TOOLS: tuple[Tool, ...] = ()
+JOBS: tuple[Job, ...] = (*STORE_JOBS, *PROBE_JOBS)
+TOOLS: tuple[Tool, ...] = (*STORE_TOOLS,)
 GROUPS: dict[str, str] = {**PROBE_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""
 JOBS_BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}

@@ -6,7 +6,9 @@ import torch
 from greyglass import GreyglassError
 from greyglass.data import CorpusConfig
 from greyglass.sae import EvalConfig, SAEConfig, SparseAutoencoder, TrainConfig, evaluate, store_batches, train_saes
-from greyglass.store import ActivationStore, CaptureConfig, capture
+from greyglass.store.config import CaptureConfig
+from greyglass.store.reader import ActivationStore
+from greyglass.store.writer import capture
 
 SITE = "blocks.15.hook_resid_post"
 

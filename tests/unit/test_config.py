@@ -5,7 +5,7 @@ import pytest
 from greyglass import GreyglassError
 from greyglass.config import add_arguments, field_docs, from_namespace, from_toml
 from greyglass.data import CorpusConfig
-from greyglass.store import CaptureConfig
+from greyglass.store.config import CaptureConfig
 
 
 def test_field_docstrings_become_help():
@@ -22,7 +22,7 @@ def test_flags_round_trip_and_validation():
     parser = argparse.ArgumentParser()
     add_arguments(parser, CaptureConfig)
     add_arguments(parser, CorpusConfig)
-    ns = parser.parse_args(["--tokens", "10", "--sites", "resid_post.1", "--sites", "mlp_out.2",
+    ns = parser.parse_args(["--tokens", "10", "--site", "resid_post.1", "--site", "mlp_out.2",
                             "--no-keep-bos", "--split", "heldout"])
     cfg = from_namespace(CaptureConfig, ns)
     assert cfg.tokens == 10 and cfg.sites == ("resid_post.1", "mlp_out.2") and cfg.keep_bos is False
@@ -64,6 +64,20 @@ def test_nested_configs_become_one_command_and_one_toml_file(tmp_path):
     path.write_text('capture = 3\n')
     with pytest.raises(GreyglassError, match=r"capture must be a table"):
         from_toml(Both, path)
+
+
+def test_a_nested_config_takes_its_defaults_from_the_outer_field(tmp_path):
+    from greyglass.store.config import CaptureRunConfig
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, CaptureRunConfig)
+    assert from_namespace(CaptureRunConfig, parser.parse_args([])).corpus.split == "train"  # not CorpusConfig's "all"
+    assert "(default: train)" in " ".join(parser.format_help().split())
+    cfg = from_namespace(CaptureRunConfig, parser.parse_args(["--context-size", "16", "--split", "all"]))
+    assert cfg.corpus == CorpusConfig(context_size=16, split="all")
+    path = tmp_path / "c.toml"
+    path.write_text("[corpus]\ncontext_size = 16\n")
+    assert from_toml(CaptureRunConfig, path).corpus == CorpusConfig(context_size=16, split="train")
 
 
 def test_a_field_can_name_its_flag_or_be_positional(capsys):

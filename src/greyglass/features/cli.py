@@ -101,7 +101,7 @@ def features_dir(path: str | Path) -> Path:
 def run_build(args: argparse.Namespace) -> int:
     from ..cli import model_from_args
     from ..data.corpus import corpus_fingerprint
-    from ..store import ActivationStore
+    from ..store.reader import ActivationStore
     from .source import corpus_batches, store_batches
 
     cfg = from_namespace(FeaturesConfig, args)

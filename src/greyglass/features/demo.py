@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..runs import write_config, write_results
+from ..store.manifest import MANIFEST
+from ..store.reader import ActivationStore
 from .build import FeaturesConfig, build_features
 from .concept import builtin_concepts, concept_table
 from .db import FeatureDB
@@ -21,7 +23,7 @@ def step_features(ctx) -> None:
         return
     lm, out = ctx.lm, Path(ctx.root) / "features"
     cfg = FeaturesConfig(tokens=min(DEMO_TOKENS, ctx.tokens))
-    store = ctx.outputs.get("store")
+    store = ActivationStore(ctx.root / "capture") if (ctx.root / "capture" / MANIFEST).exists() else None
     if store is not None and sae.cfg.hook_name in store.sites:
         batches, data = store_batches(store, sae.cfg.hook_name, cfg.tokens, cfg.batch_windows), {"store": str(store.folder)}
     else:

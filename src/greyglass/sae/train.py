@@ -34,7 +34,7 @@ from ..atomic import atomic_dir
 from ..data.corpus import CorpusConfig, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
-from ..store import ActivationStore
+from ..store.reader import ActivationStore
 from .config import SAEConfig, TrainConfig, with_dead_window
 from .model import SparseAutoencoder
 
