@@ -23,13 +23,10 @@ from .runs import default_run_dir
 from .version import __version__
 
 COMMAND_MODULES = [
-    "greyglass.models.cli",
-    "greyglass.report.cli",
     "greyglass.sae.cli",
     "greyglass.features.cli",
     "greyglass.evals.cli",
     "greyglass.organism.cli",
-    "greyglass.serve.cli",
     "greyglass.steer.cli",
     "greyglass.demo",
 ]

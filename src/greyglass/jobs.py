@@ -12,9 +12,10 @@ from .probes.jobs import GROUPS as PROBE_GROUPS
 from .probes.jobs import JOBS as PROBE_JOBS
 from .store.jobs import JOBS as STORE_JOBS
 from .store.jobs import TOOLS as STORE_TOOLS
+from .tools import TOOLS as GENERAL_TOOLS
 
 JOBS: tuple[Job, ...] = (*STORE_JOBS, *PROBE_JOBS)
-TOOLS: tuple[Tool, ...] = (*STORE_TOOLS,)
+TOOLS: tuple[Tool, ...] = (*STORE_TOOLS, *GENERAL_TOOLS)
 GROUPS: dict[str, str] = {**PROBE_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""
 JOBS_BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}

@@ -127,3 +127,21 @@ def test_help_works_for_every_command_and_verb(capsys):
         assert exit_.value.code == 0, path
         assert "usage: greyglass" in out and "%%" not in out, (path, out)
 
+
+def test_models_lists_the_embedded_models(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m-instruct [default]" in out and "gemma3-270m" in out
+
+
+def test_the_list_of_jobs_and_tools_loads_neither_torch_nor_transformers():
+    """`greyglass --help` imports every job and tool: their modules must leave the heavy libraries to `run`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, greyglass.jobs; "
+            "print(','.join(m for m in ('torch', 'transformers', 'starlette') if m in sys.modules))")
+    src = str(Path(__file__).parents[2] / "src")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": src})
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
