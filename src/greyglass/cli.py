@@ -26,7 +26,6 @@ COMMAND_MODULES = [
     "greyglass.sae.cli",
     "greyglass.features.cli",
     "greyglass.evals.cli",
-    "greyglass.organism.cli",
     "greyglass.steer.cli",
     "greyglass.demo",
 ]

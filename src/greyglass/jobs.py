@@ -8,14 +8,16 @@ in its area's `JOBS`; nothing else keeps a list.
 from __future__ import annotations
 
 from .job import Job, Tool
+from .organism.jobs import GROUPS as ORGANISM_GROUPS
+from .organism.jobs import JOBS as ORGANISM_JOBS
 from .probes.jobs import GROUPS as PROBE_GROUPS
 from .probes.jobs import JOBS as PROBE_JOBS
 from .store.jobs import JOBS as STORE_JOBS
 from .store.jobs import TOOLS as STORE_TOOLS
 from .tools import TOOLS as GENERAL_TOOLS
 
-JOBS: tuple[Job, ...] = (*STORE_JOBS, *PROBE_JOBS)
+JOBS: tuple[Job, ...] = (*STORE_JOBS, *PROBE_JOBS, *ORGANISM_JOBS)
 TOOLS: tuple[Tool, ...] = (*STORE_TOOLS, *GENERAL_TOOLS)
-GROUPS: dict[str, str] = {**PROBE_GROUPS}
+GROUPS: dict[str, str] = {**PROBE_GROUPS, **ORGANISM_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""
 JOBS_BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}

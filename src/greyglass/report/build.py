@@ -29,7 +29,6 @@ SECTION_MODULES = [
     "greyglass.sae.report",
     "greyglass.features.report",
     "greyglass.evals.report",
-    "greyglass.organism.report",
     "greyglass.steer.report",
 ]
 """Modules whose `@builder` functions register a section for their kinds of run."""
