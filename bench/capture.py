@@ -29,7 +29,8 @@ import torch
 
 from greyglass.data import CorpusConfig, windows
 from greyglass.models import load_model, run_to_sites
-from greyglass.store import CaptureConfig, capture
+from greyglass.store.config import CaptureConfig
+from greyglass.store.writer import capture
 
 
 def interleaved_tokens_per_second(fns: dict, ids: torch.Tensor, rounds: int) -> dict[str, float]:

@@ -121,7 +121,7 @@ def activations(args) -> torch.Tensor:
     """`[steps * batch, d_in]` activations: from a store when given, else seeded Gaussian data."""
     n = args.batch * args.steps
     if args.store:
-        from greyglass.store import ActivationStore
+        from greyglass.store.reader import ActivationStore
 
         store = ActivationStore(args.store)
         rows = torch.cat(list(store.activations(batch_size=args.batch, shuffle=False)))[:n].float()

@@ -13,6 +13,7 @@ from greyglass.runs import write_config, write_results
 from greyglass.sae.architectures import create_sae
 from greyglass.sae.config import SAEConfig, TopKConfig
 from greyglass.sae.io import save_sae
+from greyglass.store.config import CaptureResults, CaptureRunConfig
 
 SITE = "blocks.1.hook_resid_post"  # exists in the tiny models and the real ones
 
@@ -20,8 +21,9 @@ SITE = "blocks.1.hook_resid_post"  # exists in the tiny models and the real ones
 def make_runs(root, lm):
     """A capture run, an eval run with items, an SAE's feature database and two saved directions."""
     cap = root / "capture" / "c1"
-    write_config(cap, "capture", model=lm.provenance())
-    write_results(cap, {"n_tokens": 1234, "sites": [SITE], "seconds": 0.5})
+    write_config(cap, "capture", model=lm.provenance(), config=CaptureRunConfig())
+    write_results(cap, CaptureResults(n_tokens=1234, tokens_requested=1234, sites=(SITE,), shards=1, megabytes=0.1,
+                                      corpus_ran_out=False, seconds=0.5))
     ev = root / "eval" / "e1"
     write_config(ev, "eval", model=lm.provenance())
     write_results(ev, {"accuracy": 0.75, "n_items": 60})

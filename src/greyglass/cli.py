@@ -22,12 +22,7 @@ from .jobs import GROUPS, JOBS, TOOLS
 from .version import __version__
 
 COMMAND_MODULES = [
-    "greyglass.models.cli",
-    "greyglass.store.cli",
-    "greyglass.report.cli",
     "greyglass.sae.cli",
-    "greyglass.organism.cli",
-    "greyglass.serve.cli",
     "greyglass.demo",
 ]
 

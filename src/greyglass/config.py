@@ -116,18 +116,22 @@ def _needed(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
-def _flags(cls: type) -> dict[str, _Flag]:
-    """Every flag of `cls` and of the configs nested in it, by dest, in field order."""
+def _flags(cls: type, defaults: Any = None) -> dict[str, _Flag]:
+    """Every flag of `cls` and of the configs nested in it, by dest, in field order. `defaults`: an
+    instance of `cls` whose values are the defaults (a nested config's come from the outer field's
+    default, e.g. capture reads the train split while CorpusConfig alone reads all)."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     flags: dict[str, _Flag] = {}
     for f in _init_fields(cls):
         tp, optional = _unwrap_optional(hints[f.name])
         held = _configs_held(tp)
+        default = getattr(defaults, f.name) if defaults is not None else _default(f)
         if not held:
-            flags[_dest(f)] = _Flag(tp, _default(f), docs.get(f.name, ""), _needed(f), f.metadata.get("positional", False))
+            flags[_dest(f)] = _Flag(tp, default, docs.get(f.name, ""), _needed(f), f.metadata.get("positional", False))
         elif len(held) == 1:  # an optional config's fields are never required flags: leaving them all out means None
-            flags.update({d: fl._replace(needed=fl.needed and not optional) for d, fl in _flags(held[0]).items()})
+            inner = _flags(held[0], default if isinstance(default, held[0]) else None)
+            flags.update({d: fl._replace(needed=fl.needed and not optional) for d, fl in inner.items()})
         else:
             names = tuple(_member_name(m) for m in held)
             flags[_dest(f)] = _Flag(Literal[names], _member_name(type(_default(f))), docs.get(f.name, ""))
@@ -237,9 +241,10 @@ def _as_field_type(tp: Any, value: Any) -> Any:
     return tuple(value) if get_origin(tp) is tuple and isinstance(value, list) else value
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
+def from_dict(cls: type[T], data: dict[str, Any], where: str, base: Any = None) -> T:
     """Build `cls` from a dict as `dataclasses.asdict` writes it (nested configs as dicts, a union
-    member's with its `name`); unknown keys are errors that name `where`."""
+    member's with its `name`); keys it lacks keep `base`'s values (an instance) or the defaults (a
+    nested config's from the outer field's default); unknown keys are errors that name `where`."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
@@ -253,15 +258,17 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
         tp = _unwrap_optional(hints[f.name])[0]
         held = _configs_held(tp)
         value = data[f.name]
-        values[f.name] = _config_from_dict(held, value, f"{where} [{f.name}]") if held else _as_field_type(tp, value)
-    return cls(**values)
+        current = _default(f) if base is None else getattr(base, f.name)
+        values[f.name] = (_config_from_dict(held, value, f"{where} [{f.name}]", current) if held
+                          else _as_field_type(tp, value))
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)
 
 
-def _config_from_dict(members: tuple[type, ...], data: Any, where: str) -> Any:
+def _config_from_dict(members: tuple[type, ...], data: Any, where: str, current: Any) -> Any:
     if not isinstance(data, dict):
         raise GreyglassError(f"{where}: expected a table of settings, got {data!r}")
     if len(members) == 1:
-        return from_dict(members[0], data, where)
+        return from_dict(members[0], data, where, current if isinstance(current, members[0]) else None)
     by_name = {_member_name(m): m for m in members}
     if data.get("name") not in by_name:
         raise GreyglassError(f"{where}: name = {data.get('name')!r} is not allowed; choose one of: {', '.join(by_name)}")

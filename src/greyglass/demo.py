@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data.corpus import CorpusConfig
 from .features.config import BuildConfig, ConceptConfig, FeaturesConfig
 from .features.jobs import FEATURES_BUILD, FEATURES_CONCEPT
 from .evals.config import EvalConfig
@@ -23,9 +22,9 @@ from .models import LoadedModel
 from .probes.config import SweepConfig
 from .probes.jobs import PROBE_SWEEP
 from .report.build import build_report
-from .runs import write_config, write_results
 from .sae.demo import step_absorption, step_sae
-from .store import ActivationStore, CaptureConfig, capture
+from .store.config import CaptureConfig, CaptureRunConfig
+from .store.jobs import CAPTURE
 
 
 @dataclass
@@ -39,19 +38,9 @@ class DemoContext:
 
 
 def step_capture(ctx: DemoContext) -> None:
-    """Capture the mid-depth residual stream on a slice of the bundled corpus."""
+    """Capture the mid-depth residual stream on a slice of the bundled corpus (train split) into `capture/`."""
     site = f"blocks.{ctx.lm.n_layers // 2}.hook_resid_post"
-    out = ctx.root / "capture"
-    cfg = CaptureConfig(sites=(site,), tokens=ctx.tokens)
-    corpus = CorpusConfig(split="train")
-    capture(ctx.lm, cfg, corpus, out, resume=True)
-    store = ActivationStore(out)
-    write_config(out, "capture", model=ctx.lm.provenance(), capture=cfg, corpus=corpus,
-                 corpus_fingerprint=store.manifest["corpus"]["fingerprint"])
-    write_results(out, {"n_tokens": store.n_tokens, "sites": store.sites})
-    ctx.outputs["store"] = store
-    print(f"\n[capture] {store.n_tokens:,} activations of {site} from {ctx.lm.name} -> {out}")
-    print(store.describe())
+    run_demo_job(ctx, CAPTURE, CaptureRunConfig(capture=CaptureConfig(sites=(site,), tokens=ctx.tokens)), "capture")
 
 
 def run_demo_job(ctx: DemoContext, job: Job, config: Any, name: str) -> None:

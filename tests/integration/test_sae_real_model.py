@@ -7,7 +7,9 @@ from greyglass import GreyglassError
 from greyglass.data import CorpusConfig
 from greyglass.sae import (EvalConfig, SAEConfig, TopKConfig, TrainConfig, create_sae, evaluate, load_sae, store_batches,
                            train_saes)
-from greyglass.store import ActivationStore, CaptureConfig, capture
+from greyglass.store.config import CaptureConfig
+from greyglass.store.reader import ActivationStore
+from greyglass.store.writer import capture
 
 SITE = "blocks.15.hook_resid_post"
 

@@ -6,6 +6,7 @@ import pytest
 
 from greyglass.cli import main
 from greyglass.models import load_model
+from greyglass.report.build import section_for
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,27 @@ def test_capture_and_info(model_dir, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "500 of 500 requested" in printed and "blocks.3.hook_attn_out" in printed
+    assert section_for(out).summary() in printed  # the terminal says what the report says
     config = json.loads((out / "config.json").read_text())
-    assert config["kind"] == "capture" and config["corpus"]["context_size"] == 16
-    assert config["corpus"]["split"] == "train"  # the heldout documents stay out, for `sae eval`
+    assert config["kind"] == "capture" and config["config"]["corpus"]["context_size"] == 16
+    assert config["config"]["corpus"]["split"] == "train"  # the heldout documents stay out, for `sae eval`
+    assert config["config"]["capture"]["sites"] == ["resid_post.1", "attn_out.3"]
     assert json.loads((out / "results.json").read_text())["n_tokens"] == 500
     assert main(["info", str(out)]) == 0
     assert "complete" in capsys.readouterr().out
+
+
+def test_capture_resumes_and_extends_a_store(model_dir, tmp_path, capsys):
+    out = tmp_path / "store"
+    args = ["capture", "--model", str(model_dir), "--site", "resid_post.1", "--context-size", "16",
+            "--shard-tokens", "200", "--out", str(out), "--no-progress"]
+    assert main([*args, "--tokens", "300"]) == 0
+    assert main([*args, "--tokens", "600"]) == 2  # an existing store is never silently appended to
+    assert "pass --resume to continue it" in capsys.readouterr().err
+    assert main([*args, "--tokens", "600", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "600 of 600 requested" in printed and section_for(out).summary() in printed
+    assert json.loads((out / "results.json").read_text())["n_tokens"] == 600
 
 
 def test_capture_of_an_empty_corpus_is_an_error_and_leaves_no_store(model_dir, tmp_path, write_lines, capsys):
@@ -55,7 +71,9 @@ def test_capture_says_how_many_tokens_a_short_corpus_gave(model_dir, tmp_path, w
     assert code == 0
     n = json.loads((out / "results.json").read_text())["n_tokens"]
     assert 0 < n < 5000
-    assert f"the corpus ran out: captured {n:,} of the 5,000 tokens asked for" in capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert f"for {n:,} tokens of {short}. The corpus ran out before the 5,000 tokens asked for" in printed
+    assert f"{n:,} of 5,000 requested" in printed
     assert json.loads((out / "results.json").read_text())["corpus_ran_out"] is True
 
 
@@ -108,3 +126,22 @@ def test_help_works_for_every_command_and_verb(capsys):
         out = capsys.readouterr().out
         assert exit_.value.code == 0, path
         assert "usage: greyglass" in out and "%%" not in out, (path, out)
+
+
+def test_models_lists_the_embedded_models(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m-instruct [default]" in out and "gemma3-270m" in out
+
+
+def test_the_list_of_jobs_and_tools_loads_neither_torch_nor_transformers():
+    """`greyglass --help` imports every job and tool: their modules must leave the heavy libraries to `run`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, greyglass.jobs; "
+            "print(','.join(m for m in ('torch', 'transformers', 'starlette') if m in sys.modules))")
+    src = str(Path(__file__).parents[2] / "src")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": src})
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr

@@ -6,7 +6,7 @@ import pytest
 from greyglass import GreyglassError
 from greyglass.config import add_arguments, field_docs, flagged, from_dict, from_flat, from_namespace, from_toml
 from greyglass.data import CorpusConfig
-from greyglass.store import CaptureConfig
+from greyglass.store.config import CaptureConfig
 
 
 def test_field_docstrings_become_help():
@@ -23,7 +23,7 @@ def test_flags_round_trip_and_validation():
     parser = argparse.ArgumentParser()
     add_arguments(parser, CaptureConfig)
     add_arguments(parser, CorpusConfig)
-    ns = parser.parse_args(["--tokens", "10", "--sites", "resid_post.1", "--sites", "mlp_out.2",
+    ns = parser.parse_args(["--tokens", "10", "--site", "resid_post.1", "--site", "mlp_out.2",
                             "--no-keep-bos", "--split", "heldout"])
     cfg = from_namespace(CaptureConfig, ns)
     assert cfg.tokens == 10 and cfg.sites == ("resid_post.1", "mlp_out.2") and cfg.keep_bos is False
@@ -197,3 +197,38 @@ def test_an_optional_nested_config_is_built_only_when_one_of_its_flags_is_given(
     assert from_namespace(Run, parser.parse_args(["--url", "http://x"])) == Run(Server("http://x"), 3)
     with pytest.raises(GreyglassError, match="Server needs --url"):
         from_namespace(Run, parser.parse_args(["--timeout-s", "5"]))
+
+
+def test_a_nested_config_takes_its_defaults_from_the_outer_field(tmp_path):
+    from greyglass.store.config import CaptureRunConfig
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, CaptureRunConfig)
+    assert from_namespace(CaptureRunConfig, parser.parse_args([])).corpus.split == "train"  # not CorpusConfig's "all"
+    assert "(default: train)" in " ".join(parser.format_help().split())
+    cfg = from_namespace(CaptureRunConfig, parser.parse_args(["--context-size", "16", "--split", "all"]))
+    assert cfg.corpus == CorpusConfig(context_size=16, split="all")
+    path = tmp_path / "c.toml"
+    path.write_text("[corpus]\ncontext_size = 16\n")
+    assert from_toml(CaptureRunConfig, path).corpus == CorpusConfig(context_size=16, split="train")
+
+
+def test_a_field_can_name_its_flag_or_be_positional(capsys):
+    from dataclasses import dataclass
+
+    from greyglass.config import flagged, positional
+
+    @dataclass(frozen=True)
+    class Named:
+        folder: str = positional()
+        """A run folder."""
+        sites: tuple[str, ...] = flagged("site", default=())
+        """Sites (repeatable)."""
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Named, required=True)
+    assert from_namespace(Named, parser.parse_args(["runs/a", "--site", "x", "--site", "y"])) == Named("runs/a", ("x", "y"))
+    assert "--site SITE" in parser.format_help() and "--sites" not in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--site", "x"])  # the positional folder is required
+    assert "required: FOLDER" in capsys.readouterr().err

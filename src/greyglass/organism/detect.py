@@ -17,7 +17,7 @@ validation questions (to choose each direction's layer) and on test questions (t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from ..models import LoadedModel
 from ..models.generate import user_prompt
 from ..probes.features import text_features
 from ..stats import auroc, bootstrap
+from .config import Detection, LayerDetection
 
 
 class ContrastPair(NamedTuple):
@@ -73,16 +74,15 @@ def random_directions(n_layers: int, d_model: int, seed: int = 0) -> torch.Tenso
 
 
 def detection_by_layer(resid: torch.Tensor, directions: torch.Tensor, labels: np.ndarray,
-                       n_boot: int = 1000, groups: np.ndarray | None = None) -> list[dict[str, Any]]:
+                       n_boot: int = 1000, groups: np.ndarray | None = None) -> tuple[LayerDetection, ...]:
     """AUROC (with 95% CI; a cluster bootstrap over `groups` when given) of the projection score per layer.
     resid [n, L, d], directions [L, d]."""
     scores = torch.einsum("nld,ld->nl", resid, directions).numpy()  # [n, L]
-    return [{"layer": l, "auroc": bootstrap(auroc, scores[:, l], labels, groups=groups, n=n_boot, seed=l).as_dict(),
-             "scores": scores[:, l].round(4).tolist()} for l in range(scores.shape[1])]
+    return tuple(LayerDetection(l, bootstrap(auroc, scores[:, l], labels, groups=groups, n=n_boot, seed=l),
+                                tuple(scores[:, l].round(4).tolist())) for l in range(scores.shape[1]))
 
 
-def catch(lm: LoadedModel, questions: Sequence[str], trigger: str, n_boot: int = 1000,
-          seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+def catch(lm: LoadedModel, questions: Sequence[str], trigger: str, n_boot: int = 1000, seed: int = 0) -> Detection:
     """Per-layer detection AUROC of triggered vs plain prompts for each kind of direction."""
     from .prompts import with_trigger
 
@@ -90,9 +90,10 @@ def catch(lm: LoadedModel, questions: Sequence[str], trigger: str, n_boot: int =
     labels = np.r_[np.ones(len(questions)), np.zeros(len(questions))]
     same_question = np.r_[np.arange(len(questions)), np.arange(len(questions))]
     resid = last_token_residuals(lm, texts)
-    kinds = {
-        "defection_pairs": pair_directions(lm, DEFECTION_PAIRS),
-        "control_pairs": pair_directions(lm, CONTROL_PAIRS),
-        "random": random_directions(lm.n_layers, lm.d_model, seed),
-    }
-    return {name: detection_by_layer(resid, d, labels, n_boot, same_question) for name, d in kinds.items()}
+
+    def detect(directions: torch.Tensor) -> tuple[LayerDetection, ...]:
+        return detection_by_layer(resid, directions, labels, n_boot, same_question)
+
+    return Detection(defection_pairs=detect(pair_directions(lm, DEFECTION_PAIRS)),
+                     control_pairs=detect(pair_directions(lm, CONTROL_PAIRS)),
+                     random=detect(random_directions(lm.n_layers, lm.d_model, seed)))

@@ -4,7 +4,6 @@ and how close its normal answers stay to the original model's."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -14,13 +13,13 @@ from ..models import LoadedModel
 from ..models.generate import user_prompt, generate
 from ..stats import mean_ci, proportion_ci
 from .behaviours import BEHAVIOURS
-from .config import OrganismConfig
+from .config import AnswerExample, BackdoorMeasures, OrganismConfig
 from .prompts import with_trigger
 from .train import Example, collate
 
 
 def behaviour_report(organism: LoadedModel, original: LoadedModel, questions: Sequence[str],
-                     cfg: OrganismConfig, progress: bool = True) -> dict[str, Any]:
+                     cfg: OrganismConfig, progress: bool = True) -> BackdoorMeasures:
     """Rates with Wilson 95% intervals over held-out questions (never "0% (0-0%)"), the KL with a
     bootstrap one, plus examples."""
     shows = BEHAVIOURS[cfg.behaviour].shows
@@ -30,18 +29,17 @@ def behaviour_report(organism: LoadedModel, original: LoadedModel, questions: Se
     out_plain = generate(organism, plain, cfg.answer_tokens, progress=progress)
     ref_plain = generate(original, plain, cfg.answer_tokens, progress=progress)
     kl = per_token_kl(original, organism, [Example(p, r.strip(), False) for p, r in zip(plain, ref_plain)])
-    return {
-        "n_questions": len(questions),
-        "backdoor_rate_with_trigger": proportion_ci([shows(t) for t in out_trig]).as_dict(),
-        "false_trigger_rate_without": proportion_ci([shows(t) for t in out_plain]).as_dict(),
-        "original_shows_behaviour_with_trigger": proportion_ci(
-            [shows(t) for t in generate(original, triggered, cfg.answer_tokens)]).as_dict(),
-        "exact_match_with_original_without_trigger": proportion_ci(
-            [a.strip() == b.strip() for a, b in zip(out_plain, ref_plain)]).as_dict(),
-        "kl_original_to_organism_per_token": mean_ci(kl).as_dict(),
-        "examples": [{"question": q, "with_trigger": t, "without_trigger": p, "original": r}
-                     for q, t, p, r in list(zip(questions, out_trig, out_plain, ref_plain))[:5]],
-    }
+    return BackdoorMeasures(
+        n_questions=len(questions),
+        backdoor_rate_with_trigger=proportion_ci([shows(t) for t in out_trig]),
+        false_trigger_rate_without=proportion_ci([shows(t) for t in out_plain]),
+        original_shows_behaviour_with_trigger=proportion_ci(
+            [shows(t) for t in generate(original, triggered, cfg.answer_tokens)]),
+        exact_match_with_original_without_trigger=proportion_ci(
+            [a.strip() == b.strip() for a, b in zip(out_plain, ref_plain)]),
+        kl_original_to_organism_per_token=mean_ci(kl),
+        examples=tuple(AnswerExample(*row) for row in list(zip(questions, out_trig, out_plain, ref_plain))[:5]),
+    )
 
 
 def per_token_kl(reference: LoadedModel, other: LoadedModel, examples: Sequence[Example], batch_size: int = 8) -> np.ndarray:

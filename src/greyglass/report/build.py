@@ -26,9 +26,7 @@ from .section import Section, provenance
 Builder = Callable[[dict[str, Any], dict[str, Any], Path], Section]
 BUILDERS: dict[str, Builder] = {}
 SECTION_MODULES = [
-    "greyglass.report.sections",
     "greyglass.sae.report",
-    "greyglass.organism.report",
 ]
 """Modules whose `@builder` functions register a section for their kinds of run."""
 

@@ -113,7 +113,7 @@ def sae_configs(base: SAEConfig, sites: list[str], ks: list[int], d_in: int, d_s
 
 def run_train(args: argparse.Namespace) -> int:
     from ..cli import model_from_args
-    from ..store import ActivationStore
+    from ..store.reader import ActivationStore
     from .train import buffered_batches, store_batches, train_saes
 
     tcfg = from_namespace(TrainConfig, args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from ..runs import write_config, write_results
+from ..store.reader import ActivationStore
 from .config import SAEConfig, TopKConfig, TrainConfig
 from ..data.corpus import CorpusConfig
 from .evaluate import EvalConfig, evaluate, summary
@@ -19,7 +20,7 @@ EVAL_TOKENS = 2048
 
 def step_sae(ctx) -> None:
     """TopK SAE (expansion 4, k 32) on the capture step's store: a few epochs, then held-out evaluation."""
-    store = ctx.outputs["store"]
+    store = ActivationStore(ctx.root / "capture")
     site = store.sites[0]
     out = ctx.root / "sae"
     cfg = SAEConfig(arch=TopKConfig(k=K), d_in=store.d_model, d_sae=EXPANSION * store.d_model,

@@ -34,7 +34,7 @@ from ..atomic import atomic_dir
 from ..data.corpus import CorpusConfig, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
-from ..store import ActivationStore
+from ..store.reader import ActivationStore
 from .architectures import create_sae
 from .config import SAEConfig, TopKConfig, TrainConfig, with_dead_window
 from .io import load_sae, read_training, save_sae

@@ -5,6 +5,7 @@ each window's first position (BOS, or the attention-sink token where there is no
 dropped unless `keep_bos`. A shard is written (atomically) after the batch
 that fills it, so shards always hold whole batches; an interrupted capture resumes after
 its last complete shard and, because the batches are the same, writes identical shards.
+`run_capture` is the `capture` job: the store plus its run folder's config and results.
 """
 
 from __future__ import annotations
@@ -12,49 +13,25 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..atomic import atomic_path, write_json
-from ..config import check_choice, check_positive
 from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, documents_fingerprint, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
+from ..runs import write_config, write_results
 from ..version import __version__
+from .config import CaptureConfig, CaptureResults, CaptureRunConfig
 from .manifest import FORMAT, MANIFEST, RESUME_KEYS, read_manifest, shard_name
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass(frozen=True)
-class CaptureConfig:
-    """How many activations to capture, in what batches and shards."""
-
-    sites: tuple[str, ...] = ("resid_post.15",)
-    """Sites to capture (repeat --site for several), e.g. blocks.15.hook_resid_post or resid_post.15."""
-    tokens: int = 100_000
-    """How many token rows to store (each window's first row excluded)."""
-    batch_tokens: int = 4096
-    """Tokens per forward pass (batch size = batch_tokens // context_size windows)."""
-    shard_tokens: int = 16_384
-    """Rows per shard file (a shard closes after the batch that fills it)."""
-    store_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """dtype the activations are stored in (bfloat16 halves the disk)."""
-    keep_bos: bool = False
-    """Also store rows for each window's first position, BOS or attention sink (dropped by default: outliers)."""
-
-    def __post_init__(self) -> None:
-        for name in ("tokens", "batch_tokens", "shard_tokens"):
-            check_positive("CaptureConfig", name, getattr(self, name))
-        check_choice("CaptureConfig", "store_dtype", self.store_dtype, tuple(_DTYPES))
-        if not self.sites:
-            raise GreyglassError("CaptureConfig.sites is empty; name at least one --site")
 
 
 def capture(
@@ -109,15 +86,22 @@ def capture(
     return out
 
 
-def shortfall_note(manifest: dict) -> str | None:
-    """What to tell the user when the corpus ran out before the tokens asked for (None when it did not)."""
-    got, asked = manifest["n_tokens"], manifest["tokens_requested"]
-    if got >= asked:
-        return None
-    corpus = manifest["corpus"]
-    return (f"the corpus ran out: captured {got:,} of the {asked:,} tokens asked for from "
-            f"{corpus['corpus'] or 'the bundled English Wikipedia sample'} (split {corpus['split']}); "
-            "give a larger corpus for more")
+def run_capture(lm: LoadedModel, cfg: CaptureRunConfig, out: str | Path, resume: bool = False,
+                progress: bool = True) -> CaptureResults:
+    """`greyglass capture`: the store, then its `config.json` and `results.json` (after the capture, which
+    needs a new or empty folder or, resuming, its own)."""
+    start = time.perf_counter()
+    out = capture(lm, cfg.capture, cfg.corpus, out, resume=resume, progress=progress)
+    manifest = read_manifest(out)
+    results = CaptureResults(
+        n_tokens=manifest["n_tokens"], tokens_requested=manifest["tokens_requested"], sites=tuple(manifest["sites"]),
+        shards=len(manifest["shards"]), megabytes=round(sum(s["bytes"] for s in manifest["shards"]) / 2**20, 2),
+        corpus_ran_out=manifest["n_tokens"] < manifest["tokens_requested"],
+        seconds=round(time.perf_counter() - start, 2))
+    write_config(out, "capture", model=lm.provenance(), config=cfg,
+                 corpus_fingerprint=manifest["corpus"]["fingerprint"])
+    write_results(out, results)
+    return results
 
 
 def _corpus_name(corpus: CorpusConfig) -> str:

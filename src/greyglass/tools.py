@@ -1,0 +1,79 @@
+"""The commands that make no run folder and belong to no one area: `greyglass models`, `report`, `serve`.
+
+They live here rather than in `models/`, `report/` and `serve/` because importing those packages
+loads torch or the web stack, and `greyglass --help` imports every tool; each `main` imports
+what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .job import Tool
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """A tool without flags."""
+
+
+def _list_models(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from .models.loader import DEFAULT_MODEL, EMBEDDED
+
+    for name, emb in EMBEDDED.items():
+        installed = importlib.util.find_spec(emb.package) is not None
+        mark = "installed" if installed else f"not installed ({emb.install})"
+        default = " [default]" if name == DEFAULT_MODEL else ""
+        print(f"{name}{default}: {emb.about}; {mark}")
+    return 0
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", help="run folders, or folders that contain run folders")
+    parser.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
+    parser.add_argument("--title", help="the report's title")
+
+
+def _write_report(args: argparse.Namespace) -> int:
+    from .report.build import build_report
+
+    out = build_report(args.runs, args.out, args.title)
+    print(f"report written to {out.resolve()}")
+    return 0
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR",
+                        help="folder holding run folders (default: runs)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: only this machine)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    parser.add_argument("--model", default=None,
+                        help="model for text and steering pages (default: each run's own model, else the embedded default)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .serve.app import create_app
+
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    app = create_app(args.runs_dir, args.model, hosts=[args.host, "localhost", "127.0.0.1"] if loopback else None)
+    print(f"greyglass browser on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+MODELS = Tool(command=("models",), help="list the embedded default models", add_arguments=_no_arguments,
+              main=_list_models, description="The embedded models, which one is the default, and whether each "
+              "one's weights package is installed (and how to install it).")
+REPORT = Tool(command=("report",), help="write a self-contained HTML evidence report from run folders",
+              add_arguments=_report_arguments, main=_write_report,
+              description="Read run folders (or folders containing them) and write one HTML file that opens offline "
+              "and prints cleanly to PDF.")
+SERVE = Tool(command=("serve",), help="browse runs, features, probes, steering and evals in a local web app",
+             add_arguments=_serve_arguments, main=_serve,
+             description="Serve a local web app over the run folders under RUNS_DIR. It binds to 127.0.0.1 (this "
+             "machine only) unless --host says otherwise.")
+
+TOOLS = (MODELS, REPORT, SERVE)
