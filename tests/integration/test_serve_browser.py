@@ -129,7 +129,7 @@ def overlapping(texts: list) -> list[tuple[str, str]]:
 
 @pytest.mark.slow
 def test_every_chart_kind_on_run_pages_and_in_a_report_has_no_overlapping_text(figure_server, browser, tmp_path):
-    from greyglass.report import build_report
+    from greyglass.report.build import build_report
 
     url, root, ids = figure_server
     pages = {"report": build_report([root], tmp_path / "report.html").as_uri(),

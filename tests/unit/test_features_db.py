@@ -403,7 +403,8 @@ def test_features_build_and_concept_cli_print_their_report_sections(sae_copy, mo
 
 def test_features_build_checks_the_store_was_captured_from_the_same_model(sae_copy, model_dir, tmp_path, capsys):
     from greyglass.models import tiny_model
-    from greyglass.store import CaptureConfig, capture
+    from greyglass.store.config import CaptureConfig
+    from greyglass.store.writer import capture
 
     other = tiny_model("llama", seed=1)
     capture(other, CaptureConfig(sites=(SITE,), tokens=200), CorpusConfig(context_size=32), tmp_path / "store",
@@ -452,7 +453,9 @@ def test_steer_feature_headline_claims_only_what_the_intervals_support(tmp_path,
 def test_demo_step_builds_features_from_the_store_and_ranks_the_bridge_latents(planted, sae_copy, tmp_path, capsys):
     from greyglass.demo import STEPS, DemoContext, step_features
     from greyglass.report.build import build_report
-    from greyglass.store import ActivationStore, CaptureConfig, capture
+    from greyglass.store.config import CaptureConfig
+    from greyglass.store.reader import ActivationStore
+    from greyglass.store.writer import capture
 
     assert step_features in STEPS
     lm = planted[0]

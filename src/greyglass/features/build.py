@@ -100,7 +100,7 @@ def _activations(lm: LoadedModel, sae: SparseAutoencoder, cfg: BuildConfig) -> t
         from ..data.corpus import corpus_fingerprint
 
         return corpus_batches(lm, site, cfg.corpus, n, cfg.features.batch_windows), corpus_fingerprint(cfg.corpus)
-    from ..store import ActivationStore
+    from ..store.reader import ActivationStore
 
     store = ActivationStore(cfg.store)
     if store.manifest["model"]["sha256"] != lm.sha256:
