@@ -336,3 +336,18 @@ def test_batched_head_patching_equals_one_head_at_a_time(tiny_llama):
     handle.remove()
     head3 = next(r for r in rows if r.head == 3)
     assert head3.recovery == pytest.approx(float(c_p - c_l) / float(c_h - c_l), rel=1e-3, abs=1e-4)
+
+
+def test_transfer_cli_prints_the_report_section(tiny_llama, tmp_path, capsys, write_lines):
+    from greyglass.report.build import section_for
+
+    folder = tmp_path / "model"
+    tiny_llama.model.save_pretrained(folder)
+    tiny_llama.tokenizer.save_pretrained(folder)
+    first, second = _public_csv(write_lines, "first_facts.csv"), _public_csv(write_lines, "second_facts.csv")
+    out = tmp_path / "transfer"
+    assert main(["probe", "transfer", "--model", str(folder), "--data", str(first), "--data", str(second),
+                 "--layer", "1", "--n-statements", "40", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    section = section_for(out)
+    assert section.summary() in printed and "trained on first_facts, tested on second_facts" in printed
