@@ -12,7 +12,10 @@ tells them apart, e.g. an SAE's architecture) gets a flag choosing the member, a
 member's flags say which members they belong to (one given for a member not chosen is an
 error). Flags share one flat namespace, so a nested field may name its own flag
 (`flagged("jumprelu_bandwidth", default=...)`) to stay readable; in TOML and in `from_dict`
-a nested config is a table, a union member's table holding its `name`.
+a nested config is a table, a union member's table holding its `name`. A nested config can leave
+some of its fields to the config around it (`nested(SAEConfig, skip=("d_in", ...))`: `sae train`
+takes an SAE's width and site from the data), and a field can be a positional argument
+(`positional()`: `greyglass sae eval SAE`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,19 @@ def field_docs(cls: type) -> dict[str, str]:
             ):
                 docs[stmt.target.id] = " ".join(nxt.value.value.split())
     return docs
+
+
+def positional(**field_options: Any) -> Any:
+    """A field the command line takes as a positional argument, e.g. `sae: str = positional()` for
+    `greyglass sae eval SAE`; without a default it must be given."""
+    return dataclasses.field(metadata={"positional": True}, **field_options)
+
+
+def nested(factory: Any, skip: tuple[str, ...] = ()) -> Any:
+    """A field holding a config (`factory()` is its default) whose flags leave out the dests in `skip`,
+    also in the configs nested in it: values the enclosing config sets itself (an SAE's width and site,
+    which `sae train` takes from the data). Those fields keep the default's values."""
+    return dataclasses.field(default_factory=factory, metadata={"skip": skip})
 
 
 def flagged(flag: str, **field_options: Any) -> Any:
@@ -101,6 +117,13 @@ class _Flag(NamedTuple):
     tp: Any
     default: Any
     help: str
+    positional: bool = False
+
+
+def _without(values: dict[str, Any], f: dataclasses.Field) -> dict[str, Any]:
+    """`values` less the dests a nested config field leaves to the config around it (`nested(skip=...)`)."""
+    skip = f.metadata.get("skip", ())
+    return {k: v for k, v in values.items() if k not in skip}
 
 
 def _flags(cls: type) -> dict[str, _Flag]:
@@ -112,13 +135,13 @@ def _flags(cls: type) -> dict[str, _Flag]:
         tp = _unwrap_optional(hints[f.name])[0]
         held = _configs_held(tp)
         if not held:
-            flags[_dest(f)] = _Flag(tp, _default(f), docs.get(f.name, ""))
+            flags[_dest(f)] = _Flag(tp, _default(f), docs.get(f.name, ""), bool(f.metadata.get("positional")))
         elif len(held) == 1:
-            flags.update(_flags(held[0]))
+            flags.update(_without(_flags(held[0]), f))
         else:
             names = tuple(_member_name(m) for m in held)
             flags[_dest(f)] = _Flag(Literal[names], _member_name(type(_default(f))), docs.get(f.name, ""))
-            flags.update(_member_flags(_dest(f), held))
+            flags.update(_without(_member_flags(_dest(f), held), f))
     return flags
 
 
@@ -146,6 +169,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
             help_text += f" (default: {default})"
         # argparse %-formats help strings; a docstring is plain text, so its % must not be read as a format
         kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+        if flag.positional:
+            parser.add_argument(dest, type=tp, metavar=dest.upper(), help=help_text.replace("%", "%%"))
+            continue
         option = "--" + dest.replace("_", "-")
         if tp is bool:
             parser.add_argument(option, action=argparse.BooleanOptionalAction, **kwargs)
@@ -182,9 +208,9 @@ def _from_flags(cls: type[T], given: dict[str, Any], base: Any, strict: bool, ov
             if _dest(f) in given:
                 values[f.name] = _as_field_type(tp, given[_dest(f)])
         elif len(held) == 1:
-            values[f.name] = _from_flags(held[0], given, current, strict)
+            values[f.name] = _from_flags(held[0], _without(given, f), current, strict)
         else:
-            values[f.name] = _chosen_member(_dest(f), held, given, current, strict)
+            values[f.name] = _chosen_member(_dest(f), held, _without(given, f), current, strict)
     values.update(overrides or {})
     return dataclasses.replace(base, **values) if base is not None else cls(**values)
 

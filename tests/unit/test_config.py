@@ -4,7 +4,8 @@ from dataclasses import asdict, dataclass, field
 import pytest
 
 from greyglass import GreyglassError
-from greyglass.config import add_arguments, field_docs, flagged, from_dict, from_flat, from_namespace, from_toml
+from greyglass.config import (add_arguments, field_docs, flagged, from_dict, from_flat, from_namespace, from_toml,
+                              nested, positional)
 from greyglass.data import CorpusConfig
 from greyglass.store import CaptureConfig
 
@@ -145,3 +146,28 @@ def test_nested_configs_become_one_command_and_one_toml_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('name = "z"\n[capture]\ntokens = 5\n[corpus]\nsplit = "train"\n')
     assert from_toml(Both, path) == Both(CaptureConfig(tokens=5), CorpusConfig(split="train"), "z")
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """A config that sets some fields of the configs it nests itself (here `steps`, and Adam's beta)."""
+
+    data: str = positional()
+    """The data folder."""
+    steps: tuple[int, ...] = flagged("steps", default=(1,))
+    """Repeatable: one run each."""
+    run: Run = nested(lambda: Run(schedule=Schedule(5)), skip=("steps", "adam_beta"))
+
+
+def test_a_nested_config_can_leave_fields_to_the_config_around_it():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Trainer)
+    help_text = " ".join(parser.format_help().split())
+    assert "positional arguments: DATA The data folder." in help_text and "--adam-beta" not in help_text
+    cfg = from_namespace(Trainer, parser.parse_args(["d", "--steps", "3", "--steps", "4", "--optim", "sgd"]))
+    # --steps is the outer field's alone; the nested fields not given keep the outer field's default
+    assert cfg == Trainer("d", (3, 4), Run(Sgd(), Schedule(5)))
+    with pytest.raises(SystemExit):  # a flag left out is not accepted
+        parser.parse_args(["d", "--adam-beta", "0.5"])
+    with pytest.raises(SystemExit):  # the positional argument is required
+        parser.parse_args([])
