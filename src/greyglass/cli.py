@@ -26,7 +26,6 @@ COMMAND_MODULES = [
     "greyglass.models.cli",
     "greyglass.store.cli",
     "greyglass.report.cli",
-    "greyglass.sae.cli",
     "greyglass.features.cli",
     "greyglass.evals.cli",
     "greyglass.organism.cli",

@@ -16,13 +16,16 @@ from typing import Any
 from .data.corpus import CorpusConfig
 from .features.demo import step_features
 from .evals.demo import step_sycophancy
-from .job import Job, RunOptions, read_job_run
+from .job import Job, JobRun, RunOptions, read_job_run
 from .models import LoadedModel
 from .probes.config import SweepConfig
 from .probes.jobs import PROBE_SWEEP
 from .report.build import build_report
 from .runs import write_config, write_results
-from .sae.demo import step_absorption, step_sae
+from .sae.config import (AbsorptionConfig, AbsorptionRunConfig, DetectorRunConfig, EvalConfig, EvalRunConfig,
+                         MetaConfig, MetaRunConfig, TrainConfig, TrainRunConfig)
+from .sae.io import load_sae
+from .sae.jobs import SAE_ABSORPTION, SAE_ABSORPTION_WEIGHTS, SAE_EVAL, SAE_META, SAE_TRAIN
 from .store import ActivationStore, CaptureConfig, capture
 
 
@@ -52,11 +55,35 @@ def step_capture(ctx: DemoContext) -> None:
     print(store.describe())
 
 
-def run_demo_job(ctx: DemoContext, job: Job, config: Any, name: str) -> None:
-    """Run one job into the demo's folder `name` and print the summary its report section shows."""
+def run_demo_job(ctx: DemoContext, job: Job, config: Any, name: str) -> JobRun:
+    """Run one job into the demo's folder `name`, print the summary its report section shows, return the run."""
     out = ctx.root / name
     job.run(ctx.lm, config, out, RunOptions(resume=job.resume is not None))
-    print(f"\n[{job.name}] {read_job_run(job, out).section().summary()}")
+    run = read_job_run(job, out)
+    print(f"\n[{job.name}] {run.section().summary()}")
+    return run
+
+
+def step_sae(ctx: DemoContext) -> None:
+    """A TopK SAE (4 x d_model latents, k 32) on the captured store, evaluated on 2,048 held-out tokens."""
+    train = TrainConfig(tokens=300_000, batch_size=2048, lr=1e-3, warmup_steps=10)
+    trained = run_demo_job(ctx, SAE_TRAIN, TrainRunConfig(store=str(ctx.root / "capture"), ks=(32,), expansion=4,
+                                                          train=train), "sae")
+    sae_dir = trained.info.folder / trained.results.saes[0].folder
+    ctx.outputs["sae_dir"] = sae_dir
+    ctx.outputs["sae"] = load_sae(sae_dir)  # for the features step
+    run_demo_job(ctx, SAE_EVAL, EvalRunConfig(sae=str(sae_dir), eval=EvalConfig(tokens=2048)), "sae_eval")
+
+
+def step_absorption(ctx: DemoContext) -> None:
+    """Feature absorption in the demo's SAE: a small first-letter run, the weights-only detector validated on it,
+    and a meta-SAE on its decoder rows (about a minute)."""
+    sae = str(ctx.outputs["sae_dir"])
+    run_demo_job(ctx, SAE_ABSORPTION, AbsorptionRunConfig(sae=sae, absorption=AbsorptionConfig(
+        words=400, min_words_per_letter=8)), "absorption")
+    run_demo_job(ctx, SAE_ABSORPTION_WEIGHTS, DetectorRunConfig(sae=sae, ground_truth=str(ctx.root / "absorption")),
+                 "absorption_weights")
+    run_demo_job(ctx, SAE_META, MetaRunConfig(sae=sae, meta=MetaConfig(k=2, steps=300)), "meta")
 
 
 def step_probe_sweep(ctx: DemoContext) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from .job import Job, Tool
 from .probes.jobs import GROUPS as PROBE_GROUPS
 from .probes.jobs import JOBS as PROBE_JOBS
+from .sae.jobs import GROUPS as SAE_GROUPS
+from .sae.jobs import JOBS as SAE_JOBS
 
-JOBS: tuple[Job, ...] = (*PROBE_JOBS,)
+JOBS: tuple[Job, ...] = (*PROBE_JOBS, *SAE_JOBS)
 TOOLS: tuple[Tool, ...] = ()
-GROUPS: dict[str, str] = {**PROBE_GROUPS}
+GROUPS: dict[str, str] = {**PROBE_GROUPS, **SAE_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""
 JOBS_BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from greyglass.data import CorpusConfig
 from greyglass.errors import GreyglassError
 from greyglass.features import FeatureDB, FeaturesConfig, build_features
-from greyglass.sae import load_sae
+from greyglass.sae.io import load_sae
 from greyglass.features.dashboard import text_summary, write_html
 from greyglass.features.db import DB_NAME, set_explanation
 from greyglass.features.source import corpus_batches, text_latents

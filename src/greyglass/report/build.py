@@ -27,7 +27,6 @@ Builder = Callable[[dict[str, Any], dict[str, Any], Path], Section]
 BUILDERS: dict[str, Builder] = {}
 SECTION_MODULES = [
     "greyglass.report.sections",
-    "greyglass.sae.report",
     "greyglass.features.report",
     "greyglass.evals.report",
     "greyglass.organism.report",
