@@ -17,8 +17,10 @@ import time
 
 import torch
 
-from greyglass.sae import SAEConfig, SparseAutoencoder, TopKConfig, create_sae
-from greyglass.sae.absorption_weights import detect_absorption
+from greyglass.sae.absorption_detector import detect_absorption
+from greyglass.sae.architectures import create_sae
+from greyglass.sae.config import SAEConfig, TopKConfig
+from greyglass.sae.model import SparseAutoencoder
 
 
 def naive(sae: SparseAutoencoder, top: int):

@@ -54,7 +54,8 @@ class NaiveTopK(nn.Module):
 
 
 def greyglass_step(d_in: int, d_sae: int, k: int, device: str):
-    from greyglass.sae import SAEConfig, TopKConfig, create_sae
+    from greyglass.sae.architectures import create_sae
+    from greyglass.sae.config import SAEConfig, TopKConfig
 
     sae = create_sae(SAEConfig(arch=TopKConfig(k=k), d_in=d_in, d_sae=d_sae, norm_scale=1.0)).to(device)
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)

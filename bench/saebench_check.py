@@ -42,10 +42,9 @@ import torch
 
 from greyglass.data.corpus import CorpusConfig
 from greyglass.models import load_model, run_to_sites
-from greyglass.sae import SAEConfig, TopKConfig, TrainConfig, train_saes
-from greyglass.sae.absorption import (AbsorptionConfig, first_letter_prompts, score_letters, vocab_words,
-                                      word_activations)
-from greyglass.sae.train import buffered_batches
+from greyglass.sae.absorption import LetterScores, first_letter_prompts, score_letters, vocab_words, word_activations
+from greyglass.sae.config import AbsorptionConfig, SAEConfig, TopKConfig, TrainConfig
+from greyglass.sae.train import buffered_batches, train_saes
 
 MEASURES = {"mean_absorption_fraction": ("mean_absorption_fraction_score", "std_dev_absorption_fraction_score"),
             "full_absorption_rate": ("mean_full_absorption_score", "std_dev_full_absorption_score"),
@@ -68,7 +67,7 @@ def shared_words(tokenizer, cfg: AbsorptionConfig) -> list:
     return sample + extra
 
 
-def greyglass_side(lm, sae, site: str, words: list, cfg: AbsorptionConfig) -> dict:
+def greyglass_side(lm, sae, site: str, words: list, cfg: AbsorptionConfig) -> LetterScores:
     """`first_letter_absorption` on a given word list: the same steps through its public pieces."""
     prompts, scored = first_letter_prompts(lm.tokenizer, words, cfg.template, cfg.icl_examples)
     x = word_activations(lm, prompts, site, cfg.batch_size)
@@ -167,20 +166,21 @@ def run_saebench(model, sae, words: list[str], layer: int, test_fraction: float,
     return {**result["eval_result_metrics"]["mean"], "letters": len(result["eval_result_details"])}
 
 
-def compare(ours: dict, theirs: dict) -> dict:
+def compare(ours: LetterScores, theirs: dict) -> dict:
     """Each headline measure: both values, and whether they differ by less than the 95% bound on the
     difference of two independent estimates, sqrt(h_greyglass^2 + h_saebench^2), with h greyglass's
     interval half-width (letters resampled) and SAEBench's 1.96 * std over letters / sqrt(letters)."""
     rows = {}
     for key, (mean_key, std_key) in MEASURES.items():
         ref = theirs.get(mean_key)
-        ours_half = (ours[key + "_ci"][1] - ours[key + "_ci"][0]) / 2
+        est = getattr(ours.headline, key)
+        ours_half = (est.hi - est.lo) / 2
         ref_half = 1.96 * theirs[std_key] / theirs["letters"] ** 0.5 if ref is not None else float("nan")
         tolerance = (ours_half ** 2 + ref_half ** 2) ** 0.5
-        rows[key] = {"greyglass": ours[key], "greyglass_ci": ours[key + "_ci"], "saebench": ref,
+        rows[key] = {"greyglass": est.value, "greyglass_ci": [est.lo, est.hi], "saebench": ref,
                      "saebench_half_width": round(ref_half, 4), "tolerance": round(tolerance, 4),
-                     "difference": None if ref is None else round(ours[key] - ref, 4),
-                     "agree": ref is not None and abs(ours[key] - ref) <= tolerance}
+                     "difference": None if ref is None else round(est.value - ref, 4),
+                     "agree": ref is not None and abs(est.value - ref) <= tolerance}
     return rows
 
 
@@ -204,7 +204,7 @@ def main() -> int:
     lm = load_model()
     out = Path(args.out)
     if args.sae:
-        from greyglass.sae import load_sae
+        from greyglass.sae.io import load_sae
         sae = load_sae(args.sae)
     else:
         sae = train_sae(lm, f"blocks.{args.layer}.hook_resid_post", args.train_tokens, out / "sae")
@@ -226,7 +226,8 @@ def main() -> int:
         finally:
             os.chdir(here)
     report = {"site": site, "words": len(words), "model_activation_rel_diff": same,
-              "letters_scored": {"greyglass": ours["letters_scored"], "saebench": theirs.get("letters")}, "measures": compare(ours, theirs),
+              "letters_scored": {"greyglass": ours.headline.letters_scored, "saebench": theirs.get("letters")},
+              "measures": compare(ours, theirs),
               "saebench_mean": theirs, "seconds": round(time.time() - start, 1)}
     report["agree"] = same < 1e-3 and all(m["agree"] for m in report["measures"].values())
     out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,9 @@ from greyglass.features.dashboard import latent_page  # noqa: E402
 from greyglass.features.source import corpus_batches  # noqa: E402
 from greyglass.models import load_model  # noqa: E402
 from greyglass.runs import write_config, write_results  # noqa: E402
-from greyglass.sae import SAEConfig, TopKConfig, create_sae, load_sae, save_sae  # noqa: E402
+from greyglass.sae.architectures import create_sae  # noqa: E402
+from greyglass.sae.config import SAEConfig, TopKConfig  # noqa: E402
+from greyglass.sae.io import load_sae, save_sae  # noqa: E402
 
 BUDGET_S = 0.3
 

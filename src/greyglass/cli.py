@@ -1,18 +1,17 @@
 """The `greyglass` command: one parser, one sub-command per job, thin wrappers over the library.
 
-Each area registers its own sub-commands (`register(subparsers)` in its `cli` module, listed
-in `COMMAND_MODULES`). Errors a user can cause print one line and exit with status 2; Ctrl-C
-exits with status 130 after the command has saved what it finished.
+The sub-commands come from the one list in `greyglass.jobs`: a job's command runs it into a run
+folder and prints its report section's summary; a tool's runs its `main`. Errors a user can cause
+print one line and exit with status 2; Ctrl-C exits with status 130 after the command has saved
+what it finished.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
-
 from pathlib import Path
 
 from .config import add_arguments, from_namespace
@@ -20,11 +19,6 @@ from .errors import GreyglassError
 from .job import Job, RunOptions, Tool, read_job_run
 from .jobs import GROUPS, JOBS, TOOLS
 from .version import __version__
-
-COMMAND_MODULES = [
-    "greyglass.sae.cli",
-    "greyglass.demo",
-]
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -101,8 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"greyglass {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
     groups: dict[tuple[str, ...], argparse._SubParsersAction] = {}
     for job in JOBS:
         add_job(_group(sub, groups, job.command[:-1]), job)

@@ -12,7 +12,9 @@ tells them apart, e.g. an SAE's architecture) gets a flag choosing the member, a
 member's flags say which members they belong to (one given for a member not chosen is an
 error). Flags share one flat namespace, so a nested field may name its own flag
 (`flagged("jumprelu_bandwidth", default=...)`) to stay readable; in TOML and in `from_dict`
-a nested config is a table, a union member's table holding its `name`.
+a nested config is a table, a union member's table holding its `name`. A nested config can leave
+some of its fields to the config around it (`nested(SAEConfig, skip=("d_in", ...))`: `sae train`
+takes an SAE's width and site from the data).
 """
 
 from __future__ import annotations
@@ -107,9 +109,23 @@ class _Flag(NamedTuple):
     """Declared with `positional()`: a job's command takes it as a positional argument."""
 
 
-def positional() -> Any:
-    """Declare a required field that the command line takes as a positional argument: `sae: str = positional()`."""
-    return dataclasses.field(metadata={"positional": True})
+def positional(**field_options: Any) -> Any:
+    """A field a job's command takes as a positional argument, e.g. `sae: str = positional()` for
+    `greyglass sae eval SAE`; without a default it must be given."""
+    return dataclasses.field(metadata={"positional": True}, **field_options)
+
+
+def nested(factory: Any, skip: tuple[str, ...] = ()) -> Any:
+    """A field holding a config (`factory()` is its default) whose flags leave out the dests in `skip`,
+    also in the configs nested in it: values the enclosing config sets itself (an SAE's width and site,
+    which `sae train` takes from the data). Those fields keep the default's values."""
+    return dataclasses.field(default_factory=factory, metadata={"skip": skip})
+
+
+def _without(values: dict[str, Any], f: dataclasses.Field) -> dict[str, Any]:
+    """`values` less the dests a nested config field leaves to the config around it (`nested(skip=...)`)."""
+    skip = f.metadata.get("skip", ())
+    return {k: v for k, v in values.items() if k not in skip}
 
 
 def _needed(f: dataclasses.Field) -> bool:
@@ -130,12 +146,12 @@ def _flags(cls: type, defaults: Any = None) -> dict[str, _Flag]:
         if not held:
             flags[_dest(f)] = _Flag(tp, default, docs.get(f.name, ""), _needed(f), f.metadata.get("positional", False))
         elif len(held) == 1:  # an optional config's fields are never required flags: leaving them all out means None
-            inner = _flags(held[0], default if isinstance(default, held[0]) else None)
+            inner = _without(_flags(held[0], default if isinstance(default, held[0]) else None), f)
             flags.update({d: fl._replace(needed=fl.needed and not optional) for d, fl in inner.items()})
         else:
             names = tuple(_member_name(m) for m in held)
             flags[_dest(f)] = _Flag(Literal[names], _member_name(type(_default(f))), docs.get(f.name, ""))
-            flags.update(_member_flags(_dest(f), held))
+            flags.update(_without(_member_flags(_dest(f), held), f))
     return flags
 
 
@@ -207,9 +223,9 @@ def _from_flags(cls: type[T], given: dict[str, Any], base: Any, strict: bool, ov
         elif len(held) == 1:
             # an optional config (e.g. an eval's server settings) stays None unless one of its flags is given
             if not (optional and current is None and not set(_flags(held[0])) & set(given)):
-                values[f.name] = _from_flags(held[0], given, current, strict)
+                values[f.name] = _from_flags(held[0], _without(given, f), current, strict)
         else:
-            values[f.name] = _chosen_member(_dest(f), held, given, current, strict)
+            values[f.name] = _chosen_member(_dest(f), held, _without(given, f), current, strict)
     values.update(overrides or {})
     if base is not None:
         return dataclasses.replace(base, **values)

@@ -1,95 +1,75 @@
 """`greyglass demo`: the main job on the default model, end to end, in a few minutes.
 
-Each step reads what earlier steps wrote into the demo's run folder (`runs/demo/` by
-default) and adds its own folder there, so a later step (SAE, probes, evals) is one more
-function in `STEPS`. The demo ends by writing the evidence report over everything in it.
+The demo is a list of jobs with their configs, nothing more: each run gets a folder under the
+demo's root (`runs/demo/` by default), later configs name the folders of earlier ones (the SAE
+trains on `capture/`, the features read `sae/sae`), and the demo ends by writing the evidence
+report over all of them. Every job resumes where it can, so a rerun continues an interrupted demo.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .evals.config import EvalConfig as BehaviourEvalConfig
+from .evals.jobs import EVAL
 from .features.config import BuildConfig, ConceptConfig, FeaturesConfig
 from .features.jobs import FEATURES_BUILD, FEATURES_CONCEPT
-from .evals.config import EvalConfig
-from .evals.jobs import EVAL
-from .job import Job, RunOptions, read_job_run
-from .models import LoadedModel
+from .job import Job, JobRun, RunOptions, read_job_run
 from .probes.config import SweepConfig
 from .probes.jobs import PROBE_SWEEP
-from .report.build import build_report
-from .sae.demo import step_absorption, step_sae
+from .sae.config import (AbsorptionConfig, AbsorptionRunConfig, DetectorRunConfig, EvalConfig, EvalRunConfig,
+                         MetaConfig, MetaRunConfig, TrainConfig, TrainRunConfig)
+from .sae.jobs import SAE_ABSORPTION, SAE_ABSORPTION_WEIGHTS, SAE_EVAL, SAE_META, SAE_TRAIN
 from .store.config import CaptureConfig, CaptureRunConfig
 from .store.jobs import CAPTURE
 
-
-@dataclass
-class DemoContext:
-    """What the demo steps share: the model, the output root, and each step's outputs."""
-
-    lm: LoadedModel
-    root: Path
-    tokens: int
-    outputs: dict[str, Any] = field(default_factory=dict)
+if TYPE_CHECKING:
+    from .models.lm import LoadedModel
 
 
-def step_capture(ctx: DemoContext) -> None:
-    """Capture the mid-depth residual stream on a slice of the bundled corpus (train split) into `capture/`."""
-    site = f"blocks.{ctx.lm.n_layers // 2}.hook_resid_post"
-    run_demo_job(ctx, CAPTURE, CaptureRunConfig(capture=CaptureConfig(sites=(site,), tokens=ctx.tokens)), "capture")
+class DemoRun(NamedTuple):
+    """One step of the demo: a job, its config, and its folder under the demo's root."""
+
+    name: str
+    job: Job
+    config: Any
 
 
-def run_demo_job(ctx: DemoContext, job: Job, config: Any, name: str) -> None:
-    """Run one job into the demo's folder `name` and print the summary its report section shows."""
-    out = ctx.root / name
-    job.run(ctx.lm, config, out, RunOptions(resume=job.resume is not None))
-    print(f"\n[{job.name}] {read_job_run(job, out).section().summary()}")
+def demo_runs(root: Path, n_layers: int, tokens: int = 50_000) -> tuple[DemoRun, ...]:
+    """The demo for a model with `n_layers` layers: its mid-depth residual stream, `tokens` of it captured."""
+    site, store, sae = f"blocks.{n_layers // 2}.hook_resid_post", str(root / "capture"), str(root / "sae" / "sae")
+    return (
+        DemoRun("capture", CAPTURE, CaptureRunConfig(capture=CaptureConfig(sites=(site,), tokens=tokens))),
+        # a TopK SAE (4 x d_model latents, k 32) on the store, evaluated on 2,048 held-out tokens
+        DemoRun("sae", SAE_TRAIN, TrainRunConfig(store=store, ks=(32,), expansion=4, train=TrainConfig(
+            tokens=300_000, batch_size=2048, lr=1e-3, warmup_steps=10))),
+        DemoRun("sae_eval", SAE_EVAL, EvalRunConfig(sae=sae, eval=EvalConfig(tokens=2048))),
+        # absorption: a small first-letter run, the weights-only detector checked on it, a meta-SAE
+        DemoRun("absorption", SAE_ABSORPTION, AbsorptionRunConfig(sae=sae, absorption=AbsorptionConfig(
+            words=400, min_words_per_letter=8))),
+        DemoRun("absorption_weights", SAE_ABSORPTION_WEIGHTS,
+                DetectorRunConfig(sae=sae, ground_truth=str(root / "absorption"))),
+        DemoRun("meta", SAE_META, MetaRunConfig(sae=sae, meta=MetaConfig(k=2, steps=300))),
+        # what the latents respond to, and the Golden Gate Bridge across languages
+        DemoRun("features", FEATURES_BUILD, BuildConfig(sae=sae, features=FeaturesConfig(tokens=min(10_000, tokens)),
+                                                        store=store)),
+        DemoRun("features_concept", FEATURES_CONCEPT, ConceptConfig(sae=sae, concept="bridge", ntrex=10, top=5,
+                                                                    features=str(root / "features"))),
+        # a logistic truth probe at every third layer on the 194 `cities` statements
+        DemoRun("probe_sweep", PROBE_SWEEP, SweepConfig(data="cities", layer_step=3, kind="logistic")),
+        # 45 sycophancy questions (equal shares of the three datasets), each also asked without the biography
+        DemoRun("sycophancy", EVAL, BehaviourEvalConfig(eval="sycophancy", limit=45)),
+    )
 
 
-def step_features(ctx: DemoContext) -> None:
-    """Statistics of the demo SAE's latents on 10,000 captured tokens; the Golden Gate Bridge across languages."""
-    sae, store = str(ctx.outputs["sae_dir"]), str(ctx.outputs["store"].folder)
-    features = FeaturesConfig(tokens=min(10_000, ctx.tokens))
-    run_demo_job(ctx, FEATURES_BUILD, BuildConfig(sae=sae, features=features, store=store), "features")
-    run_demo_job(ctx, FEATURES_CONCEPT, ConceptConfig(sae=sae, concept="bridge", ntrex=10, top=5,
-                                                      features=str(ctx.root / "features")), "features_concept")
-
-
-def step_probe_sweep(ctx: DemoContext) -> None:
-    """A logistic truth probe at every third layer on the 194 `cities` statements."""
-    run_demo_job(ctx, PROBE_SWEEP, SweepConfig(data="cities", layer_step=3, kind="logistic"), "probe_sweep")
-
-
-def step_sycophancy(ctx: DemoContext) -> None:
-    """45 sycophancy questions (equal shares of the three datasets), each also asked without the user's biography."""
-    run_demo_job(ctx, EVAL, EvalConfig(eval="sycophancy", limit=45), "sycophancy")
-
-
-STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_absorption, step_features,
-                                              step_probe_sweep, step_sycophancy]
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_model_args
-
-    p = sub.add_parser("demo", help="run the main job on the default model (a few minutes)")
-    add_model_args(p)
-    p.add_argument("--out", default="runs/demo", help="root folder for the demo's runs (default: runs/demo)")
-    p.add_argument("--tokens", type=int, default=50_000, help="tokens to capture (default: 50000)")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from .cli import model_from_args
-
-    ctx = DemoContext(lm=model_from_args(args), root=Path(args.out), tokens=args.tokens)
-    for step in STEPS:
-        step(ctx)
-    report = build_report([ctx.root], ctx.root / "report.html", title=f"What we found inside {ctx.lm.name}")
-    print(f"\ndemo finished; all outputs are under {ctx.root}/")
-    print(f"evidence report: {report.resolve()}")
-    return 0
+def run_demo(lm: LoadedModel, root: Path, runs: Iterable[DemoRun]) -> list[JobRun]:
+    """Run each step into its folder under `root` (resuming what it can) and print its report section's summary."""
+    done = []
+    for step in runs:
+        out = root / step.name
+        step.job.run(lm, step.config, out, RunOptions(resume=step.job.resume is not None))
+        done.append(read_job_run(step.job, out))
+        print(f"\n[{step.job.name}] {done[-1].section().summary()}")
+    return done

@@ -17,13 +17,15 @@ from .organism.jobs import GROUPS as ORGANISM_GROUPS
 from .organism.jobs import JOBS as ORGANISM_JOBS
 from .probes.jobs import GROUPS as PROBE_GROUPS
 from .probes.jobs import JOBS as PROBE_JOBS
+from .sae.jobs import GROUPS as SAE_GROUPS
+from .sae.jobs import JOBS as SAE_JOBS
 from .steer.jobs import JOBS as STEER_JOBS
 from .store.jobs import JOBS as STORE_JOBS
 from .store.jobs import TOOLS as STORE_TOOLS
 from .tools import TOOLS as GENERAL_TOOLS
 
-JOBS: tuple[Job, ...] = (*STORE_JOBS, *FEATURE_JOBS, *PROBE_JOBS, *STEER_JOBS, *EVAL_JOBS, *ORGANISM_JOBS)
+JOBS: tuple[Job, ...] = (*STORE_JOBS, *SAE_JOBS, *FEATURE_JOBS, *PROBE_JOBS, *STEER_JOBS, *EVAL_JOBS, *ORGANISM_JOBS)
 TOOLS: tuple[Tool, ...] = (*STORE_TOOLS, *FEATURE_TOOLS, *EVAL_TOOLS, *GENERAL_TOOLS)
-GROUPS: dict[str, str] = {**FEATURE_GROUPS, **PROBE_GROUPS, **ORGANISM_GROUPS}
+GROUPS: dict[str, str] = {**SAE_GROUPS, **FEATURE_GROUPS, **PROBE_GROUPS, **ORGANISM_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""
 JOBS_BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}

@@ -1,4 +1,5 @@
-"""The commands that make no run folder and belong to no one area: `greyglass models`, `report`, `serve`.
+"""The commands that make no run folder of their own and belong to no one area: `greyglass models`,
+`report`, `serve` and `demo` (which runs a list of jobs, each into its own folder).
 
 They live here rather than in `models/`, `report/` and `serve/` because importing those packages
 loads torch or the web stack, and `greyglass --help` imports every tool; each `main` imports
@@ -64,6 +65,29 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli import add_model_args
+
+    add_model_args(parser)
+    parser.add_argument("--out", default="runs/demo", help="root folder for the demo's runs (default: runs/demo)")
+    parser.add_argument("--tokens", type=int, default=50_000, help="tokens to capture (default: 50000)")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .cli import model_from_args
+    from .demo import demo_runs, run_demo
+    from .report.build import build_report
+
+    lm, root = model_from_args(args), Path(args.out)
+    run_demo(lm, root, demo_runs(root, lm.n_layers, args.tokens))
+    report = build_report([root], root / "report.html", title=f"What we found inside {lm.name}")
+    print(f"\ndemo finished; all outputs are under {root}/")
+    print(f"evidence report: {report.resolve()}")
+    return 0
+
+
 MODELS = Tool(command=("models",), help="list the embedded default models", add_arguments=_no_arguments,
               main=_list_models, description="The embedded models, which one is the default, and whether each "
               "one's weights package is installed (and how to install it).")
@@ -76,4 +100,9 @@ SERVE = Tool(command=("serve",), help="browse runs, features, probes, steering a
              description="Serve a local web app over the run folders under RUNS_DIR. It binds to 127.0.0.1 (this "
              "machine only) unless --host says otherwise.")
 
-TOOLS = (MODELS, REPORT, SERVE)
+DEMO = Tool(command=("demo",), help="run the main job on the default model (a few minutes)",
+            add_arguments=_demo_arguments, main=_demo,
+            description="Capture activations, train and evaluate an SAE, measure its absorption and features, fit a "
+            "truth probe and run a sycophancy eval, then write the evidence report over all of it (greyglass.demo).")
+
+TOOLS = (MODELS, REPORT, SERVE, DEMO)

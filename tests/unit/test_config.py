@@ -4,7 +4,8 @@ from dataclasses import asdict, dataclass, field
 import pytest
 
 from greyglass import GreyglassError
-from greyglass.config import add_arguments, field_docs, flagged, from_dict, from_flat, from_namespace, from_toml
+from greyglass.config import (add_arguments, field_docs, flagged, from_dict, from_flat, from_namespace, from_toml,
+                              nested, positional)
 from greyglass.data import CorpusConfig
 from greyglass.store.config import CaptureConfig
 
@@ -150,8 +151,6 @@ def test_nested_configs_become_one_command_and_one_toml_file(tmp_path):
 def test_a_jobs_fields_without_defaults_are_required_flags_or_positional_arguments():
     from dataclasses import dataclass
 
-    from greyglass.config import positional
-
     @dataclass(frozen=True)
     class Cmd:
         folder: str = positional()
@@ -216,8 +215,6 @@ def test_a_nested_config_takes_its_defaults_from_the_outer_field(tmp_path):
 def test_a_field_can_name_its_flag_or_be_positional(capsys):
     from dataclasses import dataclass
 
-    from greyglass.config import flagged, positional
-
     @dataclass(frozen=True)
     class Named:
         folder: str = positional()
@@ -232,3 +229,30 @@ def test_a_field_can_name_its_flag_or_be_positional(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--site", "x"])  # the positional folder is required
     assert "required: FOLDER" in capsys.readouterr().err
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """A config that sets some fields of the configs it nests itself (here `steps`, and Adam's beta)."""
+
+    data: str = positional()
+    """The data folder."""
+    steps: tuple[int, ...] = flagged("steps", default=(1,))
+    """Repeatable: one run each."""
+    run: Run = nested(lambda: Run(schedule=Schedule(5)), skip=("steps", "adam_beta"))
+
+
+
+
+def test_a_nested_config_can_leave_fields_to_the_config_around_it():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Trainer, required=True)
+    help_text = " ".join(parser.format_help().split())
+    assert "positional arguments: DATA The data folder." in help_text and "--adam-beta" not in help_text
+    cfg = from_namespace(Trainer, parser.parse_args(["d", "--steps", "3", "--steps", "4", "--optim", "sgd"]))
+    # --steps is the outer field's alone; the nested fields not given keep the outer field's default
+    assert cfg == Trainer("d", (3, 4), Run(Sgd(), Schedule(5)))
+    with pytest.raises(SystemExit):  # a flag left out is not accepted
+        parser.parse_args(["d", "--adam-beta", "0.5"])
+    with pytest.raises(SystemExit):  # the positional argument is required
+        parser.parse_args([])

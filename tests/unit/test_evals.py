@@ -352,13 +352,14 @@ def test_scorer_passes_the_cache_by_its_current_name(tiny_llama, cache_deprecati
 
 
 def test_demo_sycophancy_step_prints_its_section_and_can_run_again(tmp_path, capsys):
-    from greyglass.demo import DemoContext, step_sycophancy
+    from greyglass.demo import demo_runs, run_demo
     from greyglass.report.build import section_for
 
-    ctx = DemoContext(lm=tiny_model("llama", chat=True), root=tmp_path, tokens=0)
-    step_sycophancy(ctx)
+    lm = tiny_model("llama", chat=True)
+    steps = [r for r in demo_runs(tmp_path, lm.n_layers) if r.name == "sycophancy"]
+    run_demo(lm, tmp_path, steps)
     out = tmp_path / "sycophancy"
     assert f"[eval] {section_for(out).summary()}" in capsys.readouterr().out
     first = (out / "results.json").read_text()
-    step_sycophancy(ctx)  # a rerun of the demo resumes into the same folder instead of failing
+    run_demo(lm, tmp_path, steps)  # a rerun of the demo resumes into the same folder instead of failing
     assert (out / "results.json").read_text() == first

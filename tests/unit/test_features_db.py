@@ -451,19 +451,18 @@ def test_steer_feature_headline_claims_only_what_the_intervals_support(tmp_path,
 
 
 def test_demo_step_builds_features_from_the_store_and_ranks_the_bridge_latents(planted, sae_copy, tmp_path, capsys):
-    from greyglass.demo import STEPS, DemoContext, step_features
+    import shutil
+
+    from greyglass.demo import demo_runs, run_demo
     from greyglass.report.build import build_report
     from greyglass.store.config import CaptureConfig
-    from greyglass.store.reader import ActivationStore
     from greyglass.store.writer import capture
 
-    assert step_features in STEPS
     lm = planted[0]
     capture(lm, CaptureConfig(sites=(SITE,), tokens=600), CorpusConfig(context_size=32), tmp_path / "capture",
             progress=False)
-    ctx = DemoContext(lm=lm, root=tmp_path, tokens=500)
-    ctx.outputs.update(sae_dir=sae_copy, store=ActivationStore(tmp_path / "capture"))
-    step_features(ctx)
+    shutil.copytree(sae_copy, tmp_path / "sae" / "sae")  # where the demo's training step puts its SAE
+    run_demo(lm, tmp_path, [r for r in demo_runs(tmp_path, lm.n_layers, 500) if r.name.startswith("features")])
     printed = capsys.readouterr().out
     for name in ("features", "features_concept"):
         assert section_for(tmp_path / name).summary() in printed

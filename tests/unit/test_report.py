@@ -67,30 +67,34 @@ def test_find_runs_and_errors(runs, tmp_path, capsys):
 
 
 def test_sae_section_from_a_real_evaluation(tmp_path, tiny_llama):
-    from greyglass.sae import SAEConfig, TopKConfig, create_sae
-    from greyglass.sae.evaluate import EvalConfig, evaluate
+    from greyglass.sae.architectures import create_sae
+    from greyglass.sae.config import EvalConfig, EvalRunConfig, SAEConfig, TopKConfig
+    from greyglass.sae.evaluate import evaluate
+    from greyglass.sae.results import EvalResults
 
     cfg = SAEConfig(arch=TopKConfig(k=8), d_in=64, d_sae=256, hook_name="blocks.1.hook_resid_post",
                     context_size=16)
     sae = create_sae(cfg)
-    results = evaluate(sae, tiny_llama, EvalConfig(tokens=200), progress=False)
+    metrics = evaluate(sae, tiny_llama, EvalConfig(tokens=200), progress=False)
     run = tmp_path / "sae_eval" / "x"
-    write_config(run, "sae_eval", site=cfg.hook_name, d_sae=cfg.d_sae, model=tiny_llama.provenance())
-    write_results(run, results)
+    write_config(run, "sae_eval", config=EvalRunConfig(sae="an-sae"), model=tiny_llama.provenance())
+    write_results(run, EvalResults(metrics, None, 1.0))
     html = build_report([run], tmp_path / "r.html").read_text()
     # the headline leads with how much worse the model predicts, not with CE recovered
-    assert f"loss up {results['ce_increase']:.2f} nats per token" in html and "blocks.1.hook_resid_post" in html
-    assert f"{results['ce_loss_recovered_mean']:.1%} vs mean ablation" in html
+    assert f"loss up {metrics.ce_increase.value:.2f} nats per token" in html and "blocks.1.hook_resid_post" in html
+    assert f"{metrics.ce_loss_recovered_mean:.1%} vs mean ablation" in html
     assert "not shown to be held out" in html  # evaluated without checking the SAE's training text
     assert "could not be read" not in html
 
 
 def test_a_run_with_missing_fields_gets_a_section_not_a_crash(tmp_path, capsys):
+    from greyglass.sae.config import EvalRunConfig
+
     run = tmp_path / "bad"
-    write_config(run, "sae_eval")
-    write_results(run, {"ce_loss_recovered": 0.8})  # the other metrics are missing
+    write_config(run, "sae_eval", config=EvalRunConfig(sae="an-sae"))
+    write_results(run, {"metrics": {"ce_loss_recovered": 0.8}})  # the other metrics are missing
     html = build_report([run], tmp_path / "r.html").read_text()
-    assert "could not be read" in html and "KeyError" in html
+    assert "could not be read" in html and "results.json.metrics: the field &#39;site&#39; is missing" in html
     assert "warning" in capsys.readouterr().err
 
 
@@ -154,15 +158,18 @@ def test_cot_and_pressure_sections_from_real_runs(tmp_path):
     (0.9, 0.18, 0.00, "no clean"),          # no letter features: a 0% rate would mislead
     (0.9, 0.80, 0.05, "is present"),
     (0.9, 0.80, 0.00, "little feature absorption"),
+    (0.9, 0.80, 0.02, "little feature absorption"),  # an interval reaching down to 1%: no absorption claimed
 ])
 def test_absorption_headline_rules(tmp_path, probe_f1, k_sparse_f1, rate, says):
-    run = tmp_path / "abs"
-    write_config(run, "sae_absorption")
-    write_results(run, {"site": "blocks.4.hook_resid_post", "mean_absorption_fraction": rate,
-                        "mean_absorption_fraction_ci": [rate / 2, rate * 2], "full_absorption_rate": rate / 2,
-                        "full_absorption_rate_ci": [0.0, rate], "mean_split_features": 1.5,
-                        "mean_split_features_ci": [1.2, 1.8], "mean_probe_f1": probe_f1, "letters_scored": 20,
-                        "probe_right_words": 300, "mean_k_sparse_f1": k_sparse_f1, "n_words": 400,
-                        "absorbing_latents": []})
-    html = build_report([run], tmp_path / "r.html").read_text()
-    assert says in html
+    from greyglass.job import RunInfo
+    from greyglass.sae.config import AbsorptionRunConfig
+    from greyglass.sae.report import absorption_section
+    from greyglass.sae.results import AbsorptionHeadline, AbsorptionResults
+    from greyglass.stats import Estimate
+
+    headline = AbsorptionHeadline(letters_scored=20, probe_right_words=300, mean_probe_f1=probe_f1,
+                                  mean_k_sparse_f1=k_sparse_f1, mean_absorption_fraction=Estimate(rate, rate / 2, rate * 2),
+                                  full_absorption_rate=Estimate(rate / 2, 0.0, rate),
+                                  mean_split_features=Estimate(1.5, 1.2, 1.8))
+    res = AbsorptionResults("blocks.4.hook_resid_post", 400, (), {}, (), headline)
+    assert says in absorption_section(res, AbsorptionRunConfig(sae="s"), RunInfo(tmp_path, {})).headline

@@ -5,11 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from greyglass.sae import (ReLUConfig, SAEConfig, SparseAutoencoder, TopKConfig, TrainConfig, create_sae, load_sparsity,
-                           train_saes)
-from greyglass.sae.absorption import (AbsorptionConfig, absorption_scores, first_letter_prompts, k_sparse_latents,
-                                      latent_ranking, score_letters, vocab_words, word_activations)
-from greyglass.sae.absorption_weights import block_scores, detect_absorption, pair_scores, unit_weights
+from greyglass.cli import main
+from greyglass.report.build import section_for
+from greyglass.sae.absorption import (absorption_scores, first_letter_prompts, k_sparse_latents, latent_ranking,
+                                      score_letters, vocab_words, word_activations)
+from greyglass.sae.absorption_detector import block_scores, detect_absorption, pair_scores, unit_weights, validate
+from greyglass.sae.architectures import create_sae
+from greyglass.sae.config import AbsorptionConfig, ReLUConfig, SAEConfig, TopKConfig, TrainConfig
+from greyglass.sae.io import load_sparsity
+from greyglass.sae.model import SparseAutoencoder
+from greyglass.sae.train import train_saes
 
 D, N_FEATURES, PARENT, CHILD = 32, 24, 0, 1
 
@@ -176,17 +181,16 @@ def test_score_letters_scores_test_words_only_and_resamples_letters():
         latents = sae.encode(x)
     cfg = AbsorptionConfig(min_words_per_letter=10, test_fraction=0.3)
     r = score_letters(sae, x, latents, letters, [f"w{i}" for i in range(400)], cfg)
-    rows = r["letters"].values()
-    assert len(rows) == 8 and all(0 < v["probe_right"] <= v["test_words"] < v["words"] for v in rows)
-    assert sum(v["test_words"] for v in rows) < 0.4 * 400  # a 30% split, not every word
-    assert r["mean_probe_f1"] > 0.7 and r["letters_scored"] >= 6
-    rows = [v for v in rows if v["scored"]]
-    assert all(v["probe_f1"] > cfg.min_probe_f1 for v in rows)
+    rows = r.letters.values()
+    assert len(rows) == 8 and all(0 < v.probe_right <= v.test_words < v.words for v in rows)
+    assert sum(v.test_words for v in rows) < 0.4 * 400  # a 30% split, not every word
+    assert r.headline.mean_probe_f1 > 0.7 and r.headline.letters_scored >= 6
+    rows = [v for v in rows if v.scored]
+    assert all(v.probe_f1 > cfg.min_probe_f1 for v in rows)
     for key, per_letter in (("mean_absorption_fraction", "mean_absorption_fraction"),
                             ("full_absorption_rate", "full_absorption_rate"), ("mean_split_features", "split_features")):
-        est = mean_ci([v[per_letter] for v in rows])  # each letter one unit of the bootstrap
-        assert r[key] == pytest.approx(est.value, abs=1e-4)
-        assert r[key + "_ci"] == pytest.approx([est.lo, est.hi], abs=1e-4)
+        est = mean_ci([getattr(v, per_letter) for v in rows])  # each letter one unit of the bootstrap
+        assert getattr(r.headline, key) == pytest.approx(est, abs=1e-4)
 
 
 def test_weights_detector_ranks_the_planted_pair_first(absorbed):
@@ -248,32 +252,68 @@ def test_first_letter_prompts_put_the_word_at_a_known_position(tiny_llama):
 
 
 def test_validation_against_measured_pairs(absorbed):
-    from greyglass.sae.absorption_weights import validate
-
     sae, parent, child, _, rates, _ = absorbed
     pairs = detect_absorption(sae, top=3, block=5, log10_rates=rates)
     v = validate(sae, pairs, {(parent, child)}, [parent])
-    assert v["hits"] == 1 and v["recall"] == 1 and v["precision"] == pytest.approx(1 / v["detector_pairs"])
-    assert v["auroc"] == 1.0 and v["candidate_pairs"] == N_FEATURES and v["auroc_ci"] == [1.0, 1.0]
+    assert v.hits == 1 and v.recall == 1 and v.precision == pytest.approx(1 / v.detector_pairs)
+    assert tuple(v.auroc) == (1.0, 1.0, 1.0) and v.candidate_pairs == N_FEATURES
 
 
 def test_absorption_weights_and_meta_commands_write_run_folders(absorbed, tmp_path, capsys):
     import json
 
-    from greyglass.cli import main
-
     _, parent, child, _, _, folder = absorbed
     assert main(["sae", "absorption-weights", str(folder), "--top", "5", "--block", "7", "--out",
                  str(tmp_path / "w")]) == 0
+    printed = capsys.readouterr().out
     results = json.loads((tmp_path / "w" / "results.json").read_text())
     assert (results["pairs"][0]["parent"], results["pairs"][0]["child"]) == (parent, child) and results["used_rates"]
     assert json.loads((tmp_path / "w" / "config.json").read_text())["kind"] == "sae_absorption_weights"
-    assert f"{parent} -> {child}" in capsys.readouterr().out
+    assert f"latents {parent} -> {child} (parent -> child)" in printed and "they are candidates" in printed
+    assert section_for(tmp_path / "w").summary() in printed  # the terminal says what the report says
+    assert main(["sae", "absorption-weights", str(folder), "--no-rates", "--top", "5", "--out", str(tmp_path / "n")]) == 0
+    assert json.loads((tmp_path / "n" / "results.json").read_text())["used_rates"] is False
     assert main(["sae", "meta", str(folder), "--no-lens", "--meta-latents", "4", "--k", "2", "--steps", "20",
                  "--no-progress", "--out", str(tmp_path / "m")]) == 0
+    printed = capsys.readouterr().out
     results = json.loads((tmp_path / "m" / "results.json").read_text())
     assert results["meta_latents"] == 4 and 0 <= results["fraction_compositional"] <= 1
-    assert "meta-SAE with 4 meta-latents" in capsys.readouterr().out
+    assert "4 meta-features explain" in printed and section_for(tmp_path / "m").summary() in printed
+    assert (tmp_path / "m" / results["meta_sae"] / "cfg.json").is_file()
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model"] is None  # --no-lens loads no model
     assert main(["sae", "absorption-weights", str(folder), "--ground-truth", str(tmp_path / "none"),
                  "--out", str(tmp_path / "x")]) == 2
+    assert "--ground-truth takes a `greyglass sae absorption` run folder" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_absorption_command_then_the_detector_validated_on_it(tiny_llama, tmp_path, capsys):
+    """`sae absorption` on a tiny model (the mechanics: a random model knows no first letters), then
+    `sae absorption-weights --ground-truth` reading that run back as typed results."""
+    import json
+
+    model = tmp_path / "model"
+    tiny_llama.model.save_pretrained(model)
+    tiny_llama.tokenizer.save_pretrained(model)
+    sae = create_sae(SAEConfig(arch=TopKConfig(k=4), d_in=64, d_sae=96, hook_name="blocks.1.hook_resid_post",
+                               model_name=str(model)), seed=0)
+    sae.initialise_from(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)))
+    from greyglass.sae.io import save_sae
+
+    folder = save_sae(sae.eval(), tmp_path / "sae")
+    # no --model: the SAE's own model (cfg.json's model_name) is loaded
+    assert main(["sae", "absorption", str(folder), "--words", "60", "--min-letters", "1", "--no-leading-space",
+                 "--min-words-per-letter", "2", "--icl-examples", "0", "--test-fraction", "0.5", "--no-progress",
+                 "--out", str(tmp_path / "abs")]) == 0
+    printed = capsys.readouterr().out
+    assert section_for(tmp_path / "abs").summary() in printed
+    r = json.loads((tmp_path / "abs" / "results.json").read_text())
+    assert r["n_words"] == 52 and r["site"] == "blocks.1.hook_resid_post" and len(r["letters"]) >= 10
+    assert json.loads((tmp_path / "abs" / "config.json").read_text())["model"]["spec"] == str(model)
+    assert main(["sae", "absorption-weights", str(folder), "--ground-truth", str(tmp_path / "abs"), "--top", "20",
+                 "--out", str(tmp_path / "w")]) == 0
+    printed = capsys.readouterr().out
+    v = json.loads((tmp_path / "w" / "results.json").read_text())["validation"]
+    main_latents = {m for x in r["letters"].values() for m in x["main_latents"]}
+    assert v["candidate_pairs"] == 96 * len(main_latents) and "the first-letter run measured" in printed
+    assert section_for(tmp_path / "w").summary() in printed

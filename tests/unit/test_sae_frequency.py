@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from greyglass import GreyglassError
-from greyglass.sae import (ARCHITECTURES, FreqCostConfig, JumpReLUConfig, ReLUConfig, SAEConfig, TopKConfig, TrainConfig,
-                           create_sae, load_sae, save_sae, train_saes)
+from greyglass.sae.architectures import create_sae
+from greyglass.sae.config import ARCHITECTURES, FreqCostConfig, JumpReLUConfig, ReLUConfig, SAEConfig, TopKConfig, TrainConfig
+from greyglass.sae.io import load_sae, save_sae
+from greyglass.sae.train import train_saes
 from greyglass.sae.frequency import cost_weights
 
 D_IN, D_SAE = 16, 48

@@ -9,7 +9,9 @@ import torch
 from safetensors.torch import save_file
 
 from greyglass import GreyglassError
-from greyglass.sae import FreqCostConfig, JumpReLUConfig, SAEConfig, TopKConfig, create_sae, load_sae, save_sae
+from greyglass.sae.architectures import create_sae
+from greyglass.sae.config import FreqCostConfig, JumpReLUConfig, SAEConfig, TopKConfig
+from greyglass.sae.io import load_sae, save_sae
 
 
 def _saved(tmp_path):
@@ -49,6 +51,7 @@ def test_a_topk_that_rescales_by_decoder_norm_is_refused(tmp_path):
 
 def test_sae_eval_reports_what_saelens_reads_of_a_frequency_aware_topk(tiny_llama, tmp_path, capsys):
     from greyglass.cli import main
+    from greyglass.report.build import section_for
 
     model_dir = tmp_path / "model"
     tiny_llama.model.save_pretrained(model_dir)
@@ -64,8 +67,9 @@ def test_sae_eval_reports_what_saelens_reads_of_a_frequency_aware_topk(tiny_llam
                  "--out", str(tmp_path / "eval"), "--no-progress", "--unverified-text"]) == 0
     r = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert r["saelens_reads"]["l0"] <= 4 + 1e-6
-    assert r["saelens_reads"]["fvu"] != r["fvu"]  # another encoder, another reconstruction
-    assert "as SAELens reads this folder" in capsys.readouterr().out
+    assert r["saelens_reads"]["fvu"] != r["metrics"]["fvu"]  # another encoder, another reconstruction
+    printed = capsys.readouterr().out
+    assert "as SAELens reads this folder" in printed and section_for(tmp_path / "eval").summary() in printed
 
 
 # ---- folders written before the SAE configs nested (cfg.json unchanged, training.json flat) ----------

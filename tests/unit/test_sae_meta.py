@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from greyglass.sae import SAEConfig, TopKConfig, create_sae
-from greyglass.sae.meta import MetaConfig, analyse, meta_report, train_meta_sae
+from greyglass.sae.architectures import create_sae
+from greyglass.sae.config import SAEConfig, TopKConfig
+from greyglass.sae.config import MetaConfig
+from greyglass.sae.meta import analyse, meta_report, train_meta_sae
 
 D, BASES, SINGLES, COMPOSITES = 64, 12, 12, 36
 
@@ -46,13 +48,35 @@ def test_meta_report_lists_members_with_logit_lens_tokens(tiny_llama, tmp_path):
     cfg = MetaConfig(meta_latents=8, k=2, steps=20, top_tokens=3, members=4)
     meta = train_meta_sae(sae, cfg, tmp_path / "meta", progress=False)
     results = meta_report(meta, sae, cfg, tiny_llama)
-    assert results["meta_latents"] == 8 and len(results["meta"]) == 8
-    listed = [m for m in results["meta"] if m["members"]]
-    assert listed and all(len(x["tokens"]) == 3 for m in listed for x in m["members"])
-    total = sum(m["n_members"] for m in results["meta"])  # every (latent, meta-latent) pair counted once
-    assert total == pytest.approx(results["d_sae"] * results["mean_meta_latents_per_latent"], abs=0.001 * 64)
+    assert results.meta_latents == 8 and len(results.meta) == 8
+    listed = [m for m in results.meta if m.members]
+    assert listed and all(len(x.tokens) == 3 for m in listed for x in m.members)
+    total = sum(m.n_members for m in results.meta)  # every (latent, meta-latent) pair counted once
+    assert total == pytest.approx(results.d_sae * results.mean_meta_latents_per_latent, abs=0.001 * 64)
     # the listed tokens are the logit lens of the member's decoder row
     from greyglass.features.lens import logit_lens
-    first = listed[0]["members"][0]
-    ids = logit_lens(tiny_llama, sae.W_dec.detach()[first["latent"]:first["latent"] + 1] / sae.W_dec.detach()[first["latent"]].norm(), n=3).promoted[0]
-    assert first["tokens"] == [tiny_llama.tokenizer.decode([int(i)]) for i in ids]
+    first = listed[0].members[0]
+    row = sae.W_dec.detach()[first.latent]
+    ids = logit_lens(tiny_llama, (row / row.norm())[None], n=3).promoted[0]
+    assert first.tokens == tuple(tiny_llama.tokenizer.decode([int(i)]) for i in ids)
+
+
+def test_meta_command_lists_logit_lens_tokens_of_the_sae_model(tiny_llama, tmp_path, capsys):
+    import json
+
+    from greyglass.cli import main
+    from greyglass.report.build import section_for
+    from greyglass.sae.io import save_sae
+
+    model = tmp_path / "model"
+    tiny_llama.model.save_pretrained(model)
+    tiny_llama.tokenizer.save_pretrained(model)
+    folder = save_sae(create_sae(SAEConfig(d_in=64, d_sae=64, arch=TopKConfig(k=4), model_name="ignored"), seed=1),
+                      tmp_path / "sae")
+    assert main(["sae", "meta", str(folder), "--model", str(model), "--meta-latents", "4", "--k", "2", "--steps", "20",
+                 "--top-tokens", "2", "--no-progress", "--out", str(tmp_path / "m")]) == 0  # --model over the SAE's
+    printed = capsys.readouterr().out
+    assert section_for(tmp_path / "m").summary() in printed and "; promotes " in printed
+    results = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert all(len(m["tokens"]) == 2 for m in results["meta"])
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model"]["spec"] == str(model)

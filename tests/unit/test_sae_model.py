@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from greyglass.sae import (BatchTopKConfig, JumpReLUConfig, ReLUConfig, SAEConfig, TopKConfig, TopKSAE, create_sae)
+from greyglass.sae.architectures import TopKSAE, create_sae
+from greyglass.sae.config import BatchTopKConfig, JumpReLUConfig, ReLUConfig, SAEConfig, TopKConfig
 from greyglass import GreyglassError
 
 ARCHS = {"relu": ReLUConfig(), "topk": TopKConfig(k=4, k_aux=8), "batchtopk": BatchTopKConfig(k=4, k_aux=8),

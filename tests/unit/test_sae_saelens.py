@@ -11,7 +11,9 @@ import os
 import pytest
 import torch
 
-from greyglass.sae import ARCHITECTURES, FreqCostConfig, SAEConfig, create_sae, load_sae, save_sae
+from greyglass.sae.architectures import create_sae
+from greyglass.sae.config import ARCHITECTURES, FreqCostConfig, SAEConfig
+from greyglass.sae.io import load_sae, save_sae
 from greyglass.sae.io import saelens_encoder
 
 REQUIRED = os.environ.get("GREYGLASS_REQUIRE_SAELENS") == "1"

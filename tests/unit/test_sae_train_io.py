@@ -3,7 +3,7 @@
 import json
 import os
 import signal
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -12,11 +12,12 @@ from safetensors.torch import load_file, save_file
 from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.data import CorpusConfig
-from greyglass.sae import (ARCHITECTURES, FreqCostConfig, JumpReLUConfig, SAEConfig, TopKConfig, TrainConfig,
-                           buffered_batches, create_sae, load_sae, load_sparsity, read_training, save_sae, store_batches,
-                           train_saes)
-from greyglass.sae.config import with_dead_window
-from greyglass.sae.io import saelens_cfg
+from greyglass.report.build import section_for
+from greyglass.sae.architectures import create_sae
+from greyglass.sae.config import (ARCHITECTURES, FreqCostConfig, JumpReLUConfig, SAEConfig, TopKConfig, TrainConfig,
+                                  TrainRunConfig, with_dead_window)
+from greyglass.sae.io import load_sae, load_sparsity, read_training, saelens_cfg, save_sae
+from greyglass.sae.train import buffered_batches, store_batches, train_saes
 from greyglass.store.config import CaptureConfig
 from greyglass.store.reader import ActivationStore
 from greyglass.store.writer import capture
@@ -233,27 +234,48 @@ def test_cli_train_and_eval_on_a_tiny_model(store, tmp_path, tiny_llama, capsys)
     code = main(["sae", "train", "--store", str(store.folder), "--site", "resid_post.2", "--k", "4", "--k", "8",
                  "--expansion", "2", "--tokens", "1024", "--batch-size", "256", "--out", str(out), "--no-progress"])
     assert code == 0
+    printed = capsys.readouterr().out
+    assert section_for(out).summary() in printed  # the terminal says what the report says
+    assert "2 sparse autoencoders were trained on 1,024 activations" in printed and "not been evaluated" in printed
     results = json.loads((out / "results.json").read_text())
-    assert len(results["saes"]) == 2 and results["tokens"] == 1024
-    assert json.loads((out / "config.json").read_text())["saes"][1]["arch"] == asdict(TopKConfig(k=8))
-    sae_dir = results["saes"][0]
+    assert [(s["k"], s["d_sae"]) for s in results["saes"]] == [(4, 128), (8, 128)] and results["tokens"] == 1024
+    config = json.loads((out / "config.json").read_text())
+    assert config["saes"][1]["arch"] == asdict(TopKConfig(k=8)) and config["config"]["ks"] == [4, 8]
+    sae_dir = str(out / results["saes"][0]["folder"])
     code = main(["sae", "eval", sae_dir, "--model", str(model_dir), "--tokens", "300", "--batch-windows", "4",
                  "--out", str(tmp_path / "eval"), "--no-progress"])
     assert code == 0
-    r = json.loads((tmp_path / "eval" / "results.json").read_text())
+    printed = capsys.readouterr().out
+    assert section_for(tmp_path / "eval").summary() in printed
+    r = json.loads((tmp_path / "eval" / "results.json").read_text())["metrics"]
     assert r["n_tokens"] >= 300 and r["l0"] <= 4 + 1e-6
-    assert r["kl_sae"] >= 0 and r["kl_zero"] >= 0 and 0 <= r["dead_fraction"] <= 1
+    assert r["kl_sae"]["value"] >= 0 and r["kl_zero"] >= 0 and 0 <= r["dead_fraction"] <= 1
     recovered = (r["ce_zero"] - r["ce_sae"]) / (r["ce_zero"] - r["ce_clean"])
     assert r["ce_loss_recovered"] == pytest.approx(recovered)
     assert r["explained_variance"] == pytest.approx(1 - r["fvu"]) and 0 < r["cosine"] <= 1
-    assert "held-out tokens" in capsys.readouterr().out and r["heldout"]["verified"] is True
+    assert "held-out tokens evaluated" in printed and r["heldout"]["verified"] is True
     # on the fly: no store, the model produces the activations
     code = main(["sae", "train", "--model", str(model_dir), "--site", "resid_post.1", "--context-size", "32",
                  "--expansion", "2", "--k", "4", "--tokens", "512", "--batch-size", "128", "--buffer-tokens", "512",
                  "--out", str(tmp_path / "fly"), "--no-progress"])
     assert code == 0
+    assert section_for(tmp_path / "fly").summary() in capsys.readouterr().out
     fly = json.loads((tmp_path / "fly" / "sae" / "cfg.json").read_text())
     assert fly["metadata"]["hook_name"] == "blocks.1.hook_resid_post" and fly["d_sae"] == 128
+    assert read_training(tmp_path / "fly" / "sae")["provenance"]["corpus"]["split"] == "train"
+
+
+def test_the_train_config_asks_for_one_sae_per_site_and_k():
+    cfg = TrainRunConfig(store="s", ks=(4, 8), expansion=2)
+    saes = cfg.sae_configs(["a", "b"], 16, model_name="m", context_size=32, prepend_bos=False)
+    assert [(c.hook_name, c.arch.k, c.d_sae, c.d_in) for c in saes] == [("a", 4, 32, 16), ("a", 8, 32, 16),
+                                                                         ("b", 4, 32, 16), ("b", 8, 32, 16)]
+    relu = TrainRunConfig(store="s", ks=(4, 8), d_sae=40, sae=SAEConfig(arch=ARCHITECTURES["relu"]()))
+    assert [(c.hook_name, c.d_sae) for c in relu.sae_configs(["a"], 16)] == [("a", 40)]  # k means nothing to relu
+    fly = TrainRunConfig(sites=("a",), train=TrainConfig(seed=3))
+    assert (fly.training_corpus().split, fly.training_corpus().seed) == ("train", 3)
+    with pytest.raises(GreyglassError, match="--model is for training on the fly"):
+        TrainRunConfig(store="s", model=replace(fly.model, model="gpt2"))
 
 
 def test_cli_flags_set_the_architectures_own_settings(store, tmp_path, capsys):
@@ -287,8 +309,9 @@ def test_eval_refuses_text_it_cannot_show_is_held_out(tiny_llama, tmp_path, writ
     assert main([*evaluate, "--out", str(tmp_path / "e1")]) == 2
     assert "was trained on split 'all'" in capsys.readouterr().err and not (tmp_path / "e1").exists()
     assert main([*evaluate, "--out", str(tmp_path / "e2"), "--unverified-text"]) == 0
-    assert "NOT shown to be held out" in capsys.readouterr().out
-    assert json.loads((tmp_path / "e2" / "results.json").read_text())["heldout"]["verified"] is False
+    printed = capsys.readouterr().out
+    assert "NOT shown to be held out: " in printed and "on text not shown to be held out" in printed
+    assert json.loads((tmp_path / "e2" / "results.json").read_text())["metrics"]["heldout"]["verified"] is False
     # another corpus cannot be shown to share no document with the training text
     other = write_lines("other.txt", ["Some other text entirely. " * 40])
     fly = ["sae", "train", "--model", model, "--site", SITE, "--context-size", "32", "--expansion", "2", "--k", "4",
@@ -309,5 +332,22 @@ def test_cli_errors_are_one_line(store, tmp_path, capsys):
     assert "has no site blocks.3.hook_resid_post" in capsys.readouterr().err
     assert main(["sae", "train", "--out", str(tmp_path)]) == 2
     assert "give --store" in capsys.readouterr().err
+    assert main(["sae", "train", "--store", str(store.folder), "--model", "gpt2", "--out", str(tmp_path)]) == 2
+    assert "--model is for training on the fly" in capsys.readouterr().err
     assert main(["sae", "eval", str(tmp_path / "none")]) == 2
     assert "cfg.json is missing" in capsys.readouterr().err
+
+
+def test_the_demo_trains_an_sae_on_its_store_and_evaluates_it_on_held_out_text(tiny_llama, tmp_path, capsys):
+    from greyglass.demo import demo_runs, run_demo
+
+    steps = demo_runs(tmp_path, tiny_llama.n_layers, 4096)
+    assert [r.name for r in steps[:3]] == ["capture", "sae", "sae_eval"]
+    run_demo(tiny_llama, tmp_path, steps[:3])
+    printed = capsys.readouterr().out
+    assert section_for(tmp_path / "sae").summary() in printed and section_for(tmp_path / "sae_eval").summary() in printed
+    assert "on held-out text" in printed
+    weights = _weights(tmp_path / "sae" / "sae")
+    run_demo(tiny_llama, tmp_path, steps[1:2])  # a rerun finds the training finished and trains nothing again
+    assert "training speed" not in section_for(tmp_path / "sae").summary()
+    assert all(torch.equal(weights[k], v) for k, v in _weights(tmp_path / "sae" / "sae").items())

@@ -137,15 +137,15 @@ def test_bfloat16_storage_halves_the_bytes(tiny_llama, tmp_path, store):
 
 
 def test_the_demo_capture_step_runs_the_capture_job_and_resumes(tiny_llama, tmp_path, capsys):
-    from greyglass.demo import STEPS, DemoContext, step_capture
+    from greyglass.demo import demo_runs, run_demo
     from greyglass.report.build import section_for
 
-    assert STEPS[0] is step_capture
-    ctx = DemoContext(lm=tiny_llama, root=tmp_path, tokens=300)
-    step_capture(ctx)
+    capture = demo_runs(tmp_path, tiny_llama.n_layers, 300)[:1]
+    assert capture[0].name == "capture"
+    run_demo(tiny_llama, tmp_path, capture)
     assert section_for(tmp_path / "capture").summary() in capsys.readouterr().out
     store = ActivationStore(tmp_path / "capture")
     assert store.n_tokens == 300 and store.sites == ["blocks.2.hook_resid_post"]
     assert store.manifest["corpus"]["split"] == "train"  # the held-out documents stay out, for the SAE step
-    step_capture(ctx)  # an interrupted or repeated demo continues the store instead of failing
+    run_demo(tiny_llama, tmp_path, capture)  # an interrupted or repeated demo continues the store instead of failing
     assert "300 of 300 requested" in capsys.readouterr().out

@@ -1,16 +1,16 @@
 """Build the evidence report from run folders.
 
 `build_report(paths)` finds run folders (a folder with `config.json` and `results.json`, or
-any folder containing such folders), turns each into a `Section` with the builder registered
-for its `kind`, and renders one self-contained HTML page. Builders read only the run folder.
+any folder containing such folders), turns each into its job's `Section` (the job named by
+`config.json`'s `kind`, read back as typed Config and Results), and renders one self-contained
+HTML page. Sections read only the run folder.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +22,6 @@ from ..records import RecordError
 from ..runs import CONFIG, RESULTS, read_run
 from .page import render_page
 from .section import Section, provenance
-
-Builder = Callable[[dict[str, Any], dict[str, Any], Path], Section]
-BUILDERS: dict[str, Builder] = {}
-SECTION_MODULES = [
-    "greyglass.sae.report",
-]
-"""Modules whose `@builder` functions register a section for their kinds of run."""
-
-
-def builder(kind: str) -> Callable[[Builder], Builder]:
-    """Register the section builder for run folders of `kind`."""
-
-    def register(fn: Builder) -> Builder:
-        BUILDERS[kind] = fn
-        return fn
-
-    return register
-
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     """Run folders named directly or found below the given folders, in a stable order."""
@@ -66,22 +48,17 @@ def _created(folder: Path) -> tuple[str, str]:
 
 
 def section_for(folder: Path) -> Section:
-    """The section for one run folder; a run whose files lack what its builder needs gets a section saying so."""
-    for name in SECTION_MODULES:
-        importlib.import_module(name)  # registers their builders (imported lazily: they import this module)
+    """The section for one run folder, by its job; a run whose files do not fit its job's Results (another
+    greyglass version, an edit by hand) gets a section saying what does not fit."""
     config, results = read_run(folder)
     kind = config.get("kind", "unknown")
+    if kind not in JOBS_BY_NAME:
+        return generic_section(config, results, folder)
     try:
-        if kind in JOBS_BY_NAME:
-            return read_job_run(JOBS_BY_NAME[kind], folder).section()
-        return BUILDERS.get(kind, generic_section)(config, results, folder)
+        return read_job_run(JOBS_BY_NAME[kind], folder).section()
     except RecordError as e:
         print(f"greyglass report: warning: {folder} could not be read as a '{kind}' run ({e})", file=sys.stderr)
         return unreadable_section(config, folder, str(e))
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        print(f"greyglass report: warning: {folder} could not be read as a '{kind}' run ({type(e).__name__}: {e})",
-              file=sys.stderr)
-        return unreadable_section(config, folder, f"{type(e).__name__}: {e}")
 
 
 def build_report(paths: Iterable[str | Path], out: str | Path, title: str | None = None) -> Path:

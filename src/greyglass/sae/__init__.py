@@ -1,38 +1,10 @@
-"""Sparse autoencoders: architectures, sparse kernels, training, evaluation, SAELens-compatible folders."""
+"""Sparse autoencoders: architectures, sparse kernels, training, evaluation, SAELens-compatible folders,
+feature absorption and meta-SAEs.
 
-from .architectures import BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE, create_sae
-from .config import (ARCHITECTURES, BatchTopKConfig, FreqCostConfig, JumpReLUConfig, ReLUConfig, SAEConfig, TopKConfig,
-                     TrainConfig)
-from .evaluate import EvalConfig, evaluate
-from .io import load_sae, load_sparsity, read_training, save_sae
-from .model import SAEOutput, SparseAutoencoder, TopKLatents
-from .train import TrainResult, buffered_batches, store_batches, train_saes
-
-__all__ = [
-    "ARCHITECTURES",
-    "BatchTopKConfig",
-    "BatchTopKSAE",
-    "EvalConfig",
-    "FreqCostConfig",
-    "JumpReLUConfig",
-    "JumpReLUSAE",
-    "ReLUConfig",
-    "ReLUSAE",
-    "SAEConfig",
-    "SAEOutput",
-    "SparseAutoencoder",
-    "TopKConfig",
-    "TopKLatents",
-    "TopKSAE",
-    "TrainConfig",
-    "TrainResult",
-    "buffered_batches",
-    "create_sae",
-    "evaluate",
-    "load_sae",
-    "load_sparsity",
-    "read_training",
-    "save_sae",
-    "store_batches",
-    "train_saes",
-]
+The jobs (`greyglass sae train|eval|absorption|absorption-weights|meta|freq-experiment`) are in
+`jobs.py`, their typed settings in `config.py` and results in `results.py`, their report sections
+in `report.py`; the work in `train.py`, `evaluate.py`, `absorption.py`, `absorption_detector.py`,
+`meta.py` and `freq_experiment.py`. SAEs themselves: `model.py` (the base), `architectures.py`
+(`create_sae`), `io.py` (`save_sae`, `load_sae`). Nothing is re-exported here, so importing the
+package stays cheap.
+"""

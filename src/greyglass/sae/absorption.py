@@ -32,74 +32,22 @@ import math
 import random
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..config import check_positive
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
-from ..stats import mean_ci
+from ..runs import write_config, write_results
+from ..stats import Estimate, mean_ci
+from .config import AbsorptionConfig, AbsorptionRunConfig
+from .io import load_sae
 from .model import SparseAutoencoder
-
-
-@dataclass(frozen=True)
-class AbsorptionConfig:
-    """The first-letter absorption benchmark (thresholds as in SAEBench's absorption_first_letter)."""
-
-    words: int = 2000
-    """At most this many single-token words from the vocabulary (a seeded sample)."""
-    min_letters: int = 2
-    """Shortest word, in letters."""
-    leading_space: bool = True
-    """Only tokens that start with a space (whole words, not pieces like `ouraging`)."""
-    icl_examples: int = 2
-    """In-context examples before each prompt (`tiger has the first letter: T`)."""
-    template: str = "{word} has the first letter:"
-    """The prompt; {word} is the vocabulary token."""
-    min_words_per_letter: int = 10
-    """Letters with fewer words are skipped (too few to fit a probe)."""
-    test_fraction: float = 0.3
-    """Words held out: the probes' and k-sparse probes' F1 and the absorption scores use only these
-    (SAEBench holds out 0.2 of the whole vocabulary; a 2,000-word sample needs a larger share)."""
-    max_k: int = 10
-    """Largest number of main latents per letter."""
-    f1_jump: float = 0.03
-    """k-sparse probing adds a latent only while it raises F1 by more than this."""
-    min_probe_f1: float = 0.6
-    """Letters whose probe has test F1 at most this are left out of the headline means (the model
-    does not represent the letter well enough there to call a silent latent absorbed)."""
-    full_cos_threshold: float = 0.025
-    """Full absorption: the top-projecting latent's decoder row has at least this cosine with the probe."""
-    fraction_cos_threshold: float = 0.1
-    """Absorption fraction: candidate absorbing latents have at least this decoder cosine with the probe."""
-    max_absorbing_latents: int = 3
-    """Absorption fraction: at most this many candidate latents (the largest projections) are summed."""
-    share_threshold: float = 0.4
-    """Both: the absorbing latent(s) carry at least this share of the word's projection on the probe."""
-    latent_probe_min_steps: int = 0
-    """Least Adam steps for the L1 probe that ranks the main latents. 0 is SAEBench's schedule (50
-    epochs, about 50 steps on a 2,000-word sample, which leaves that probe near its random start and
-    so finds one main latent per letter); e.g. 300 ranks latents by what they predict, a variant that
-    reads more split features than SAEBench does."""
-    batch_size: int = 64
-    """Prompts per forward pass."""
-    seed: int = 0
-    """Seed for the word sample, the train/test split and the probes."""
-
-    def __post_init__(self) -> None:
-        for name in ("words", "min_letters", "min_words_per_letter", "max_k", "max_absorbing_latents", "batch_size"):
-            check_positive("AbsorptionConfig", name, getattr(self, name))
-        if "{word}" not in self.template:
-            raise GreyglassError(f"AbsorptionConfig.template must contain {{word}}, got {self.template!r}")
-        for name in ("test_fraction", "f1_jump", "min_probe_f1", "full_cos_threshold", "fraction_cos_threshold",
-                     "share_threshold"):
-            if not 0 <= getattr(self, name) < 1:
-                raise GreyglassError(f"AbsorptionConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
+from .results import AbsorbingLatent, AbsorptionHeadline, AbsorptionResults, LetterAbsorption
 
 
 class Word(NamedTuple):
@@ -303,7 +251,7 @@ def _absorption_fraction(proj: Tensor, total: Tensor, main: Tensor, aligned: Ten
 
 
 def first_letter_absorption(sae: SparseAutoencoder, lm: LoadedModel, cfg: AbsorptionConfig = AbsorptionConfig(),
-                            site: str | None = None, progress: bool = True) -> dict[str, Any]:
+                            site: str | None = None, progress: bool = True) -> AbsorptionResults:
     """Run the benchmark; returns per-letter and headline measures, main latents and absorbing latents."""
     site = lm.site(site or sae.cfg.hook_name).name
     sae.check_site(lm.d_model, site)
@@ -312,9 +260,20 @@ def first_letter_absorption(sae: SparseAutoencoder, lm: LoadedModel, cfg: Absorp
     x = word_activations(lm, prompts, site, cfg.batch_size, progress)  # [n, d]
     with torch.no_grad():
         latents = sae.encode(x.to(sae.W_enc.device)).float().cpu()  # [n, d_sae]
-    results = score_letters(sae, x, latents, [w.letter for w in words], [w.text.strip() for w in words], cfg,
-                            progress)
-    return {"site": site, "n_words": len(words), "icl_examples": [w.text for w in prompts.examples], **results}
+    scored = score_letters(sae, x, latents, [w.letter for w in words], [w.text.strip() for w in words], cfg,
+                           progress)
+    return AbsorptionResults(site, len(words), tuple(w.text for w in prompts.examples), *scored)
+
+
+def run_absorption(lm: LoadedModel | None, cfg: AbsorptionRunConfig, out: Path, progress: bool = True) -> AbsorptionResults:
+    """`sae absorption`: the benchmark on the SAE in `cfg.sae`, written as a run folder. Without `lm` the model is
+    the one `cfg.model` names, by default the SAE's own."""
+    sae = load_sae(cfg.sae)
+    lm = lm if lm is not None else cfg.model.load(sae.cfg.model_name)
+    write_config(out, "sae_absorption", model=lm.provenance(), config=cfg)
+    results = first_letter_absorption(sae, lm, cfg.absorption, site=cfg.site, progress=progress)
+    write_results(out, results)
+    return results
 
 
 def train_test_split(n: int, test_fraction: float, seed: int) -> np.ndarray:
@@ -322,8 +281,14 @@ def train_test_split(n: int, test_fraction: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random(n) >= test_fraction
 
 
+class LetterScores(NamedTuple):
+    letters: dict[str, LetterAbsorption]
+    absorbing_latents: tuple[AbsorbingLatent, ...]
+    headline: AbsorptionHeadline
+
+
 def score_letters(sae: SparseAutoencoder, x: Tensor, latents: Tensor, letters: list[str], texts: list[str],
-                  cfg: AbsorptionConfig, progress: bool = False) -> dict[str, Any]:
+                  cfg: AbsorptionConfig, progress: bool = False) -> LetterScores:
     """The benchmark from the words' activations `x [n, d]` and latents `[n, d_sae]`: probes and k-sparse
     probes on the training words, absorption on the test words the probe gets right, headline means."""
     letters_of = np.array(letters)
@@ -338,8 +303,8 @@ def score_letters(sae: SparseAutoencoder, x: Tensor, latents: Tensor, letters: l
     probes = letter_probes(x[train], labels[train], len(kept), cfg.seed)
     logits = probes.logits(x)  # [n, letters]
     ranking = latent_ranking(latents[train], labels[train], len(kept), cfg.seed, cfg.latent_probe_min_steps)
-    per_letter: dict[str, dict[str, Any]] = {}
-    absorbing: list[dict[str, Any]] = []
+    per_letter: dict[str, LetterAbsorption] = {}
+    absorbing: list[AbsorbingLatent] = []
     for c, letter in enumerate(tqdm(kept, desc="letters", disable=not progress)):
         y = letters_of == letter
         said = (logits[:, c] > 0).numpy()
@@ -350,78 +315,47 @@ def score_letters(sae: SparseAutoencoder, x: Tensor, latents: Tensor, letters: l
                                    cfg.max_absorbing_latents)
         per_letter[letter] = _letter_row(y, train, said, main, sparse_f1, scores, cfg.min_probe_f1)
         absorbing += _absorbing_latents(letter, [t for t, r in zip(texts, right) if r], scores.absorber.tolist())
-    return {"letters": per_letter, "absorbing_latents": absorbing, **headline(per_letter)}
+    return LetterScores(per_letter, tuple(absorbing), headline(per_letter))
 
 
 def _letter_row(y: np.ndarray, train: np.ndarray, said: np.ndarray, main: list[int], sparse_f1: float,
-                scores: WordAbsorption, min_probe_f1: float) -> dict[str, Any]:
+                scores: WordAbsorption, min_probe_f1: float) -> LetterAbsorption:
     n_right = len(scores.fraction)
     probe_f1 = _f1(said[~train], y[~train])
-    return {"words": int(y.sum()), "test_words": int((y & ~train).sum()), "probe_f1": round(probe_f1, 4),
-            "main_latents": main, "split_features": len(main), "k_sparse_f1": round(sparse_f1, 4),
-            "probe_right": n_right, "full_absorbed": int(scores.full.sum()),
-            "mean_absorption_fraction": round(float(scores.fraction.sum()) / n_right, 4) if n_right else None,
-            "full_absorption_rate": round(float(scores.full.sum()) / n_right, 4) if n_right else None,
-            # SAEBench averages only letters the model represents (probe F1 above the bar) and that have words to score
-            "scored": bool(probe_f1 > min_probe_f1 and n_right > 0)}
+    return LetterAbsorption(
+        words=int(y.sum()), test_words=int((y & ~train).sum()), probe_f1=round(probe_f1, 4), main_latents=tuple(main),
+        split_features=len(main), k_sparse_f1=round(sparse_f1, 4), probe_right=n_right,
+        full_absorbed=int(scores.full.sum()),
+        mean_absorption_fraction=round(float(scores.fraction.sum()) / n_right, 4) if n_right else None,
+        full_absorption_rate=round(float(scores.full.sum()) / n_right, 4) if n_right else None,
+        # SAEBench averages only letters the model represents (probe F1 above the bar) and that have words to score
+        scored=bool(probe_f1 > min_probe_f1 and n_right > 0))
 
 
-def _absorbing_latents(letter: str, texts: list[str], absorbers: list[int]) -> list[dict[str, Any]]:
+def _absorbing_latents(letter: str, texts: list[str], absorbers: list[int]) -> list[AbsorbingLatent]:
     by_latent: dict[int, list[str]] = defaultdict(list)
     for t, a in zip(texts, absorbers):
         if a >= 0:
             by_latent[a].append(t)
-    return [{"letter": letter, "latent": a, "words": len(ws), "examples": ws[:8]}
-            for a, ws in sorted(by_latent.items(), key=lambda kv: -len(kv[1]))]
+    return [AbsorbingLatent(letter, a, len(ws), tuple(ws[:8])) for a, ws in sorted(by_latent.items(), key=lambda kv: -len(kv[1]))]
 
 
-HEADLINE = ("mean_absorption_fraction", "full_absorption_rate", "split_features")
-
-
-def headline(per_letter: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def headline(per_letter: dict[str, LetterAbsorption]) -> AbsorptionHeadline:
     """SAEBench's headline: each measure's mean over the scored letters, with a 95% interval that
     resamples letters (the words of one letter share its probe and main latents)."""
-    scored = [r for r in per_letter.values() if r["scored"]]
-    out: dict[str, Any] = {"letters_scored": len(scored), "probe_right_words": sum(r["probe_right"] for r in scored),
-                           "mean_probe_f1": _mean([r["probe_f1"] for r in per_letter.values()]),
-                           "mean_k_sparse_f1": _mean([r["k_sparse_f1"] for r in per_letter.values()])}
-    for name in HEADLINE:
-        est = mean_ci([r[name] for r in scored]) if scored else None
-        key = "mean_split_features" if name == "split_features" else name
-        out[key] = round(est.value, 4) if est else None
-        out[key + "_ci"] = [round(est.lo, 4), round(est.hi, 4)] if est else None
-    return out
+    scored = [r for r in per_letter.values() if r.scored]
+
+    def mean_over_letters(values: list[float]) -> Estimate | None:
+        return Estimate(*(round(v, 4) for v in mean_ci(values))) if scored else None
+
+    return AbsorptionHeadline(
+        letters_scored=len(scored), probe_right_words=sum(r.probe_right for r in scored),
+        mean_probe_f1=_mean([r.probe_f1 for r in per_letter.values()]),
+        mean_k_sparse_f1=_mean([r.k_sparse_f1 for r in per_letter.values()]),
+        mean_absorption_fraction=mean_over_letters([r.mean_absorption_fraction for r in scored]),
+        full_absorption_rate=mean_over_letters([r.full_absorption_rate for r in scored]),
+        mean_split_features=mean_over_letters([r.split_features for r in scored]))
 
 
 def _mean(values: list[float]) -> float:
     return round(float(np.mean(values)), 4)
-
-
-def absorbing_pairs(results: dict[str, Any]) -> set[tuple[int, int]]:
-    """The measured (main latent, absorbing latent) pairs of a benchmark result: the detector's ground truth."""
-    return {(m, a["latent"]) for a in results["absorbing_latents"]
-            for m in results["letters"][a["letter"]]["main_latents"]}
-
-
-def summary(results: dict[str, Any]) -> str:
-    letters = results["letters"]
-    scored = {l: r for l, r in letters.items() if r["scored"]}
-    worst = sorted(scored.items(), key=lambda kv: -kv[1]["mean_absorption_fraction"])[:3]
-    if not scored:
-        return (f"first-letter absorption over 0 of {len(letters)} letters: no letter's probe passes the F1 bar "
-                f"(mean probe F1 {results['mean_probe_f1']:.2f}), so there is nothing to score")
-    lines = [f"first-letter absorption over {len(scored)} of {len(letters)} letters, {results['probe_right_words']} "
-             f"probe-right test words: mean absorption fraction {_with_ci(results, 'mean_absorption_fraction')}, "
-             f"full-absorption rate {_with_ci(results, 'full_absorption_rate')}, split features "
-             f"{results['mean_split_features']:.2f} (probe F1 {results['mean_probe_f1']:.2f}, "
-             f"k-sparse latent F1 {results['mean_k_sparse_f1']:.2f})",
-             "most absorbed letters: " + ", ".join(f"{l.upper()} {r['mean_absorption_fraction']:.0%}" for l, r in worst)]
-    for a in results["absorbing_latents"][:5]:
-        lines.append(f"  latent {a['latent']} absorbs {a['letter'].upper()} on {a['words']} words, e.g. "
-                     + ", ".join(a["examples"][:4]))
-    return "\n".join(lines)
-
-
-def _with_ci(results: dict[str, Any], key: str) -> str:
-    lo, hi = results[key + "_ci"]
-    return f"{results[key]:.1%} ({lo:.1%}-{hi:.1%})"

@@ -1,12 +1,16 @@
-"""Configs for sparse autoencoders: `SAEConfig` (what the SAE is) and `TrainConfig` (how it is trained).
+"""Settings of sparse autoencoders and of the SAE jobs, as typed records (no torch: `greyglass --help`
+and the report import them).
 
-`SAEConfig` holds the sizes, the architecture with its own sparsity settings (`arch`: one of
-`ReLUConfig`, `TopKConfig`, `BatchTopKConfig`, `JumpReLUConfig`), the frequency-aware cost
-(`freq_cost`), the input normalisation and where the SAE reads from (model, site, context
-size), so a saved SAE carries everything an evaluation or a later analysis needs.
+`SAEConfig` is what an SAE is: the sizes, the architecture with its own sparsity settings
+(`arch`: one of `ReLUConfig`, `TopKConfig`, `BatchTopKConfig`, `JumpReLUConfig`), the
+frequency-aware cost (`freq_cost`), the input normalisation and where the SAE reads from (model,
+site, context size), so a saved SAE carries everything an evaluation or a later analysis needs.
 `TrainConfig` holds the optimiser and the schedule, shared by every SAE trained from one pass
-over the data.
+over the data. `EvalConfig`, `AbsorptionConfig` and `MetaConfig` are the settings of an
+evaluation, the first-letter absorption benchmark and a meta-SAE.
 
+Each job's Config (`TrainRunConfig`, `EvalRunConfig`, `AbsorptionRunConfig`, `DetectorRunConfig`,
+`MetaRunConfig`, `FreqExperimentConfig`) nests those: its fields are the command's flags.
 The nested configs keep today's flags (`--architecture`, `--k`, `--l1-coefficient`,
 `--jumprelu-bandwidth`, `--freq-cost`, ...: `greyglass.config`); `SAEConfig.from_dict` reads
 both the nested layout and the flat one of SAE folders and checkpoints written before.
@@ -14,12 +18,20 @@ both the nested layout and the flat one of SAE folders and checkpoints written b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from itertools import product
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..config import check_choice, check_positive, flagged, from_dict, from_flat
+from ..config import check_choice, check_positive, flagged, from_dict, from_flat, nested, positional
+from ..data.corpus import CorpusConfig
 from ..errors import GreyglassError
-from .frequency import FREQ_COSTS, FreqCost
+
+if TYPE_CHECKING:
+    from ..models.lm import LoadedModel
+
+FreqCost = Literal["none", "neglog", "power"]
+FREQ_COSTS: tuple[str, ...] = ("none", "neglog", "power")
 
 DEAD_WINDOW_FRACTION = 0.1
 """The default dead window as a fraction of training: a fixed window as long as a short run would never
@@ -243,3 +255,292 @@ def with_dead_window(cfg: SAEConfig, tcfg: TrainConfig) -> SAEConfig:
         return cfg
     window = min(DEAD_WINDOW_MAX, int(DEAD_WINDOW_FRACTION * tcfg.tokens))
     return cfg.with_updates(dead_tokens=max(tcfg.batch_size, window))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How much held-out text to evaluate on."""
+
+    tokens: int = 20_000
+    """Held-out tokens to evaluate on, at least (whole batches of windows; each window's first position excluded)."""
+    batch_windows: int = 8
+    """Windows per forward pass."""
+
+    def __post_init__(self) -> None:
+        check_positive("EvalConfig", "tokens", self.tokens)
+        check_positive("EvalConfig", "batch_windows", self.batch_windows)
+
+
+@dataclass(frozen=True)
+class AbsorptionConfig:
+    """The first-letter absorption benchmark (thresholds as in SAEBench's absorption_first_letter)."""
+
+    words: int = 2000
+    """At most this many single-token words from the vocabulary (a seeded sample)."""
+    min_letters: int = 2
+    """Shortest word, in letters."""
+    leading_space: bool = True
+    """Only tokens that start with a space (whole words, not pieces like `ouraging`)."""
+    icl_examples: int = 2
+    """In-context examples before each prompt (`tiger has the first letter: T`)."""
+    template: str = "{word} has the first letter:"
+    """The prompt; {word} is the vocabulary token."""
+    min_words_per_letter: int = 10
+    """Letters with fewer words are skipped (too few to fit a probe)."""
+    test_fraction: float = 0.3
+    """Words held out: the probes' and k-sparse probes' F1 and the absorption scores use only these
+    (SAEBench holds out 0.2 of the whole vocabulary; a 2,000-word sample needs a larger share)."""
+    max_k: int = 10
+    """Largest number of main latents per letter."""
+    f1_jump: float = 0.03
+    """k-sparse probing adds a latent only while it raises F1 by more than this."""
+    min_probe_f1: float = 0.6
+    """Letters whose probe has test F1 at most this are left out of the headline means (the model
+    does not represent the letter well enough there to call a silent latent absorbed)."""
+    full_cos_threshold: float = 0.025
+    """Full absorption: the top-projecting latent's decoder row has at least this cosine with the probe."""
+    fraction_cos_threshold: float = 0.1
+    """Absorption fraction: candidate absorbing latents have at least this decoder cosine with the probe."""
+    max_absorbing_latents: int = 3
+    """Absorption fraction: at most this many candidate latents (the largest projections) are summed."""
+    share_threshold: float = 0.4
+    """Both: the absorbing latent(s) carry at least this share of the word's projection on the probe."""
+    latent_probe_min_steps: int = 0
+    """Least Adam steps for the L1 probe that ranks the main latents. 0 is SAEBench's schedule (50
+    epochs, about 50 steps on a 2,000-word sample, which leaves that probe near its random start and
+    so finds one main latent per letter); e.g. 300 ranks latents by what they predict, a variant that
+    reads more split features than SAEBench does."""
+    batch_size: int = 64
+    """Prompts per forward pass."""
+    seed: int = 0
+    """Seed for the word sample, the train/test split and the probes."""
+
+    def __post_init__(self) -> None:
+        for name in ("words", "min_letters", "min_words_per_letter", "max_k", "max_absorbing_latents", "batch_size"):
+            check_positive("AbsorptionConfig", name, getattr(self, name))
+        if "{word}" not in self.template:
+            raise GreyglassError(f"AbsorptionConfig.template must contain {{word}}, got {self.template!r}")
+        for name in ("test_fraction", "f1_jump", "min_probe_f1", "full_cos_threshold", "fraction_cos_threshold",
+                     "share_threshold"):
+            if not 0 <= getattr(self, name) < 1:
+                raise GreyglassError(f"AbsorptionConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """How the meta-SAE is trained and read."""
+
+    meta_latents: int = 0
+    """Number of meta-latents (0: d_sae / 16, as Bussmann et al.'s 2304 for 49152, roughly)."""
+    k: int = 4
+    """Meta-latents per decoder row, on average (BatchTopK)."""
+    steps: int = 2000
+    """Optimiser steps over shuffled decoder rows."""
+    batch_size: int = 1024
+    """Decoder rows per step (at most d_sae)."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    strong_share: float = 0.25
+    """A meta-latent is strong in a latent when its value is at least this share of the latent's largest."""
+    min_cos: float = 0.7
+    """A latent is flagged compositional when >= 2 meta-latents are strong and the meta-SAE
+    reconstructs its row with at least this cosine."""
+    members: int = 10
+    """Member latents listed per meta-latent."""
+    top_tokens: int = 5
+    """Logit-lens tokens listed per latent and meta-latent."""
+    seed: int = 0
+    """Seed for the meta-SAE's initialisation and row order."""
+
+    def __post_init__(self) -> None:
+        for name in ("k", "steps", "batch_size", "lr", "members", "top_tokens"):
+            check_positive("MetaConfig", name, getattr(self, name))
+        if self.meta_latents < 0:
+            raise GreyglassError(f"MetaConfig.meta_latents must be >= 0, got {self.meta_latents}")
+        for name in ("strong_share", "min_cos"):
+            if not 0 < getattr(self, name) <= 1:
+                raise GreyglassError(f"MetaConfig.{name} must be in (0, 1], got {getattr(self, name)!r}")
+
+
+# ---- the jobs' configs ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model an SAE job runs: the one the SAE's folder names, unless --model says otherwise.
+
+    The SAE jobs take these flags themselves instead of the CLI's usual --model, whose default
+    (the default model) would override what the SAE records."""
+
+    model: str | None = None
+    """Embedded name (smollm2-135m-instruct, gemma3-270m), local Hugging Face folder, .gguf file or hub id;
+    default: the model the SAE was trained on (its cfg.json's model_name), else smollm2-135m-instruct."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """dtype to run the model in."""
+    device: str = "cpu"
+    """torch device for the model and the SAEs."""
+
+    def load(self, named: str | None) -> LoadedModel:
+        """The model: --model, else `named` (what the SAE or store records), else the default model."""
+        from ..models.loader import DEFAULT_MODEL, load_model  # torch: only when a run needs it
+
+        return load_model(self.model or named or DEFAULT_MODEL, dtype=self.dtype, device=self.device)
+
+
+SAE_FROM_DATA = ("d_in", "d_sae", "k", "model_name", "hook_name", "context_size", "prepend_bos", "norm_scale")
+"""SAEConfig fields (and flags) `sae train` takes from the data and its own --site, --k, --d-sae, --expansion."""
+
+
+@dataclass(frozen=True)
+class TrainRunConfig:
+    """`sae train`: one SAE per (--site, --k), all from one pass over a store or over the model's activations."""
+
+    store: str | None = None
+    """Activation store folder (from `greyglass capture`); without one the model runs over --corpus on the fly."""
+    sites: tuple[str, ...] = flagged("site", default=())
+    """Site to train on (repeatable); default: every site of the store. Needed on the fly."""
+    ks: tuple[int, ...] = flagged("k", default=(32,))
+    """Active latents per token for topk/batchtopk (repeatable: one SAE each)."""
+    expansion: int = 8
+    """d_sae = expansion * d_in."""
+    d_sae: int | None = None
+    """Number of latents (overrides --expansion)."""
+    sae: SAEConfig = nested(SAEConfig, skip=SAE_FROM_DATA)
+    """Every SAE's architecture and sparsity settings; width, site and model come from the data and the flags above."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    corpus: CorpusConfig = nested(lambda: CorpusConfig(split="train"), skip=("seed", "split"))
+    """On the fly: the text. Its train split is read (every 20th document stays out for `sae eval`), in
+    the order the training seed gives (`training_corpus`)."""
+    model: ModelChoice = field(default_factory=ModelChoice)
+
+    def __post_init__(self) -> None:
+        for name in ("expansion", "d_sae"):
+            check_positive("TrainRunConfig", name, getattr(self, name))
+        if not self.ks or any(k <= 0 for k in self.ks):
+            raise GreyglassError(f"TrainRunConfig.ks (--k) must be positive integers, got {self.ks!r}")
+        if self.store is None and not self.sites:
+            raise GreyglassError("give --store, or --site (with --model and --corpus) to train on the fly")
+        if self.store is not None and self.model.model is not None:
+            raise GreyglassError("--model is for training on the fly: a store's activations come from the model that "
+                                 "captured them; leave out --model or --store")
+
+    def training_corpus(self) -> CorpusConfig:
+        """The text of on-the-fly training: the train split, in the training seed's order."""
+        return replace(self.corpus, split="train", seed=self.train.seed)
+
+    def sae_configs(self, sites: Sequence[str], d_in: int, **facts: Any) -> list[SAEConfig]:
+        """One SAE per (site, k): the cross product asked for (one per site for an architecture without k)."""
+        ks = self.ks if isinstance(self.sae.arch, TopKConfig) else self.ks[:1]
+        d_sae = self.d_sae or self.expansion * d_in
+        return [replace(self.sae, hook_name=s, d_in=d_in, d_sae=d_sae, **facts).with_k(k) for s, k in product(sites, ks)]
+
+
+@dataclass(frozen=True)
+class EvalRunConfig:
+    """`sae eval`: an SAE on held-out text."""
+
+    sae: str = positional()
+    """SAE folder (greyglass or SAELens)."""
+    site: str | None = None
+    """Site to splice the SAE into (default: the SAE's own)."""
+    unverified_text: bool = False
+    """Evaluate even when the text cannot be shown to share no document with the SAE's training text (a
+    SAELens SAE, another corpus, training on split all); the results then say so."""
+    context_size: int | None = None
+    """Tokens per window (default: the SAE's own context size)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    corpus: CorpusConfig = nested(lambda: CorpusConfig(split="heldout"), skip=("split", "context_size"))
+    """The text: its heldout split (every 20th document), which an SAE trained on the same corpus never saw."""
+    model: ModelChoice = field(default_factory=ModelChoice)
+
+    def __post_init__(self) -> None:
+        check_positive("EvalRunConfig", "context_size", self.context_size)
+
+    def eval_corpus(self, sae_context_size: int) -> CorpusConfig:
+        """The text evaluated on: the heldout split, in windows of --context-size or the SAE's own."""
+        return replace(self.corpus, split="heldout", context_size=self.context_size or sae_context_size)
+
+
+@dataclass(frozen=True)
+class AbsorptionRunConfig:
+    """`sae absorption`: the first-letter absorption benchmark on an SAE."""
+
+    sae: str = positional()
+    """SAE folder (greyglass or SAELens)."""
+    site: str | None = None
+    """Site the SAE reads (default: the SAE's own)."""
+    absorption: AbsorptionConfig = field(default_factory=AbsorptionConfig)
+    model: ModelChoice = field(default_factory=ModelChoice)
+
+
+@dataclass(frozen=True)
+class DetectorRunConfig:
+    """`sae absorption-weights`: absorbing latent pairs from an SAE's weights alone."""
+
+    sae: str = positional()
+    """SAE folder (greyglass or SAELens)."""
+    top: int = 1000
+    """Pairs to keep."""
+    block: int = 1024
+    """Parents scored at once (memory is O(block * d_sae))."""
+    rates: bool = True
+    """Use the saved firing rates (sparsity.safetensors): a parent fires at least as often as its child."""
+    ground_truth: str | None = None
+    """A `greyglass sae absorption` run folder of the same SAE to validate against."""
+
+    def __post_init__(self) -> None:
+        check_positive("DetectorRunConfig", "top", self.top)
+        check_positive("DetectorRunConfig", "block", self.block)
+
+
+@dataclass(frozen=True)
+class MetaRunConfig:
+    """`sae meta`: a meta-SAE on an SAE's decoder rows."""
+
+    sae: str = positional()
+    """SAE folder (greyglass or SAELens)."""
+    lens: bool = True
+    """List each latent's and meta-latent's logit-lens tokens (--no-lens: no model is loaded)."""
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    model: ModelChoice = field(default_factory=ModelChoice)
+
+
+@dataclass(frozen=True)
+class FreqExperimentConfig:
+    """`sae freq-experiment`: TopK and JumpReLU with and without frequency-aware sparsity at matched L0."""
+
+    site: str = "blocks.15.hook_resid_post"
+    """Site (default: the mid-depth residual stream of the 30-layer default model)."""
+    l0s: tuple[int, ...] = (16, 64)
+    """L0 values to match (one TopK k and one JumpReLU target each)."""
+    expansion: int = 8
+    """d_sae = expansion * d_model."""
+    freq_cost: FreqCost = "neglog"
+    """Form of the frequency-aware cost for the frequency-aware variants."""
+    freq_cost_scale: float = 0.5
+    """TopK: selection uses pre-activation minus this times the cost weight."""
+    l0_coefficient: float = 100.0
+    """JumpReLU: weight of (L0 / target - 1)^2; large because it competes with a squared error summed
+    over d_in dimensions (inputs of norm sqrt(d_in)): at 1 the L0 drifts far from its target."""
+    eval_tokens: int = 20_000
+    """Held-out tokens for explained variance and CE loss recovered."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    corpus: CorpusConfig = nested(lambda: CorpusConfig(split="train"), skip=("seed", "split"))
+    """The text: its train split trains, its heldout split evaluates; in the training seed's order."""
+    absorption: AbsorptionConfig = nested(AbsorptionConfig, skip=("batch_size", "seed"))
+    """The first-letter benchmark of every SAE (seeded by the training seed)."""
+
+    def __post_init__(self) -> None:
+        if not self.l0s or any(k <= 0 for k in self.l0s):
+            raise GreyglassError(f"FreqExperimentConfig.l0s must be positive integers, got {self.l0s!r}")
+        if self.freq_cost == "none" or self.freq_cost not in FREQ_COSTS:
+            raise GreyglassError(f"FreqExperimentConfig.freq_cost must be one of neglog, power; got {self.freq_cost!r}")
+        for name in ("expansion", "freq_cost_scale", "l0_coefficient", "eval_tokens"):
+            check_positive("FreqExperimentConfig", name, getattr(self, name))
+
+    def training_corpus(self) -> CorpusConfig:
+        """The text the SAEs train on: the train split, in the training seed's order."""
+        return replace(self.corpus, split="train", seed=self.train.seed)
+
+    def absorption_settings(self) -> AbsorptionConfig:
+        """The first-letter benchmark, seeded by the training seed."""
+        return replace(self.absorption, seed=self.train.seed)

@@ -19,51 +19,35 @@ residual stream wrecks the model, so against zero ablation almost any SAE "recov
 mean ablation is the stricter baseline.
 
 The text is called held out only when `heldout` (from `sae.heldout.heldout_status`) proves it
-disjoint from the SAE's training documents; results say which (`results["heldout"]`).
+disjoint from the SAE's training documents; the metrics say which (`SAEMetrics.heldout`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
-from typing import Any
+import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from ..config import check_positive
-from ..data.corpus import CorpusConfig, windows
+from ..data.corpus import CorpusConfig, corpus_fingerprint, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, capturing, replacing, run_to_sites
+from ..runs import write_config, write_results
 from ..stats import mean_ci
+from .config import EvalConfig, EvalRunConfig
+from .heldout import TRAINING_TEXT, heldout_status
+from .io import load_sae, read_training, saelens_encoder
 from .model import SparseAutoencoder
+from .results import DENSE_RATE, DensityHistogram, EvalResults, HeldOut, SAEMetrics
 
-DENSE_RATE = 0.1
-"""A latent firing on more than this fraction of tokens counts as dense."""
 HIST_EDGES = [x / 2 for x in range(-16, 1)]  # log10 firing rate, -8 .. 0 in half decades
 ABLATIONS = ("zero", "mean")
 """What replaces the site's activations for the CE-recovered baselines."""
-BARELY_WORSE_NATS = 0.05
-"""A loss increase below this (perplexity up under 5%) reads as 'barely worse'."""
-MUCH_WORSE_NATS = 0.2
-"""A loss increase above this (perplexity up over 22%) reads as 'much worse'."""
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """How much held-out text to evaluate on."""
-
-    tokens: int = 20_000
-    """Held-out tokens to evaluate on, at least (whole batches of windows; each window's first position excluded)."""
-    batch_windows: int = 8
-    """Windows per forward pass."""
-
-    def __post_init__(self) -> None:
-        check_positive("EvalConfig", "tokens", self.tokens)
-        check_positive("EvalConfig", "batch_windows", self.batch_windows)
 
 
 class _Sums:
@@ -101,46 +85,30 @@ class _Sums:
         self.nll[name].append(F.nll_loss(logp, target, reduction="none").cpu())
         self.kl[name].append(F.kl_div(logp, clean, log_target=True, reduction="none").sum(-1).cpu())
 
-    def results(self) -> dict[str, Any]:
+    def metrics(self, site: str, heldout: HeldOut) -> SAEMetrics:
         n, d = self.n, len(self.sum_x)
         total_var = self.sum_x2 - (self.sum_x.pow(2).sum() / n).item()
         fvu = self.sse / total_var
         rate = self.fires.double() / n
         log_rate = torch.log10(rate[rate > 0])
         hist = torch.histogram(log_rate.float(), bins=torch.tensor(HIST_EDGES)).hist if len(log_rate) else torch.zeros(16)
-        return {
-            "n_tokens": n,
-            "mse": self.sse / (n * d),
-            "fvu": fvu,
-            "explained_variance": 1 - fvu,
-            "cosine": self.cosine / n,
-            "l0": self.l0 / n,
-            "l1": self.l1 / n,
-            "dead_fraction": (rate == 0).double().mean().item(),
-            "dense_fraction": (rate > DENSE_RATE).double().mean().item(),
-            "density_histogram": {"log10_rate_edges": HIST_EDGES, "counts": [int(c) for c in hist.tolist()],
-                                  "never_fired": int((rate == 0).sum())},
-            "shrinkage": self.shrink / n,
-            **self._loss_results(),
-        }
-
-    def _loss_results(self) -> dict[str, Any]:
         nll = {k: torch.cat(v).double() for k, v in self.nll.items()}
         kl = {k: torch.cat(v).double() for k, v in self.kl.items()}
         windows = torch.cat(self.window).numpy()
         ce = {k: v.mean().item() for k, v in nll.items()}
         increase = mean_ci((nll["sae"] - nll["clean"]).numpy(), groups=windows)
-        return {
-            "n_predictions": len(windows),
-            **{f"ce_{k}": v for k, v in ce.items()},
-            **{f"kl_{k}": v.mean().item() for k, v in kl.items()},
-            "ce_increase": increase.value,
-            "ce_increase_ci": increase.as_dict(),
-            "kl_sae_ci": mean_ci(kl["sae"].numpy(), groups=windows).as_dict(),
-            "perplexity_ratio": math.exp(increase.value),
-            "ce_loss_recovered": _recovered(ce, "zero"),
-            "ce_loss_recovered_mean": _recovered(ce, "mean"),
-        }
+        return SAEMetrics(
+            site=site, d_sae=len(self.fires), n_tokens=n, n_predictions=len(windows), heldout=heldout,
+            ce_increase=increase, kl_sae=mean_ci(kl["sae"].numpy(), groups=windows),
+            perplexity_ratio=math.exp(increase.value),
+            ce_clean=ce["clean"], ce_sae=ce["sae"], ce_zero=ce["zero"], ce_mean=ce["mean"],
+            kl_zero=kl["zero"].mean().item(), kl_mean=kl["mean"].mean().item(),
+            ce_loss_recovered_mean=_recovered(ce, "mean"), ce_loss_recovered=_recovered(ce, "zero"),
+            mse=self.sse / (n * d), fvu=fvu, explained_variance=1 - fvu, cosine=self.cosine / n, l0=self.l0 / n,
+            l1=self.l1 / n, dead_fraction=(rate == 0).double().mean().item(),
+            dense_fraction=(rate > DENSE_RATE).double().mean().item(), shrinkage=self.shrink / n,
+            density_histogram=DensityHistogram(tuple(HIST_EDGES), tuple(int(c) for c in hist.tolist()),
+                                               int((rate == 0).sum())))
 
 
 def _recovered(ce: dict[str, float], ablation: str) -> float:
@@ -151,7 +119,7 @@ def _recovered(ce: dict[str, float], ablation: str) -> float:
 
 def evaluate(sae: SparseAutoencoder, lm: LoadedModel, cfg: EvalConfig = EvalConfig(),
              corpus: CorpusConfig | None = None, site: str | None = None, progress: bool = True,
-             heldout: dict[str, Any] | None = None) -> dict[str, Any]:
+             heldout: HeldOut | None = None) -> SAEMetrics:
     """All the metrics in the module docstring, over at least `cfg.tokens` tokens of `corpus`.
 
     `heldout` is `sae.heldout.heldout_status(...)` for this SAE and corpus; without it the results
@@ -169,8 +137,7 @@ def evaluate(sae: SparseAutoencoder, lm: LoadedModel, cfg: EvalConfig = EvalConf
             _add_batch(sums, sae, lm, site_name, mean, ids.to(lm.device), keep.to(lm.device), i * cfg.batch_windows)
             bar.update(int(keep.sum()))
     bar.close()
-    return {"site": site_name, **sums.results(),
-            "heldout": heldout or {"verified": False, "reason": "no record of the SAE's training text was checked"}}
+    return sums.metrics(site_name, heldout or HeldOut(False, reason="no record of the SAE's training text was checked"))
 
 
 def _add_batch(sums: _Sums, sae: SparseAutoencoder, lm: LoadedModel, site: str, mean: Tensor, ids: Tensor,
@@ -233,30 +200,21 @@ def _splice(lm: LoadedModel, ids: Tensor, site: str, keep: Tensor, rows: Tensor)
         return lm.model(input_ids=ids, use_cache=False).logits
 
 
-def damage(results: dict[str, Any]) -> str:
-    """How much worse the spliced model predicts, in words, by the loss increase and its interval:
-    no change is claimed unless the interval excludes zero."""
-    ci = results.get("ce_increase_ci") or {}
-    increase = results.get("ce_increase", results["ce_sae"] - results["ce_clean"])
-    if ci and ci["ci_low"] <= 0:
-        return "no worse that this evaluation can detect"
-    if increase < BARELY_WORSE_NATS:
-        return "barely worse"
-    return "noticeably worse" if increase < MUCH_WORSE_NATS else "much worse"
-
-
-def summary(results: dict[str, Any]) -> str:
-    """The headline numbers in plain words: the loss increase first, the recovered fractions beside it."""
-    r = results
-    ci = r["ce_increase_ci"]
-    text = "held-out tokens" if r["heldout"]["verified"] else \
-        f"evaluation tokens (NOT shown to be held out: {r['heldout']['reason']})"
-    return (f"On {r['n_tokens']:,} {text}: with the SAE spliced in at {r['site']} the model predicts the next token "
-            f"{damage(r)}: its loss rises by {r['ce_increase']:.3f} nats/token (95% CI {ci['ci_low']:.3f} to "
-            f"{ci['ci_high']:.3f}; {r['ce_clean']:.3f} -> {r['ce_sae']:.3f}, perplexity x{r['perplexity_ratio']:.2f}) "
-            f"and its next-token distribution moves KL {r['kl_sae']:.3f} nats/token from the clean model's. "
-            f"That recovers {r['ce_loss_recovered_mean']:.1%} of the loss lost by mean-ablating the site "
-            f"(CE {r['ce_mean']:.3f}) and {r['ce_loss_recovered']:.1%} of that lost by zeroing it (CE {r['ce_zero']:.3f}). "
-            f"The SAE explains {r['explained_variance']:.1%} of the variance of the activations (cosine "
-            f"{r['cosine']:.3f}) with {r['l0']:.1f} active latents per token; {r['dead_fraction']:.1%} of latents never "
-            f"fired and {r['dense_fraction']:.1%} fire on more than {DENSE_RATE:.0%} of tokens.")
+def run_eval(lm: LoadedModel | None, cfg: EvalRunConfig, out: Path, progress: bool = True) -> EvalResults:
+    """`sae eval`: check the text is held out (or that --unverified-text allows it), evaluate, write the run folder.
+    Without `lm` the model is the one `cfg.model` names, by default the SAE's own."""
+    sae = load_sae(cfg.sae)
+    corpus = cfg.eval_corpus(sae.cfg.context_size)
+    trained_on = read_training(cfg.sae).get("provenance", {}).get(TRAINING_TEXT)
+    heldout = heldout_status(trained_on, corpus, cfg.sae, allow_unverified=cfg.unverified_text)
+    lm = lm if lm is not None else cfg.model.load(sae.cfg.model_name)
+    write_config(out, "sae_eval", model=lm.provenance(), config=cfg, corpus=corpus,
+                 corpus_fingerprint=corpus_fingerprint(corpus))
+    start = time.perf_counter()
+    metrics = evaluate(sae, lm, cfg.eval, corpus, site=cfg.site, progress=progress, heldout=heldout)
+    plain = saelens_encoder(sae)  # SAELens computes another encoder from this folder: that is measured too
+    saelens = None if plain is None else evaluate(plain, lm, cfg.eval, corpus, site=cfg.site, progress=progress,
+                                                  heldout=heldout)
+    results = EvalResults(metrics, saelens, round(time.perf_counter() - start, 2))
+    write_results(out, results)
+    return results

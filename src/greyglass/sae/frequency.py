@@ -25,13 +25,11 @@ threshold is on `pre - cost`; the firing rates are saved with the SAE (`io`).
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-FreqCost = Literal["none", "neglog", "power"]
-FREQ_COSTS: tuple[str, ...] = ("none", "neglog", "power")
+from .config import FreqCost
 
 
 def cost_weights(rates: Tensor, d_in: int, form: FreqCost, power: float = 0.5, floor: float = 0.25,

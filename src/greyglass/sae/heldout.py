@@ -18,6 +18,7 @@ from typing import Any
 
 from ..data.corpus import DEFAULT_CORPUS, CorpusConfig, corpus_fingerprint, documents_fingerprint
 from ..errors import GreyglassError
+from .results import HeldOut
 
 TRAINING_TEXT = "training_text"
 """The key of the record in an SAE's training provenance."""
@@ -49,18 +50,18 @@ def _recomputed_documents(recorded: dict[str, Any]) -> str | None:
 
 
 def heldout_status(trained_on: dict[str, Any] | None, corpus: CorpusConfig, sae: str | Path,
-                   allow_unverified: bool = False) -> dict[str, Any]:
-    """{"verified": True, ...} when `corpus` is provably disjoint from the SAE's training documents;
-    otherwise a GreyglassError saying why and what to do, or with `allow_unverified` {"verified": False, "reason"}."""
+                   allow_unverified: bool = False) -> HeldOut:
+    """Verified when `corpus` is provably disjoint from the SAE's training documents; otherwise a
+    GreyglassError saying why and what to do, or with `allow_unverified` not verified, with the reason."""
     try:
         return _verified(trained_on, corpus, sae)
     except GreyglassError as e:
         if not allow_unverified:
             raise
-        return {"verified": False, "reason": str(e).split("; ")[0]}
+        return HeldOut(verified=False, reason=str(e).split("; ")[0])
 
 
-def _verified(trained_on: dict[str, Any] | None, corpus: CorpusConfig, sae: str | Path) -> dict[str, Any]:
+def _verified(trained_on: dict[str, Any] | None, corpus: CorpusConfig, sae: str | Path) -> HeldOut:
     anyway = f"or pass {UNVERIFIED_FLAG} to evaluate anyway (the results then say the text is not shown to be held out)"
     if not trained_on:
         raise GreyglassError(f"{sae} does not record the text it was trained on (a SAELens SAE, or trained before "
@@ -81,5 +82,5 @@ def _verified(trained_on: dict[str, Any] | None, corpus: CorpusConfig, sae: str 
         raise GreyglassError(f"{sae} was trained on {trained_on['corpus']} but the evaluation reads {name}: another "
                              "corpus (or text field) cannot be shown to share no document with the training text; "
                              f"evaluate on the training corpus (--corpus {trained_on['corpus']}), {anyway}")
-    return {"verified": True, "corpus": name,
-            "basis": "the heldout split (every 20th document) of the corpus whose train split the SAE was trained on"}
+    return HeldOut(verified=True, corpus=name, basis="the heldout split (every 20th document) of the corpus whose "
+                   "train split the SAE was trained on")

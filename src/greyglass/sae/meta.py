@@ -10,55 +10,20 @@ meta-dictionary captures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..config import check_positive
 from ..errors import GreyglassError
 from ..models import LoadedModel
-from .config import BatchTopKConfig, SAEConfig, TrainConfig
+from ..runs import write_config, write_results
+from .config import BatchTopKConfig, MetaConfig, MetaRunConfig, SAEConfig, TrainConfig
+from .io import load_sae
 from .model import SparseAutoencoder
+from .results import CompositionalLatent, MetaLatent, MetaMember, MetaResults
 from .train import train_saes
-
-
-@dataclass(frozen=True)
-class MetaConfig:
-    """How the meta-SAE is trained and read."""
-
-    meta_latents: int = 0
-    """Number of meta-latents (0: d_sae / 16, as Bussmann et al.'s 2304 for 49152, roughly)."""
-    k: int = 4
-    """Meta-latents per decoder row, on average (BatchTopK)."""
-    steps: int = 2000
-    """Optimiser steps over shuffled decoder rows."""
-    batch_size: int = 1024
-    """Decoder rows per step (at most d_sae)."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    strong_share: float = 0.25
-    """A meta-latent is strong in a latent when its value is at least this share of the latent's largest."""
-    min_cos: float = 0.7
-    """A latent is flagged compositional when >= 2 meta-latents are strong and the meta-SAE
-    reconstructs its row with at least this cosine."""
-    members: int = 10
-    """Member latents listed per meta-latent."""
-    top_tokens: int = 5
-    """Logit-lens tokens listed per latent and meta-latent."""
-    seed: int = 0
-    """Seed for the meta-SAE's initialisation and row order."""
-
-    def __post_init__(self) -> None:
-        for name in ("k", "steps", "batch_size", "lr", "members", "top_tokens"):
-            check_positive("MetaConfig", name, getattr(self, name))
-        if self.meta_latents < 0:
-            raise GreyglassError(f"MetaConfig.meta_latents must be >= 0, got {self.meta_latents}")
-        for name in ("strong_share", "min_cos"):
-            if not 0 < getattr(self, name) <= 1:
-                raise GreyglassError(f"MetaConfig.{name} must be in (0, 1], got {getattr(self, name)!r}")
 
 
 _SEED_OFFSET = 1_000_003
@@ -125,45 +90,51 @@ def lens_tokens(lm: LoadedModel, rows: Tensor, n: int) -> list[list[str]]:
     return [[names[int(i)] for i in r] for r in ids]
 
 
+META_SAE = "sae"
+"""The meta-SAE's folder in a `sae meta` run folder."""
+
+
 def meta_report(meta: SparseAutoencoder, sae: SparseAutoencoder, cfg: MetaConfig,
-                lm: LoadedModel | None = None) -> dict[str, Any]:
-    """results.json of `greyglass sae meta`: variance explained, members of each meta-latent, compositional latents."""
+                lm: LoadedModel | None = None) -> MetaResults:
+    """What `greyglass sae meta` measures: variance explained, members of each meta-latent, compositional latents;
+    with `lm`, the logit-lens tokens of each."""
     a = analyse(meta, sae, cfg)
-    lens = lm is not None
-    latent_tokens = lens_tokens(lm, unit_rows(sae), cfg.top_tokens) if lens else None
-    meta_tokens = lens_tokens(lm, meta.W_dec.detach().float(), cfg.top_tokens) if lens else None
+    latent_tokens = lens_tokens(lm, unit_rows(sae), cfg.top_tokens) if lm is not None else None
+    meta_tokens = lens_tokens(lm, meta.W_dec.detach().float(), cfg.top_tokens) if lm is not None else None
+
+    def tokens(names: list[list[str]] | None, i: int) -> tuple[str, ...] | None:
+        return tuple(names[i]) if names is not None else None
+
     metas = []
     for j in range(a.codes.shape[1]):
         col = a.codes[:, j]
-        order = col.argsort(descending=True)
-        members = [int(i) for i in order[: cfg.members] if col[i] > 0]
-        metas.append({"meta_latent": j, "n_members": int((col > 0).sum()),
-                      "members": [{"latent": i, "value": round(float(col[i]), 4),
-                                   **({"tokens": latent_tokens[i]} if lens else {})} for i in members],
-                      **({"tokens": meta_tokens[j]} if lens else {})})
-    metas.sort(key=lambda m: -m["n_members"])
+        members = [int(i) for i in col.argsort(descending=True)[: cfg.members] if col[i] > 0]
+        metas.append(MetaLatent(j, int((col > 0).sum()), tuple(MetaMember(i, round(float(col[i]), 4),
+                                                                          tokens(latent_tokens, i)) for i in members),
+                                tokens(meta_tokens, j)))
+    metas.sort(key=lambda m: -m.n_members)
     flagged = a.compositional.nonzero().flatten().tolist()
     comp = []
     for i in flagged:
-        parts = a.codes[i].nonzero().flatten().tolist()
-        parts.sort(key=lambda j: -float(a.codes[i, j]))
-        comp.append({"latent": i, "meta_latents": parts, "row_cos": round(float(a.row_cos[i]), 4),
-                     **({"tokens": latent_tokens[i]} if lens else {})})
-    return {"d_sae": int(a.codes.shape[0]), "meta_latents": int(a.codes.shape[1]), "k": cfg.k,
-            "fraction_variance_explained": round(a.fve, 4),
-            "mean_meta_latents_per_latent": round(float((a.codes > 0).sum(-1).float().mean()), 3),
-            "n_compositional": len(flagged), "fraction_compositional": round(len(flagged) / a.codes.shape[0], 4),
-            "compositional": comp, "meta": metas}
+        parts = sorted(a.codes[i].nonzero().flatten().tolist(), key=lambda j: -float(a.codes[i, j]))
+        comp.append(CompositionalLatent(i, tuple(parts), round(float(a.row_cos[i]), 4), tokens(latent_tokens, i)))
+    d_sae = int(a.codes.shape[0])
+    return MetaResults(
+        d_sae=d_sae, meta_latents=int(a.codes.shape[1]), k=cfg.k, fraction_variance_explained=round(a.fve, 4),
+        mean_meta_latents_per_latent=round(float((a.codes > 0).sum(-1).float().mean()), 3),
+        n_compositional=len(flagged), fraction_compositional=round(len(flagged) / d_sae, 4),
+        compositional=tuple(comp), meta=tuple(metas), meta_sae=META_SAE)
 
 
-def summary(results: dict[str, Any]) -> str:
-    lines = [f"meta-SAE with {results['meta_latents']} meta-latents explains "
-             f"{results['fraction_variance_explained']:.1%} of the variance of {results['d_sae']} decoder rows "
-             f"({results['mean_meta_latents_per_latent']:.1f} meta-latents per latent); "
-             f"{results['n_compositional']} latents ({results['fraction_compositional']:.1%}) look like "
-             "compositions of several meta-latents"]
-    for m in results["meta"][:5]:
-        tokens = f" (promotes {', '.join(t.strip() for t in m['tokens'])})" if "tokens" in m else ""
-        lines.append(f"  meta-latent {m['meta_latent']}: {m['n_members']} members, e.g. latents "
-                     + ", ".join(str(x["latent"]) for x in m["members"][:5]) + tokens)
-    return "\n".join(lines)
+def run_meta(lm: LoadedModel | None, cfg: MetaRunConfig, out: Path, progress: bool = True) -> MetaResults:
+    """`sae meta`: train the meta-SAE on the decoder rows of the SAE in `cfg.sae` and read it; writes the run
+    folder. The logit lens runs on `lm`, or without it on the model `cfg.model` names (the SAE's own by default)."""
+    sae = load_sae(cfg.sae)
+    if cfg.lens and lm is None:
+        lm = cfg.model.load(sae.cfg.model_name)
+    lens = lm if cfg.lens else None
+    write_config(out, "sae_meta", model=lens.provenance() if lens is not None else None, config=cfg)
+    meta = train_meta_sae(sae, cfg.meta, out, progress=progress)
+    results = meta_report(meta, sae, cfg.meta, lens)
+    write_results(out, results)
+    return results

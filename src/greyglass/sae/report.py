@@ -1,159 +1,166 @@
-"""Evidence-report sections for SAE runs: how faithful the sparse autoencoder is.
+"""Report sections (and terminal summaries) for the SAE jobs: training, evaluation, first-letter absorption,
+the weights-only absorption detector, meta-SAEs and the frequency-aware sparsity experiment.
 
-The headline leads with what splicing the SAE in costs the model: the next-word loss increase
-in nats (with its interval) and the KL to the clean model. CE loss recovered is shown against
-mean ablation beside zero ablation, since zeroing a mid-depth layer is so destructive that
+An evaluation's headline leads with what splicing the SAE in costs the model: the next-word loss
+increase in nats (with its interval) and the KL to the clean model. CE loss recovered is shown
+against mean ablation beside zero ablation, since zeroing a mid-depth layer is so destructive that
 almost any SAE "recovers" most of it; explained variance comes last (a single large residual
-dimension can push it near 100% on small models, see docs/sae.md).
+dimension can push it near 100% on small models, see docs/sae.md). A training run claims nothing
+about quality: it has not seen held-out text.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
 
+from ..job import RunInfo
 from ..plots import bar_chart
-from ..report.build import builder
+from ..report.figures import run_svg
 from ..report.section import Section, fmt, provenance
-from .evaluate import damage
+from ..stats import Estimate
+from .config import AbsorptionRunConfig, DetectorRunConfig, EvalRunConfig, FreqExperimentConfig, MetaRunConfig, TrainRunConfig
+from .results import (DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, DetectorResults, EvalResults,
+                      FreqResults, FreqRow, MetaResults, SAEMetrics, TrainResults)
+
+BARELY_WORSE_NATS = 0.05
+"""A loss increase below this (perplexity up under 5%) reads as 'barely worse'."""
+MUCH_WORSE_NATS = 0.2
+"""A loss increase above this (perplexity up over 22%) reads as 'much worse'."""
 
 
-def _eval_of(results: dict[str, Any]) -> dict[str, Any] | None:
-    """The evaluation dict: a sae_eval run's results, or the demo's sae_train results["eval"]."""
-    if "ce_loss_recovered" in results:
-        return results
-    return results.get("eval")
+def train_section(res: TrainResults, cfg: TrainRunConfig, run: RunInfo) -> Section:
+    one = len(res.saes) == 1
+    source = f"the activation store {cfg.store}" if cfg.store else "the model, on the fly"
+    headline = (f"{'A sparse autoencoder was' if one else f'{len(res.saes)} sparse autoencoders were'} trained on "
+                f"{res.tokens:,} activations from {source}; {'it has' if one else 'they have'} not been evaluated on "
+                f"held-out text, so nothing is claimed about {'its' if one else 'their'} quality.")
+    numbers = [(f"SAE {run.folder / s.folder}", f"{s.architecture}{f' k={s.k}' if s.k else ''}, {s.d_sae:,} latents at "
+                f"{s.site}; at the end of training: fraction of variance unexplained {s.fvu:.3f}, L0 {s.l0:.1f}, "
+                f"dead {s.dead:.1%}") for s in res.saes]
+    numbers.append(("activations each SAE trained on", f"{res.tokens:,}"))
+    if res.tokens_per_second:
+        numbers.append(("training speed", f"{res.tokens_per_second:,.0f} tokens/s ({res.seconds:.0f} s)"))
+    return Section(
+        kind="sparse autoencoder training", title="Sparse autoencoders trained on the model's activations",
+        headline=headline, numbers=numbers,
+        shows=["How well each SAE fit the batches it trained on (smoothed over the last steps)."],
+        does_not_show=["How faithful an SAE is on text it never saw: run `greyglass sae eval` on its folder."],
+        provenance=provenance(run.meta, str(run.folder)),
+    )
 
 
-def _headline(r: dict[str, Any], d_sae: int | None, site: str) -> str:
-    of = f" out of {d_sae:,}" if d_sae else ""
-    increase = r.get("ce_increase", r["ce_sae"] - r["ce_clean"])
-    where = "held-out text" if (r.get("heldout") or {}).get("verified") else "text not shown to be held out"
-    return (f"With the sparse autoencoder spliced in at {site} (about {r['l0']:.0f} active features per token{of}), "
-            f"the model predicts the next word {damage(r)} on {where}: loss up {increase:.2f} nats per token "
-            f"({r['ce_clean']:.2f} -> {r['ce_sae']:.2f}, perplexity x{math.exp(increase):.2f}), "
-            f"KL {r['kl_sae']:.2f} nats from the model's own predictions.")
+def damage(m: SAEMetrics) -> str:
+    """How much worse the spliced model predicts, in words: no change is claimed unless the loss increase's
+    interval excludes zero."""
+    if m.ce_increase.lo <= 0:
+        return "no worse that this evaluation can detect"
+    if m.ce_increase.value < BARELY_WORSE_NATS:
+        return "barely worse"
+    return "noticeably worse" if m.ce_increase.value < MUCH_WORSE_NATS else "much worse"
 
 
-def _recovered_row(r: dict[str, Any]) -> str:
-    mean = r.get("ce_loss_recovered_mean")
-    against_mean = f"{mean:.1%} vs mean ablation (CE {r['ce_mean']:.3f})" if mean is not None else "vs mean ablation not measured"
-    return f"{against_mean}; {r['ce_loss_recovered']:.1%} vs zero ablation (CE {r['ce_zero']:.3f})"
-
-
-def sae_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
-    r = _eval_of(results)
-    saes = config.get("saes") or []
-    sae_cfg = saes[0] if saes else {}
-    site = sae_cfg.get("hook_name") or config.get("site") or "its site"
-    d_sae = sae_cfg.get("d_sae") or config.get("d_sae")
-    if r is None:
-        final = (results.get("final") or [{}])[0]
-        return Section(
-            kind="sparse autoencoder", title="A sparse autoencoder was trained",
-            headline=f"A sparse autoencoder was trained on {results.get('tokens', 0):,} activations; it has not been "
-            "evaluated on held-out text, so nothing is claimed about its quality.",
-            numbers=[(k, f"{v:.4g}") for k, v in final.items() if isinstance(v, float)],
-            shows=["Training figures only."], does_not_show=["How faithful the SAE is: run `greyglass sae eval`."],
-            provenance=provenance(config, str(folder)))
+def eval_section(res: EvalResults, cfg: EvalRunConfig, run: RunInfo) -> Section:
+    m = res.metrics
     notes = []
-    if r["explained_variance"] > 0.99 and r["ce_loss_recovered"] < 0.95:
+    if m.explained_variance > 0.99 and m.ce_loss_recovered < 0.95:
         notes.append("Explained variance looks near-perfect, but on this model one residual dimension carries most "
                      "of the variance; the prediction-quality figure is the honest one.")
-    heldout = r.get("heldout") or {"verified": False, "reason": "this run predates the held-out check"}
-    if not heldout["verified"]:
-        notes.append(f"The evaluation text is not shown to be held out ({heldout['reason']}): the SAE may have "
-                     "trained on some of it, which flatters every figure here.")
+    if not m.heldout.verified:
+        notes.append("The evaluation text is not shown to be held out: the SAE may have trained on some of it, which "
+                     "flatters every figure here.")
+    numbers = [
+        ("next-word loss increase with the SAE spliced in (nats/token)", fmt(m.ce_increase)),
+        ("KL from the model's own next-word predictions (nats/token)", fmt(m.kl_sae)),
+        ("next-word loss: clean / with SAE", f"{m.ce_clean:.3f} / {m.ce_sae:.3f}"),
+        ("CE loss recovered", _recovered(m)),
+        ("active features per token (L0)", f"{m.l0:.1f} of {m.d_sae:,}"),
+        ("explained variance", f"{m.explained_variance:.1%} (cosine of the reconstruction {m.cosine:.3f})"),
+        ("features that never fired (dead)", f"{m.dead_fraction:.1%}"),
+        (f"features firing on over {DENSE_RATE:.0%} of tokens (dense)", f"{m.dense_fraction:.1%}"),
+        ("held-out tokens evaluated" if m.heldout.verified else "tokens evaluated", f"{m.n_tokens:,}"),
+        ("is the text held out?", f"yes: {m.heldout.basis}" if m.heldout.verified
+         else f"NOT shown to be held out: {m.heldout.reason}"),
+    ]
+    if res.saelens_reads is not None:
+        numbers.append(("as SAELens reads this folder (a plain TopK, no frequency cost)", _brief(res.saelens_reads)))
     return Section(
-        kind="sparse autoencoder",
-        title="Can the model's layer be rewritten as a few readable features?",
-        figure_svg=_density_svg(r),
-        headline=_headline(r, d_sae, site),
-        numbers=[
-            ("next-word loss increase with the SAE spliced in (nats/token)", _increase(r)),
-            ("KL from the model's own next-word predictions (nats/token)", _kl(r)),
-            ("next-word loss: clean / with SAE", f"{r['ce_clean']:.3f} / {r['ce_sae']:.3f}"),
-            ("CE loss recovered", _recovered_row(r)),
-            ("active features per token (L0)", f"{r['l0']:.1f}" + (f" of {d_sae:,}" if d_sae else "")),
-            ("explained variance", f"{r['explained_variance']:.1%}"),
-            ("features that never fired (dead)", f"{r['dead_fraction']:.1%}"),
-            ("features firing on over 10% of tokens (dense)", f"{r['dense_fraction']:.1%}"),
-            ("held-out tokens evaluated" if heldout["verified"] else "tokens evaluated (not shown held out)",
-             f"{r['n_tokens']:,}"),
-        ],
+        kind="sparse autoencoder", title="Can the model's layer be rewritten as a few readable features?",
+        figure_svg=_density_svg(m), headline=_eval_headline(m), numbers=numbers,
         shows=["How much of what this layer does survives being rewritten as a sparse sum of features.",
                "Whether the features are used at all (dead) or too often to be specific (dense)."],
         does_not_show=["What any single feature means: see the feature dashboards.",
                        "That the features are the model's 'true' features: an SAE is one of many possible rewrites.",
                        "Anything about other layers."],
-        provenance=provenance({**config, "corpus_fingerprint": config.get("corpus_fingerprint")}, str(folder)),
-        notes=notes,
+        provenance=provenance(run.meta, str(run.folder)), notes=notes,
     )
 
 
-def _increase(r: dict[str, Any]) -> str:
-    ci = r.get("ce_increase_ci")
-    return fmt(ci) if ci else f"{r['ce_sae'] - r['ce_clean']:.3f}"
+def _eval_headline(m: SAEMetrics) -> str:
+    where = "held-out text" if m.heldout.verified else "text not shown to be held out"
+    increase = m.ce_increase.value
+    return (f"With the sparse autoencoder spliced in at {m.site} (about {m.l0:.0f} active features per token out of "
+            f"{m.d_sae:,}), the model predicts the next word {damage(m)} on {where}: loss up {increase:.2f} nats per "
+            f"token ({m.ce_clean:.2f} -> {m.ce_sae:.2f}, perplexity x{math.exp(increase):.2f}), "
+            f"KL {m.kl_sae.value:.2f} nats from the model's own predictions.")
 
 
-def _kl(r: dict[str, Any]) -> str:
-    ci = r.get("kl_sae_ci")
-    return fmt(ci) if ci else f"{r['kl_sae']:.3f}"
+def _recovered(m: SAEMetrics) -> str:
+    return (f"{m.ce_loss_recovered_mean:.1%} vs mean ablation (CE {m.ce_mean:.3f}); {m.ce_loss_recovered:.1%} vs zero "
+            f"ablation (CE {m.ce_zero:.3f})")
 
 
-def _density_svg(r: dict[str, Any]) -> str:
+def _brief(m: SAEMetrics) -> str:
+    return (f"loss increase {fmt(m.ce_increase)} nats, KL {m.kl_sae.value:.3f}, explained variance "
+            f"{m.explained_variance:.1%}, L0 {m.l0:.1f}")
+
+
+def _density_svg(m: SAEMetrics) -> str:
     """How often features fire: one bar per log10-rate bin, plus the features that never fired."""
-    hist = r.get("density_histogram")
-    if not hist:
-        return ""
-    edges = hist["log10_rate_edges"]
-    labels = ["never"] + [f"1e{edges[i]:g}" for i in range(len(hist["counts"]))]
-    return bar_chart(labels, [hist["never_fired"], *hist["counts"]], "How often each feature fires",
+    hist = m.density_histogram
+    labels = ["never"] + [f"1e{hist.log10_rate_edges[i]:g}" for i in range(len(hist.counts))]
+    return bar_chart(labels, [hist.never_fired, *hist.counts], "How often each feature fires",
                      "features (by firing rate, from rarest)")
 
 
-builder("sae_train")(sae_section)
-builder("sae_eval")(sae_section)
+def _est(est: Estimate | None, digits: int = 3, percent: bool = False) -> str:
+    """An interval, or n/a where no letter was scored."""
+    return "n/a (no letter scored)" if est is None else fmt(est, digits, percent)
 
 
-def absorption_estimate(results: dict[str, Any], key: str) -> dict[str, float]:
-    """A headline measure of a first-letter run (or a freq-experiment row) as an Estimate dict; NaN when no
-    letter was scored."""
-    value, ci = results.get(key), results.get(key + "_ci")
-    nan = float("nan")
-    return {"value": nan if value is None else value, "ci_low": ci[0] if ci else nan, "ci_high": ci[1] if ci else nan}
-
-
-@builder("sae_absorption")
-def absorption_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
-    fraction = absorption_estimate(results, "mean_absorption_fraction")
-    full = absorption_estimate(results, "full_absorption_rate")
-    f1, scored = results["mean_probe_f1"], results.get("letters_scored", 0)
-    if f1 < 0.6 or not scored:
-        headline = (f"The model's first-letter information is too weak at {results['site']} (probe F1 {f1:.2f}, "
-                    f"{scored} letters above the bar) to measure feature absorption there.")
-    elif results["mean_k_sparse_f1"] < 0.5:
-        headline = (f"The SAE has no clean 'first letter' features at {results['site']} (its best few features tell "
-                    f"letters apart with F1 {results['mean_k_sparse_f1']:.2f}), so its absorption figures mean little.")
-    elif fraction["value"] > 0.01:
-        headline = (f"Feature absorption is present: on average {100 * fraction['value']:.1f}% of a word's first-letter "
+def absorption_section(res: AbsorptionResults, cfg: AbsorptionRunConfig, run: RunInfo) -> Section:
+    h = res.headline
+    fraction, full = h.mean_absorption_fraction, h.full_absorption_rate
+    if fraction is None or full is None or h.mean_probe_f1 < 0.6:
+        headline = (f"The model's first-letter information is too weak at {res.site} (probe F1 {h.mean_probe_f1:.2f}, "
+                    f"{h.letters_scored} letters above the bar) to measure feature absorption there.")
+    elif h.mean_k_sparse_f1 < 0.5:
+        headline = (f"The SAE has no clean 'first letter' features at {res.site} (its best few features tell letters "
+                    f"apart with F1 {h.mean_k_sparse_f1:.2f}), so its absorption figures mean little.")
+    elif fraction.lo > 0.01:
+        headline = (f"Feature absorption is present: on average {100 * fraction.value:.1f}% of a word's first-letter "
                     "signal is carried by more specific features instead of the SAE's letter features, and on "
-                    f"{100 * full['value']:.1f}% of words the letter features stay silent altogether.")
+                    f"{100 * full.value:.1f}% of words the letter features stay silent altogether.")
     else:
-        headline = (f"We measured little feature absorption (mean absorption fraction {100 * fraction['value']:.1f}%): "
-                    "where the model knows a word's first letter, the SAE's letter features usually carry it.")
+        headline = (f"We measured little feature absorption (mean absorption fraction {100 * fraction.value:.1f}%, 95% "
+                    f"interval up to {100 * fraction.hi:.1f}%): where the model knows a word's first letter, the SAE's "
+                    "letter features usually carry it.")
+    scored = {letter: r for letter, r in res.letters.items() if r.scored}
+    worst = sorted(scored.items(), key=lambda kv: -(kv[1].mean_absorption_fraction or 0))[:3]
     numbers = [("mean absorption fraction (share of the letter signal carried by other features; mean over letters)",
-                fmt(fraction, percent=True)),
+                _est(fraction, percent=True)),
                ("full absorption (letter features silent, one other feature carries it; mean over letters)",
-                fmt(full, percent=True)),
-               ("letter features per letter (split features)", fmt(absorption_estimate(results, "mean_split_features"), 2)),
-               ("first-letter probe quality (mean test F1)", f"{f1:.2f}"),
-               ("the SAE's best few latents as a letter classifier (mean F1)", f"{results['mean_k_sparse_f1']:.2f}"),
-               ("letters scored; probe-right test words", f"{scored}; {results.get('probe_right_words', 0)}"),
-               ("words sampled", str(results["n_words"]))]
-    numbers += [(f"latent {a['latent']} absorbs '{a['letter'].upper()}'", f"{a['words']} words, e.g. {', '.join(a['examples'][:4])}")
-                for a in results.get("absorbing_latents", [])[:5]]
+                _est(full, percent=True)),
+               ("letter features per letter (split features)", _est(h.mean_split_features, 2)),
+               ("first-letter probe quality (mean test F1)", f"{h.mean_probe_f1:.2f}"),
+               ("the SAE's best few latents as a letter classifier (mean F1)", f"{h.mean_k_sparse_f1:.2f}"),
+               ("letters scored (of those with enough words); probe-right test words",
+                f"{h.letters_scored} of {len(res.letters)}; {h.probe_right_words}"),
+               ("words sampled", str(res.n_words))]
+    if worst:
+        numbers.append(("most absorbed letters", ", ".join(f"{letter.upper()} {r.mean_absorption_fraction:.0%}"
+                                                           for letter, r in worst)))
+    numbers += [(f"latent {a.latent} absorbs '{a.letter.upper()}'", f"{a.words} words, e.g. {', '.join(a.examples[:4])}")
+                for a in res.absorbing_latents[:5]]
     return Section(
         kind="feature absorption", title="Do the SAE's features quietly miss cases?", headline=headline, numbers=numbers,
         shows=["How often a general feature fails to fire because a more specific one took over its job "
@@ -161,74 +168,114 @@ def absorption_section(config: dict[str, Any], results: dict[str, Any], folder: 
                "intervals resample letters."],
         does_not_show=["Absorption of other concepts than first letters.",
                        "That features without absorption mean what their labels say."],
-        provenance=provenance(config, str(folder)),
+        provenance=provenance(run.meta, str(run.folder)),
     )
 
 
-@builder("sae_meta")
-def meta_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
-    fve = results["fraction_variance_explained"]
-    headline = (f"Many of the SAE's {results['d_sae']:,} features are built from shared parts: "
-                f"{results['meta_latents']} 'meta-features' explain {100 * fve:.0f}% of how the features are written."
+def detector_section(res: DetectorResults, cfg: DetectorRunConfig, run: RunInfo) -> Section:
+    v, n = res.validation, len(res.pairs)
+    if v is None:
+        headline = (f"The weights alone point to {n} candidate absorbing latent pairs (a child whose decoder direction "
+                    "contains its parent's, which the parent's encoder ignores); without a first-letter run to check "
+                    "them against (--ground-truth) they are candidates, not measured absorption.")
+    elif not v.truth_pairs:
+        headline = (f"The first-letter run found no absorbing pairs in this SAE, so there is nothing to check the "
+                    f"weights-only detector against; its {n} pairs remain candidates.")
+    elif v.auroc.lo > 0.5:
+        headline = (f"Read from the weights alone, the detector ranks the {v.truth_pairs} absorbing pairs a first-letter "
+                    f"run measured above the other pairs of the same latents: AUROC {fmt(v.auroc)}, against "
+                    f"{v.auroc_decoder_cos_only:.3f} for the decoder cosine alone.")
+    else:
+        headline = (f"The weights-only detector does not reliably rank the {v.truth_pairs} absorbing pairs a "
+                    f"first-letter run measured above the other pairs (AUROC {fmt(v.auroc)}), so its {n} candidates "
+                    "are unconfirmed.")
+    numbers = [("candidate pairs kept", f"{n:,}"),
+               ("firing rates used (a parent fires at least as often as its child)", "yes" if res.used_rates else "no")]
+    numbers += [(f"latents {p.parent} -> {p.child} (parent -> child)", f"score {p.score:.4f} (decoder cosine "
+                 f"{p.decoder_cos:.2f}, encoder gap {p.encoder_gap:.2f})") for p in res.pairs[:5]]
+    if v is not None:
+        numbers += [("absorbing pairs the first-letter run measured", str(v.truth_pairs)),
+                    ("the detector's pairs against them: precision / recall", f"{v.precision:.1%} / {v.recall:.1%}"),
+                    ("AUROC of the score over (main latent, latent) pairs, measured pairs positive", fmt(v.auroc)),
+                    ("AUROC of the decoder cosine alone", f"{v.auroc_decoder_cos_only:.3f}"),
+                    ("(main latent, latent) pairs scored", f"{v.candidate_pairs:,}")]
+    return Section(
+        kind="absorption detector", title="Do the SAE's weights show which features absorb others?",
+        headline=headline, numbers=numbers,
+        shows=["Which latent pairs the weights alone suggest absorb one another, with no labelled data; against a "
+               "first-letter run of the same SAE, how well that ranking matches measured absorption."],
+        does_not_show=["That a candidate pair absorbs: only a run with ground truth (the first-letter benchmark) "
+                       "measures it.", "Absorption that leaves no trace in the weights."],
+        provenance=provenance(run.meta, str(run.folder)),
+    )
+
+
+def meta_section(res: MetaResults, cfg: MetaRunConfig, run: RunInfo) -> Section:
+    fve = res.fraction_variance_explained
+    headline = (f"Many of the SAE's {res.d_sae:,} features are built from shared parts: {res.meta_latents} "
+                f"'meta-features' explain {100 * fve:.0f}% of how the features are written."
                 if fve >= 0.5 else
-                f"The SAE's features are mostly not combinations of a few shared parts: {results['meta_latents']} "
+                f"The SAE's features are mostly not combinations of a few shared parts: {res.meta_latents} "
                 f"meta-features explain only {100 * fve:.0f}% of how they are written.")
     numbers = [("variance of the decoder directions explained", f"{100 * fve:.1f}%"),
-               ("meta-features used per feature (mean)", f"{results['mean_meta_latents_per_latent']:.1f}"),
+               ("meta-features used per feature (mean)", f"{res.mean_meta_latents_per_latent:.1f}"),
                ("features flagged as compositions of several meta-features",
-                f"{results['n_compositional']} ({100 * results['fraction_compositional']:.1f}%)")]
-    numbers += [(f"meta-feature {m['meta_latent']} ({m['n_members']} members)",
-                 "promotes " + ", ".join(t.strip() for t in m["tokens"]) if "tokens" in m else "")
-                for m in results["meta"][:5]]
+                f"{res.n_compositional} ({100 * res.fraction_compositional:.1f}%)")]
+    numbers += [(f"meta-feature {m.meta_latent} ({m.n_members} members)",
+                 "features " + ", ".join(str(x.latent) for x in m.members[:5])
+                 + (f"; promotes {', '.join(t.strip() for t in m.tokens)}" if m.tokens else ""))
+                for m in res.meta[:5]]
+    numbers.append(("the meta-SAE", str(run.folder / res.meta_sae)))
     return Section(
         kind="meta-SAE", title="Are the SAE's features made of smaller parts?", headline=headline, numbers=numbers,
         shows=["Whether the SAE's feature directions decompose into a few shared components (Bussmann et al.)."],
         does_not_show=["That the components are meaningful on their own: read their member features first."],
-        provenance=provenance(config, str(folder)),
+        provenance=provenance(run.meta, str(run.folder)),
     )
 
 
-def _splice_cost(r: dict[str, Any]) -> str:
-    """A table row's cost of splicing the SAE in: loss increase and KL first (rows from before they were kept have
-    only CE recovered against zero ablation)."""
-    zero = f"{100 * r['ce_loss_recovered']:.1f}% vs zero ablation"
-    if "ce_increase" not in r:
-        return f"CE recovered {zero}"
-    return (f"loss +{r['ce_increase']:.3f} nats, KL {r['kl_sae']:.3f}; CE recovered "
-            f"{100 * r['ce_loss_recovered_mean']:.1f}% vs mean ablation, {zero}")
+def _splice_cost(m: SAEMetrics) -> str:
+    """A table row's cost of splicing the SAE in: loss increase and KL first, then CE recovered."""
+    return (f"loss +{m.ce_increase.value:.3f} nats, KL {m.kl_sae.value:.3f}; CE recovered "
+            f"{100 * m.ce_loss_recovered_mean:.1f}% vs mean ablation, {100 * m.ce_loss_recovered:.1f}% vs zero ablation")
 
 
-@builder("sae_freq_experiment")
-def freq_experiment_section(config: dict[str, Any], results: dict[str, Any], folder: Path) -> Section:
-    rows = results["rows"]
-    def ci(r: dict[str, Any]) -> dict[str, float]:
-        return absorption_estimate(r, "mean_absorption_fraction")
-
-    pairs = [(plain, freq) for plain in rows for freq in rows
-             if freq["variant"] == plain["variant"] + "+freq" and freq["target_l0"] == plain["target_l0"]]
-    lower = sum(ci(f).get("ci_high", 1.0) < ci(p).get("ci_low", 0.0) for p, f in pairs)
-    higher = sum(ci(f).get("ci_low", 0.0) > ci(p).get("ci_high", 1.0) for p, f in pairs)
-    shift = max(abs(f["explained_variance"] - p["explained_variance"]) for p, f in pairs)
+def freq_experiment_section(res: FreqResults, cfg: FreqExperimentConfig, run: RunInfo) -> Section:
+    pairs = [(plain, freq) for plain in res.rows for freq in res.rows
+             if freq.variant == plain.variant + "+freq" and freq.target_l0 == plain.target_l0]
+    measured = [(p.absorption.mean_absorption_fraction, f.absorption.mean_absorption_fraction) for p, f in pairs]
+    measured = [(p, f) for p, f in measured if p is not None and f is not None]
+    lower = sum(f.hi < p.lo for p, f in measured)
+    higher = sum(f.lo > p.hi for p, f in measured)
+    shift = max(abs(f.metrics.explained_variance - p.metrics.explained_variance) for p, f in pairs)
     if lower and not higher:
-        headline = (f"Charging rare features more than common ones lowered feature absorption in {lower} of {len(pairs)} "
-                    "comparisons at matched sparsity, beyond the intervals.")
+        headline = (f"Charging rare features more than common ones lowered feature absorption in {lower} of "
+                    f"{len(measured)} comparisons at matched sparsity, beyond the intervals.")
     elif higher and not lower:
-        headline = (f"Charging rare features more than common ones raised feature absorption in {higher} of {len(pairs)} "
-                    "comparisons at matched sparsity, beyond the intervals.")
+        headline = (f"Charging rare features more than common ones raised feature absorption in {higher} of "
+                    f"{len(measured)} comparisons at matched sparsity, beyond the intervals.")
     else:
-        headline = (f"Charging rare features more than common ones made no difference to feature absorption that this run "
-                    f"can detect ({len(pairs)} comparisons at matched sparsity); explained variance moved by at most {shift:.3f}.")
-    numbers = [(f"{r['variant']}, L0 {r['l0']:.0f} (target {r['target_l0']})",
-                f"absorption fraction {fmt(ci(r), percent=True)}; {_splice_cost(r)}; explained variance "
-                f"{r['explained_variance']:.3f}; dead {100 * r['dead_fraction']:.1f}%; dense {100 * r['dense_fraction']:.1f}%")
-               for r in rows]
-    figures = [folder / name for name in ("frontier.svg", "absorption.svg")]
+        headline = (f"Charging rare features more than common ones made no difference to feature absorption that this "
+                    f"run can detect ({len(measured)} comparisons at matched sparsity); explained variance moved by at "
+                    f"most {shift:.3f}.")
+    numbers = [(f"{r.variant}, L0 {r.metrics.l0:.0f} (target {r.target_l0})", _freq_row(r)) for r in res.rows]
+    numbers += [(f"{r.variant} at target L0 {r.target_l0}, as SAELens reads its folder (a plain TopK, no frequency "
+                 "cost)", _brief(r.saelens_reads)) for r in res.rows if r.saelens_reads is not None]
+    numbers.append(("the table in markdown", str(run.folder / FREQ_TABLE)))
     return Section(
         kind="frequency-aware sparsity", title="Does making common features cheaper stop features quietly missing cases?",
-        headline=headline, numbers=numbers, figure_svg="".join(p.read_text() for p in figures if p.exists()),
+        headline=headline, numbers=numbers,
+        figure_svg="".join(run_svg(run.folder, name) for name in FREQ_FIGURES),
         shows=["SAEs trained on the same data with and without a cost that makes often-used features cheaper to "
                "switch on, compared on reconstruction, the model's loss and first-letter absorption."],
         does_not_show=["Other seeds, sites, models or SAE widths: one run, one layer.",
                        "Absorption of concepts other than first letters."],
-        provenance=provenance(config, str(folder)),
+        provenance=provenance(run.meta, str(run.folder)),
     )
+
+
+def _freq_row(r: FreqRow) -> str:
+    m = r.metrics
+    return (f"absorption fraction {_est(r.absorption.mean_absorption_fraction, percent=True)}; {_splice_cost(m)}; "
+            f"explained variance {m.explained_variance:.3f}; dead {100 * m.dead_fraction:.1f}%; "
+            f"dense {100 * m.dense_fraction:.1f}%")

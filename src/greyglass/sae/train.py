@@ -9,6 +9,7 @@ Resume is exact: a checkpoint holds each SAE's state (weights and buffers), its 
 `state_dict()` (whatever the optimiser keeps), the dead-latent counters and the step; the batch
 stream is deterministic for a seed, so `resume=True` skips the batches already seen and
 reaches the same weights as an uninterrupted run. Ctrl-C writes a checkpoint before it stops.
+`run_train` is `greyglass sae train`: one SAE per (site, k) from a store or on the fly.
 """
 
 from __future__ import annotations
@@ -31,14 +32,17 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from ..atomic import atomic_dir
-from ..data.corpus import CorpusConfig, windows
+from ..data.corpus import CorpusConfig, corpus_fingerprint, windows
 from ..errors import GreyglassError
 from ..models import LoadedModel, run_to_sites
+from ..runs import write_config, write_results
 from ..store.reader import ActivationStore
 from .architectures import create_sae
-from .config import SAEConfig, TopKConfig, TrainConfig, with_dead_window
+from .config import SAEConfig, TopKConfig, TrainConfig, TrainRunConfig, with_dead_window
+from .heldout import TRAINING_TEXT, store_training_text, training_text
 from .io import load_sae, read_training, save_sae
 from .model import SparseAutoencoder
+from .results import TrainedSAE, TrainResults
 
 CHECKPOINT = "checkpoint"
 Batches = Iterator[dict[str, torch.Tensor]]
@@ -317,3 +321,61 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
         run.counted = meta["counted"]
         run.ema = meta["ema"]
     return int(state["step"])
+
+
+class _Source(NamedTuple):
+    """Where `sae train` reads activations: the batches, the SAE facts they fix, and the provenance recorded."""
+
+    batches: Batches
+    sites: list[str]
+    d_in: int
+    facts: dict[str, Any]
+    """SAEConfig fields the data decides: model_name, context_size, prepend_bos."""
+    provenance: dict[str, Any]
+    """For config.json and each SAE's training.json (whose `training_text` `sae eval` checks)."""
+
+
+def _from_store(cfg: TrainRunConfig) -> _Source:
+    store = ActivationStore(cfg.store)
+    m = store.manifest
+    sites = [store.site(s) for s in cfg.sites] if cfg.sites else store.sites
+    facts = {"model_name": m["model"]["spec"], "context_size": m["context_size"],
+             "prepend_bos": m["corpus"].get("prepend_bos") is not False}
+    provenance = {"store": str(store.folder), "model": m["model"], "corpus_fingerprint": m["corpus"]["fingerprint"],
+                  TRAINING_TEXT: store_training_text(m)}
+    return _Source(store_batches(store, sites, cfg.train.batch_size, seed=cfg.train.seed), sites, store.d_model, facts,
+                   provenance)
+
+
+def _on_the_fly(lm: LoadedModel, cfg: TrainRunConfig) -> _Source:
+    corpus = cfg.training_corpus()
+    sites = [lm.site(s).name for s in cfg.sites]
+    facts = {"model_name": lm.spec, "context_size": corpus.context_size,
+             "prepend_bos": lm.prepend_bos if corpus.prepend_bos is None else corpus.prepend_bos}
+    provenance = {"model": lm.provenance(), "corpus": asdict(corpus), "corpus_fingerprint": corpus_fingerprint(corpus),
+                  TRAINING_TEXT: training_text(corpus)}
+    batches = buffered_batches(lm, sites, corpus, cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
+    return _Source(batches, sites, lm.d_model, facts, provenance)
+
+
+def run_train(lm: LoadedModel | None, cfg: TrainRunConfig, out: Path, resume: bool = False,
+              progress: bool = True) -> TrainResults:
+    """`sae train`: every SAE `cfg` asks for, from one pass over its store or (without one) over the activations
+    of `lm` (or of the model `cfg.model` names); writes the run folder, resumable."""
+    if cfg.store is None and lm is None:
+        lm = cfg.model.load(None)
+    source = _from_store(cfg) if cfg.store is not None else _on_the_fly(lm, cfg)
+    saes = cfg.sae_configs(source.sites, source.d_in, **source.facts)
+    write_config(out, "sae_train", config=cfg, saes=saes, **source.provenance)
+    device = str(lm.device) if lm is not None else cfg.model.device
+    trained = train_saes(saes, cfg.train, source.batches, out, resume=resume, progress=progress,
+                         provenance=source.provenance, device=device)
+    rows = tuple(TrainedSAE(folder=str(folder.relative_to(out)), site=c.hook_name, architecture=c.architecture,
+                            d_sae=c.d_sae, k=c.arch.k if isinstance(c.arch, TopKConfig) else None,
+                            fvu=m["fvu"], l0=m["l0"], dead=m["dead"])
+                 for folder, c, m in zip(trained.folders, saes, trained.metrics))
+    # a run resumed after it finished trains nothing in this invocation: no speed to report
+    speed = round(trained.tokens / trained.seconds, 1) if trained.seconds else 0.0
+    results = TrainResults(rows, trained.tokens, round(trained.seconds, 2), speed)
+    write_results(out, results)
+    return results

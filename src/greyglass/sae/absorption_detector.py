@@ -16,17 +16,31 @@ an absorbing pair it is large. With firing rates, pairs whose parent fires less 
 the child are dropped (a parent is the more general latent). Scores are computed in blocks of
 parents against all children, keeping only the best candidates, so memory stays
 O(block * d_sae) for dictionaries of tens of thousands of latents.
+
+`validate` measures the detector against the pairs a first-letter run found absorbing
+(`sae.absorption`); `run_detector` is `greyglass sae absorption-weights`.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ..errors import GreyglassError
+from ..job import read_job_run
+from ..runs import write_config, write_results
+from ..stats import Estimate, auroc, mean_ci
+from .config import DetectorRunConfig
+from .io import load_sae, load_sparsity
+from .jobs import SAE_ABSORPTION
 from .model import SparseAutoencoder
+from .results import AbsorbingPair, AbsorptionResults, DetectorResults, DetectorValidation
 
 
 class AbsorptionPairs(NamedTuple):
@@ -100,14 +114,13 @@ def detect_absorption(sae: SparseAutoencoder, top: int = 1000, block: int = 1024
     return AbsorptionPairs(parents[keep], children[keep], scores[keep], cos[keep], gap[keep])
 
 
-def pairs_summary(pairs: AbsorptionPairs, n: int = 10) -> list[dict[str, float | int]]:
-    return [{"parent": int(p), "child": int(c), "score": round(float(s), 5), "decoder_cos": round(float(d), 4),
-             "encoder_gap": round(float(g), 4)}
-            for p, c, s, d, g in zip(*(x[:n] for x in pairs))]
+def pair_rows(pairs: AbsorptionPairs) -> tuple[AbsorbingPair, ...]:
+    return tuple(AbsorbingPair(int(p), int(c), round(float(s), 5), round(float(d), 4), round(float(g), 4))
+                 for p, c, s, d, g in zip(*pairs))
 
 
 def validate(sae: SparseAutoencoder, pairs: AbsorptionPairs, truth: set[tuple[int, int]],
-             parents: list[int]) -> dict[str, float | int]:
+             parents: list[int]) -> DetectorValidation:
     """The detector against measured absorption (e.g. the first-letter benchmark's pairs).
 
     - precision / recall of the detector's pairs against `truth` (all its pairs, and those whose
@@ -117,10 +130,6 @@ def validate(sae: SparseAutoencoder, pairs: AbsorptionPairs, truth: set[tuple[in
       few measured pairs are the main source of uncertainty), and the AUROC of the decoder
       cosine alone as the baseline the encoder term has to beat.
     """
-    import numpy as np
-
-    from ..stats import auroc, mean_ci
-
     found = set(zip(pairs.parents.tolist(), pairs.children.tolist()))
     in_scope = {p for p in found if p[0] in set(parents)}
     hits = len(found & truth)
@@ -134,11 +143,33 @@ def validate(sae: SparseAutoencoder, pairs: AbsorptionPairs, truth: set[tuple[in
     flat, pos = scores.flatten().numpy(), labels.flatten().numpy()
     neg = np.sort(flat[~pos])
     placements = (np.searchsorted(neg, flat[pos], "left") + np.searchsorted(neg, flat[pos], "right")) / 2 / max(len(neg), 1)
-    ci = mean_ci(placements) if len(placements) else None
-    return {"truth_pairs": len(truth), "detector_pairs": len(found), "hits": hits,
-            "precision": hits / max(len(found), 1), "recall": hits / max(len(truth), 1),
-            "precision_among_measured_parents": len(in_scope & truth) / max(len(in_scope), 1),
-            "auroc": auroc(flat, pos), "auroc_ci": [ci.lo, ci.hi] if ci else None,
-            # the baseline: decoder cosine alone, without the encoder's carve-out
-            "auroc_decoder_cos_only": auroc(cos.flatten().numpy(), pos),
-            "candidate_pairs": int(labels.numel())}
+    nan = float("nan")
+    ci = mean_ci(placements) if len(placements) else Estimate(nan, nan, nan)
+    return DetectorValidation(
+        truth_pairs=len(truth), detector_pairs=len(found), hits=hits, precision=hits / max(len(found), 1),
+        recall=hits / max(len(truth), 1), precision_among_measured_parents=len(in_scope & truth) / max(len(in_scope), 1),
+        auroc=Estimate(auroc(flat, pos), ci.lo, ci.hi),
+        # the baseline: decoder cosine alone, without the encoder's carve-out
+        auroc_decoder_cos_only=auroc(cos.flatten().numpy(), pos), candidate_pairs=int(labels.numel()))
+
+
+def run_detector(cfg: DetectorRunConfig, out: Path, progress: bool = True) -> DetectorResults:
+    """`sae absorption-weights`: the strongest pairs of the SAE in `cfg.sae`, validated against a first-letter
+    run when `cfg.ground_truth` names one; writes the run folder."""
+    sae = load_sae(cfg.sae)
+    rates = load_sparsity(cfg.sae) if cfg.rates else None
+    truth = _ground_truth(cfg.ground_truth) if cfg.ground_truth else None
+    write_config(out, "sae_absorption_weights", config=cfg)
+    start = time.perf_counter()
+    pairs = detect_absorption(sae, top=cfg.top, block=cfg.block, log10_rates=rates, progress=progress)
+    validation = None if truth is None else validate(sae, pairs, truth.absorbing_pairs(), truth.main_latents())
+    results = DetectorResults(pair_rows(pairs), rates is not None, validation, round(time.perf_counter() - start, 2))
+    write_results(out, results)
+    return results
+
+
+def _ground_truth(folder: str) -> AbsorptionResults:
+    try:
+        return read_job_run(SAE_ABSORPTION, folder).results
+    except GreyglassError as e:
+        raise GreyglassError(f"--ground-truth takes a `greyglass sae absorption` run folder: {e}") from None

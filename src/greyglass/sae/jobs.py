@@ -1,0 +1,97 @@
+"""The SAE jobs: `greyglass sae train|eval|absorption|absorption-weights|meta|freq-experiment`.
+
+Every job but freq-experiment reads an SAE folder or a store that names its model, so it takes
+--model/--dtype/--device in its own Config (`ModelChoice`, default: that model) and loads the model
+itself (`needs_model=False`); given a model (the demo) it uses that one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..job import Job, RunOptions
+from .config import (AbsorptionRunConfig, DetectorRunConfig, EvalRunConfig, FreqExperimentConfig, MetaRunConfig,
+                     TrainRunConfig)
+from .report import absorption_section, detector_section, eval_section, freq_experiment_section, meta_section, train_section
+from .results import AbsorptionResults, DetectorResults, EvalResults, FreqResults, MetaResults, TrainResults
+
+if TYPE_CHECKING:
+    from ..models.lm import LoadedModel
+
+
+def _train(lm: LoadedModel | None, cfg: TrainRunConfig, out: Path, opts: RunOptions) -> TrainResults:
+    from .train import run_train
+
+    return run_train(lm, cfg, out, resume=opts.resume, progress=opts.progress)
+
+
+def _eval(lm: LoadedModel | None, cfg: EvalRunConfig, out: Path, opts: RunOptions) -> EvalResults:
+    from .evaluate import run_eval
+
+    return run_eval(lm, cfg, out, opts.progress)
+
+
+def _absorption(lm: LoadedModel | None, cfg: AbsorptionRunConfig, out: Path, opts: RunOptions) -> AbsorptionResults:
+    from .absorption import run_absorption
+
+    return run_absorption(lm, cfg, out, opts.progress)
+
+
+def _detector(lm: LoadedModel | None, cfg: DetectorRunConfig, out: Path, opts: RunOptions) -> DetectorResults:
+    from .absorption_detector import run_detector
+
+    return run_detector(cfg, out, opts.progress)
+
+
+def _meta(lm: LoadedModel | None, cfg: MetaRunConfig, out: Path, opts: RunOptions) -> MetaResults:
+    from .meta import run_meta
+
+    return run_meta(lm, cfg, out, opts.progress)
+
+
+def _freq_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, out: Path, opts: RunOptions) -> FreqResults:
+    from .freq_experiment import run_experiment
+
+    return run_experiment(lm, cfg, out, opts.progress, opts.resume)
+
+
+SAE_TRAIN = Job(
+    name="sae_train", command=("sae", "train"), config=TrainRunConfig, results=TrainResults, run=_train,
+    section=train_section, needs_model=False, resume="continue from the checkpoint in --out",
+    help="train SAEs from an activation store or on the fly",
+    description="Train one SAE per (--site, --k) pair, all from one pass over the data: from --store, or with no "
+    "store from --model over --corpus. Writes one SAE folder per SAE (SAELens reads them) in the run folder.")
+SAE_EVAL = Job(
+    name="sae_eval", command=("sae", "eval"), config=EvalRunConfig, results=EvalResults, run=_eval,
+    section=eval_section, needs_model=False,
+    help="evaluate an SAE on held-out text (reconstruction and downstream loss)",
+    description="Splice the SAE into the model on text provably held out from its training text (the heldout split "
+    "of the corpus it trained on; --unverified-text to evaluate other text anyway): loss increase and KL with "
+    "intervals, CE loss recovered against mean and zero ablation, explained variance, L0, dead and dense latents.")
+SAE_ABSORPTION = Job(
+    name="sae_absorption", command=("sae", "absorption"), config=AbsorptionRunConfig, results=AbsorptionResults,
+    run=_absorption, section=absorption_section, needs_model=False,
+    help="measure feature absorption with the first-letter benchmark",
+    description="Chanin et al.'s first-letter benchmark: probes per letter on the SAE's site, main latents by "
+    "k-sparse probing, absorption rate per letter and overall.")
+SAE_ABSORPTION_WEIGHTS = Job(
+    name="sae_absorption_weights", command=("sae", "absorption-weights"), config=DetectorRunConfig,
+    results=DetectorResults, run=_detector, section=detector_section, needs_model=False,
+    help="find absorbing (parent, child) latent pairs from the weights alone",
+    description="Score every (parent, child) pair from W_enc and W_dec (and the saved firing rates), in blocks; "
+    "optionally validate against a first-letter run.")
+SAE_META = Job(
+    name="sae_meta", command=("sae", "meta"), config=MetaRunConfig, results=MetaResults, run=_meta,
+    section=meta_section, needs_model=False, help="train a meta-SAE on an SAE's decoder rows",
+    description="A BatchTopK SAE on the decoder rows: variance explained, members of each meta-latent with "
+    "logit-lens tokens, latents that compose several meta-latents.")
+SAE_FREQ_EXPERIMENT = Job(
+    name="sae_freq_experiment", command=("sae", "freq-experiment"), config=FreqExperimentConfig, results=FreqResults,
+    run=_freq_experiment, section=freq_experiment_section, resume="continue the training from the checkpoint in --out",
+    help="TopK and JumpReLU with and without frequency-aware sparsity",
+    description="Train TopK, JumpReLU and their frequency-aware versions at matched L0 in one pass over the data; "
+    "tabulate explained variance, CE loss recovered, dead and dense latents and first-letter absorption.")
+
+JOBS = (SAE_TRAIN, SAE_EVAL, SAE_ABSORPTION, SAE_ABSORPTION_WEIGHTS, SAE_META, SAE_FREQ_EXPERIMENT)
+GROUPS = {"sae": "train and evaluate sparse autoencoders; feature absorption and meta-SAEs"}
