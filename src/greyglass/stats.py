@@ -19,8 +19,6 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.stats import rankdata
 
 
 class Estimate(NamedTuple):
@@ -40,6 +38,8 @@ def auroc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarr
     pos, neg = s[y], s[~y]
     if len(pos) == 0 or len(neg) == 0:
         return float("nan")
+    from scipy.stats import rankdata  # scipy.stats takes ~2 s to import: only when a metric is computed
+
     ranks = rankdata(np.concatenate([pos, neg]))  # ties get their average rank
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
@@ -120,6 +120,8 @@ class _Units:
         """[resamples, n_codes]: how many rows of each code (a row's category) each resample holds."""
         if not self.grouped:
             return _bincount_rows(code[drawn], n_codes)
+        from scipy.sparse import csr_matrix
+
         unit_codes = csr_matrix((np.ones(len(code)), (self.unit_of_row, code)), shape=(self.k, n_codes))
         return np.asarray((unit_codes.T @ _bincount_rows(drawn, self.k).T.astype(float)).T)
 
