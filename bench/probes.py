@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from greyglass.data.statements import load_statements, split_by_group
-from greyglass.models import load_model
+from greyglass.models.loader import load_model
 from greyglass.probes.features import text_features
 from greyglass.probes.fit import fit_probe
 from greyglass.probes.features import _pool, _right_pad

@@ -33,7 +33,7 @@ from greyglass.features.config import BuildConfig, FeaturesConfig  # noqa: E402
 from greyglass.features.db import FeatureDB  # noqa: E402
 from greyglass.features.dashboard import latent_page  # noqa: E402
 from greyglass.features.source import corpus_batches  # noqa: E402
-from greyglass.models import load_model  # noqa: E402
+from greyglass.models.loader import load_model  # noqa: E402
 from greyglass.runs import write_config, write_results  # noqa: E402
 from greyglass.sae import SAEConfig, TopKConfig, create_sae, load_sae, save_sae  # noqa: E402
 

@@ -49,7 +49,7 @@ def add_out_args(parser: argparse.ArgumentParser, kind: str, resume: str | None 
 
 
 def model_from_args(args: argparse.Namespace):
-    from .models import load_model
+    from .models.loader import load_model
 
     return load_model(args.model, dtype=args.dtype, device=args.device)
 

@@ -18,7 +18,7 @@ from .features.jobs import FEATURES_BUILD, FEATURES_CONCEPT
 from .evals.config import EvalConfig
 from .evals.jobs import EVAL
 from .job import Job, RunOptions, read_job_run
-from .models import LoadedModel
+from .models.lm import LoadedModel
 from .probes.config import SweepConfig
 from .probes.jobs import PROBE_SWEEP
 from .report.build import build_report

@@ -10,7 +10,8 @@ from greyglass.evals.config import EvalConfig
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request, score_naive
 from greyglass.evals.run import eval_items, run_eval
-from greyglass.models import load_model, run_to_sites
+from greyglass.models.hooks import run_to_sites
+from greyglass.models.loader import load_model
 
 
 def test_prefix_shared_equals_naive_on_smollm(smollm):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from greyglass.models import load_model
+from greyglass.models.loader import load_model
 from greyglass.models.generate import user_prompt, generate
 from greyglass.organism.config import OrganismConfig
 from greyglass.organism.prompts import split_prompts, with_trigger

@@ -85,7 +85,7 @@ def test_logit_lens_matches_manual_and_finds_a_planted_token(tiny_llama):
 def test_logit_lens_leaves_out_the_final_layernorm_bias(family):
     """The norm's bias adds the same beta @ W_U to every latent; the lens applies the scale only."""
     from greyglass.features.lens import logit_lens
-    from greyglass.models import tiny_model
+    from greyglass.models.tiny import tiny_model
 
     lm = tiny_model(family)
     norm = lm.final_norm

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from greyglass.models import tiny_model
+from greyglass.models.tiny import tiny_model
 from greyglass.models.generate import generate, generate_ids, generate_text
 from greyglass.models.tiny import TINY_FAMILIES
 

@@ -13,7 +13,7 @@ from greyglass.evals.config import HttpConfig, PressureConfig
 from greyglass.evals.pressure import (FUNDS_FACTORS, classifier_accuracy, doubles_down, first_action, hides_tip,
                                       misuse_regression, read_labelled_turns, run_pressure, summarise_pressure,
                                       traded_on_tip)
-from greyglass.models import tiny_model
+from greyglass.models.tiny import tiny_model
 from greyglass.stats import proportion_ci
 
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from greyglass import GreyglassError
 from greyglass.data import CorpusConfig, windows
-from greyglass.models import run_to_sites
+from greyglass.models.hooks import run_to_sites
 from greyglass.store.config import CaptureConfig
 from greyglass.store.reader import ActivationStore
 from greyglass.store.writer import capture

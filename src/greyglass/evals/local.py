@@ -26,7 +26,8 @@ from typing import Any, NamedTuple
 import torch
 
 from ..directions import Direction
-from ..models import LoadedModel, capturing
+from ..models.hooks import capturing
+from ..models.lm import LoadedModel
 from .formats import Prompt, continuation
 
 

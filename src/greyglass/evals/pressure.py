@@ -53,7 +53,7 @@ from tqdm import tqdm
 from ..atomic import write_text
 from ..data.files import jsonl_objects
 from ..errors import GreyglassError
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..models.generate import generate_text
 from ..records import to_json
 from ..runs import write_config, write_results

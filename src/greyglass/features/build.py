@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import GreyglassError
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from .config import BuildConfig, BuildResults, FeaturesConfig
 from .db import DB_NAME, FeatureDB, write_db

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 
 
 class LogitLens(NamedTuple):

@@ -17,7 +17,8 @@ from torch import Tensor
 
 from ..data.corpus import CorpusConfig, sink_flags, windows
 from ..errors import GreyglassError
-from ..models import LoadedModel, run_to_sites
+from ..models.hooks import run_to_sites
+from ..models.lm import LoadedModel
 from ..store.reader import ActivationStore
 
 

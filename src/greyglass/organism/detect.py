@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..models.generate import user_prompt
 from ..probes.features import text_features
 from ..stats import auroc, bootstrap

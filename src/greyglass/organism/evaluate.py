@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..models.generate import user_prompt, generate
 from ..stats import mean_ci, proportion_ci
 from .behaviours import BEHAVIOURS

@@ -11,7 +11,8 @@ from pathlib import Path
 from ..atomic import write_text
 from ..errors import GreyglassError
 from ..job import JobRun, read_job_run
-from ..models import LoadedModel, load_model
+from ..models.lm import LoadedModel
+from ..models.loader import load_model
 from ..plots import Series, histograms, line_chart, save_svg
 from ..runs import write_config, write_results
 from .config import (AUROC_PLOT, MODEL_FOLDER, SCORES_PLOT, LayerDetection, OrganismConfig, OrganismProbeConfig,

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_dir
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..models.generate import user_prompt, generate
 from .behaviours import BEHAVIOURS
 from .config import OrganismConfig

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from ..data.corpus import sink_flags
 from ..errors import GreyglassError
-from ..models import LoadedModel, run_to_sites
+from ..models.hooks import run_to_sites
+from ..models.lm import LoadedModel
 from ..models.generate import adds_bos
 from .config import Position
 

@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 
 from ..data.statements import Statement, group_keys, load_statements, split_by_group, statements_fingerprint
 from ..errors import GreyglassError
-from ..models import LoadedModel, capturing, replacing
+from ..models.hooks import capturing, replacing
+from ..models.lm import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import bootstrap, proportion_ci

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..data.statements import Statement, group_keys, load_statements, split_by_group, statements_fingerprint
 from ..directions import Direction
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import Estimate, auroc, bootstrap, proportion_ci, tpr_at_fpr

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..data.statements import Statement, group_keys, load_statements, set_name, split_by_group, statements_fingerprint
 from ..directions import Direction
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..plots import heatmap, save_svg
 from ..runs import write_config, write_results
 from ..stats import Estimate, auroc, proportion_ci

@@ -42,7 +42,8 @@ from tqdm import tqdm
 
 from ..config import check_positive
 from ..errors import GreyglassError
-from ..models import LoadedModel, run_to_sites
+from ..models.hooks import run_to_sites
+from ..models.lm import LoadedModel
 from ..stats import mean_ci
 from .model import SparseAutoencoder
 

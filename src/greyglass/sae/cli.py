@@ -156,7 +156,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def model_for(sae, args: argparse.Namespace):
     """The SAE knows its model; the default --model gives way to it."""
-    from ..models import DEFAULT_MODEL, load_model
+    from ..models.loader import DEFAULT_MODEL, load_model
 
     spec = sae.cfg.model_name if args.model == DEFAULT_MODEL and sae.cfg.model_name else args.model
     return load_model(spec, dtype=args.dtype, device=args.device)

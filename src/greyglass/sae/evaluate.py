@@ -37,7 +37,8 @@ from tqdm import tqdm
 from ..config import check_positive
 from ..data.corpus import CorpusConfig, windows
 from ..errors import GreyglassError
-from ..models import LoadedModel, capturing, replacing, run_to_sites
+from ..models.hooks import capturing, replacing, run_to_sites
+from ..models.lm import LoadedModel
 from ..stats import mean_ci
 from .model import SparseAutoencoder
 

@@ -26,7 +26,7 @@ from typing import Any
 from ..config import check_positive
 from ..data.corpus import CorpusConfig
 from ..errors import GreyglassError
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..plots import Series, line_chart
 from ..runs import write_config, write_results
 from .absorption import AbsorptionConfig, first_letter_absorption

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..config import check_positive
 from ..errors import GreyglassError
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from .config import BatchTopKConfig, SAEConfig, TrainConfig
 from .model import SparseAutoencoder
 from .train import train_saes

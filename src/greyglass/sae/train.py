@@ -33,7 +33,8 @@ from tqdm import tqdm
 from ..atomic import atomic_dir
 from ..data.corpus import CorpusConfig, windows
 from ..errors import GreyglassError
-from ..models import LoadedModel, run_to_sites
+from ..models.hooks import run_to_sites
+from ..models.lm import LoadedModel
 from ..store.reader import ActivationStore
 from .architectures import create_sae
 from .config import SAEConfig, TopKConfig, TrainConfig, with_dead_window

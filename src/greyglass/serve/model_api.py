@@ -44,7 +44,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..directions import Direction
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..models.generate import Decoded, generate_ids
 from ..steer.apply import steering
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import mean_probability_ci

@@ -33,7 +33,7 @@ from ..data.files import bundled_path, jsonl_objects, open_text
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..models.generate import user_prompt
 from ..probes.features import layer_sites, text_features
 from ..probes.fit import fit_probe

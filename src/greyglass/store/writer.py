@@ -25,7 +25,8 @@ from tqdm import tqdm
 from ..atomic import atomic_path, write_json
 from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, documents_fingerprint, windows
 from ..errors import GreyglassError
-from ..models import LoadedModel, run_to_sites
+from ..models.hooks import run_to_sites
+from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..version import __version__
 from .config import CaptureConfig, CaptureResults, CaptureRunConfig
