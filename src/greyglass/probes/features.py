@@ -20,6 +20,7 @@ from ..data.corpus import sink_flags
 from ..errors import GreyglassError
 from ..models.hooks import run_to_sites
 from ..models.lm import LoadedModel
+from ..models.tokens import pad
 from ..models.generate import adds_bos
 from .config import Position
 
@@ -49,21 +50,11 @@ def text_features(
     starts = range(0, len(order), batch_size)
     for start in tqdm(starts, desc="features", unit="batch", disable=not progress):
         idx = order[start : start + batch_size]
-        batch, mask = _right_pad([ids[i] for i in idx], lm.tokenizer.pad_token_id)
+        batch, mask = pad([ids[i] for i in idx], lm.tokenizer.pad_token_id)
         acts = run_to_sites(lm, batch.to(lm.device), sites, attention_mask=mask.to(lm.device))
         stacked = torch.stack([acts[s] for s in sites], dim=1).float().cpu()  # [B, L, T, d]
         out[idx] = _pool(stacked, mask, position)
     return out
-
-
-def _right_pad(seqs: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    width = max(len(s) for s in seqs)
-    batch = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(seqs), width, dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        batch[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-    return batch, mask  # [B, T] each
 
 
 def _pool(acts: Tensor, mask: Tensor, position: Position) -> Tensor:
