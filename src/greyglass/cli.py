@@ -19,6 +19,7 @@ from .config import add_arguments, from_namespace
 from .errors import GreyglassError
 from .job import Job, RunOptions, Tool, read_job_run
 from .jobs import GROUPS, JOBS, TOOLS
+from .models.dtypes import DTYPES
 from .version import __version__
 
 COMMAND_MODULES = [
@@ -32,7 +33,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct",
                         help="embedded name (smollm2-135m-instruct, gemma3-270m), a local Hugging Face "
                              "folder, a .gguf file, or a hub id (default: smollm2-135m-instruct)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
                         help="dtype to run the model in (default: float32)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 

@@ -25,14 +25,13 @@ from tqdm import tqdm
 from ..atomic import atomic_path, write_json
 from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, documents_fingerprint, windows
 from ..errors import GreyglassError
+from ..models.dtypes import torch_dtype
 from ..models.hooks import run_to_sites
 from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..version import __version__
 from .config import CaptureConfig, CaptureResults, CaptureRunConfig
 from .manifest import FORMAT, MANIFEST, RESUME_KEYS, read_manifest, shard_name
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def capture(
@@ -120,7 +119,7 @@ def _capture_batch(lm: LoadedModel, batch: list[Window], sites: list[str], cfg: 
     ids = torch.tensor([w.tokens for w in batch], device=lm.device)  # [B, T]
     keep = ~torch.tensor([w.is_sink for w in batch]) if not cfg.keep_bos else torch.ones_like(ids, dtype=torch.bool)
     acts = run_to_sites(lm, ids, sites)
-    rows = {s: acts[s][keep.to(acts[s].device)].to("cpu", _DTYPES[cfg.store_dtype]) for s in sites}  # [n, d]
+    rows = {s: acts[s][keep.to(acts[s].device)].to("cpu", torch_dtype(cfg.store_dtype)) for s in sites}  # [n, d]
     pos = torch.arange(ids.shape[1]).expand_as(ids)
     rows["token_ids"] = ids.cpu()[keep].to(torch.int32)
     rows["doc"] = torch.tensor([w.docs for w in batch], dtype=torch.int32)[keep]
