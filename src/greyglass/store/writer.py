@@ -10,7 +10,6 @@ its last complete shard and, because the batches are the same, writes identical 
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import re
 import time
@@ -23,6 +22,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..atomic import atomic_path, write_json
+from ..clock import iso_seconds
 from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, documents_fingerprint, windows
 from ..errors import GreyglassError
 from ..models.dtypes import torch_dtype
@@ -81,7 +81,7 @@ def capture(
                              f"{corpus.context_size} tokens; give a corpus with more text, another --split, or a "
                              "smaller --context-size")
     manifest["complete"] = True
-    manifest["finished"] = _now()
+    manifest["finished"] = iso_seconds()
     write_json(out / MANIFEST, manifest)
     return out
 
@@ -150,7 +150,7 @@ def _new_manifest(lm: LoadedModel, cfg: CaptureConfig, corpus: CorpusConfig, sit
         "format": FORMAT,
         "version": 1,
         "greyglass_version": __version__,
-        "created": _now(),
+        "created": iso_seconds(),
         "model": lm.provenance(),
         "sites": sites,
         "d_model": lm.d_model,
@@ -201,7 +201,3 @@ def _remove_unlisted_shards(out: Path, manifest: dict) -> None:
     for p in out.iterdir():
         if p.name.endswith(".tmp") or (re.fullmatch(r"shard_\d+\.safetensors", p.name) and p.name not in listed):
             p.unlink()
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
