@@ -24,11 +24,9 @@ import torch
 
 from greyglass.data.statements import load_statements, split_by_group
 from greyglass.models.loader import load_model
+from greyglass.models.text_features import _pool, text_features
 from greyglass.models.tokens import pad
-from greyglass.probes.features import text_features
-from greyglass.probes.fit import fit_probe
-from greyglass.probes.features import _pool
-from greyglass.probes.fit import L2_GRID
+from greyglass.probes.fit import L2_GRID, fit_probe
 
 
 def timed(fn):

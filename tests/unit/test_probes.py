@@ -12,7 +12,7 @@ from greyglass.cli import main
 from greyglass.data.statements import Statement
 from greyglass.directions import Direction
 from greyglass.models.hooks import run_to_sites
-from greyglass.probes.features import text_features
+from greyglass.models.text_features import text_features
 from greyglass.probes.fit import _train_logistic, fit_probe
 from greyglass.probes.sweep import held_out_metrics
 

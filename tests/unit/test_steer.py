@@ -10,7 +10,7 @@ from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.directions import Direction
 from greyglass.models.hooks import run_to_sites
-from greyglass.probes.features import text_features
+from greyglass.models.text_features import text_features
 from greyglass.report.build import section_for
 from greyglass.steer.apply import steering, typical_norm
 from greyglass.steer.config import EffectConfig

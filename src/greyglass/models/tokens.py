@@ -1,4 +1,4 @@
-"""Token-id sequences as one batch: padding to the longest, with the mask of real tokens.
+"""Token ids: lists of them as one padded batch, and single tokens as text.
 
 Right padding keeps every sequence at the positions it would have alone, and causal attention
 never looks ahead at the padding, so the real tokens' activations are unchanged; the last real
@@ -33,3 +33,9 @@ def pad(seqs: Sequence[Sequence[int]], pad_id: int, side: Side = "right") -> Pad
         ids[row, cols] = torch.tensor(seq, dtype=torch.long)
         mask[row, cols] = 1
     return Padded(ids, mask)
+
+
+def token_strings(tokenizer, ids) -> dict[int, str]:
+    """Each distinct token id decoded on its own (ids < 0 are skipped)."""
+    unique = sorted({int(i) for i in ids if int(i) >= 0})
+    return dict(zip(unique, tokenizer.batch_decode([[i] for i in unique])))

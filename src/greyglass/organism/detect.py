@@ -22,9 +22,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..models.lm import LoadedModel
 from ..models.generate import user_prompt
-from ..probes.features import text_features
+from ..models.lm import LoadedModel
+from ..models.text_features import text_features
 from ..stats import auroc, bootstrap
 from .config import Detection, LayerDetection
 

@@ -118,7 +118,8 @@ def analyse(meta: SparseAutoencoder, sae: SparseAutoencoder, cfg: MetaConfig) ->
 
 def lens_tokens(lm: LoadedModel, rows: Tensor, n: int) -> list[list[str]]:
     """The `n` tokens each row `[m, d_model]` promotes most through the logit lens."""
-    from ..features.lens import logit_lens, token_strings
+    from ..models.lens import logit_lens
+    from ..models.tokens import token_strings
 
     ids = logit_lens(lm, rows, n=n).promoted  # [m, n]
     names = token_strings(lm.tokenizer, ids.flatten().tolist())
