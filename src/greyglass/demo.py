@@ -74,7 +74,7 @@ STEPS: list[Callable[[DemoContext], None]] = [step_capture, step_sae, step_absor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_model_args
+    from .flags import add_model_args
 
     p = sub.add_parser("demo", help="run the main job on the default model (a few minutes)")
     add_model_args(p)
@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import model_from_args
+    from .flags import model_from_args
 
     ctx = DemoContext(lm=model_from_args(args), root=Path(args.out), tokens=args.tokens)
     for step in STEPS:
