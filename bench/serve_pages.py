@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     from starlette.testclient import TestClient
 
-    from greyglass.serve import create_app
+    from greyglass.serve.app import create_app
 
     lm = load_model()
     root = make_runs(Path(tempfile.mkdtemp()), lm)
