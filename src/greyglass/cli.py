@@ -19,7 +19,8 @@ from .config import add_arguments, from_namespace
 from .errors import GreyglassError
 from .flags import add_model_args, add_out_args, model_from_args  # sae/cli.py imports them from here
 from .job import Job, RunOptions, Tool, read_job_run
-from .jobs import GROUPS, JOBS, TOOLS
+from .jobs import GROUPS, JOBS
+from .tools import TOOLS
 from .version import __version__
 
 COMMAND_MODULES = [

@@ -1,15 +1,19 @@
-"""The commands that make no run folder and belong to no one area: `greyglass models`, `report`, `serve`.
+"""The one list of commands that make no run folder (`TOOLS`, in CLI order), and those of them that
+belong to no one area: `greyglass models`, `report`, `serve`.
 
-They live here rather than in `models/`, `report/` and `serve/` because importing those packages
-loads torch or the web stack, and `greyglass --help` imports every tool; each `main` imports
-what it needs when it runs.
+Each `main` imports what it needs when it runs, so `greyglass --help`, which imports every tool,
+loads neither torch nor the web stack. The list is apart from the jobs' (`jobs.py`) because the
+report and the browser read that one.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from .evals.jobs import TOOLS as EVAL_TOOLS
+from .features.jobs import TOOLS as FEATURE_TOOLS
 from .job import Tool
+from .store.jobs import TOOLS as STORE_TOOLS
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,4 +80,4 @@ SERVE = Tool(command=("serve",), help="browse runs, features, probes, steering a
              description="Serve a local web app over the run folders under RUNS_DIR. It binds to 127.0.0.1 (this "
              "machine only) unless --host says otherwise.")
 
-TOOLS = (MODELS, REPORT, SERVE)
+TOOLS: tuple[Tool, ...] = (*STORE_TOOLS, *FEATURE_TOOLS, *EVAL_TOOLS, MODELS, REPORT, SERVE)
