@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from greyglass import GreyglassError
-from greyglass.models.tiny import tiny_model
 from greyglass.models.generate import user_prompt, generate
+from greyglass.models.tiny import tiny_model
 from greyglass.organism.behaviours import BEHAVIOURS
 from greyglass.organism.config import (Detection, LayerDetection, OrganismConfig, OrganismProbeResults,
                                        QuestionSet)
