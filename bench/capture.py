@@ -23,12 +23,12 @@ import sys
 import tempfile
 import time
 from itertools import islice
-from pathlib import Path
 
 import torch
 
 from greyglass.data import CorpusConfig, windows
-from greyglass.models import load_model, run_to_sites
+from greyglass.models.hooks import run_to_sites
+from greyglass.models.loader import load_model
 from greyglass.store.config import CaptureConfig
 from greyglass.store.writer import capture
 

@@ -23,7 +23,7 @@ from greyglass.evals.config import EvalConfig
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request, score_naive
 from greyglass.evals.run import eval_items
-from greyglass.models import load_model
+from greyglass.models.loader import load_model
 
 
 def timed(fn):

@@ -23,11 +23,10 @@ import numpy as np
 import torch
 
 from greyglass.data.statements import load_statements, split_by_group
-from greyglass.models import load_model
-from greyglass.probes.features import text_features
-from greyglass.probes.fit import fit_probe
-from greyglass.probes.features import _pool, _right_pad
-from greyglass.probes.fit import L2_GRID
+from greyglass.models.loader import load_model
+from greyglass.models.text_features import _pool, text_features
+from greyglass.models.tokens import pad
+from greyglass.probes.fit import L2_GRID, fit_probe
 
 
 def timed(fn):
@@ -40,11 +39,11 @@ def hidden_states_features(lm, texts, layers, batch_size=32):
     ids = [lm.tokenizer(t).input_ids for t in texts]
     out = []
     for start in range(0, len(ids), batch_size):
-        batch, mask = _right_pad(ids[start : start + batch_size], lm.tokenizer.pad_token_id)
+        batch, mask = pad(ids[start : start + batch_size], lm.tokenizer.pad_token_id)
         with torch.inference_mode():
             hidden = lm.model(input_ids=batch, attention_mask=mask, output_hidden_states=True).hidden_states
         stacked = torch.stack([hidden[layer + 1] for layer in layers], 1).float()
-        out.append(_pool(stacked, mask, "last", skip_first=False))
+        out.append(_pool(stacked, mask, "last"))
     return torch.cat(out)
 
 

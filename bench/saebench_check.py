@@ -41,7 +41,8 @@ from pathlib import Path
 import torch
 
 from greyglass.data.corpus import CorpusConfig
-from greyglass.models import load_model, run_to_sites
+from greyglass.models.hooks import run_to_sites
+from greyglass.models.loader import load_model
 from greyglass.sae.absorption import LetterScores, first_letter_prompts, score_letters, vocab_words, word_activations
 from greyglass.sae.config import AbsorptionConfig, SAEConfig, TopKConfig, TrainConfig
 from greyglass.sae.train import buffered_batches, train_saes

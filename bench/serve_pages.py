@@ -33,7 +33,7 @@ from greyglass.features.config import BuildConfig, FeaturesConfig  # noqa: E402
 from greyglass.features.db import FeatureDB  # noqa: E402
 from greyglass.features.dashboard import latent_page  # noqa: E402
 from greyglass.features.source import corpus_batches  # noqa: E402
-from greyglass.models import load_model  # noqa: E402
+from greyglass.models.loader import load_model  # noqa: E402
 from greyglass.runs import write_config, write_results  # noqa: E402
 from greyglass.sae.architectures import create_sae  # noqa: E402
 from greyglass.sae.config import SAEConfig, TopKConfig  # noqa: E402
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     from starlette.testclient import TestClient
 
-    from greyglass.serve import create_app
+    from greyglass.serve.app import create_app
 
     lm = load_model()
     root = make_runs(Path(tempfile.mkdtemp()), lm)

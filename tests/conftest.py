@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tiny_llama():
-    from greyglass.models import tiny_model
+    from greyglass.models.tiny import tiny_model
 
     return tiny_model("llama")
 
@@ -25,7 +25,7 @@ def tiny_llama():
 @pytest.fixture(scope="session")
 def smollm():
     """The real embedded default model (SmolLM2-135M-Instruct), loaded once per session."""
-    from greyglass.models import load_model
+    from greyglass.models.loader import load_model
 
     return load_model("smollm2-135m-instruct")
 

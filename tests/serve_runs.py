@@ -51,7 +51,7 @@ def make_figure_runs(root):
     from greyglass.evals.local import LocalBackend
     from greyglass.evals.run import EvalConfig as BehaviourEvalConfig
     from greyglass.evals.run import run_eval
-    from greyglass.models import tiny_model
+    from greyglass.models.tiny import tiny_model
     from greyglass.probes.config import SweepConfig
     from greyglass.probes.sweep import sweep
     from greyglass.sae.config import EvalConfig, EvalRunConfig

@@ -16,36 +16,11 @@ from pathlib import Path
 
 from .config import add_arguments, from_namespace
 from .errors import GreyglassError
+from .flags import add_model_args, add_out_args, model_from_args  # sae/cli.py imports them from here
 from .job import Job, RunOptions, Tool, read_job_run
-from .jobs import GROUPS, JOBS, TOOLS
+from .jobs import GROUPS, JOBS
+from .tools import TOOLS
 from .version import __version__
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """--model/--dtype/--device, shared by every command that loads a model."""
-    parser.add_argument("--model", default="smollm2-135m-instruct",
-                        help="embedded name (smollm2-135m-instruct, gemma3-270m), a local Hugging Face "
-                             "folder, a .gguf file, or a hub id (default: smollm2-135m-instruct)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="dtype to run the model in (default: float32)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-
-
-def add_out_args(parser: argparse.ArgumentParser, kind: str, resume: str | None = None, progress: bool = True,
-                 what: str = "run folder", default: str | None = None) -> None:
-    """--out, whose default is where `runs.default_run_dir(kind)` puts the run (or `default`); --resume with
-    its help, where the command can resume; --no-progress."""
-    parser.add_argument("--out", help=f"{what} (default: {default or f'runs/{kind}/<time>'})")
-    if resume:
-        parser.add_argument("--resume", action="store_true", help=resume)
-    if progress:
-        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def model_from_args(args: argparse.Namespace):
-    from .models import load_model
-
-    return load_model(args.model, dtype=args.dtype, device=args.device)
 
 
 def add_job(sub: argparse._SubParsersAction, job: Job) -> None:

@@ -25,7 +25,7 @@ from .records import from_json
 from .runs import default_run_dir, read_run
 
 if TYPE_CHECKING:
-    from .models import LoadedModel
+    from .models.lm import LoadedModel
     from .report.section import Section
 
 C = TypeVar("C")

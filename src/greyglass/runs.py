@@ -7,7 +7,6 @@ configs, model id and weights hash, data fingerprint, seed, library versions);
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import platform
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_json
+from .clock import folder_stamp, iso_seconds
 from .errors import GreyglassError
 from .records import to_json
 from .version import __version__
@@ -25,8 +25,7 @@ RESULTS = "results.json"
 
 def default_run_dir(kind: str, name: str | None = None, root: str | Path = "runs") -> Path:
     """`runs/<kind>/<name>`, the name defaulting to the current UTC time."""
-    stamp = name or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return Path(root) / kind / stamp
+    return Path(root) / kind / (name or folder_stamp())
 
 
 def versions() -> dict[str, str]:
@@ -46,7 +45,7 @@ def write_config(folder: str | Path, kind: str, **parts: Any) -> dict[str, Any]:
     config = {
         "kind": kind,
         "command": sys.argv if sys.argv and "greyglass" in Path(sys.argv[0]).name else None,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": iso_seconds(),
         "versions": versions(),
         **{k: to_json(v) for k, v in parts.items()},
     }

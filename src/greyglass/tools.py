@@ -1,16 +1,20 @@
-"""The commands that make no run folder of their own and belong to no one area: `greyglass models`,
-`report`, `serve` and `demo` (which runs a list of jobs, each into its own folder).
+"""The one list of commands that make no run folder of their own (`TOOLS`, in CLI order), and those of
+them that belong to no one area: `greyglass models`, `report`, `serve` and `demo` (which runs a list of
+jobs, each into its own folder).
 
-They live here rather than in `models/`, `report/` and `serve/` because importing those packages
-loads torch or the web stack, and `greyglass --help` imports every tool; each `main` imports
-what it needs when it runs.
+Each `main` imports what it needs when it runs, so `greyglass --help`, which imports every tool,
+loads neither torch nor the web stack. The list is apart from the jobs' (`jobs.py`) because the
+report and the browser read that one.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from .evals.jobs import TOOLS as EVAL_TOOLS
+from .features.jobs import TOOLS as FEATURE_TOOLS
 from .job import Tool
+from .store.jobs import TOOLS as STORE_TOOLS
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import add_model_args
+    from .flags import add_model_args
 
     add_model_args(parser)
     parser.add_argument("--out", default="runs/demo", help="root folder for the demo's runs (default: runs/demo)")
@@ -76,7 +80,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .cli import model_from_args
+    from .flags import model_from_args
     from .demo import demo_runs, run_demo
     from .report.build import build_report
 
@@ -105,4 +109,4 @@ DEMO = Tool(command=("demo",), help="run the main job on the default model (a fe
             description="Capture activations, train and evaluate an SAE, measure its absorption and features, fit a "
             "truth probe and run a sycophancy eval, then write the evidence report over all of it (greyglass.demo).")
 
-TOOLS = (MODELS, REPORT, SERVE, DEMO)
+TOOLS: tuple[Tool, ...] = (*STORE_TOOLS, *FEATURE_TOOLS, *EVAL_TOOLS, MODELS, REPORT, SERVE, DEMO)

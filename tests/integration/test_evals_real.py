@@ -10,7 +10,8 @@ from greyglass.evals.config import EvalConfig
 from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request, score_naive
 from greyglass.evals.run import eval_items, run_eval
-from greyglass.models import load_model, run_to_sites
+from greyglass.models.hooks import run_to_sites
+from greyglass.models.loader import load_model
 
 
 def test_prefix_shared_equals_naive_on_smollm(smollm):
@@ -96,7 +97,8 @@ def test_smollm_as_judge_of_labelled_pressure_turns(smollm, tmp_path):
     from greyglass.evals.config import HttpConfig
     from greyglass.evals.pressure import classifier_accuracy, read_labelled_turns
     from greyglass.evals.remote import HttpBackend
-    from greyglass.serve import ModelServer, create_model_app, serving
+    from greyglass.serve.listen import serving
+    from greyglass.serve.model_api import ModelServer, create_model_app
 
     turns = read_labelled_turns(Path(__file__).resolve().parent.parent / "data" / "pressure_turns.jsonl")
     some = [t for t in turns if t["step"] == "report"][:3] + [t for t in turns if t["step"] == "reply"][:3]

@@ -66,7 +66,7 @@ def test_text_latents_leave_out_smollm2s_first_token(sae_folder, smollm):
     """SmolLM2 has no BOS: its first token is the attention sink, which SAE training leaves out."""
     from greyglass.sae.io import load_sae
     from greyglass.features.source import text_latents
-    from greyglass.models import run_to_sites
+    from greyglass.models.hooks import run_to_sites
 
     sae, site = load_sae(sae_folder), "blocks.3.hook_resid_post"
     ids = smollm.tokenizer("The Golden Gate Bridge", return_tensors="pt").input_ids

@@ -2,8 +2,8 @@
 
 import pytest
 
-from greyglass.models import load_model
 from greyglass.models.generate import user_prompt, generate
+from greyglass.models.loader import load_model
 from greyglass.organism.config import OrganismConfig
 from greyglass.organism.prompts import split_prompts, with_trigger
 from greyglass.organism.train import fine_tune, original_answers, training_examples

@@ -12,8 +12,8 @@ import torch
 
 from greyglass import GreyglassError
 from greyglass.fingerprint import file_sha256
-from greyglass.models import EMBEDDED, load_model, run_to_sites
-from greyglass.models.loader import _embedded_path
+from greyglass.models.hooks import run_to_sites
+from greyglass.models.loader import EMBEDDED, _embedded_path, load_model
 
 
 def test_default_model_facts(smollm):

@@ -20,7 +20,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 @pytest.fixture(scope="module")
 def server(smollm, tmp_path_factory):
-    from greyglass.serve import create_app, serving
+    from greyglass.serve.app import create_app
+    from greyglass.serve.listen import serving
 
     root = make_runs(tmp_path_factory.mktemp("runs"), smollm)
     with serving(create_app(root, load=lambda spec: smollm)) as url:
@@ -29,7 +30,8 @@ def server(smollm, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def figure_server(smollm, tmp_path_factory):
-    from greyglass.serve import create_app, serving
+    from greyglass.serve.app import create_app
+    from greyglass.serve.listen import serving
 
     root = tmp_path_factory.mktemp("figure_runs")
     ids = make_figure_runs(root)

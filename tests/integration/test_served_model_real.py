@@ -7,7 +7,8 @@ from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request
 from greyglass.evals.remote import HttpBackend
 from greyglass.evals.run import eval_items
-from greyglass.serve import ModelServer, create_model_app, serving
+from greyglass.serve.listen import serving
+from greyglass.serve.model_api import ModelServer, create_model_app
 
 
 @pytest.mark.slow

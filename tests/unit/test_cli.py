@@ -5,7 +5,7 @@ import json
 import pytest
 
 from greyglass.cli import main
-from greyglass.models import load_model
+from greyglass.models.loader import load_model
 from greyglass.report.build import section_for
 
 

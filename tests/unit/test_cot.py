@@ -11,7 +11,7 @@ from greyglass.cli import main
 from greyglass.evals.config import CotConfig
 from greyglass.evals.cot import (Faithfulness, addition_problems, filler_text, gsm8k_problems, mgsm_problems,
                                  parse_answer, run_cot, same_answer, summarise_cot)
-from greyglass.models import tiny_model
+from greyglass.models.tiny import tiny_model
 
 
 def test_problems_and_gold_answers():
@@ -139,7 +139,7 @@ def test_a_run_uses_filler_of_the_chains_length_and_no_number_is_not_the_same_an
 
 
 def test_eval_cot_cli_prints_the_report_section(tmp_path, capsys):
-    from greyglass.models import tiny_model
+    from greyglass.models.tiny import tiny_model
     from greyglass.report.build import section_for
 
     folder = tmp_path / "model"

@@ -14,8 +14,8 @@ from greyglass.evals.items import load_items
 from greyglass.evals.local import LocalBackend, Request, encode, score_naive
 from greyglass.evals.config import EvalConfig
 from greyglass.evals.run import run_eval, stratified_sample
-from greyglass.models import run_to_sites, tiny_model
-from greyglass.models.tiny import TINY_FAMILIES
+from greyglass.models.hooks import run_to_sites
+from greyglass.models.tiny import TINY_FAMILIES, tiny_model
 
 ROW = {"question": "Q?\n (A) x\n (B) y", "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (B)"}
 

@@ -18,7 +18,7 @@ from greyglass.features.db import DB_NAME, FeatureDB, set_explanation
 from greyglass.features.source import corpus_batches, text_latents
 from greyglass.sae.io import load_sae
 from greyglass.job import RunInfo
-from greyglass.models import run_to_sites
+from greyglass.models.hooks import run_to_sites
 from greyglass.report.build import section_for
 
 SITE = "blocks.1.hook_resid_post"
@@ -250,7 +250,7 @@ def test_concept_file_errors(tmp_path):
 
 def test_steering_adds_or_clamps_the_decoder_row(planted):
     from greyglass.features.steer import steering, steering_effect, target_probability
-    from greyglass.models import capturing
+    from greyglass.models.hooks import capturing
 
     lm, sae, _, _ = planted
     ids = lm.tokenizer("a quiet quiz", return_tensors="pt").input_ids
@@ -402,7 +402,7 @@ def test_features_build_and_concept_cli_print_their_report_sections(sae_copy, mo
 
 
 def test_features_build_checks_the_store_was_captured_from_the_same_model(sae_copy, model_dir, tmp_path, capsys):
-    from greyglass.models import tiny_model
+    from greyglass.models.tiny import tiny_model
     from greyglass.store.config import CaptureConfig
     from greyglass.store.writer import capture
 

@@ -63,7 +63,8 @@ def test_context_is_cut_at_window_edges():
 
 
 def test_logit_lens_matches_manual_and_finds_a_planted_token(tiny_llama):
-    from greyglass.features.lens import auto_label, logit_lens
+    from greyglass.features.labels import auto_label
+    from greyglass.models.lens import logit_lens
 
     lm = tiny_llama
     W_U = lm.unembed.weight.detach()  # [vocab, d]
@@ -84,8 +85,8 @@ def test_logit_lens_matches_manual_and_finds_a_planted_token(tiny_llama):
 @pytest.mark.parametrize("family", ["gpt2", "gpt_neox"])
 def test_logit_lens_leaves_out_the_final_layernorm_bias(family):
     """The norm's bias adds the same beta @ W_U to every latent; the lens applies the scale only."""
-    from greyglass.features.lens import logit_lens
-    from greyglass.models import tiny_model
+    from greyglass.models.lens import logit_lens
+    from greyglass.models.tiny import tiny_model
 
     lm = tiny_model(family)
     norm = lm.final_norm

@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from greyglass.models import tiny_model
 from greyglass.models.generate import generate, generate_ids, generate_text
-from greyglass.models.tiny import TINY_FAMILIES
+from greyglass.models.tiny import TINY_FAMILIES, tiny_model
 
 PROMPT = "The quick brown fox jumps over"
 

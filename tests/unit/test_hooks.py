@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from greyglass.models import adding, capturing, replacing, run_to_sites, tiny_model
-from greyglass.models.tiny import TINY_FAMILIES
+from greyglass.models.hooks import adding, capturing, replacing, run_to_sites
+from greyglass.models.tiny import TINY_FAMILIES, tiny_model
 
 
 @pytest.fixture(scope="module", params=TINY_FAMILIES)

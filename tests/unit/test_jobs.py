@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from greyglass.cli import main
-from greyglass.jobs import JOBS, JOBS_BY_NAME, TOOLS
+from greyglass.jobs import JOBS, JOBS_BY_NAME
+from greyglass.tools import TOOLS
 
 TESTS = Path(__file__).resolve().parents[1]
 

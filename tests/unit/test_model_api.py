@@ -9,8 +9,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from greyglass import GreyglassError
-from greyglass.models import tiny_model
-from greyglass.serve import ModelServer, create_model_app, serving
+from greyglass.models.tiny import tiny_model
+from greyglass.serve.listen import serving
+from greyglass.serve.model_api import ModelServer, create_model_app
 from greyglass.serve.listen import bind
 from greyglass.serve.model_api import MAX_BODY_BYTES
 

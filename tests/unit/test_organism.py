@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from greyglass import GreyglassError
-from greyglass.models import tiny_model
 from greyglass.models.generate import user_prompt, generate
+from greyglass.models.tiny import tiny_model
 from greyglass.organism.behaviours import BEHAVIOURS
 from greyglass.organism.config import (Detection, LayerDetection, OrganismConfig, OrganismProbeResults,
                                        QuestionSet)
@@ -67,7 +67,7 @@ def test_collate_learns_only_the_answer(lm):
 
 
 def test_saved_organism_loads_as_a_model_folder(lm, tmp_path):
-    from greyglass.models import load_model
+    from greyglass.models.loader import load_model
 
     folder = save_model(lm, tmp_path / "model")
     again = load_model(str(folder))

@@ -41,7 +41,7 @@ def root(tiny_llama, tmp_path_factory):
 def client(root, tiny_llama):
     from starlette.testclient import TestClient
 
-    from greyglass.serve import create_app
+    from greyglass.serve.app import create_app
 
     return TestClient(create_app(root, load=lambda spec: tiny_llama))
 

@@ -13,7 +13,7 @@ from greyglass.evals.config import HttpConfig, PressureConfig
 from greyglass.evals.pressure import (FUNDS_FACTORS, classifier_accuracy, doubles_down, first_action, hides_tip,
                                       misuse_regression, read_labelled_turns, run_pressure, summarise_pressure,
                                       traded_on_tip)
-from greyglass.models import tiny_model
+from greyglass.models.tiny import tiny_model
 from greyglass.stats import proportion_ci
 
 
@@ -204,7 +204,8 @@ def test_judge_verdicts_through_a_server(tmp_path):
     from greyglass.evals.pressure import judge_insider, judge_says_yes, judge_summary
     from greyglass.evals.config import HttpConfig
     from greyglass.evals.remote import HttpBackend
-    from greyglass.serve import ModelServer, create_model_app, serving
+    from greyglass.serve.listen import serving
+    from greyglass.serve.model_api import ModelServer, create_model_app
 
     with serving(create_model_app(ModelServer(tiny_model("llama", chat=True)))) as url:
         judge = HttpBackend(HttpConfig(url=f"{url}/v1", cache=str(tmp_path / "judge.jsonl")))

@@ -11,8 +11,8 @@ from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.data.statements import Statement
 from greyglass.directions import Direction
-from greyglass.models import run_to_sites
-from greyglass.probes.features import text_features
+from greyglass.models.hooks import run_to_sites
+from greyglass.models.text_features import text_features
 from greyglass.probes.fit import _train_logistic, fit_probe
 from greyglass.probes.sweep import held_out_metrics
 
@@ -285,7 +285,7 @@ def test_lying_cli_rejects_too_few_questions(capsys):
 
 
 def test_batched_layer_patching_equals_one_layer_at_a_time(tiny_llama):
-    from greyglass.models import capturing, replacing
+    from greyglass.models.hooks import capturing, replacing
     from greyglass.probes.lying import HONEST, LIE_VARIANTS, _log_odds, _patch_layers, _shared_suffix, prompt
 
     honest = [prompt(tiny_llama, "The city of Rome is in Italy.", HONEST, False)]

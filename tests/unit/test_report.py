@@ -103,7 +103,7 @@ def test_eval_sections_from_real_runs(tmp_path, name):
     from greyglass.evals.config import EvalConfig
     from greyglass.evals.local import LocalBackend
     from greyglass.evals.run import run_eval
-    from greyglass.models import tiny_model
+    from greyglass.models.tiny import tiny_model
 
     run = tmp_path / name
     results = run_eval(LocalBackend(tiny_model("llama", chat=True)), EvalConfig(eval=name, limit=8, batch_size=4),
@@ -143,7 +143,7 @@ def test_cot_and_pressure_sections_from_real_runs(tmp_path):
     from greyglass.evals.config import CotConfig, PressureConfig
     from greyglass.evals.cot import run_cot
     from greyglass.evals.pressure import run_pressure
-    from greyglass.models import tiny_model
+    from greyglass.models.tiny import tiny_model
 
     lm = tiny_model("llama", chat=True)
     run_cot(lm, CotConfig(limit=2, max_cot_tokens=8), tmp_path / "cot", progress=False)

@@ -246,7 +246,7 @@ def test_first_letter_prompts_put_the_word_at_a_known_position(tiny_llama):
         assert text.endswith(f"\n{w.text} has the first letter:")
     acts = word_activations(tiny_llama, prompts, "blocks.1.hook_resid_post", batch_size=16)
     assert acts.shape == (50, 64)
-    from greyglass.models import run_to_sites
+    from greyglass.models.hooks import run_to_sites
     one = run_to_sites(tiny_llama, prompts.ids[7:8], ["blocks.1.hook_resid_post"])["blocks.1.hook_resid_post"]
     torch.testing.assert_close(acts[7], one[0, prompts.position].float())
 

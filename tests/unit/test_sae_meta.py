@@ -54,7 +54,7 @@ def test_meta_report_lists_members_with_logit_lens_tokens(tiny_llama, tmp_path):
     total = sum(m.n_members for m in results.meta)  # every (latent, meta-latent) pair counted once
     assert total == pytest.approx(results.d_sae * results.mean_meta_latents_per_latent, abs=0.001 * 64)
     # the listed tokens are the logit lens of the member's decoder row
-    from greyglass.features.lens import logit_lens
+    from greyglass.models.lens import logit_lens
     first = listed[0].members[0]
     row = sae.W_dec.detach()[first.latent]
     ids = logit_lens(tiny_llama, (row / row.norm())[None], n=3).promoted[0]

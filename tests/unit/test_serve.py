@@ -11,7 +11,7 @@ from greyglass.runs import write_config, write_results
 def client(tiny_llama, tmp_path_factory):
     from starlette.testclient import TestClient
 
-    from greyglass.serve import create_app
+    from greyglass.serve.app import create_app
 
     root = make_runs(tmp_path_factory.mktemp("runs"), tiny_llama)
     client = TestClient(create_app(root, load=lambda spec: tiny_llama))
@@ -81,7 +81,7 @@ def test_eval_table_pages_and_items(client):
 def test_broken_items_file_is_a_4xx_naming_the_line(tmp_path, tiny_llama):
     from starlette.testclient import TestClient
 
-    from greyglass.serve import create_app
+    from greyglass.serve.app import create_app
 
     ev = tmp_path / "eval" / "bad"
     write_config(ev, "eval")
@@ -165,7 +165,7 @@ def test_cli_refuses_a_missing_runs_folder(tmp_path, capsys):
 def test_runs_appear_after_the_rescan_interval(tmp_path, tiny_llama):
     from starlette.testclient import TestClient
 
-    from greyglass.serve import create_app
+    from greyglass.serve.app import create_app
     from greyglass.serve.catalog import Catalog
 
     catalog = Catalog(tmp_path, ttl=0.0)
@@ -182,7 +182,7 @@ def test_runs_appear_after_the_rescan_interval(tmp_path, tiny_llama):
 def test_host_check_refuses_other_host_names(tmp_path, tiny_llama):
     from starlette.testclient import TestClient
 
-    from greyglass.serve import create_app
+    from greyglass.serve.app import create_app
 
     app = create_app(tmp_path, load=lambda spec: tiny_llama, hosts=["127.0.0.1", "localhost"])
     assert TestClient(app, base_url="http://127.0.0.1:8765").get("/").status_code == 200

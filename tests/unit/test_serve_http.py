@@ -26,9 +26,10 @@ from greyglass.evals.formats import PromptFormat
 from greyglass.evals.local import LocalBackend, Request
 from greyglass.evals.remote import HttpBackend
 from greyglass.evals.run import run_eval
-from greyglass.models import tiny_model
+from greyglass.models.tiny import tiny_model
 from greyglass.report.build import section_for
-from greyglass.serve import ModelServer, create_model_app, serving
+from greyglass.serve.listen import serving
+from greyglass.serve.model_api import ModelServer, create_model_app
 
 
 @contextmanager

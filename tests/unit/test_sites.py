@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from greyglass import GreyglassError
-from greyglass.models import Site, parse_site
+from greyglass.models.sites import Site, parse_site
 
 
 @pytest.mark.parametrize(
@@ -50,3 +55,11 @@ def test_sites_sort_in_forward_order_not_by_name():
     assert [s.name for s in sorted(map(parse_site, names))] == [
         "blocks.2.hook_resid_pre", "blocks.2.hook_attn_out", "blocks.2.hook_mlp_out", "blocks.2.hook_resid_post",
         "blocks.10.hook_resid_pre"]
+
+
+def test_site_names_import_no_torch():
+    """Configs read site names at `--help` time: `greyglass.models` re-exports nothing torch-heavy."""
+    code = "import sys, greyglass.models.sites; print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "False"

@@ -9,8 +9,8 @@ import torch
 from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.directions import Direction
-from greyglass.models import run_to_sites
-from greyglass.probes.features import text_features
+from greyglass.models.hooks import run_to_sites
+from greyglass.models.text_features import text_features
 from greyglass.report.build import section_for
 from greyglass.steer.apply import steering, typical_norm
 from greyglass.steer.config import EffectConfig
@@ -102,7 +102,7 @@ def test_steering_effect_run_folder(tiny_llama, tmp_path):
 
 @pytest.fixture(scope="module")
 def chat_model_dir(tmp_path_factory):
-    from greyglass.models import tiny_model
+    from greyglass.models.tiny import tiny_model
 
     lm = tiny_model("llama", chat=True)
     folder = tmp_path_factory.mktemp("tiny-chat")

@@ -8,7 +8,9 @@ from safetensors.torch import load_file
 
 from greyglass import GreyglassError
 from greyglass.data import CorpusConfig, windows
-from greyglass.models import run_to_sites
+from greyglass.models.dtypes import DTYPES, torch_dtype
+from greyglass.models.hooks import run_to_sites
+from greyglass.models.loader import load_model
 from greyglass.store.config import CaptureConfig
 from greyglass.store.reader import ActivationStore
 from greyglass.store.writer import capture
@@ -124,6 +126,13 @@ def test_store_errors(tmp_path, store):
         store.site()
     with pytest.raises(GreyglassError, match="store_dtype"):
         CaptureConfig(store_dtype="int8")  # type: ignore[arg-type]
+
+
+def test_models_and_stores_share_one_dtype_table():
+    assert [torch_dtype(name) for name in DTYPES] == [torch.float32, torch.bfloat16, torch.float16]
+    assert [CaptureConfig(store_dtype=name).store_dtype for name in DTYPES] == list(DTYPES)
+    with pytest.raises(GreyglassError, match="dtype 'int8' is not allowed; choose one of float32, bfloat16, float16"):
+        load_model("smollm2-135m-instruct", dtype="int8")  # the name is checked before anything loads
 
 
 def test_bfloat16_storage_halves_the_bytes(tiny_llama, tmp_path, store):

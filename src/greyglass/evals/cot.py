@@ -34,8 +34,8 @@ from ..atomic import write_text
 from ..data.files import bundled_path, open_text
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from ..models import LoadedModel
 from ..models.generate import generate_text, user_prompt
+from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..stats import bootstrap
 from .config import CotConfig

@@ -57,7 +57,7 @@ EVAL_PRESSURE = Job(
 
 
 def _serve_model_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_args
+    from ..flags import add_model_args
     from ..steer.config import COEF_HELP
 
     add_model_args(p)
@@ -71,8 +71,8 @@ def _serve_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _serve_model(args: argparse.Namespace) -> int:
-    from ..cli import model_from_args
     from ..directions import Direction
+    from ..flags import model_from_args
     from ..serve.listen import serve_until_stopped
     from ..serve.model_api import ModelServer, create_model_app
 

@@ -26,7 +26,9 @@ from typing import Any, NamedTuple
 import torch
 
 from ..directions import Direction
-from ..models import LoadedModel, capturing
+from ..models.hooks import capturing
+from ..models.lm import LoadedModel
+from ..models.tokens import pad
 from .formats import Prompt, continuation
 
 
@@ -106,9 +108,9 @@ class LocalBackend:
         return out  # type: ignore[return-value]
 
     def _score_group(self, encoded: list[tuple[list[int], list[list[int]]]], shared: int) -> list[Scored]:
-        model, pad, device = self.lm.model, self.lm.tokenizer.pad_token_id, self.lm.device
+        model, pad_id, device = self.lm.model, self.lm.tokenizer.pad_token_id, self.lm.device
         prompts = [p for p, _ in encoded]
-        ids, mask = _left_pad([p[shared:] for p in prompts], pad)  # [B, P]: each prompt after the shared part
+        ids, mask = pad([p[shared:] for p in prompts], pad_id, "left")  # [B, P]: each prompt after the shared part
         ids, mask = ids.to(device), mask.to(device)
         watch = capturing(self.lm, [self.probe.site]) if self.probe is not None else nullcontext({})
         with torch.inference_mode():
@@ -140,7 +142,7 @@ class LocalBackend:
         device = self.lm.device
         owner = torch.tensor([b for b, _ in rows], device=device)  # [R]
         cache.batch_select_indices(owner)
-        answer_ids, answer_mask = _right_pad(inputs, self.lm.tokenizer.pad_token_id)  # [R, A-1]
+        answer_ids, answer_mask = pad(inputs, self.lm.tokenizer.pad_token_id)  # [R, A-1]
         answer_ids, answer_mask = answer_ids.to(device), answer_mask.to(device)
         start = seen.sum(-1)[owner, None]  # [R, 1]: each row's first answer position
         positions = start + torch.arange(answer_ids.shape[1], device=device)
@@ -232,22 +234,3 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids that skip left padding, so a padded row sees the positions an unpadded one would."""
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
-
-def _left_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s)
-        mask[i, width - len(s):] = 1
-    return ids, mask
-
-
-def _right_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    return ids, mask

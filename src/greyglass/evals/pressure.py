@@ -53,8 +53,8 @@ from tqdm import tqdm
 from ..atomic import write_text
 from ..data.files import jsonl_objects
 from ..errors import GreyglassError
-from ..models import LoadedModel
 from ..models.generate import generate_text
+from ..models.lm import LoadedModel
 from ..records import to_json
 from ..runs import write_config, write_results
 from ..stats import bootstrap, mean_ci

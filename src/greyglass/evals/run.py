@@ -26,7 +26,7 @@ from ..atomic import write_text
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..runs import CONFIG, write_config, write_results
 from .config import EvalConfig
 from .datasets import load_dataset

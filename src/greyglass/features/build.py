@@ -17,11 +17,12 @@ import torch
 from tqdm import tqdm
 
 from ..errors import GreyglassError
-from ..models import LoadedModel
+from ..models.lens import logit_lens
+from ..models.lm import LoadedModel
+from ..models.tokens import token_strings
 from ..runs import write_config, write_results
 from .config import BuildConfig, BuildResults, FeaturesConfig
 from .db import DB_NAME, FeatureDB, write_db
-from .lens import logit_lens, token_strings
 from ..sae.io import load_sae
 from ..sae.model import SparseAutoencoder
 from .source import Batch, corpus_batches, encode_batch, store_batches

@@ -35,7 +35,7 @@ import torch
 
 from ..data.files import bundled_path, open_text
 from ..errors import GreyglassError
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..stats import Estimate, auroc, bootstrap
 from .config import ConceptConfig, ConceptResults, HeldoutCounts, RankedLatent

@@ -21,7 +21,8 @@ from typing import Any
 
 from ..atomic import atomic_path
 from ..errors import GreyglassError
-from .lens import LogitLens, auto_label
+from ..models.lens import LogitLens
+from .labels import auto_label
 from .stats import HIST_EDGES, FeatureStats, TopContexts
 
 DB_NAME = "features.sqlite"

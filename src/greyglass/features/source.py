@@ -17,7 +17,9 @@ from torch import Tensor
 
 from ..data.corpus import CorpusConfig, sink_flags, windows
 from ..errors import GreyglassError
-from ..models import LoadedModel, run_to_sites
+from ..models.hooks import run_to_sites
+from ..models.lm import LoadedModel
+from ..models.tokens import pad
 from ..store.reader import ActivationStore
 
 
@@ -102,13 +104,9 @@ def sequence_latents(lm: LoadedModel, sae, encoded: list[list[int]]) -> tuple[Te
     the first token), which the SAE never saw in training (`Window.is_sink`).
     """
     site = lm.site(sae.cfg.hook_name).name
-    T = max(len(ids) for ids in encoded)
-    ids = torch.full((len(encoded), T), lm.tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros(len(encoded), T, dtype=torch.bool)
-    for i, row in enumerate(encoded):  # right padding: causal attention keeps real tokens unaffected
-        ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), True
-    counted = without_sink(mask)
-    acts = run_to_sites(lm, ids.to(lm.device), [site], attention_mask=mask.long().to(lm.device))[site].float().cpu()
+    ids, mask = pad(encoded, lm.tokenizer.pad_token_id)  # right padding: causal attention keeps real tokens unaffected
+    counted = without_sink(mask.bool())
+    acts = run_to_sites(lm, ids.to(lm.device), [site], attention_mask=mask.to(lm.device))[site].float().cpu()
     return encode_batch(sae, Batch(ids, acts, counted)), counted
 
 

@@ -22,8 +22,9 @@ import torch
 from torch import Tensor
 
 from ..errors import GreyglassError
-from ..models import LoadedModel, replacing
 from ..models.generate import reply
+from ..models.hooks import replacing
+from ..models.lm import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import mean_probability_ci

@@ -38,7 +38,7 @@ def html(args: argparse.Namespace) -> None:
 
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_args
+    from ..flags import add_model_args
 
     p.add_argument("sae", help="SAE folder (features built)")
     p.add_argument("--fires-on", metavar="WORD", help="latents whose top contexts centre on this token")
@@ -67,7 +67,7 @@ def search(args: argparse.Namespace) -> None:
 
 
 def _print_text_latents(args: argparse.Namespace, db) -> None:
-    from ..cli import model_from_args
+    from ..flags import model_from_args
     from ..sae.io import load_sae
     from .source import text_latents
 

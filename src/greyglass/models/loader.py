@@ -21,6 +21,7 @@ import torch
 from ..atomic import atomic_dir
 from ..errors import GreyglassError
 from ..fingerprint import cache_dir, cached_file_sha256, files_sha256
+from .dtypes import torch_dtype
 from .lm import LoadedModel
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -56,20 +57,20 @@ def load_model(
     spec: str = DEFAULT_MODEL, dtype: str = "float32", device: str = "cpu"
 ) -> LoadedModel:
     """Load a model by embedded name, local HF folder, `.gguf` file, or hub id."""
-    torch_dtype = _torch_dtype(dtype)
+    run_dtype = torch_dtype(dtype)  # checks the name first
     if spec in EMBEDDED:
         path, name = _embedded_path(spec), spec
     else:
         path, name = Path(spec).expanduser(), Path(spec).name
     if path.suffix == ".gguf" and path.is_file():
         folder, sha = _converted_gguf(path)
-        model, tok = _from_pretrained(str(folder), spec, torch_dtype)
+        model, tok = _from_pretrained(str(folder), spec, run_dtype)
     elif path.is_dir():
         if not (path / "config.json").exists():
             raise GreyglassError(
                 f"{path} is a folder but has no config.json; point at a Hugging Face model folder"
             )
-        model, tok = _from_pretrained(str(path), spec, torch_dtype)
+        model, tok = _from_pretrained(str(path), spec, run_dtype)
         sha = _folder_sha256(path)
     elif path.exists() or spec.endswith(".gguf") or spec.startswith((".", "/", "~")):
         raise GreyglassError(
@@ -77,7 +78,7 @@ def load_model(
         )
     elif "/" in spec:
         # Without a network, read the local Hugging Face cache only instead of retrying for a minute.
-        model, tok = _from_pretrained(spec, spec, torch_dtype, local_only=not _hub_reachable())
+        model, tok = _from_pretrained(spec, spec, run_dtype, local_only=not _hub_reachable())
         sha = f"hub:{spec}"
     else:
         raise GreyglassError(f"unknown model {spec!r}; known names: {known_names()}, "
@@ -88,13 +89,6 @@ def load_model(
 
 def known_names() -> str:
     return ", ".join(EMBEDDED)
-
-
-def _torch_dtype(dtype: str) -> torch.dtype:
-    allowed = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in allowed:
-        raise GreyglassError(f"dtype {dtype!r} is not allowed; choose one of {', '.join(allowed)}")
-    return allowed[dtype]
 
 
 def _embedded_path(name: str) -> Path:

@@ -9,6 +9,7 @@ Neuronpedia store: `blocks.{L}.hook_resid_pre`, `blocks.{L}.hook_resid_post`,
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import total_ordering
 from typing import Literal, get_args
@@ -17,6 +18,10 @@ from ..errors import GreyglassError
 
 SiteKind = Literal["resid_pre", "resid_post", "attn_out", "mlp_out"]
 SITE_KINDS: tuple[str, ...] = get_args(SiteKind)
+
+Position = Literal["last", "mean"]
+"""Where a text's feature is read (`text_features`): its last token, or the mean over its tokens."""
+POSITIONS: tuple[str, ...] = get_args(Position)
 
 _LONG = re.compile(r"^blocks\.(\d+)\.hook_([a-z_]+)$")
 _SHORT = re.compile(r"^([a-z_]+)\.(\d+)$")
@@ -77,3 +82,8 @@ def parse_site(text: str | Site, n_layers: int | None = None) -> Site:
             f"this model has layers 0 to {n_layers - 1}"
         )
     return site
+
+
+def layer_sites(layers: Sequence[int], kind: SiteKind = "resid_post") -> list[str]:
+    """The names of one kind of site at each of `layers`."""
+    return [Site(layer, kind).name for layer in layers]

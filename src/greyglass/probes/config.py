@@ -12,11 +12,11 @@ from typing import Literal
 from ..config import check_choice, check_positive
 from ..data.statements import set_name
 from ..errors import GreyglassError
+from ..models.sites import POSITIONS, Position
 from ..stats import Estimate
 
 ProbeKind = Literal["logistic", "mass_mean", "mass_mean_iid", "pca"]
 PROBE_KINDS: tuple[str, ...] = ("logistic", "mass_mean", "mass_mean_iid", "pca")
-Position = Literal["last", "mean"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         check_choice("SweepConfig", "kind", self.kind, PROBE_KINDS)
-        check_choice("SweepConfig", "position", self.position, ("last", "mean"))
+        check_choice("SweepConfig", "position", self.position, POSITIONS)
         for name in ("n_statements", "layer_step", "batch_size", "n_bootstrap"):
             check_positive("SweepConfig", name, getattr(self, name))
         if not 0 < self.test_fraction < 1:
@@ -113,7 +113,7 @@ class TransferConfig:
 
     def __post_init__(self) -> None:
         check_choice("TransferConfig", "kind", self.kind, PROBE_KINDS)
-        check_choice("TransferConfig", "position", self.position, ("last", "mean"))
+        check_choice("TransferConfig", "position", self.position, POSITIONS)
         for name in ("n_statements", "batch_size"):
             check_positive("TransferConfig", name, getattr(self, name))
         if len(self.data) < 2:

@@ -41,13 +41,15 @@ from tqdm.auto import tqdm
 
 from ..data.statements import Statement, group_keys, load_statements, split_by_group, statements_fingerprint
 from ..errors import GreyglassError
-from ..models import LoadedModel, capturing, replacing
+from ..models.hooks import capturing, replacing
+from ..models.lm import LoadedModel
+from ..models.sites import layer_sites
+from ..models.text_features import text_features
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import bootstrap, proportion_ci
 from .config import (HONEST, LIE_VARIANTS, ONSET_FRACTION, SHOTS, QUESTION, Behaviour, HeadPatch, LayerPatch, LyingConfig,
                      LyingResults, Onset, ProbeFlip)
-from .features import layer_sites, text_features
 from .fit import fit_probe
 
 def prompt(lm: LoadedModel, statement: str, instruction: str, lying: bool, chat: bool | None = None) -> str:

@@ -21,12 +21,13 @@ from tqdm.auto import tqdm
 
 from ..data.statements import Statement, group_keys, load_statements, split_by_group, statements_fingerprint
 from ..directions import Direction
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
+from ..models.sites import layer_sites
+from ..models.text_features import text_features
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import Estimate, auroc, bootstrap, proportion_ci, tpr_at_fpr
 from .config import LayerScore, SweepConfig, SweepResults
-from .features import layer_sites, text_features
 from .fit import fit_probe
 
 

@@ -20,12 +20,13 @@ from tqdm.auto import tqdm
 
 from ..data.statements import Statement, group_keys, load_statements, set_name, split_by_group, statements_fingerprint
 from ..directions import Direction
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
+from ..models.sites import layer_sites
+from ..models.text_features import text_features
 from ..plots import heatmap, save_svg
 from ..runs import write_config, write_results
 from ..stats import Estimate, auroc, proportion_ci
 from .config import TransferConfig, TransferResults
-from .features import layer_sites, text_features
 from .fit import fit_probe
 
 

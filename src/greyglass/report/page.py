@@ -7,8 +7,7 @@ word in a section can be opened inline with `<details>`, which needs no JavaScri
 
 from __future__ import annotations
 
-import datetime as dt
-
+from ..clock import readable
 from ..templates import render
 from .section import Section
 
@@ -31,5 +30,4 @@ GLOSSARY: dict[str, str] = {
 
 
 def render_page(sections: list[Section], title: str = "What we found inside the model") -> str:
-    created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return render("report/page.html", title=title, created=created, sections=sections, glossary=GLOSSARY)
+    return render("report/page.html", title=title, created=readable(), sections=sections, glossary=GLOSSARY)

@@ -41,7 +41,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..errors import GreyglassError
-from ..models import LoadedModel, run_to_sites
+from ..models.hooks import run_to_sites
+from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..stats import Estimate, mean_ci
 from .config import AbsorptionConfig, AbsorptionRunConfig

@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from ..data.corpus import CorpusConfig, corpus_fingerprint, windows
 from ..errors import GreyglassError
-from ..models import LoadedModel, capturing, replacing, run_to_sites
+from ..models.hooks import capturing, replacing, run_to_sites
+from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..stats import mean_ci
 from .config import EvalConfig, EvalRunConfig

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..data.corpus import corpus_fingerprint
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import Estimate

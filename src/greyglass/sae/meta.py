@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..errors import GreyglassError
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from .config import BatchTopKConfig, MetaConfig, MetaRunConfig, SAEConfig, TrainConfig
 from .io import load_sae
@@ -83,7 +83,8 @@ def analyse(meta: SparseAutoencoder, sae: SparseAutoencoder, cfg: MetaConfig) ->
 
 def lens_tokens(lm: LoadedModel, rows: Tensor, n: int) -> list[list[str]]:
     """The `n` tokens each row `[m, d_model]` promotes most through the logit lens."""
-    from ..features.lens import logit_lens, token_strings
+    from ..models.lens import logit_lens
+    from ..models.tokens import token_strings
 
     ids = logit_lens(lm, rows, n=n).promoted  # [m, n]
     names = token_strings(lm.tokenizer, ids.flatten().tolist())

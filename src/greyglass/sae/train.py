@@ -34,7 +34,8 @@ from tqdm import tqdm
 from ..atomic import atomic_dir
 from ..data.corpus import CorpusConfig, corpus_fingerprint, windows
 from ..errors import GreyglassError
-from ..models import LoadedModel, run_to_sites
+from ..models.hooks import run_to_sites
+from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..store.reader import ActivationStore
 from .architectures import create_sae

@@ -1,10 +1,9 @@
 """The local HTTP servers, one Starlette stack: `greyglass serve`, a web app to browse runs, search SAE
 features, read latents and probes on typed text, steer generations and drill into eval items; and
-`greyglass serve-model`, an OpenAI-compatible API for a local (optionally steered) model."""
+`greyglass serve-model`, an OpenAI-compatible API for a local (optionally steered) model.
 
-from .app import create_app
-from .catalog import Catalog, Run
-from .listen import serving
-from .model_api import ModelServer, create_model_app
-
-__all__ = ["Catalog", "ModelServer", "Run", "create_app", "create_model_app", "serving"]
+The browser is `app.create_app` (pages in `pages.py`, data in `catalog.py` and `lab.py`), the model
+API `model_api.create_model_app`, serving on a socket `listen.serving`. Nothing is re-exported here:
+importing the package would otherwise import the browser, and through it the report and every job,
+into `serve-model`.
+"""

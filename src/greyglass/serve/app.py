@@ -25,7 +25,8 @@ from ..errors import GreyglassError
 from ..features.dashboard import latent_page
 from ..features.db import FeatureDB
 from ..features.source import text_latents
-from ..models import LoadedModel, load_model
+from ..models.lm import LoadedModel
+from ..models.loader import load_model
 from ..report.build import section_for
 from .catalog import ITEMS, Catalog, Run, read_items
 from .lab import MAX_COEF, MAX_NEW_TOKENS, Lab, check_text

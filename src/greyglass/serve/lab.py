@@ -19,8 +19,10 @@ from ..directions import Direction
 from ..errors import GreyglassError
 from ..features.source import sequence_latents
 from ..features.steer import SteerMode, steering
-from ..models import DEFAULT_MODEL, LoadedModel, load_model, run_to_sites
 from ..models.generate import reply
+from ..models.hooks import run_to_sites
+from ..models.lm import LoadedModel
+from ..models.loader import DEFAULT_MODEL, load_model
 from ..sae.io import load_sae
 from ..sae.model import SparseAutoencoder
 from ..steer.apply import steering as steer_direction

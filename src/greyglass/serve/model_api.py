@@ -44,8 +44,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..directions import Direction
-from ..models import LoadedModel
 from ..models.generate import Decoded, generate_ids
+from ..models.lm import LoadedModel
 from ..steer.apply import steering
 
 MAX_BODY_BYTES = 1_000_000

@@ -30,8 +30,9 @@ import torch
 from ..data.corpus import corpus_files, sink_flags
 from ..data.files import jsonl_objects
 from ..directions import Direction
-from ..models import LoadedModel, adding, run_to_sites
 from ..models.generate import reply
+from ..models.hooks import adding, run_to_sites
+from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from .config import COEF_UNIT, Comparison, SteerConfig, SteerResults
 

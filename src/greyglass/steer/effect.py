@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from ..models import LoadedModel
+from ..models.lm import LoadedModel
+from ..models.tokens import pad
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import mean_probability_ci
@@ -52,11 +53,7 @@ def matching_probability(lm: LoadedModel, items: Sequence[dict], batch_size: int
             matching_is_a = item["answer_matching_behavior"].strip() == "(A)"
             prefixes.append(prefix)
             pairs.append((a, b) if matching_is_a else (b, a))
-        width = max(len(p) for p in prefixes)
-        ids = torch.full((len(chunk), width), lm.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, p in enumerate(prefixes):
-            ids[row, : len(p)], mask[row, : len(p)] = torch.tensor(p), 1
+        ids, mask = pad(prefixes, lm.tokenizer.pad_token_id)  # [B, T]
         with torch.inference_mode():
             logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False).logits
         last = logits[torch.arange(len(chunk)), mask.sum(1) - 1].float().cpu()  # [B, vocab]

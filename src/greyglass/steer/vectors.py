@@ -33,9 +33,10 @@ from ..data.files import bundled_path, jsonl_objects, open_text
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from ..models import LoadedModel
 from ..models.generate import user_prompt
-from ..probes.features import layer_sites, text_features
+from ..models.lm import LoadedModel
+from ..models.sites import layer_sites
+from ..models.text_features import text_features
 from ..probes.fit import fit_probe
 from ..runs import write_config, write_results
 from .apply import typical_norm

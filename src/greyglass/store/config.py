@@ -7,13 +7,11 @@ cheaply; the capture itself is in `writer.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from ..config import check_choice, check_positive, flagged
 from ..data.corpus import CorpusConfig
 from ..errors import GreyglassError
-
-STORE_DTYPES = ("float32", "bfloat16", "float16")
+from ..models.dtypes import DTYPES, DtypeName
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class CaptureConfig:
     """Tokens per forward pass (batch size = batch_tokens // context_size windows)."""
     shard_tokens: int = 16_384
     """Rows per shard file (a shard closes after the batch that fills it)."""
-    store_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    store_dtype: DtypeName = "float32"
     """dtype the activations are stored in (bfloat16 halves the disk)."""
     keep_bos: bool = False
     """Also store rows for each window's first position, BOS or attention sink (dropped by default: outliers)."""
@@ -36,7 +34,7 @@ class CaptureConfig:
     def __post_init__(self) -> None:
         for name in ("tokens", "batch_tokens", "shard_tokens"):
             check_positive("CaptureConfig", name, getattr(self, name))
-        check_choice("CaptureConfig", "store_dtype", self.store_dtype, STORE_DTYPES)
+        check_choice("CaptureConfig", "store_dtype", self.store_dtype, DTYPES)
         if not self.sites:
             raise GreyglassError("CaptureConfig.sites is empty; name at least one --site")
 

@@ -10,7 +10,6 @@ its last complete shard and, because the batches are the same, writes identical 
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import re
 import time
@@ -23,15 +22,16 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..atomic import atomic_path, write_json
+from ..clock import iso_seconds
 from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, documents_fingerprint, windows
 from ..errors import GreyglassError
-from ..models import LoadedModel, run_to_sites
+from ..models.dtypes import torch_dtype
+from ..models.hooks import run_to_sites
+from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..version import __version__
 from .config import CaptureConfig, CaptureResults, CaptureRunConfig
 from .manifest import FORMAT, MANIFEST, RESUME_KEYS, read_manifest, shard_name
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def capture(
@@ -81,7 +81,7 @@ def capture(
                              f"{corpus.context_size} tokens; give a corpus with more text, another --split, or a "
                              "smaller --context-size")
     manifest["complete"] = True
-    manifest["finished"] = _now()
+    manifest["finished"] = iso_seconds()
     write_json(out / MANIFEST, manifest)
     return out
 
@@ -119,7 +119,7 @@ def _capture_batch(lm: LoadedModel, batch: list[Window], sites: list[str], cfg: 
     ids = torch.tensor([w.tokens for w in batch], device=lm.device)  # [B, T]
     keep = ~torch.tensor([w.is_sink for w in batch]) if not cfg.keep_bos else torch.ones_like(ids, dtype=torch.bool)
     acts = run_to_sites(lm, ids, sites)
-    rows = {s: acts[s][keep.to(acts[s].device)].to("cpu", _DTYPES[cfg.store_dtype]) for s in sites}  # [n, d]
+    rows = {s: acts[s][keep.to(acts[s].device)].to("cpu", torch_dtype(cfg.store_dtype)) for s in sites}  # [n, d]
     pos = torch.arange(ids.shape[1]).expand_as(ids)
     rows["token_ids"] = ids.cpu()[keep].to(torch.int32)
     rows["doc"] = torch.tensor([w.docs for w in batch], dtype=torch.int32)[keep]
@@ -150,7 +150,7 @@ def _new_manifest(lm: LoadedModel, cfg: CaptureConfig, corpus: CorpusConfig, sit
         "format": FORMAT,
         "version": 1,
         "greyglass_version": __version__,
-        "created": _now(),
+        "created": iso_seconds(),
         "model": lm.provenance(),
         "sites": sites,
         "d_model": lm.d_model,
@@ -201,7 +201,3 @@ def _remove_unlisted_shards(out: Path, manifest: dict) -> None:
     for p in out.iterdir():
         if p.name.endswith(".tmp") or (re.fullmatch(r"shard_\d+\.safetensors", p.name) and p.name not in listed):
             p.unlink()
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,10 +1,11 @@
-"""Probe features: the residual stream of each statement at many layers, in one pass per batch.
+"""Features of texts: the residual stream of each text at many layers, in one pass per batch.
 
-A batch of statements is tokenised, right-padded and run only as far as the deepest layer
+Probes (statements), steering vectors (contrast pairs) and the organism's detector (prompts)
+all read texts this way. A batch of texts is tokenised, right-padded and run only as far as the deepest layer
 asked for (`run_to_sites` stops the forward pass there), so a sweep over every layer costs
 one forward pass per batch, not one per layer. The feature is the residual stream after a
-layer (`blocks.L.hook_resid_post`) at the statement's last token (where a causal model has
-read the whole statement) or its mean over the statement's tokens, leaving out the first
+layer (`blocks.L.hook_resid_post`) at the text's last token (where a causal model has read
+the whole text) or its mean over the text's tokens, leaving out the first
 position (BOS, or the attention sink of a model without BOS), as SAE training does.
 """
 
@@ -18,14 +19,11 @@ from tqdm.auto import tqdm
 
 from ..data.corpus import sink_flags
 from ..errors import GreyglassError
-from ..models import LoadedModel, run_to_sites
-from ..models.generate import adds_bos
-from .config import Position
-
-
-
-def layer_sites(layers: Sequence[int], kind: str = "resid_post") -> list[str]:
-    return [f"blocks.{layer}.hook_{kind}" for layer in layers]
+from .generate import adds_bos
+from .hooks import run_to_sites
+from .lm import LoadedModel
+from .sites import POSITIONS, Position, layer_sites
+from .tokens import pad
 
 
 def text_features(
@@ -37,8 +35,8 @@ def text_features(
     progress: bool = False,
 ) -> Tensor:  # [n, len(layers), d_model]
     """Residual-stream features of each text at each layer (float32, on the CPU)."""
-    if position not in ("last", "mean"):
-        raise GreyglassError(f"position must be 'last' or 'mean', got {position!r}")
+    if position not in POSITIONS:
+        raise GreyglassError(f"position must be one of {', '.join(POSITIONS)}, got {position!r}")
     sites = layer_sites(layers)
     for s in sites:
         lm.site(s)  # range-checks each layer with a clear error
@@ -48,21 +46,11 @@ def text_features(
     starts = range(0, len(order), batch_size)
     for start in tqdm(starts, desc="features", unit="batch", disable=not progress):
         idx = order[start : start + batch_size]
-        batch, mask = _right_pad([ids[i] for i in idx], lm.tokenizer.pad_token_id)
+        batch, mask = pad([ids[i] for i in idx], lm.tokenizer.pad_token_id)
         acts = run_to_sites(lm, batch.to(lm.device), sites, attention_mask=mask.to(lm.device))
         stacked = torch.stack([acts[s] for s in sites], dim=1).float().cpu()  # [B, L, T, d]
         out[idx] = _pool(stacked, mask, position)
     return out
-
-
-def _right_pad(seqs: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    width = max(len(s) for s in seqs)
-    batch = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(seqs), width, dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        batch[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-    return batch, mask  # [B, T] each
 
 
 def _pool(acts: Tensor, mask: Tensor, position: Position) -> Tensor:

@@ -1,23 +1,21 @@
-"""Logit lens for latents, and a short automatic label for each.
+"""The logit lens of directions in the residual stream (SAE decoder rows, meta-SAE rows).
 
-The logit lens sends a latent's decoder row through the model's final norm and unembedding:
+The logit lens sends a direction through the model's final norm and unembedding:
 the output tokens it pushes up (promoted) and down (suppressed) when it fires, ignoring the
 layers in between. The norm is applied without its bias (GPT-2 and GPT-NeoX LayerNorms have
 one), as in the logit-lens literature: the bias is added whatever the residual holds, so it
-would give every latent the same offset `beta @ W_U` and crowd the same tokens into every list. The label is built from what it fires on (the centre tokens of its top
-contexts) and what it promotes, so people can search and skim before reading contexts.
+would give every row the same offset `beta @ W_U` and crowd the same tokens into every list.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models import LoadedModel
+from .lm import LoadedModel
 
 
 class LogitLens(NamedTuple):
@@ -45,25 +43,3 @@ def scale_only_norm(norm: nn.Module, x: Tensor) -> Tensor:
     if isinstance(norm, nn.LayerNorm) and norm.bias is not None:
         return F.layer_norm(x, norm.normalized_shape, norm.weight, None, norm.eps)
     return norm(x)
-
-
-def token_strings(tokenizer, ids) -> dict[int, str]:
-    """Each distinct token id decoded on its own (ids < 0 are skipped)."""
-    unique = sorted({int(i) for i in ids if int(i) >= 0})
-    return dict(zip(unique, tokenizer.batch_decode([[i] for i in unique])))
-
-
-def auto_label(fires_on: list[str], promoted: list[str], n: int = 3) -> str:
-    """'bridge, Bridge -> Gate, span': the commonest top-context tokens, then the top promoted ones."""
-    common = [t for t, _ in Counter(s.strip() for s in fires_on if _readable(s)).most_common(n)]
-    pushes = [s.strip() for s in promoted if _readable(s)][:n]
-    if not fires_on:
-        return "(never fired)"
-    fired = ", ".join(common) or "(whitespace or partial characters)"
-    return fired + (" -> " + ", ".join(pushes) if pushes else "")
-
-
-def _readable(token: str) -> bool:
-    """Skip tokens that are blank, partial UTF-8 (decoded as U+FFFD) or control characters."""
-    text = token.strip()
-    return bool(text) and "\ufffd" not in text and text.isprintable()
