@@ -33,12 +33,11 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..errors import GreyglassError
-from ..job import read_job_run
-from ..runs import write_config, write_results
+from ..records import from_json
+from ..runs import read_run, write_config, write_results
 from ..stats import Estimate, auroc, mean_ci
 from .config import DetectorRunConfig
 from .io import load_sae, load_sparsity
-from .jobs import SAE_ABSORPTION
 from .model import SparseAutoencoder
 from .results import AbsorbingPair, AbsorptionResults, DetectorResults, DetectorValidation
 
@@ -170,6 +169,9 @@ def run_detector(cfg: DetectorRunConfig, out: Path, progress: bool = True) -> De
 
 def _ground_truth(folder: str) -> AbsorptionResults:
     try:
-        return read_job_run(SAE_ABSORPTION, folder).results
+        meta, results = read_run(folder)
+        if meta.get("kind") != "sae_absorption":
+            raise GreyglassError(f"{folder} holds a '{meta.get('kind')}' run")
+        return from_json(AbsorptionResults, results, f"{folder}/results.json")
     except GreyglassError as e:
         raise GreyglassError(f"--ground-truth takes a `greyglass sae absorption` run folder: {e}") from None
