@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from serve_runs import SITE, make_runs  # noqa: E402
 
 from greyglass.data import CorpusConfig  # noqa: E402
-from greyglass.features.build import build_features  # noqa: E402
-from greyglass.features.config import BuildConfig, FeaturesConfig  # noqa: E402
-from greyglass.features.db import FeatureDB  # noqa: E402
-from greyglass.features.dashboard import latent_page  # noqa: E402
-from greyglass.features.source import corpus_batches  # noqa: E402
+from greyglass.latents.build import build_features  # noqa: E402
+from greyglass.latents.config import BuildConfig, FeaturesConfig  # noqa: E402
+from greyglass.latents.db import FeatureDB  # noqa: E402
+from greyglass.latents.dashboard import latent_page  # noqa: E402
+from greyglass.latents.source import corpus_batches  # noqa: E402
 from greyglass.models.loader import load_model  # noqa: E402
 from greyglass.runs import write_config, write_results  # noqa: E402
 from greyglass.sae.architectures import create_sae  # noqa: E402

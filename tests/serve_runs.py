@@ -6,9 +6,9 @@ import torch
 
 from greyglass.data import CorpusConfig
 from greyglass.directions import Direction
-from greyglass.features.build import build_features
-from greyglass.features.config import BuildConfig, FeaturesConfig
-from greyglass.features.source import corpus_batches
+from greyglass.latents.build import build_features
+from greyglass.latents.config import BuildConfig, FeaturesConfig
+from greyglass.latents.source import corpus_batches
 from greyglass.runs import write_config, write_results
 from greyglass.sae.architectures import create_sae
 from greyglass.sae.config import SAEConfig, TopKConfig

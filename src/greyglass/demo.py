@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .evals.config import EvalConfig as BehaviourEvalConfig
 from .evals.jobs import EVAL
-from .features.config import BuildConfig, ConceptConfig, FeaturesConfig
-from .features.jobs import FEATURES_BUILD, FEATURES_CONCEPT
 from .job import Job, JobRun, RunOptions, read_job_run
+from .latents.config import BuildConfig, ConceptConfig, FeaturesConfig
+from .latents.jobs import FEATURES_BUILD, FEATURES_CONCEPT
 from .probes.config import SweepConfig
 from .probes.jobs import PROBE_SWEEP
 from .sae.config import (AbsorptionConfig, AbsorptionRunConfig, DetectorRunConfig, EvalConfig, EvalRunConfig,

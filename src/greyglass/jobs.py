@@ -10,9 +10,9 @@ would import themselves.
 from __future__ import annotations
 
 from .evals.jobs import JOBS as EVAL_JOBS
-from .features.jobs import GROUPS as FEATURE_GROUPS
-from .features.jobs import JOBS as FEATURE_JOBS
 from .job import Job
+from .latents.jobs import GROUPS as FEATURE_GROUPS
+from .latents.jobs import JOBS as FEATURE_JOBS
 from .organism.jobs import GROUPS as ORGANISM_GROUPS
 from .organism.jobs import JOBS as ORGANISM_JOBS
 from .probes.jobs import GROUPS as PROBE_GROUPS

@@ -7,8 +7,8 @@ from importlib.resources import files
 import pytest
 from serve_runs import make_runs
 
-from greyglass.features.db import FeatureDB
-from greyglass.features.dashboard import histogram_svg, index_page, latent_page, write_html
+from greyglass.latents.db import FeatureDB
+from greyglass.latents.dashboard import histogram_svg, index_page, latent_page, write_html
 from greyglass.plots import Series, bar_chart, heatmap, histogram, line_chart
 from greyglass.report.build import build_report
 from greyglass.report.section import Section

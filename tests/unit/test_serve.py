@@ -96,7 +96,7 @@ def test_feature_list_search_and_dashboards(client):
     j = latent_with_label(client)
     dash = ok(client, f"/features/sae/s1/features/latent_{j}.html")
     assert f"Latent {j}" in dash and "Top activations" in dash and 'href="/steer"' in dash
-    from greyglass.features.db import FeatureDB
+    from greyglass.latents.db import FeatureDB
 
     db = FeatureDB(client.runs_root / "sae" / "s1" / "features")
     word = db.latent(j)["top"][0]["tokens"][db.latent(j)["top"][0]["centre_index"]][0]

@@ -22,9 +22,9 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from ..errors import GreyglassError
-from ..features.dashboard import latent_page
-from ..features.db import FeatureDB
-from ..features.source import text_latents
+from ..latents.dashboard import latent_page
+from ..latents.db import FeatureDB
+from ..latents.source import text_latents
 from ..models.lm import LoadedModel
 from ..models.loader import load_model
 from ..report.build import section_for

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from ..directions import META as DIRECTION_META
 from ..data.files import jsonl_objects
 from ..errors import GreyglassError
-from ..features.db import DB_NAME
+from ..latents.db import DB_NAME
 from ..runs import CONFIG, RESULTS, read_run
 
 ITEMS = "items.jsonl"

@@ -17,8 +17,8 @@ import torch
 
 from ..directions import Direction
 from ..errors import GreyglassError
-from ..features.source import sequence_latents
-from ..features.steer import SteerMode, steering
+from ..latents.intervene import SteerMode, latent_steering
+from ..latents.source import sequence_latents
 from ..models.generate import reply
 from ..models.hooks import run_to_sites
 from ..models.lm import LoadedModel
@@ -127,7 +127,7 @@ class Lab:
         sae.check_site(lm.d_model, lm.name)
         if not 0 <= latent < sae.cfg.d_sae:
             raise GreyglassError(f"latent {latent} is out of range; this SAE has latents 0 to {sae.cfg.d_sae - 1}")
-        return lambda: steering(lm, sae, latent, coef, mode=mode)
+        return lambda: latent_steering(lm, sae, latent, coef, mode=mode)
 
     @staticmethod
     def _ids(lm: LoadedModel, text: str) -> torch.Tensor:

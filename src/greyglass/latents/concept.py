@@ -66,7 +66,7 @@ class Concept:
 
 
 def _builtin_data() -> dict[str, Any]:
-    return json.loads(files("greyglass.features").joinpath("data/concepts.json").read_text(encoding="utf-8"))
+    return json.loads(files("greyglass.latents").joinpath("data/concepts.json").read_text(encoding="utf-8"))
 
 
 def builtin_concepts() -> dict[str, Concept]:

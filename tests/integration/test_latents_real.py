@@ -65,7 +65,7 @@ def test_build_show_html_search_concept_steer(sae_folder, tmp_path, capsys):
 def test_text_latents_leave_out_smollm2s_first_token(sae_folder, smollm):
     """SmolLM2 has no BOS: its first token is the attention sink, which SAE training leaves out."""
     from greyglass.sae.io import load_sae
-    from greyglass.features.source import text_latents
+    from greyglass.latents.source import text_latents
     from greyglass.models.hooks import run_to_sites
 
     sae, site = load_sae(sae_folder), "blocks.3.hook_resid_post"

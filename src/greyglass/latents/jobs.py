@@ -29,7 +29,7 @@ def _concept(lm: LoadedModel, cfg: ConceptConfig, out: Path, opts: RunOptions) -
 
 
 def _steer_feature(lm: LoadedModel, cfg: SteerFeatureConfig, out: Path, opts: RunOptions) -> SteerFeatureResults:
-    from .steer import run_steer_feature
+    from .intervene import run_steer_feature
 
     return run_steer_feature(lm, cfg, out)
 

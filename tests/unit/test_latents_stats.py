@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from greyglass.features.stats import StatsAccumulator, naive_feature_stats
+from greyglass.latents.stats import StatsAccumulator, naive_feature_stats
 
 
 def _synthetic(B=6, T=24, d_sae=16, seed=0):
@@ -63,7 +63,7 @@ def test_context_is_cut_at_window_edges():
 
 
 def test_logit_lens_matches_manual_and_finds_a_planted_token(tiny_llama):
-    from greyglass.features.labels import auto_label
+    from greyglass.latents.labels import auto_label
     from greyglass.models.lens import logit_lens
 
     lm = tiny_llama

@@ -11,11 +11,11 @@ from safetensors.torch import save_file
 from greyglass.cli import main
 from greyglass.data import CorpusConfig
 from greyglass.errors import GreyglassError
-from greyglass.features.build import build_features
-from greyglass.features.config import ConceptConfig, FeaturesConfig
-from greyglass.features.dashboard import text_summary, write_html
-from greyglass.features.db import DB_NAME, FeatureDB, set_explanation
-from greyglass.features.source import corpus_batches, text_latents
+from greyglass.latents.build import build_features
+from greyglass.latents.config import ConceptConfig, FeaturesConfig
+from greyglass.latents.dashboard import text_summary, write_html
+from greyglass.latents.db import DB_NAME, FeatureDB, set_explanation
+from greyglass.latents.source import corpus_batches, text_latents
 from greyglass.sae.io import load_sae
 from greyglass.job import RunInfo
 from greyglass.models.hooks import run_to_sites
@@ -168,13 +168,13 @@ NO_Q = ["hello there", "a big dog", "bonjour", "le chat", "zzz", "abc", "the red
 
 
 def _concept_section(result, tmp_path):
-    from greyglass.features.report import concept_section
+    from greyglass.latents.report import concept_section
 
     return concept_section(result, ConceptConfig(sae="sae"), RunInfo(tmp_path, {}))
 
 
 def test_concept_ranks_the_planted_latent_first(planted, tmp_path):
-    from greyglass.features.concept import concept_table, load_concept
+    from greyglass.latents.concept import concept_table, load_concept
 
     lm, sae, _, _ = planted
     langs = ["xx", "yy", "zz"]  # not in NTREX-128, whose news lines have q's ("que", "quite")
@@ -196,7 +196,7 @@ def test_concept_ranks_the_planted_latent_first(planted, tmp_path):
 def test_concept_scores_latents_on_sentences_it_did_not_rank_with(planted, tmp_path):
     """q only in the even-numbered (ranking) sentences: the planted latent wins the ranking, and
     the held-out AUROC, from the odd-numbered sentences, shows that it does not carry over."""
-    from greyglass.features.concept import concept_table, language_sentences, load_concept
+    from greyglass.latents.concept import concept_table, language_sentences, load_concept
 
     lm, sae, _, _ = planted
     mixed = [s if i % 2 == 0 else t for i, (s, t) in enumerate(zip(Q_SENTENCES, NO_Q[2:]))]
@@ -212,7 +212,7 @@ def test_concept_scores_latents_on_sentences_it_did_not_rank_with(planted, tmp_p
 
 
 def test_concept_gives_no_interval_from_too_few_held_out_sentences(planted, tmp_path):
-    from greyglass.features.concept import concept_table, load_concept
+    from greyglass.latents.concept import concept_table, load_concept
 
     lm, sae, _, _ = planted
     concept = load_concept(_concept_file(tmp_path, {"en": Q_SENTENCES[:3]}, {"en": NO_Q}))
@@ -223,7 +223,7 @@ def test_concept_gives_no_interval_from_too_few_held_out_sentences(planted, tmp_
 
 
 def test_concept_needs_sentences_on_both_sides(planted, tmp_path):
-    from greyglass.features.concept import concept_table, load_concept
+    from greyglass.latents.concept import concept_table, load_concept
 
     lm, sae, _, _ = planted
     concept = load_concept(_concept_file(tmp_path, {"en": Q_SENTENCES, "xx": ["qqq"]}, {"en": NO_Q, "xx": NO_Q}))
@@ -232,11 +232,11 @@ def test_concept_needs_sentences_on_both_sides(planted, tmp_path):
 
 
 def test_concept_file_errors(tmp_path):
-    from greyglass.features.concept import builtin_concepts, load_concept
+    from greyglass.latents.concept import builtin_concepts, load_concept
 
     assert {"bridge", "disease", "money", "deception", "code_bug"} <= set(builtin_concepts())
     assert len(builtin_concepts()["bridge"].sentences) >= 8
-    from greyglass.features.concept import MIN_HELDOUT_CONCEPT, is_heldout
+    from greyglass.latents.concept import MIN_HELDOUT_CONCEPT, is_heldout
 
     for concept in builtin_concepts().values():  # enough held-out (odd-numbered) sentences for an interval
         assert {sum(map(is_heldout, range(len(s)))) for s in concept.sentences.values()} == {MIN_HELDOUT_CONCEPT}
@@ -249,7 +249,7 @@ def test_concept_file_errors(tmp_path):
 
 
 def test_steering_adds_or_clamps_the_decoder_row(planted):
-    from greyglass.features.steer import steering, steering_effect, target_probability
+    from greyglass.latents.intervene import latent_effect, latent_steering, target_probability
     from greyglass.models.hooks import capturing
 
     lm, sae, _, _ = planted
@@ -258,14 +258,14 @@ def test_steering_adds_or_clamps_the_decoder_row(planted):
     with torch.inference_mode(), capturing(lm, [SITE]) as base:
         lm.model(input_ids=ids)
     x = base[SITE]
-    with torch.inference_mode(), steering(lm, sae, PLANTED, 3.0, "add"), capturing(lm, [SITE]) as added:
+    with torch.inference_mode(), latent_steering(lm, sae, PLANTED, 3.0, "add"), capturing(lm, [SITE]) as added:
         lm.model(input_ids=ids)
     assert torch.allclose(added[SITE] - x, 3.0 * row.expand_as(x), atol=1e-5)
     a = sae.encode(x.reshape(-1, lm.d_model))[:, PLANTED].reshape(x.shape[:-1])
-    with torch.inference_mode(), steering(lm, sae, PLANTED, 7.0, "clamp"), capturing(lm, [SITE]) as clamped:
+    with torch.inference_mode(), latent_steering(lm, sae, PLANTED, 7.0, "clamp"), capturing(lm, [SITE]) as clamped:
         lm.model(input_ids=ids)
     assert torch.allclose(clamped[SITE] - x, (7.0 - a)[..., None] * row, atol=1e-4)
-    rows = steering_effect(lm, sae, PLANTED, [0.0, 20.0], ["q", "z"], mode="add", prompts=["abc", "the "])
+    rows = latent_effect(lm, sae, PLANTED, [0.0, 20.0], ["q", "z"], mode="add", prompts=["abc", "the "])
     qz = sorted(lm.tokenizer.convert_tokens_to_ids(["q", "z"]))
     assert rows[0].per_prompt == pytest.approx(target_probability(lm, ["abc", "the "], qz), abs=1e-6)
     assert rows[1].per_prompt != rows[0].per_prompt
@@ -312,7 +312,7 @@ def stub_server():
 def test_explainer_client_against_local_stub(planted, stub_server, tmp_path):
     import shutil
 
-    from greyglass.features.explainer import ExplainerClient, explain_latents
+    from greyglass.latents.explainer import ExplainerClient, explain_latents
     from greyglass.http_client import JsonClient
 
     url, calls = stub_server
@@ -329,8 +329,8 @@ def test_explainer_client_against_local_stub(planted, stub_server, tmp_path):
 
 
 def test_store_source_matches_on_the_fly(planted, tmp_path):
-    from greyglass.features.source import encode_batch, store_batches
-    from greyglass.features.stats import StatsAccumulator
+    from greyglass.latents.source import encode_batch, store_batches
+    from greyglass.latents.stats import StatsAccumulator
     from greyglass.store.config import CaptureConfig
     from greyglass.store.reader import ActivationStore
     from greyglass.store.writer import capture
@@ -430,7 +430,7 @@ def test_steer_feature_cli_prints_its_report_section(sae_copy, model_dir, tmp_pa
 
 
 def _steer_results(base, rows):
-    from greyglass.features.config import SteerFeatureResults, TargetProbability
+    from greyglass.latents.config import SteerFeatureResults, TargetProbability
     from greyglass.stats import Estimate
 
     return SteerFeatureResults(latent=3, site=SITE, mode="clamp", value=10.0, target_words=("bridge",),
@@ -444,7 +444,7 @@ def _steer_results(base, rows):
     ([(5.0, (0.03, 0.015, 0.05)), (10.0, (0.1, 0.019, 0.3))], "did not reliably change"),  # both overlap 0.01-0.02
 ])
 def test_steer_feature_headline_claims_only_what_the_intervals_support(tmp_path, rows, says):
-    from greyglass.features.report import steer_feature_section
+    from greyglass.latents.report import steer_feature_section
 
     section = steer_feature_section(_steer_results((0.01, 0.005, 0.02), rows), None, RunInfo(tmp_path, {}))
     assert says in section.headline

@@ -10,7 +10,7 @@ statistics are written to a feature database and the three searches are timed on
 (fires-on a token, full-text over labels, one latent's full row), against a linear scan of
 the same rows loaded as Python dicts (what a JSON file would give).
 
-    python bench/features.py [--d-sae 1024] [--tokens 4096] [--big-d-sae 16384] [--big-tokens 16384]
+    python bench/latents.py [--d-sae 1024] [--tokens 4096] [--big-d-sae 16384] [--big-tokens 16384]
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from greyglass.features.db import FeatureDB, write_db
-from greyglass.features.stats import StatsAccumulator, naive_feature_stats
+from greyglass.latents.db import FeatureDB, write_db
+from greyglass.latents.stats import StatsAccumulator, naive_feature_stats
 
 
 def synthetic(n_windows: int, T: int, d_sae: int, active: int, seed: int = 0):

@@ -1,7 +1,7 @@
 """Settings and results of the feature jobs (features build, features concept, steer-feature), as typed records.
 
 Kept free of torch so that `greyglass --help` and the report can read them cheaply; the work
-itself is in `build.py`, `concept.py` and `steer.py`.
+itself is in `build.py`, `concept.py` and `intervene.py`.
 """
 
 from __future__ import annotations

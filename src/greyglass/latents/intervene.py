@@ -1,4 +1,4 @@
-"""Feature steering: clamp a latent to a value, or add its decoder row, at its site.
+"""Setting one SAE latent: clamp it to a value, or add its decoder row, at its site.
 
 `add`:   x + value * W_dec[i]                 at every position
 `clamp`: x + (value - a_i(x)) * W_dec[i]     where a_i(x) is the latent's own activation,
@@ -66,7 +66,8 @@ def latent_fn(sae: SparseAutoencoder, latent: int, value: float, mode: SteerMode
 
 
 @contextmanager
-def steering(lm: LoadedModel, sae: SparseAutoencoder, latent: int, value: float, mode: SteerMode = "clamp") -> Iterator[None]:
+def latent_steering(lm: LoadedModel, sae: SparseAutoencoder, latent: int, value: float, mode: SteerMode = "clamp") -> Iterator[None]:
+    """Within the block, latent `latent` is clamped to (or has added) `value` at the SAE's site."""
     with replacing(lm, {sae.cfg.hook_name: latent_fn(sae, latent, value, mode)}):
         yield
 
@@ -90,14 +91,14 @@ def target_probability(lm: LoadedModel, prompts: tuple[str, ...] | list[str], id
     return out
 
 
-def steering_effect(lm: LoadedModel, sae: SparseAutoencoder, latent: int, values: tuple[float, ...] | list[float], words,
-                    mode: SteerMode = "clamp", prompts: tuple[str, ...] | list[str] = DEFAULT_PROMPTS,
-                    ) -> tuple[TargetProbability, ...]:
+def latent_effect(lm: LoadedModel, sae: SparseAutoencoder, latent: int, values: tuple[float, ...] | list[float], words,
+                  mode: SteerMode = "clamp", prompts: tuple[str, ...] | list[str] = DEFAULT_PROMPTS,
+                  ) -> tuple[TargetProbability, ...]:
     """Mean target-token probability (with a 95% interval over prompts) at each steering value."""
     ids = target_ids(lm, words)
     rows = []
     for v in values:
-        with steering(lm, sae, latent, v, mode):
+        with latent_steering(lm, sae, latent, v, mode):
             p = target_probability(lm, prompts, ids)
         rows.append(TargetProbability(v, mean_probability_ci(p), tuple(round(x, 6) for x in p)))
     return tuple(rows)
@@ -112,10 +113,10 @@ def run_steer_feature(lm: LoadedModel, cfg: SteerFeatureConfig, out: str | Path)
     generations = []
     for prompt in cfg.prompt:
         baseline = reply(lm, prompt, cfg.max_new_tokens)
-        with steering(lm, sae, cfg.latent, cfg.value, cfg.mode):
+        with latent_steering(lm, sae, cfg.latent, cfg.value, cfg.mode):
             generations.append(Comparison(prompt, baseline, reply(lm, prompt, cfg.max_new_tokens)))
     baseline = mean_probability_ci(target_probability(lm, DEFAULT_PROMPTS, target_ids(lm, words)))
-    effect = steering_effect(lm, sae, cfg.latent, cfg.value_list(), words, cfg.mode)
+    effect = latent_effect(lm, sae, cfg.latent, cfg.value_list(), words, cfg.mode)
     results = SteerFeatureResults(
         latent=cfg.latent, site=sae.cfg.hook_name, mode=cfg.mode, value=cfg.value, target_words=tuple(words),
         generations=tuple(generations), n_prompts=len(DEFAULT_PROMPTS), baseline_p_target=baseline, effect=effect,
