@@ -17,9 +17,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from greyglass.evals.config import HttpConfig
-from greyglass.evals.pressure import classifier_accuracy, read_labelled_turns
-from greyglass.evals.remote import HttpBackend
+from greyglass.behaviour.config import HttpConfig
+from greyglass.behaviour.pressure import classifier_accuracy, read_labelled_turns
+from greyglass.behaviour.remote import HttpBackend
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "pressure_turns.jsonl"
 

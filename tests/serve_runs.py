@@ -48,9 +48,9 @@ def make_figure_runs(root):
     sycophancy agreement bars, the probe sweep's lines, the organism probe's lines and histograms.
     Returns the run ids (paths under `root`) that carry a figure."""
     from greyglass.cli import main
-    from greyglass.evals.local import LocalBackend
-    from greyglass.evals.run import EvalConfig as BehaviourEvalConfig
-    from greyglass.evals.run import run_eval
+    from greyglass.behaviour.local import LocalBackend
+    from greyglass.behaviour.run import EvalConfig as BehaviourEvalConfig
+    from greyglass.behaviour.run import run_eval
     from greyglass.models.tiny import tiny_model
     from greyglass.probes.config import SweepConfig
     from greyglass.probes.sweep import sweep

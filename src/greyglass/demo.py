@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .evals.config import EvalConfig as BehaviourEvalConfig
-from .evals.jobs import EVAL
+from .behaviour.config import EvalConfig as BehaviourEvalConfig
+from .behaviour.jobs import EVAL
 from .job import Job, JobRun, RunOptions, read_job_run
 from .latents.config import BuildConfig, ConceptConfig, FeaturesConfig
 from .latents.jobs import FEATURES_BUILD, FEATURES_CONCEPT

@@ -1,6 +1,6 @@
 """The one HTTP client: JSON to and from an OpenAI-compatible server, with an API key, a timeout and retries.
 
-The feature explainer (`latents.explainer`) and the eval HTTP backend (`evals.remote`) both
+The feature explainer (`latents.explainer`) and the eval HTTP backend (`behaviour.remote`) both
 talk through `JsonClient`, so they share these rules:
 
 - **API key**: the `api_key` argument, else the environment variable `OPENAI_API_KEY` (the

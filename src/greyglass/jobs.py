@@ -9,7 +9,7 @@ would import themselves.
 
 from __future__ import annotations
 
-from .evals.jobs import JOBS as EVAL_JOBS
+from .behaviour.jobs import JOBS as EVAL_JOBS
 from .job import Job
 from .latents.jobs import GROUPS as FEATURE_GROUPS
 from .latents.jobs import JOBS as FEATURE_JOBS

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from .evals.jobs import TOOLS as EVAL_TOOLS
+from .behaviour.jobs import TOOLS as EVAL_TOOLS
 from .job import Tool
 from .latents.jobs import TOOLS as FEATURE_TOOLS
 from .store.jobs import TOOLS as STORE_TOOLS

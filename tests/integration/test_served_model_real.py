@@ -2,11 +2,11 @@
 
 import pytest
 
-from greyglass.evals.config import EvalConfig, HttpConfig
-from greyglass.evals.formats import PromptFormat
-from greyglass.evals.local import LocalBackend, Request
-from greyglass.evals.remote import HttpBackend
-from greyglass.evals.run import eval_items
+from greyglass.behaviour.config import EvalConfig, HttpConfig
+from greyglass.behaviour.formats import PromptFormat
+from greyglass.behaviour.local import LocalBackend, Request
+from greyglass.behaviour.remote import HttpBackend
+from greyglass.behaviour.run import eval_items
 from greyglass.serve.listen import serving
 from greyglass.serve.model_api import ModelServer, create_model_app
 

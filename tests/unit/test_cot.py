@@ -8,8 +8,8 @@ import pytest
 
 from greyglass import GreyglassError
 from greyglass.cli import main
-from greyglass.evals.config import CotConfig
-from greyglass.evals.cot import (Faithfulness, addition_problems, filler_text, gsm8k_problems, mgsm_problems,
+from greyglass.behaviour.config import CotConfig
+from greyglass.behaviour.cot import (Faithfulness, addition_problems, filler_text, gsm8k_problems, mgsm_problems,
                                  parse_answer, run_cot, same_answer, summarise_cot)
 from greyglass.models.tiny import tiny_model
 

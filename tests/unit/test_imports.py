@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-LATER_STAGES = ("latents", "probes", "steer", "sae", "evals", "organism", "store", "report", "serve")
+LATER_STAGES = ("latents", "probes", "steer", "sae", "behaviour", "organism", "store", "report", "serve")
 
 
 def module_name(root: Path, path: Path) -> str:

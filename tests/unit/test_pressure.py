@@ -9,8 +9,8 @@ import pytest
 
 from greyglass import GreyglassError
 from greyglass.cli import main
-from greyglass.evals.config import HttpConfig, PressureConfig
-from greyglass.evals.pressure import (FUNDS_FACTORS, classifier_accuracy, doubles_down, first_action, hides_tip,
+from greyglass.behaviour.config import HttpConfig, PressureConfig
+from greyglass.behaviour.pressure import (FUNDS_FACTORS, classifier_accuracy, doubles_down, first_action, hides_tip,
                                       misuse_regression, read_labelled_turns, run_pressure, summarise_pressure,
                                       traded_on_tip)
 from greyglass.models.tiny import tiny_model
@@ -201,9 +201,9 @@ def test_eval_pressure_cli_prints_the_report_section(tmp_path, capsys):
 
 
 def test_judge_verdicts_through_a_server(tmp_path):
-    from greyglass.evals.pressure import judge_insider, judge_says_yes, judge_summary
-    from greyglass.evals.config import HttpConfig
-    from greyglass.evals.remote import HttpBackend
+    from greyglass.behaviour.pressure import judge_insider, judge_says_yes, judge_summary
+    from greyglass.behaviour.config import HttpConfig
+    from greyglass.behaviour.remote import HttpBackend
     from greyglass.serve.listen import serving
     from greyglass.serve.model_api import ModelServer, create_model_app
 

@@ -100,9 +100,9 @@ def test_a_run_with_missing_fields_gets_a_section_not_a_crash(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["sycophancy", "advanced-ai-risk"])
 def test_eval_sections_from_real_runs(tmp_path, name):
-    from greyglass.evals.config import EvalConfig
-    from greyglass.evals.local import LocalBackend
-    from greyglass.evals.run import run_eval
+    from greyglass.behaviour.config import EvalConfig
+    from greyglass.behaviour.local import LocalBackend
+    from greyglass.behaviour.run import run_eval
     from greyglass.models.tiny import tiny_model
 
     run = tmp_path / name
@@ -140,9 +140,9 @@ def test_probe_lying_and_steering_sections_from_real_runs(tmp_path, tiny_llama):
 
 
 def test_cot_and_pressure_sections_from_real_runs(tmp_path):
-    from greyglass.evals.config import CotConfig, PressureConfig
-    from greyglass.evals.cot import run_cot
-    from greyglass.evals.pressure import run_pressure
+    from greyglass.behaviour.config import CotConfig, PressureConfig
+    from greyglass.behaviour.cot import run_cot
+    from greyglass.behaviour.pressure import run_pressure
     from greyglass.models.tiny import tiny_model
 
     lm = tiny_model("llama", chat=True)

@@ -21,11 +21,11 @@ from starlette.routing import Route
 from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.directions import Direction
-from greyglass.evals.config import EvalConfig, HttpConfig
-from greyglass.evals.formats import PromptFormat
-from greyglass.evals.local import LocalBackend, Request
-from greyglass.evals.remote import HttpBackend
-from greyglass.evals.run import run_eval
+from greyglass.behaviour.config import EvalConfig, HttpConfig
+from greyglass.behaviour.formats import PromptFormat
+from greyglass.behaviour.local import LocalBackend, Request
+from greyglass.behaviour.remote import HttpBackend
+from greyglass.behaviour.run import run_eval
 from greyglass.models.tiny import tiny_model
 from greyglass.report.build import section_for
 from greyglass.serve.listen import serving
@@ -253,7 +253,7 @@ def test_completions_take_chat_messages_and_say_the_model_has_a_template(served,
 
 
 def test_parse_choice():
-    from greyglass.evals.remote import parse_choice
+    from greyglass.behaviour.remote import parse_choice
 
     assert parse_choice("I pick (B), not (A)", ("(A)", "(B)")) == "(B)"
     assert parse_choice("A) is right", ("(A)", "(B)")) == "(A)"

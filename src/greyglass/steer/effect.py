@@ -36,7 +36,7 @@ from .vectors import ab_prompt, caa_items, caa_pairs, contrast_vector
 def question_clusters(behavior: str, items: Sequence[dict]) -> list[str]:
     """Each item's question cluster, as the eval loader keys it (a CAA sycophancy claim is asked
     behind several personas: those items are one cluster, not independent evidence)."""
-    from ..evals.datasets import load_dataset
+    from ..behaviour.datasets import load_dataset
 
     clusters = {it.prompt: it.metadata["cluster"] for it in load_dataset(f"caa-{behavior}")}
     return [clusters[it["question"]] for it in items]

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from greyglass.directions import Direction
-from greyglass.evals.config import EvalConfig
-from greyglass.evals.formats import PromptFormat
-from greyglass.evals.local import LocalBackend, Request, score_naive
-from greyglass.evals.run import eval_items, run_eval
+from greyglass.behaviour.config import EvalConfig
+from greyglass.behaviour.formats import PromptFormat
+from greyglass.behaviour.local import LocalBackend, Request, score_naive
+from greyglass.behaviour.run import eval_items, run_eval
 from greyglass.models.hooks import run_to_sites
 from greyglass.models.loader import load_model
 
@@ -80,8 +80,8 @@ def test_self_awareness_instruct_vs_base(smollm, tmp_path):
 
 @pytest.mark.slow
 def test_cot_faithfulness_on_smollm(smollm, tmp_path):
-    from greyglass.evals.config import CotConfig
-    from greyglass.evals.cot import run_cot
+    from greyglass.behaviour.config import CotConfig
+    from greyglass.behaviour.cot import run_cot
 
     res = run_cot(smollm, CotConfig(limit=1, max_cot_tokens=48), tmp_path / "cot", progress=False).all
     row = json.loads((tmp_path / "cot" / "items.jsonl").read_text())
@@ -94,9 +94,9 @@ def test_smollm_as_judge_of_labelled_pressure_turns(smollm, tmp_path):
     """The embedded model behind the OpenAI-compatible server judges labelled turns; every turn is counted once."""
     from pathlib import Path
 
-    from greyglass.evals.config import HttpConfig
-    from greyglass.evals.pressure import classifier_accuracy, read_labelled_turns
-    from greyglass.evals.remote import HttpBackend
+    from greyglass.behaviour.config import HttpConfig
+    from greyglass.behaviour.pressure import classifier_accuracy, read_labelled_turns
+    from greyglass.behaviour.remote import HttpBackend
     from greyglass.serve.listen import serving
     from greyglass.serve.model_api import ModelServer, create_model_app
 

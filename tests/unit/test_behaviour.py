@@ -8,12 +8,12 @@ import torch
 from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.directions import Direction
-from greyglass.evals.datasets import load_dataset
-from greyglass.evals.formats import Prompt, PromptFormat
-from greyglass.evals.items import load_items
-from greyglass.evals.local import LocalBackend, Request, encode, score_naive
-from greyglass.evals.config import EvalConfig
-from greyglass.evals.run import run_eval, stratified_sample
+from greyglass.behaviour.datasets import load_dataset
+from greyglass.behaviour.formats import Prompt, PromptFormat
+from greyglass.behaviour.items import load_items
+from greyglass.behaviour.local import LocalBackend, Request, encode, score_naive
+from greyglass.behaviour.config import EvalConfig
+from greyglass.behaviour.run import run_eval, stratified_sample
 from greyglass.models.hooks import run_to_sites
 from greyglass.models.tiny import TINY_FAMILIES, tiny_model
 
@@ -103,7 +103,7 @@ def test_prefix_shared_scores_equal_one_forward_per_answer(family):
 
 
 def test_similar_lengths_bound_the_padding():
-    from greyglass.evals.local import similar_lengths
+    from greyglass.behaviour.local import similar_lengths
 
     assert similar_lengths([50, 10, 11, 52, 100], 0.1) == [[1, 2], [0, 3], [4]]
     assert similar_lengths([10, 10, 10], 0.0) == [[0, 1, 2]]
@@ -240,7 +240,7 @@ def test_political_items_cluster_by_their_question():
 
 
 def test_answers_swap_between_the_letters():
-    from greyglass.evals.items import with_answers_swapped
+    from greyglass.behaviour.items import with_answers_swapped
 
     item = load_items_from_rows([{"question": "Q?\n\nChoices:\n (A) yes\n (B) no", "answer_matching_behavior": "(B)",
                                   "answer_not_matching_behavior": "(A)"}])[0]
@@ -261,13 +261,13 @@ def test_answers_swap_between_the_letters():
 
 
 def load_items_from_rows(rows):
-    from greyglass.evals.items import item_from_row
+    from greyglass.behaviour.items import item_from_row
 
     return [item_from_row(row, "t", f"t:{i + 1}", i) for i, row in enumerate(rows)]
 
 
 def test_a_tie_is_not_broken_towards_a():
-    from greyglass.evals.scorers import score_match
+    from greyglass.behaviour.scorers import score_match
 
     b_matches, a_matches = load_items_from_rows([ROW | {"answer_matching_behavior": "(B)",
                                                         "answer_not_matching_behavior": "(A)"}, ROW])
@@ -284,7 +284,7 @@ def _row(i, cluster, order, p_match):
 
 
 def test_a_lean_towards_a_is_not_read_as_behaviour():
-    from greyglass.evals.scorers import combine_orders, summarise
+    from greyglass.behaviour.scorers import combine_orders, summarise
 
     # the matching answer is (A) in the file; a model that puts 0.8 on (A) whatever it says
     rows = [r for i in range(40) for r in (_row(i, i, "original", 0.8), _row(i, i, "swapped", 0.2))]
@@ -296,7 +296,7 @@ def test_a_lean_towards_a_is_not_read_as_behaviour():
 
 
 def test_intervals_resample_questions_and_are_never_empty():
-    from greyglass.evals.scorers import combine_orders, summarise
+    from greyglass.behaviour.scorers import combine_orders, summarise
     from greyglass.stats import mean_ci
 
     # 60 biographies around 3 questions: the model agrees on every item of two questions, on none of the third
@@ -310,10 +310,10 @@ def test_intervals_resample_questions_and_are_never_empty():
 
 
 def test_report_headline_does_not_read_a_letter_lean_as_behaviour(tmp_path):
-    from greyglass.evals.report import eval_section
-    from greyglass.evals.results import EvalResults
-    from greyglass.evals.scorers import combine_orders
-    from greyglass.evals.tasks import by_dataset
+    from greyglass.behaviour.report import eval_section
+    from greyglass.behaviour.results import EvalResults
+    from greyglass.behaviour.scorers import combine_orders
+    from greyglass.behaviour.tasks import by_dataset
     from greyglass.job import RunInfo
 
     rows = [r for i in range(40) for r in (_row(i, i, "original", 0.8), _row(i, i, "swapped", 0.2))]
@@ -326,7 +326,7 @@ def test_report_headline_does_not_read_a_letter_lean_as_behaviour(tmp_path):
 
 
 def test_a_paired_difference_of_identical_answers_is_not_zero_width():
-    from greyglass.evals.scorers import combine_orders, paired_difference
+    from greyglass.behaviour.scorers import combine_orders, paired_difference
 
     # three questions, the model agrees with and without the biography alike: no change, but not "+0 (+0 to +0)"
     with_bio = combine_orders([_row(i, i, "original", 0.9) for i in range(3)])

@@ -11,7 +11,7 @@ For a batch of B prompts with their answers:
    token (whose prediction nothing needs) run together, right-padded, from that cache.
 
 An answer's score is the sum of its tokens' log-probabilities. `score_naive` runs one full
-forward pass per answer instead; the test and `bench/evals.py` check that the two agree.
+forward pass per answer instead; the test and `bench/behaviour.py` check that the two agree.
 
 With a probe (a `Direction`), the residual stream at the answer position is read by a hook
 during step 1, so monitoring costs no second pass.

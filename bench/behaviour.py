@@ -7,7 +7,7 @@ Two naive baselines: one forward pass per answer computing logits at every posit
 plain `model(ids).logits` does), and the same with logits only where they predict the answer
 (a stronger baseline: it already skips most of the LM head).
 
-    python bench/evals.py [--model M] [--items 32] [--batch-size 8]
+    python bench/behaviour.py [--model M] [--items 32] [--batch-size 8]
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import time
 
 import torch
 
-from greyglass.evals.config import EvalConfig
-from greyglass.evals.formats import PromptFormat
-from greyglass.evals.local import LocalBackend, Request, score_naive
-from greyglass.evals.run import eval_items
+from greyglass.behaviour.config import EvalConfig
+from greyglass.behaviour.formats import PromptFormat
+from greyglass.behaviour.local import LocalBackend, Request, score_naive
+from greyglass.behaviour.run import eval_items
 from greyglass.models.loader import load_model
 
 
