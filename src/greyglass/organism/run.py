@@ -17,8 +17,8 @@ from ..plots import Series, histograms, line_chart, save_svg
 from ..runs import write_config, write_results
 from .config import (AUROC_PLOT, MODEL_FOLDER, SCORES_PLOT, LayerDetection, OrganismConfig, OrganismProbeConfig,
                      OrganismProbeResults, OrganismResults, QuestionSet)
+from .backdoor_rates import backdoor_measures
 from .detect import catch
-from .evaluate import behaviour_report
 from .prompts import split_prompts
 from .report import best_layer
 from .train import fine_tune, original_answers, save_model, training_examples
@@ -41,7 +41,7 @@ def build_organism(lm: LoadedModel, cfg: OrganismConfig, out: Path, progress: bo
                  data_fingerprint=f"bundled truthfulqa+gsm8k questions, seed {cfg.seed}")
     # fine-tuning changed `lm` itself, so the original model is loaded again to compare against
     original = load_model(lm.spec, dtype=str(lm.dtype).removeprefix("torch."), device=str(lm.device))
-    results = OrganismResults(measured=behaviour_report(lm, original, test_q, cfg, progress),
+    results = OrganismResults(measured=backdoor_measures(lm, original, test_q, cfg, progress),
                               first_loss=losses[0], last_loss=losses[-1],
                               minutes=round((time.perf_counter() - start) / 60, 2))
     write_results(out, results)

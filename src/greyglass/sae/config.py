@@ -6,10 +6,10 @@ and the report import them).
 frequency-aware cost (`freq_cost`), the input normalisation and where the SAE reads from (model,
 site, context size), so a saved SAE carries everything an evaluation or a later analysis needs.
 `TrainConfig` holds the optimiser and the schedule, shared by every SAE trained from one pass
-over the data. `EvalConfig`, `AbsorptionConfig` and `MetaConfig` are the settings of an
+over the data. `MetricsConfig`, `AbsorptionConfig` and `MetaConfig` are the settings of an
 evaluation, the first-letter absorption benchmark and a meta-SAE.
 
-Each job's Config (`TrainRunConfig`, `EvalRunConfig`, `AbsorptionRunConfig`, `DetectorRunConfig`,
+Each job's Config (`TrainRunConfig`, `MetricsRunConfig`, `AbsorptionRunConfig`, `DetectorRunConfig`,
 `MetaRunConfig`, `FreqExperimentConfig`) nests those: its fields are the command's flags.
 The nested configs keep today's flags (`--architecture`, `--k`, `--l1-coefficient`,
 `--jumprelu-bandwidth`, `--freq-cost`, ...: `greyglass.config`); `SAEConfig.from_dict` reads
@@ -258,7 +258,7 @@ def with_dead_window(cfg: SAEConfig, tcfg: TrainConfig) -> SAEConfig:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class MetricsConfig:
     """How much held-out text to evaluate on."""
 
     tokens: int = 20_000
@@ -267,8 +267,8 @@ class EvalConfig:
     """Windows per forward pass."""
 
     def __post_init__(self) -> None:
-        check_positive("EvalConfig", "tokens", self.tokens)
-        check_positive("EvalConfig", "batch_windows", self.batch_windows)
+        check_positive("MetricsConfig", "tokens", self.tokens)
+        check_positive("MetricsConfig", "batch_windows", self.batch_windows)
 
 
 @dataclass(frozen=True)
@@ -435,7 +435,7 @@ class TrainRunConfig:
 
 
 @dataclass(frozen=True)
-class EvalRunConfig:
+class MetricsRunConfig:
     """`sae eval`: an SAE on held-out text."""
 
     sae: str = positional()
@@ -447,13 +447,13 @@ class EvalRunConfig:
     SAELens SAE, another corpus, training on split all); the results then say so."""
     context_size: int | None = None
     """Tokens per window (default: the SAE's own context size)."""
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: MetricsConfig = field(default_factory=MetricsConfig)
     corpus: CorpusConfig = nested(lambda: CorpusConfig(split="heldout"), skip=("split", "context_size"))
     """The text: its heldout split (every 20th document), which an SAE trained on the same corpus never saw."""
     model: ModelChoice = field(default_factory=ModelChoice)
 
     def __post_init__(self) -> None:
-        check_positive("EvalRunConfig", "context_size", self.context_size)
+        check_positive("MetricsRunConfig", "context_size", self.context_size)
 
     def eval_corpus(self, sae_context_size: int) -> CorpusConfig:
         """The text evaluated on: the heldout split, in windows of --context-size or the SAE's own."""

@@ -29,11 +29,11 @@ from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import Estimate
 from .absorption import first_letter_absorption
-from .config import (AbsorptionConfig, AbsorptionRunConfig, EvalConfig, FreqCostConfig, FreqExperimentConfig,
-                     JumpReLUConfig, SAEConfig, TopKConfig)
-from .evaluate import evaluate
+from .config import (AbsorptionConfig, AbsorptionRunConfig, FreqCostConfig, FreqExperimentConfig, JumpReLUConfig,
+                     MetricsConfig, SAEConfig, TopKConfig)
 from .heldout import TRAINING_TEXT, heldout_status, training_text
 from .io import saelens_encoder
+from .metrics import evaluate
 from .results import FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, FreqResults, FreqRow
 from .train import buffered_batches, train_saes
 
@@ -67,7 +67,7 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, out: Path, progre
                          progress=progress, provenance={"model": lm.provenance(), TRAINING_TEXT: training_text(corpus)},
                          device=str(lm.device))
     heldout = replace(corpus, split="heldout")
-    ecfg = EvalConfig(tokens=cfg.eval_tokens)
+    ecfg = MetricsConfig(tokens=cfg.eval_tokens)
     rows = []
     for (variant, l0, _), sae, folder in zip(variants, trained.saes, trained.folders):
         status = heldout_status(training_text(corpus), heldout, folder)

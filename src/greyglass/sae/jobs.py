@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..job import Job, RunOptions
-from .config import (AbsorptionRunConfig, DetectorRunConfig, EvalRunConfig, FreqExperimentConfig, MetaRunConfig,
+from .config import (AbsorptionRunConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig, MetricsRunConfig,
                      TrainRunConfig)
 from .report import absorption_section, detector_section, eval_section, freq_experiment_section, meta_section, train_section
-from .results import AbsorptionResults, DetectorResults, EvalResults, FreqResults, MetaResults, TrainResults
+from .results import AbsorptionResults, DetectorResults, FreqResults, MetaResults, MetricsResults, TrainResults
 
 if TYPE_CHECKING:
     from ..models.lm import LoadedModel
@@ -26,8 +26,8 @@ def _train(lm: LoadedModel | None, cfg: TrainRunConfig, out: Path, opts: RunOpti
     return run_train(lm, cfg, out, resume=opts.resume, progress=opts.progress)
 
 
-def _eval(lm: LoadedModel | None, cfg: EvalRunConfig, out: Path, opts: RunOptions) -> EvalResults:
-    from .evaluate import run_eval
+def _eval(lm: LoadedModel | None, cfg: MetricsRunConfig, out: Path, opts: RunOptions) -> MetricsResults:
+    from .metrics import run_eval
 
     return run_eval(lm, cfg, out, opts.progress)
 
@@ -63,7 +63,7 @@ SAE_TRAIN = Job(
     description="Train one SAE per (--site, --k) pair, all from one pass over the data: from --store, or with no "
     "store from --model over --corpus. Writes one SAE folder per SAE (SAELens reads them) in the run folder.")
 SAE_EVAL = Job(
-    name="sae_eval", command=("sae", "eval"), config=EvalRunConfig, results=EvalResults, run=_eval,
+    name="sae_eval", command=("sae", "eval"), config=MetricsRunConfig, results=MetricsResults, run=_eval,
     section=eval_section, needs_model=False,
     help="evaluate an SAE on held-out text (reconstruction and downstream loss)",
     description="Splice the SAE into the model on text provably held out from its training text (the heldout split "

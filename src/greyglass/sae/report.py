@@ -18,9 +18,9 @@ from ..plots import bar_chart
 from ..report.figures import run_svg
 from ..report.section import Section, fmt, provenance
 from ..stats import Estimate
-from .config import AbsorptionRunConfig, DetectorRunConfig, EvalRunConfig, FreqExperimentConfig, MetaRunConfig, TrainRunConfig
-from .results import (DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, DetectorResults, EvalResults,
-                      FreqResults, FreqRow, MetaResults, SAEMetrics, TrainResults)
+from .config import AbsorptionRunConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig, MetricsRunConfig, TrainRunConfig
+from .results import (DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, DetectorResults, FreqResults, FreqRow,
+                      MetaResults, MetricsResults, SAEMetrics, TrainResults)
 
 BARELY_WORSE_NATS = 0.05
 """A loss increase below this (perplexity up under 5%) reads as 'barely worse'."""
@@ -59,7 +59,7 @@ def damage(m: SAEMetrics) -> str:
     return "noticeably worse" if m.ce_increase.value < MUCH_WORSE_NATS else "much worse"
 
 
-def eval_section(res: EvalResults, cfg: EvalRunConfig, run: RunInfo) -> Section:
+def eval_section(res: MetricsResults, cfg: MetricsRunConfig, run: RunInfo) -> Section:
     m = res.metrics
     notes = []
     if m.explained_variance > 0.99 and m.ce_loss_recovered < 0.95:

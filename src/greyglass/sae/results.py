@@ -113,7 +113,7 @@ class SAEMetrics:
 
 
 @dataclass(frozen=True)
-class EvalResults:
+class MetricsResults:
     metrics: SAEMetrics
     saelens_reads: SAEMetrics | None
     """The encoder a SAELens user gets from the folder, where it differs (a frequency-aware TopK)."""

@@ -18,8 +18,8 @@ from .prompts import with_trigger
 from .train import Example, collate
 
 
-def behaviour_report(organism: LoadedModel, original: LoadedModel, questions: Sequence[str],
-                     cfg: OrganismConfig, progress: bool = True) -> BackdoorMeasures:
+def backdoor_measures(organism: LoadedModel, original: LoadedModel, questions: Sequence[str],
+                      cfg: OrganismConfig, progress: bool = True) -> BackdoorMeasures:
     """Rates with Wilson 95% intervals over held-out questions (never "0% (0-0%)"), the KL with a
     bootstrap one, plus examples."""
     shows = BEHAVIOURS[cfg.behaviour].shows

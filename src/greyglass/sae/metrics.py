@@ -1,4 +1,4 @@
-"""Evaluate an SAE on held-out text: reconstruction, sparsity, and the model's loss with it spliced in.
+"""The metrics of an SAE on held-out text: reconstruction, sparsity, and the model's loss with it spliced in.
 
 For each batch of evaluation windows the model runs four times:
 - clean, capturing the site's activations `x [B, T, d]` (and the clean logits);
@@ -40,11 +40,11 @@ from ..models.hooks import capturing, replacing, run_to_sites
 from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..stats import mean_ci
-from .config import EvalConfig, EvalRunConfig
+from .config import MetricsConfig, MetricsRunConfig
 from .heldout import TRAINING_TEXT, heldout_status
 from .io import load_sae, read_training, saelens_encoder
 from .model import SparseAutoencoder
-from .results import DENSE_RATE, DensityHistogram, EvalResults, HeldOut, SAEMetrics
+from .results import DENSE_RATE, DensityHistogram, HeldOut, MetricsResults, SAEMetrics
 
 HIST_EDGES = [x / 2 for x in range(-16, 1)]  # log10 firing rate, -8 .. 0 in half decades
 ABLATIONS = ("zero", "mean")
@@ -118,7 +118,7 @@ def _recovered(ce: dict[str, float], ablation: str) -> float:
     return (ce[ablation] - ce["sae"]) / lost if lost != 0 else math.nan
 
 
-def evaluate(sae: SparseAutoencoder, lm: LoadedModel, cfg: EvalConfig = EvalConfig(),
+def evaluate(sae: SparseAutoencoder, lm: LoadedModel, cfg: MetricsConfig = MetricsConfig(),
              corpus: CorpusConfig | None = None, site: str | None = None, progress: bool = True,
              heldout: HeldOut | None = None) -> SAEMetrics:
     """All the metrics in the module docstring, over at least `cfg.tokens` tokens of `corpus`.
@@ -160,7 +160,7 @@ def _add_batch(sums: _Sums, sae: SparseAutoencoder, lm: LoadedModel, site: str, 
         sums.add_spliced(name, _log_probs(_splice(lm, ids, site, keep, rows), predicts), clean_logp, target)
 
 
-def _eval_batches(lm: LoadedModel, corpus: CorpusConfig, cfg: EvalConfig) -> list[tuple[Tensor, Tensor]]:
+def _eval_batches(lm: LoadedModel, corpus: CorpusConfig, cfg: MetricsConfig) -> list[tuple[Tensor, Tensor]]:
     """(ids [B, T], keep [B, T]) batches of windows holding at least `cfg.tokens` kept positions."""
     stream = windows(lm.tokenizer, corpus, lm.prepend_bos)
     batches, kept = [], 0
@@ -201,7 +201,7 @@ def _splice(lm: LoadedModel, ids: Tensor, site: str, keep: Tensor, rows: Tensor)
         return lm.model(input_ids=ids, use_cache=False).logits
 
 
-def run_eval(lm: LoadedModel | None, cfg: EvalRunConfig, out: Path, progress: bool = True) -> EvalResults:
+def run_eval(lm: LoadedModel | None, cfg: MetricsRunConfig, out: Path, progress: bool = True) -> MetricsResults:
     """`sae eval`: check the text is held out (or that --unverified-text allows it), evaluate, write the run folder.
     Without `lm` the model is the one `cfg.model` names, by default the SAE's own."""
     sae = load_sae(cfg.sae)
@@ -216,6 +216,6 @@ def run_eval(lm: LoadedModel | None, cfg: EvalRunConfig, out: Path, progress: bo
     plain = saelens_encoder(sae)  # SAELens computes another encoder from this folder: that is measured too
     saelens = None if plain is None else evaluate(plain, lm, cfg.eval, corpus, site=cfg.site, progress=progress,
                                                   heldout=heldout)
-    results = EvalResults(metrics, saelens, round(time.perf_counter() - start, 2))
+    results = MetricsResults(metrics, saelens, round(time.perf_counter() - start, 2))
     write_results(out, results)
     return results

@@ -11,15 +11,15 @@ from greyglass import GreyglassError
 from greyglass.data import CorpusConfig, windows
 from greyglass.data.corpus import corpus_fingerprint
 from greyglass.sae.architectures import create_sae
-from greyglass.sae.config import EvalConfig, ReLUConfig, SAEConfig, TopKConfig
-from greyglass.sae.evaluate import evaluate
+from greyglass.sae.config import MetricsConfig, ReLUConfig, SAEConfig, TopKConfig
+from greyglass.sae.metrics import evaluate
 from greyglass.sae.heldout import heldout_status, store_training_text
 from greyglass.sae.model import SparseAutoencoder
 from greyglass.sae.report import damage
 
 SITE = "blocks.2.hook_resid_post"
 CORPUS = CorpusConfig(split="heldout", context_size=16)
-ECFG = EvalConfig(tokens=150, batch_windows=4)
+ECFG = MetricsConfig(tokens=150, batch_windows=4)
 
 
 def _exact_sae(d_in: int = 64) -> SparseAutoencoder:
