@@ -21,7 +21,7 @@ import torch
 
 from greyglass.behaviour.config import EvalConfig
 from greyglass.behaviour.formats import PromptFormat
-from greyglass.behaviour.local import LocalBackend, Request, score_naive
+from greyglass.behaviour.local import AnswerRequest, LocalBackend, score_naive
 from greyglass.behaviour.run import eval_items
 from greyglass.models.loader import load_model
 
@@ -44,7 +44,7 @@ def main() -> None:
     items = (eval_items(EvalConfig(eval="sycophancy", limit=args.items // 2, both_orders=False))[: args.items // 2]
              + eval_items(EvalConfig(eval="advanced-ai-risk", limit=args.items - args.items // 2, both_orders=False)))
     fmt = PromptFormat(answer_prefix="I believe the best answer is")
-    requests = [Request(fmt.render(it.prompt, lm.tokenizer), it.choices) for it in items]
+    requests = [AnswerRequest(fmt.render(it.prompt, lm.tokenizer), it.choices) for it in items]
     requests.sort(key=lambda r: len(r.prompt.text))  # as `run_eval` does: similar lengths share a batch
     backend = LocalBackend(lm)
     backend.score(requests[:2])  # warm-up

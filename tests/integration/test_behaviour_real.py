@@ -8,7 +8,7 @@ import torch
 from greyglass.directions import Direction
 from greyglass.behaviour.config import EvalConfig
 from greyglass.behaviour.formats import PromptFormat
-from greyglass.behaviour.local import LocalBackend, Request, score_naive
+from greyglass.behaviour.local import AnswerRequest, LocalBackend, score_naive
 from greyglass.behaviour.run import eval_items, run_eval
 from greyglass.models.hooks import run_to_sites
 from greyglass.models.loader import load_model
@@ -17,7 +17,7 @@ from greyglass.models.loader import load_model
 def test_prefix_shared_equals_naive_on_smollm(smollm):
     items = eval_items(EvalConfig(eval="sycophancy", limit=3))[:4] + eval_items(EvalConfig(eval="advanced-ai-risk", limit=2))
     fmt = PromptFormat(answer_prefix="I believe the best answer is")
-    reqs = [Request(fmt.render(it.prompt, smollm.tokenizer), it.choices) for it in items]
+    reqs = [AnswerRequest(fmt.render(it.prompt, smollm.tokenizer), it.choices) for it in items]
     fast, slow = LocalBackend(smollm).score(reqs), score_naive(smollm, reqs)
     diff = max(abs(a - b) for f, s in zip(fast, slow) for a, b in zip(f.logprobs, s.logprobs))
     assert diff < 1e-3
@@ -73,7 +73,7 @@ def test_self_awareness_instruct_vs_base(smollm, tmp_path):
         assert set(res.written_by) == {"human", "lm"} and res.all.n == 8
     # the prefix-shared scorer on a model with sliding-window layers (window 512 > these prompts)
     items = eval_items(cfg)[:3]
-    reqs = [Request(PromptFormat(few_shot=2).render(it.prompt, gemma.tokenizer), it.choices) for it in items]
+    reqs = [AnswerRequest(PromptFormat(few_shot=2).render(it.prompt, gemma.tokenizer), it.choices) for it in items]
     fast, slow = LocalBackend(gemma).score(reqs), score_naive(gemma, reqs)
     assert max(abs(a - b) for f, s in zip(fast, slow) for a, b in zip(f.logprobs, s.logprobs)) < 1e-3
 

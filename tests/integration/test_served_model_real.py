@@ -4,7 +4,7 @@ import pytest
 
 from greyglass.behaviour.config import EvalConfig, HttpConfig
 from greyglass.behaviour.formats import PromptFormat
-from greyglass.behaviour.local import LocalBackend, Request
+from greyglass.behaviour.local import AnswerRequest, LocalBackend
 from greyglass.behaviour.remote import HttpBackend
 from greyglass.behaviour.run import eval_items
 from greyglass.serve.listen import serving
@@ -21,7 +21,7 @@ def test_local_and_served_smollm_score_the_same_prompt_alike(smollm, tmp_path):
         served_prompts = [fmt.render(it.prompt, remote.tokenizer) for it in items]
         local_prompts = [fmt.render(it.prompt, smollm.tokenizer) for it in items]
         assert served_prompts == local_prompts and "<|im_start|>assistant" in local_prompts[0].text
-        reqs = [Request(p, it.choices) for p, it in zip(local_prompts, items)]
+        reqs = [AnswerRequest(p, it.choices) for p, it in zip(local_prompts, items)]
         served = remote.score(reqs)
     local = LocalBackend(smollm).score(reqs)
     diff = max(abs(a - b) for s, l in zip(served, local) for a, b in zip(s.logprobs, l.logprobs))

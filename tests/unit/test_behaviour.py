@@ -11,7 +11,7 @@ from greyglass.directions import Direction
 from greyglass.behaviour.datasets import load_dataset
 from greyglass.behaviour.formats import Prompt, PromptFormat
 from greyglass.behaviour.items import load_items
-from greyglass.behaviour.local import LocalBackend, Request, encode, score_naive
+from greyglass.behaviour.local import AnswerRequest, LocalBackend, encode, score_naive
 from greyglass.behaviour.config import EvalConfig
 from greyglass.behaviour.run import run_eval, stratified_sample
 from greyglass.models.hooks import run_to_sites
@@ -89,9 +89,9 @@ def test_prefix_shared_scores_equal_one_forward_per_answer(family):
     lm = tiny_model(family, chat=True)
     questions = ["Is it?\n (A) yes\n (B) no", "Pick one of these\n (A) x\n (B) y\n (C) zz", "Hm"]
     answers = [("(A)", "(B)"), ("(A)", "(B)", "(C) zz"), ("(A) a much longer answer", "(B)")]
-    reqs = [Request(PromptFormat(answer_prefix="I think", few_shot=i).render(q, lm.tokenizer), a)
+    reqs = [AnswerRequest(PromptFormat(answer_prefix="I think", few_shot=i).render(q, lm.tokenizer), a)
             for i, (q, a) in enumerate(zip(questions, answers))]
-    one_token = [Request(Prompt(q + "\nAnswer: ", True), ("A", "B")) for q in questions]  # no answer pass
+    one_token = [AnswerRequest(Prompt(q + "\nAnswer: ", True), ("A", "B")) for q in questions]  # no answer pass
     assert {len(a) for r in one_token for a in encode(lm.tokenizer, r)[1]} == {1}
     for reqs, answers in ((reqs, answers), (one_token, [("A", "B")] * 3)):
         fast, slow = LocalBackend(lm).score(reqs), score_naive(lm, reqs)
@@ -113,7 +113,8 @@ def test_similar_lengths_bound_the_padding():
 def test_probe_reads_the_answer_position_in_the_same_pass(tiny_llama):
     site = "blocks.2.hook_resid_post"
     direction = Direction(torch.randn(64), site, "mean_diff", bias=0.5)
-    reqs = [Request(PromptFormat().render(q, tiny_llama.tokenizer), ("(A)", "(B)")) for q in ["one question", "two questions"]]
+    reqs = [AnswerRequest(PromptFormat().render(q, tiny_llama.tokenizer), ("(A)", "(B)"))
+            for q in ["one question", "two questions"]]
     forwards = []
     hook = tiny_llama.model.register_forward_hook(lambda *_: forwards.append(1))
     backend = LocalBackend(tiny_llama, probe=direction)
@@ -340,7 +341,7 @@ def test_a_paired_difference_of_identical_answers_is_not_zero_width():
 
 def test_scorer_passes_the_cache_by_its_current_name(tiny_llama, cache_deprecations):
     """transformers 5.24 renamed `past_key_values` to `cache` (the old name goes in 5.40); the scorer must not use it."""
-    reqs = [Request(Prompt(f"The same long shared system prompt. Question {i}?", True), ("yes it is", "no"))
+    reqs = [AnswerRequest(Prompt(f"The same long shared system prompt. Question {i}?", True), ("yes it is", "no"))
             for i in range(3)]
     backend = LocalBackend(tiny_llama)
     assert backend._shared_prefix([encode(tiny_llama.tokenizer, r)[0] for r in reqs], 9) > 0  # the prefix cache runs

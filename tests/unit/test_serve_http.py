@@ -23,7 +23,7 @@ from greyglass.cli import main
 from greyglass.directions import Direction
 from greyglass.behaviour.config import EvalConfig, HttpConfig
 from greyglass.behaviour.formats import PromptFormat
-from greyglass.behaviour.local import LocalBackend, Request
+from greyglass.behaviour.local import AnswerRequest, LocalBackend
 from greyglass.behaviour.remote import HttpBackend
 from greyglass.behaviour.run import run_eval
 from greyglass.models.tiny import tiny_model
@@ -61,7 +61,7 @@ def served(chat_lm):
 def test_http_scores_equal_local_scores_and_cache_saves_requests(served, tmp_path):
     lm = tiny_model("llama")  # the same weights as served (seed 0); a base format, as the HTTP backend uses
     fmt = PromptFormat(format="human-assistant", answer_prefix="I think")
-    reqs = [Request(fmt.render(q, lm.tokenizer), ("(A)", "(B)")) for q in ["Is it?\n (A) yes\n (B) no", "Or not?"]]
+    reqs = [AnswerRequest(fmt.render(q, lm.tokenizer), ("(A)", "(B)")) for q in ["Is it?\n (A) yes\n (B) no", "Or not?"]]
     local = LocalBackend(lm).score(reqs)
     cfg = HttpConfig(url=served.url, cache=str(tmp_path / "cache.jsonl"), concurrency=2)
     remote = HttpBackend(cfg)
@@ -173,7 +173,7 @@ def test_timeouts_give_up_with_a_clear_error():
 
 def test_concurrency_is_limited():
     handler = Flaky()
-    reqs = [Request(PromptFormat(format="raw").render(f"q{i}", None), ("(A)", "(B)")) for i in range(6)]
+    reqs = [AnswerRequest(PromptFormat(format="raw").render(f"q{i}", None), ("(A)", "(B)")) for i in range(6)]
     with running(handler.app) as server:
         HttpBackend(HttpConfig(url=server.url, concurrency=3)).score(reqs)
     assert handler.seen == 12 and 2 <= handler.peak <= 3
@@ -225,7 +225,7 @@ def test_auto_format_gives_a_served_chat_model_the_local_prompt_and_log_probs(se
     local_prompts = [fmt.render(q, chat_lm.tokenizer) for q in questions]
     assert [fmt.render(q, remote.tokenizer) for q in questions] == local_prompts
     assert "<|assistant|>" in local_prompts[0].text and not local_prompts[0].add_special_tokens
-    reqs = [Request(p, ("(A)", "(B)")) for p in local_prompts]
+    reqs = [AnswerRequest(p, ("(A)", "(B)")) for p in local_prompts]
     for a, b in zip(LocalBackend(chat_lm).score(reqs), remote.score(reqs)):
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
     # a model without a template is asked in the base-model format on both paths
@@ -262,7 +262,7 @@ def test_parse_choice():
 
 def test_chat_only_servers_are_scored_by_sampling(served, tmp_path):
     cfg = HttpConfig(url=served.url, api="chat", samples=4, cache=str(tmp_path / "c.jsonl"))
-    reqs = [Request(PromptFormat(format="raw").render("Q?\n (A) x\n (B) y", None), ("(A)", "(B)"))]
+    reqs = [AnswerRequest(PromptFormat(format="raw").render("Q?\n (A) x\n (B) y", None), ("(A)", "(B)"))]
     backend = HttpBackend(cfg)
     (scored,) = backend.score(reqs)
     assert backend.sent == 4 and sum(math.exp(v) for v in scored.logprobs) <= 1 + 1e-9

@@ -37,21 +37,21 @@ MAX_PADDING = 0.1  # share of a group's prompt tokens that may be padding
 MAX_PREFIXES = 8  # shared-prefix caches kept per backend (a run usually has one: its system prompt)
 
 
-class Request(NamedTuple):
+class AnswerRequest(NamedTuple):
     """A prompt and the answers to score after it (as the dataset writes them, e.g. `(A)`)."""
 
     prompt: Prompt
     answers: tuple[str, ...]
 
 
-class Scored(NamedTuple):
+class AnswerScores(NamedTuple):
     """Per-answer log-probabilities (summed over the answer's tokens) and the probe's score."""
 
     logprobs: list[float]
     probe: float | None = None
 
 
-def encode(tokenizer, request: Request) -> tuple[list[int], list[list[int]]]:
+def encode(tokenizer, request: AnswerRequest) -> tuple[list[int], list[list[int]]]:
     """Prompt token ids and each answer's continuation ids.
 
     The answer ids are those of `prompt + answer` after the prompt's ids (as
@@ -90,7 +90,7 @@ class LocalBackend:
         probe = {"site": self.probe.site, "kind": self.probe.kind} if self.probe is not None else None
         return {"backend": "local", "model": self.lm.provenance(), **({"probe": probe} if probe else {})}
 
-    def score(self, requests: list[Request]) -> list[Scored]:
+    def score(self, requests: list[AnswerRequest]) -> list[AnswerScores]:
         """Score one batch of requests (the caller chooses the batch size).
 
         The tokens every prompt starts with run once (and once per backend, when the next
@@ -101,13 +101,13 @@ class LocalBackend:
         encoded = [encode(self.lm.tokenizer, r) for r in requests]
         prompts = [p for p, _ in encoded]
         shared = self._shared_prefix(prompts, max(len(a) for _, answers in encoded for a in answers))
-        out: list[Scored | None] = [None] * len(requests)
+        out: list[AnswerScores | None] = [None] * len(requests)
         for group in similar_lengths([len(p) - shared for p in prompts], MAX_PADDING):
             for i, scored in zip(group, self._score_group([encoded[i] for i in group], shared)):
                 out[i] = scored
         return out  # type: ignore[return-value]
 
-    def _score_group(self, encoded: list[tuple[list[int], list[list[int]]]], shared: int) -> list[Scored]:
+    def _score_group(self, encoded: list[tuple[list[int], list[list[int]]]], shared: int) -> list[AnswerScores]:
         model, pad_id, device = self.lm.model, self.lm.tokenizer.pad_token_id, self.lm.device
         prompts = [p for p, _ in encoded]
         ids, mask = pad([p[shared:] for p in prompts], pad_id, "left")  # [B, P]: each prompt after the shared part
@@ -126,7 +126,7 @@ class LocalBackend:
             probes = self._probe_scores(acts) if self.probe is not None else [None] * len(prompts)
         scores, r = [], 0
         for b, (_, answers) in enumerate(encoded):
-            scores.append(Scored(sums[r : r + len(answers)], probes[b]))
+            scores.append(AnswerScores(sums[r : r + len(answers)], probes[b]))
             r += len(answers)
         return scores
 
@@ -185,7 +185,7 @@ class LocalBackend:
         return self.probe.score(resid.float().cpu()).tolist()
 
 
-def score_naive(lm: LoadedModel, requests: list[Request], logits_everywhere: bool = False) -> list[Scored]:
+def score_naive(lm: LoadedModel, requests: list[AnswerRequest], logits_everywhere: bool = False) -> list[AnswerScores]:
     """One unpadded forward pass per answer over prompt + answer: the reference to check against.
 
     By default the logits are computed only where they predict answer tokens; with
@@ -203,7 +203,7 @@ def score_naive(lm: LoadedModel, requests: list[Request], logits_everywhere: boo
                 logits = lm.model(input_ids=ids, logits_to_keep=keep).logits[0, -len(answer) - 1 : -1]
             logp = torch.log_softmax(logits.float(), dim=-1)  # [len(answer), vocab]
             sums.append(float(logp[torch.arange(len(answer)), torch.tensor(answer)].sum()))
-        out.append(Scored(sums))
+        out.append(AnswerScores(sums))
     return out
 
 

@@ -33,7 +33,7 @@ from ..fingerprint import json_sha256
 from ..http_client import HttpError, JsonClient
 from .formats import Prompt, continuation
 from .config import HttpConfig
-from .local import Request, Scored
+from .local import AnswerRequest, AnswerScores
 
 
 class ServerTemplate:
@@ -88,7 +88,7 @@ class HttpBackend:
         model = {"name": f"{self.cfg.server_model} at {self.cfg.url}", "spec": self.cfg.url}
         return {"backend": "http", "model": model, **asdict(self.cfg)}
 
-    def score(self, requests: list[Request]) -> list[Scored]:
+    def score(self, requests: list[AnswerRequest]) -> list[AnswerScores]:
         if self.cfg.api == "chat":
             return self._score_by_sampling(requests)
         jobs = [(r.prompt, continuation(r.prompt.text, a)) for r in requests for a in r.answers]
@@ -96,11 +96,11 @@ class HttpBackend:
             sums = list(pool.map(lambda job: self._answer_logprob(*job), jobs))
         out, i = [], 0
         for r in requests:
-            out.append(Scored(sums[i : i + len(r.answers)]))
+            out.append(AnswerScores(sums[i : i + len(r.answers)]))
             i += len(r.answers)
         return out
 
-    def _score_by_sampling(self, requests: list[Request]) -> list[Scored]:
+    def _score_by_sampling(self, requests: list[AnswerRequest]) -> list[AnswerScores]:
         """Chat-only servers: sample replies (seeds 0..samples-1), parse the answer each gives.
 
         An answer's score is log((count + 0.5) / (samples + 0.5 * answers)), so one never
@@ -120,7 +120,7 @@ class HttpBackend:
         for i, r in enumerate(requests):
             given = [parse_choice(text, r.answers) for text in replies[i * self.cfg.samples : (i + 1) * self.cfg.samples]]
             k = len(r.answers)
-            out.append(Scored([math.log((given.count(a) + 0.5) / (self.cfg.samples + 0.5 * k)) for a in r.answers]))
+            out.append(AnswerScores([math.log((given.count(a) + 0.5) / (self.cfg.samples + 0.5 * k)) for a in r.answers]))
         return out
 
     def _answer_logprob(self, prompt: Prompt, answer: str) -> float:

@@ -32,7 +32,7 @@ from .config import EvalConfig
 from .datasets import load_dataset
 from .formats import Prompt
 from .items import Item, with_answers_swapped
-from .local import LocalBackend, Request, Scored
+from .local import AnswerRequest, AnswerScores, LocalBackend
 from .remote import HttpBackend
 from .results import EvalResults, ProbeResult
 from .scorers import SCORERS, combine_orders, probe_auroc
@@ -48,7 +48,7 @@ class Backend(Protocol):
     tokenizer: Any
     """Renders chat prompts (None when the backend has no tokenizer: chat format is then unavailable)."""
 
-    def score(self, requests: list[Request]) -> list[Scored]: ...
+    def score(self, requests: list[AnswerRequest]) -> list[AnswerScores]: ...
 
     def describe(self) -> dict[str, Any]:
         """What answers, for config.json and the resume check: `model` (provenance) and, with a probe,
@@ -167,14 +167,14 @@ def run_eval(backend: Backend, cfg: EvalConfig, out: str | Path, resume: bool = 
 
 def _pending_requests(items: list[Item], prompts: dict[str, Prompt], done: dict[str, Any]):
     """Unscored items grouped by identical request (same prompt and answers), shortest prompts first."""
-    groups: dict[Request, list[Item]] = {}
+    groups: dict[AnswerRequest, list[Item]] = {}
     for it in items:
         if it.id not in done:
-            groups.setdefault(Request(prompts[it.id], it.choices), []).append(it)
+            groups.setdefault(AnswerRequest(prompts[it.id], it.choices), []).append(it)
     return sorted(groups.items(), key=lambda kv: len(kv[0].prompt.text))
 
 
-def _row(item: Item, prompt: Prompt, scored: Scored, scores: dict[str, Any]) -> dict[str, Any]:
+def _row(item: Item, prompt: Prompt, scored: AnswerScores, scores: dict[str, Any]) -> dict[str, Any]:
     return {"id": item.id, "base_id": item.metadata.get("base_id", item.id), "dataset": item.metadata["dataset"],
             "condition": item.metadata.get("condition", "default"), "source": item.metadata.get("source"),
             "cluster": item.metadata.get("cluster", item.id), "order": item.metadata.get("order", "original"),
