@@ -111,12 +111,12 @@ def test_text_latents_leave_out_the_sink_of_a_model_without_bos(planted):
 
 
 def test_browser_token_latents_show_nothing_on_the_sink(planted):
-    from greyglass.serve.lab import Lab
+    from greyglass.serve.live import LiveModel
 
     lm, sae, _, _ = planted
-    view = Lab().token_latents(_without_bos(lm), sae, "qq", k=3)
+    view = LiveModel().token_latents(_without_bos(lm), sae, "qq", k=3)
     assert view.top[0] == [] and PLANTED in [j for j, _ in view.top[1]]
-    with_bos = Lab().token_latents(lm, sae, "qq", k=3)  # BOS is hidden; both q's are real tokens
+    with_bos = LiveModel().token_latents(lm, sae, "qq", k=3)  # BOS is hidden; both q's are real tokens
     assert len(with_bos.tokens) == 2 and all(PLANTED in [j for j, _ in top] for top in with_bos.top)
 
 

@@ -186,7 +186,7 @@ def test_effect_intervals_resample_the_caa_questions():
 def test_steer_steer_effect_serve_model_and_the_browser_add_the_same_delta(tiny_llama, tmp_path):
     """One meaning of coef: the residual-stream delta is identical whichever entry point steers."""
     from greyglass.serve.model_api import ModelServer
-    from greyglass.serve.lab import Lab
+    from greyglass.serve.live import LiveModel
 
     site = "blocks.1.hook_resid_post"
     g = torch.Generator().manual_seed(1)
@@ -200,7 +200,7 @@ def test_steer_steer_effect_serve_model_and_the_browser_add_the_same_delta(tiny_
 
     with steering(tiny_llama, probe, 2.0):  # what `steer` (compare) and `steer-effect` use
         by_steer = delta()
-    with Lab.by_direction(tiny_llama, probe, 2.0)():
+    with LiveModel.by_direction(tiny_llama, probe, 2.0)():
         by_browser = delta()
     server = ModelServer(tiny_llama, steer=probe, coef=2.0)
     try:

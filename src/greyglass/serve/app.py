@@ -1,7 +1,7 @@
-"""The browser app: routes over a `Catalog` of run folders and a lazily loaded `Lab`.
+"""The browser app: routes over a `Catalog` of run folders and a lazily loaded `LiveModel`.
 
 Handlers are async and run on the event loop thread; each thread keeps its own cached
-`FeatureDB` (an SQLite connection), and model work goes to a worker thread under the lab's lock. Every error a request can cause becomes a 4xx page with one plain sentence.
+`FeatureDB` (an SQLite connection), and model work goes to a worker thread under the live model's lock. Every error a request can cause becomes a 4xx page with one plain sentence.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ..models.lm import LoadedModel
 from ..models.loader import load_model
 from ..report.build import section_for
 from .catalog import ITEMS, Catalog, Run, read_items
-from .lab import MAX_COEF, MAX_NEW_TOKENS, Lab, check_text
+from .live import MAX_COEF, MAX_NEW_TOKENS, LiveModel, check_text
 from .pages import (Generation, ProbeRow, Table, TokenLatents, error_page, href, link, page, positive_shades, pretty_json,
                     short, token_boxes)
 
@@ -79,7 +79,7 @@ def create_app(runs_dir: str | Path, model: str | None = None,
     page elsewhere cannot reach this server by pointing a domain name at 127.0.0.1 (DNS rebinding).
     """
     catalog = Catalog(runs_dir)
-    lab = Lab(model, load)
+    live_model = LiveModel(model, load)
     local = threading.local()  # SQLite connections may only be used on the thread that opened them
 
     def get_run(rid: str) -> Run:
@@ -97,9 +97,9 @@ def create_app(runs_dir: str | Path, model: str | None = None,
             dbs[run.folder] = FeatureDB(run.folder)
         return run, dbs[run.folder]
 
-    async def in_lab(fn: Callable[[], Any]) -> Any:
+    async def on_model(fn: Callable[[], Any]) -> Any:
         def locked():
-            with lab.lock:
+            with live_model.lock:
                 return fn()
         return await run_in_threadpool(locked)
 
@@ -192,9 +192,9 @@ def create_app(runs_dir: str | Path, model: str | None = None,
                                  [(latent_link(r["latent"]), f"{r['density']:.4%}", r["label"] or "")
                                   for r in db.search(query, limit)]))
         if text.strip():
-            lm = await in_lab(lambda: lab.model(run.model_spec))
-            sae = await in_lab(lambda: lab.sae(str(db.meta["sae"])))
-            acts = (await in_lab(lambda: text_latents(lm, sae, [text])))[0]
+            lm = await on_model(lambda: live_model.model(run.model_spec))
+            sae = await on_model(lambda: live_model.sae(str(db.meta["sae"])))
+            acts = (await on_model(lambda: text_latents(lm, sae, [text])))[0]
             top = acts.topk(min(limit, len(acts)))
             names = {r["latent"]: r["label"] for r in db.summaries()}
             results.append(Table("Latents most active on the text", ["latent", "max activation", "label"],
@@ -227,16 +227,16 @@ def create_app(runs_dir: str | Path, model: str | None = None,
         if text:
             check_text(text)
             spec = get_run(chosen).model_spec if chosen else None
-            lm = await in_lab(lambda: lab.model(spec))
+            lm = await on_model(lambda: live_model.model(spec))
             if chosen:
                 run, db = feature_db(chosen)
-                sae = await in_lab(lambda: lab.sae(str(db.meta["sae"])))
-                tl = await in_lab(lambda: lab.token_latents(lm, sae, text))
+                sae = await on_model(lambda: live_model.sae(str(db.meta["sae"])))
+                tl = await on_model(lambda: live_model.token_latents(lm, sae, text))
                 seen = sorted({j for top in tl.top for j, _ in top})
                 latents = TokenLatents(sae.cfg.hook_name,
                                        token_boxes(tl.tokens, [" ".join(f"{j}:{v:.2g}" for j, v in top[:3]) for top in tl.top]),
                                        [link(f"/features/{run.id}/latent_{j}.html", j) for j in seen])
-            tokens, scored, skipped = await in_lab(lambda: lab.probe_scores(lm, text, catalog.directions()))
+            tokens, scored, skipped = await on_model(lambda: live_model.probe_scores(lm, text, catalog.directions()))
             probes = [ProbeRow(p.name, p.kind, p.site,
                                token_boxes(tokens, [f"{s:+.2f}" for s in p.scores], positive_shades(p.scores)))
                       for p in scored]
@@ -262,20 +262,20 @@ def create_app(runs_dir: str | Path, model: str | None = None,
                 folder = catalog.directions().get(rid)
                 if folder is None:
                     raise HTTPException(404, f"no saved direction {rid!r} under the runs folder")
-                lm = await in_lab(lambda: lab.model(None))
-                d = await in_lab(lambda: lab.direction(folder))
-                apply, what = Lab.by_direction(lm, d, coef), f"{coef:g} typical residual norms along direction {rid} at {d.site}"
+                lm = await on_model(lambda: live_model.model(None))
+                d = await on_model(lambda: live_model.direction(folder))
+                apply, what = LiveModel.by_direction(lm, d, coef), f"{coef:g} typical residual norms along direction {rid} at {d.site}"
             elif kind == "features":
                 run, db = feature_db(rid)
                 j = int_param(request, "latent", None, 0, db.d_sae - 1)
-                lm = await in_lab(lambda: lab.model(run.model_spec))
-                sae = await in_lab(lambda: lab.sae(str(db.meta["sae"])))
-                apply = Lab.by_latent(lm, sae, j, coef, mode)
+                lm = await on_model(lambda: live_model.model(run.model_spec))
+                sae = await on_model(lambda: live_model.sae(str(db.meta["sae"])))
+                apply = LiveModel.by_latent(lm, sae, j, coef, mode)
                 what = (f"{coef:g} × decoder row of latent {j} at {sae.cfg.hook_name}" if mode == "add" else
                         f"the decoder row of latent {j} at {sae.cfg.hook_name} so that the latent reads {coef:g}")
             else:
                 raise HTTPException(400, "choose a vector: a saved direction or an SAE's latent")
-            baseline, steered = await in_lab(lambda: lab.steer(lm, prompt, max_tokens, apply))
+            baseline, steered = await on_model(lambda: live_model.steer(lm, prompt, max_tokens, apply))
             generation = Generation(lm.name, what, baseline, steered)
         return HTMLResponse(page("steer.html", "Steering", prompt=prompt, max_chars=MAX_TEXT_CHARS, choices=choices,
                                  vector=vector, latent=latent_raw, coef=coef, modes=STEER_MODES, mode=mode,

@@ -46,7 +46,7 @@ class ProbeScores(NamedTuple):
     scores: list[float]  # one per token
 
 
-class Lab:
+class LiveModel:
     """A lazily loaded model plus cached SAEs and directions."""
 
     def __init__(self, model_spec: str | None = None, load: Callable[[str], LoadedModel] = load_model):
