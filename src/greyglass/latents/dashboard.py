@@ -1,5 +1,5 @@
 """Per-latent dashboards: a text summary for the terminal and self-contained HTML pages
-(templates `features/latent.html` and `features/index.html`).
+(templates `latents/latent.html` and `latents/index.html`).
 
 Each HTML page holds everything inline (the shared stylesheet, SVG); no script, font or image
 is fetched, so the folder can be opened offline or mailed. Tokens are shaded by the latent's
@@ -53,7 +53,7 @@ def _contexts(stored: list[dict[str, Any]], peak: float) -> list[tuple[float, li
 def latent_page(row: dict[str, Any], meta: dict[str, Any], in_browser: bool = False) -> str:
     """One latent's dashboard as a complete HTML document; `in_browser` adds the browser's navigation."""
     peak = row["max_act"] or 1.0
-    return render("features/latent.html", title=f"Latent {row['latent']}", row=row, meta=meta,
+    return render("latents/latent.html", title=f"Latent {row['latent']}", row=row, meta=meta,
                   layout="serve/layout.html" if in_browser else "base.html",
                   histogram=histogram_svg(row["hist"], meta["hist_edges"]),
                   lens=list(zip(row["promoted"], row["suppressed"])),
@@ -62,7 +62,7 @@ def latent_page(row: dict[str, Any], meta: dict[str, Any], in_browser: bool = Fa
 
 def index_page(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The index of a folder of dashboards: one row per latent, linking to its page."""
-    return render("features/index.html", title="Latents", rows=rows, meta=meta)
+    return render("latents/index.html", title="Latents", rows=rows, meta=meta)
 
 
 def write_html(db: FeatureDB, out: str | Path, latents: list[int] | None = None) -> Path:
