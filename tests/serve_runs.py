@@ -49,7 +49,7 @@ def make_figure_runs(root):
     Returns the run ids (paths under `root`) that carry a figure."""
     from greyglass.cli import main
     from greyglass.behaviour.local import LocalBackend
-    from greyglass.behaviour.run import EvalConfig as BehaviourEvalConfig
+    from greyglass.behaviour.config import EvalConfig as BehaviourEvalConfig
     from greyglass.behaviour.run import run_eval
     from greyglass.models.tiny import tiny_model
     from greyglass.probes.config import SweepConfig
@@ -63,8 +63,8 @@ def make_figure_runs(root):
     sae = create_sae(SAEConfig(arch=TopKConfig(k=8), d_in=lm.d_model, d_sae=256, hook_name=SITE, context_size=16))
     write_config(root / "sae_eval", "sae_eval", config=MetricsRunConfig(sae="a random SAE"), model=lm.provenance())
     write_results(root / "sae_eval", MetricsResults(evaluate(sae, lm, MetricsConfig(tokens=200), progress=False), None, 0.0))
-    run_eval(LocalBackend(chat), BehaviourEvalConfig(eval="sycophancy", limit=8, batch_size=4), None,
-             root / "sycophancy", progress=False)
+    run_eval(LocalBackend(chat), BehaviourEvalConfig(eval="sycophancy", limit=8, batch_size=4), root / "sycophancy",
+             progress=False)
     sweep(lm, SweepConfig(data="cities", n_statements=40, layer_step=2, n_bootstrap=50), root / "probe_sweep",
           progress=False)
     chat.model.save_pretrained(root / "tiny-chat")
