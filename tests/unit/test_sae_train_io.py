@@ -17,7 +17,7 @@ from greyglass.sae.architectures import create_sae
 from greyglass.sae.config import (ARCHITECTURES, FreqCostConfig, JumpReLUConfig, SAEConfig, TopKConfig, TrainConfig,
                                   TrainRunConfig, with_dead_window)
 from greyglass.sae.io import load_sae, load_sparsity, read_training, saelens_cfg, save_sae
-from greyglass.sae.train import buffered_batches, store_batches, train_saes
+from greyglass.sae.train import model_rows, store_rows, train_saes
 from greyglass.store.config import CaptureConfig
 from greyglass.store.reader import ActivationStore
 from greyglass.store.writer import capture
@@ -46,7 +46,7 @@ def _weights(folder):
 
 
 def test_train_from_store_writes_a_saelens_folder(store, tmp_path):
-    result = train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "run", progress=False)
+    result = train_saes([_cfg()], TCFG, store_rows(store, [SITE], 256), tmp_path / "run", progress=False)
     folder = result.folders[0]
     assert {p.name for p in folder.iterdir()} == {"cfg.json", "sae_weights.safetensors", "sparsity.safetensors",
                                                   "training.json"}
@@ -77,15 +77,15 @@ def _crash(store, out, cfg):
             yield batch
 
     with pytest.raises(RuntimeError):
-        train_saes([cfg], TCFG, stop_after(8, store_batches(store, [SITE], 256)), out, progress=False)
+        train_saes([cfg], TCFG, stop_after(8, store_rows(store, [SITE], 256)), out, progress=False)
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 5  # checkpoints every 5 batches
 
 
 def _crash_then_resume(store, out, cfg):
     _crash(store, out, cfg)
     with pytest.raises(GreyglassError, match="pass --resume"):
-        train_saes([cfg], TCFG, store_batches(store, [SITE], 256), out, progress=False)
-    return train_saes([cfg], TCFG, store_batches(store, [SITE], 256), out, resume=True, progress=False)
+        train_saes([cfg], TCFG, store_rows(store, [SITE], 256), out, progress=False)
+    return train_saes([cfg], TCFG, store_rows(store, [SITE], 256), out, resume=True, progress=False)
 
 
 def _assert_same_weights(a_folder, b_folder):
@@ -99,7 +99,7 @@ def _assert_same_weights(a_folder, b_folder):
                                  _cfg("batchtopk", freq_cost=FreqCostConfig(form="neglog"))],
                          ids=["topk", "jumprelu", "batchtopk+freq"])
 def test_resume_reaches_the_same_weights_bitwise(store, tmp_path, cfg):
-    full = train_saes([cfg], TCFG, store_batches(store, [SITE], 256), tmp_path / "full", progress=False)
+    full = train_saes([cfg], TCFG, store_rows(store, [SITE], 256), tmp_path / "full", progress=False)
     resumed = _crash_then_resume(store, tmp_path / "cut", cfg)
     _assert_same_weights(full.folders[0], resumed.folders[0])
     # resuming a finished run trains nothing and returns its SAEs
@@ -115,7 +115,7 @@ def test_resume_is_exact_with_any_optimiser(store, tmp_path, monkeypatch):
         return torch.optim.SGD(train._param_groups(sae), lr=tcfg.lr, momentum=0.9)
 
     monkeypatch.setattr(train, "_optimizer", sgd)
-    full = train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "full", progress=False)
+    full = train_saes([_cfg()], TCFG, store_rows(store, [SITE], 256), tmp_path / "full", progress=False)
     _assert_same_weights(full.folders[0], _crash_then_resume(store, tmp_path / "cut", _cfg()).folders[0])
 
 
@@ -123,7 +123,7 @@ def test_a_checkpoint_without_optimiser_state_is_a_clear_error(store, tmp_path):
     _crash(store, tmp_path / "cut", _cfg())
     (tmp_path / "cut" / "checkpoint" / "optimizer0.pt").unlink()  # as greyglass wrote checkpoints before
     with pytest.raises(GreyglassError, match="has no optimizer0.pt: it was written by a greyglass older"):
-        train_saes([_cfg()], TCFG, store_batches(store, [SITE], 256), tmp_path / "cut", resume=True, progress=False)
+        train_saes([_cfg()], TCFG, store_rows(store, [SITE], 256), tmp_path / "cut", resume=True, progress=False)
 
 
 def test_ctrl_c_saves_a_checkpoint_after_the_current_step(store, tmp_path):
@@ -134,7 +134,7 @@ def test_ctrl_c_saves_a_checkpoint_after_the_current_step(store, tmp_path):
             yield batch
 
     with pytest.raises(KeyboardInterrupt):
-        train_saes([_cfg()], TCFG, interrupt_at(3, store_batches(store, [SITE], 256)), tmp_path / "r", progress=False)
+        train_saes([_cfg()], TCFG, interrupt_at(3, store_rows(store, [SITE], 256)), tmp_path / "r", progress=False)
     assert json.loads((tmp_path / "r" / "checkpoint" / "state.json").read_text())["step"] == 4
 
 
@@ -142,7 +142,7 @@ def test_several_saes_from_one_pass(store, tmp_path):
     cfgs = [_cfg("topk"), _cfg("batchtopk"), _cfg("relu", l1_coefficient=0.5),
             _cfg("jumprelu", site="blocks.1.hook_resid_post", l0_coefficient=0.01)]
     tcfg = TrainConfig(tokens=256 * 4, batch_size=256, warmup_steps=1)
-    result = train_saes(cfgs, tcfg, store_batches(store, [SITE, "resid_post.1"], 256), tmp_path, progress=False)
+    result = train_saes(cfgs, tcfg, store_rows(store, [SITE, "resid_post.1"], 256), tmp_path, progress=False)
     archs = [json.loads((f / "cfg.json").read_text())["architecture"] for f in result.folders]
     assert archs == ["topk", "jumprelu", "standard", "jumprelu"]  # BatchTopK is saved as a JumpReLU
     assert len({f.name for f in result.folders}) == 4
@@ -156,7 +156,7 @@ def test_at_the_default_dead_window_latents_die_and_auxk_trains_them(store, tmp_
     cfg = SAEConfig(arch=TopKConfig(k=2), d_in=64, d_sae=512, hook_name=SITE)
     assert cfg.dead_tokens is None
     tcfg = TrainConfig(tokens=256 * 20, batch_size=256, lr=1e-3, warmup_steps=2)
-    result = train_saes([cfg], tcfg, store_batches(store, [SITE], 256), tmp_path, progress=False)
+    result = train_saes([cfg], tcfg, store_rows(store, [SITE], 256), tmp_path, progress=False)
     assert read_training(result.folders[0])["sae"]["dead_tokens"] == 512  # a tenth of 5,120 training tokens
     final = result.metrics[0]
     assert final["dead"] > 0.1 and final["aux"] > 0
@@ -171,11 +171,11 @@ def test_the_dead_window_is_a_fraction_of_training_within_bounds():
 
 
 def test_on_the_fly_batches_are_shuffled_activations_of_the_model(tiny_llama):
-    stream = buffered_batches(tiny_llama, ["resid_post.2"], CorpusConfig(context_size=32), batch_size=128,
+    stream = model_rows(tiny_llama, ["resid_post.2"], CorpusConfig(context_size=32), batch_size=128,
                               buffer_tokens=512, forward_tokens=256)
     first = next(stream)[SITE]
     assert first.shape == (128, 64) and torch.isfinite(first).all()
-    again = next(buffered_batches(tiny_llama, ["resid_post.2"], CorpusConfig(context_size=32), batch_size=128,
+    again = next(model_rows(tiny_llama, ["resid_post.2"], CorpusConfig(context_size=32), batch_size=128,
                                   buffer_tokens=512, forward_tokens=256))[SITE]
     assert torch.equal(first, again)  # deterministic for a seed, so resume can replay it
 

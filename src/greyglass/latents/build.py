@@ -25,7 +25,7 @@ from .config import BuildConfig, BuildResults, FeaturesConfig
 from .db import DB_NAME, FeatureDB, write_db
 from ..sae.io import load_sae
 from ..sae.model import SparseAutoencoder
-from .source import Batch, corpus_batches, encode_batch, store_batches
+from .source import Batch, model_windows, encode_batch, store_windows
 from .stats import StatsAccumulator
 
 
@@ -100,11 +100,11 @@ def _activations(lm: LoadedModel, sae: SparseAutoencoder, cfg: BuildConfig) -> t
     if cfg.store is None:
         from ..data.corpus import corpus_fingerprint
 
-        return corpus_batches(lm, site, cfg.corpus, n, cfg.features.batch_windows), corpus_fingerprint(cfg.corpus)
+        return model_windows(lm, site, cfg.corpus, n, cfg.features.batch_windows), corpus_fingerprint(cfg.corpus)
     from ..store.reader import ActivationStore
 
     store = ActivationStore(cfg.store)
     if store.manifest["model"]["sha256"] != lm.sha256:
         raise GreyglassError(f"activation store {cfg.store} was captured from {store.manifest['model']['name']}, "
                              f"not {lm.name}; pass the same --model the store was captured with")
-    return store_batches(store, site, n, cfg.features.batch_windows), store.manifest["corpus"]["fingerprint"]
+    return store_windows(store, site, n, cfg.features.batch_windows), store.manifest["corpus"]["fingerprint"]

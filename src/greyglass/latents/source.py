@@ -29,7 +29,7 @@ class Batch(NamedTuple):
     mask: Tensor  # [B, T] True where the token counts (not BOS, not padding)
 
 
-def corpus_batches(lm: LoadedModel, site: str, corpus: CorpusConfig, n_tokens: int,
+def model_windows(lm: LoadedModel, site: str, corpus: CorpusConfig, n_tokens: int,
                    batch_windows: int = 8) -> Iterator[Batch]:
     """Run the model over corpus windows up to `site`, until `n_tokens` tokens were counted."""
     done = 0
@@ -55,7 +55,7 @@ def _run(lm: LoadedModel, site: str, chunk: list) -> Batch:
     return Batch(tokens, acts, mask)
 
 
-def store_batches(store: ActivationStore, site: str, n_tokens: int, batch_windows: int = 8) -> Iterator[Batch]:
+def store_windows(store: ActivationStore, site: str, n_tokens: int, batch_windows: int = 8) -> Iterator[Batch]:
     """Read a store in its written order and cut it back into windows (a window restarts where `pos` does)."""
     name = store.site(site)
     done = 0

@@ -35,7 +35,7 @@ from .heldout import TRAINING_TEXT, heldout_status, training_text
 from .io import saelens_encoder
 from .metrics import evaluate
 from .results import FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, FreqResults, FreqRow
-from .train import buffered_batches, train_saes
+from .train import model_rows, train_saes
 
 VARIANTS = ("topk", "topk+freq", "jumprelu", "jumprelu+freq")
 
@@ -62,7 +62,7 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, out: Path, progre
                  corpus_fingerprint=corpus_fingerprint(corpus))
     variants = variant_configs(cfg, lm, corpus.context_size)
     site = variants[0][2].hook_name
-    batches = buffered_batches(lm, [site], corpus, cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
+    batches = model_rows(lm, [site], corpus, cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
     trained = train_saes([c for _, _, c in variants], cfg.train, batches, out / "saes", resume=resume,
                          progress=progress, provenance={"model": lm.provenance(), TRAINING_TEXT: training_text(corpus)},
                          device=str(lm.device))

@@ -1,8 +1,8 @@
 """Train one or several SAEs from one stream of activation batches, with exact resume.
 
 The stream is a dict `{site: [batch_size, d_in]}` per step, from an activation store
-(`store_batches`) or produced on the fly by the model through a shuffling buffer
-(`buffered_batches`). Every SAE in the run sees the same batches, so several sites or
+(`store_rows`) or produced on the fly by the model through a shuffling buffer
+(`model_rows`). Every SAE in the run sees the same batches, so several sites or
 hyper-parameters cost one pass over the data.
 
 Resume is exact: a checkpoint holds each SAE's state (weights and buffers), its optimiser's
@@ -50,7 +50,7 @@ Batches = Iterator[dict[str, torch.Tensor]]
 _SPARSITY_FROM = 0.8  # firing rates are counted over the last 20% of training
 
 
-def store_batches(store: ActivationStore, sites: Sequence[str], batch_size: int, seed: int = 0) -> Batches:
+def store_rows(store: ActivationStore, sites: Sequence[str], batch_size: int, seed: int = 0) -> Batches:
     """Endless shuffled full batches from a store; each pass over it reshuffles with the next seed."""
     names = [store.site(s) for s in sites]
     if store.n_tokens < batch_size:
@@ -60,8 +60,8 @@ def store_batches(store: ActivationStore, sites: Sequence[str], batch_size: int,
         yield from store.batches(names, batch_size, seed=seed + epoch, drop_last=True)
 
 
-def buffered_batches(lm: LoadedModel, sites: Sequence[str], corpus: CorpusConfig, batch_size: int,
-                     buffer_tokens: int, seed: int = 0, forward_tokens: int = 4096) -> Batches:
+def model_rows(lm: LoadedModel, sites: Sequence[str], corpus: CorpusConfig, batch_size: int,
+               buffer_tokens: int, seed: int = 0, forward_tokens: int = 4096) -> Batches:
     """Endless batches produced by the model: windows -> activations (each window's first row, BOS or attention sink, dropped) -> a
     shuffling buffer of `buffer_tokens` rows, half of which is emitted at a time."""
     names = [lm.site(s).name for s in sites]
@@ -344,7 +344,7 @@ def _from_store(cfg: TrainRunConfig) -> _Source:
              "prepend_bos": m["corpus"].get("prepend_bos") is not False}
     provenance = {"store": str(store.folder), "model": m["model"], "corpus_fingerprint": m["corpus"]["fingerprint"],
                   TRAINING_TEXT: store_training_text(m)}
-    return _Source(store_batches(store, sites, cfg.train.batch_size, seed=cfg.train.seed), sites, store.d_model, facts,
+    return _Source(store_rows(store, sites, cfg.train.batch_size, seed=cfg.train.seed), sites, store.d_model, facts,
                    provenance)
 
 
@@ -355,7 +355,7 @@ def _on_the_fly(lm: LoadedModel, cfg: TrainRunConfig) -> _Source:
              "prepend_bos": lm.prepend_bos if corpus.prepend_bos is None else corpus.prepend_bos}
     provenance = {"model": lm.provenance(), "corpus": asdict(corpus), "corpus_fingerprint": corpus_fingerprint(corpus),
                   TRAINING_TEXT: training_text(corpus)}
-    batches = buffered_batches(lm, sites, corpus, cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
+    batches = model_rows(lm, sites, corpus, cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
     return _Source(batches, sites, lm.d_model, facts, provenance)
 
 
