@@ -17,7 +17,7 @@ from pathlib import Path
 from .config import add_arguments, from_namespace
 from .errors import GreyglassError
 from .flags import add_model_args, add_out_args, model_from_args  # sae/cli.py imports them from here
-from .job import Job, RunOptions, Tool, read_job_run
+from .job import Job, RunOptions, Tool, run_and_read
 from .jobs import GROUPS, JOBS
 from .tools import TOOLS
 from .version import __version__
@@ -38,8 +38,8 @@ def run_job(job: Job, args: argparse.Namespace) -> int:
     cfg = from_namespace(job.config, args)
     lm = model_from_args(args) if job.wants_model(cfg) else None
     out = Path(args.out) if args.out else job.out_folder(cfg)
-    job.run(lm, cfg, out, RunOptions(progress=not args.no_progress, resume=getattr(args, "resume", False)))
-    print(read_job_run(job, out).section().summary())
+    run = run_and_read(job, lm, cfg, out, RunOptions(progress=not args.no_progress, resume=getattr(args, "resume", False)))
+    print(run.section().summary())
     print(f"run folder: {out}")
     return 0
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .behaviour.config import EvalConfig as BehaviourEvalConfig
 from .behaviour.jobs import EVAL
-from .job import Job, JobRun, RunOptions, read_job_run
+from .job import Job, JobRun, RunOptions, run_and_read
 from .latents.config import BuildConfig, ConceptConfig, FeaturesConfig
 from .latents.jobs import FEATURES_BUILD, FEATURES_CONCEPT
 from .probes.config import SweepConfig
@@ -68,8 +68,7 @@ def run_demo(lm: LoadedModel, root: Path, runs: Iterable[DemoRun]) -> list[JobRu
     """Run each step into its folder under `root` (resuming what it can) and print its report section's summary."""
     done = []
     for step in runs:
-        out = root / step.name
-        step.job.run(lm, step.config, out, RunOptions(resume=step.job.resume is not None))
-        done.append(read_job_run(step.job, out))
+        done.append(run_and_read(step.job, lm, step.config, root / step.name,
+                                 RunOptions(resume=step.job.resume is not None)))
         print(f"\n[{step.job.name}] {done[-1].section().summary()}")
     return done

@@ -104,9 +104,19 @@ class JobRun(NamedTuple, Generic[C, R]):
         return self.job.section(self.results, self.config, self.info)
 
 
+def run_and_read(job: Job[C, R], lm: LoadedModel | None, config: C, out: Path, options: RunOptions) -> JobRun[C, R]:
+    """Run `job` into `out`, then read the folder back as the report will (what the CLI and the demo print)."""
+    job.run(lm, config, out, options)
+    return read_job_run(job, out)
+
+
 def read_job_run(job: Job[C, R], folder: str | Path) -> JobRun[C, R]:
     """A run folder of `job` as typed Config and Results; a RecordError names what does not fit."""
-    meta, results = read_run(folder)
+    return typed_run(job, folder, *read_run(folder))
+
+
+def typed_run(job: Job[C, R], folder: str | Path, meta: dict[str, Any], results: dict[str, Any]) -> JobRun[C, R]:
+    """A run of `job` from its `config.json` (`meta`) and `results.json` as already read."""
     if meta.get("kind") != job.name:
         raise GreyglassError(f"{folder} holds a '{meta.get('kind')}' run, not a '{job.name}' run")
     config = from_json(job.config, meta.get("config", {}), f"{folder}/config.json: config")

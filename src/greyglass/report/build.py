@@ -16,7 +16,7 @@ from typing import Any
 
 from ..atomic import write_text
 from ..errors import GreyglassError
-from ..job import read_job_run
+from ..job import typed_run
 from ..jobs import JOBS_BY_NAME
 from ..records import RecordError
 from ..runs import CONFIG, RESULTS, read_run
@@ -55,7 +55,7 @@ def section_for(folder: Path) -> Section:
     if kind not in JOBS_BY_NAME:
         return generic_section(config, results, folder)
     try:
-        return read_job_run(JOBS_BY_NAME[kind], folder).section()
+        return typed_run(JOBS_BY_NAME[kind], folder, config, results).section()
     except RecordError as e:
         print(f"greyglass report: warning: {folder} could not be read as a '{kind}' run ({e})", file=sys.stderr)
         return unreadable_section(config, folder, str(e))
