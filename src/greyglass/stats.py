@@ -4,8 +4,9 @@ Every metric greyglass reports comes with a 95% interval from a seeded percentil
 so a reader can tell a real effect from noise. Where items cluster (statements of one fact,
 biographies around one question, words of one letter) the bootstrap resamples whole clusters:
 resampling rows would treat near-copies as independent evidence and give intervals that are
-too narrow. Proportions use `proportion_ci`, which never returns a zero-width interval from a
-finite sample (a percentile bootstrap of all-0 outcomes is "0% (0-0%)").
+too narrow. Proportions use `proportion_ci`, and AUROC and TPR use `auroc_ci` and `tpr_ci`: none
+returns a zero-width interval from a finite sample (a percentile bootstrap of all-0 outcomes is
+"0% (0-0%)", of perfectly separated scores "AUROC 1.000 (1.000-1.000)").
 
 AUROC is the metric bootstrapped most (every layer of every probe sweep), so `bootstrap`
 evaluates it for all resamples at once from one sort of the data, with each resample given
@@ -191,6 +192,43 @@ def proportion_ci(outcomes: Sequence[float] | np.ndarray, groups: Sequence | np.
         return Estimate(float(x.mean()), worst.lo, worst.hi)
     boot = bootstrap(np.mean, x, groups=groups, n=n, seed=seed)
     return Estimate(float(x.mean()), min(boot.lo, worst.lo), max(boot.hi, worst.hi))
+
+
+def auroc_ci(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
+             groups: Sequence | np.ndarray | None = None, n: int = 1000, seed: int = 0) -> Estimate:
+    """AUROC with its (cluster) bootstrap 95% interval, never zero-width.
+
+    Where every resample separates the classes perfectly (or not at all) the bootstrap interval
+    is a point, though a finite sample cannot rule out some misordered pairs. AUROC is the share
+    of (positive, negative) pairs ordered right, and its variance is at most A(1 - A) / m for m
+    the smaller class (van Dantzig's bound), so the interval is then the Wilson interval of a
+    proportion A over m: the smaller class's count of independent units (its groups).
+    """
+    y = np.asarray(labels).astype(bool)
+    est = bootstrap(auroc, scores, y, groups=groups, n=n, seed=seed)
+    return _never_zero_width(est, min(_units_with(groups, y), _units_with(groups, ~y)))
+
+
+def tpr_ci(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, fpr: float = 0.01,
+           groups: Sequence | np.ndarray | None = None, n: int = 1000, seed: int = 0) -> Estimate:
+    """TPR at `fpr` with its (cluster) bootstrap 95% interval, never zero-width: where the
+    bootstrap is a point, the Wilson interval of the rate over the positives' independent units."""
+    y = np.asarray(labels).astype(bool)
+    est = bootstrap(lambda a, b: tpr_at_fpr(a, b, fpr), scores, y, groups=groups, n=n, seed=seed)
+    return _never_zero_width(est, _units_with(groups, y))
+
+
+def _units_with(groups: Sequence | np.ndarray | None, rows: np.ndarray) -> int:
+    """How many independent units hold the selected `rows`: their groups, or the rows when ungrouped."""
+    return int(rows.sum()) if groups is None else len(np.unique(np.asarray(groups)[rows]))
+
+
+def _never_zero_width(est: Estimate, units: int) -> Estimate:
+    """`est` as it is, unless its interval is a point: then the Wilson interval of its value over `units`."""
+    if not (np.isfinite(est.lo) and est.hi == est.lo and units > 0):
+        return est
+    worst = wilson(est.value * units, units)
+    return Estimate(est.value, min(est.lo, worst.lo), max(est.hi, worst.hi))
 
 
 def wilson(successes: float, n: int, z: float = 1.96) -> Estimate:

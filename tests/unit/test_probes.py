@@ -103,6 +103,14 @@ def test_held_out_metrics_have_intervals():
     assert held.auroc.lo <= held.auroc.value <= held.auroc.hi
 
 
+def test_a_perfect_probe_still_has_a_finite_sample_interval():
+    # The demo's probe sweep printed "AUROC 1.000 (1.000 to 1.000)" on 48 statements.
+    scores, labels = torch.arange(48.0) - 23.5, (torch.arange(48) >= 24).long()
+    held = held_out_metrics(scores, labels, n_bootstrap=200, groups=[str(i // 2) for i in range(48)])
+    for est in held:
+        assert est.value == 1.0 and est.hi == 1.0 and est.lo < 0.9
+
+
 def test_sweep_cli_writes_a_complete_run_folder(tiny_llama, tmp_path, capsys, write_lines):
     folder = tmp_path / "model"
     tiny_llama.model.save_pretrained(folder)

@@ -171,3 +171,22 @@ def test_a_bootstrap_resamples_the_same_rows_of_every_array():
     for groups in (None, np.repeat(np.arange(25), 2)):
         est = bootstrap(lambda a, b: float(np.abs(a - b).max()), x, x.copy(), groups=groups, n=50)
         assert (est.value, est.lo, est.hi) == (0.0, 0.0, 0.0)
+
+
+def test_auroc_and_tpr_intervals_are_never_zero_width():
+    from greyglass.stats import auroc_ci, tpr_ci, wilson
+
+    scores, labels = np.r_[np.arange(30, 54.0), np.arange(24.0)], np.r_[np.ones(24), np.zeros(24)]
+    assert bootstrap(auroc, scores, labels).lo == 1.0  # every resample separates the classes perfectly
+    perfect = auroc_ci(scores, labels)
+    assert perfect.value == 1.0 and perfect.hi == 1.0
+    assert perfect.lo == pytest.approx(wilson(24, 24).lo) and perfect.lo < 0.9
+    # grouped: 8 groups of 3 per class are 8 independent units, so the interval is wider still
+    grouped = auroc_ci(scores, labels, groups=np.r_[np.arange(24) // 3, 100 + np.arange(24) // 3])
+    assert grouped.lo == pytest.approx(wilson(8, 8).lo)
+    assert tpr_ci(scores, labels).lo == pytest.approx(wilson(24, 24).lo)
+    # an interval that is not a point is the bootstrap's, untouched
+    rng = np.random.default_rng(0)
+    s, y = rng.normal(size=60), rng.integers(0, 2, 60)
+    assert auroc_ci(s, y) == bootstrap(auroc, s, y)
+    assert tpr_ci(s, y, 0.1) == bootstrap(lambda a, b: tpr_at_fpr(a, b, 0.1), s, y)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..stats import Estimate, auroc, bootstrap, mean_ci, n_groups, proportion_ci
+from ..stats import Estimate, auroc_ci, mean_ci, n_groups, proportion_ci
 from .items import Item
 from .results import Difference, Summary
 
@@ -120,4 +120,4 @@ def probe_auroc(rows: Rows) -> dict[str, Any]:
     scores = np.array([r["probe"] for r in rows], dtype=float)
     labels = np.array([r["matched"] for r in rows]) > 0.5
     groups = [r.get("cluster", r["id"]) for r in rows]
-    return {"n": len(rows), "n_matched": int(labels.sum()), "auroc": bootstrap(auroc, scores, labels, groups=groups)}
+    return {"n": len(rows), "n_matched": int(labels.sum()), "auroc": auroc_ci(scores, labels, groups=groups)}

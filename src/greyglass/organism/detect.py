@@ -25,7 +25,7 @@ import torch
 from ..models.generate import user_prompt
 from ..models.lm import LoadedModel
 from ..models.text_features import text_features
-from ..stats import auroc, bootstrap
+from ..stats import auroc_ci
 from .config import Detection, LayerDetection
 
 
@@ -82,7 +82,7 @@ def detection_by_layer(resid: torch.Tensor, directions: torch.Tensor, labels: np
     """AUROC (with 95% CI; a cluster bootstrap over `groups` when given) of the projection score per layer.
     resid [n, L, d], directions [L, d]."""
     scores = torch.einsum("nld,ld->nl", resid, directions).numpy()  # [n, L]
-    return tuple(LayerDetection(l, bootstrap(auroc, scores[:, l], labels, groups=groups, n=n_boot, seed=l),
+    return tuple(LayerDetection(l, auroc_ci(scores[:, l], labels, groups=groups, n=n_boot, seed=l),
                                 tuple(scores[:, l].round(4).tolist())) for l in range(scores.shape[1]))
 
 

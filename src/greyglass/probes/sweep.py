@@ -26,7 +26,7 @@ from ..models.sites import layer_sites
 from ..models.text_features import text_features
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
-from ..stats import Estimate, auroc, bootstrap, proportion_ci, tpr_at_fpr
+from ..stats import Estimate, auroc_ci, proportion_ci, tpr_ci
 from .config import LayerScore, SweepConfig, SweepResults
 from .fit import fit_probe
 
@@ -41,12 +41,12 @@ class Held(NamedTuple):
 
 def held_out_metrics(scores: Tensor, labels: Tensor, n_bootstrap: int = 1000, seed: int = 0,
                      groups: Sequence[str] | None = None) -> Held:
-    """Accuracy (score > 0; Wilson-widened, never zero-width), AUROC and TPR at 1% FPR with 95% intervals;
+    """Accuracy, AUROC and TPR at 1% FPR (score > 0) with 95% intervals, none zero-width;
     with `groups` (one per row) the intervals come from a cluster bootstrap over whole groups."""
     s, y = scores.double().numpy(), labels.numpy()
     acc = proportion_ci((s > 0) == y, groups, n=n_bootstrap, seed=seed)
-    roc = bootstrap(auroc, s, y, groups=groups, n=n_bootstrap, seed=seed)
-    tpr = bootstrap(lambda a, b: tpr_at_fpr(a, b, 0.01), s, y, groups=groups, n=n_bootstrap, seed=seed)
+    roc = auroc_ci(s, y, groups=groups, n=n_bootstrap, seed=seed)
+    tpr = tpr_ci(s, y, 0.01, groups=groups, n=n_bootstrap, seed=seed)
     return Held(acc, roc, tpr)
 
 
