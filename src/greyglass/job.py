@@ -119,7 +119,7 @@ def typed_run(job: Job[C, R], folder: str | Path, meta: dict[str, Any], results:
     """A run of `job` from its `config.json` (`meta`) and `results.json` as already read."""
     if meta.get("kind") != job.name:
         raise GreyglassError(f"{folder} holds a '{meta.get('kind')}' run, not a '{job.name}' run")
-    config = from_json(job.config, meta.get("config", {}), f"{folder}/config.json: config")
+    config = from_json(job.config, meta.get("config", {}), f"{folder}/config.json", "config")
     return JobRun(job, config, from_json(job.results, results, f"{folder}/results.json"), RunInfo(Path(folder), meta))
 
 

@@ -94,7 +94,7 @@ def test_a_run_with_missing_fields_gets_a_section_not_a_crash(tmp_path, capsys):
     write_config(run, "sae_eval", config=MetricsRunConfig(sae="an-sae"))
     write_results(run, {"metrics": {"ce_loss_recovered": 0.8}})  # the other metrics are missing
     html = build_report([run], tmp_path / "r.html").read_text()
-    assert "could not be read" in html and "results.json.metrics: the field &#39;site&#39; is missing" in html
+    assert "could not be read" in html and "results.json: metrics: the field &#39;site&#39; is missing" in html
     assert "warning" in capsys.readouterr().err
 
 
