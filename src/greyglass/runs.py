@@ -93,7 +93,7 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def layout(meta: dict[str, Any]) -> int:
     """The layout a run folder was written in, from its `config.json`: `layout`, or for a folder written before
     greyglass recorded it, 2 when the typed Config is there under `config` and 1 when not."""
-    written = meta.get("layout", LAYOUT if "config" in meta else 1)
+    written = meta.get("layout", 2 if "config" in meta else 1)  # 2, not LAYOUT: what such folders were
     return written if isinstance(written, int) else 0
 
 

@@ -198,3 +198,6 @@ def test_a_run_an_older_greyglass_wrote_says_so_and_how_to_refresh_it(tmp_path, 
     (new / "config.json").write_text(json.dumps({**meta, "layout": LAYOUT + 1}))
     write_results(new, {})
     assert f"newer results layout {LAYOUT + 1}" in section_for(new).headline
+    # a folder written with typed results before config.json recorded its layout is read as layout 2
+    (new / "config.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "layout"}))
+    assert "could not be read" in section_for(new).title  # its empty results.json, not its layout, is the problem
