@@ -76,7 +76,7 @@ def main() -> None:
             f.write(json.dumps({"id": i, "question": "Which is larger? " * 10, "answer": "A", "correct": i % 3 > 0}) + "\n")
     client = TestClient(create_app(root, load=lambda spec: lm))
     db = FeatureDB(feats)
-    j = max(db.summaries(), key=lambda r: r["density"])["latent"]
+    j = max(db.latent_rows(), key=lambda r: r["density"])["latent"]
     base = "/features/sae/big/features/"
     pages = {"runs": "/", "run": "/run/sae/big/features", "eval_table": "/eval/eval/e1?page=20", "eval_item": "/item/eval/e1/1500",
              "features_list": "/features", "features_index": base + "index.html", "search_fulltext": base + "index.html?q=the",

@@ -73,3 +73,23 @@ def make_figure_runs(root):
                  "--steps", "2", "--answer-tokens", "4", "--out", str(root / "organism"), "--no-progress"]) == 0
     assert main(["organism", "probe", str(root / "organism"), "--n-boot", "20", "--out", str(root / "organism_probe")]) == 0
     return ["sae_eval", "sycophancy", "probe_sweep", "organism_probe"]
+
+
+def write_old_sweep(folder, command=("/usr/local/bin/greyglass", "probe", "sweep", "--data", "cities")):
+    """A probe sweep's folder as greyglass wrote it before typed results (layout 1, the shape of
+    `probes/sweep.py` at commit 34bfd9e): its settings under `sweep`, not `config`, and results.json in
+    the command's own shape."""
+    folder.mkdir(parents=True)
+    config = {"kind": "probe_sweep", "command": list(command) if command else None, "created": "2026-11-30T10:00:00+00:00",
+              "versions": {"greyglass": "0.1.0", "python": "3.12.3", "torch": "2.9.0", "transformers": "5.20.0"},
+              "model": {"name": "SmolLM2-135M", "spec": "smollm2-135m", "sha256": "ab" * 32},
+              "sweep": {"data": "cities", "kind": "logistic", "n_statements": 400, "layer_step": 2, "seed": 0},
+              "layers": [0, 2], "data_fingerprint": "cd" * 32}
+    row = {"layer": 2, "site": "blocks.2.hook_resid_post", "validation_accuracy": 0.9, "train_accuracy": 0.95,
+           "accuracy": {"value": 0.88, "ci_low": 0.8, "ci_high": 0.93}}
+    results = {"data": "cities", "kind": "logistic", "n_statements": 400, "n_train": 320, "n_test": 80,
+               "true_fraction": 0.5, "layers": [row], "best_layer": 2, "best_site": row["site"],
+               "best_depth_fraction": 0.07, "best_probe": f"probes/{row['site']}", "plot": "accuracy_by_layer.svg"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder

@@ -3,15 +3,15 @@
 A component's config is a frozen dataclass whose fields carry a string literal right below
 them (as in EleutherAI sparsify). `add_arguments` turns the fields into argparse flags with
 those strings as help; `from_namespace` builds the dataclass back, so its `__post_init__`
-validation runs on CLI input too. `from_toml` does the same from a TOML table, `from_dict`
-from a dict as `dataclasses.asdict` writes it (a run folder's JSON).
+validation runs on CLI input too. `from_toml` does the same from a TOML table, through the one
+reader of dataclasses from dicts (`records.from_json`, which also reads run folders).
 
 Configs nest. A field holding a config dataclass brings that config's flags; a field holding
 one of several configs (a union whose members each have a `name` field, init=False, that
 tells them apart, e.g. an SAE's architecture) gets a flag choosing the member, and each
 member's flags say which members they belong to (one given for a member not chosen is an
 error). Flags share one flat namespace, so a nested field may name its own flag
-(`flagged("jumprelu_bandwidth", default=...)`) to stay readable; in TOML and in `from_dict`
+(`flagged("jumprelu_bandwidth", default=...)`) to stay readable; in TOML and JSON
 a nested config is a table, a union member's table holding its `name`. A nested config can leave
 some of its fields to the config around it (`nested(SAEConfig, skip=("d_in", ...))`: `sae train`
 takes an SAE's width and site from the data).
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar, get_args, get_origin
 
 from .errors import GreyglassError
+from .records import field_default, from_json, has_default, member_name, records_held
 
 T = TypeVar("T")
 
@@ -77,26 +78,8 @@ def _dest(f: dataclasses.Field) -> str:
     return f.metadata.get("flag", f.name)
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
-
-
 def _init_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.init]
-
-
-def _configs_held(tp: Any) -> tuple[type, ...]:
-    """The config dataclasses a field of type `tp` holds: `(tp,)` for a nested config, the members
-    of a union of configs, `()` for a plain value."""
-    members = get_args(tp) if get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
-    return members if all(dataclasses.is_dataclass(m) for m in members) else ()
-
-
-def _member_name(cls: type) -> str:
-    """What tells a union member apart: the default of its `name` field."""
-    return cls.name  # type: ignore[attr-defined]
 
 
 class _Flag(NamedTuple):
@@ -129,7 +112,7 @@ def _without(values: dict[str, Any], f: dataclasses.Field) -> dict[str, Any]:
 
 
 def _needed(f: dataclasses.Field) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    return not has_default(f)
 
 
 def _flags(cls: type, defaults: Any = None) -> dict[str, _Flag]:
@@ -141,16 +124,16 @@ def _flags(cls: type, defaults: Any = None) -> dict[str, _Flag]:
     flags: dict[str, _Flag] = {}
     for f in _init_fields(cls):
         tp, optional = _unwrap_optional(hints[f.name])
-        held = _configs_held(tp)
-        default = getattr(defaults, f.name) if defaults is not None else _default(f)
+        held = records_held(tp)
+        default = getattr(defaults, f.name) if defaults is not None else field_default(f)
         if not held:
             flags[_dest(f)] = _Flag(tp, default, docs.get(f.name, ""), _needed(f), f.metadata.get("positional", False))
         elif len(held) == 1:  # an optional config's fields are never required flags: leaving them all out means None
             inner = _without(_flags(held[0], default if isinstance(default, held[0]) else None), f)
             flags.update({d: fl._replace(needed=fl.needed and not optional) for d, fl in inner.items()})
         else:
-            names = tuple(_member_name(m) for m in held)
-            flags[_dest(f)] = _Flag(Literal[names], _member_name(type(_default(f))), docs.get(f.name, ""))
+            names = tuple(member_name(m) for m in held)
+            flags[_dest(f)] = _Flag(Literal[names], member_name(type(field_default(f))), docs.get(f.name, ""))
             flags.update(_without(_member_flags(_dest(f), held), f))
     return flags
 
@@ -162,7 +145,7 @@ def _member_flags(chooser: str, members: tuple[type, ...]) -> dict[str, _Flag]:
     for member in members:
         for dest, flag in _flags(member).items():
             flags.setdefault(dest, flag)
-            users.setdefault(dest, []).append(_member_name(member))
+            users.setdefault(dest, []).append(member_name(member))
     option = "--" + chooser.replace("_", "-")
     return {dest: flag._replace(help=f"{flag.help} [{option} {'/'.join(users[dest])}]") for dest, flag in flags.items()}
 
@@ -215,8 +198,8 @@ def _from_flags(cls: type[T], given: dict[str, Any], base: Any, strict: bool, ov
     values: dict[str, Any] = {}
     for f in _init_fields(cls):
         tp, optional = _unwrap_optional(hints[f.name])
-        held = _configs_held(tp)
-        current = _default(f) if base is None else getattr(base, f.name)
+        held = records_held(tp)
+        current = field_default(f) if base is None else getattr(base, f.name)
         if not held:
             if _dest(f) in given:
                 values[f.name] = _as_field_type(tp, given[_dest(f)])
@@ -237,8 +220,8 @@ def _from_flags(cls: type[T], given: dict[str, Any], base: Any, strict: bool, ov
 
 def _chosen_member(chooser: str, members: tuple[type, ...], given: dict[str, Any], current: Any, strict: bool) -> Any:
     """The union member `given` chooses (or `current`'s), built from `given`."""
-    by_name = {_member_name(m): m for m in members}
-    name = given.get(chooser, _member_name(type(current)))
+    by_name = {member_name(m): m for m in members}
+    name = given.get(chooser, member_name(type(current)))
     if name not in by_name:
         raise GreyglassError(f"{chooser} = {name!r} is not allowed; choose one of: {', '.join(by_name)}")
     chosen = by_name[name]
@@ -246,49 +229,15 @@ def _chosen_member(chooser: str, members: tuple[type, ...], given: dict[str, Any
         own = _flags(chosen)
         foreign = [d for m in members for d in _flags(m) if d in given and d not in own]
         if foreign:
-            owners = [_member_name(m) for m in members if foreign[0] in _flags(m)]
+            owners = [member_name(m) for m in members if foreign[0] in _flags(m)]
             raise GreyglassError(f"--{foreign[0].replace('_', '-')} does not apply to --{chooser.replace('_', '-')} "
                                  f"{name}; it is a setting of {', '.join(owners)}: leave it out or choose one of those")
     return _from_flags(chosen, given, current if type(current) is chosen else None, strict)
 
 
 def _as_field_type(tp: Any, value: Any) -> Any:
-    """JSON, TOML and argparse give lists where a field holds a tuple."""
+    """JSON and argparse give lists where a field holds a tuple."""
     return tuple(value) if get_origin(tp) is tuple and isinstance(value, list) else value
-
-
-def from_dict(cls: type[T], data: dict[str, Any], where: str, base: Any = None) -> T:
-    """Build `cls` from a dict as `dataclasses.asdict` writes it (nested configs as dicts, a union
-    member's with its `name`); keys it lacks keep `base`'s values (an instance) or the defaults (a
-    nested config's from the outer field's default); unknown keys are errors that name `where`."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        allowed = sorted(f.name for f in _init_fields(cls))
-        raise GreyglassError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
-    hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {}
-    for f in _init_fields(cls):  # a field that is not an init argument (a union member's `name`) is read by its union
-        if f.name not in data:
-            continue
-        tp = _unwrap_optional(hints[f.name])[0]
-        held = _configs_held(tp)
-        value = data[f.name]
-        current = _default(f) if base is None else getattr(base, f.name)
-        values[f.name] = (_config_from_dict(held, value, f"{where} [{f.name}]", current) if held
-                          else _as_field_type(tp, value))
-    return dataclasses.replace(base, **values) if base is not None else cls(**values)
-
-
-def _config_from_dict(members: tuple[type, ...], data: Any, where: str, current: Any) -> Any:
-    if not isinstance(data, dict):
-        raise GreyglassError(f"{where}: expected a table of settings, got {data!r}")
-    if len(members) == 1:
-        return from_dict(members[0], data, where, current if isinstance(current, members[0]) else None)
-    by_name = {_member_name(m): m for m in members}
-    if data.get("name") not in by_name:
-        raise GreyglassError(f"{where}: name = {data.get('name')!r} is not allowed; choose one of: {', '.join(by_name)}")
-    return from_dict(by_name[data["name"]], data, where)
 
 
 def from_toml(cls: type[T], path: str | Path, table: str | None = None) -> T:
@@ -302,7 +251,7 @@ def from_toml(cls: type[T], path: str | Path, table: str | None = None) -> T:
         raise GreyglassError(f"{path}: not valid TOML ({e})") from None
     if table is not None:
         data = data.get(table, {})
-    return from_dict(cls, data, str(path))
+    return from_json(cls, data, str(path), table or "")
 
 
 def check_choice(cls_name: str, field: str, value: Any, allowed: tuple[Any, ...]) -> None:

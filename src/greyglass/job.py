@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from .errors import GreyglassError
 from .records import from_json
-from .runs import default_run_dir, read_run
+from .runs import check_layout, default_run_dir, read_run
 
 if TYPE_CHECKING:
     from .models.lm import LoadedModel
@@ -116,10 +116,12 @@ def read_job_run(job: Job[C, R], folder: str | Path) -> JobRun[C, R]:
 
 
 def typed_run(job: Job[C, R], folder: str | Path, meta: dict[str, Any], results: dict[str, Any]) -> JobRun[C, R]:
-    """A run of `job` from its `config.json` (`meta`) and `results.json` as already read."""
+    """A run of `job` from its `config.json` (`meta`) and `results.json` as already read; a folder written in
+    another layout (an older greyglass) is a LayoutError saying so, not a RecordError about its fields."""
     if meta.get("kind") != job.name:
         raise GreyglassError(f"{folder} holds a '{meta.get('kind')}' run, not a '{job.name}' run")
-    config = from_json(job.config, meta.get("config", {}), f"{folder}/config.json: config")
+    check_layout(folder, meta, job.command)
+    config = from_json(job.config, meta.get("config", {}), f"{folder}/config.json", "config")
     return JobRun(job, config, from_json(job.results, results, f"{folder}/results.json"), RunInfo(Path(folder), meta))
 
 

@@ -3,12 +3,15 @@
 `config.json` holds everything needed to redo the run (the command line, the component
 configs, model id and weights hash, data fingerprint, seed, library versions);
 `results.json` holds what it measured. Later stages and the report read only these files.
+`config.json` also records the folder's `layout`, so a folder written by an older greyglass is
+told apart from one that is broken: the report says which version wrote it and how to refresh it.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,20 @@ from .version import __version__
 
 CONFIG = "config.json"
 RESULTS = "results.json"
+LAYOUT = 2
+"""The run-folder layout this greyglass writes and reads: the job's typed Config under `config.json`'s
+`config` and its typed Results as `results.json`. Layout 1 (before typed results) kept each command's
+settings under keys of its own (`sweep`, `capture`, ...) and results.json in each command's own shape."""
+
+
+class LayoutError(GreyglassError):
+    """A run folder written in another layout than this greyglass reads: not broken, but not readable here."""
+
+    def __init__(self, folder: str | Path, written: str):
+        super().__init__(f"{folder} was {written}")
+        self.written = written
+        """What wrote the folder and what to do, e.g. "written by greyglass 0.1.0 (older results layout); re-run
+        `greyglass probe sweep` to refresh it"."""
 
 
 def default_run_dir(kind: str, name: str | None = None, root: str | Path = "runs") -> Path:
@@ -44,6 +61,7 @@ def write_config(folder: str | Path, kind: str, **parts: Any) -> dict[str, Any]:
     """Write `config.json`: the kind of run, the command line, versions, and `parts`."""
     config = {
         "kind": kind,
+        "layout": LAYOUT,
         "command": sys.argv if sys.argv and "greyglass" in Path(sys.argv[0]).name else None,
         "created": iso_seconds(),
         "versions": versions(),
@@ -70,3 +88,26 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         except json.JSONDecodeError as e:
             raise GreyglassError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
     return out[0], out[1]
+
+
+def layout(meta: dict[str, Any]) -> int:
+    """The layout a run folder was written in, from its `config.json`: `layout`, or for a folder written before
+    greyglass recorded it, 2 when the typed Config is there under `config` and 1 when not."""
+    written = meta.get("layout", 2 if "config" in meta else 1)  # 2, not LAYOUT: what such folders were
+    return written if isinstance(written, int) else 0
+
+
+def check_layout(folder: str | Path, meta: dict[str, Any], command: tuple[str, ...]) -> None:
+    """Raise a LayoutError saying which greyglass wrote `folder` and what to do, unless this greyglass reads its
+    layout; `command` is the run kind's CLI path, named when config.json does not record the command line."""
+    written = layout(meta)
+    if written == LAYOUT:
+        return
+    version = (meta.get("versions") or {}).get("greyglass", "of unknown version")
+    if written > LAYOUT:
+        raise LayoutError(folder, f"written by greyglass {version} (newer results layout {written}; this greyglass "
+                                  f"{__version__} reads layout {LAYOUT}); read it with that version or a later one")
+    argv = meta.get("command")
+    again = (shlex.join(["greyglass", *argv[1:]]) if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)
+             else " ".join(["greyglass", *command]))
+    raise LayoutError(folder, f"written by greyglass {version} (older results layout); re-run `{again}` to refresh it")

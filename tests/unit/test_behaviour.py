@@ -151,8 +151,8 @@ class Counting:
         self.inner, self.fail_after, self.asked, self.batches = inner, fail_after, 0, 0
         self.tokenizer = inner.tokenizer
 
-    def describe(self):
-        return self.inner.describe()
+    def provenance(self):
+        return self.inner.provenance()
 
     def score(self, requests):
         if self.fail_after is not None and self.batches >= self.fail_after:

@@ -37,7 +37,8 @@ def test_capture_and_info(model_dir, tmp_path, capsys):
     assert config["config"]["capture"]["sites"] == ["resid_post.1", "attn_out.3"]
     assert json.loads((out / "results.json").read_text())["n_tokens"] == 500
     assert main(["info", str(out)]) == 0
-    assert "complete" in capsys.readouterr().out
+    info = capsys.readouterr().out  # a finished capture is described by its report section, not a second wording
+    assert f"activation store {out}: complete" in info and section_for(out).summary() in info
 
 
 def test_capture_resumes_and_extends_a_store(model_dir, tmp_path, capsys):

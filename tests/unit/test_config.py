@@ -4,9 +4,10 @@ from dataclasses import asdict, dataclass, field
 import pytest
 
 from greyglass import GreyglassError
-from greyglass.config import (add_arguments, field_docs, flagged, from_dict, from_flat, from_namespace, from_toml,
-                              nested, positional)
+from greyglass.config import (add_arguments, field_docs, flagged, from_flat, from_namespace, from_toml, nested,
+                              positional)
 from greyglass.data import CorpusConfig
+from greyglass.records import from_json
 from greyglass.store.config import CaptureConfig
 
 
@@ -113,12 +114,12 @@ def test_nested_configs_in_toml_and_json(tmp_path):
     path.write_text('[run]\nsteps = 3\n[run.optimiser]\nname = "sgd"\nmomentum = 0.2\n[run.schedule]\nwarmup = 2\n')
     run = from_toml(Run, path, "run")
     assert run == Run(Sgd(momentum=0.2), Schedule(2), steps=3)
-    assert from_dict(Run, asdict(run), "run.json") == run  # asdict writes the member's name, from_dict reads it
+    assert from_json(Run, asdict(run), "run.json") == run  # asdict writes the member's name, from_json reads it
     path.write_text('[optimiser]\nmomentum = 0.2\n')
-    with pytest.raises(GreyglassError, match=r"\[optimiser\]: name = None is not allowed; choose one of: sgd, adam"):
+    with pytest.raises(GreyglassError, match=r"c.toml: optimiser: name = None is not allowed; choose one of: sgd, adam"):
         from_toml(Run, path)
     path.write_text('[optimiser]\nname = "sgd"\nlr = 1\n')
-    with pytest.raises(GreyglassError, match=r"c.toml \[optimiser\]: unknown key\(s\) lr; allowed: momentum"):
+    with pytest.raises(GreyglassError, match=r"c.toml: optimiser: unknown key\(s\) lr; allowed: momentum"):
         from_toml(Run, path)
 
 

@@ -13,7 +13,7 @@ from greyglass.data import CorpusConfig
 from greyglass.errors import GreyglassError
 from greyglass.latents.build import build_features
 from greyglass.latents.config import ConceptConfig, FeaturesConfig
-from greyglass.latents.dashboard import text_summary, write_html
+from greyglass.latents.dashboard import latent_summary, write_html
 from greyglass.latents.db import DB_NAME, FeatureDB, set_explanation
 from greyglass.latents.source import model_windows, text_latents
 from greyglass.sae.io import load_sae
@@ -120,9 +120,9 @@ def test_browser_token_latents_show_nothing_on_the_sink(planted):
     assert len(with_bos.tokens) == 2 and all(PLANTED in [j for j, _ in top] for top in with_bos.top)
 
 
-def test_text_summary_and_bad_latent(planted):
+def test_latent_summary_and_bad_latent(planted):
     db = FeatureDB(planted[2])
-    text = text_summary(db, PLANTED)
+    text = latent_summary(db, PLANTED)
     assert f"latent {PLANTED}" in text and "[[q]]" in text
     with pytest.raises(GreyglassError, match="out of range"):
         db.latent(D_SAE)

@@ -62,7 +62,7 @@ def test_report_escapes_what_a_run_folder_holds(root, tmp_path):
 
 def test_dashboards_escape_labels_tokens_and_metadata(root):
     db = FeatureDB(root / FEATURES)
-    row = db.latent(db.summaries()[0]["latent"])
+    row = db.latent(db.latent_rows()[0]["latent"])
     row.update(label=EVIL, explanation=EVIL, detection=0.5,
                promoted=[(EVIL, 1.0)] + row["promoted"][1:], suppressed=[(EVIL, -1.0)] + row["suppressed"][1:])
     for ctx in row["top"] + row["quantile"]:

@@ -1,12 +1,13 @@
 """The evidence report from real (tiny-model) run folders."""
 
+import json
 from html.parser import HTMLParser
 
 import pytest
 
 from greyglass import GreyglassError
 from greyglass.cli import main
-from greyglass.report.build import build_report, find_runs
+from greyglass.report.build import build_report, find_runs, section_for
 from greyglass.runs import write_config, write_results
 
 
@@ -94,7 +95,7 @@ def test_a_run_with_missing_fields_gets_a_section_not_a_crash(tmp_path, capsys):
     write_config(run, "sae_eval", config=MetricsRunConfig(sae="an-sae"))
     write_results(run, {"metrics": {"ce_loss_recovered": 0.8}})  # the other metrics are missing
     html = build_report([run], tmp_path / "r.html").read_text()
-    assert "could not be read" in html and "results.json.metrics: the field &#39;site&#39; is missing" in html
+    assert "could not be read" in html and "results.json: metrics: the field &#39;site&#39; is missing" in html
     assert "warning" in capsys.readouterr().err
 
 
@@ -173,3 +174,30 @@ def test_absorption_headline_rules(tmp_path, probe_f1, k_sparse_f1, rate, says):
                                   mean_split_features=Estimate(1.5, 1.2, 1.8))
     res = AbsorptionResults("blocks.4.hook_resid_post", 400, (), {}, (), headline)
     assert says in absorption_section(res, AbsorptionRunConfig(sae="s"), RunInfo(tmp_path, {})).headline
+
+
+def test_a_run_an_older_greyglass_wrote_says_so_and_how_to_refresh_it(tmp_path, capsys):
+    from serve_runs import write_old_sweep
+
+    from greyglass.probes.config import SweepConfig
+    from greyglass.runs import LAYOUT
+
+    old = write_old_sweep(tmp_path / "runs" / "old")
+    html = build_report([old], tmp_path / "r.html").read_text()
+    said = "written by greyglass 0.1.0 (older results layout); re-run `greyglass probe sweep --data cities` to refresh it"
+    assert said in html and said in capsys.readouterr().err
+    assert "could not be read" not in html and "the field" not in html and "unknown key" not in html
+    # without a recorded command line, the command of its run kind
+    bare = write_old_sweep(tmp_path / "runs" / "bare", command=None)
+    assert "re-run `greyglass probe sweep` to refresh it" in section_for(bare).headline
+    # a folder from a newer greyglass says that instead
+    new = tmp_path / "runs" / "new"
+    write_config(new, "probe_sweep", config=SweepConfig())
+    meta = json.loads((new / "config.json").read_text())
+    assert meta["layout"] == LAYOUT  # every run folder records its layout
+    (new / "config.json").write_text(json.dumps({**meta, "layout": LAYOUT + 1}))
+    write_results(new, {})
+    assert f"newer results layout {LAYOUT + 1}" in section_for(new).headline
+    # a folder written with typed results before config.json recorded its layout is read as layout 2
+    (new / "config.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "layout"}))
+    assert "could not be read" in section_for(new).title  # its empty results.json, not its layout, is the problem

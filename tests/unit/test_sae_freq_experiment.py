@@ -40,7 +40,8 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
                for f in sorted(p.name for p in (run / "saes").iterdir())]
     assert sorted(t["freq_cost"]["form"] for t in trained) == ["neglog"] * 4 + ["none"] * 4
     table = (run / "table.md").read_text()
-    assert "| topk+freq | 4 |" in table and "topk+freq at target L0 4 as SAELens reads its folder" in table
+    assert table == section_for(run).markdown()  # table.md is the report section, not a second phrasing of it
+    assert "| topk+freq | 4 |" in table and "topk+freq at target L0 4, as SAELens reads its folder" in table
     # a frequency-aware TopK's folder is a plain TopK to SAELens: that encoder is reported too
     assert [x["variant"] for x in rows if x["saelens_reads"]] == ["topk+freq", "topk+freq"]
     assert "topk+freq at target L0 4, as SAELens reads its folder" in printed
@@ -64,4 +65,4 @@ def test_freq_experiment_command_writes_the_table(monkeypatch, tiny_llama, tmp_p
     html = build_report([run], tmp_path / "r.html").read_text()
     assert "Does making common features cheaper" in html and "comparisons at matched sparsity" in html
     assert "could not be read" not in html and html.count("<svg") >= 2
-    assert f"loss +{rows[0]['metrics']['ce_increase']['value']:.3f} nats" in html and "vs mean ablation" in html
+    assert f"<td>{rows[0]['metrics']['ce_increase']['value']:.3f} (" in html and "vs mean / zero ablation" in html

@@ -38,11 +38,32 @@ def latent_with_label(client):
     return int(re.search(r'latent_(\d+)\.html', page).group(1))
 
 
-def test_run_list_shows_every_run_with_kind_and_numbers(client):
+def test_run_list_shows_every_run_with_its_report_headline(client):
+    from markupsafe import escape
+
+    from greyglass.report.build import section_for
+
     page = ok(client, "/")
     for rid in ("capture/c1", "eval/e1", "sae/s1/features"):
         assert f'href="/run/{rid}"' in page
-    assert "accuracy 0.75" in page and "n_tokens 1,234" in page and "features" in page
+    for rid in ("capture/c1", "sae/s1/features"):  # what the report says of the run, not numbers picked from its files
+        assert str(escape(section_for(client.runs_root / rid).headline)) in page
+    assert "1,234 tokens" in page and "accuracy 0.75" not in page
+    assert "so nothing is claimed from it" in page  # e1's hand-made results.json does not fit an eval's Results
+
+
+def test_a_run_an_older_greyglass_wrote_says_how_to_refresh_it(tmp_path, tiny_llama):
+    from serve_runs import write_old_sweep
+    from starlette.testclient import TestClient
+
+    from greyglass.serve.app import create_app
+
+    write_old_sweep(tmp_path / "probe_sweep" / "old")
+    client = TestClient(create_app(tmp_path, load=lambda spec: tiny_llama))
+    said = "written by greyglass 0.1.0 (older results layout); re-run `greyglass probe sweep --data cities` to refresh it"
+    for url in ("/", "/run/probe_sweep/old"):
+        page = ok(client, url)
+        assert said in page and "could not be read" not in page and "the field" not in page
 
 
 def test_run_page_has_the_report_section_and_raw_results(client):

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from greyglass import GreyglassError
+from greyglass.cli import main
 from greyglass.data import CorpusConfig, windows
 from greyglass.models.dtypes import DTYPES, torch_dtype
 from greyglass.models.hooks import run_to_sites
@@ -66,7 +67,7 @@ def test_shuffled_reading_holds_only_a_few_shards(store, monkeypatch):
     assert len(reads) == 2 < len(store.manifest["shards"])
 
 
-def test_resume_after_a_crash_gives_identical_shards(store, tiny_llama, tmp_path, monkeypatch):
+def test_resume_after_a_crash_gives_identical_shards(store, tiny_llama, tmp_path, monkeypatch, capsys):
     out = tmp_path / "crashy"
     real_save, calls = capture_module.save_file, []
 
@@ -83,6 +84,9 @@ def test_resume_after_a_crash_gives_identical_shards(store, tiny_llama, tmp_path
     partial = json.loads((out / "manifest.json").read_text())
     assert len(partial["shards"]) == 2 and not partial["complete"]
     assert not list(out.glob("*.tmp"))
+    assert main(["info", str(out)]) == 0  # an unfinished store is described from its manifest
+    said = capsys.readouterr().out
+    assert f"activation store {out}: incomplete (continue with --resume)" in said and "3,000 requested" in said
     with pytest.raises(GreyglassError, match="--resume"):
         capture(tiny_llama, CFG, CORPUS, out, progress=False)
     capture(tiny_llama, CFG, CORPUS, out, resume=True, progress=False)

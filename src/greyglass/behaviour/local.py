@@ -86,7 +86,7 @@ class LocalBackend:
     def tokenizer(self):
         return self.lm.tokenizer
 
-    def describe(self) -> dict:
+    def provenance(self) -> dict:
         probe = {"site": self.probe.site, "kind": self.probe.kind} if self.probe is not None else None
         return {"backend": "local", "model": self.lm.provenance(), **({"probe": probe} if probe else {})}
 

@@ -84,7 +84,8 @@ class HttpBackend:
         named = [m for m in listed if m.get("id") == self.cfg.server_model] or (listed if len(listed) == 1 else [])
         return named[0] if named else {}
 
-    def describe(self) -> dict[str, Any]:
+    def provenance(self) -> dict[str, Any]:
+        """What answers, for config.json: the server, its model and the settings."""
         model = {"name": f"{self.cfg.server_model} at {self.cfg.url}", "spec": self.cfg.url}
         return {"backend": "http", "model": model, **asdict(self.cfg)}
 

@@ -50,7 +50,7 @@ class Backend(Protocol):
 
     def score(self, requests: list[AnswerRequest]) -> list[AnswerScores]: ...
 
-    def describe(self) -> dict[str, Any]:
+    def provenance(self) -> dict[str, Any]:
         """What answers, for config.json and the resume check: `model` (provenance) and, with a probe,
         `probe` (its site and kind)."""
         ...
@@ -132,7 +132,7 @@ def run_eval(backend: Backend, cfg: EvalConfig, out: str | Path, resume: bool = 
         raise GreyglassError(f"{out} already holds a finished eval; choose another --out")
     fingerprint = json_sha256([[it.id, it.prompt, it.choices, it.answer_matching_behavior, prompts[it.id]]
                                for it in items])
-    described = backend.describe()
+    described = backend.provenance()
     before = json.loads((out / CONFIG).read_text()) if resume and (out / CONFIG).exists() else None
     if before and (before.get("data_fingerprint"), before.get("backend")) != (fingerprint, described):
         raise GreyglassError(f"{out} was started with other items, prompt format or model; "

@@ -1,5 +1,5 @@
-"""Per-latent dashboards: a text summary for the terminal and self-contained HTML pages
-(templates `latents/latent.html` and `latents/index.html`).
+"""Per-latent dashboards: one latent's summary for the terminal (`latent_summary`, what `features show`
+prints) and self-contained HTML pages (templates `latents/latent.html` and `latents/index.html`).
 
 Each HTML page holds everything inline (the shared stylesheet, SVG); no script, font or image
 is fetched, so the folder can be opened offline or mailed. Tokens are shaded by the latent's
@@ -67,7 +67,7 @@ def index_page(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def write_html(db: FeatureDB, out: str | Path, latents: list[int] | None = None) -> Path:
     """Write `index.html` and `latent_<i>.html` for the chosen (default: all live) latents, atomically."""
-    rows = [r for r in db.summaries() if (latents is None and r["density"] > 0) or (latents and r["latent"] in latents)]
+    rows = [r for r in db.latent_rows() if (latents is None and r["density"] > 0) or (latents and r["latent"] in latents)]
     with atomic_dir(out) as tmp:
         (tmp / "index.html").write_text(index_page(rows, db.meta))
         for r in rows:
@@ -75,8 +75,9 @@ def write_html(db: FeatureDB, out: str | Path, latents: list[int] | None = None)
     return Path(out)
 
 
-def text_summary(db: FeatureDB, latent: int, n_contexts: int = 5) -> str:
-    """What `greyglass features show` prints."""
+def latent_summary(db: FeatureDB, latent: int, n_contexts: int = 5) -> str:
+    """One latent in plain words, what `greyglass features show` prints: the database's row for it, not a run's
+    result (the `features` run's report section covers the whole database)."""
     row = db.latent(latent)
     fmt = lambda ctx: "".join(f"[[{t}]]" if i == ctx["centre_index"] else t
                               for i, (t, _) in enumerate(ctx["tokens"])).replace("\n", "⏎")

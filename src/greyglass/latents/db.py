@@ -163,7 +163,8 @@ class FeatureDB:
             raise GreyglassError(f"search query {query!r} is not valid full-text syntax ({e}); "
                                  "quote it, e.g. '\"money\"'") from None
 
-    def summaries(self) -> list[dict[str, Any]]:
+    def latent_rows(self) -> list[dict[str, Any]]:
+        """Every latent's density, mean and max activation and label, in latent order (for indexes and pickers)."""
         return [dict(r) for r in self.con.execute(
             "SELECT latent, density, mean_active, max_act, label FROM latents ORDER BY latent")]
 

@@ -70,7 +70,7 @@ def detection_score(client: ExplainerClient, explanation: str, positives: list[s
 def explain_latents(db: FeatureDB, db_path: str | Path, client: ExplainerClient, n: int, n_test: int = 5,
                     seed: int = 0) -> tuple[Explanation, ...]:
     """Explain and score the `n` most frequent live latents; store both in the database."""
-    live = sorted((r for r in db.summaries() if r["density"] > 0), key=lambda r: -r["density"])
+    live = sorted((r for r in db.latent_rows() if r["density"] > 0), key=lambda r: -r["density"])
     rng = random.Random(seed)
     out = []
     for r in live[:n]:

@@ -17,10 +17,10 @@ def add_show_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def show(args: argparse.Namespace) -> None:
-    from .dashboard import text_summary
+    from .dashboard import latent_summary
     from .db import FeatureDB, features_dir
 
-    print(text_summary(FeatureDB(features_dir(args.sae)), args.latent))
+    print(latent_summary(FeatureDB(features_dir(args.sae)), args.latent))
 
 
 def add_html_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,7 +76,7 @@ def _print_text_latents(args: argparse.Namespace, db) -> None:
         raise GreyglassError(f"no latent fires on {args.text!r}: its tokens after the first (BOS, or the attention "
                              "sink the SAE was trained without) activate none; give a longer text")
     top = acts.topk(min(args.limit, len(acts)))
-    labels = {r["latent"]: r["label"] for r in db.summaries()}
+    labels = {r["latent"]: r["label"] for r in db.latent_rows()}
     print("latents most active on the text:")
     for v, j in zip(top.values.tolist(), top.indices.tolist()):
         print(f"  {j:>6}  {v:8.3g}  {labels[j]}")

@@ -19,7 +19,7 @@ from ..errors import GreyglassError
 from ..job import typed_run
 from ..jobs import JOBS_BY_NAME
 from ..records import RecordError
-from ..runs import CONFIG, RESULTS, read_run
+from ..runs import CONFIG, RESULTS, LayoutError, read_run
 from .page import render_page
 from .section import Section, provenance
 
@@ -47,15 +47,19 @@ def _created(folder: Path) -> tuple[str, str]:
     return (str(created), str(folder))
 
 
-def section_for(folder: Path) -> Section:
-    """The section for one run folder, by its job; a run whose files do not fit its job's Results (another
-    greyglass version, an edit by hand) gets a section saying what does not fit."""
-    config, results = read_run(folder)
+def section_for(folder: Path, files: tuple[dict[str, Any], dict[str, Any]] | None = None) -> Section:
+    """The section for one run folder, by its job (`files`: its config.json and results.json, when already read).
+    A folder an older greyglass wrote gets a section saying so and how to refresh it; one whose files do not fit
+    its job's Results otherwise (an edit by hand) a section saying what does not fit."""
+    config, results = files if files is not None else read_run(folder)
     kind = config.get("kind", "unknown")
     if kind not in JOBS_BY_NAME:
         return generic_section(config, results, folder)
     try:
         return typed_run(JOBS_BY_NAME[kind], folder, config, results).section()
+    except LayoutError as e:
+        print(f"greyglass report: warning: {e}", file=sys.stderr)
+        return other_layout_section(config, folder, e.written)
     except RecordError as e:
         print(f"greyglass report: warning: {folder} could not be read as a '{kind}' run ({e})", file=sys.stderr)
         return unreadable_section(config, folder, str(e))
@@ -77,6 +81,20 @@ def unreadable_section(config: dict[str, Any], folder: Path, problem: str) -> Se
         numbers=[("problem", problem)],
         shows=["Nothing."],
         does_not_show=["Anything: the run may come from another greyglass version or have been edited by hand."],
+        provenance=provenance(config, str(folder)),
+    )
+
+
+def other_layout_section(config: dict[str, Any], folder: Path, written: str) -> Section:
+    """A run this greyglass does not read because another version wrote it: which one, and how to refresh it."""
+    kind = config.get("kind", "unknown")
+    return Section(
+        kind=kind,
+        title=f"Run of kind '{kind}' (written by another greyglass version)",
+        headline=f"This run was {written}. Nothing is claimed from it here.",
+        numbers=[],
+        shows=["Nothing."],
+        does_not_show=["Anything: its results are not read until the run is refreshed."],
         provenance=provenance(config, str(folder)),
     )
 

@@ -1,15 +1,28 @@
-"""One section of the evidence report: a headline the numbers support, a figure, the numbers,
-what the evidence shows and does not show, and where it came from."""
+"""One section of the evidence report: a headline the numbers support, a figure, the numbers (and
+a table where a run compares several things), what the evidence shows and does not show, and
+where it came from.
+
+A section is the one place a run's results are put into words. It is rendered three ways, each
+from the same fields: `summary()` for the terminal, `render()` for HTML (the report and the
+browser), `markdown()` for a file beside the run (the frequency experiment's `table.md`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from markupsafe import Markup
 
 from ..stats import Estimate
 from ..templates import fragment
+
+
+class Table(NamedTuple):
+    """A grid of results, one row per thing compared (e.g. one SAE per row), shown after the headline."""
+
+    header: tuple[str, ...]
+    rows: list[tuple[str, ...]]
 
 
 @dataclass
@@ -27,15 +40,37 @@ class Section:
     provenance: dict[str, Any]
     figure_svg: str = ""
     notes: list[str] = field(default_factory=list)
+    table: Table | None = None
 
     def summary(self) -> str:
-        """The terminal text for a run: the headline and the numbers, exactly as the report shows them."""
-        width = max((len(k) for k, _ in self.numbers), default=0)
-        return "\n".join([self.headline, *(f"  {k:<{width}}  {v}" for k, v in self.numbers)])
+        """The terminal text for a run: the headline, the table and the numbers, exactly as the report shows them."""
+        grid = [] if self.table is None else _aligned([self.table.header, *self.table.rows])
+        return "\n".join([self.headline, *grid, *_aligned(self.numbers)])
+
+    def markdown(self) -> str:
+        """The section as markdown: title, headline, the table and the numbers as tables."""
+        parts = [f"## {self.title}", self.headline]
+        if self.table is not None:
+            parts.append(_markdown_table(self.table.header, self.table.rows))
+        if self.numbers:
+            parts.append(_markdown_table(("measure", "value (95% interval where given)"), self.numbers))
+        return "\n\n".join(parts) + "\n"
 
     def render(self, anchor: str) -> Markup:
         """The section as HTML (template `report/section.html`), with `anchor` as its id."""
         return fragment("report/section.html", section=self, anchor=anchor)
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as indented lines with each column (but the last) padded to its widest cell."""
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(max((len(r) for r in rows), default=0))]
+    return ["  " + "  ".join(c.ljust(w) if i < len(r) - 1 else c for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+
+
+def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    cell = lambda text: text.replace("|", "\\|")  # noqa: E731  (a | inside a cell would split it)
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
 
 
 def fmt(est: Estimate | dict[str, float] | float, digits: int = 3, percent: bool = False) -> str:

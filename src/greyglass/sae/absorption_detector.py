@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ..errors import GreyglassError
 from ..records import from_json
-from ..runs import read_run, write_config, write_results
+from ..runs import check_layout, read_run, write_config, write_results
 from ..stats import Estimate, auroc, mean_ci
 from .config import DetectorRunConfig
 from .io import load_sae, load_sparsity
@@ -172,6 +172,7 @@ def _ground_truth(folder: str) -> AbsorptionResults:
         meta, results = read_run(folder)
         if meta.get("kind") != "sae_absorption":
             raise GreyglassError(f"{folder} holds a '{meta.get('kind')}' run")
+        check_layout(folder, meta, ("sae", "absorption"))
         return from_json(AbsorptionResults, results, f"{folder}/results.json")
     except GreyglassError as e:
         raise GreyglassError(f"--ground-truth takes a `greyglass sae absorption` run folder: {e}") from None

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..config import check_choice, check_positive, flagged, from_dict, from_flat, nested, positional
+from ..config import check_choice, check_positive, flagged, from_flat, nested, positional
 from ..data.corpus import CorpusConfig
 from ..errors import GreyglassError
+from ..records import from_json
 
 if TYPE_CHECKING:
     from ..models.lm import LoadedModel
@@ -208,7 +209,7 @@ class SAEConfig:
     def from_dict(cls, data: dict[str, Any], where: str = "SAE config") -> SAEConfig:
         """An `SAEConfig` from `asdict` output: nested, or flat as greyglass wrote it before the
         architectures had their own configs (`architecture`, `k`, `jumprelu_bandwidth`, ...)."""
-        return from_dict(cls, data, where) if "arch" in data else from_flat(cls, data)
+        return from_json(cls, data, where) if "arch" in data else from_flat(cls, data)
 
 
 @dataclass(frozen=True)

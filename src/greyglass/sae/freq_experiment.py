@@ -7,7 +7,8 @@ Every SAE of the table is trained from the same pass over the same activations (
 runs once; `train_saes` feeds each batch to all of them), then each is evaluated on held-out
 text (`evaluate`) and on the first-letter benchmark (`first_letter_absorption`).
 Each SAE's first-letter results are also saved as an absorption run folder (`absorption/<sae>/`),
-the ground truth for validating the weights-only detector on it; `table.md` holds the table.
+the ground truth for validating the weights-only detector on it; `table.md` holds the report
+section as markdown (its table has one row per SAE).
 Matched L0: TopK uses k = L0 exactly; JumpReLU uses `target_l0 = L0` (with the cost on, the
 weights are rescaled to average 1 over firings, so the target stays on the real L0); the
 measured L0 is reported, since a penalty only lands near its target.
@@ -24,16 +25,17 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..data.corpus import corpus_fingerprint
+from ..job import RunInfo
 from ..models.lm import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
-from ..stats import Estimate
 from .absorption import first_letter_absorption
 from .config import (AbsorptionConfig, AbsorptionRunConfig, FreqCostConfig, FreqExperimentConfig, JumpReLUConfig,
                      MetricsConfig, SAEConfig, TopKConfig)
 from .heldout import TRAINING_TEXT, heldout_status, training_text
 from .io import saelens_encoder
 from .metrics import evaluate
+from .report import freq_experiment_section
 from .results import FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, FreqResults, FreqRow
 from .train import model_rows, train_saes
 
@@ -58,8 +60,8 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, out: Path, progre
                    resume: bool = False) -> FreqResults:
     """Train every variant in one pass, evaluate each, and write the run folder: the rows, the table, two figures."""
     corpus, acfg = cfg.training_corpus(), cfg.absorption_settings()
-    write_config(out, "sae_freq_experiment", model=lm.provenance(), config=cfg,
-                 corpus_fingerprint=corpus_fingerprint(corpus))
+    meta = write_config(out, "sae_freq_experiment", model=lm.provenance(), config=cfg,
+                        corpus_fingerprint=corpus_fingerprint(corpus))
     variants = variant_configs(cfg, lm, corpus.context_size)
     site = variants[0][2].hook_name
     batches = model_rows(lm, [site], corpus, cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
@@ -80,9 +82,10 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, out: Path, progre
                             absorption_run=str(run.relative_to(out)), saelens_reads=saelens))
     for name, svg in figures(rows).items():
         save_svg(out / name, svg)
-    write_text(out / FREQ_TABLE, markdown_table(rows))
     results = FreqResults(tuple(rows), trained.tokens, round(trained.seconds, 1))
     write_results(out, results)
+    # the table is the report section's, so table.md says what the terminal and the report say
+    write_text(out / FREQ_TABLE, freq_experiment_section(results, cfg, RunInfo(out, meta)).markdown())
     return results
 
 
@@ -112,28 +115,3 @@ def _save_absorption_run(run: Path, sae_folder: Path, lm: LoadedModel, acfg: Abs
                                                                                            absorption=acfg))
     write_results(run, results)
     return run
-
-
-def markdown_table(rows: list[FreqRow]) -> str:
-    """The results table; the cost of splicing each SAE in (loss increase, KL) comes before CE recovered."""
-    head = ("| variant | target L0 | L0 | loss increase (nats) | KL | CE recovered vs mean / zero ablation | "
-            "explained variance | dead | dense | absorption fraction | full absorption | split features |")
-    lines = [head, "|" + "---|" * 12]
-    for r in rows:
-        m, a = r.metrics, r.absorption
-        lines.append(f"| {r.variant} | {r.target_l0} | {m.l0:.1f} | {m.ce_increase.value:.3f} | {m.kl_sae.value:.3f} | "
-                     f"{m.ce_loss_recovered_mean:.3f} / {m.ce_loss_recovered:.3f} | {m.explained_variance:.3f} | "
-                     f"{m.dead_fraction:.1%} | {m.dense_fraction:.1%} | {_pct(a.mean_absorption_fraction)} | "
-                     f"{_pct(a.full_absorption_rate)} | "
-                     f"{a.mean_split_features.value if a.mean_split_features else float('nan'):.2f} |")
-    for r in rows:
-        if r.saelens_reads is not None:
-            s = r.saelens_reads
-            lines.append(f"\n{r.variant} at target L0 {r.target_l0} as SAELens reads its folder (a plain TopK, "
-                         f"no frequency cost): L0 {s.l0:.1f}, loss increase {s.ce_increase.value:.3f} nats, "
-                         f"KL {s.kl_sae.value:.3f}, explained variance {s.explained_variance:.3f}.")
-    return "\n".join(lines) + "\n"
-
-
-def _pct(value: Estimate | None) -> str:
-    return "n/a" if value is None else f"{value.value:.1%}"

@@ -16,7 +16,7 @@ import math
 from ..job import RunInfo
 from ..plots import bar_chart
 from ..report.figures import run_svg
-from ..report.section import Section, fmt, provenance
+from ..report.section import Section, Table, fmt, provenance
 from ..stats import Estimate
 from .config import AbsorptionRunConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig, MetricsRunConfig, TrainRunConfig
 from .results import (DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, DetectorResults, FreqResults, FreqRow,
@@ -234,12 +234,6 @@ def meta_section(res: MetaResults, cfg: MetaRunConfig, run: RunInfo) -> Section:
     )
 
 
-def _splice_cost(m: SAEMetrics) -> str:
-    """A table row's cost of splicing the SAE in: loss increase and KL first, then CE recovered."""
-    return (f"loss +{m.ce_increase.value:.3f} nats, KL {m.kl_sae.value:.3f}; CE recovered "
-            f"{100 * m.ce_loss_recovered_mean:.1f}% vs mean ablation, {100 * m.ce_loss_recovered:.1f}% vs zero ablation")
-
-
 def freq_experiment_section(res: FreqResults, cfg: FreqExperimentConfig, run: RunInfo) -> Section:
     pairs = [(plain, freq) for plain in res.rows for freq in res.rows
              if freq.variant == plain.variant + "+freq" and freq.target_l0 == plain.target_l0]
@@ -258,13 +252,12 @@ def freq_experiment_section(res: FreqResults, cfg: FreqExperimentConfig, run: Ru
         headline = (f"Charging rare features more than common ones made no difference to feature absorption that this "
                     f"run can detect ({len(measured)} comparisons at matched sparsity); explained variance moved by at "
                     f"most {shift:.3f}.")
-    numbers = [(f"{r.variant}, L0 {r.metrics.l0:.0f} (target {r.target_l0})", _freq_row(r)) for r in res.rows]
-    numbers += [(f"{r.variant} at target L0 {r.target_l0}, as SAELens reads its folder (a plain TopK, no frequency "
+    numbers = [(f"{r.variant} at target L0 {r.target_l0}, as SAELens reads its folder (a plain TopK, no frequency "
                  "cost)", _brief(r.saelens_reads)) for r in res.rows if r.saelens_reads is not None]
     numbers.append(("the table in markdown", str(run.folder / FREQ_TABLE)))
     return Section(
         kind="frequency-aware sparsity", title="Does making common features cheaper stop features quietly missing cases?",
-        headline=headline, numbers=numbers,
+        headline=headline, numbers=numbers, table=Table(FREQ_COLUMNS, [_freq_row(r) for r in res.rows]),
         figure_svg="".join(run_svg(run.folder, name) for name in FREQ_FIGURES),
         shows=["SAEs trained on the same data with and without a cost that makes often-used features cheaper to "
                "switch on, compared on reconstruction, the model's loss and first-letter absorption."],
@@ -274,8 +267,14 @@ def freq_experiment_section(res: FreqResults, cfg: FreqExperimentConfig, run: Ru
     )
 
 
-def _freq_row(r: FreqRow) -> str:
-    m = r.metrics
-    return (f"absorption fraction {_est(r.absorption.mean_absorption_fraction, percent=True)}; {_splice_cost(m)}; "
-            f"explained variance {m.explained_variance:.3f}; dead {100 * m.dead_fraction:.1f}%; "
-            f"dense {100 * m.dense_fraction:.1f}%")
+FREQ_COLUMNS = ("variant", "target L0", "L0", "loss increase (nats)", "KL", "CE recovered vs mean / zero ablation",
+                "explained variance", "dead", "dense", "absorption fraction", "full absorption", "split features")
+"""The experiment's table: the cost of splicing each SAE in (loss increase, KL) comes before CE recovered."""
+
+
+def _freq_row(r: FreqRow) -> tuple[str, ...]:
+    m, a = r.metrics, r.absorption
+    return (r.variant, str(r.target_l0), f"{m.l0:.1f}", fmt(m.ce_increase), fmt(m.kl_sae),
+            f"{m.ce_loss_recovered_mean:.1%} / {m.ce_loss_recovered:.1%}", f"{m.explained_variance:.3f}",
+            f"{m.dead_fraction:.1%}", f"{m.dense_fraction:.1%}", _est(a.mean_absorption_fraction, percent=True),
+            _est(a.full_absorption_rate, percent=True), _est(a.mean_split_features, 2))

@@ -36,6 +36,7 @@ from ..data.corpus import CorpusConfig, corpus_fingerprint, windows
 from ..errors import GreyglassError
 from ..models.hooks import run_to_sites
 from ..models.lm import LoadedModel
+from ..records import from_json
 from ..runs import write_config, write_results
 from ..store.reader import ActivationStore
 from .architectures import create_sae
@@ -299,7 +300,7 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
     if len(state["saes"]) != len(runs):
         raise GreyglassError(f"{folder} holds {len(state['saes'])} SAEs, this run trains {len(runs)}; "
                              "resume with the same settings")
-    saved = TrainConfig(**{**state["train"], "adam_betas": tuple(state["train"]["adam_betas"])})
+    saved = from_json(TrainConfig, state["train"], str(folder / "state.json"), "train")
     if (saved.batch_size, saved.seed) != (tcfg.batch_size, tcfg.seed):
         raise GreyglassError(f"{folder} was written with batch_size {saved.batch_size} and seed {saved.seed}; "
                              "resume with the same ones")

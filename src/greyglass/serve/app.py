@@ -27,7 +27,6 @@ from ..latents.db import FeatureDB
 from ..latents.source import text_latents
 from ..models.lm import LoadedModel
 from ..models.loader import load_model
-from ..report.build import section_for
 from .catalog import ITEMS, Catalog, Run, read_items
 from .live import MAX_COEF, MAX_NEW_TOKENS, LiveModel, check_text
 from .pages import (Generation, ProbeRow, Table, TokenLatents, error_page, href, link, page, positive_shades, pretty_json,
@@ -104,22 +103,17 @@ def create_app(runs_dir: str | Path, model: str | None = None,
         return await run_in_threadpool(locked)
 
     async def runs(request: Request) -> HTMLResponse:
-        rows = [(link(f"/run/{r.id}", r.id), r.kind, r.model, r.date, "; ".join(f"{k} {v}" for k, v in r.headline_numbers()))
-                for r in catalog.runs()]
+        rows = [(link(f"/run/{r.id}", r.id), r.kind, r.model, r.date, catalog.section(r).headline) for r in catalog.runs()]
         return HTMLResponse(page("runs.html", "Runs", rows=rows, root=str(catalog.root)))
 
     async def run_page(request: Request) -> HTMLResponse:
         run = get_run(request.path_params["rid"])
-        try:
-            section, problem = section_for(run.folder).render("s0"), ""
-        except (GreyglassError, KeyError, TypeError, ValueError) as e:
-            section, problem = "", str(e)
         facts: list[Any] = [x for x in (run.kind, run.model, run.date) if x]
         if run.has_items:
             facts.append(link(f"/eval/{run.id}", "Per-item results"))
         if run.has_features:
             facts.append(link(f"/features/{run.id}/index.html", "Search its features"))
-        return HTMLResponse(page("run.html", run.id, run=run, facts=facts, section=section, problem=problem,
+        return HTMLResponse(page("run.html", run.id, run=run, facts=facts, section=catalog.section(run).render("s0"),
                                  results_json=pretty_json(run.results), config_json=pretty_json(run.config)))
 
     items_cache: dict[Path, tuple[tuple[float, int], list[dict[str, Any]]]] = {}
@@ -196,12 +190,12 @@ def create_app(runs_dir: str | Path, model: str | None = None,
             sae = await on_model(lambda: live_model.sae(str(db.meta["sae"])))
             acts = (await on_model(lambda: text_latents(lm, sae, [text])))[0]
             top = acts.topk(min(limit, len(acts)))
-            names = {r["latent"]: r["label"] for r in db.summaries()}
+            names = {r["latent"]: r["label"] for r in db.latent_rows()}
             results.append(Table("Latents most active on the text", ["latent", "max activation", "label"],
                                  [(latent_link(j), f"{v:.3g}", names.get(j) or "")
                                   for v, j in zip(top.values.tolist(), top.indices.tolist()) if v > 0]))
         if not results:
-            live = sorted((r for r in db.summaries() if r["density"] > 0), key=lambda r: -r["density"])[:limit]
+            live = sorted((r for r in db.latent_rows() if r["density"] > 0), key=lambda r: -r["density"])[:limit]
             results.append(Table("Most frequent latents", ["latent", "density", "max", "label"],
                                  [(latent_link(r["latent"]), f"{r['density']:.4%}", f"{r['max_act']:.3g}", r["label"] or "")
                                   for r in live]))

@@ -3,7 +3,9 @@
 Every URL names a run by its id, the folder's path relative to RUNS_DIR (`sae/20260101-1200`).
 An id is looked up in the scanned catalog and never joined onto a path, so `../` in a URL
 cannot reach a file outside RUNS_DIR: it is simply an unknown run. The scan is cached for a
-few seconds, so a page costs a dictionary lookup, not a walk of the disk.
+few seconds, so a page costs a dictionary lookup, not a walk of the disk. What a run found is
+its report section (`Catalog.section`), the same object the report and the terminal show, kept
+until the next scan.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from ..directions import META as DIRECTION_META
 from ..data.files import jsonl_objects
 from ..errors import GreyglassError
 from ..latents.db import DB_NAME
+from ..report.build import section_for, unreadable_section
+from ..report.section import Section
 from ..runs import CONFIG, RESULTS, read_run
 
 ITEMS = "items.jsonl"
@@ -58,12 +62,6 @@ class Run(NamedTuple):
     def has_items(self) -> bool:
         return (self.folder / ITEMS).is_file()
 
-    def headline_numbers(self, n: int = 4) -> list[tuple[str, str]]:
-        """The first `n` scalar numbers of results.json, formatted."""
-        out = [(k, f"{v:.4g}" if isinstance(v, float) else f"{v:,}") for k, v in self.results.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        return out[:n]
-
 
 class Catalog:
     """The runs, feature databases and directions found under one folder, rescanned every `ttl` seconds."""
@@ -76,6 +74,7 @@ class Catalog:
         self._lock = threading.Lock()
         self._stamp = -float("inf")
         self._runs: dict[str, Run] = {}
+        self._sections: dict[str, Section] = {}
         self._directions: dict[str, Path] = {}
 
     def _scan(self) -> None:
@@ -95,6 +94,7 @@ class Catalog:
                     rid = folder.relative_to(self.root).as_posix()
                     runs[rid] = Run(rid, folder, config, results)
             self._runs = runs
+            self._sections = {}
             self._directions = {p.parent.relative_to(self.root).as_posix(): p.parent
                                 for p in sorted(self.root.rglob(DIRECTION_META))}
             self._stamp = time.monotonic()
@@ -108,6 +108,17 @@ class Catalog:
         if rid not in self._runs:
             raise KeyError(f"no run {rid!r} under {self.root.name}; open the run list to see the runs there")
         return self._runs[rid]
+
+    def section(self, run: Run) -> Section:
+        """The run's report section, from the files the scan read; a run whose section cannot be made from them
+        gets a section saying what went wrong (a page never fails because one run folder is odd)."""
+        if run.id not in self._sections:
+            try:
+                section = section_for(run.folder, (run.config, run.results))
+            except (GreyglassError, KeyError, TypeError, ValueError) as e:
+                section = unreadable_section(run.config, run.folder, str(e))
+            self._sections[run.id] = section
+        return self._sections[run.id]
 
     def feature_runs(self) -> list[Run]:
         return [r for r in self.runs() if r.has_features]

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..job import Job, RunOptions, Tool
+from ..job import Job, RunOptions, Tool, read_job_run
+from ..records import RecordError
+from ..runs import RESULTS, LayoutError
 from .config import CaptureResults, CaptureRunConfig
 from .report import capture_section
 
@@ -25,9 +27,18 @@ def _info_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
+    """A finished capture run is described by its report section (what the report says, not a second wording);
+    a store without one (unfinished, or written by `capture()` alone) by its manifest."""
     from .reader import ActivationStore
 
-    print(ActivationStore(args.store).describe())
+    store = ActivationStore(args.store)
+    if store.complete and (store.folder / RESULTS).is_file():
+        try:
+            print(f"activation store {store.folder}: complete\n{read_job_run(CAPTURE, store.folder).section().summary()}")
+            return 0
+        except (LayoutError, RecordError):
+            pass  # a run folder this greyglass does not read: the manifest still says what the store holds
+    print(store.summary())
     return 0
 
 

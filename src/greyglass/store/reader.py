@@ -110,14 +110,14 @@ class ActivationStore:
         for b in self.batches([name], batch_size, **kw):
             yield b[name]
 
-    def describe(self) -> str:
-        """The manifest in human terms, for `greyglass info`."""
+    def summary(self) -> str:
+        """The store in plain words from its manifest, also while unfinished: the terminal text of `greyglass info`
+        for a store that is not a finished capture run (an interrupted capture, or one `capture()` wrote alone)."""
         m = self.manifest
         model = m["model"]
         size = sum(s["bytes"] for s in m["shards"])
         lines = [
-            f"activation store {self.folder}",
-            f"  status      {'complete' if m['complete'] else 'incomplete (continue with --resume)'}",
+            f"activation store {self.folder}: {'complete' if m['complete'] else 'incomplete (continue with --resume)'}",
             f"  model       {model['name']} ({model['architecture']}, {model['n_layers']} layers, "
             f"d_model {model['d_model']}), weights sha256 {model['sha256'][:12]}",
             f"  sites       {', '.join(m['sites'])}",
