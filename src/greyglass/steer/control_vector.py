@@ -17,7 +17,7 @@ a GreyglassError.
 
 Scale. The tensor is `steering_delta(lm, direction, 1.0)`: the unit direction in the model's own
 space times the typical residual norm at the site (docs/steer.md), the vector `greyglass steer`
-adds at coefficient 1. So `--control-vector-scaled FILE S` in llama.cpp steers like
+adds at coefficient 1. So `--control-vector-scaled FILE:S` in llama.cpp steers like
 `greyglass steer --coef S`, and `--control-vector FILE` like `--coef 1`.
 """
 

@@ -50,7 +50,7 @@ def vector_section(res: VectorResults, cfg: VectorConfig, run: RunInfo) -> Secti
                  ("length as built", f"{res.norm:.3g}"),
                  ("typical residual norm at the site", f"{res.typical_norm:.3g}"),
                  ("direction folder (for steer --vector)", str(run.folder))]
-                + ([("llama.cpp control vector (--control-vector-scaled FILE COEF)", res.control_vector)]
+                + ([("llama.cpp control vector (--control-vector-scaled FILE:COEF)", res.control_vector)]
                    if res.control_vector else []),
         shows=["The direction that separates the positive texts from the negative ones at this site, saved for "
                "`greyglass steer`, `steer-effect --vector`, `serve-model --steer` and the browser."],
