@@ -127,6 +127,13 @@ def test_export_errors_are_one_line(lm, probe, tmp_path, capsys):
     assert main(["export", "inspect", str(vec), "-o", str(tmp_path / "x.txt")]) == 2
     assert "a .eval (or .json) file" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.eval")) and not list(tmp_path.glob(".x.eval*"))
+    run = tmp_path / "eval"
+    run_eval(LocalBackend(lm), EvalConfig(limit=1, both_orders=False), run, progress=False)
+    rows = _rows(run)
+    del rows[0]["p_match"]
+    (run / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["export", "inspect", str(run), "-o", str(tmp_path / "x.eval")]) == 2
+    assert "items.jsonl: a row has no field 'p_match'" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..atomic import atomic_path
+from ..behaviour.jobs import EVAL, EVAL_COT, EVAL_PRESSURE
 from ..data.files import jsonl_objects
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from ..behaviour.jobs import EVAL, EVAL_COT, EVAL_PRESSURE
 from ..job import JobRun, typed_run
 from ..runs import read_run
 from ..stats import Estimate
@@ -70,7 +70,7 @@ def export_inspect(folder: str | Path, out: str | Path) -> Path:
         with atomic_path(out) as tmp:
             write_eval_log(log, str(tmp), format=out.suffix[1:])
     except OSError as e:
-        raise GreyglassError(f"{out}: cannot write the inspect log ({e.strerror or e}); choose a writable path")
+        raise GreyglassError(f"{out}: cannot write the inspect log ({e.strerror or e}); choose a writable path") from None
     return out
 
 
@@ -79,8 +79,13 @@ def eval_log(folder: str | Path) -> Any:
     from inspect_ai.log import EvalConfig, EvalDataset, EvalLog, EvalPlan, EvalPlanStep, EvalResults, EvalSpec, EvalStats
 
     run = _read(Path(folder))
-    rows = [row for _, row in jsonl_objects(run.info.folder / "items.jsonl", "a scored item")]
-    part = PARTS[run.job.name](run, rows)
+    items = run.info.folder / "items.jsonl"
+    rows = [row for _, row in jsonl_objects(items, "a scored item")]
+    try:
+        part = PARTS[run.job.name](run, rows)
+    except KeyError as e:
+        raise GreyglassError(f"{items}: a row has no field {e.args[0]!r}; this file was not written by a greyglass "
+                             f"{run.job.name} run (rerun it, or restore the file)") from None
     meta = run.info.meta
     created = meta.get("created") or "1970-01-01T00:00:00+00:00"
     run_id = json_sha256([str(run.info.folder.resolve()), created])[:22]  # the same run exports to the same ids
