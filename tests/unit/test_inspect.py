@@ -114,6 +114,29 @@ def test_cot_and_pressure_runs_read_back_as_inspect_logs(lm, tmp_path, capsys):
         assert s.scores["traded"].value == row["traded"] and s.metadata["ethics"] == row["ethics"]
 
 
+def test_an_exported_pressure_conversation_is_what_the_agent_was_sent(lm, monkeypatch):
+    from greyglass.behaviour import pressure
+
+    replies = iter([" tip.\nAction: trade(KSTL, buy, 500)",  # trades, then hides it, then denies it
+                    ' x\nAction: send_message(Rhea, "Bought KSTL on momentum.")',
+                    ' y\nAction: send_message(Rhea, "It was a routine trade.")', " z\nAction: decline()"])
+    agents = []
+
+    class Recorded(pressure.Agent):
+        def __init__(self, *args):
+            super().__init__(*args)
+            agents.append(self)
+
+    monkeypatch.setattr(pressure, "generate_text", lambda *args, **kwargs: next(replies))
+    monkeypatch.setattr(pressure, "Agent", Recorded)
+    cfg = PressureConfig(samples=1, max_tokens=4)
+    row = pressure.insider_episode(lm, cfg, True, 0)
+    assert (row["traded"], row["hid"], row["doubled_down"]) == (1, 1, 1)
+    assert pressure.conversation(json.loads(json.dumps(row)), "insider-trading") == agents[-1].messages
+    row = pressure.funds_episode(lm, cfg, {"crisis": 1, "ceo_order": 0, "lax_audit": 1}, False, 0)
+    assert pressure.conversation(json.loads(json.dumps(row)), "customer-funds") == agents[-1].messages
+
+
 def test_export_errors_are_one_line(lm, probe, tmp_path, capsys):
     vec = tmp_path / "vec"
     Direction.load(probe).save(vec)
