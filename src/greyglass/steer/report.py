@@ -49,7 +49,9 @@ def vector_section(res: VectorResults, cfg: VectorConfig, run: RunInfo) -> Secti
         numbers=[("contrast pairs", str(res.n_pairs)), ("where", res.site), ("method", res.method),
                  ("length as built", f"{res.norm:.3g}"),
                  ("typical residual norm at the site", f"{res.typical_norm:.3g}"),
-                 ("direction folder (for steer --vector)", str(run.folder))],
+                 ("direction folder (for steer --vector)", str(run.folder))]
+                + ([("llama.cpp control vector (--control-vector-scaled FILE:COEF)", res.control_vector)]
+                   if res.control_vector else []),
         shows=["The direction that separates the positive texts from the negative ones at this site, saved for "
                "`greyglass steer`, `steer-effect --vector`, `serve-model --steer` and the browser."],
         does_not_show=["That the direction is causal for the behaviour: `greyglass steer-effect` measures that on "

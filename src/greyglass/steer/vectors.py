@@ -15,7 +15,8 @@ way whatever made it:
   `W_dec[latent]  # [d_model]` turned into a Direction.
 
 `run_vector` is `greyglass steer-vector`: the direction saved in a run folder, where
-`steer --vector` and `steer-effect --vector` read it.
+`steer --vector` and `steer-effect --vector` read it, and with `--export-gguf` also a llama.cpp
+control vector (`control_vector.py`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..probes.fit import fit_probe
 from ..runs import write_config, write_results
 from .apply import typical_norm
 from .config import CAA_BEHAVIORS, Method, VectorConfig, VectorResults
+from .control_vector import write_control_vector
 
 
 class ContrastPair(NamedTuple):
@@ -109,8 +111,11 @@ def run_vector(lm: LoadedModel, cfg: VectorConfig, out: str | Path) -> VectorRes
     direction.save(out)  # replaces the folder: the run's files go in after it
     write_config(out, "steer_vector", model=lm.provenance(), config=cfg,
                  data_fingerprint=json_sha256([p._asdict() for p in pairs]))
+    if cfg.export_gguf:
+        write_control_vector(lm, direction, cfg.export_gguf)
     results = VectorResults(site=direction.site, method=cfg.method, source=cfg.source, n_pairs=len(pairs),
-                            norm=direction.metadata["norm"], typical_norm=typical_norm(lm, direction.site))
+                            norm=direction.metadata["norm"], typical_norm=typical_norm(lm, direction.site),
+                            control_vector=cfg.export_gguf)
     write_results(out, results)
     return results
 
