@@ -12,7 +12,7 @@ without BOS: outliers no SAE trains on, no statistic counts, no store keeps unle
   seeded order (training). One pass; memory is one shard.
 - `take_tokens`: the first windows holding at least n counted rows (whole batches).
 - `shuffled_rows`: training rows, a shuffled view of the counted rows of passes over windows:
-  a buffer of `buffer_rows` rows is permuted (seeded) and half of it emitted as
+  whenever a buffer holds `buffer_rows` rows, a random half of it (seeded) is emitted as
   `{site: [batch_size, d]}` batches. Endless, or a number of epochs after which the rest is
   emitted. The stream is the same for the same seed, so training resumes by skipping batches.
 
@@ -101,21 +101,23 @@ def _shard_windows(shard: dict[str, Tensor], sites: list[str], T: int) -> Window
 
 
 def _rebatched(parts: Iterable[Windows], batch_windows: int) -> Iterator[Windows]:
-    """The windows of `parts` in batches of `batch_windows` (the last may be smaller)."""
-    held: list[Windows] = []
-    n = 0
+    """The windows of `parts` in batches of `batch_windows` (the last may be smaller); only a batch that
+    spans two parts is copied, the others are views."""
+    held: Windows | None = None  # fewer than batch_windows windows, waiting for the next part
     for part in parts:
-        held.append(part)
-        n += len(part.tokens)
-        if n < batch_windows:
-            continue
-        joined = _cat(held)
+        if held is not None:
+            need = batch_windows - len(held.tokens)
+            held, part = _cat([held, part.part(0, need)]), part.part(need, len(part.tokens))
+            if len(held.tokens) < batch_windows:
+                continue
+            yield held
+        n = len(part.tokens)
         full = n - n % batch_windows
         for lo in range(0, full, batch_windows):
-            yield joined.part(lo, lo + batch_windows)
-        held, n = ([joined.part(full, n)], n - full) if full < n else ([], 0)
-    if held:
-        yield _cat(held)
+            yield part.part(lo, lo + batch_windows)
+        held = part.part(full, n) if full < n else None
+    if held is not None:
+        yield held
 
 
 def _cat(parts: list[Windows]) -> Windows:
@@ -147,37 +149,57 @@ def shuffled_rows(passes: Callable[[int], Iterable[Windows]], batch_size: int, b
                   epochs: int | None = None, drop_last: bool = True) -> Iterator[Rows]:
     """Batches of the counted rows of `passes(epoch)` for epoch 0, 1, ... (endless when `epochs` is None).
 
-    Rows collect in a buffer; whenever it holds `buffer_rows`, it is permuted and half of it is
-    emitted (in whole batches), the rest kept to mix with what follows. After the last epoch
-    the rest is permuted and emitted too (its last, short batch unless `drop_last`), so one
-    epoch emits every counted row exactly once."""
-    gen = torch.Generator().manual_seed(seed)
-    held: dict[str, list[Tensor]] = {}
-    n_held = 0
+    Rows collect in a buffer; whenever it holds `buffer_rows`, a random half of it (in whole
+    batches) is emitted in random order, the rest kept to mix with what follows. After the last
+    epoch the rest is emitted too (its last, short batch unless `drop_last`), so one epoch emits
+    every counted row exactly once."""
+    buffer = _ShuffleBuffer(buffer_rows, torch.Generator().manual_seed(seed))
     for epoch in itertools.count() if epochs is None else range(epochs):
         seen = 0
         for batch in passes(epoch):
-            for s, r in batch.rows().items():
-                held.setdefault(s, []).append(r)
-            n = int(batch.mask.sum())
-            n_held, seen = n_held + n, seen + n
-            if n_held >= buffer_rows:
-                rows = _permuted(held, n_held, gen)
-                emit = (n_held // 2) // batch_size * batch_size
-                yield from _batches(rows, emit, batch_size)
-                held, n_held = {s: [r[emit:]] for s, r in rows.items()}, n_held - emit
+            seen += buffer.add(batch.rows())
+            if buffer.n >= buffer_rows:
+                yield from _batches(buffer.take((buffer.n // 2) // batch_size * batch_size), batch_size)
         if epoch == 0 and seen < batch_size:
             raise GreyglassError(f"one pass over the activations gives {seen} rows, fewer than one batch of "
                                  f"{batch_size}; use more text (a larger corpus or store) or a smaller --batch-size")
-    rows = _permuted(held, n_held, gen)
-    yield from _batches(rows, n_held if not drop_last else n_held // batch_size * batch_size, batch_size)
+    yield from _batches(buffer.take(buffer.n if not drop_last else buffer.n // batch_size * batch_size), batch_size)
 
 
-def _permuted(held: dict[str, list[Tensor]], n: int, gen: torch.Generator) -> Rows:
-    perm = torch.randperm(n, generator=gen)
-    return {s: torch.cat(parts)[perm] for s, parts in held.items()}
+class _ShuffleBuffer:
+    """Rows in no particular order in one preallocated block per site; `take` removes a random subset.
+
+    Each row is copied in once and out once (and at most once moved inside): permuting the whole
+    buffer at every emission costs several times more."""
+
+    def __init__(self, capacity: int, gen: torch.Generator):
+        self.capacity, self.gen, self.n = capacity, gen, 0
+        self.block: Rows = {}  # {site: [size, d]}, rows 0..n-1 in use
+
+    def add(self, rows: Rows) -> int:
+        m = len(next(iter(rows.values())))
+        if not self.block or self.n + m > len(next(iter(self.block.values()))):  # the first rows, or a larger chunk
+            size = max(self.capacity, self.n + m) + m
+            self.block = {s: torch.cat([self.block[s][:self.n] if self.block else r[:0],
+                                        r.new_empty(size - self.n, *r.shape[1:])]) for s, r in rows.items()}
+        for s, r in rows.items():
+            self.block[s][self.n:self.n + m] = r
+        self.n += m
+        return m
+
+    def take(self, k: int) -> Rows:
+        """`k` rows drawn without replacement, in random order; kept rows beyond the new end fill their places."""
+        perm = torch.randperm(self.n, generator=self.gen)
+        taken, kept, left = perm[:k], perm[k:], self.n - k
+        holes, movers = taken[taken < left], kept[kept >= left]  # as many of each
+        out = {s: b.index_select(0, taken) for s, b in self.block.items()}
+        for b in self.block.values():
+            b[holes] = b.index_select(0, movers)
+        self.n = left
+        return out
 
 
-def _batches(rows: Rows, n: int, batch_size: int) -> Iterator[Rows]:
+def _batches(rows: Rows, batch_size: int) -> Iterator[Rows]:
+    n = len(next(iter(rows.values()), ()))
     for lo in range(0, n, batch_size):
-        yield {s: r[lo:min(lo + batch_size, n)] for s, r in rows.items()}
+        yield {s: r[lo:lo + batch_size] for s, r in rows.items()}

@@ -99,3 +99,11 @@ def test_a_store_that_kept_bos_still_leaves_the_first_position_out(tiny_llama, t
     assert not kept.mask[:, 0].any() and kept.mask[:, 1:].all()
     ref = next(store_windows(store, SITES[:1]))
     assert torch.equal(kept.acts[SITES[0]][kept.mask], ref.acts[SITES[0]][ref.mask])
+
+
+def test_the_buffer_takes_chunks_larger_than_itself():
+    rows = torch.arange(60.0)[:, None]  # [60, 1], every row distinct
+    chunks = lambda epoch: [rows_as_windows({"x": rows[a:b]}) for a, b in ((0, 3), (3, 53), (53, 60))]
+    seen = torch.cat([b["x"] for b in shuffled_rows(chunks, 4, buffer_rows=10, seed=1, epochs=2, drop_last=False)])
+    assert len(seen) == 120 and torch.equal(seen.flatten().sort().values, rows.repeat(2, 1).flatten().sort().values)
+    assert not torch.equal(seen[:60], rows)
