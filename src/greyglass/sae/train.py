@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..activations import model_windows, shuffled_rows, store_windows
 from ..atomic import atomic_dir
-from ..data.corpus import CorpusConfig, corpus_fingerprint
+from ..data.corpus import corpus_fingerprint
 from ..errors import GreyglassError
 from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
@@ -53,6 +53,7 @@ FORWARD_TOKENS = 4096
 
 
 def windows_per_forward(context_size: int) -> int:
+    """Windows of `context_size` tokens per forward pass (or store read) feeding the shuffling buffer."""
     return max(1, FORWARD_TOKENS // context_size)
 
 
@@ -309,6 +310,9 @@ def _from_store(cfg: TrainRunConfig) -> _Source:
              "prepend_bos": m["corpus"].get("prepend_bos") is not False}
     provenance = {"store": str(store.folder), "model": m["model"], "corpus_fingerprint": m["corpus"]["fingerprint"],
                   TRAINING_TEXT: store_training_text(m)}
+    if store.n_tokens < cfg.train.batch_size:  # before any reading, naming the store
+        raise GreyglassError(f"{store.folder} holds {store.n_tokens} tokens, fewer than one batch of "
+                             f"{cfg.train.batch_size}; capture more or lower --batch-size")
     per_read = windows_per_forward(m["context_size"])
     batches = shuffled_rows(lambda epoch: store_windows(store, sites, per_read, shard_seed=cfg.train.seed + epoch),
                             cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
