@@ -337,6 +337,9 @@ def test_eval_refuses_text_it_cannot_show_is_held_out(tiny_llama, tmp_path, writ
 def test_cli_errors_are_one_line(store, tmp_path, capsys):
     assert main(["sae", "train", "--store", str(store.folder), "--site", "resid_post.3", "--out", str(tmp_path)]) == 2
     assert "has no site blocks.3.hook_resid_post" in capsys.readouterr().err
+    assert main(["sae", "train", "--store", str(store.folder), "--batch-size", "4096", "--out", str(tmp_path / "b")]) == 2
+    assert "holds 2000 tokens, fewer than one batch of 4096" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()  # nothing written
     assert main(["sae", "train", "--out", str(tmp_path)]) == 2
     assert "give --store" in capsys.readouterr().err
     assert main(["sae", "train", "--store", str(store.folder), "--model", "gpt2", "--out", str(tmp_path)]) == 2
