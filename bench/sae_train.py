@@ -122,10 +122,11 @@ def activations(args) -> torch.Tensor:
     """`[steps * batch, d_in]` activations: from a store when given, else seeded Gaussian data."""
     n = args.batch * args.steps
     if args.store:
+        from greyglass.activations import store_windows
         from greyglass.store.reader import ActivationStore
 
         store = ActivationStore(args.store)
-        rows = torch.cat(list(store.activations(batch_size=args.batch, shuffle=False)))[:n].float()
+        rows = torch.cat([w.rows()[store.site()] for w in store_windows(store, [store.site()])])[:n].float()
         return rows.repeat(-(-n // len(rows)), 1)[:n]
     gen = torch.Generator().manual_seed(0)
     return torch.randn(n, args.d_in, generator=gen) * 4 + torch.randn(args.d_in, generator=gen)

@@ -45,7 +45,8 @@ from greyglass.models.hooks import run_to_sites
 from greyglass.models.loader import load_model
 from greyglass.sae.absorption import LetterScores, first_letter_prompts, score_letters, vocab_words, word_activations
 from greyglass.sae.config import AbsorptionConfig, SAEConfig, TopKConfig, TrainConfig
-from greyglass.sae.train import model_rows, train_saes
+from greyglass.activations import model_windows, shuffled_rows
+from greyglass.sae.train import train_saes, windows_per_forward
 
 MEASURES = {"mean_absorption_fraction": ("mean_absorption_fraction_score", "std_dev_absorption_fraction_score"),
             "full_absorption_rate": ("mean_full_absorption_score", "std_dev_full_absorption_score"),
@@ -83,7 +84,8 @@ def train_sae(lm, site: str, tokens: int, out: Path):
                     model_name=lm.spec, context_size=128, prepend_bos=lm.prepend_bos, dead_tokens=tokens // 4)
     tcfg = TrainConfig(tokens=tokens, batch_size=1024, lr=1e-3, warmup_steps=10)
     corpus = CorpusConfig(context_size=128)
-    batches = model_rows(lm, [site], corpus, tcfg.batch_size, tcfg.buffer_tokens, seed=tcfg.seed)
+    batches = shuffled_rows(lambda epoch: model_windows(lm, [site], corpus, windows_per_forward(corpus.context_size)),
+                            tcfg.batch_size, tcfg.buffer_tokens, seed=tcfg.seed)
     return train_saes([cfg], tcfg, batches, out, progress=False).saes[0]
 
 

@@ -32,7 +32,7 @@ from greyglass.latents.build import build_features  # noqa: E402
 from greyglass.latents.config import BuildConfig, FeaturesConfig  # noqa: E402
 from greyglass.latents.db import FeatureDB  # noqa: E402
 from greyglass.latents.dashboard import latent_page  # noqa: E402
-from greyglass.latents.source import model_windows  # noqa: E402
+from greyglass.activations import model_windows, take_tokens  # noqa: E402
 from greyglass.models.loader import load_model  # noqa: E402
 from greyglass.runs import write_config, write_results  # noqa: E402
 from greyglass.sae.architectures import create_sae  # noqa: E402
@@ -68,7 +68,7 @@ def main() -> None:
     feats = sae_dir / "features"
     cfg = FeaturesConfig(tokens=args.tokens)
     write_config(feats, "features", model=lm.provenance(), config=BuildConfig(sae=str(sae_dir), features=cfg))
-    batches = model_windows(lm, SITE, CorpusConfig(), cfg.tokens, cfg.batch_windows)
+    batches = take_tokens(model_windows(lm, [SITE], CorpusConfig(), cfg.batch_windows), cfg.tokens)
     write_results(feats, build_features(lm, load_sae(sae_dir), batches, cfg, feats,
                                         {"sae": str(sae_dir), "model": lm.name}, progress=False))
     with open(root / "eval" / "e1" / "items.jsonl", "w") as f:

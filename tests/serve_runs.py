@@ -8,7 +8,7 @@ from greyglass.data import CorpusConfig
 from greyglass.directions import Direction
 from greyglass.latents.build import build_features
 from greyglass.latents.config import BuildConfig, FeaturesConfig
-from greyglass.latents.source import model_windows
+from greyglass.activations import model_windows, take_tokens
 from greyglass.runs import write_config, write_results
 from greyglass.sae.architectures import create_sae
 from greyglass.sae.config import SAEConfig, TopKConfig
@@ -35,7 +35,7 @@ def make_runs(root, lm):
     feats = sae_dir / "features"
     cfg = FeaturesConfig(tokens=1500, top_k=4, n_samples=4, window=3)
     write_config(feats, "features", model=lm.provenance(), config=BuildConfig(sae=str(sae_dir), features=cfg))
-    batches = model_windows(lm, SITE, CorpusConfig(context_size=64), cfg.tokens, cfg.batch_windows)
+    batches = take_tokens(model_windows(lm, [SITE], CorpusConfig(context_size=64), cfg.batch_windows), cfg.tokens)
     write_results(feats, build_features(lm, sae, batches, cfg, feats, {"sae": str(sae_dir), "model": lm.name}, progress=False))
     Direction(torch.randn(lm.d_model), SITE, "logistic", bias=0.1).save(root / "probe" / "p1" / "direction")
     Direction(torch.randn(7), SITE, "mean_diff").save(root / "probe" / "other_model")

@@ -9,7 +9,8 @@ from greyglass.sae.architectures import create_sae
 from greyglass.sae.config import MetricsConfig, SAEConfig, TopKConfig, TrainConfig
 from greyglass.sae.metrics import evaluate
 from greyglass.sae.io import load_sae
-from greyglass.sae.train import store_rows, train_saes
+from greyglass.activations import shuffled_rows, store_windows
+from greyglass.sae.train import train_saes
 from greyglass.store.config import CaptureConfig
 from greyglass.store.reader import ActivationStore
 from greyglass.store.writer import capture
@@ -31,7 +32,8 @@ def test_trained_topk_sae_recovers_most_of_the_loss(smollm, tmp_path):
     cfg = SAEConfig(arch=TopKConfig(k=32), d_in=576, d_sae=1152, dead_tokens=8192, hook_name=SITE,
                     model_name=smollm.spec, context_size=64)
     tcfg = TrainConfig(tokens=8192 * 5, batch_size=1024, lr=1e-3, warmup_steps=5)
-    result = train_saes([cfg], tcfg, store_rows(store, [SITE], 1024), tmp_path / "sae", progress=False)
+    rows = shuffled_rows(lambda epoch: store_windows(store, [SITE], shard_seed=epoch), 1024, tcfg.buffer_tokens)
+    result = train_saes([cfg], tcfg, rows, tmp_path / "sae", progress=False)
     sae = load_sae(result.folders[0])
     r = evaluate(sae, smollm, MetricsConfig(tokens=512, batch_windows=8), progress=False)
     assert r.l0 <= 32 + 1e-6 and r.n_tokens >= 512
@@ -44,5 +46,5 @@ def test_trained_topk_sae_recovers_most_of_the_loss(smollm, tmp_path):
     # once let any SAE reach 0.99, are left out)
     assert r.explained_variance > 0.35 and r.cosine > 0.8
     # the saved SAE reads raw activations exactly as the trained one did
-    x = next(store.activations(SITE, batch_size=256, shuffle=False))
+    x = next(store_windows(store, [SITE])).rows()[SITE][:256]
     torch.testing.assert_close(sae.encode(x), result.saes[0].encode(x), rtol=1e-3, atol=1e-3)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from greyglass.activations import model_windows, take_tokens
 from greyglass.cli import main
 from greyglass.data import CorpusConfig
 from greyglass.errors import GreyglassError
@@ -15,7 +16,7 @@ from greyglass.latents.build import build_features
 from greyglass.latents.config import ConceptConfig, FeaturesConfig
 from greyglass.latents.dashboard import latent_summary, write_html
 from greyglass.latents.db import DB_NAME, FeatureDB, set_explanation
-from greyglass.latents.source import model_windows, text_latents
+from greyglass.latents.source import text_latents
 from greyglass.sae.io import load_sae
 from greyglass.job import RunInfo
 from greyglass.models.hooks import run_to_sites
@@ -56,7 +57,7 @@ def planted(tiny_llama, tmp_path_factory):
     sae = load_sae(folder)
     out = folder / "features"
     cfg = FeaturesConfig(tokens=3000, top_k=8, n_samples=8, window=4)
-    batches = model_windows(lm, SITE, CorpusConfig(context_size=64), cfg.tokens, cfg.batch_windows)
+    batches = take_tokens(model_windows(lm, [SITE], CorpusConfig(context_size=64), cfg.batch_windows), cfg.tokens)
     summary = build_features(lm, sae, batches, cfg, out, {"sae": str(folder), "model": lm.name}, progress=False)
     return lm, sae, out, summary
 
@@ -329,7 +330,8 @@ def test_explainer_client_against_local_stub(planted, stub_server, tmp_path):
 
 
 def test_store_source_matches_on_the_fly(planted, tmp_path):
-    from greyglass.latents.source import encode_batch, store_windows
+    from greyglass.activations import store_windows
+    from greyglass.latents.source import encode_batch
     from greyglass.latents.stats import StatsAccumulator
     from greyglass.store.config import CaptureConfig
     from greyglass.store.reader import ActivationStore
@@ -340,11 +342,11 @@ def test_store_source_matches_on_the_fly(planted, tmp_path):
     capture(lm, CaptureConfig(sites=(SITE,), tokens=16 * 63, batch_tokens=512, shard_tokens=300), corpus,
             tmp_path / "store", progress=False)
     results = []
-    for batches in (store_windows(ActivationStore(tmp_path / "store"), SITE, 1000),
-                    model_windows(lm, SITE, corpus, 1000)):
+    for batches in (take_tokens(store_windows(ActivationStore(tmp_path / "store"), [SITE]), 1000),
+                    take_tokens(model_windows(lm, [SITE], corpus), 1000)):
         acc = StatsAccumulator(D_SAE, k=5, n_samples=5, window=3)
         for b in batches:
-            acc.update(b.tokens, encode_batch(sae, b), b.mask)
+            acc.update(b.tokens, encode_batch(sae, b.acts[SITE], b.mask), b.mask)
         results.append(acc.result())
     from_store, on_the_fly = results
     assert from_store.n_tokens == on_the_fly.n_tokens == 16 * 63  # whole windows, BOS excluded
@@ -477,7 +479,7 @@ def test_ctrl_c_keeps_the_tokens_already_read(planted, tmp_path):
     lm, sae, _, _ = planted
 
     def interrupted():
-        batches = model_windows(lm, SITE, CorpusConfig(context_size=64), 10_000)
+        batches = model_windows(lm, [SITE], CorpusConfig(context_size=64))
         yield next(batches)
         yield next(batches)
         raise KeyboardInterrupt

@@ -17,7 +17,8 @@ from greyglass.sae.architectures import create_sae
 from greyglass.sae.config import (ARCHITECTURES, FreqCostConfig, JumpReLUConfig, SAEConfig, TopKConfig, TrainConfig,
                                   TrainRunConfig, with_dead_window)
 from greyglass.sae.io import load_sae, load_sparsity, read_training, saelens_cfg, save_sae
-from greyglass.sae.train import model_rows, store_rows, train_saes
+from greyglass.activations import model_windows, shuffled_rows, store_windows
+from greyglass.sae.train import train_saes
 from greyglass.store.config import CaptureConfig
 from greyglass.store.reader import ActivationStore
 from greyglass.store.writer import capture
@@ -41,6 +42,11 @@ def _cfg(arch="topk", site=SITE, freq_cost=FreqCostConfig(), **settings):
                      freq_cost=freq_cost)
 
 
+def store_rows(store, sites, batch_size):
+    """Endless shuffled training rows of a store, as `sae train` reads it."""
+    return shuffled_rows(lambda epoch: store_windows(store, sites, shard_seed=epoch), batch_size, buffer_rows=1024)
+
+
 def _weights(folder):
     return load_file(str(folder / "sae_weights.safetensors"))
 
@@ -59,7 +65,7 @@ def test_train_from_store_writes_a_saelens_folder(store, tmp_path):
     assert read_training(folder)["sae"]["norm_scale"] > 0
     assert not (tmp_path / "run" / "checkpoint").exists()
     # the loaded (folded) SAE computes the same function of raw activations as the trained one
-    x = next(store.activations(SITE, batch_size=64, shuffle=False))
+    x = next(store_windows(store, [SITE])).rows()[SITE][:64]
     loaded = load_sae(folder)
     torch.testing.assert_close(loaded.encode(x), result.saes[0].encode(x), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(loaded.reconstruct(x), result.saes[0].reconstruct(x), rtol=1e-4, atol=1e-4)
@@ -171,12 +177,13 @@ def test_the_dead_window_is_a_fraction_of_training_within_bounds():
 
 
 def test_on_the_fly_batches_are_shuffled_activations_of_the_model(tiny_llama):
-    stream = model_rows(tiny_llama, ["resid_post.2"], CorpusConfig(context_size=32), batch_size=128,
-                              buffer_tokens=512, forward_tokens=256)
-    first = next(stream)[SITE]
+    def rows():
+        passes = lambda epoch: model_windows(tiny_llama, ["resid_post.2"], CorpusConfig(context_size=32), 8)
+        return shuffled_rows(passes, batch_size=128, buffer_rows=512)
+
+    first = next(rows())[SITE]
     assert first.shape == (128, 64) and torch.isfinite(first).all()
-    again = next(model_rows(tiny_llama, ["resid_post.2"], CorpusConfig(context_size=32), batch_size=128,
-                                  buffer_tokens=512, forward_tokens=256))[SITE]
+    again = next(rows())[SITE]
     assert torch.equal(first, again)  # deterministic for a seed, so resume can replay it
 
 
@@ -330,6 +337,9 @@ def test_eval_refuses_text_it_cannot_show_is_held_out(tiny_llama, tmp_path, writ
 def test_cli_errors_are_one_line(store, tmp_path, capsys):
     assert main(["sae", "train", "--store", str(store.folder), "--site", "resid_post.3", "--out", str(tmp_path)]) == 2
     assert "has no site blocks.3.hook_resid_post" in capsys.readouterr().err
+    assert main(["sae", "train", "--store", str(store.folder), "--batch-size", "4096", "--out", str(tmp_path / "b")]) == 2
+    assert "holds 2000 tokens, fewer than one batch of 4096" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()  # nothing written
     assert main(["sae", "train", "--out", str(tmp_path)]) == 2
     assert "give --store" in capsys.readouterr().err
     assert main(["sae", "train", "--store", str(store.folder), "--model", "gpt2", "--out", str(tmp_path)]) == 2

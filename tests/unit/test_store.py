@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from greyglass import GreyglassError
 from greyglass.cli import main
+from greyglass.activations import shuffled_rows, store_windows
 from greyglass.data import CorpusConfig, windows
 from greyglass.models.dtypes import DTYPES, torch_dtype
 from greyglass.models.hooks import run_to_sites
@@ -49,22 +50,29 @@ def test_stored_values_equal_a_direct_forward_pass(store, tiny_llama):
     assert shard["doc"][:n].tolist() == [d for w in first for d in w.docs[1:]]
 
 
-def test_shuffled_batches_cover_every_row_once(store):
-    seen = torch.cat([b["token_ids"] for b in store.batches(["token_ids", "doc", "pos"], 256, seed=3)])
-    seq = torch.cat([b["token_ids"] for b in store.batches(["token_ids"], 256, shuffle=False)])
+def _first_rows(store, site, n):
+    """The store's first `n` rows of `site` in written order."""
+    return next(store_windows(store, [site])).rows()[store.site(site)][:n]
+
+
+def test_shuffled_rows_of_a_store_cover_every_row_once(store):
+    site = store.site("resid_post.2")
+    rows = lambda seed: shuffled_rows(lambda e: store_windows(store, [site], shard_seed=seed), 256, buffer_rows=700,
+                                      seed=seed, epochs=1, drop_last=False)
+    seen = torch.cat([b[site] for b in rows(3)])
+    seq = torch.cat([w.rows()[site] for w in store_windows(store, [site])])
     assert len(seen) == len(seq) == 3000
     assert not torch.equal(seen, seq)
-    assert torch.equal(seen.sort().values, seq.sort().values)
-    batches = list(store.activations("resid_post.2", batch_size=512, drop_last=True))
-    assert all(b.shape == (512, 64) for b in batches)
+    assert torch.equal(seen.sort(0).values, seq.sort(0).values)
+    assert all(len(b[site]) == 256 for b in shuffled_rows(lambda e: store_windows(store, [site]), 256, 700, epochs=1))
 
 
-def test_shuffled_reading_holds_only_a_few_shards(store, monkeypatch):
+def test_store_windows_read_one_shard_at_a_time(store, monkeypatch):
     reads = []
     original = ActivationStore.read_shard
     monkeypatch.setattr(ActivationStore, "read_shard", lambda self, i, keys: reads.append(i) or original(self, i, keys))
-    next(iter(store.batches(["token_ids"], 16, shards_in_memory=2)))
-    assert len(reads) == 2 < len(store.manifest["shards"])
+    next(store_windows(store, ["resid_post.2"], batch_windows=2))
+    assert len(reads) == 1 < len(store.manifest["shards"])
 
 
 def test_resume_after_a_crash_gives_identical_shards(store, tiny_llama, tmp_path, monkeypatch, capsys):
@@ -115,7 +123,7 @@ def test_corrupt_and_missing_shards_are_named(store, tmp_path):
     first, second = broken.manifest["shards"][0]["file"], broken.manifest["shards"][1]["file"]
     (out / first).write_bytes((out / first).read_bytes()[:100])
     with pytest.raises(GreyglassError, match=f"shard .*{first} is corrupt"):
-        list(broken.batches(["token_ids"], 64, shuffle=False))
+        list(store_windows(broken, ["resid_post.2"]))
     (out / second).unlink()
     with pytest.raises(GreyglassError, match=f"shard .*{second} is missing"):
         broken.read_shard(1, ["token_ids"])
@@ -143,8 +151,7 @@ def test_bfloat16_storage_halves_the_bytes(tiny_llama, tmp_path, store):
     cfg = CaptureConfig(sites=SITES, tokens=3000, batch_tokens=256, shard_tokens=700, store_dtype="bfloat16")
     out = capture(tiny_llama, cfg, CORPUS, tmp_path / "bf16", progress=False)
     half = ActivationStore(out)
-    act = next(half.activations("resid_post.2", 64, shuffle=False))
-    ref = next(store.activations("resid_post.2", 64, shuffle=False))
+    act, ref = _first_rows(half, "resid_post.2", 64), _first_rows(store, "resid_post.2", 64)
     assert act.dtype == torch.bfloat16
     torch.testing.assert_close(act.float(), ref, atol=0.05, rtol=0.02)
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ..activations import Windows, model_windows, store_windows, take_tokens
 from ..errors import GreyglassError
 from ..models.lens import logit_lens
 from ..models.lm import LoadedModel
@@ -25,24 +26,26 @@ from .config import BuildConfig, BuildResults, FeaturesConfig
 from .db import DB_NAME, FeatureDB, write_db
 from ..sae.io import load_sae
 from ..sae.model import SparseAutoencoder
-from .source import Batch, model_windows, encode_batch, store_windows
+from .source import encode_batch
 from .stats import StatsAccumulator
 
 
-def build_features(lm: LoadedModel, sae: SparseAutoencoder, batches: Iterable[Batch], cfg: FeaturesConfig,
+def build_features(lm: LoadedModel, sae: SparseAutoencoder, batches: Iterable[Windows], cfg: FeaturesConfig,
                    out: str | Path, meta: dict[str, Any], progress: bool = True) -> BuildResults:
-    """One pass over `batches`; writes `out/features.sqlite` and returns summary numbers.
+    """One pass over `batches` (windows holding the SAE's site); writes `out/features.sqlite` and returns summary
+    numbers.
 
     Ctrl-C stops the pass early: the database is still written from the tokens seen so far
     (marked `complete: false`) before the interrupt is passed on.
     """
     sae.check_site(lm.d_model, lm.name)
+    site = lm.site(sae.cfg.hook_name).name
     acc = StatsAccumulator(sae.cfg.d_sae, cfg.top_k, cfg.n_samples, cfg.window)
     start, interrupted = time.perf_counter(), False
     bar = tqdm(total=cfg.tokens, unit="tok", desc="features", disable=not progress)
     try:
         for batch in batches:
-            acc.update(batch.tokens, encode_batch(sae, batch), batch.mask)
+            acc.update(batch.tokens, encode_batch(sae, batch.acts[site], batch.mask), batch.mask)
             bar.update(int(batch.mask.sum()))
     except KeyboardInterrupt:
         interrupted = True
@@ -94,17 +97,17 @@ def _explainer(cfg: BuildConfig):
     return ExplainerClient(JsonClient(cfg.explainer), cfg.explainer_model)
 
 
-def _activations(lm: LoadedModel, sae: SparseAutoencoder, cfg: BuildConfig) -> tuple[Iterator[Batch], str]:
-    """The batches the statistics read, from the store or the model on the corpus, and their data fingerprint."""
-    site, n = sae.cfg.hook_name, cfg.features.tokens
+def _activations(lm: LoadedModel, sae: SparseAutoencoder, cfg: BuildConfig) -> tuple[Iterator[Windows], str]:
+    """The windows the statistics read, from the store or the model on the corpus, and their data fingerprint."""
+    sites, n, per_batch = [sae.cfg.hook_name], cfg.features.tokens, cfg.features.batch_windows
     if cfg.store is None:
         from ..data.corpus import corpus_fingerprint
 
-        return model_windows(lm, site, cfg.corpus, n, cfg.features.batch_windows), corpus_fingerprint(cfg.corpus)
+        return take_tokens(model_windows(lm, sites, cfg.corpus, per_batch), n), corpus_fingerprint(cfg.corpus)
     from ..store.reader import ActivationStore
 
     store = ActivationStore(cfg.store)
     if store.manifest["model"]["sha256"] != lm.sha256:
         raise GreyglassError(f"activation store {cfg.store} was captured from {store.manifest['model']['name']}, "
                              f"not {lm.name}; pass the same --model the store was captured with")
-    return store_windows(store, site, n, cfg.features.batch_windows), store.manifest["corpus"]["fingerprint"]
+    return take_tokens(store_windows(store, sites, per_batch), n), store.manifest["corpus"]["fingerprint"]

@@ -233,7 +233,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     """Write a resumable checkpoint every this many tokens (0: only on Ctrl-C and at the end)."""
     buffer_tokens: int = 65_536
-    """On-the-fly training: activations kept in the shuffling buffer."""
+    """Activations (rows) kept in the shuffling buffer, from a store or on the fly."""
 
     def __post_init__(self) -> None:
         for name in ("tokens", "batch_size", "lr", "buffer_tokens"):

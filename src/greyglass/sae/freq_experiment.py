@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from ..activations import model_windows, shuffled_rows
 from ..atomic import write_text
 from ..data.corpus import corpus_fingerprint
 from ..job import RunInfo
@@ -37,7 +38,7 @@ from .io import saelens_encoder
 from .metrics import evaluate
 from .report import freq_experiment_section
 from .results import FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, FreqResults, FreqRow
-from .train import model_rows, train_saes
+from .train import train_saes, windows_per_forward
 
 VARIANTS = ("topk", "topk+freq", "jumprelu", "jumprelu+freq")
 
@@ -64,7 +65,8 @@ def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, out: Path, progre
                         corpus_fingerprint=corpus_fingerprint(corpus))
     variants = variant_configs(cfg, lm, corpus.context_size)
     site = variants[0][2].hook_name
-    batches = model_rows(lm, [site], corpus, cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
+    batches = shuffled_rows(lambda epoch: model_windows(lm, [site], corpus, windows_per_forward(corpus.context_size)),
+                            cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
     trained = train_saes([c for _, _, c in variants], cfg.train, batches, out / "saes", resume=resume,
                          progress=progress, provenance={"model": lm.provenance(), TRAINING_TEXT: training_text(corpus)},
                          device=str(lm.device))

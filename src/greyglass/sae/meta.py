@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..activations import rows_as_windows, shuffled_rows
 from ..errors import GreyglassError
 from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
@@ -57,15 +58,8 @@ def train_meta_sae(sae: SparseAutoencoder, cfg: MetaConfig, out: str | Path, pro
     # same seed the meta-latents would start on the SAE's own initial rows, so offset it
     tcfg = TrainConfig(tokens=cfg.steps * batch, batch_size=batch, lr=cfg.lr, warmup_steps=min(100, cfg.steps // 10),
                        seed=cfg.seed + _SEED_OFFSET)
-    return train_saes([mcfg], tcfg, _row_batches(rows, batch, cfg.seed), out, progress=progress).saes[0]
-
-
-def _row_batches(rows: Tensor, batch: int, seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    while True:
-        perm = torch.randperm(len(rows), generator=gen)
-        for lo in range(0, len(rows) - batch + 1, batch):
-            yield {"": rows[perm[lo:lo + batch]]}
+    batches = shuffled_rows(lambda epoch: [rows_as_windows({"": rows})], batch, buffer_rows=d_sae, seed=cfg.seed)
+    return train_saes([mcfg], tcfg, batches, out, progress=progress).saes[0]
 
 
 @torch.no_grad()

@@ -24,7 +24,6 @@ disjoint from the SAE's training documents; the metrics say which (`SAEMetrics.h
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from pathlib import Path
@@ -34,9 +33,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from ..data.corpus import CorpusConfig, corpus_fingerprint, windows
+from ..activations import model_windows, take_tokens
+from ..data.corpus import CorpusConfig, corpus_fingerprint
 from ..errors import GreyglassError
-from ..models.hooks import capturing, replacing, run_to_sites
+from ..models.hooks import capturing, replacing
 from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..stats import mean_ci
@@ -129,11 +129,10 @@ def evaluate(sae: SparseAutoencoder, lm: LoadedModel, cfg: MetricsConfig = Metri
     sae.check_site(lm.d_model, f"{lm.name} at {site_name}")
     sae = sae.to(lm.device).eval()
     corpus = corpus or CorpusConfig(split="heldout", context_size=sae.cfg.context_size)
-    batches = _eval_batches(lm, corpus, cfg)
+    batches, mean = _eval_windows(lm, site_name, corpus, cfg)
     sums = _Sums(sae.cfg.d_in, sae.cfg.d_sae)
     bar = tqdm(total=cfg.tokens, unit="tok", unit_scale=True, desc="eval SAE", disable=not progress)
     with torch.inference_mode():
-        mean = _mean_activation(lm, site_name, batches)
         for i, (ids, keep) in enumerate(batches):  # every batch but the last holds batch_windows windows
             _add_batch(sums, sae, lm, site_name, mean, ids.to(lm.device), keep.to(lm.device), i * cfg.batch_windows)
             bar.update(int(keep.sum()))
@@ -160,28 +159,19 @@ def _add_batch(sums: _Sums, sae: SparseAutoencoder, lm: LoadedModel, site: str, 
         sums.add_spliced(name, _log_probs(_splice(lm, ids, site, keep, rows), predicts), clean_logp, target)
 
 
-def _eval_batches(lm: LoadedModel, corpus: CorpusConfig, cfg: MetricsConfig) -> list[tuple[Tensor, Tensor]]:
-    """(ids [B, T], keep [B, T]) batches of windows holding at least `cfg.tokens` kept positions."""
-    stream = windows(lm.tokenizer, corpus, lm.prepend_bos)
-    batches, kept = [], 0
-    while kept < cfg.tokens and (chunk := list(itertools.islice(stream, cfg.batch_windows))):
-        keep = ~torch.tensor([w.is_sink for w in chunk])
-        batches.append((torch.tensor([w.tokens for w in chunk]), keep))
-        kept += int(keep.sum())
+def _eval_windows(lm: LoadedModel, site: str, corpus: CorpusConfig,
+                  cfg: MetricsConfig) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+    """The (ids [B, T], keep [B, T]) batches of windows holding at least `cfg.tokens` kept positions, and the
+    site's mean activation [d] over those positions (from the same early-stopped passes)."""
+    batches, total, n = [], torch.zeros((), dtype=torch.float64), 0
+    for w in take_tokens(model_windows(lm, [site], corpus, cfg.batch_windows), cfg.tokens):
+        x = w.acts[site][w.mask].double()  # [n, d]
+        total, n = total + x.sum(0), n + len(x)
+        batches.append((w.tokens, w.mask))
     if not batches:
         raise GreyglassError(f"the evaluation corpus ({corpus.corpus or 'bundled'}, split {corpus.split}) gave no window "
                              f"of {corpus.context_size} tokens; give a larger --corpus or a smaller --context-size")
-    return batches
-
-
-def _mean_activation(lm: LoadedModel, site: str, batches: list[tuple[Tensor, Tensor]]) -> Tensor:
-    """The site's mean activation [d] over the kept positions of `batches` (early-stopped passes)."""
-    total, n = None, 0
-    for ids, keep in batches:
-        x = run_to_sites(lm, ids.to(lm.device), [site])[site][keep.to(lm.device)].double()  # [n, d]
-        total = x.sum(0) if total is None else total + x.sum(0)
-        n += len(x)
-    return total / n
+    return batches, (total / n).to(lm.device)
 
 
 def _log_probs(logits: Tensor, predicts: Tensor) -> Tensor:

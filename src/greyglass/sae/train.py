@@ -1,8 +1,8 @@
 """Train one or several SAEs from one stream of activation batches, with exact resume.
 
-The stream is a dict `{site: [batch_size, d_in]}` per step, from an activation store
-(`store_rows`) or produced on the fly by the model through a shuffling buffer
-(`model_rows`). Every SAE in the run sees the same batches, so several sites or
+The stream is a dict `{site: [batch_size, d_in]}` per step: `activations.shuffled_rows` over the
+windows of an activation store (`store_windows`, shards in a seeded order) or of the model on the
+fly (`model_windows`). Every SAE in the run sees the same batches, so several sites or
 hyper-parameters cost one pass over the data.
 
 Resume is exact: a checkpoint holds each SAE's state (weights and buffers), its optimiser's
@@ -31,10 +31,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from ..activations import model_windows, shuffled_rows, store_windows
 from ..atomic import atomic_dir
-from ..data.corpus import CorpusConfig, corpus_fingerprint, windows
+from ..data.corpus import corpus_fingerprint
 from ..errors import GreyglassError
-from ..models.hooks import run_to_sites
 from ..models.lm import LoadedModel
 from ..records import from_json
 from ..runs import write_config, write_results
@@ -49,47 +49,13 @@ from .results import TrainedSAE, TrainResults
 CHECKPOINT = "checkpoint"
 Batches = Iterator[dict[str, torch.Tensor]]
 _SPARSITY_FROM = 0.8  # firing rates are counted over the last 20% of training
+FORWARD_TOKENS = 4096
+"""Tokens per forward pass (or per read from a store) into the shuffling buffer."""
 
 
-def store_rows(store: ActivationStore, sites: Sequence[str], batch_size: int, seed: int = 0) -> Batches:
-    """Endless shuffled full batches from a store; each pass over it reshuffles with the next seed."""
-    names = [store.site(s) for s in sites]
-    if store.n_tokens < batch_size:
-        raise GreyglassError(f"{store.folder} holds {store.n_tokens} tokens, fewer than one batch of "
-                             f"{batch_size}; capture more or lower --batch-size")
-    for epoch in itertools.count():
-        yield from store.batches(names, batch_size, seed=seed + epoch, drop_last=True)
-
-
-def model_rows(lm: LoadedModel, sites: Sequence[str], corpus: CorpusConfig, batch_size: int,
-               buffer_tokens: int, seed: int = 0, forward_tokens: int = 4096) -> Batches:
-    """Endless batches produced by the model: windows -> activations (each window's first row, BOS or attention sink, dropped) -> a
-    shuffling buffer of `buffer_tokens` rows, half of which is emitted at a time."""
-    names = [lm.site(s).name for s in sites]
-    gen = torch.Generator().manual_seed(seed)
-    per_forward = max(1, forward_tokens // corpus.context_size)
-    buffer: dict[str, list[torch.Tensor]] = {s: [] for s in names}
-    held = 0
-    for epoch in itertools.count():
-        stream = windows(lm.tokenizer, corpus, lm.prepend_bos)
-        while chunk := list(itertools.islice(stream, per_forward)):
-            ids = torch.tensor([w.tokens for w in chunk], device=lm.device)  # [B, T]
-            keep = ~torch.tensor([w.is_sink for w in chunk])
-            acts = run_to_sites(lm, ids, names)
-            for s in names:
-                buffer[s].append(acts[s][keep.to(acts[s].device)].float().cpu())  # [n, d]
-            held += int(keep.sum())
-            if held >= buffer_tokens:
-                rows = {s: torch.cat(v) for s, v in buffer.items()}
-                perm = torch.randperm(held, generator=gen)
-                rows = {s: v[perm] for s, v in rows.items()}
-                emit = (held // 2) // batch_size * batch_size
-                for i in range(0, emit, batch_size):
-                    yield {s: v[i : i + batch_size] for s, v in rows.items()}
-                buffer = {s: [v[emit:]] for s, v in rows.items()}
-                held -= emit
-        if epoch == 0 and held < batch_size:
-            raise GreyglassError("the corpus is smaller than one batch; use a larger corpus or a smaller --batch-size")
+def windows_per_forward(context_size: int) -> int:
+    """Windows of `context_size` tokens per forward pass (or store read) feeding the shuffling buffer."""
+    return max(1, FORWARD_TOKENS // context_size)
 
 
 class TrainResult(NamedTuple):
@@ -345,8 +311,13 @@ def _from_store(cfg: TrainRunConfig) -> _Source:
              "prepend_bos": m["corpus"].get("prepend_bos") is not False}
     provenance = {"store": str(store.folder), "model": m["model"], "corpus_fingerprint": m["corpus"]["fingerprint"],
                   TRAINING_TEXT: store_training_text(m)}
-    return _Source(store_rows(store, sites, cfg.train.batch_size, seed=cfg.train.seed), sites, store.d_model, facts,
-                   provenance)
+    if store.n_tokens < cfg.train.batch_size:  # before any reading, naming the store
+        raise GreyglassError(f"{store.folder} holds {store.n_tokens} tokens, fewer than one batch of "
+                             f"{cfg.train.batch_size}; capture more or lower --batch-size")
+    per_read = windows_per_forward(m["context_size"])
+    batches = shuffled_rows(lambda epoch: store_windows(store, sites, per_read, shard_seed=cfg.train.seed + epoch),
+                            cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
+    return _Source(batches, sites, store.d_model, facts, provenance)
 
 
 def _on_the_fly(lm: LoadedModel, cfg: TrainRunConfig) -> _Source:
@@ -356,7 +327,8 @@ def _on_the_fly(lm: LoadedModel, cfg: TrainRunConfig) -> _Source:
              "prepend_bos": lm.prepend_bos if corpus.prepend_bos is None else corpus.prepend_bos}
     provenance = {"model": lm.provenance(), "corpus": asdict(corpus), "corpus_fingerprint": corpus_fingerprint(corpus),
                   TRAINING_TEXT: training_text(corpus)}
-    batches = model_rows(lm, sites, corpus, cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
+    batches = shuffled_rows(lambda epoch: model_windows(lm, sites, corpus, windows_per_forward(corpus.context_size)),
+                            cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
     return _Source(batches, sites, lm.d_model, facts, provenance)
 
 

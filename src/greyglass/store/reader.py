@@ -1,13 +1,12 @@
-"""`ActivationStore`: read a captured store in shuffled or sequential minibatches.
+"""`ActivationStore`: a captured store's manifest and its shards, read one at a time with clear errors.
 
-Shuffled reading visits the shards in a random order, a few at a time, and shuffles the
-rows of those shards together; peak memory is `shards_in_memory` shards whatever the size
-of the store.
+Batches of activations come from `greyglass.activations`: `store_windows` cuts the shards back
+into windows (one shard in memory), `shuffled_rows` makes training rows of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..errors import GreyglassError
-from .manifest import META_KEYS, read_manifest
+from .manifest import read_manifest
 
 
 class ActivationStore:
@@ -69,46 +68,6 @@ class ActivationStore:
                 return {k: f.get_tensor(k) for k in keys}
         except (SafetensorError, OSError) as e:
             raise GreyglassError(f"shard {path} is corrupt ({e}); recapture it") from None
-
-    def batches(
-        self,
-        keys: Sequence[str],
-        batch_size: int,
-        shuffle: bool = True,
-        seed: int = 0,
-        shards_in_memory: int = 4,
-        drop_last: bool = False,
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """Minibatches `{key: [batch_size, ...]}` over the whole store (one epoch)."""
-        for k in keys:
-            if k not in self.sites and k not in META_KEYS:
-                raise GreyglassError(f"{self.folder} has no tensor {k!r}; it has {', '.join(self.sites + list(META_KEYS))}")
-        n_shards = len(self.manifest["shards"])
-        gen = torch.Generator().manual_seed(seed)
-        order = torch.randperm(n_shards, generator=gen).tolist() if shuffle else list(range(n_shards))
-        group = shards_in_memory if shuffle else 1
-        carry: dict[str, torch.Tensor] | None = None
-        for start in range(0, n_shards, group):
-            parts = [self.read_shard(i, keys) for i in order[start : start + group]]
-            if carry is not None:
-                parts.insert(0, carry)
-            rows = {k: torch.cat([p[k] for p in parts]) for k in keys}
-            n = len(rows[keys[0]])
-            if shuffle:
-                perm = torch.randperm(n, generator=gen)
-                rows = {k: v[perm] for k, v in rows.items()}
-            full = n - n % batch_size
-            for i in range(0, full, batch_size):
-                yield {k: v[i : i + batch_size] for k, v in rows.items()}
-            carry = {k: v[full:] for k, v in rows.items()} if full < n else None
-        if carry is not None and not drop_last:
-            yield carry
-
-    def activations(self, site: str | None = None, batch_size: int = 4096, **kw: Any) -> Iterator[torch.Tensor]:
-        """Minibatches of one site's activations `[batch_size, d_model]`."""
-        name = self.site(site)
-        for b in self.batches([name], batch_size, **kw):
-            yield b[name]
 
     def summary(self) -> str:
         """The store in plain words from its manifest, also while unfinished: the terminal text of `greyglass info`

@@ -1,6 +1,7 @@
 """`capture`: run a model over a corpus and write the activations at some sites to disk.
 
-The forward pass stops after the deepest requested site, under `inference_mode`. Rows for
+The model runs over the corpus's windows (`activations.model_windows`: the forward pass stops
+after the deepest requested site, under `inference_mode`). Rows for
 each window's first position (BOS, or the attention-sink token where there is no BOS) are
 dropped unless `keep_bos`. A shard is written (atomically) after the batch
 that fills it, so shards always hold whole batches; an interrupted capture resumes after
@@ -10,10 +11,8 @@ its last complete shard and, because the batches are the same, writes identical 
 
 from __future__ import annotations
 
-import itertools
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,12 +20,12 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from ..activations import Windows, model_windows
 from ..atomic import atomic_path, write_json
 from ..clock import iso_seconds
-from ..data.corpus import CorpusConfig, Window, corpus_fingerprint, documents_fingerprint, windows
+from ..data.corpus import CorpusConfig, corpus_fingerprint, documents_fingerprint
 from ..errors import GreyglassError
 from ..models.dtypes import torch_dtype
-from ..models.hooks import run_to_sites
 from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..version import __version__
@@ -50,19 +49,17 @@ def capture(
     manifest = _start_or_resume(out, fresh, resume)
     if manifest["complete"]:
         return out
-    stream = windows(lm.tokenizer, corpus, lm.prepend_bos)
-    stream = itertools.islice(stream, manifest["windows_done"], None)
     bar = tqdm(total=cfg.tokens, initial=manifest["n_tokens"], unit="tok", unit_scale=True,
                desc=f"capture {', '.join(sites)}", disable=not progress, smoothing=0.1)
     pending: dict[str, list[torch.Tensor]] = {k: [] for k in [*sites, "token_ids", "doc", "pos"]}
     pending_windows = 0
     remaining = cfg.tokens - manifest["n_tokens"]
-    for batch in _batches(stream, batch_windows):
-        rows = _capture_batch(lm, batch, sites, cfg)
+    for batch in model_windows(lm, sites, corpus, batch_windows, skip=manifest["windows_done"]):
+        rows = _rows(batch, cfg)
         rows = {k: v[:remaining] for k, v in rows.items()}
         for k, v in rows.items():
             pending[k].append(v)
-        pending_windows += len(batch)
+        pending_windows += len(batch.tokens)
         n = len(rows["token_ids"])
         remaining -= n
         bar.update(n)
@@ -115,21 +112,14 @@ def _remove_empty_store(out: Path) -> None:
         out.rmdir()
 
 
-def _capture_batch(lm: LoadedModel, batch: list[Window], sites: list[str], cfg: CaptureConfig):
-    ids = torch.tensor([w.tokens for w in batch], device=lm.device)  # [B, T]
-    keep = ~torch.tensor([w.is_sink for w in batch]) if not cfg.keep_bos else torch.ones_like(ids, dtype=torch.bool)
-    acts = run_to_sites(lm, ids, sites)
-    rows = {s: acts[s][keep.to(acts[s].device)].to("cpu", torch_dtype(cfg.store_dtype)) for s in sites}  # [n, d]
-    pos = torch.arange(ids.shape[1]).expand_as(ids)
-    rows["token_ids"] = ids.cpu()[keep].to(torch.int32)
-    rows["doc"] = torch.tensor([w.docs for w in batch], dtype=torch.int32)[keep]
-    rows["pos"] = pos[keep].to(torch.int32)
+def _rows(batch: Windows, cfg: CaptureConfig) -> dict[str, torch.Tensor]:
+    """The rows a store keeps of a batch of windows: every site, token ids, documents, positions."""
+    keep = batch.mask if not cfg.keep_bos else torch.ones_like(batch.mask)  # [B, T]
+    rows = {s: a[keep].to(torch_dtype(cfg.store_dtype)) for s, a in batch.acts.items()}  # [n, d]
+    rows["token_ids"] = batch.tokens[keep].to(torch.int32)
+    rows["doc"] = batch.docs[keep].to(torch.int32)
+    rows["pos"] = torch.arange(keep.shape[1]).expand_as(keep)[keep].to(torch.int32)
     return rows
-
-
-def _batches(stream: Iterator[Window], n: int) -> Iterator[list[Window]]:
-    while batch := list(itertools.islice(stream, n)):
-        yield batch
 
 
 def _write_shard(out: Path, manifest: dict, pending: dict[str, list[torch.Tensor]], n_windows: int) -> None:
