@@ -125,6 +125,17 @@ def test_resume_is_exact_with_any_optimiser(store, tmp_path, monkeypatch):
     _assert_same_weights(full.folders[0], _crash_then_resume(store, tmp_path / "cut", _cfg()).folders[0])
 
 
+def test_a_checkpoint_of_another_row_order_is_a_clear_error(store, tmp_path):
+    # resuming skips the batches seen, which continues the run only on the stream it was reading
+    _crash(store, tmp_path / "cut", _cfg())
+    state_file = tmp_path / "cut" / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["stream"]  # as greyglass wrote checkpoints before greyglass.activations
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(GreyglassError, match="ordered training rows differently"):
+        train_saes([_cfg()], TCFG, store_rows(store, [SITE], 256), tmp_path / "cut", resume=True, progress=False)
+
+
 def test_a_checkpoint_without_optimiser_state_is_a_clear_error(store, tmp_path):
     _crash(store, tmp_path / "cut", _cfg())
     (tmp_path / "cut" / "checkpoint" / "optimizer0.pt").unlink()  # as greyglass wrote checkpoints before

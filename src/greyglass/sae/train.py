@@ -245,9 +245,14 @@ def _finished(out: Path, cfgs: Sequence[SAEConfig], tcfg: TrainConfig) -> TrainR
                        tcfg.steps * tcfg.batch_size, 0.0)
 
 
+# Which order of training rows a seed gives; resuming skips `step` batches of the stream, which only
+# continues the interrupted run if the stream is the one it was reading. 2: greyglass.activations.
+STREAM = 2
+
+
 def _save_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, step: int) -> None:
     with atomic_dir(folder) as tmp:
-        state = {"step": step, "train": asdict(tcfg), "saes": []}
+        state = {"step": step, "stream": STREAM, "train": asdict(tcfg), "saes": []}
         for i, run in enumerate(runs):
             tensors = {f"sae.{n}": t for n, t in run.sae.state_dict().items()}
             tensors |= {"since_fired": run.since_fired, "fire_count": run.fire_count}
@@ -266,6 +271,10 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
     if len(state["saes"]) != len(runs):
         raise GreyglassError(f"{folder} holds {len(state['saes'])} SAEs, this run trains {len(runs)}; "
                              "resume with the same settings")
+    if state.get("stream", 1) != STREAM:
+        raise GreyglassError(f"{folder} was written by a greyglass that ordered training rows differently, so resuming "
+                             "would not continue the same run; finish it with that version, or train again into "
+                             "another --out")
     saved = from_json(TrainConfig, state["train"], str(folder / "state.json"), "train")
     if (saved.batch_size, saved.seed) != (tcfg.batch_size, tcfg.seed):
         raise GreyglassError(f"{folder} was written with batch_size {saved.batch_size} and seed {saved.seed}; "
