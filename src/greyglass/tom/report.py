@@ -1,0 +1,107 @@
+"""The report section (and terminal summary) of `greyglass tom`: what the model answers about an agent's
+belief and about reality, where probes read each, and what steering along the belief direction does."""
+
+from __future__ import annotations
+
+from ..job import RunInfo
+from ..report.figures import run_svg
+from ..report.section import Section, fmt, provenance
+from .config import SteerChange, TomConfig, TomResults
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def answers_sentence(res: TomResults) -> str:
+    fb, tb = res.accuracy("belief", "false_belief").correct, res.accuracy("belief", "true_belief").correct
+    if res.verdict == "tracks_belief":
+        return (f"The model answers for the agent's belief: asked what the agent thinks, it picks the right state in "
+                f"{_pct(fb.value)} of false-belief stories and {_pct(tb.value)} of true-belief ones")
+    if res.verdict == "reality_only":
+        return (f"The model does not track belief: asked what the agent thinks, it names the real state in both "
+                f"versions, so it is right on only {_pct(fb.value)} of false-belief stories")
+    return (f"The evidence does not show the model tracking belief: on false-belief stories its belief answers are "
+            f"right {_pct(fb.value)} of the time (95% CI {_pct(fb.lo)}-{_pct(fb.hi)}), not clearly above chance")
+
+
+def probes_sentence(res: TomResults) -> str:
+    b, r = res.belief_depth, res.reality_depth
+    if b.layer is None and r.layer is None:
+        return "no layer's probe reads either the agent's belief or reality above chance"
+    parts = [f"a probe reads the agent's belief from layer {b.layer} ({_pct(b.fraction or 0)} of the depth)"
+             if b.layer is not None else "no layer's probe reads the agent's belief above chance",
+             f"reality from layer {r.layer} ({_pct(r.fraction or 0)})" if r.layer is not None
+             else "none reads reality"]
+    both = (f", both at once at {len(res.both_layers)} layer(s) ({_layer_list(res.both_layers)})"
+            if res.both_layers else ", never both at the same layer")
+    return f"{parts[0]} and {parts[1]}{both}"
+
+
+def _layer_list(layers: tuple[int, ...]) -> str:
+    return ", ".join(map(str, layers[:6])) + (", ..." if len(layers) > 6 else "")
+
+
+def steering_effect(res: TomResults) -> SteerChange | None:
+    """The largest belief-direction change whose interval excludes 0 while the random direction's
+    (same coefficient and condition) includes it; None when steering shows no specific effect."""
+    random = {(r.coef, r.condition): r.change for r in res.steering if r.direction == "random"}
+    specific = [r for r in res.steering if r.direction == "belief" and (r.change.lo > 0 or r.change.hi < 0)
+                and random[r.coef, r.condition].lo <= 0 <= random[r.coef, r.condition].hi]
+    return max(specific, key=lambda r: abs(r.change.value), default=None)
+
+
+def tracking_notes(res: TomResults) -> list[str]:
+    """In plain words: what the model does and does not track, in its answers and inside."""
+    reality_ok = all(res.accuracy("reality", c).correct.lo > 0.5 for c in ("true_belief", "false_belief"))
+    tracks = [*(["reality, in its answers (right in both versions)"] if reality_ok else []),
+              *(["the agent's belief, in its answers"] if res.verdict == "tracks_belief" else []),
+              *([f"the agent's belief, inside (a linear probe reads it from layer {res.belief_depth.layer})"]
+                if res.belief_depth.layer is not None else []),
+              *([f"reality, inside (from layer {res.reality_depth.layer})"] if res.reality_depth.layer is not None else [])]
+    lacks = [*([] if reality_ok else ["reality, in its answers"]),
+             *([] if res.verdict == "tracks_belief" else ["the agent's belief, in its answers"]),
+             *(["the agent's belief, inside"] if res.belief_depth.layer is None else []),
+             *(["reality, inside"] if res.reality_depth.layer is None else [])]
+    effect = steering_effect(res)
+    steer = (f"Steering along the belief direction at layer {res.steer_layer} ({effect.coef:+g}) changes the "
+             f"probability of the right belief answer in {effect.condition.replace('_', '-')} stories by "
+             f"{fmt(effect.change)}, where a random direction of the same norm does not."
+             if effect else f"Steering along the belief direction at layer {res.steer_layer} moves belief answers "
+             "no more reliably than a random direction of the same norm.")
+    return [f"Tracks: {'; '.join(tracks) or 'nothing measured here'}.",
+            f"Does not track: {'; '.join(lacks) or 'nothing measured here fails'}.", steer]
+
+
+def tom_section(res: TomResults, cfg: TomConfig, run: RunInfo) -> Section:
+    numbers = [(f"{a.question} question, {a.condition.replace('_', ' ')}: right answer likelier",
+                f"{fmt(a.correct, percent=True)}, P(right) {fmt(a.p_correct)}") for a in res.behaviour]
+    numbers += [("stories: train / validation / test (for probes and steering)",
+                 f"{res.n_train} / {res.n_validation} / {res.n_test} from {res.n_templates} templates"),
+                ("belief decodable from", _depth(res.belief_depth)), ("reality decodable from", _depth(res.reality_depth)),
+                ("layers where both are decodable", _layer_list(res.both_layers) or "none")]
+    best = max(res.layers, key=lambda r: r.belief.value)
+    numbers += [(f"layer {best.layer} (best belief probe): belief / reality",
+                 f"{fmt(best.belief, percent=True)} / {fmt(best.reality, percent=True)}"),
+                (f"layer {best.layer} controls: shuffled labels / agent's gender",
+                 f"{fmt(best.shuffled, percent=True)} / {fmt(best.irrelevant, percent=True)}")]
+    numbers += [(f"head L{h.layer}H{h.head}: belief / reality",
+                 f"{fmt(h.belief, percent=True)} / {fmt(h.reality, percent=True)}") for h in res.heads[:3]]
+    numbers += [(f"steer {r.direction} {r.coef:+g} at layer {res.steer_layer}, {r.condition.replace('_', ' ')}: "
+                 "change in P(right belief answer)", fmt(r.change)) for r in res.steering]
+    return Section(
+        kind="theory of mind", title="Does the model keep track of what someone else believes?",
+        headline=f"{answers_sentence(res)}; {probes_sentence(res)}.",
+        figure_svg=run_svg(run.folder, res.probe_plot), numbers=numbers,
+        shows=["Whether the model's answers follow what the agent saw (belief) or what is true (reality), on "
+               "generated stories where the two differ only in the false-belief version.",
+               "At which layers a linear probe reads the agent's belief and reality on stories it never saw "
+               "(Zhu et al. 2024), against shuffled labels and an irrelevant story feature."],
+        does_not_show=["That the model uses what the probes read: a probe only reads; steering is the causal test.",
+                       "Theory of mind in general: one kind of story (an unseen change of location or state), "
+                       "templated English text, and two candidate answers."],
+        notes=tracking_notes(res), provenance=provenance(run.meta, str(run.folder)))
+
+
+def _depth(d) -> str:
+    return "no layer" if d.layer is None else f"layer {d.layer} ({_pct(d.fraction)} of the depth)"
