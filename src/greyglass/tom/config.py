@@ -108,6 +108,8 @@ class SteerChange:
     """Mean probability on the right belief answer while steering."""
     change: Estimate
     """Steered minus unsteered, paired per story, 95% CI over stories."""
+    vs_random: Estimate | None = None
+    """For the belief direction: its steered P(right) minus the random direction's (same coef), paired per story."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ direction, at every position) while the model answers the belief question of hel
 with both signs of `coef`. The control is a random direction, steered with the same coefficient
 and so the same added norm. The effect is the change in the mean probability on the right
 belief answer, paired per story with the unsteered run, with a 95% interval that resamples
-stories (`behaviour.scorers.paired_difference`).
+stories (`behaviour.scorers.paired_difference`); the belief direction's steered answers are also
+compared with the random direction's, story by story, so an effect is claimed only where the two
+differ, not merely where the random direction's interval happens to be wider.
 """
 
 from __future__ import annotations
@@ -37,13 +39,22 @@ def steering_changes(lm: LoadedModel, belief: Direction, stories: Sequence[Story
                      seed: int, progress: bool = False) -> tuple[SteerChange, ...]:
     """For the belief and a random direction, each sign of `coef` and each condition: the steered belief
     answers against `baseline` (condition -> unsteered records of the same stories)."""
-    rows = []
+    steered: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
     for name, direction in (("belief", belief), ("random", random_direction(belief, seed))):
         for c in (-coef, coef):
             for condition in CONDITIONS:
                 with steering(lm, direction, c):
-                    steered = answer_records(lm, stories, "belief", condition, prompt, batch_size, progress)
-                before = {r["cluster"]: r for r in baseline[condition]}
-                change = paired_difference([(r, before[r["cluster"]]) for r in steered], seed).p_match
-                rows.append(SteerChange(name, c, condition, summarise(steered, seed).p_match, change))
+                    steered[name, c, condition] = answer_records(lm, stories, "belief", condition, prompt, batch_size,
+                                                                 progress)
+    rows = []
+    for (name, c, condition), records in steered.items():
+        vs_random = (_paired(records, steered["random", c, condition], seed) if name == "belief" else None)
+        rows.append(SteerChange(name, c, condition, summarise(records, seed).p_match,
+                                _paired(records, baseline[condition], seed), vs_random))
     return tuple(rows)
+
+
+def _paired(first: list[dict[str, Any]], second: list[dict[str, Any]], seed: int):
+    """Mean per-story difference of p_match (first - second) with its 95% interval over stories."""
+    other = {r["cluster"]: r for r in second}
+    return paired_difference([(r, other[r["cluster"]]) for r in first], seed).p_match

@@ -43,38 +43,42 @@ def _layer_list(layers: tuple[int, ...]) -> str:
 
 
 def steering_effect(res: TomResults) -> SteerChange | None:
-    """The largest belief-direction change whose interval excludes 0 while the random direction's
-    (same coefficient and condition) includes it; None when steering shows no specific effect."""
-    random = {(r.coef, r.condition): r.change for r in res.steering if r.direction == "random"}
+    """The largest belief-direction change whose interval excludes 0 and which also differs, the same way,
+    from the random direction's at the same coefficient (paired per story); None when there is none."""
+    def clear(e, sign: float) -> bool:
+        return e is not None and (e.lo > 0 if sign > 0 else e.hi < 0)
+
     specific = [r for r in res.steering if r.direction == "belief" and (r.change.lo > 0 or r.change.hi < 0)
-                and random[r.coef, r.condition].lo <= 0 <= random[r.coef, r.condition].hi]
+                and clear(r.vs_random, r.change.value)]
     return max(specific, key=lambda r: abs(r.change.value), default=None)
 
 
-def tracking_notes(res: TomResults) -> list[str]:
-    """In plain words: what the model does and does not track, in its answers and inside."""
+def tracking(res: TomResults) -> tuple[str, str]:
+    """In plain words: (what the model tracks, what it does not), in its answers and inside."""
     reality_ok = all(res.accuracy("reality", c).correct.lo > 0.5 for c in ("true_belief", "false_belief"))
-    tracks = [*(["reality, in its answers (right in both versions)"] if reality_ok else []),
-              *(["the agent's belief, in its answers"] if res.verdict == "tracks_belief" else []),
-              *([f"the agent's belief, inside (a linear probe reads it from layer {res.belief_depth.layer})"]
-                if res.belief_depth.layer is not None else []),
-              *([f"reality, inside (from layer {res.reality_depth.layer})"] if res.reality_depth.layer is not None else [])]
-    lacks = [*([] if reality_ok else ["reality, in its answers"]),
-             *([] if res.verdict == "tracks_belief" else ["the agent's belief, in its answers"]),
-             *(["the agent's belief, inside"] if res.belief_depth.layer is None else []),
-             *(["reality, inside"] if res.reality_depth.layer is None else [])]
+    belief_ok, b, r = res.verdict == "tracks_belief", res.belief_depth.layer, res.reality_depth.layer
+    rows = [(reality_ok, "reality, in its answers"), (belief_ok, "the agent's belief, in its answers"),
+            (b is not None, f"the agent's belief, inside (a probe reads it from layer {b})" if b is not None
+             else "the agent's belief, inside (no probe reads it)"),
+            (r is not None, f"reality, inside (from layer {r})" if r is not None else "reality, inside (no probe reads it)")]
+    return ("; ".join(text for ok, text in rows if ok) or "nothing measured here",
+            "; ".join(text for ok, text in rows if not ok) or "nothing measured here fails")
+
+
+def steering_note(res: TomResults) -> str:
     effect = steering_effect(res)
-    steer = (f"Steering along the belief direction at layer {res.steer_layer} ({effect.coef:+g}) changes the "
-             f"probability of the right belief answer in {effect.condition.replace('_', '-')} stories by "
-             f"{fmt(effect.change)}, where a random direction of the same norm does not."
-             if effect else f"Steering along the belief direction at layer {res.steer_layer} moves belief answers "
-             "no more reliably than a random direction of the same norm.")
-    return [f"Tracks: {'; '.join(tracks) or 'nothing measured here'}.",
-            f"Does not track: {'; '.join(lacks) or 'nothing measured here fails'}.", steer]
+    if effect is None:
+        return (f"Steering along the belief direction at layer {res.steer_layer} moves belief answers no more "
+                "reliably than a random direction of the same norm.")
+    return (f"Steering along the belief direction at layer {res.steer_layer} ({effect.coef:+g}) changes the "
+            f"probability of the right belief answer in {effect.condition.replace('_', '-')} stories by "
+            f"{fmt(effect.change)}, where a random direction of the same norm does not.")
 
 
 def tom_section(res: TomResults, cfg: TomConfig, run: RunInfo) -> Section:
-    numbers = [(f"{a.question} question, {a.condition.replace('_', ' ')}: right answer likelier",
+    tracks, lacks = tracking(res)
+    numbers = [("what the model tracks", tracks), ("what it is not shown to track", lacks)]
+    numbers += [(f"{a.question} question, {a.condition.replace('_', ' ')}: right answer likelier",
                 f"{fmt(a.correct, percent=True)}, P(right) {fmt(a.p_correct)}") for a in res.behaviour]
     numbers += [("stories: train / validation / test (for probes and steering)",
                  f"{res.n_train} / {res.n_validation} / {res.n_test} from {res.n_templates} templates"),
@@ -88,7 +92,8 @@ def tom_section(res: TomResults, cfg: TomConfig, run: RunInfo) -> Section:
     numbers += [(f"head L{h.layer}H{h.head}: belief / reality",
                  f"{fmt(h.belief, percent=True)} / {fmt(h.reality, percent=True)}") for h in res.heads[:3]]
     numbers += [(f"steer {r.direction} {r.coef:+g} at layer {res.steer_layer}, {r.condition.replace('_', ' ')}: "
-                 "change in P(right belief answer)", fmt(r.change)) for r in res.steering]
+                 "change in P(right belief answer)", fmt(r.change) + (f", vs random {fmt(r.vs_random)}" if r.vs_random else ""))
+                for r in res.steering]
     return Section(
         kind="theory of mind", title="Does the model keep track of what someone else believes?",
         headline=f"{answers_sentence(res)}; {probes_sentence(res)}.",
@@ -100,7 +105,7 @@ def tom_section(res: TomResults, cfg: TomConfig, run: RunInfo) -> Section:
         does_not_show=["That the model uses what the probes read: a probe only reads; steering is the causal test.",
                        "Theory of mind in general: one kind of story (an unseen change of location or state), "
                        "templated English text, and two candidate answers."],
-        notes=tracking_notes(res), provenance=provenance(run.meta, str(run.folder)))
+        notes=[steering_note(res)], provenance=provenance(run.meta, str(run.folder)))
 
 
 def _depth(d) -> str:
