@@ -41,6 +41,13 @@ def test_tom_cli_writes_a_run_folder_and_prints_its_section(tiny_llama, tmp_path
     for plot in ("probe_plot", "behaviour_plot", "steer_plot", "head_plot"):
         assert (out / results[plot]).read_text().startswith("<svg")
     assert json.loads((out / "config.json").read_text())["kind"] == "tom"
+    from starlette.testclient import TestClient
+
+    from greyglass.serve.app import create_app
+
+    page = TestClient(create_app(tmp_path, load=lambda spec: tiny_llama)).get("/run/tom")  # the browser view
+    assert page.status_code == 200 and "Does the model keep track of what someone else believes?" in page.text
+    assert "<svg" in page.text and "what the model tracks" in page.text
 
 
 def test_bad_tom_config_is_one_line_exit_2(capsys):
@@ -101,3 +108,22 @@ def test_the_random_direction_is_seeded_and_at_the_probe_site():
     probe = Direction(torch.ones(16), "blocks.1.hook_resid_post", "mass_mean")
     a, b = random_direction(probe, 0), random_direction(probe, 0)
     assert a.site == probe.site and torch.equal(a.vector, b.vector) and not torch.equal(a.vector, probe.vector)
+
+
+def test_probes_read_a_planted_belief_signal_and_the_controls_stay_at_chance():
+    from greyglass.tom.config import LayerProbes
+    from greyglass.tom.represent import Prober, depth
+
+    data = probe_texts(generate_stories(104))
+    prober = Prober(data, split_rows(data, 0.25, 0), "mass_mean", 200, 0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(len(data.texts), 8, generator=g)
+    x[:, 0] += 3 * (data.belief.float() - 0.5)  # belief is planted along one axis; reality is not
+    belief = prober.test(prober.fit(x, data.belief, "s"), x, data.belief)
+    reality = prober.test(prober.fit(x, data.reality, "s"), x, data.reality)
+    shuffled = prober.test(prober.fit(x, prober.shuffled(data.belief), "s"), x, data.belief)
+    assert belief.value > 0.85 and belief.lo > 0.6 and reality.lo < 0.5 < reality.hi
+    assert shuffled.hi < belief.lo  # shuffled labels learn no belief (their direction is random, so either side of 50%)
+    rows = [LayerProbes(k, "s", est, reality, shuffled, reality, 0.5) for k, est in enumerate((reality, belief, belief))]
+    assert depth(rows, "belief", 4).layer == 1 and depth(rows, "belief", 4).fraction == 0.25
+    assert depth(rows, "reality", 4).layer is None

@@ -6,7 +6,8 @@ from __future__ import annotations
 from ..job import RunInfo
 from ..report.figures import run_svg
 from ..report.section import Section, fmt, provenance
-from .config import SteerChange, TomConfig, TomResults
+from .config import Depth, SteerChange, TomConfig, TomResults
+from .stories import CONDITIONS
 
 
 def _pct(value: float) -> str:
@@ -55,7 +56,7 @@ def steering_effect(res: TomResults) -> SteerChange | None:
 
 def tracking(res: TomResults) -> tuple[str, str]:
     """In plain words: (what the model tracks, what it does not), in its answers and inside."""
-    reality_ok = all(res.accuracy("reality", c).correct.lo > 0.5 for c in ("true_belief", "false_belief"))
+    reality_ok = all(res.accuracy("reality", c).correct.lo > 0.5 for c in CONDITIONS)
     belief_ok, b, r = res.verdict == "tracks_belief", res.belief_depth.layer, res.reality_depth.layer
     rows = [(reality_ok, "reality, in its answers"), (belief_ok, "the agent's belief, in its answers"),
             (b is not None, f"the agent's belief, inside (a probe reads it from layer {b})" if b is not None
@@ -108,5 +109,5 @@ def tom_section(res: TomResults, cfg: TomConfig, run: RunInfo) -> Section:
         notes=[steering_note(res)], provenance=provenance(run.meta, str(run.folder)))
 
 
-def _depth(d) -> str:
+def _depth(d: Depth) -> str:
     return "no layer" if d.layer is None else f"layer {d.layer} ({_pct(d.fraction)} of the depth)"

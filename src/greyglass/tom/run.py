@@ -22,7 +22,7 @@ from .answers import behaviour, verdict
 from .config import AnswerAccuracy, HeadProbes, LayerProbes, SteerChange, TomConfig, TomResults
 from .intervene import steering_changes
 from .represent import Prober, ProbeTexts, best_layers, decodable, depth, head_probes, layer_probes, probe_texts, split_rows
-from .stories import generate_stories, load_templates
+from .stories import CONDITIONS, generate_stories, load_templates
 
 
 def run_tom(lm: LoadedModel, cfg: TomConfig, out: str | Path, progress: bool = True) -> TomResults:
@@ -45,7 +45,7 @@ def run_tom(lm: LoadedModel, cfg: TomConfig, out: str | Path, progress: bool = T
     direction.save(out / "belief_probe")
     test_ids = _stories_in(data, split.test)
     held_out = [s for s in stories if s.id in test_ids]
-    baseline = {c: [r for r in records["belief", c] if r["cluster"] in test_ids] for c in ("true_belief", "false_belief")}
+    baseline = {c: [r for r in records["belief", c] if r["cluster"] in test_ids] for c in CONDITIONS}
     steer = steering_changes(lm, direction, held_out, baseline, cfg.prompt, cfg.steer_coef, cfg.batch_size, cfg.seed,
                              progress)
     results = TomResults(
