@@ -30,13 +30,16 @@ def probes_sentence(res: TomResults) -> str:
     b, r = res.belief_depth, res.reality_depth
     if b.layer is None and r.layer is None:
         return "no layer's probe reads either the agent's belief or reality above chance"
-    parts = [f"a probe reads the agent's belief from layer {b.layer} ({_pct(b.fraction or 0)} of the depth)"
-             if b.layer is not None else "no layer's probe reads the agent's belief above chance",
-             f"reality from layer {r.layer} ({_pct(r.fraction or 0)})" if r.layer is not None
-             else "none reads reality"]
+    if b.layer is None:
+        return (f"a probe reads reality from layer {r.layer} ({_pct(r.fraction or 0)} of the depth), but no layer's "
+                "probe reads the agent's belief above chance")
+    if r.layer is None:
+        return (f"a probe reads the agent's belief from layer {b.layer} ({_pct(b.fraction or 0)} of the depth), but "
+                "no layer's probe reads reality above chance")
     both = (f", both at once at {len(res.both_layers)} layer(s) ({_layer_list(res.both_layers)})"
             if res.both_layers else ", never both at the same layer")
-    return f"{parts[0]} and {parts[1]}{both}"
+    return (f"probes read the agent's belief from layer {b.layer} ({_pct(b.fraction or 0)} of the depth) and reality "
+            f"from layer {r.layer} ({_pct(r.fraction or 0)}){both}")
 
 
 def _layer_list(layers: tuple[int, ...]) -> str:
