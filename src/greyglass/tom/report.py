@@ -74,9 +74,17 @@ def steering_note(res: TomResults) -> str:
     if effect is None:
         return (f"Steering along the belief direction at layer {res.steer_layer} moves belief answers no more "
                 "reliably than a random direction of the same norm.")
-    return (f"Steering along the belief direction at layer {res.steer_layer} ({effect.coef:+g}) changes the "
+    note = (f"Steering along the belief direction at layer {res.steer_layer} ({effect.coef:+g}) changes the "
             f"probability of the right belief answer in {effect.condition.replace('_', '-')} stories by "
-            f"{fmt(effect.change)}, where a random direction of the same norm does not.")
+            f"{fmt(effect.change)}, more than a random direction of the same norm does")
+    other = next(r for r in res.steering if r.direction == "belief" and r.coef == effect.coef
+                 and r.condition != effect.condition)
+    if other.change.value * effect.change.value < 0 and (other.change.lo > 0 or other.change.hi < 0):
+        # the right belief answer differs between the versions only where belief and reality part, so
+        # mirrored changes mean the direction moves the answer towards one state in both versions
+        return (f"{note}, and the other way in {other.condition.replace('_', '-')} stories ({fmt(other.change)}): it "
+                "pushes the answer towards one of the two states in both versions, not towards the agent's view.")
+    return note + "."
 
 
 def tom_section(res: TomResults, cfg: TomConfig, run: RunInfo) -> Section:
