@@ -10,6 +10,8 @@ would import themselves.
 from __future__ import annotations
 
 from .behaviour.jobs import JOBS as EVAL_JOBS
+from .diff.jobs import GROUPS as DIFF_GROUPS
+from .diff.jobs import JOBS as DIFF_JOBS
 from .job import Job
 from .latents.jobs import GROUPS as FEATURE_GROUPS
 from .latents.jobs import JOBS as FEATURE_JOBS
@@ -22,7 +24,9 @@ from .sae.jobs import JOBS as SAE_JOBS
 from .steer.jobs import JOBS as STEER_JOBS
 from .store.jobs import JOBS as STORE_JOBS
 
-JOBS: tuple[Job, ...] = (*STORE_JOBS, *SAE_JOBS, *FEATURE_JOBS, *PROBE_JOBS, *STEER_JOBS, *EVAL_JOBS, *ORGANISM_JOBS)
-GROUPS: dict[str, str] = {**SAE_GROUPS, **FEATURE_GROUPS, **PROBE_GROUPS, **ORGANISM_GROUPS}
+JOBS: tuple[Job, ...] = (*STORE_JOBS, *SAE_JOBS, *FEATURE_JOBS, *PROBE_JOBS, *STEER_JOBS, *EVAL_JOBS, *ORGANISM_JOBS,
+                        *DIFF_JOBS)
+GROUPS: dict[str, str] = {**SAE_GROUPS, **FEATURE_GROUPS, **PROBE_GROUPS, **ORGANISM_GROUPS,
+                       **DIFF_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""
 JOBS_BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}
