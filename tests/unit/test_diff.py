@@ -5,7 +5,6 @@ mismatch named; the CLI prints what the report shows."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
