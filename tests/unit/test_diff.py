@@ -116,6 +116,7 @@ def trained(pair, tmp_path_factory):
     return out, train_crosscoder(*pair, _train_cfg(), out, progress=False)
 
 
+@pytest.mark.slow  # trains a crosscoder for ~20 s (seconds more on a loaded machine)
 def test_the_planted_direction_is_a_b_side_decoder_difference_that_fires_where_it_was_added(pair, direction, trained):
     from greyglass.diff.crosscoder import load_crosscoder, relative_norms
     from greyglass.models.hooks import run_to_sites
@@ -146,6 +147,7 @@ def test_identical_models_give_no_model_specific_latents(tmp_path):
     assert torch.allclose(relative_norms(load_crosscoder(tmp_path).decoder_norms()), torch.tensor(0.5))
 
 
+@pytest.mark.slow  # trains a crosscoder for ~20 s (seconds more on a loaded machine)
 def test_the_folder_round_trips_and_a_resumed_run_reaches_the_same_weights(pair, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
@@ -181,6 +183,7 @@ def test_the_folder_round_trips_and_a_resumed_run_reaches_the_same_weights(pair,
 
 # ---- the latents --------------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains a crosscoder for ~20 s (seconds more on a loaded machine)
 def test_latent_report_describes_the_b_leaning_latents_with_contexts_lens_and_scaling(pair, trained, tmp_path):
     from greyglass.diff.crosscoder import crosscoder_folder, load_crosscoder
     from greyglass.diff.latents import describe_latents
