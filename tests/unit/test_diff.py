@@ -237,6 +237,21 @@ def test_cli_divergence_train_and_report_print_their_report_sections(model_folde
                  "--n-bootstrap", "50", "--out", str(report), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert section_for(report).summary() in printed and "latent" in printed
+    _the_browser_shows_the_runs(tmp_path, section_for(report))
+
+
+def _the_browser_shows_the_runs(root, section) -> None:
+    """`greyglass serve`'s run page of a diff run is its report section (and the crosscoder folder is no run)."""
+    from starlette.testclient import TestClient
+
+    from greyglass.serve.app import create_app
+
+    client = TestClient(create_app(root, load=lambda spec: None))
+    listing = client.get("/").text
+    assert all(f'href="/run/{rid}"' in listing for rid in ("divergence", "train", "report"))
+    page = client.get("/run/report")
+    assert page.status_code == 200 and section.title in page.text
+    assert all(label in page.text for label, _ in section.numbers if "'" not in label)
 
 
 def test_cli_names_the_mismatch_without_a_traceback(model_folders, tmp_path, capsys):
