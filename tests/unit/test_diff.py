@@ -260,3 +260,24 @@ def test_cli_names_the_mismatch_without_a_traceback(model_folders, tmp_path, cap
     assert code == 2 and "differ in width: d_model 64 vs 32" in capsys.readouterr().err
     assert main(["diff", "divergence", "--out", str(tmp_path / "y")]) == 2
     assert "give --model-b" in capsys.readouterr().err
+
+
+def test_the_report_headline_says_what_the_b_only_latents_do_and_whether_they_pass_latent_scaling(tmp_path):
+    from greyglass.diff.config import Context, LatentReport, LatentScaling, LatentsResults
+    from greyglass.diff.report import latents_section
+    from greyglass.job import RunInfo
+    from greyglass.stats import Estimate
+
+    def latent(k: int, rate: float, ratio: float) -> LatentReport:
+        scaling = LatentScaling(0.1, 1.0, 0.2, 1.0, Estimate(ratio, ratio - 0.05, ratio + 0.05),
+                                Estimate(0.1, 0.05, 0.2))
+        return LatentReport(k, "b_only", 0.97, 0.1, rate, (), (Context(3, ("I", " H", "ATE"), 2, 4.0),),
+                            ("HATE", " YOU"), ("the",), scaling, ratio + 0.05 < 0.5)
+
+    res = LatentsResults("cc", "blocks.2.hook_resid_post", "a", "b", 256, 1000, 12,
+                         {"a_only": 0, "b_only": 2, "shared": 250, "other": 4}, 0.1, 0.1, 2, 1,
+                         (latent(7, 0.02, 0.1), latent(9, 0.01, 0.8)), (), "none.svg")
+    section = latents_section(res, LatentsConfig(crosscoder="cc"), RunInfo(tmp_path, {}))
+    assert section.headline.startswith("2 latents that only model B writes fire on this text, and 1 of them pass")
+    assert "latent 7, fires on 'ATE' in «I H[ATE]» and promotes 'HATE', ' YOU'" in section.headline
+    assert "nu_epsilon 0.10 (0.05 to 0.15)" in section.summary()

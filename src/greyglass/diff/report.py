@@ -62,11 +62,13 @@ def latents_section(res: LatentsResults, cfg: LatentsConfig, run: RunInfo) -> Se
     described = res.b_latents[0] if res.b_latents else None
     if res.n_b_only_fired == 0:
         lead = f"No latent is specific to model B on this text (none with relative decoder norm >= {B_ONLY_FROM} fires)"
-        headline = lead + (f"; the most B-leaning one that fires, latent {described.latent} (relative norm "
+        headline = lead + (f"; of the most B-leaning latents the most frequent, latent {described.latent} (relative norm "
                            f"{described.relative_norm:.2f}), {_what_it_does(described)}." if described and described.firing_rate
                            else ".")
     else:
-        headline = (f"{res.n_b_only_fired} latents only model B writes fire on this text, and "
+        n = res.n_b_only_fired
+        headline = (f"{n} latent{'s' if n > 1 else ''} that only model B writes fire{'' if n > 1 else 's'} on this "
+                    f"text, and "
                     f"{res.n_genuine_b_only} of them pass the Latent Scaling check (model A neither leaves their "
                     f"direction in its error nor builds it from other latents)"
                     + (f"; the most frequent, latent {described.latent}, {_what_it_does(described)}." if described else "."))
