@@ -134,7 +134,7 @@ def test_the_planted_direction_is_a_b_side_decoder_difference_that_fires_where_i
     shift = W[finders, 1] / cc.scales[1] - W[finders, 0] / cc.scales[0]  # what B writes beyond A, raw units
     assert (torch.nn.functional.normalize(shift, dim=-1) @ direction).min() > 0.8
     relative = relative_norms(cc.decoder_norms())
-    assert relative[finders].min() > 0.55  # B writes them more than A does
+    assert relative[finders].min() > 0.5 and relative[finders].median() > 0.6  # B writes them more than A does
     assert res.fvu_a < 0.3 and res.fvu_b < 0.3 and (out / res.plot).is_file()
 
 

@@ -9,8 +9,9 @@ row per model,
 with `s_m` scaling model m's activations to a mean norm of sqrt(d_in) (its own, so neither model dominates). The
 decoder rows are free: a latent that only model B needs learns a small A row, and the relative decoder norm
 tells shared latents from model-specific ones. Training keeps the k*N largest `f_i * (|W_dec[i, A]| + |W_dec[i, B]|)`
-of a batch of N tokens (BatchTopK with the references' decoder-norm weighting); the loss is the squared error
-summed over both models plus AuxK for dead latents. At inference a latent fires where that score exceeds a
+of a batch of N tokens (BatchTopK with the references' decoder-norm weighting); the loss is, as in Minder et
+al.'s trainer, the norm of the reconstruction error averaged over tokens and both models, plus AuxK for dead
+latents. At inference a latent fires where that score exceeds a
 threshold learned as a running average of the smallest score kept in training.
 
 The folder (`save_crosscoder`, `load_crosscoder`): `crosscoder.safetensors` with `W_enc [2, d_in, d_sae]`,
@@ -49,8 +50,8 @@ _INITIAL_DECODER_NORM = 0.1
 class CrosscoderOutput(NamedTuple):
     """A training forward: losses in the normalised space, and what the training loop counts."""
 
-    loss: Tensor  # scalar: mse + auxk
-    mse: Tensor  # scalar: squared error summed over both models and d_in, mean over tokens
+    loss: Tensor  # scalar: mean over tokens and both models of |x_m - x_hat_m|, plus AuxK
+    mse: Tensor  # scalar: squared error summed over both models and d_in, mean over tokens (no gradient)
     mse_per_model: Tensor  # [2]
     aux: Tensor  # scalar
     l0: Tensor  # scalar: mean active latents per token
@@ -150,13 +151,15 @@ class Crosscoder(nn.Module):
         values = F.relu(gather_dot(centred, W_enc_rows, indices) + self.b_enc[indices]) * kept
         W_dec = self.W_dec.reshape(self.cfg.d_sae, -1)  # [d_sae, 2d]: a latent's A row then its B row
         recon_n = sparse_decode(values, indices, W_dec) + self.b_dec.reshape(-1)
-        per_model = (recon_n - xn).view(len(x), 2, -1).pow(2).sum(-1).mean(0)  # [2]
+        err = (recon_n - xn).view(len(x), 2, -1)  # [N, 2, d]
+        per_model = err.detach().pow(2).sum(-1).mean(0)  # [2] squared error (for the fraction of variance unexplained)
+        # the loss of the references' BatchTopK crosscoder: the error's norm per token and model, not its square
+        l2 = err.norm(dim=-1).mean()
         aux = xn.new_zeros(())
         if dead is not None and bool(dead.any()) and self.cfg.auxk_alpha > 0:
             aux = self.cfg.auxk_alpha * self._auxk(xn, recon_n, centred, pre, dead, W_enc_rows, W_dec)
         counts = torch.bincount(indices[values > 0], minlength=self.cfg.d_sae)
-        mse = per_model.sum()
-        return CrosscoderOutput(mse + aux, mse, per_model.detach(), aux.detach(), counts.sum().float() / len(x), counts)
+        return CrosscoderOutput(l2 + aux, per_model.sum(), per_model, aux.detach(), counts.sum().float() / len(x), counts)
 
     def _auxk(self, xn: Tensor, recon_n: Tensor, centred: Tensor, pre: Tensor, dead: Tensor, W_enc_rows: Tensor,
               W_dec: Tensor) -> Tensor:
