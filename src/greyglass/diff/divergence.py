@@ -36,9 +36,10 @@ def _forward(lm: LoadedModel, ids: torch.Tensor, sites: list[str]) -> tuple[dict
 
 
 def _mean(values: np.ndarray, docs: np.ndarray, n: int) -> Estimate:
-    """Mean over tokens, bootstrap interval over documents; all-equal values (identical models) and a single
-    document get no interval rather than a zero-width one (there is no spread to estimate)."""
-    if np.all(values == values[0]) or len(np.unique(docs)) < 2:
+    """Mean over tokens, bootstrap interval over documents; values equal up to float rounding (identical models:
+    a cosine of 1 computes as 1 or 1 - 6e-8) and a single document get no interval rather than a zero-width one
+    (there is no spread to estimate)."""
+    if np.ptp(values) <= 1e-6 or len(np.unique(docs)) < 2:
         return Estimate(float(values[0]), float("nan"), float("nan"))
     return mean_ci(values, groups=docs, n=n)
 
