@@ -103,11 +103,14 @@ def _corpus(cfg: LatentsConfig, cc: Crosscoder):
 
 
 def _side(relative: torch.Tensor, classes: list[str], kind: str, descending: bool, n: int) -> list[int]:
-    """The latents of class `kind`, or with none of them the `n` latents nearest that side."""
+    """The latents of class `kind`, or with none of them the `n` latents leaning furthest that way (only latents
+    that do lean: a latent both models write equally, as every latent of identical models, is on neither side)."""
     members = [i for i, c in enumerate(classes) if c == kind]
     if members:
         return members
-    return relative.argsort(descending=descending)[:n].tolist()
+    leaning = relative > 0.5 if descending else relative < 0.5
+    order = [i for i in relative.argsort(descending=descending).tolist() if leaning[i]]
+    return order[:n]
 
 
 def _most_firing(reports: list[LatentReport], n: int) -> tuple[LatentReport, ...]:
@@ -204,6 +207,8 @@ def _ratio(numerators: np.ndarray, top: int, bottom: int, n: int, seed: int = 0)
     with np.errstate(divide="ignore", invalid="ignore"):  # a resample without the latent's documents has no ratio
         draws = (counts @ numerators[:, top]) / (counts @ numerators[:, bottom])
     lo, hi = np.nanpercentile(draws, [2.5, 97.5])
+    if hi - lo <= 1e-6:  # every resample alike (A and B identical): no spread to estimate, so no interval
+        return Estimate(float(value), float("nan"), float("nan"))
     return Estimate(float(value), float(lo), float(hi))
 
 
