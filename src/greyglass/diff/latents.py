@@ -52,7 +52,7 @@ class _Pass(NamedTuple):
     top: list[list[list[tuple[float, int, list[int], int]]]]  # [model][K] heap of (value, doc, token ids, peak)
     numerators: np.ndarray  # [n_docs, K, 5]: error A, error B, reconstruction A, reconstruction B; |d|^2 sum f^2
     n_tokens: int
-    doc_ids: list[int]
+    n_documents: int
     sq_error: np.ndarray  # [2] summed squared error per model
     sq_total: np.ndarray  # [2] summed squared deviation from the mean per model (fvu's denominator)
 
@@ -80,7 +80,7 @@ def describe_latents(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, folde
     fvu = gathered.sq_error / np.maximum(gathered.sq_total, 1e-12)
     results = LatentsResults(
         crosscoder=str(folder), site=cc.cfg.hook_name, model_a=lm_a.spec, model_b=lm_b.spec, d_sae=cc.cfg.d_sae,
-        n_tokens=gathered.n_tokens, n_documents=len(gathered.doc_ids), counts=class_counts(classes),
+        n_tokens=gathered.n_tokens, n_documents=gathered.n_documents, counts=class_counts(classes),
         fvu_a=round(float(fvu[0]), 6), fvu_b=round(float(fvu[1]), 6), n_b_only_fired=len(fired_b_only),
         n_genuine_b_only=sum(bool(r.genuine) for r in fired_b_only), b_latents=b_reports, a_latents=a_reports,
         plot=PLOT)
@@ -124,6 +124,7 @@ def _gather(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, latents: torch
     fired = np.zeros(K)
     top: list[list[list]] = [[[] for _ in range(K)] for _ in range(2)]
     per_doc: dict[int, np.ndarray] = {}
+    seen: set[int] = set()
     sq_error, sq_sum, sums, count = np.zeros(2), np.zeros(2), torch.zeros(2, cc.cfg.d_in), 0
     d_b = cc.W_dec.detach()[latents, 1]  # [K, d] each latent's B decoder row (normalised space)
     own = torch.stack([(d_b * cc.W_dec.detach()[latents, m]).sum(-1) for m in range(2)])  # [2, K] <d, d_m>
@@ -142,6 +143,7 @@ def _gather(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, latents: torch
             sums += xn[keep].sum(0).cpu()
             sq_sum += xn[keep].pow(2).sum((0, 2)).cpu().numpy()
             count += int(keep.sum())
+            seen.update(chunk.docs[chunk.mask].tolist())
             fk = f[:, latents]  # [B*T, K]
             fired += (fk > 0).sum(0).cpu().numpy()
             _scaling_sums(fk, xn - recon_n, recon_n, d_b, own, chunk.docs.reshape(-1), per_doc)
@@ -151,9 +153,9 @@ def _gather(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, latents: torch
             bar.update(int(chunk.mask.sum()))
     bar.close()
     mean_sq = (sums.pow(2).sum(-1) / max(count, 1)).numpy()
-    doc_ids = sorted(per_doc)
-    numerators = np.stack([per_doc[d] for d in doc_ids]) if doc_ids else np.zeros((0, K, 5))
-    return _Pass(fired, top, numerators, count, doc_ids, sq_error, sq_sum - mean_sq)
+    # every document read is a bootstrap unit, also those where no described latent fired (rows of zeros)
+    numerators = np.stack([per_doc.get(d, np.zeros((K, 5))) for d in sorted(seen)]) if seen else np.zeros((0, K, 5))
+    return _Pass(fired, top, numerators, count, len(seen), sq_error, sq_sum - mean_sq)
 
 
 def _paired_acts(lm_a: LoadedModel, lm_b: LoadedModel, site: str, chunk: Chunk, cc: Crosscoder) -> torch.Tensor:
