@@ -10,6 +10,8 @@ would import themselves.
 from __future__ import annotations
 
 from .behaviour.jobs import JOBS as EVAL_JOBS
+from .diff.jobs import GROUPS as DIFF_GROUPS
+from .diff.jobs import JOBS as DIFF_JOBS
 from .interop.jobs import GROUPS as INTEROP_GROUPS
 from .job import Job
 from .latents.jobs import GROUPS as FEATURE_GROUPS
@@ -25,7 +27,8 @@ from .store.jobs import JOBS as STORE_JOBS
 from .tom.jobs import JOBS as TOM_JOBS
 
 JOBS: tuple[Job, ...] = (*STORE_JOBS, *SAE_JOBS, *FEATURE_JOBS, *PROBE_JOBS, *STEER_JOBS, *EVAL_JOBS, *ORGANISM_JOBS,
-                          *TOM_JOBS)
-GROUPS: dict[str, str] = {**SAE_GROUPS, **FEATURE_GROUPS, **PROBE_GROUPS, **ORGANISM_GROUPS, **INTEROP_GROUPS}
+                          *TOM_JOBS, *DIFF_JOBS)
+GROUPS: dict[str, str] = {**SAE_GROUPS, **FEATURE_GROUPS, **PROBE_GROUPS, **ORGANISM_GROUPS, **INTEROP_GROUPS,
+                          **DIFF_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""
 JOBS_BY_NAME: dict[str, Job] = {job.name: job for job in JOBS}

@@ -1,0 +1,283 @@
+"""Model diffing on tiny models: model B is model A plus a planted direction added to the residual stream after
+layer 1 on a pseudo-random subset of tokens; identical models differ nowhere; mismatched pairs stop with the
+mismatch named; the CLI prints what the report shows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from greyglass.cli import main
+from greyglass.data.corpus import CorpusConfig
+from greyglass.diff.config import CrosscoderConfig, CrosscoderTrainConfig, DivergenceConfig, LatentsConfig, ModelPair
+from greyglass.errors import GreyglassError
+from greyglass.models.tiny import tiny_model
+from greyglass.sae.config import TrainConfig
+
+PLANT_LAYER = 1
+SITE = "blocks.2.hook_resid_post"
+
+
+def planted_mask(ids: torch.Tensor) -> torch.Tensor:
+    """`[B, T]` the tokens B changes: a hash of token and position, so no token or position alone predicts it
+    (a difference tied to one token kind is absorbed into that kind's shared latents instead)."""
+    pos = torch.arange(ids.shape[1])
+    return (ids * 7919 + pos * 104729) % 13 == 0
+
+
+def plant(lm, direction: torch.Tensor, magnitude: float):
+    """Add `magnitude * direction` to the residual after block PLANT_LAYER at the planted tokens (forward hooks)."""
+    seen = {}
+    lm.model.get_input_embeddings().register_forward_hook(lambda m, args, out: seen.update(mask=planted_mask(args[0])))
+
+    def add(module, args, out):
+        x = out[0] if isinstance(out, tuple) else out
+        x = x + magnitude * seen["mask"][..., None].to(x.dtype) * direction
+        return (x, *out[1:]) if isinstance(out, tuple) else x
+
+    lm.blocks[PLANT_LAYER].register_forward_hook(add)
+    return lm
+
+
+@pytest.fixture(scope="module")
+def direction():
+    v = torch.randn(64, generator=torch.Generator().manual_seed(1))
+    return v / v.norm()
+
+
+@pytest.fixture(scope="module")
+def pair(direction):
+    return tiny_model("llama"), plant(tiny_model("llama"), direction, 0.6)
+
+
+def _train_cfg(steps: int = 300, **train) -> CrosscoderTrainConfig:
+    return CrosscoderTrainConfig(
+        site=SITE, expansion=4, crosscoder=CrosscoderConfig(k=8),
+        train=TrainConfig(tokens=steps * 256, batch_size=256, lr=1e-3, warmup_steps=20, buffer_tokens=4096, **train),
+        corpus=CorpusConfig(context_size=64), models=ModelPair("a", "b"))
+
+
+# ---- the pair --------------------------------------------------------------------------------------
+
+def test_models_of_different_width_or_tokenizer_are_refused_naming_the_mismatch():
+    from greyglass.diff.pair import check_pair
+
+    a = tiny_model("llama")
+    with pytest.raises(GreyglassError, match="differ in width: d_model 64 vs 32"):
+        check_pair(a, tiny_model("llama", d_model=32))
+    other = tiny_model("llama")
+    other.tokenizer.add_tokens(["<extra>"])
+    with pytest.raises(GreyglassError, match=r"different tokenizers: 260 vs 259 tokens; only in A: \['<extra>'\]"):
+        check_pair(other, a)
+    with pytest.raises(GreyglassError, match="differ in depth: 4 vs 3"):
+        check_pair(a, tiny_model("llama", n_layers=3), same_depth=True)
+
+
+# ---- the first look --------------------------------------------------------------------------------
+
+def test_divergence_is_zero_before_the_planted_layer_and_not_after(pair, tmp_path):
+    from greyglass.diff.divergence import divergence
+
+    res = divergence(*pair, DivergenceConfig(n_tokens=600, n_bootstrap=100), tmp_path, progress=False)
+    by_layer = {r.layer: r.relative_difference for r in res.layers}
+    assert by_layer[0].value == 0 and by_layer[0].lo != by_layer[0].lo  # identical: no interval, not a zero-width one
+    for layer in range(PLANT_LAYER, 4):
+        assert by_layer[layer].lo > 0.05
+    assert res.kl.lo > 0 and res.top1_agreement.hi <= 1 and res.n_documents > 1
+    assert (tmp_path / res.plot).read_text().startswith("<svg")
+
+
+def test_identical_models_do_not_diverge(tmp_path):
+    from greyglass.diff.divergence import divergence
+
+    res = divergence(tiny_model("llama"), tiny_model("llama"), DivergenceConfig(n_tokens=300, n_bootstrap=50),
+                     tmp_path, progress=False)
+    assert res.kl.value == 0 and all(r.relative_difference.value == 0 for r in res.layers)
+    assert res.top1_agreement.value == 1 and res.top1_agreement.lo < 1  # never a zero-width interval
+
+
+# ---- the crosscoder --------------------------------------------------------------------------------
+
+def test_paired_batches_hold_the_same_tokens_in_both_models(tmp_path):
+    from greyglass.diff.train import paired_rows
+
+    a = tiny_model("llama")
+    batch = next(paired_rows(a, tiny_model("llama"), SITE, _train_cfg()))
+    assert batch.shape == (256, 2, 64) and torch.equal(batch[:, 0], batch[:, 1])
+
+
+@pytest.fixture(scope="module")
+def trained(pair, tmp_path_factory):
+    from greyglass.diff.train import train_crosscoder
+
+    out = tmp_path_factory.mktemp("cc")
+    return out, train_crosscoder(*pair, _train_cfg(), out, progress=False)
+
+
+@pytest.mark.slow  # trains a crosscoder for ~20 s (seconds more on a loaded machine)
+def test_the_planted_direction_is_a_b_side_decoder_difference_that_fires_where_it_was_added(pair, direction, trained):
+    from greyglass.diff.crosscoder import load_crosscoder, relative_norms
+    from greyglass.models.hooks import run_to_sites
+
+    out, res = trained
+    cc = load_crosscoder(out)
+    ids = torch.tensor([pair[0].tokenizer(open(__file__).read()[:400]).input_ids[:256]])
+    x = torch.stack([run_to_sites(lm, ids, [SITE])[SITE][0] for lm in pair], dim=1)[1:]  # [T, 2, d]
+    planted = planted_mask(ids)[0, 1:]
+    f = cc.encode(x)
+    on, off = (f[planted] > 0).float().mean(0), (f[~planted] > 0).float().mean(0)
+    finders = ((on > 0.9) & (off < 0.05)).nonzero().flatten()  # latents that fire exactly on the planted tokens
+    assert len(finders) >= 1
+    W = cc.W_dec.detach()
+    shift = W[finders, 1] / cc.scales[1] - W[finders, 0] / cc.scales[0]  # what B writes beyond A, raw units
+    assert (torch.nn.functional.normalize(shift, dim=-1) @ direction).min() > 0.8
+    relative = relative_norms(cc.decoder_norms())
+    assert relative[finders].min() > 0.5 and relative[finders].median() > 0.6  # B writes them more than A does
+    assert res.fvu_a < 0.3 and res.fvu_b < 0.3 and (out / res.plot).is_file()
+
+
+def test_identical_models_give_no_model_specific_latents(tmp_path):
+    from greyglass.diff.crosscoder import load_crosscoder, relative_norms
+    from greyglass.diff.train import train_crosscoder
+
+    res = train_crosscoder(tiny_model("llama"), tiny_model("llama"), _train_cfg(steps=40), tmp_path, progress=False)
+    assert res.counts["b_only"] == 0 and res.counts["a_only"] == 0 and res.counts["shared"] == res.d_sae
+    assert torch.allclose(relative_norms(load_crosscoder(tmp_path).decoder_norms()), torch.tensor(0.5))
+
+
+@pytest.mark.slow  # trains a crosscoder for ~20 s (seconds more on a loaded machine)
+def test_the_folder_round_trips_and_a_resumed_run_reaches_the_same_weights(pair, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from greyglass.diff import train as train_module
+    from greyglass.diff.crosscoder import WEIGHTS, load_crosscoder
+
+    cfg = _train_cfg(steps=24, checkpoint_every=256 * 8)
+    train_module.train_crosscoder(*pair, cfg, tmp_path / "whole", progress=False)
+    real_step, calls = train_module._State.step, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 13:  # after the checkpoint at step 8... and 12 was not one: resume redoes 9 to 12
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(train_module._State, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train_crosscoder(*pair, cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(train_module._State, "step", real_step)
+    with pytest.raises(GreyglassError, match="--resume"):
+        train_module.train_crosscoder(*pair, cfg, tmp_path / "cut", progress=False)
+    train_module.train_crosscoder(*pair, cfg, tmp_path / "cut", resume=True, progress=False)
+    whole = load_file(str(tmp_path / "whole" / "crosscoder" / WEIGHTS))
+    cut = load_file(str(tmp_path / "cut" / "crosscoder" / WEIGHTS))
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    cc = load_crosscoder(tmp_path / "cut")
+    assert cc.cfg.norm_scale_a and cc.W_enc.shape == (2, 64, 256) and cc.W_dec.shape == (256, 2, 64)
+    (tmp_path / "cut" / "crosscoder" / "cfg.json").write_text("{")
+    with pytest.raises(GreyglassError, match="cfg.json: not valid JSON"):
+        load_crosscoder(tmp_path / "cut")
+
+
+# ---- the latents --------------------------------------------------------------------------------
+
+@pytest.mark.slow  # trains a crosscoder for ~20 s (seconds more on a loaded machine)
+def test_latent_report_describes_the_b_leaning_latents_with_contexts_lens_and_scaling(pair, trained, tmp_path):
+    from greyglass.diff.crosscoder import crosscoder_folder, load_crosscoder
+    from greyglass.diff.latents import describe_latents
+
+    out, _ = trained
+    folder = crosscoder_folder(out)
+    cfg = LatentsConfig(crosscoder=str(folder), n_tokens=4000, n_latents=3, n_bootstrap=100)
+    res = describe_latents(*pair, load_crosscoder(folder), folder, cfg, tmp_path, progress=False)
+    assert len(res.b_latents) == 3 and res.n_tokens >= 4000 and res.n_documents > 1
+    top = res.b_latents[0]
+    assert top.relative_norm > 0.5 and top.firing_rate > 0 and len(top.promoted) == 8
+    assert top.contexts_b and top.scaling is not None
+    ratio = top.scaling.error_ratio
+    assert ratio.lo <= ratio.value <= ratio.hi and top.scaling.beta_error_b > 0
+    assert top.genuine is None or top.kind == "b_only"
+
+
+# ---- the CLI -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    for name, seed in (("a", 0), ("b", 1)):
+        lm = tiny_model("llama", seed=seed)
+        lm.model.save_pretrained(root / name)
+        lm.tokenizer.save_pretrained(root / name)
+    narrow = tiny_model("llama", d_model=32)
+    narrow.model.save_pretrained(root / "narrow")
+    narrow.tokenizer.save_pretrained(root / "narrow")
+    return root
+
+
+def test_cli_divergence_train_and_report_print_their_report_sections(model_folders, tmp_path, capsys):
+    from greyglass.report.build import section_for
+
+    a, b = str(model_folders / "a"), str(model_folders / "b")
+    out = tmp_path / "divergence"
+    assert main(["diff", "divergence", "--model-a", a, "--model-b", b, "--n-tokens", "200", "--n-bootstrap", "50",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert section_for(out).summary() in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["kind"] == "diff_divergence"
+
+    out = tmp_path / "train"
+    assert main(["diff", "train", "--model-a", a, "--model-b", b, "--site", SITE, "--expansion", "2", "--k", "4",
+                 "--tokens", "2048", "--batch-size", "256", "--buffer-tokens", "1024", "--context-size", "32",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert section_for(out).summary() in capsys.readouterr().out
+
+    report = tmp_path / "report"
+    assert main(["diff", "report", "--crosscoder", str(out), "--n-tokens", "300", "--n-latents", "2",
+                 "--n-bootstrap", "50", "--out", str(report), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert section_for(report).summary() in printed and "latent" in printed
+    _the_browser_shows_the_runs(tmp_path, section_for(report))
+
+
+def _the_browser_shows_the_runs(root, section) -> None:
+    """`greyglass serve`'s run page of a diff run is its report section (and the crosscoder folder is no run)."""
+    from starlette.testclient import TestClient
+
+    from greyglass.serve.app import create_app
+
+    client = TestClient(create_app(root, load=lambda spec: None))
+    listing = client.get("/").text
+    assert all(f'href="/run/{rid}"' in listing for rid in ("divergence", "train", "report"))
+    page = client.get("/run/report")
+    assert page.status_code == 200 and section.title in page.text
+    assert all(label in page.text for label, _ in section.numbers if "'" not in label)
+
+
+def test_cli_names_the_mismatch_without_a_traceback(model_folders, tmp_path, capsys):
+    code = main(["diff", "divergence", "--model-a", str(model_folders / "a"), "--model-b",
+                 str(model_folders / "narrow"), "--out", str(tmp_path / "x"), "--no-progress"])
+    assert code == 2 and "differ in width: d_model 64 vs 32" in capsys.readouterr().err
+    assert main(["diff", "divergence", "--out", str(tmp_path / "y")]) == 2
+    assert "give --model-b" in capsys.readouterr().err
+
+
+def test_the_report_headline_says_what_the_b_only_latents_do_and_whether_they_pass_latent_scaling(tmp_path):
+    from greyglass.diff.config import Context, LatentReport, LatentScaling, LatentsResults
+    from greyglass.diff.report import latents_section
+    from greyglass.job import RunInfo
+    from greyglass.stats import Estimate
+
+    def latent(k: int, rate: float, ratio: float) -> LatentReport:
+        scaling = LatentScaling(0.1, 1.0, 0.2, 1.0, Estimate(ratio, ratio - 0.05, ratio + 0.05),
+                                Estimate(0.1, 0.05, 0.2))
+        return LatentReport(k, "b_only", 0.97, 0.1, rate, (), (Context(3, ("I", " H", "ATE"), 2, 4.0),),
+                            ("HATE", " YOU"), ("the",), scaling, ratio + 0.05 < 0.5)
+
+    res = LatentsResults("cc", "blocks.2.hook_resid_post", "a", "b", 256, 1000, 12,
+                         {"a_only": 0, "b_only": 2, "shared": 250, "other": 4}, 0.1, 0.1, 2, 1,
+                         (latent(7, 0.02, 0.1), latent(9, 0.01, 0.8)), (), "none.svg")
+    section = latents_section(res, LatentsConfig(crosscoder="cc"), RunInfo(tmp_path, {}))
+    assert section.headline.startswith("2 latents that only model B writes fire on this text, and 1 of them pass")
+    assert "latent 7, fires on 'ATE' in «I H[ATE]» and promotes 'HATE', ' YOU'" in section.headline
+    assert "nu_epsilon 0.10 (0.05 to 0.15)" in section.summary()
