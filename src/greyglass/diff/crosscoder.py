@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..atomic import atomic_dir
-from ..config import from_dict
+from ..records import from_json
 from ..errors import GreyglassError
 from ..sae.kernels import gather_dot, sparse_decode
 from ..sae.model import geometric_median
@@ -223,7 +223,7 @@ def load_crosscoder(path: str | Path, device: str = "cpu") -> Crosscoder:
     """The crosscoder saved at `path` (its folder or its run folder), in eval mode."""
     folder = crosscoder_folder(path)
     try:
-        cfg = from_dict(CrosscoderConfig, json.loads((folder / CFG).read_text()), str(folder / CFG))
+        cfg = from_json(CrosscoderConfig, json.loads((folder / CFG).read_text()), str(folder / CFG))
     except json.JSONDecodeError as e:
         raise GreyglassError(f"{folder / CFG}: not valid JSON (line {e.lineno}: {e.msg})") from None
     cc = Crosscoder(cfg)
