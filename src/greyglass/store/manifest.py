@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import GreyglassError
+from ..json_files import read_json_object
 
 MANIFEST = "manifest.json"
 FORMAT = "greyglass-activations"
@@ -27,10 +27,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if not path.exists():
         what = "does not exist" if not Path(folder).exists() else f"has no {MANIFEST}"
         raise GreyglassError(f"activation store {folder} {what}; create one with `greyglass capture`")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise GreyglassError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    manifest = read_json_object(path)
     if manifest.get("format") != FORMAT:
         raise GreyglassError(f"{path}: not a greyglass activation store manifest")
     return manifest
