@@ -37,7 +37,7 @@ test-fast: install
 
 # The fuzz tests with many random examples (CI runs a fixed, derandomized few; tests/fuzzing.py).
 fuzz: install
-	GREYGLASS_FUZZ=fuzz $(BIN)/python -m pytest -q tests/unit/test_fuzz_readers.py
+	GREYGLASS_FUZZ=fuzz $(BIN)/python -m pytest -q tests/unit/test_fuzz_readers.py tests/unit/test_fuzz_http.py
 
 bench: install
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
