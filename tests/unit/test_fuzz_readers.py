@@ -293,14 +293,28 @@ def read_run_folder(folder: Path):
     section = section_for(folder)
     section.summary()
     render_page([section], "fuzz")
+    _browse(folder)
     kind = read_run(folder)[0].get("kind")
-    return read_job_run(JOBS_BY_NAME[kind], folder) if kind in JOBS_BY_NAME else None
+    return read_job_run(JOBS_BY_NAME[kind], folder) if isinstance(kind, str) and kind in JOBS_BY_NAME else None
+
+
+def _browse(folder: Path) -> None:
+    """The browser's run list and run page over the folder (beside a valid run), which must not fail."""
+    from starlette.testclient import TestClient
+
+    from greyglass.serve.app import create_app
+
+    client = TestClient(create_app(folder.parent, load=None), raise_server_exceptions=False)
+    for url in ("/", f"/run/{folder.name}"):
+        r = client.get(url)
+        assert r.status_code in (200, 404) and "Traceback" not in r.text, (url, r.status_code, r.text[:300])
 
 
 @given(run=st.sampled_from(["capture/c1", "sae/s1/features"]), data=st.data())
 def test_run_folder(runs, run, data):
     assert read_run_folder(runs / run) is not None
     with scratch(runs / run) as folder:
+        shutil.copytree(runs / "capture" / "c1", folder.parent / "valid")
         path = _break_one(data, folder, ["config.json", "results.json"])
         read_cleanly(lambda: read_run_folder(folder), folder, (path.name,))
 
