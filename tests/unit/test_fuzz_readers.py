@@ -418,3 +418,15 @@ def test_folder_reader_regressions(runs, tmp_path):
     for read, folder, error in cases:
         with pytest.raises(GreyglassError, match=error):
             read(folder)
+
+
+@pytest.mark.parametrize("raw", [b"", b"[1, 2]", b'{"a": 1}', b"[" * 5000, b"\xff"])
+def test_organism_answer_cache_that_is_damaged_is_named(tmp_path, raw):
+    from greyglass.errors import GreyglassError
+    from greyglass.organism.run import _cached_originals
+
+    (tmp_path / "original_answers.json").write_bytes(raw)
+    with pytest.raises(GreyglassError, match="original_answers.json"):
+        _cached_originals(tmp_path, lambda: pytest.fail("a damaged cache is not silently regenerated"))
+    (tmp_path / "original_answers.json").write_text('["a", "b"]')
+    assert _cached_originals(tmp_path, list) == ["a", "b"]
