@@ -430,3 +430,54 @@ def test_organism_answer_cache_that_is_damaged_is_named(tmp_path, raw):
         _cached_originals(tmp_path, lambda: pytest.fail("a damaged cache is not silently regenerated"))
     (tmp_path / "original_answers.json").write_text('["a", "b"]')
     assert _cached_originals(tmp_path, list) == ["a", "b"]
+
+
+# --- the other user files: steering pairs, labelled pressure turns, concepts -------------------------
+
+
+@given(texts=st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=4), data=st.data())
+def test_steering_pairs(texts, data):
+    from greyglass.steer.vectors import read_pairs
+
+    raw, changed = data.draw(jsonl_case([{"positive": p, "negative": n} for p, n in texts]))
+    with scratch() as folder:
+        path = write_maybe_gz(folder / "pairs.jsonl", raw)
+        got = read_cleanly(lambda: read_pairs(path), folder, (path.name,))
+    if changed is None:
+        assert [(p.positive, p.negative) for p in got] == texts
+
+
+@given(rows=st.lists(st.tuples(TEXT, st.sampled_from(["first", "report", "reply"]), TEXT, st.integers(0, 1)),
+                     min_size=1, max_size=4), data=st.data())
+def test_labelled_pressure_turns(rows, data):
+    from greyglass.behaviour.pressure import read_labelled_turns
+
+    dicts = [{"id": i, "step": s, "text": t, "label": y} for i, s, t, y in rows]
+    raw, changed = data.draw(jsonl_case(dicts))
+    with scratch() as folder:
+        path = write_maybe_gz(folder / "turns.jsonl", raw)
+        got = read_cleanly(lambda: read_labelled_turns(path), folder, (path.name,))
+    if changed is None:
+        assert got == dicts
+
+
+@given(how=st.sampled_from(["valid", "json", "bytes"]), data=st.data())
+def test_concept_file(how, data):
+    from greyglass.latents.concept import load_concept
+
+    concept = {"name": "bridge", "description": "bridges", "target_words": ["bridge", "pont"],
+               "sentences": {"en": ["The bridge is long."], "fr": ["Le pont est long."]},
+               "controls": {"en": ["The cat sleeps."], "fr": ["Le chat dort."]}}
+    raw = json.dumps(concept).encode()
+    if how == "json":
+        raw = data.draw(mutated_json(concept))[0].encode()
+    elif how == "bytes":
+        raw = data.draw(mutated_bytes(raw))
+    with scratch() as folder:
+        path = folder / "concept.json"
+        path.write_bytes(raw)
+        got = read_cleanly(lambda: load_concept(str(path)), folder, (path.name,))
+    if how == "valid":
+        assert got.sentences == concept["sentences"] and got.target_words == ("bridge", "pont")
+    elif got is not None:
+        assert all(isinstance(w, str) for w in got.target_words) and got.sentences
