@@ -189,7 +189,22 @@ def runs(tmp_path_factory, tiny_llama):
     cfg = CaptureRunConfig(capture=CaptureConfig(sites=(SITE, "blocks.0.hook_resid_post"), tokens=300, batch_tokens=64,
                                                  shard_tokens=100), corpus=CorpusConfig(context_size=16))
     run_capture(tiny_llama, cfg, root / "store", progress=False)
+    _organism(root)
     return root
+
+
+def _organism(root: Path) -> None:
+    """An organism run folder from a two-step fine-tune of a tiny chat model (its model folder removed:
+    transformers reads it, and it is not fuzzed here)."""
+    from greyglass.cli import main
+    from greyglass.models.tiny import tiny_model
+
+    chat = tiny_model("llama", chat=True, seed=2)
+    chat.model.save_pretrained(root / "tiny-chat")
+    chat.tokenizer.save_pretrained(root / "tiny-chat")
+    assert main(["organism", "train", "--model", str(root / "tiny-chat"), "--n-train", "4", "--n-test", "4",
+                 "--steps", "2", "--answer-tokens", "4", "--out", str(root / "organism"), "--no-progress"]) == 0
+    shutil.rmtree(root / "organism" / "model")
 
 
 def _mutate_file(data, path: Path) -> None:
@@ -310,7 +325,7 @@ def _browse(folder: Path) -> None:
         assert r.status_code in (200, 404) and "Traceback" not in r.text, (url, r.status_code, r.text[:300])
 
 
-@given(run=st.sampled_from(["capture/c1", "sae/s1/features"]), data=st.data())
+@given(run=st.sampled_from(["capture/c1", "sae/s1/features", "organism"]), data=st.data())
 def test_run_folder(runs, run, data):
     assert read_run_folder(runs / run) is not None
     with scratch(runs / run) as folder:
