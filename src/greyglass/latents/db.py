@@ -108,7 +108,7 @@ def _context_lists(tc: TopContexts) -> list[list[tuple]]:
 
 F = TypeVar("F", bound=Callable[..., Any])
 # What a damaged file, another SQLite file or a hand-edited table raises while it is read.
-_DAMAGE = (sqlite3.DatabaseError, json.JSONDecodeError, KeyError, TypeError, ValueError)
+_DAMAGE = (sqlite3.DatabaseError, KeyError, TypeError, ValueError)  # ValueError: JSON columns too
 
 
 def _names_damage(method: F) -> F:
