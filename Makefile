@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.greyglass-installed
 
-.PHONY: install chromium demo test test-fast bench saelens-install saelens-test saelens-check saebench-check clean
+.PHONY: install chromium demo test test-fast fuzz bench saelens-install saelens-test saelens-check saebench-check clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: install chromium saelens-install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The fuzz tests with many random examples (CI runs a fixed, derandomized few; tests/fuzzing.py).
+fuzz: install
+	GREYGLASS_FUZZ=fuzz $(BIN)/python -m pytest -q tests/unit/test_fuzz_readers.py tests/unit/test_fuzz_http.py
 
 bench: install
 	for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -12,6 +12,7 @@ steering vector can monitor an eval. A direction is saved as a folder with
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_dir
 from .errors import GreyglassError
+from .json_files import read_json_object
 
 TENSORS = "direction.safetensors"
 META = "direction.json"
@@ -90,16 +92,22 @@ class Direction:
         folder = Path(folder)
         if not (folder / META).exists() or not (folder / TENSORS).exists():
             raise GreyglassError(f"{folder} is not a saved direction (needs {META} and {TENSORS})")
+        meta = read_json_object(folder / META)
         try:
-            meta = json.loads((folder / META).read_text())
             tensors = load_file(str(folder / TENSORS))
-        except (json.JSONDecodeError, SafetensorError, OSError) as e:
-            raise GreyglassError(f"{folder}: cannot read the direction ({e})") from None
-        if "vector" not in tensors or tensors["vector"].ndim != 1:
-            raise GreyglassError(f"{folder / TENSORS}: needs a 1-D tensor 'vector'")
-        if not torch.isfinite(tensors["vector"]).all():
-            raise GreyglassError(f"{folder / TENSORS}: 'vector' contains NaN or inf")
-        return cls(vector=tensors["vector"], site=meta["site"], kind=meta["kind"], bias=float(meta.get("bias", 0.0)),
+        except (SafetensorError, OSError) as e:
+            raise GreyglassError(f"{folder / TENSORS}: cannot read the direction ({e})") from None
+        vector = tensors.get("vector")
+        if vector is None or vector.ndim != 1 or not vector.is_floating_point():
+            raise GreyglassError(f"{folder / TENSORS}: needs a 1-D floating-point tensor 'vector'")
+        for name in ("vector", "mean", "scale"):
+            t = tensors.get(name)
+            if t is not None and (t.shape != vector.shape or not t.is_floating_point() or not torch.isfinite(t).all()):
+                raise GreyglassError(f"{folder / TENSORS}: '{name}' must be finite floats of shape {list(vector.shape)}")
+        if "scale" in tensors and (tensors["scale"] == 0).any():
+            raise GreyglassError(f"{folder / TENSORS}: 'scale' has zeros (it divides the activations)")
+        _check_meta(meta, folder / META)
+        return cls(vector=vector, site=meta["site"], kind=meta["kind"], bias=float(meta.get("bias", 0.0)),
                    mean=tensors.get("mean"), scale=tensors.get("scale"), metadata=meta.get("metadata", {}))
 
     def check_model(self, d_model: int) -> None:
@@ -107,3 +115,14 @@ class Direction:
         if d_model != self.d_model:
             raise GreyglassError(f"direction at {self.site} has d_model {self.d_model}, but the model has {d_model}; "
                                  "it was made for another model")
+
+
+def _check_meta(meta: dict[str, Any], path: Path) -> None:
+    """`direction.json`'s fields have the types `Direction` needs (bias and metadata may be left out)."""
+    checks = {"site": ("a string", lambda v: isinstance(v, str)), "kind": ("a string", lambda v: isinstance(v, str)),
+              "bias": ("a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and math.isfinite(v)),
+              "metadata": ("an object", lambda v: isinstance(v, dict))}
+    for key, (what, ok) in checks.items():
+        if (key in meta or key in ("site", "kind")) and not ok(meta.get(key)):
+            raise GreyglassError(f"{path}: field '{key}' must be {what}, found {meta.get(key)!r}")

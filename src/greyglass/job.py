@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from .errors import GreyglassError
-from .records import from_json
+from .records import RecordError, from_json
 from .runs import check_layout, default_run_dir, read_run
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 C = TypeVar("C")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class RunOptions(NamedTuple):
@@ -121,8 +122,19 @@ def typed_run(job: Job[C, R], folder: str | Path, meta: dict[str, Any], results:
     if meta.get("kind") != job.name:
         raise GreyglassError(f"{folder} holds a '{meta.get('kind')}' run, not a '{job.name}' run")
     check_layout(folder, meta, job.command)
-    config = from_json(job.config, meta.get("config", {}), f"{folder}/config.json", "config")
-    return JobRun(job, config, from_json(job.results, results, f"{folder}/results.json"), RunInfo(Path(folder), meta))
+    config = _record(job.config, meta.get("config", {}), f"{folder}/config.json", "config")
+    return JobRun(job, config, _record(job.results, results, f"{folder}/results.json"), RunInfo(Path(folder), meta))
+
+
+def _record(tp: type[T], data: Any, where: str, path: str = "") -> T:
+    """`from_json`, where a value the record's own checks refuse (a Config's `__post_init__`) is a
+    RecordError naming the file too, so the report shows the run as unreadable rather than failing."""
+    try:
+        return from_json(tp, data, where, path)
+    except RecordError:
+        raise
+    except GreyglassError as e:
+        raise RecordError(f"{where}: {path + ': ' if path else ''}{e}") from None
 
 
 @dataclass(frozen=True)

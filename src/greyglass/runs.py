@@ -9,7 +9,6 @@ told apart from one that is broken: the report says which version wrote it and h
 
 from __future__ import annotations
 
-import json
 import platform
 import shlex
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 from .atomic import write_json
 from .clock import folder_stamp, iso_seconds
 from .errors import GreyglassError
+from .json_files import read_json_object
 from .records import to_json
 from .version import __version__
 
@@ -81,12 +81,9 @@ def read_run(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     out = []
     for name in (CONFIG, RESULTS):
         path = Path(folder) / name
-        try:
-            out.append(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise GreyglassError(f"{folder} is not a finished run folder: {name} is missing") from None
-        except json.JSONDecodeError as e:
-            raise GreyglassError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        if not path.is_file():
+            raise GreyglassError(f"{folder} is not a finished run folder: {name} is missing")
+        out.append(read_json_object(path))
     return out[0], out[1]
 
 

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.files import open_text
+from ..data.files import read_text, text_lines
 from ..errors import GreyglassError
+from ..json_files import parse_json
 
 FIELDS = ("question", "answer_matching_behavior", "answer_not_matching_behavior")
 
@@ -120,15 +121,9 @@ def _option_line(prompt: str, label: str) -> tuple[int, int] | None:
 
 def json_lines(path: str | Path) -> Iterator[tuple[str, Any]]:
     """(`file:line`, decoded row) for each non-blank line of a JSONL file."""
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GreyglassError(f"{where}: not valid JSON ({e.msg}); fix or remove this line") from None
+    for lineno, line in text_lines(path):
+        if line.strip():
+            yield f"{path}:{lineno}", parse_json(line, f"{path}:{lineno}")
 
 
 def load_jsonl(path: str | Path, dataset: str) -> list[Item]:
@@ -139,12 +134,8 @@ def load_jsonl(path: str | Path, dataset: str) -> list[Item]:
 
 def load_json_array(path: str | Path, dataset: str) -> list[Item]:
     """CAA JSON: one array of rows; errors name the row's line in the file."""
-    with open_text(path) as f:
-        text = f.read()
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise GreyglassError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    text = read_text(path)
+    rows = parse_json(text, str(path))
     if not isinstance(rows, list):
         raise GreyglassError(f"{path}: expected a JSON array of rows with {', '.join(FIELDS)}")
     lines = _row_lines(text, len(rows))

@@ -343,7 +343,7 @@ def read_labelled_turns(path: str | Path) -> list[dict[str, Any]]:
     """Hand-labelled agent turns (JSONL: id, step, text, label 0/1), with errors that name file, line and field."""
     turns = []
     for lineno, row in jsonl_objects(path, "an object with id, step, text and label"):
-        for field, ok in (("id", isinstance(row.get("id"), str)), ("step", row.get("step") in LABELLED_RULES),
+        for field, ok in (("id", isinstance(row.get("id"), str)), ("step", isinstance(row.get("step"), str) and row["step"] in LABELLED_RULES),
                           ("text", isinstance(row.get("text"), str)), ("label", row.get("label") in (0, 1))):
             if not ok:
                 raise GreyglassError(f"{path} line {lineno}: field '{field}' is missing or wrong: step is one of "

@@ -22,7 +22,7 @@ from typing import Any, Literal, NamedTuple
 from ..config import check_choice, check_positive
 from ..errors import GreyglassError
 from ..fingerprint import cached_file_sha256, files_sha256, json_sha256
-from .files import jsonl_objects, open_text
+from .files import jsonl_objects, read_text
 
 DEFAULT_CORPUS = "wikipedia-en-sample"
 _SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz")
@@ -98,8 +98,7 @@ def documents_fingerprint(cfg: CorpusConfig) -> str:
 
 def _file_documents(path: Path, text_field: str) -> Iterator[str]:
     if ".jsonl" not in path.name:
-        with open_text(path) as f:
-            yield f.read()
+        yield read_text(path)  # one document, up to files.MAX_TEXT_CHARS
         return
     for lineno, row in jsonl_objects(path):
         if not isinstance(row.get(text_field), str):

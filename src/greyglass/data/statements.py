@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from .files import bundled_path, jsonl_objects, open_text
+from .files import bundled_path, jsonl_objects, open_text, text_lines
 
 
 @dataclass(frozen=True)
@@ -154,13 +154,15 @@ def read_statements(path: str | Path) -> list[Statement]:
     path = Path(path)
     name = path.name.removesuffix(".gz")
     if name.endswith(".csv"):
-        with open_text(path) as f:
-            reader = csv.DictReader(f)
+        reader = csv.DictReader(line for _, line in text_lines(path, newline=""))  # csv reads quoted newlines itself
+        try:
             missing = {"statement", "label"} - set(reader.fieldnames or ())
             if missing:
                 raise GreyglassError(f"{path}: the CSV header needs columns statement,label[,group]; "
                                      f"missing {', '.join(sorted(missing))}")
             rows = [(reader.line_num, row) for row in reader]
+        except csv.Error as e:
+            raise GreyglassError(f"{path} line {reader.line_num}: not valid CSV ({e})") from None
     elif name.endswith(".jsonl"):
         rows = list(jsonl_objects(path, "a JSON object with statement and label"))
     elif not path.exists():

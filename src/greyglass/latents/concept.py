@@ -35,6 +35,7 @@ import torch
 
 from ..data.files import bundled_path, open_text
 from ..errors import GreyglassError
+from ..json_files import read_json_object
 from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from ..stats import Estimate, auroc, bootstrap
@@ -83,10 +84,10 @@ def load_concept(spec: str) -> Concept:
     path = Path(spec)
     if not path.is_file():
         raise GreyglassError(f"concept {spec!r} is neither built in ({', '.join(builtin)}) nor a file")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise GreyglassError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    raw = read_json_object(path)
+    words = raw.get("target_words", [])
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise GreyglassError(f"{path}: field 'target_words' must be a list of words")
     for key in ("sentences", "controls"):
         value = raw.get(key, {}) if key == "controls" else raw.get(key)
         if not isinstance(value, dict) or not all(

@@ -14,10 +14,12 @@ SQLite ships with Python, needs no server, and answers these in milliseconds for
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..atomic import atomic_path
 from ..errors import GreyglassError
@@ -104,8 +106,25 @@ def _context_lists(tc: TopContexts) -> list[list[tuple]]:
              for r in range(len(where[j])) if where[j][r] >= 0] for j in range(len(where))]
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+# What a damaged file, another SQLite file or a hand-edited table raises while it is read.
+_DAMAGE = (sqlite3.DatabaseError, KeyError, TypeError, ValueError)  # ValueError: JSON columns too
+
+
+def _names_damage(method: F) -> F:
+    """A FeatureDB method whose damaged-database errors become a GreyglassError naming the file."""
+    @functools.wraps(method)
+    def read(self: "FeatureDB", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _DAMAGE as e:
+            raise GreyglassError(f"{self.path} is damaged or not a greyglass feature database ({type(e).__name__}: "
+                                 f"{e}); rebuild it with `greyglass features build`") from None
+    return read  # type: ignore[return-value]
+
+
 class FeatureDB:
-    """Read access to a feature database."""
+    """Read access to a feature database; a damaged one is a GreyglassError naming its file."""
 
     def __init__(self, path: str | Path):
         path = Path(path)
@@ -114,7 +133,11 @@ class FeatureDB:
         if not path.is_file():
             raise GreyglassError(f"{path} does not exist; build it with `greyglass features build`")
         self.path = path
-        self.con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self._open()
+
+    @_names_damage
+    def _open(self) -> None:
+        self.con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         self.con.row_factory = sqlite3.Row
         self.meta = {r["key"]: json.loads(r["value"]) for r in self.con.execute("SELECT * FROM meta")}
         self.d_sae = int(self.meta["d_sae"])
@@ -123,10 +146,12 @@ class FeatureDB:
         if not 0 <= latent < self.d_sae:
             raise GreyglassError(f"latent {latent} is out of range; this SAE has latents 0 to {self.d_sae - 1}")
 
+    @_names_damage
     def vocab(self, ids: list[int]) -> dict[int, str]:
         marks = ",".join("?" * len(ids))
         return {r["id"]: r["text"] for r in self.con.execute(f"SELECT * FROM vocab WHERE id IN ({marks})", ids)}
 
+    @_names_damage
     def latent(self, latent: int) -> dict[str, Any]:
         """Everything stored about one latent; contexts carry their tokens as text."""
         self._check(latent)
@@ -145,6 +170,7 @@ class FeatureDB:
         row["quantile"] = [c for c in contexts if c["kind"] == "quantile"]
         return row
 
+    @_names_damage
     def fires_on(self, word: str, limit: int = 20) -> list[dict[str, Any]]:
         """Latents whose stored contexts centre on `word` (case-insensitive), most often first."""
         return [dict(r) for r in self.con.execute(
@@ -152,6 +178,7 @@ class FeatureDB:
             "JOIN latents l ON l.latent = f.latent WHERE f.token = ? GROUP BY f.latent "
             "ORDER BY n DESC, max_act DESC LIMIT ?", (normalise(word), limit))]
 
+    @_names_damage
     def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
         """Full-text search over labels, explanations, fired-on and promoted tokens (FTS5 syntax)."""
         try:
@@ -160,9 +187,13 @@ class FeatureDB:
                 "JOIN latents l ON l.latent = t.rowid WHERE latent_text MATCH ? ORDER BY score LIMIT ?",
                 (query, limit))]
         except sqlite3.OperationalError as e:
+            if str(e).startswith("no such table"):
+                raise GreyglassError(f"{self.path} is damaged or not a greyglass feature database ({e}); "
+                                     "rebuild it with `greyglass features build`") from None
             raise GreyglassError(f"search query {query!r} is not valid full-text syntax ({e}); "
                                  "quote it, e.g. '\"money\"'") from None
 
+    @_names_damage
     def latent_rows(self) -> list[dict[str, Any]]:
         """Every latent's density, mean and max activation and label, in latent order (for indexes and pickers)."""
         return [dict(r) for r in self.con.execute(

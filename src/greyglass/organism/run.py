@@ -11,6 +11,7 @@ from pathlib import Path
 from ..atomic import write_text
 from ..errors import GreyglassError
 from ..job import JobRun
+from ..json_files import parse_json
 from ..models.lm import LoadedModel
 from ..models.loader import load_model
 from ..plots import Series, histograms, line_chart, save_svg
@@ -52,7 +53,10 @@ def _cached_originals(out: Path, make: Callable[[], list[str]]) -> list[str]:
     """The original model's answers, kept in the run folder so a rerun does not regenerate them."""
     path = out / "original_answers.json"
     if path.exists():
-        return json.loads(path.read_text())
+        answers = parse_json(path.read_bytes(), str(path))
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise GreyglassError(f"{path}: expected a JSON list of answers; delete it to generate them again")
+        return answers
     answers = make()
     write_text(path, json.dumps(answers, indent=1))
     return answers

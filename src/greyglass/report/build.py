@@ -53,7 +53,7 @@ def section_for(folder: Path, files: tuple[dict[str, Any], dict[str, Any]] | Non
     its job's Results otherwise (an edit by hand) a section saying what does not fit."""
     config, results = files if files is not None else read_run(folder)
     kind = config.get("kind", "unknown")
-    if kind not in JOBS_BY_NAME:
+    if not isinstance(kind, str) or kind not in JOBS_BY_NAME:  # a hand-edited kind may be any JSON value
         return generic_section(config, results, folder)
     try:
         return typed_run(JOBS_BY_NAME[kind], folder, config, results).section()

@@ -86,15 +86,15 @@ def fmt(est: Estimate | dict[str, float] | float, digits: int = 3, percent: bool
 
 
 def provenance(config: dict[str, Any], folder: str) -> dict[str, Any]:
-    """The provenance rows every section shows, from a run's config.json."""
-    model = config.get("model", {}) or {}
+    """The provenance rows every section shows, from a run's config.json (as written, so any JSON value)."""
+    model, versions = (v if isinstance(v, dict) else {} for v in (config.get("model"), config.get("versions")))
     command = config.get("command")
     return {
         "run folder": folder,
         "model": model.get("name") or model.get("spec"),
         "weights sha256": model.get("sha256"),
         "data fingerprint": config.get("corpus_fingerprint") or config.get("data_fingerprint"),
-        "command": " ".join(command) if isinstance(command, list) else command,
-        "greyglass version": (config.get("versions") or {}).get("greyglass"),
+        "command": " ".join(map(str, command)) if isinstance(command, list) else command,
+        "greyglass version": versions.get("greyglass"),
         "date": config.get("created"),
     }

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ..atomic import atomic_dir
 from ..errors import GreyglassError
+from ..json_files import read_json_object
 from .architectures import create_sae
 from .config import ARCHITECTURES, FreqCostConfig, SAEConfig, TopKConfig
 from .model import SparseAutoencoder
@@ -112,13 +113,14 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
     folder = Path(folder)
     if not (folder / CFG).is_file():
         raise GreyglassError(f"{folder} is not an SAE folder: {CFG} is missing")
-    raw = _read_json(folder / CFG)
+    raw = read_json_object(folder / CFG)
     cfg = _config_from_saelens(raw, folder)
     tensors = _read_weights(folder / WEIGHTS)
+    w_enc = tensors.get("W_enc")
+    if w_enc is None or tuple(w_enc.shape) != (cfg.d_in, cfg.d_sae):  # before create_sae allocates what cfg.json says
+        raise GreyglassError(f"{folder / WEIGHTS}: W_enc is {'missing' if w_enc is None else list(w_enc.shape)}, "
+                             f"cfg.json (d_in {cfg.d_in}, d_sae {cfg.d_sae}) needs [{cfg.d_in}, {cfg.d_sae}]")
     sae = create_sae(cfg)
-    if raw.get("apply_b_dec_to_input", True) is False:
-        # SAELens without b_dec on the input: x @ W_enc + b_enc == (x - b_dec) @ W_enc + (b_enc + b_dec @ W_enc)
-        tensors["b_enc"] = tensors["b_enc"] + tensors["b_dec"] @ tensors["W_enc"]
     expected = {name: tuple(p.shape) for name, p in sae.named_parameters()}
     for name, shape in expected.items():
         if name not in tensors:
@@ -128,6 +130,9 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
                                  f"cfg.json (d_in {cfg.d_in}, d_sae {cfg.d_sae}) needs {list(shape)}")
         if not torch.isfinite(tensors[name]).all():
             raise GreyglassError(f"{folder / WEIGHTS}: {name} contains NaN or infinite values; retrain or re-download")
+    if raw.get("apply_b_dec_to_input", True) is False:
+        # SAELens without b_dec on the input: x @ W_enc + b_enc == (x - b_dec) @ W_enc + (b_enc + b_dec @ W_enc)
+        tensors["b_enc"] = tensors["b_enc"] + tensors["b_dec"] @ tensors["W_enc"]
     with torch.no_grad():
         for name, p in sae.named_parameters():
             p.copy_(tensors[name])
@@ -148,23 +153,34 @@ def _read_fire_rate(path: Path, d_sae: int) -> Tensor:
 def load_sparsity(folder: str | Path) -> Tensor | None:
     """The saved log10 firing rates `[d_sae]`, or None when the folder has none."""
     path = Path(folder) / SPARSITY
-    return load_file(str(path))["sparsity"] if path.is_file() else None
+    if not path.is_file():
+        return None
+    rates = _read_weights(path).get("sparsity")
+    d_sae = read_json_object(Path(folder) / CFG).get("d_sae")
+    if rates is None or tuple(rates.shape) != (d_sae,) or rates.isnan().any():
+        raise GreyglassError(f"{path}: needs a tensor sparsity of shape [d_sae] = [{d_sae}] without NaN; "
+                             "remove the file or save the SAE again")
+    return rates
 
 
 def read_training(folder: str | Path) -> dict[str, Any]:
     """greyglass's `training.json` ({} for a SAELens folder)."""
     path = Path(folder) / TRAINING
-    return _read_json(path) if path.is_file() else {}
+    return read_json_object(path) if path.is_file() else {}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _trained_config(folder: Path) -> SAEConfig | None:
+    """The full `SAEConfig` from `training.json`, or None (a SAELens folder); a value that does not fit
+    (an edit by hand, a damaged file) is an error naming the file."""
+    path = folder / TRAINING
+    saved = read_training(folder).get("sae")
+    if not saved:
+        return None
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise GreyglassError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
-    if not isinstance(data, dict):
-        raise GreyglassError(f"{path}: expected a JSON object")
-    return data
+        return SAEConfig.from_dict(saved, str(path))
+    except (GreyglassError, TypeError, ValueError, AttributeError) as e:  # from_dict does not check JSON types
+        raise GreyglassError(f"{path}: 'sae' does not hold a valid SAE config ({e}); "
+                             "remove training.json to load the folder as SAELens does") from None
 
 
 def _read_weights(path: Path) -> dict[str, Tensor]:
@@ -179,9 +195,12 @@ def _read_weights(path: Path) -> dict[str, Tensor]:
 def _config_from_saelens(raw: dict[str, Any], folder: Path) -> SAEConfig:
     """An `SAEConfig` for the (folded) weights in `folder`, from SAELens's keys."""
     where = folder / CFG
+    for key in ("metadata", "activation_fn_kwargs"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise GreyglassError(f"{where}: {key} must be an object")
     meta = {**raw, **(raw.get("metadata") or {})}
     arch_name = raw.get("architecture") or ("topk" if raw.get("activation_fn_str") == "topk" else "standard")
-    if arch_name not in _FROM_SAELENS:
+    if not isinstance(arch_name, str) or arch_name not in _FROM_SAELENS:
         raise GreyglassError(f"{where}: architecture {arch_name!r} is not supported; "
                              f"greyglass loads {', '.join(_FROM_SAELENS)}")
     norm = raw.get("normalize_activations") or "none"
@@ -192,22 +211,24 @@ def _config_from_saelens(raw: dict[str, Any], folder: Path) -> SAEConfig:
         raise GreyglassError(f"{where}: rescale_acts_by_decoder_norm = true (SAELens v6 TopK) is not supported; "
                              "fold the decoder norms into W_enc, b_enc and W_dec and set it to false")
     for key in ("d_in", "d_sae"):
-        if not isinstance(raw.get(key), int):
-            raise GreyglassError(f"{where}: {key} is missing or not an integer")
+        if type(raw.get(key)) is not int or raw[key] <= 0:
+            raise GreyglassError(f"{where}: {key} is missing or not a positive integer")
     arch = ARCHITECTURES[_FROM_SAELENS[arch_name]]()
     k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k")
     if isinstance(arch, TopKConfig):
-        if not isinstance(k, int):
-            raise GreyglassError(f"{where}: a topk SAE needs an integer k")
+        if type(k) is not int or k <= 0:
+            raise GreyglassError(f"{where}: a topk SAE needs a positive integer k")
         arch = replace(arch, k=min(k, raw["d_sae"]))
-    facts = {key: meta[key] for key in ("model_name", "hook_name", "context_size", "prepend_bos")
-             if meta.get(key) is not None}
-    saved = read_training(folder).get("sae")
-    trained = SAEConfig.from_dict(saved, str(folder / TRAINING)) if saved else None
+    facts = {key: meta[key] for key, kind in (("model_name", str), ("hook_name", str), ("context_size", int),
+                                              ("prepend_bos", bool)) if type(meta.get(key)) is kind}
+    trained = _trained_config(folder)
     if trained is not None and trained.architecture == arch.name:
         arch = replace(trained.arch, **({"k": arch.k} if isinstance(arch, TopKConfig) else {}))
     # a folder saved before the cost travelled with the SAE was always evaluated without it
     freq_cost = trained.freq_cost if trained is not None and (folder / FREQUENCY).is_file() else FreqCostConfig()
-    base = trained if trained is not None else SAEConfig(arch=arch, d_in=raw["d_in"], d_sae=raw["d_sae"])
-    return replace(base, arch=arch, d_in=raw["d_in"], d_sae=raw["d_sae"], freq_cost=freq_cost, norm_scale=1.0,
-                   b_dec_init="zeros", **facts)
+    try:
+        base = trained if trained is not None else SAEConfig(arch=arch, d_in=raw["d_in"], d_sae=raw["d_sae"])
+        return replace(base, arch=arch, d_in=raw["d_in"], d_sae=raw["d_sae"], freq_cost=freq_cost, norm_scale=1.0,
+                       b_dec_init="zeros", **facts)
+    except GreyglassError as e:
+        raise GreyglassError(f"{where}: {e}") from None

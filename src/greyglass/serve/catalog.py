@@ -46,7 +46,8 @@ class Run(NamedTuple):
     @property
     def model_spec(self) -> str | None:
         model = self.config.get("model") or {}
-        return model.get("spec") if isinstance(model, dict) else None
+        spec = model.get("spec") if isinstance(model, dict) else None
+        return spec if isinstance(spec, str) else None
 
     @property
     def date(self) -> str:
@@ -101,7 +102,7 @@ class Catalog:
 
     def runs(self) -> list[Run]:
         self._scan()
-        return sorted(self._runs.values(), key=lambda r: (r.config.get("created") or "", r.id), reverse=True)
+        return sorted(self._runs.values(), key=lambda r: (str(r.config.get("created") or ""), r.id), reverse=True)
 
     def run(self, rid: str) -> Run:
         self._scan()

@@ -65,9 +65,15 @@ class ActivationStore:
             )
         try:
             with safe_open(str(path), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in keys}
+                tensors = {k: f.get_tensor(k) for k in keys}
         except (SafetensorError, OSError) as e:
             raise GreyglassError(f"shard {path} is corrupt ({e}); recapture it") from None
+        for k, t in tensors.items():
+            shape = (entry["rows"], self.d_model) if k in self.sites else (entry["rows"],)
+            if tuple(t.shape) != shape:
+                raise GreyglassError(f"shard {path} is corrupt: {k} has shape {list(t.shape)}, the manifest says "
+                                     f"{list(shape)}; recapture it")
+        return tensors
 
     def summary(self) -> str:
         """The store in plain words from its manifest, also while unfinished: the terminal text of `greyglass info`

@@ -1,0 +1,498 @@
+"""Every reader of a user- or run-written file, fuzzed (issue 22; docs/reliability.md).
+
+Each test generates a valid file (or folder), checks that it loads back exactly, then breaks it
+(tests/fuzzing.py: bytes, JSON fields, tensors) and checks that the only outcomes are a load
+that passes the reader's own invariants or a `GreyglassError` naming the file; never another
+exception, and never a changed or added file. `make fuzz` runs many more examples.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from fuzzing import LINE_CAP, mutated_bytes, mutated_json, mutated_tensors, read_cleanly
+from hypothesis import given
+from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
+
+from greyglass.data import files
+from greyglass.data.corpus import CorpusConfig, documents
+from greyglass.data.statements import read_statements
+from greyglass.behaviour.items import load_items
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+NO_MUTATION = st.just(None)
+
+
+@contextmanager
+def scratch(pristine: Path | None = None):
+    """A fresh folder (a copy of `pristine`) per example, with the text readers' line cap lowered."""
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(files, "MAX_TEXT_CHARS", LINE_CAP):
+        folder = Path(tmp) / "in"
+        if pristine is None:
+            folder.mkdir()
+        else:
+            shutil.copytree(pristine, folder)
+        yield folder
+
+
+def write_maybe_gz(path: Path, data: bytes) -> Path:
+    if path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
+    path.write_bytes(data)
+    return path
+
+
+@st.composite
+def jsonl_case(draw, rows: list[dict]) -> tuple[bytes, tuple | None]:
+    """JSONL bytes of `rows`, unchanged, with one row's JSON mutated, or with the bytes mutated."""
+    lines = [json.dumps(r) for r in rows]
+    how = draw(st.sampled_from(["valid", "row", "bytes"]))
+    if how == "row":
+        i = draw(st.integers(0, len(lines) - 1))
+        lines[i], at = draw(mutated_json(rows[i]))
+        return ("\n".join(lines) + "\n").encode(), at
+    data = ("\n".join(lines) + "\n").encode()
+    return (draw(mutated_bytes(data)), ()) if how == "bytes" else (data, None)
+
+
+# --- corpora -------------------------------------------------------------------------------------
+
+
+@given(docs=st.lists(TEXT, min_size=1, max_size=6), suffix=st.sampled_from([".jsonl", ".jsonl.gz"]), data=st.data())
+def test_corpus_jsonl(docs, suffix, data):
+    rows = [{"text": d, "id": i} for i, d in enumerate(docs)]
+    raw, changed = data.draw(jsonl_case(rows))
+    with scratch() as folder:
+        path = write_maybe_gz(folder / f"c{suffix}", raw)
+        got = read_cleanly(lambda: sorted(documents(CorpusConfig(corpus=str(path)))), folder, (path.name,))
+    if changed is None:
+        assert [t for _, t in got] == docs
+    elif got is not None:
+        assert all(isinstance(t, str) for _, t in got)
+
+
+@given(doc=TEXT, suffix=st.sampled_from([".txt", ".txt.gz"]), mutate=st.booleans(), data=st.data())
+def test_corpus_txt(doc, suffix, mutate, data):
+    raw = doc.encode()
+    if mutate:
+        raw = data.draw(mutated_bytes(raw))
+    with scratch() as folder:
+        path = write_maybe_gz(folder / f"c{suffix}", raw)
+        got = read_cleanly(lambda: list(documents(CorpusConfig(corpus=str(path)))), folder, (path.name,))
+    if not mutate:  # text mode reads \r\n and \r as \n
+        assert got == [(0, doc.replace("\r\n", "\n").replace("\r", "\n"))]
+
+
+def test_corpus_line_cap_refuses_a_long_line_before_reading_it(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"text": "x" * (LINE_CAP + 1)}) + "\n")
+    with mock.patch.object(files, "MAX_TEXT_CHARS", LINE_CAP), pytest.raises(files.GreyglassError,
+                                                                               match=r"c\.jsonl: line 1 is longer"):
+        list(documents(CorpusConfig(corpus=str(path))))
+
+
+# --- statements ----------------------------------------------------------------------------------
+
+STATEMENT_ROWS = st.lists(st.tuples(TEXT.filter(str.strip), st.integers(0, 1), st.text("ab", max_size=2)),
+                          min_size=1, max_size=5)
+
+
+@given(rows=STATEMENT_ROWS, data=st.data())
+def test_statements_jsonl(rows, data):
+    dicts = [{"statement": t, "label": y, "group": g} for t, y, g in rows]
+    raw, changed = data.draw(jsonl_case(dicts))
+    with scratch() as folder:
+        path = write_maybe_gz(folder / "s.jsonl", raw)
+        got = read_cleanly(lambda: read_statements(path), folder, (path.name,))
+    if changed is None:
+        assert [(s.text, s.label, s.group) for s in got] == [(t.strip(), y, g) for t, y, g in rows]
+    elif got is not None:
+        assert all(s.label in (0, 1) and s.text for s in got)
+
+
+@given(rows=STATEMENT_ROWS, mutate=st.booleans(), data=st.data())
+def test_statements_csv(rows, mutate, data):
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerows([("statement", "label", "group"), *rows])
+    raw = buf.getvalue().encode()
+    if mutate:
+        raw = data.draw(mutated_bytes(raw))
+    with scratch() as folder:
+        path = write_maybe_gz(folder / "s.csv", raw)
+        got = read_cleanly(lambda: read_statements(path), folder, (path.name,))
+    if not mutate:
+        assert [(s.text, s.label, s.group) for s in got] == [(t.strip(), y, g) for t, y, g in rows]
+    elif got is not None:
+        assert all(s.label in (0, 1) and s.text for s in got)
+
+
+# --- eval items ----------------------------------------------------------------------------------
+
+ITEM_ROWS = st.lists(st.tuples(TEXT.filter(str.strip), st.sampled_from(["(A)", "(B)"])), min_size=1, max_size=4)
+
+
+def _item_rows(rows):
+    return [{"question": q, "answer_matching_behavior": f" {m}", "answer_not_matching_behavior": " (B)" if m == "(A)" else " (A)"}
+            for q, m in rows]
+
+
+@given(rows=ITEM_ROWS, data=st.data())
+def test_items_jsonl(rows, data):
+    raw, changed = data.draw(jsonl_case(_item_rows(rows)))
+    with scratch() as folder:
+        path = write_maybe_gz(folder / "items.jsonl", raw)
+        got = read_cleanly(lambda: load_items(path), folder, (path.name,))
+    if changed is None:
+        assert [(i.prompt, i.answer_matching_behavior) for i in got] == rows
+
+
+@given(rows=ITEM_ROWS, how=st.sampled_from(["valid", "json", "bytes"]), data=st.data())
+def test_items_json_array(rows, how, data):
+    dicts = _item_rows(rows)
+    raw = json.dumps(dicts, indent=1).encode()
+    if how == "json":
+        raw = data.draw(mutated_json(dicts))[0].encode()
+    elif how == "bytes":
+        raw = data.draw(mutated_bytes(raw))
+    with scratch() as folder:
+        path = write_maybe_gz(folder / "items.json", raw)
+        got = read_cleanly(lambda: load_items(path), folder, (path.name,))
+    if how == "valid":
+        assert [(i.prompt, i.answer_matching_behavior) for i in got] == rows
+
+
+# --- run-written folders: a store, an SAE, its feature database, a direction, run folders ----------
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_llama):
+    """Valid folders to break: serve_runs' runs (an SAE with its features, a probe direction, a capture
+    run folder) and a small activation store of two sites."""
+    from serve_runs import SITE, make_runs
+
+    from greyglass.store.config import CaptureConfig, CaptureRunConfig
+    from greyglass.store.writer import run_capture
+
+    root = make_runs(tmp_path_factory.mktemp("runs"), tiny_llama)
+    cfg = CaptureRunConfig(capture=CaptureConfig(sites=(SITE, "blocks.0.hook_resid_post"), tokens=300, batch_tokens=64,
+                                                 shard_tokens=100), corpus=CorpusConfig(context_size=16))
+    run_capture(tiny_llama, cfg, root / "store", progress=False)
+    _organism(root)
+    return root
+
+
+def _organism(root: Path) -> None:
+    """An organism run folder from a two-step fine-tune of a tiny chat model (its model folder removed:
+    transformers reads it, and it is not fuzzed here)."""
+    from greyglass.cli import main
+    from greyglass.models.tiny import tiny_model
+
+    chat = tiny_model("llama", chat=True, seed=2)
+    chat.model.save_pretrained(root / "tiny-chat")
+    chat.tokenizer.save_pretrained(root / "tiny-chat")
+    assert main(["organism", "train", "--model", str(root / "tiny-chat"), "--n-train", "4", "--n-test", "4",
+                 "--steps", "2", "--answer-tokens", "4", "--out", str(root / "organism"), "--no-progress"]) == 0
+    shutil.rmtree(root / "organism" / "model")
+
+
+def _mutate_file(data, path: Path) -> None:
+    """Break `path` in place: its JSON, its tensors or its bytes."""
+    raw = path.read_bytes()
+    if path.suffix == ".json" and data.draw(st.booleans(), label="json-level"):
+        path.write_text(data.draw(mutated_json(json.loads(raw)))[0])
+    elif path.suffix == ".safetensors" and data.draw(st.booleans(), label="tensor-level"):
+        tensors, _ = data.draw(mutated_tensors(load_file(str(path))))
+        save_file(tensors, str(path))
+    else:
+        path.write_bytes(data.draw(mutated_bytes(raw)))
+
+
+def _break_one(data, folder: Path, names: list[str]) -> Path:
+    path = folder / data.draw(st.sampled_from(names), label="file")
+    _mutate_file(data, path)
+    return path
+
+
+def read_store(folder: Path):
+    from greyglass.store.manifest import META_KEYS
+    from greyglass.store.reader import ActivationStore
+
+    store = ActivationStore(folder)
+    store.describe()
+    keys = [*store.sites, *META_KEYS]
+    rows = 0
+    for batch in store.batches(keys, 64, shuffle=False):
+        n = len(batch["token_ids"])
+        assert all(batch[s].shape == (n, store.d_model) for s in store.sites)
+        assert all(batch[k].shape == (n,) for k in META_KEYS)
+        rows += n
+    return store, rows
+
+
+@given(data=st.data())
+def test_activation_store(runs, data):
+    store, rows = read_store(runs / "store")
+    assert rows == store.n_tokens == 300
+    with scratch(runs / "store") as folder:
+        names = sorted(p.name for p in folder.iterdir() if p.suffix in (".json", ".safetensors"))
+        path = _break_one(data, folder, names)
+        read_cleanly(lambda: read_store(folder), folder, (path.name, str(folder)))
+
+
+def read_sae_folder(folder: Path):
+    from greyglass.sae.io import load_sae, load_sparsity, read_training
+
+    sae = load_sae(folder)
+    assert sae.W_enc.shape == (sae.cfg.d_in, sae.cfg.d_sae) and all(torch.isfinite(p).all() for p in sae.parameters())
+    sparsity = load_sparsity(folder)
+    assert sparsity is None or sparsity.shape == (sae.cfg.d_sae,)
+    assert isinstance(read_training(folder), dict)
+    return sae
+
+
+@given(arch=st.sampled_from(["relu", "topk", "jumprelu", "batchtopk"]), data=st.data())
+def test_sae_folder(arch, data):
+    from greyglass.sae.architectures import create_sae
+    from greyglass.sae.config import ARCHITECTURES, SAEConfig
+    from greyglass.sae.io import save_sae
+
+    torch.manual_seed(0)
+    sae = create_sae(SAEConfig(d_in=8, d_sae=16, arch=ARCHITECTURES[arch](**({"k": 4} if "topk" in arch else {})),
+                               hook_name="blocks.1.hook_resid_post"))
+    with scratch() as folder:
+        save_sae(sae, folder / "sae", sparsity=torch.linspace(-3, 0, 16), training={"tokens": 10})
+        folder = folder / "sae"
+        x = torch.randn(5, 8)
+        assert torch.allclose(read_sae_folder(folder).encode(x), sae.eval().encode(x), atol=1e-5)
+        path = _break_one(data, folder, sorted(p.name for p in folder.iterdir()))
+        read_cleanly(lambda: read_sae_folder(folder), folder, (path.name, str(folder)))
+
+
+def read_direction(folder: Path):
+    from greyglass.directions import Direction
+
+    d = Direction.load(folder)
+    d.check_model(d.d_model)
+    assert torch.isfinite(d.score(torch.randn(3, d.d_model))).all()
+    return d
+
+
+@given(data=st.data())
+def test_direction_folder(runs, data):
+    assert read_direction(runs / "probe" / "p1" / "direction").kind == "logistic"
+    with scratch(runs / "probe" / "p1" / "direction") as folder:
+        path = _break_one(data, folder, sorted(p.name for p in folder.iterdir()))
+        read_cleanly(lambda: read_direction(folder), folder, (path.name,))
+
+
+def read_run_folder(folder: Path):
+    """What the CLI, report and browser do with a run folder: the typed run, then its section rendered."""
+    from greyglass.job import read_job_run
+    from greyglass.jobs import JOBS_BY_NAME
+    from greyglass.report.build import section_for
+    from greyglass.report.page import render_page
+    from greyglass.runs import read_run
+
+    section = section_for(folder)
+    section.summary()
+    render_page([section], "fuzz")
+    _browse(folder)
+    kind = read_run(folder)[0].get("kind")
+    return read_job_run(JOBS_BY_NAME[kind], folder) if isinstance(kind, str) and kind in JOBS_BY_NAME else None
+
+
+def _browse(folder: Path) -> None:
+    """The browser's run list and run page over the folder (beside a valid run), which must not fail."""
+    from starlette.testclient import TestClient
+
+    from greyglass.serve.app import create_app
+
+    client = TestClient(create_app(folder.parent, load=None), raise_server_exceptions=False)
+    for url in ("/", f"/run/{folder.name}"):
+        r = client.get(url)
+        assert r.status_code in (200, 404) and "Traceback" not in r.text, (url, r.status_code, r.text[:300])
+
+
+@given(run=st.sampled_from(["capture/c1", "sae/s1/features", "organism"]), data=st.data())
+def test_run_folder(runs, run, data):
+    assert read_run_folder(runs / run) is not None
+    with scratch(runs / run) as folder:
+        shutil.copytree(runs / "capture" / "c1", folder.parent / "valid")
+        path = _break_one(data, folder, ["config.json", "results.json"])
+        read_cleanly(lambda: read_run_folder(folder), folder, (path.name,))
+
+
+def read_feature_db(folder: Path):
+    from greyglass.latents.db import FeatureDB
+
+    db = FeatureDB(folder)
+    for row in db.latent_rows()[:3]:
+        db.latent(row["latent"])
+    db.fires_on("the")
+    db.search("the")
+    return db
+
+
+@given(data=st.data())
+def test_feature_db(runs, data):
+    read_feature_db(runs / "sae" / "s1" / "features")
+    with scratch(runs / "sae" / "s1" / "features") as folder:
+        path = folder / "features.sqlite"
+        path.write_bytes(data.draw(mutated_bytes(path.read_bytes())))
+        read_cleanly(lambda: read_feature_db(folder), folder, (path.name,))
+
+
+SQL_DAMAGE = ("DROP TABLE latents", "DROP TABLE meta", "DELETE FROM meta WHERE key = 'd_sae'",
+              "UPDATE meta SET value = '\"x\"' WHERE key = 'd_sae'", "UPDATE meta SET value = 'not json'",
+              "UPDATE latents SET hist = 'not json'", "UPDATE latents SET promoted = NULL",
+              "UPDATE contexts SET tokens = '[1, 2'", "DELETE FROM vocab", "DROP TABLE latent_text",
+              "UPDATE contexts SET acts = '[]'")
+
+
+@given(damage=st.sampled_from(SQL_DAMAGE))
+def test_feature_db_tables(runs, damage):
+    import sqlite3
+
+    with scratch(runs / "sae" / "s1" / "features") as folder:
+        con = sqlite3.connect(folder / "features.sqlite")
+        con.execute(damage)
+        con.commit()
+        con.close()
+        read_cleanly(lambda: read_feature_db(folder), folder, ("features.sqlite",))
+
+
+# --- the defects the fuzzing found, kept as plain regressions --------------------------------------
+
+TEXT_REGRESSIONS = [
+    # (file name, bytes, what the error says; None: loads)
+    ("s.csv", b'statement,label\n"a\rb",1\n', None),  # a quoted \r was read as \n (csv needs newline="")
+    ("s.jsonl", b'{"statement": "a", "label": 1' + b"9" * 5000 + b"}\n", "not valid JSON"),  # ValueError escaped
+    ("s.jsonl", b"[" * 100_000 + b"\n", "nested too deeply"),  # RecursionError escaped
+    ("s.jsonl", '{"statement": "é", "label": 1}\n'.encode("utf-16"), "cannot be read as UTF-8"),  # UnicodeDecodeError
+    ("s.csv", b"statement,label\n\xff\xfe,1\n", "cannot be read as UTF-8"),
+    ("s.csv.gz", gzip.compress(b"statement,label\nx,1\n")[:-6], "cannot be read as UTF-8"),  # EOFError escaped
+    ("s.csv", b'statement,label\n"' + b"x" * 200_000 + b'",1\n', "longer than"),  # csv.Error (field limit)
+    ("items.json", b'[{"question": "q", "answer_matching_behavior": ' + b"[" * 5000, "nested too deeply"),
+]
+
+
+@pytest.mark.parametrize("name,raw,error", TEXT_REGRESSIONS)
+def test_text_reader_regressions(tmp_path, name, raw, error):
+    path = tmp_path / name
+    path.write_bytes(raw)
+    read = load_items if name.startswith("items") else read_statements
+    with mock.patch.object(files, "MAX_TEXT_CHARS", 100_000):
+        if error is None:
+            assert read(path)[0].text == "a\rb"
+        else:
+            with pytest.raises(files.GreyglassError, match=error) as e:
+                read(path)
+            assert name in str(e.value)
+
+
+def test_folder_reader_regressions(runs, tmp_path):
+    """Run-written folders whose damage escaped as KeyError, TypeError, sqlite3 or safetensors errors."""
+    from greyglass.errors import GreyglassError
+
+    def broken(src: str, file: str, change) -> Path:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        shutil.copytree(runs / src, folder)
+        change(folder / file)
+        return folder
+
+    def edit_json(**fields):
+        def change(path: Path):
+            data = json.loads(path.read_text())
+            data.update(fields)
+            path.write_text(json.dumps({k: v for k, v in data.items() if v is not ...}))
+        return change
+
+    cases = [
+        (read_direction, broken("probe/p1/direction", "direction.json", edit_json(site=...)), "field 'site'"),
+        (read_direction, broken("probe/p1/direction", "direction.json", edit_json(bias=None)), "field 'bias'"),
+        (read_sae_folder, broken("sae/s1", "cfg.json", edit_json(d_in=False)), "d_in"),
+        (read_sae_folder, broken("sae/s1", "cfg.json", edit_json(d_in=2**40, d_sae=2**40)), "W_enc"),  # no allocation
+        (read_sae_folder, broken("sae/s1", "training.json", edit_json(sae={"arch": "topk"})), "training.json"),
+        (read_sae_folder, broken("sae/s1", "sparsity.safetensors", lambda p: p.write_bytes(b"{}")), "sparsity"),
+        (read_feature_db, broken("sae/s1/features", "features.sqlite", lambda p: p.write_bytes(b"x" * 4096)),
+         "features.sqlite is damaged"),
+        (read_store, broken("store", "manifest.json", lambda p: p.write_text("[]")), "expected a JSON object"),
+    ]
+    for read, folder, error in cases:
+        with pytest.raises(GreyglassError, match=error):
+            read(folder)
+
+
+@pytest.mark.parametrize("raw", [b"", b"[1, 2]", b'{"a": 1}', b"[" * 5000, b"\xff"])
+def test_organism_answer_cache_that_is_damaged_is_named(tmp_path, raw):
+    from greyglass.errors import GreyglassError
+    from greyglass.organism.run import _cached_originals
+
+    (tmp_path / "original_answers.json").write_bytes(raw)
+    with pytest.raises(GreyglassError, match="original_answers.json"):
+        _cached_originals(tmp_path, lambda: pytest.fail("a damaged cache is not silently regenerated"))
+    (tmp_path / "original_answers.json").write_text('["a", "b"]')
+    assert _cached_originals(tmp_path, list) == ["a", "b"]
+
+
+# --- the other user files: steering pairs, labelled pressure turns, concepts -------------------------
+
+
+@given(texts=st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=4), data=st.data())
+def test_steering_pairs(texts, data):
+    from greyglass.steer.vectors import read_pairs
+
+    raw, changed = data.draw(jsonl_case([{"positive": p, "negative": n} for p, n in texts]))
+    with scratch() as folder:
+        path = write_maybe_gz(folder / "pairs.jsonl", raw)
+        got = read_cleanly(lambda: read_pairs(path), folder, (path.name,))
+    if changed is None:
+        assert [(p.positive, p.negative) for p in got] == texts
+
+
+@given(rows=st.lists(st.tuples(TEXT, st.sampled_from(["first", "report", "reply"]), TEXT, st.integers(0, 1)),
+                     min_size=1, max_size=4), data=st.data())
+def test_labelled_pressure_turns(rows, data):
+    from greyglass.behaviour.pressure import read_labelled_turns
+
+    dicts = [{"id": i, "step": s, "text": t, "label": y} for i, s, t, y in rows]
+    raw, changed = data.draw(jsonl_case(dicts))
+    with scratch() as folder:
+        path = write_maybe_gz(folder / "turns.jsonl", raw)
+        got = read_cleanly(lambda: read_labelled_turns(path), folder, (path.name,))
+    if changed is None:
+        assert got == dicts
+
+
+@given(how=st.sampled_from(["valid", "json", "bytes"]), data=st.data())
+def test_concept_file(how, data):
+    from greyglass.latents.concept import load_concept
+
+    concept = {"name": "bridge", "description": "bridges", "target_words": ["bridge", "pont"],
+               "sentences": {"en": ["The bridge is long."], "fr": ["Le pont est long."]},
+               "controls": {"en": ["The cat sleeps."], "fr": ["Le chat dort."]}}
+    raw = json.dumps(concept).encode()
+    if how == "json":
+        raw = data.draw(mutated_json(concept))[0].encode()
+    elif how == "bytes":
+        raw = data.draw(mutated_bytes(raw))
+    with scratch() as folder:
+        path = folder / "concept.json"
+        path.write_bytes(raw)
+        got = read_cleanly(lambda: load_concept(str(path)), folder, (path.name,))
+    if how == "valid":
+        assert got.sentences == concept["sentences"] and got.target_words == ("bridge", "pont")
+    elif got is not None:
+        assert all(isinstance(w, str) for w in got.target_words) and got.sentences

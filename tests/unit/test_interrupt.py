@@ -1,0 +1,111 @@
+"""Interrupted jobs (issue 22; docs/reliability.md): `greyglass capture` and `greyglass sae train` run as
+subprocesses on a tiny random model, killed with SIGINT (Ctrl-C) or SIGKILL at a random point of their
+progress, then finished in-process with `--resume`. The result must equal an uninterrupted run's
+bit for bit, and what the killed process left must never read as complete: the store's manifest
+lists only whole shards and says it is incomplete, and no SAE folder exists before training ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+import greyglass
+from greyglass.cli import main
+
+SITE = "blocks.1.hook_resid_post"
+TOKENS = 2400
+TRAIN_TOKENS = 64 * 240
+SIGNALS = [signal.SIGINT, signal.SIGKILL]
+pytestmark = pytest.mark.slow  # a subprocess each, which imports torch and transformers (~10 s on a loaded machine)
+
+
+def capture_args(model: Path, out: Path) -> list[str]:
+    return ["capture", "--model", str(model), "--site", SITE, "--tokens", str(TOKENS), "--batch-tokens", "64",
+            "--shard-tokens", "256", "--context-size", "16", "--out", str(out), "--no-progress"]
+
+
+def train_args(store: Path, out: Path) -> list[str]:
+    return ["sae", "train", "--store", str(store), "--d-sae", "64", "--k", "4", "--tokens", str(TRAIN_TOKENS),
+            "--batch-size", "64", "--checkpoint-every", "320", "--out", str(out), "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory, tiny_llama):
+    """A tiny model folder and, uninterrupted, its capture and an SAE trained on it."""
+    root = tmp_path_factory.mktemp("interrupt")
+    tiny_llama.model.save_pretrained(root / "model")
+    tiny_llama.tokenizer.save_pretrained(root / "model")
+    assert main(capture_args(root / "model", root / "store")) == 0
+    assert main(train_args(root / "store", root / "sae")) == 0
+    return root
+
+
+def kill_when(args: list[str], ready, sig: int) -> None:
+    """Run the CLI in a subprocess; send `sig` once `ready()` is true; wait for it to end."""
+    env = {**os.environ, "PYTHONPATH": str(Path(greyglass.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "greyglass.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert proc.poll() is None, f"it ended before the kill: {proc.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    proc.wait(60)
+    assert proc.returncode in (130, -sig), (proc.returncode, proc.stderr.read().decode()[-2000:])
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet (written atomically, never half)
+        return {}
+
+
+def _same_files(a: Path, b: Path, names: list[str]) -> None:
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGKILL"])
+def test_capture_killed_at_a_random_point_resumes_to_the_same_store(done, tmp_path, sig):
+    from greyglass.store.reader import ActivationStore
+
+    out = tmp_path / "store"
+    at = random.Random(f"capture {sig}").uniform(0.05, 0.6) * TOKENS
+    kill_when(capture_args(done / "model", out), lambda: _json(out / "manifest.json").get("n_tokens", 0) >= at, sig)
+    cut = ActivationStore(out)
+    assert not cut.complete and 0 < cut.n_tokens < TOKENS
+    for i, shard in enumerate(cut.manifest["shards"]):  # every listed shard is whole and readable
+        assert len(cut.read_shard(i, [SITE])[SITE]) == shard["rows"]
+    assert main([*capture_args(done / "model", out), "--resume"]) == 0
+    ref, resumed = ActivationStore(done / "store"), ActivationStore(out)
+    assert resumed.complete and resumed.manifest["shards"] == ref.manifest["shards"]
+    _same_files(out, done / "store", [s["file"] for s in ref.manifest["shards"]])
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGKILL"])
+def test_sae_training_killed_at_a_random_point_resumes_to_the_same_weights(done, tmp_path, sig):
+    out = tmp_path / "sae"
+    steps = TRAIN_TOKENS // 64
+    at = random.Random(f"train {sig}").randrange(steps // 10, steps // 2)
+    kill_when(train_args(done / "store", out),
+              lambda: _json(out / "checkpoint" / "state.json").get("step", 0) >= at, sig)
+    assert not (out / "sae").exists()  # the SAE folder appears whole at the end, never before
+    assert 0 < _json(out / "checkpoint" / "state.json")["step"] < steps
+    assert main([*train_args(done / "store", out), "--resume"]) == 0
+    ref, resumed = load_file(str(done / "sae" / "sae" / "sae_weights.safetensors")), \
+        load_file(str(out / "sae" / "sae_weights.safetensors"))
+    assert ref.keys() == resumed.keys() and all(ref[k].equal(resumed[k]) for k in ref)
+    assert not (out / "checkpoint").exists()
