@@ -226,18 +226,22 @@ def _break_one(data, folder: Path, names: list[str]) -> Path:
 
 
 def read_store(folder: Path):
+    from greyglass.activations import store_windows
     from greyglass.store.manifest import META_KEYS
     from greyglass.store.reader import ActivationStore
 
     store = ActivationStore(folder)
-    store.describe()
+    store.summary()
     keys = [*store.sites, *META_KEYS]
     rows = 0
-    for batch in store.batches(keys, 64, shuffle=False):
-        n = len(batch["token_ids"])
-        assert all(batch[s].shape == (n, store.d_model) for s in store.sites)
-        assert all(batch[k].shape == (n,) for k in META_KEYS)
+    for i in range(len(store.manifest["shards"])):
+        shard = store.read_shard(i, keys)
+        n = len(shard["token_ids"])
+        assert all(shard[s].shape == (n, store.d_model) for s in store.sites)
+        assert all(shard[k].shape == (n,) for k in META_KEYS)
         rows += n
+    for windows in store_windows(store, store.sites, 4):  # the windows training and statistics read
+        assert all(a.shape[-1] == store.d_model for a in windows.acts.values())
     return store, rows
 
 
