@@ -2,7 +2,7 @@
 and the report import them).
 
 `SAEConfig` is what an SAE is: the sizes, the architecture with its own sparsity settings
-(`arch`: one of `ReLUConfig`, `TopKConfig`, `BatchTopKConfig`, `JumpReLUConfig`), the
+(`arch`: one of `ReLUConfig`, `TopKConfig`, `BatchTopKConfig`, `MatryoshkaConfig`, `JumpReLUConfig`), the
 frequency-aware cost (`freq_cost`), the input normalisation and where the SAE reads from (model,
 site, context size), so a saved SAE carries everything an evaluation or a later analysis needs.
 `TrainConfig` holds the optimiser and the schedule, shared by every SAE trained from one pass
@@ -89,6 +89,41 @@ class BatchTopKConfig(TopKConfig):
     name: str = field(default="batchtopk", init=False)
 
 
+MATRYOSHKA_LEVELS = 5
+"""The default ladder's number of nested dictionaries: d_sae/16, d_sae/8, d_sae/4, d_sae/2, d_sae."""
+
+
+@dataclass(frozen=True)
+class MatryoshkaConfig(BatchTopKConfig):
+    """matryoshka: BatchTopK whose nested prefixes of latents must each reconstruct on their own
+    (Bussmann et al. 2025); the squared errors of every prefix are summed, as in SAELens's
+    matryoshka_batchtopk; one learned threshold at inference (saved as a JumpReLU)."""
+
+    name: str = field(default="matryoshka", init=False)
+    widths: tuple[int, ...] = flagged("matryoshka_widths", default=())
+    """Widths of the nested dictionaries, increasing (d_sae is added as the last if missing);
+    default: a halving ladder of --matryoshka-levels widths ending at d_sae."""
+    levels: int = flagged("matryoshka_levels", default=MATRYOSHKA_LEVELS)
+    """Without --matryoshka-widths: how many nested dictionaries (d_sae / 2^(levels-1), ..., d_sae / 2, d_sae)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive("MatryoshkaConfig", "levels", self.levels)
+        if any(w <= 0 for w in self.widths) or any(a >= b for a, b in zip(self.widths, self.widths[1:])):
+            raise GreyglassError(f"MatryoshkaConfig.widths (--matryoshka-widths) must be positive and strictly "
+                                 f"increasing, got {self.widths!r}")
+
+    def prefix_widths(self, d_sae: int) -> tuple[int, ...]:
+        """The nested widths for `d_sae` latents, the last being d_sae."""
+        if self.widths:
+            if self.widths[-1] > d_sae:
+                raise GreyglassError(f"MatryoshkaConfig.widths (--matryoshka-widths) {self.widths!r} exceed "
+                                     f"d_sae = {d_sae}; give widths up to d_sae")
+            return self.widths if self.widths[-1] == d_sae else (*self.widths, d_sae)
+        ladder = (d_sae >> i for i in range(self.levels - 1, -1, -1))
+        return tuple(sorted({w for w in ladder if w > 0}))
+
+
 @dataclass(frozen=True)
 class JumpReLUConfig:
     """jumprelu: pre * (pre > threshold) with per-latent thresholds trained by a straight-through
@@ -116,13 +151,14 @@ class JumpReLUConfig:
         _check_not_negative(self, "l0_coefficient")
 
 
-ArchConfig = ReLUConfig | TopKConfig | BatchTopKConfig | JumpReLUConfig
-ARCHITECTURES: dict[str, type[ArchConfig]] = {c.name: c for c in (ReLUConfig, TopKConfig, BatchTopKConfig, JumpReLUConfig)}
+ArchConfig = ReLUConfig | TopKConfig | BatchTopKConfig | MatryoshkaConfig | JumpReLUConfig
+ARCHITECTURES: dict[str, type[ArchConfig]] = {c.name: c for c in (ReLUConfig, TopKConfig, BatchTopKConfig,
+                                                                  MatryoshkaConfig, JumpReLUConfig)}
 
 
 @dataclass(frozen=True)
 class FreqCostConfig:
-    """Frequency-aware sparsity (topk, batchtopk, jumprelu): each latent's cost falls with its firing rate."""
+    """Frequency-aware sparsity (topk, batchtopk, matryoshka, jumprelu): each latent's cost falls with its firing rate."""
 
     form: FreqCost = flagged("freq_cost", default="none")
     """How a latent's cost falls with its firing rate p: neglog (-log p / log d_in), power
@@ -155,8 +191,8 @@ class SAEConfig:
     """One sparse autoencoder: architecture, sizes, sparsity settings and the site it reads."""
 
     arch: ArchConfig = flagged("architecture", default_factory=TopKConfig)
-    """relu (L1 penalty), topk, batchtopk (top k*batch over the batch) or jumprelu (learned thresholds),
-    with that architecture's own settings."""
+    """relu (L1 penalty), topk, batchtopk (top k*batch over the batch), matryoshka (batchtopk with nested
+    prefix losses) or jumprelu (learned thresholds), with that architecture's own settings."""
     d_in: int = 576
     """Input width: the model's d_model at the site."""
     d_sae: int = 4608
@@ -192,6 +228,8 @@ class SAEConfig:
         if isinstance(self.arch, TopKConfig) and self.arch.k > self.d_sae:
             raise GreyglassError(f"SAEConfig.arch.k = {self.arch.k} is larger than d_sae = {self.d_sae}; "
                                  "choose k <= d_sae")
+        if isinstance(self.arch, MatryoshkaConfig):
+            self.arch.prefix_widths(self.d_sae)  # raises on widths this d_sae cannot hold
 
     @property
     def architecture(self) -> str:
