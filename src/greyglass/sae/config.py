@@ -364,6 +364,39 @@ class AbsorptionConfig:
                 raise GreyglassError(f"AbsorptionConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
 
 
+SPARSE_PROBING_TASKS: tuple[str, ...] = ("first_letter", "cities", "language", "sycophancy")
+
+
+@dataclass(frozen=True)
+class SparseProbingConfig:
+    """Sparse probing (SAEBench-style) on the bundled binary tasks (`sae.sparse_probing`)."""
+
+    tasks: tuple[str, ...] = flagged("task", default=SPARSE_PROBING_TASKS)
+    """Tasks (repeatable): first_letter (word starts with a vowel), cities (true statement), language (English or
+    French NTREX sentence), sycophancy (the answer agrees with the user's stated view)."""
+    ks: tuple[int, ...] = flagged("probe_k", default=(1, 2, 5, 20))
+    """Latents per sparse probe (repeatable), chosen by the difference of class means on the train split."""
+    examples: int = 600
+    """At most this many examples per task."""
+    test_fraction: float = 0.3
+    """Share of each task's units (words, statement pairs, NTREX lines, questions) held out for testing."""
+    batch_size: int = 32
+    """Texts per forward pass."""
+    seed: int = 0
+    """Seed for the samples, the split and the probes."""
+
+    def __post_init__(self) -> None:
+        for task in self.tasks:
+            check_choice("SparseProbingConfig", "tasks", task, SPARSE_PROBING_TASKS)
+        if not self.tasks or not self.ks or any(k <= 0 for k in self.ks):
+            raise GreyglassError(f"SparseProbingConfig needs at least one task and positive ks (--probe-k), got "
+                                 f"{self.tasks!r} and {self.ks!r}")
+        check_positive("SparseProbingConfig", "examples", self.examples)
+        check_positive("SparseProbingConfig", "batch_size", self.batch_size)
+        if not 0 < self.test_fraction < 1:
+            raise GreyglassError(f"SparseProbingConfig.test_fraction must be in (0, 1), got {self.test_fraction!r}")
+
+
 @dataclass(frozen=True)
 class MetaConfig:
     """How the meta-SAE is trained and read."""
@@ -507,6 +540,18 @@ class AbsorptionRunConfig:
     site: str | None = None
     """Site the SAE reads (default: the SAE's own)."""
     absorption: AbsorptionConfig = field(default_factory=AbsorptionConfig)
+    model: ModelChoice = field(default_factory=ModelChoice)
+
+
+@dataclass(frozen=True)
+class SparseProbingRunConfig:
+    """`sae sparse-probing`: how well the SAE's top-k latents classify the bundled binary tasks, against the raw site."""
+
+    sae: str = positional()
+    """SAE folder (greyglass or SAELens)."""
+    site: str | None = None
+    """Site the SAE reads (default: the SAE's own)."""
+    probing: SparseProbingConfig = field(default_factory=SparseProbingConfig)
     model: ModelChoice = field(default_factory=ModelChoice)
 
 

@@ -18,9 +18,10 @@ from ..plots import bar_chart
 from ..report.figures import run_svg
 from ..report.section import Section, fmt, provenance
 from ..stats import Estimate
-from .config import AbsorptionRunConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig, MetricsRunConfig, TrainRunConfig
+from .config import (AbsorptionRunConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig, MetricsRunConfig,
+                     SparseProbingRunConfig, TrainRunConfig)
 from .results import (DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, DetectorResults, FreqResults, FreqRow,
-                      MetaResults, MetricsResults, SAEMetrics, TrainResults)
+                      MetaResults, MetricsResults, SAEMetrics, SparseProbingResults, TrainResults)
 
 BARELY_WORSE_NATS = 0.05
 """A loss increase below this (perplexity up under 5%) reads as 'barely worse'."""
@@ -168,6 +169,36 @@ def absorption_section(res: AbsorptionResults, cfg: AbsorptionRunConfig, run: Ru
                "intervals resample letters."],
         does_not_show=["Absorption of other concepts than first letters.",
                        "That features without absorption mean what their labels say."],
+        provenance=provenance(run.meta, str(run.folder)),
+    )
+
+
+def sparse_probing_section(res: SparseProbingResults, cfg: SparseProbingRunConfig, run: RunInfo) -> Section:
+    ks = [s.k for s in res.tasks[0].sparse]
+    raw, best_k = res.mean_accuracy(None), max(ks)
+    best = res.mean_accuracy(best_k)
+    # a task's sparse probe matches the raw one when their intervals overlap
+    matched = [t.task for t in res.tasks if t.sparse[-1].accuracy.hi >= t.raw.lo]
+    headline = (f"Over {len(res.tasks)} binary tasks at {res.site}, a probe on the SAE's {best_k} most class-separating "
+                f"latents is right on {best:.1%} of held-out examples, against {raw:.1%} for a probe on the raw "
+                f"activations; its interval reaches the raw probe's on {len(matched)} of {len(res.tasks)} tasks"
+                f"{' (' + ', '.join(matched) + ')' if matched else ''}.")
+    numbers = [(f"mean accuracy over tasks, {'raw activations' if k is None else f'top {k} latents'}",
+                f"{res.mean_accuracy(k):.1%}") for k in (None, *ks)]
+    for t in res.tasks:
+        numbers.append((f"{t.task}: raw probe ({t.n_train} train, {t.n_test} test examples, {t.test_clusters} "
+                        "test clusters)", fmt(t.raw, percent=True)))
+        numbers += [(f"{t.task}: top {s.k} latents", fmt(s.accuracy, percent=True) +
+                     (f"; latents {', '.join(map(str, s.latents))}" if s.k <= 5 else "")) for s in t.sparse]
+    return Section(
+        kind="sparse probing", title="Do a few of the SAE's latents carry what a probe finds?", headline=headline,
+        numbers=numbers,
+        shows=["SAEBench's sparse probing on greyglass's bundled binary tasks: latents chosen by the difference of "
+               "class means on the train split, a logistic regression on them, test accuracy with 95% intervals that "
+               "resample the task's clusters (letters, statement pairs, NTREX lines, questions)."],
+        does_not_show=["That the chosen latents mean the task's concept: they may only correlate with it.",
+                       "Tasks other than these four; SAEBench's own datasets (it mean-pools latents over a text, "
+                       "greyglass reads the word or the last token)."],
         provenance=provenance(run.meta, str(run.folder)),
     )
 

@@ -287,3 +287,38 @@ class FreqResults:
     rows: tuple[FreqRow, ...]
     train_tokens: int
     train_seconds: float
+
+
+@dataclass(frozen=True)
+class KSparseAccuracy:
+    """A probe on k latents: its test accuracy (95% interval resampling the task's clusters) and the latents."""
+
+    k: int
+    accuracy: Estimate
+    latents: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TaskProbing:
+    """One binary task: the raw probe and the k-sparse probes on the SAE's latents."""
+
+    task: str
+    n_train: int
+    n_test: int
+    test_clusters: int
+    """Independent units in the test split (letters, statement pairs, NTREX lines, questions) the intervals resample."""
+    raw: Estimate
+    """Test accuracy of a probe on the site's activations (d_model features)."""
+    sparse: tuple[KSparseAccuracy, ...]
+
+
+@dataclass(frozen=True)
+class SparseProbingResults:
+    site: str
+    tasks: tuple[TaskProbing, ...]
+
+    def mean_accuracy(self, k: int | None) -> float:
+        """Mean test accuracy over the tasks of the k-sparse probe (k=None: the raw probe), as SAEBench averages."""
+        values = [t.raw.value if k is None else next(s.accuracy.value for s in t.sparse if s.k == k)
+                  for t in self.tasks]
+        return sum(values) / len(values)
