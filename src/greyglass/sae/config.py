@@ -627,3 +627,76 @@ class FreqExperimentConfig:
     def absorption_settings(self) -> AbsorptionConfig:
         """The first-letter benchmark, seeded by the training seed."""
         return replace(self.absorption, seed=self.train.seed)
+
+
+COMPARE_ARCHITECTURES = ("topk", "batchtopk", "matryoshka", "jumprelu")
+COMPARE_VARIANTS = ("topk", "batchtopk", "matryoshka", "jumprelu", "batchtopk+freq", "jumprelu+freq")
+"""`sae compare`'s default set: every architecture with an L0 to match, and the frequency-aware BatchTopK and JumpReLU."""
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """`sae compare`: several SAEs from one pass over the same activations, at matched L0 and widths, on one table."""
+
+    site: str = "blocks.15.hook_resid_post"
+    """Site (default: the mid-depth residual stream of the 30-layer default model)."""
+    variants: tuple[str, ...] = flagged("variant", default=COMPARE_VARIANTS)
+    """SAEs to compare (repeatable): topk, batchtopk, matryoshka, jumprelu, each optionally +freq (the
+    frequency-aware cost, e.g. batchtopk+freq)."""
+    l0s: tuple[int, ...] = (16, 64)
+    """L0 values to match (k for the TopK family, target_l0 for JumpReLU)."""
+    widths: tuple[int, ...] = flagged("width", default=(4608,))
+    """Dictionary sizes (repeatable: each variant at each L0 and width)."""
+    freq_cost: FreqCost = "neglog"
+    """Form of the frequency-aware cost for the +freq variants."""
+    freq_cost_scale: float = 0.5
+    """TopK family with the cost: selection uses pre-activation minus this times the cost weight."""
+    l0_coefficient: float = 100.0
+    """JumpReLU: weight of (L0 / target - 1)^2 (as in `sae freq-experiment`)."""
+    matryoshka_levels: int = MATRYOSHKA_LEVELS
+    """Matryoshka: nested dictionaries in the halving ladder ending at the width."""
+    eval_tokens: int = 20_000
+    """Held-out tokens for explained variance, the loss increase and CE loss recovered."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    corpus: CorpusConfig = nested(lambda: CorpusConfig(split="train"), skip=("seed", "split"))
+    """The text: its train split trains, its heldout split evaluates; in the training seed's order."""
+    absorption: AbsorptionConfig = nested(AbsorptionConfig, skip=("batch_size", "seed"))
+    """The first-letter benchmark of every SAE (seeded by the training seed)."""
+    probing: SparseProbingConfig = nested(SparseProbingConfig, skip=("test_fraction", "batch_size", "seed"))
+    """Sparse probing of every SAE (seeded by the training seed; the activations are read once for all SAEs)."""
+
+    def __post_init__(self) -> None:
+        for variant in self.variants:
+            arch, _, cost = variant.partition("+")
+            if arch not in COMPARE_ARCHITECTURES or cost not in ("", "freq"):
+                raise GreyglassError(f"CompareConfig.variants (--variant): {variant!r} is not one of "
+                                     f"{', '.join(COMPARE_ARCHITECTURES)}, optionally followed by +freq")
+        if not self.variants or not self.l0s or not self.widths or any(v <= 0 for v in (*self.l0s, *self.widths)):
+            raise GreyglassError("CompareConfig needs at least one --variant, and positive --l0s and --width values")
+        if self.freq_cost == "none" or self.freq_cost not in FREQ_COSTS:
+            raise GreyglassError(f"CompareConfig.freq_cost must be one of neglog, power; got {self.freq_cost!r}")
+        for name in ("freq_cost_scale", "l0_coefficient", "matryoshka_levels", "eval_tokens"):
+            check_positive("CompareConfig", name, getattr(self, name))
+
+    def training_corpus(self) -> CorpusConfig:
+        """The text the SAEs train on: the train split, in the training seed's order."""
+        return replace(self.corpus, split="train", seed=self.train.seed)
+
+    def absorption_settings(self) -> AbsorptionConfig:
+        return replace(self.absorption, seed=self.train.seed)
+
+    def probing_settings(self) -> SparseProbingConfig:
+        return replace(self.probing, seed=self.train.seed)
+
+    def sae_configs(self, base: SAEConfig) -> list[tuple[str, int, SAEConfig]]:
+        """(variant, L0, SAEConfig) for every row: each width, then each L0, then each variant."""
+        rows = []
+        for width, l0, variant in product(self.widths, self.l0s, self.variants):
+            arch, _, cost = variant.partition("+")
+            topk = {"k": l0, "freq_cost_scale": self.freq_cost_scale}
+            settings = {"topk": lambda: TopKConfig(**topk), "batchtopk": lambda: BatchTopKConfig(**topk),
+                        "matryoshka": lambda: MatryoshkaConfig(**topk, levels=self.matryoshka_levels),
+                        "jumprelu": lambda: JumpReLUConfig(target_l0=float(l0), l0_coefficient=self.l0_coefficient)}
+            freq = FreqCostConfig(form=self.freq_cost) if cost else FreqCostConfig()
+            rows.append((variant, l0, replace(base, arch=settings[arch](), d_sae=width, freq_cost=freq)))
+        return rows

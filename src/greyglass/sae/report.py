@@ -18,10 +18,11 @@ from ..plots import bar_chart
 from ..report.figures import run_svg
 from ..report.section import Section, fmt, provenance
 from ..stats import Estimate
-from .config import (AbsorptionRunConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig, MetricsRunConfig,
-                     SparseProbingRunConfig, TrainRunConfig)
-from .results import (DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, DetectorResults, FreqResults, FreqRow,
-                      MetaResults, MetricsResults, SAEMetrics, SparseProbingResults, TrainResults)
+from .config import (AbsorptionRunConfig, CompareConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig,
+                     MetricsRunConfig, SparseProbingRunConfig, TrainRunConfig)
+from .results import (COMPARE_FIGURES, COMPARE_TABLE, DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionResults,
+                      CompareResults, CompareRow, DetectorResults, FreqResults, FreqRow, MetaResults, MetricsResults,
+                      SAEMetrics, SparseProbingResults, TrainResults)
 
 BARELY_WORSE_NATS = 0.05
 """A loss increase below this (perplexity up under 5%) reads as 'barely worse'."""
@@ -310,3 +311,55 @@ def _freq_row(r: FreqRow) -> str:
     return (f"absorption fraction {_est(r.absorption.mean_absorption_fraction, percent=True)}; {_splice_cost(m)}; "
             f"explained variance {m.explained_variance:.3f}; dead {100 * m.dead_fraction:.1f}%; "
             f"dense {100 * m.dense_fraction:.1f}%")
+
+
+def compare_section(res: CompareResults, cfg: CompareConfig, run: RunInfo) -> Section:
+    groups: dict[tuple[int, int], list[CompareRow]] = {}
+    for r in res.rows:
+        groups.setdefault((r.d_sae, r.target_l0), []).append(r)
+    findings = [_least_absorbed(rows, width, l0) for (width, l0), rows in groups.items()]
+    measured = [f for f in findings if f is not None]
+    beyond = [f for f, clear in measured if clear]
+    if not measured:
+        headline = (f"{len(res.rows)} SAEs were trained on the same activations, but the model's first-letter "
+                    "information at this site is too weak to measure absorption in any of them.")
+    elif beyond:
+        headline = (f"Of {len(res.rows)} SAEs trained on the same activations, {'; '.join(beyond)}, beyond the 95% "
+                    f"intervals of every other SAE of its width and L0 ({len(beyond)} of {len(measured)} settings).")
+    else:
+        headline = (f"Across {len(res.rows)} SAEs trained on the same activations, no architecture absorbs first-letter "
+                    f"features less than the others beyond the intervals at any of the {len(measured)} settings "
+                    f"measured; lowest means: {'; '.join(f for f, _ in measured)}.")
+    k = cfg.probing.ks[0]
+    numbers = [(r.label, f"{_compare_row(r, k)}") for r in res.rows]
+    numbers.append(("the table in markdown (every metric, per-task probing with intervals)",
+                    str(run.folder / COMPARE_TABLE)))
+    return Section(
+        kind="SAE comparison", title="Which SAE keeps its features honest?", headline=headline, numbers=numbers,
+        figure_svg="".join(run_svg(run.folder, name) for name in COMPARE_FIGURES),
+        shows=["SAEs of several architectures trained on the same activations at matched sparsity, compared on what "
+               "splicing them in costs, reconstruction, dead and dense latents, first-letter absorption and "
+               "splitting (SAEBench's measures, intervals resampling letters), and sparse probing."],
+        does_not_show=["Other seeds, sites or models: one run, one layer, one seed per SAE.",
+                       "Absorption of concepts other than first letters."],
+        provenance=provenance(run.meta, str(run.folder)),
+    )
+
+
+def _least_absorbed(rows: list[CompareRow], width: int, l0: int) -> tuple[str, bool] | None:
+    """(the lowest mean absorption fraction among `rows`, whether its interval clears every other's), or None."""
+    scored = [(r, r.absorption.mean_absorption_fraction) for r in rows if r.absorption.mean_absorption_fraction]
+    if not scored:
+        return None
+    best, est = min(scored, key=lambda p: p[1].value)
+    clear = len(scored) > 1 and all(est.hi < other.lo for r, other in scored if r is not best)
+    return (f"{best.variant} absorbs least at width {width:,} and L0 {l0} ({100 * est.value:.1f}%)", clear)
+
+
+def _compare_row(r: CompareRow, k: int) -> str:
+    m, a = r.metrics, r.absorption
+    return (f"L0 {m.l0:.1f}; {_splice_cost(m)}; explained variance {m.explained_variance:.3f}; "
+            f"dead {100 * m.dead_fraction:.1f}%; dense {100 * m.dense_fraction:.1f}%; absorption fraction "
+            f"{_est(a.mean_absorption_fraction, percent=True)}; full absorption {_est(a.full_absorption_rate, percent=True)}; "
+            f"split features {_est(a.mean_split_features, 2)}; sparse probing top-{k} "
+            f"{r.sparse_probing.mean_accuracy(k):.1%} (raw {r.sparse_probing.mean_accuracy(None):.1%})")
