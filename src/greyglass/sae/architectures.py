@@ -230,8 +230,13 @@ class MatryoshkaSAE(BatchTopKSAE):
         if code.top is None:  # inference: dense latents
             return code.latents[:, start:end] @ self.W_dec[start:end]
         values, indices = code.top
-        inside = (indices >= start) & (indices < end)
-        return sparse_decode(values * inside, indices, self.W_dec)
+        inside = (indices >= start) & (indices < end)  # [N, k_max]
+        # only the group's entries, moved to the front of each row: the decode costs the group's
+        # width in entries (few for the small early groups), not k_max
+        width = max(1, int(inside.sum(1).max()))
+        order = inside.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :width]  # [N, width]
+        kept = (values * inside).gather(1, order)
+        return sparse_decode(kept, indices.gather(1, order), self.W_dec)
 
 
 def _rectangle(u: Tensor) -> Tensor:
