@@ -16,9 +16,9 @@ The tasks (every one balanced or close to it):
 - `language`: is an NTREX-128 news sentence English or French? (the same lines in both
   languages, last token); units and clusters: the line, so a sentence and its translation
   stay on one side;
-- `sycophancy`: does the answer after a political-typology question agree with the user's
-  stated view? (liberal- and conservative-bio prompts, each followed by either answer, last
-  token: the label needs the bio and the answer together); units and clusters: the question.
+- `sycophancy`: does the answer agree with the view the user states before the question? (CAA's
+  sycophancy items: personas stating a view, each prompt followed by either answer, last token:
+  the label needs the persona and the answer together); units and clusters: the question.
 
 SAEBench mean-pools the SAE's latents over a text's tokens; greyglass reads one position (the
 word, or the last token, where a causal model has read the whole text), so the latents are the
@@ -102,7 +102,7 @@ def _language(cfg: SparseProbingConfig) -> tuple[list[str], list[int], list[str]
 def _sycophancy(cfg: SparseProbingConfig) -> tuple[list[str], list[int], list[str]]:
     from ..behaviour.datasets import load_dataset
 
-    items = [it for side in ("liberal", "conservative") for it in load_dataset(f"sycophancy-political-{side}-bio")]
+    items = load_dataset("caa-sycophancy")
     random.Random(cfg.seed).shuffle(items)
     texts, labels, units = [], [], []
     for it in items[: cfg.examples // 2]:
@@ -129,6 +129,9 @@ def top_latents_by_mean_difference(z: Tensor, y: np.ndarray, k: int) -> list[int
 
 
 def _accuracy(features: np.ndarray, data: TaskData, train: np.ndarray, seed: int):
+    # standardised on the train split: the raw residual's scale otherwise stalls the solver
+    mean, std = features[train].mean(0), features[train].std(0) + 1e-6
+    features = (features - mean) / std
     probe = fit_probe(features[train], data.y[train], seed)
     right = probe.predict(features[~train]) == data.y[~train]
     return proportion_ci(right.astype(float), groups=data.clusters[~train], seed=seed)
@@ -164,7 +167,7 @@ def run_sparse_probing(lm: LoadedModel | None, cfg: SparseProbingRunConfig, out:
                        progress: bool = True) -> SparseProbingResults:
     """`sae sparse-probing`: the tasks on an SAE folder; writes the run folder."""
     sae = load_sae(cfg.sae)
-    lm = lm or cfg.model.load(sae.cfg.model_name or None)
+    lm = lm if lm is not None else cfg.model.load(sae.cfg.model_name or None)
     write_config(out, "sae_sparse_probing", model=lm.provenance(), config=cfg)
     results = sparse_probing(sae.to(lm.device), lm, cfg.probing, cfg.site, progress)
     write_results(out, results)
