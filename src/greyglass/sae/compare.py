@@ -86,15 +86,15 @@ def markdown_table(rows: list[CompareRow], ks: tuple[int, ...]) -> str:
     """One line per SAE: the cost of splicing it in first, then reconstruction, latents, absorption and probing."""
     probe_heads = " | ".join(f"top-{k} probe" for k in ks)
     head = (f"| variant | d_sae | target L0 | L0 | loss increase (nats) | KL | CE recovered vs mean / zero ablation | "
-            f"explained variance | dead | dense | absorption fraction | full absorption | split features | "
+            f"explained variance | dead | dense | letters scored | absorption fraction | full absorption | split features | "
             f"{probe_heads} | raw probe |")
-    lines = [head, "|" + "---|" * (15 + len(ks))]
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         m, a, p = r.metrics, r.absorption, r.sparse_probing
         probes = " | ".join(f"{p.mean_accuracy(k):.1%}" for k in ks)
         lines.append(f"| {r.variant} | {r.d_sae} | {r.target_l0} | {m.l0:.1f} | {_ci(m.ce_increase)} | "
                      f"{m.kl_sae.value:.3f} | {m.ce_loss_recovered_mean:.3f} / {m.ce_loss_recovered:.3f} | "
-                     f"{m.explained_variance:.3f} | {m.dead_fraction:.1%} | {m.dense_fraction:.1%} | "
+                     f"{m.explained_variance:.3f} | {m.dead_fraction:.1%} | {m.dense_fraction:.1%} | {a.letters_scored} | "
                      f"{_ci(a.mean_absorption_fraction, percent=True)} | {_ci(a.full_absorption_rate, percent=True)} | "
                      f"{_ci(a.mean_split_features, 2)} | {probes} | {p.mean_accuracy(None):.1%} |")
     lines.append("\nIntervals are 95%: the loss increase resamples windows, absorption resamples letters. Probe "

@@ -313,6 +313,10 @@ def _freq_row(r: FreqRow) -> str:
             f"dense {100 * m.dense_fraction:.1f}%")
 
 
+MIN_LETTERS_COMPARED = 2
+"""`sae compare` ranks SAEs on absorption only where at least this many letters were scored."""
+
+
 def compare_section(res: CompareResults, cfg: CompareConfig, run: RunInfo) -> Section:
     groups: dict[tuple[int, int], list[CompareRow]] = {}
     for r in res.rows:
@@ -321,8 +325,9 @@ def compare_section(res: CompareResults, cfg: CompareConfig, run: RunInfo) -> Se
     measured = [f for f in findings if f is not None]
     beyond = [f for f, clear in measured if clear]
     if not measured:
-        headline = (f"{len(res.rows)} SAEs were trained on the same activations, but the model's first-letter "
-                    "information at this site is too weak to measure absorption in any of them.")
+        headline = (f"{len(res.rows)} SAEs were trained on the same activations, but too few letters were scored "
+                    f"(fewer than {MIN_LETTERS_COMPARED} per SAE: weak first-letter information, or too few --words) "
+                    "to compare their absorption.")
     elif beyond:
         headline = (f"Of {len(res.rows)} SAEs trained on the same activations, {'; '.join(beyond)}, beyond the 95% "
                     f"intervals of every other SAE of its width and L0 ({len(beyond)} of {len(measured)} settings).")
@@ -348,7 +353,9 @@ def compare_section(res: CompareResults, cfg: CompareConfig, run: RunInfo) -> Se
 
 def _least_absorbed(rows: list[CompareRow], width: int, l0: int) -> tuple[str, bool] | None:
     """(the lowest mean absorption fraction among `rows`, whether its interval clears every other's), or None."""
-    scored = [(r, r.absorption.mean_absorption_fraction) for r in rows if r.absorption.mean_absorption_fraction]
+    # a mean over one letter has no interval to compare: such an SAE is not measured here
+    scored = [(r, r.absorption.mean_absorption_fraction) for r in rows
+              if r.absorption.mean_absorption_fraction and r.absorption.letters_scored >= MIN_LETTERS_COMPARED]
     if not scored:
         return None
     best, est = min(scored, key=lambda p: p[1].value)
@@ -359,7 +366,8 @@ def _least_absorbed(rows: list[CompareRow], width: int, l0: int) -> tuple[str, b
 def _compare_row(r: CompareRow, k: int) -> str:
     m, a = r.metrics, r.absorption
     return (f"L0 {m.l0:.1f}; {_splice_cost(m)}; explained variance {m.explained_variance:.3f}; "
-            f"dead {100 * m.dead_fraction:.1f}%; dense {100 * m.dense_fraction:.1f}%; absorption fraction "
+            f"dead {100 * m.dead_fraction:.1f}%; dense {100 * m.dense_fraction:.1f}%; letters scored "
+            f"{a.letters_scored}; absorption fraction "
             f"{_est(a.mean_absorption_fraction, percent=True)}; full absorption {_est(a.full_absorption_rate, percent=True)}; "
             f"split features {_est(a.mean_split_features, 2)}; sparse probing top-{k} "
             f"{r.sparse_probing.mean_accuracy(k):.1%} (raw {r.sparse_probing.mean_accuracy(None):.1%})")
