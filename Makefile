@@ -65,6 +65,7 @@ saelens-test: saelens-install
 
 saelens-check: saelens-test
 	$(SAELENS_VENV)/bin/python bench/sae_train.py
+	$(SAELENS_VENV)/bin/python bench/sae_train.py --arch matryoshka
 
 # SAEBench (sae-bench 0.6.0) in an environment of its own: its first-letter absorption eval against
 # `greyglass sae absorption` on the same SAE, model and words; prints JSON, fails on disagreement

@@ -1,4 +1,5 @@
-"""SAE training speed and memory: greyglass's TopK against a naive dense PyTorch TopK and SAELens.
+"""SAE training speed and memory: greyglass's TopK against a naive dense PyTorch TopK and SAELens,
+and (--arch matryoshka) greyglass's Matryoshka BatchTopK against SAELens's matryoshka_batchtopk.
 
 Prints JSON. For each d_sae, the same activations, d_in, k and batch size go through one
 training step (forward, backward, Adam, decoder renormalisation) of:
@@ -9,9 +10,12 @@ training step (forward, backward, Adam, decoder renormalisation) of:
 Figures: training tokens/s, ratios a/b and a/c (target a/c >= 2 on CPU at d_in 576,
 d_sae 4608 and 9216, k 32), and peak RSS of a fresh process running each for a few steps.
 AuxK is off in all of them (no dead latents), so the figures compare the TopK core alone.
+With --arch matryoshka both sides nest the same prefix widths (greyglass's default ladder, d/16 ...
+d) and there is no naive dense variant; SAELens's `MatryoshkaBatchTopKTrainingSAE` runs with its
+defaults (`rescale_acts_by_decoder_norm` true, which costs it a norm per step).
 
-    python bench/sae_train.py [--d-in 576] [--d-sae 4608 9216] [--k 32] [--batch 4096] [--steps 8]
-        [--store runs/demo/capture] [--device cpu] [--skip-memory]
+    python bench/sae_train.py [--arch topk|matryoshka] [--d-in 576] [--d-sae 4608 9216] [--k 32] [--batch 4096]
+        [--steps 8] [--store runs/demo/capture] [--device cpu] [--skip-memory]
 """
 
 from __future__ import annotations
@@ -53,11 +57,12 @@ class NaiveTopK(nn.Module):
         self.W_dec /= self.W_dec.norm(dim=1, keepdim=True)
 
 
-def greyglass_step(d_in: int, d_sae: int, k: int, device: str):
+def greyglass_step(d_in: int, d_sae: int, k: int, device: str, arch: str = "topk"):
     from greyglass.sae.architectures import create_sae
-    from greyglass.sae.config import SAEConfig, TopKConfig
+    from greyglass.sae.config import MatryoshkaConfig, SAEConfig, TopKConfig
 
-    sae = create_sae(SAEConfig(arch=TopKConfig(k=k), d_in=d_in, d_sae=d_sae, norm_scale=1.0)).to(device)
+    config = TopKConfig(k=k) if arch == "topk" else MatryoshkaConfig(k=k)
+    sae = create_sae(SAEConfig(arch=config, d_in=d_in, d_sae=d_sae, norm_scale=1.0)).to(device)
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
 
     def step(x):
@@ -70,7 +75,7 @@ def greyglass_step(d_in: int, d_sae: int, k: int, device: str):
     return step
 
 
-def naive_step(d_in: int, d_sae: int, k: int, device: str):
+def naive_step(d_in: int, d_sae: int, k: int, device: str, arch: str = "topk"):
     sae = NaiveTopK(d_in, d_sae, k).to(device)
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
 
@@ -84,12 +89,20 @@ def naive_step(d_in: int, d_sae: int, k: int, device: str):
     return step
 
 
-def saelens_step(d_in: int, d_sae: int, k: int, device: str):
-    """SAELens 6's TopK training SAE, one `training_forward_pass` per step (AuxK off)."""
+def saelens_step(d_in: int, d_sae: int, k: int, device: str, arch: str = "topk"):
+    """SAELens 6's TopK (or matryoshka_batchtopk) training SAE, one `training_forward_pass` per step (AuxK off)."""
     from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.saes.sae import TrainStepInput
 
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, device=device, dtype="float32"))
+    if arch == "topk":
+        sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, device=device, dtype="float32"))
+    else:
+        from sae_lens import MatryoshkaBatchTopKTrainingSAE, MatryoshkaBatchTopKTrainingSAEConfig
+        from greyglass.sae.config import MatryoshkaConfig
+
+        widths = list(MatryoshkaConfig(k=k).prefix_widths(d_sae))  # the same nesting as greyglass's
+        sae = MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(
+            d_in=d_in, d_sae=d_sae, k=k, matryoshka_widths=widths, device=device, dtype="float32"))
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
 
     # TrainStepInput grew fields across SAELens 6 releases; pass the ones this version has.
@@ -151,7 +164,7 @@ def peak_rss_mib(method: str, args, d_sae: int) -> float | None:
     A small fresh parent launches it and reads RUSAGE_CHILDREN: a child forked from this
     (large) process would inherit our peak RSS in its own figure.
     """
-    cmd = [sys.executable, __file__, "--child", method, "--d-in", str(args.d_in), "--d-sae", str(d_sae),
+    cmd = [sys.executable, __file__, "--child", method, "--arch", args.arch, "--d-in", str(args.d_in), "--d-sae", str(d_sae),
            "--k", str(args.k), "--batch", str(args.batch), "--steps", "3", "--device", args.device]
     parent = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
               "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
@@ -162,13 +175,14 @@ def peak_rss_mib(method: str, args, d_sae: int) -> float | None:
 
 
 def child(args) -> None:
-    step = METHODS[args.child](args.d_in, args.d_sae[0], args.k, args.device)
+    step = METHODS[args.child](args.d_in, args.d_sae[0], args.k, args.device, args.arch)
     x = activations(args)
     tokens_per_second(step, x, args.batch, args.device)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", choices=["topk", "matryoshka"], default="topk")
     p.add_argument("--d-in", type=int, default=576)
     p.add_argument("--d-sae", type=int, nargs="+", default=[4608, 9216])
     p.add_argument("--k", type=int, default=32)
@@ -185,8 +199,9 @@ def main() -> None:
     torch.manual_seed(0)
     x = activations(args)
     have_saelens = saelens_available()
-    methods = [m for m in METHODS if m != "saelens" or have_saelens]
-    report: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    # the naive dense variant is a TopK: it has no Matryoshka counterpart
+    methods = [m for m in METHODS if (m != "saelens" or have_saelens) and (m != "naive_dense" or args.arch == "topk")]
+    report: dict = {"arch": args.arch, "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "machine": platform.machine(), "d_in": args.d_in, "k": args.k, "batch": args.batch,
                     "steps": args.steps, "data": args.store or "gaussian", "results": []}
     if not have_saelens:
@@ -196,8 +211,8 @@ def main() -> None:
         row: dict = {"d_sae": d_sae}
         for m in methods:
             try:
-                row[f"{m}_tokens_per_s"] = round(tokens_per_second(METHODS[m](args.d_in, d_sae, args.k, args.device),
-                                                                   x, args.batch, args.device), 1)
+                step = METHODS[m](args.d_in, d_sae, args.k, args.device, args.arch)
+                row[f"{m}_tokens_per_s"] = round(tokens_per_second(step, x, args.batch, args.device), 1)
             except Exception as e:  # SAELens's API moves between versions; say so instead of crashing
                 row[f"{m}_error"] = f"{type(e).__name__}: {e}"
         g = row.get("greyglass_tokens_per_s")

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from greyglass.sae.architectures import TopKSAE, create_sae
-from greyglass.sae.config import BatchTopKConfig, JumpReLUConfig, ReLUConfig, SAEConfig, TopKConfig
+from greyglass.sae.config import BatchTopKConfig, JumpReLUConfig, MatryoshkaConfig, ReLUConfig, SAEConfig, TopKConfig
 from greyglass import GreyglassError
 
 ARCHS = {"relu": ReLUConfig(), "topk": TopKConfig(k=4, k_aux=8), "batchtopk": BatchTopKConfig(k=4, k_aux=8),
-         "jumprelu": JumpReLUConfig()}
+         "matryoshka": MatryoshkaConfig(k=4, k_aux=8, widths=(6, 24)), "jumprelu": JumpReLUConfig()}
 
 
 def _x(n=64, d=16, seed=0):
@@ -26,7 +26,7 @@ def _sae(arch, **settings):
     return sae
 
 
-@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("arch", list(ARCHS))
 def test_every_architecture_trains_a_step(arch):
     sae = _sae(arch, **({"init_threshold": 0.5, "bandwidth": 2.0} if arch == "jumprelu" else {}))
     x = _x(seed=1)
@@ -38,7 +38,7 @@ def test_every_architecture_trains_a_step(arch):
     assert sae.W_enc.grad.abs().sum() > 0 and sae.W_dec.grad.abs().sum() > 0
     if arch == "jumprelu":
         assert sae.threshold.grad.abs().sum() > 0  # the straight-through estimator reaches the thresholds
-    if arch in ("topk", "batchtopk"):
+    if arch in ("topk", "batchtopk", "matryoshka"):
         assert out.aux > 0  # AuxK is on when latents are dead
         assert out.l0.item() == pytest.approx(4.0, abs=1e-6)
 
@@ -74,7 +74,7 @@ def test_batchtopk_keeps_k_times_batch_latents_and_learns_a_threshold():
     assert (out.l0 - 4).abs() < 1e-6
 
 
-@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("arch", list(ARCHS))
 def test_folded_sae_reads_raw_activations_identically(arch):
     sae = _sae(arch, **({"init_threshold": 0.2} if arch == "jumprelu" else {}))
     sae(_x(seed=4))  # batchtopk: estimates its threshold
@@ -84,6 +84,39 @@ def test_folded_sae_reads_raw_activations_identically(arch):
     x = _x(seed=5)
     torch.testing.assert_close(flat.encode(x), sae.encode(x), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(flat.reconstruct(x), sae.reconstruct(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_matryoshka_loss_sums_every_prefix_error_against_a_dense_reference(training):
+    """The loss is the full squared error plus that of each inner prefix (6 and 24 of 48 latents),
+    latents chosen over the whole dictionary (BatchTopK in training, the threshold at inference)."""
+    sae = _sae("matryoshka")
+    sae(_x(seed=3))  # learns a threshold, for the eval-mode case
+    sae.train(training)
+    x = _x(seed=2)
+    out = sae(x)
+    params = list(sae.parameters())
+    grads = torch.autograd.grad(out.loss, params)
+    fired = (torch.zeros(len(x), 48).scatter(1, out.indices, out.values) if training else out.latents) > 0
+    xn = x * sae.scale
+    latents = torch.where(fired, (xn - sae.b_dec) @ sae.W_enc + sae.b_enc, 0.0)  # [N, d_sae], densely
+    errors = [((latents[:, :w] @ sae.W_dec[:w] + sae.b_dec) - xn).pow(2).sum(-1).mean() for w in (6, 24, 48)]
+    torch.testing.assert_close(out.mse, errors[-1])
+    torch.testing.assert_close(out.loss, sum(errors))
+    torch.testing.assert_close(sae.prefix_errors(xn, sae._training_code(xn, None)), torch.stack(errors[:2]))
+    for a, b in zip(grads, torch.autograd.grad(sum(errors), params)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_matryoshka_widths_default_to_a_halving_ladder_and_are_checked():
+    assert MatryoshkaConfig().prefix_widths(4608) == (288, 576, 1152, 2304, 4608)
+    assert MatryoshkaConfig(levels=3).prefix_widths(10) == (2, 5, 10)
+    assert MatryoshkaConfig(widths=(8, 16)).prefix_widths(48) == (8, 16, 48)  # d_sae added, as SAELens does
+    assert MatryoshkaConfig(widths=(8, 48)).prefix_widths(48) == (8, 48)
+    with pytest.raises(GreyglassError, match="strictly increasing"):
+        MatryoshkaConfig(widths=(16, 8))
+    with pytest.raises(GreyglassError, match="exceed d_sae = 48"):
+        SAEConfig(arch=MatryoshkaConfig(k=4, widths=(8, 64)), d_in=16, d_sae=48)
 
 
 def test_encode_keeps_leading_shape():

@@ -44,11 +44,15 @@ def _fresh(n=300):
     return torch.randn(n, 32, generator=torch.Generator().manual_seed(1)) * 7 + 2
 
 
-@pytest.mark.parametrize("arch,freq_cost", [("relu", "none")] + [(arch, cost) for arch in ("topk", "batchtopk", "jumprelu")
+@pytest.mark.parametrize("arch,freq_cost", [("relu", "none")] + [(arch, cost) for arch in ("topk", "batchtopk",
+                                                                                             "matryoshka", "jumprelu")
                                                                    for cost in ("none", "neglog")])
 def test_saelens_reads_greyglass_folders(arch, freq_cost, tmp_path):
     ours, folder, x = _trained(arch, tmp_path, freq_cost=freq_cost)
     theirs = sae_lens.SAE.load_from_disk(str(folder), device="cpu")
+    # BatchTopK and Matryoshka BatchTopK are saved as SAELens saves its own after training: a JumpReLU
+    expected_class = {"relu": "StandardSAE", "topk": "TopKSAE"}.get(arch, "JumpReLUSAE")
+    assert type(theirs).__name__ == expected_class
     assert theirs.cfg.metadata.hook_name == SITE and theirs.cfg.metadata.model_name == "tiny"  # v6: the metadata block
     assert theirs.cfg.metadata.context_size == 64
     plain = saelens_encoder(ours)  # a frequency-aware TopK as SAELens reads it, else None
@@ -81,6 +85,35 @@ def test_an_activation_exactly_at_the_threshold_does_not_fire_in_either(arch, tm
         assert theirs.encode(x)[token, latent] == 0
         assert load_sae(folder).encode(x)[token, latent] == 0
         torch.testing.assert_close(theirs.encode(x), load_sae(folder).encode(x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_matryoshka_loss_and_its_gradients_are_saelens_matryoshka_batchtopk():
+    """Same weights, same batch: SAELens's training loss (the full squared error plus each inner
+    prefix's, BatchTopK over the whole dictionary) and ours agree, gradients included."""
+    from sae_lens.saes.sae import TrainStepInput
+
+    ours = create_sae(SAEConfig(arch=ARCHITECTURES["matryoshka"](k=6, widths=(12, 48)), d_in=32, d_sae=96,
+                                norm_scale=1.0)).train()
+    theirs = sae_lens.MatryoshkaBatchTopKTrainingSAE(sae_lens.MatryoshkaBatchTopKTrainingSAEConfig(
+        d_in=32, d_sae=96, k=6, matryoshka_widths=[12, 48, 96]))
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        ours.after_step()  # unit decoder rows, as training keeps them (SAELens's rescaling by their norm is then 1)
+        for name, p in ours.named_parameters():
+            getattr(theirs, name).copy_(p)
+    x = _fresh(200)
+    mine = ours(x)
+    step = theirs.training_forward_pass(TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None,
+                                                       n_training_steps=0, is_logging_step=False))
+    assert set(step.losses) == {"mse_loss", "auxiliary_reconstruction_loss", "inner_mse_loss_12", "inner_mse_loss_48"}
+    torch.testing.assert_close(mine.mse, step.losses["mse_loss"], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(mine.loss, step.loss, rtol=1e-5, atol=1e-4)
+    params = ("W_enc", "W_dec", "b_enc", "b_dec")
+    grads = torch.autograd.grad(mine.loss, [getattr(ours, n) for n in params])
+    for name, a, b in zip(params, grads, torch.autograd.grad(step.loss, [getattr(theirs, n) for n in params])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("arch", ["standard", "topk", "jumprelu"])

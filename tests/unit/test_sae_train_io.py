@@ -14,8 +14,8 @@ from greyglass.cli import main
 from greyglass.data import CorpusConfig
 from greyglass.report.build import section_for
 from greyglass.sae.architectures import create_sae
-from greyglass.sae.config import (ARCHITECTURES, FreqCostConfig, JumpReLUConfig, SAEConfig, TopKConfig, TrainConfig,
-                                  TrainRunConfig, with_dead_window)
+from greyglass.sae.config import (ARCHITECTURES, FreqCostConfig, JumpReLUConfig, MatryoshkaConfig, SAEConfig, TopKConfig,
+                                  TrainConfig, TrainRunConfig, with_dead_window)
 from greyglass.sae.io import load_sae, load_sparsity, read_training, saelens_cfg, save_sae
 from greyglass.activations import model_windows, shuffled_rows, store_windows
 from greyglass.sae.train import train_saes
@@ -37,7 +37,7 @@ def store(tiny_llama, tmp_path_factory):
 
 def _cfg(arch="topk", site=SITE, freq_cost=FreqCostConfig(), **settings):
     """An SAE config of `arch` (with these settings of its own, k=8 and k_aux=16 for TopK and BatchTopK)."""
-    topk = {"k": 8, "k_aux": 16} if arch in ("topk", "batchtopk") else {}
+    topk = {"k": 8, "k_aux": 16} if arch in ("topk", "batchtopk", "matryoshka") else {}
     return SAEConfig(arch=ARCHITECTURES[arch](**topk, **settings), d_in=64, d_sae=128, dead_tokens=512, hook_name=site,
                      freq_cost=freq_cost)
 
@@ -102,8 +102,8 @@ def _assert_same_weights(a_folder, b_folder):
 
 
 @pytest.mark.parametrize("cfg", [_cfg("topk"), _cfg("jumprelu", target_l0=8.0),
-                                 _cfg("batchtopk", freq_cost=FreqCostConfig(form="neglog"))],
-                         ids=["topk", "jumprelu", "batchtopk+freq"])
+                                 _cfg("batchtopk", freq_cost=FreqCostConfig(form="neglog")), _cfg("matryoshka")],
+                         ids=["topk", "jumprelu", "batchtopk+freq", "matryoshka"])
 def test_resume_reaches_the_same_weights_bitwise(store, tmp_path, cfg):
     full = train_saes([cfg], TCFG, store_rows(store, [SITE], 256), tmp_path / "full", progress=False)
     resumed = _crash_then_resume(store, tmp_path / "cut", cfg)
@@ -304,6 +304,12 @@ def test_cli_flags_set_the_architectures_own_settings(store, tmp_path, capsys):
     saved = read_training(tmp_path / "jr" / "sae")["sae"]
     assert saved["arch"] == asdict(JumpReLUConfig(target_l0=4.0, bandwidth=0.2))
     assert saved["freq_cost"] == asdict(FreqCostConfig(form="neglog", floor=0.5))
+    assert main([*train, "--arch", "matryoshka", "--k", "4", "--matryoshka-widths", "16", "--matryoshka-widths", "64",
+                 "--out", str(tmp_path / "mat")]) == 0
+    assert SAEConfig.from_dict(read_training(tmp_path / "mat" / "sae")["sae"]).arch == MatryoshkaConfig(k=4, widths=(16, 64))
+    assert json.loads((tmp_path / "mat" / "sae" / "cfg.json").read_text())["architecture"] == "jumprelu"
+    assert main([*train, "--arch", "matryoshka", "--matryoshka-widths", "200", "--out", str(tmp_path / "bad")]) == 2
+    assert "exceed d_sae = 128" in capsys.readouterr().err
     assert main([*train, "--l1-coefficient", "1", "--out", str(tmp_path / "topk")]) == 2
     assert "--l1-coefficient does not apply to --architecture topk; it is a setting of relu" in capsys.readouterr().err
 

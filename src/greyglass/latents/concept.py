@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ..data.files import bundled_path, open_text
+from ..data.ntrex import ntrex_sentences
 from ..errors import GreyglassError
 from ..json_files import read_json_object
 from ..models.lm import LoadedModel
@@ -44,12 +44,6 @@ from .db import FeatureDB, features_dir
 from ..sae.io import load_sae
 from ..sae.model import SparseAutoencoder
 from .source import text_latents
-
-NTREX_FILES = {"en": "newstest2019-src.eng.txt", "fr": "newstest2019-ref.fra.txt", "de": "newstest2019-ref.deu.txt",
-               "es": "newstest2019-ref.spa.txt", "it": "newstest2019-ref.ita.txt", "pt": "newstest2019-ref.por.txt",
-               "ru": "newstest2019-ref.rus.txt", "zh": "newstest2019-ref.zho-CN.txt", "ja": "newstest2019-ref.jpn.txt",
-               "ko": "newstest2019-ref.kor.txt", "ar": "newstest2019-ref.arb.txt", "hi": "newstest2019-ref.hin.txt"}
-
 
 MIN_HELDOUT_CONCEPT = 3
 """Held-out concept sentences (translations counted once) needed for an interval on the held-out AUROC."""
@@ -98,15 +92,6 @@ def load_concept(spec: str) -> Concept:
     controls = raw.get("controls") or _builtin_data()["controls"]
     return Concept(str(raw.get("name", path.stem)), str(raw.get("description", "")),
                    tuple(raw.get("target_words", ())), raw["sentences"], controls)
-
-
-def ntrex_sentences(lang: str, n: int, start: int = 0) -> list[str]:
-    """Lines `start..start+n` of NTREX-128 in `lang` (the same sentences in every language)."""
-    if lang not in NTREX_FILES or n <= 0:
-        return []
-    with open_text(bundled_path(f"ntrex-128/{NTREX_FILES[lang]}")) as f:
-        lines = [line.strip() for _, line in zip(range(start + n), f)]
-    return lines[start:]
 
 
 def is_heldout(sentence_id: int) -> bool:

@@ -4,6 +4,11 @@
 - `TopKSAE` (topk): the k largest pre-activations of each token (then relu); AuxK loss for dead latents.
 - `BatchTopKSAE` (batchtopk): in training, the k*N largest over the whole batch; at inference a
   single learned threshold (saved as a JumpReLU, as SAELens does).
+- `MatryoshkaSAE` (matryoshka): BatchTopK whose nested prefixes (the first w_1 < w_2 < ... < d_sae
+  latents) must each reconstruct on their own; the loss sums every prefix's squared error
+  (Bussmann et al. 2025, as SAELens's matryoshka_batchtopk), so early latents keep general
+  features (a parent that fires with each of its children) instead of leaving them to later,
+  more specific latents that absorb them. Saved as a JumpReLU, as SAELens saves it.
 - `JumpReLUSAE` (jumprelu): pre * (pre > threshold) with per-latent thresholds trained by a
   straight-through estimator and an L0 penalty (or a target L0).
 TopK and BatchTopK never form the dense `[N, d_sae] @ W_dec` product in training (`kernels`).
@@ -197,6 +202,43 @@ class BatchTopKSAE(_TopKFamily):
         return {**super()._folded_parameters(), "threshold": self.inference_threshold()}
 
 
+class MatryoshkaSAE(BatchTopKSAE):
+    """matryoshka: BatchTopK latents chosen over the whole dictionary, as in SAELens and Bussmann et
+    al.'s code; each inner prefix's reconstruction adds its squared error to the loss (the full
+    dictionary's is the usual one), and AuxK trains dead latents on the full reconstruction's error
+    (SAELens's default, `use_matryoshka_aux_loss=False`)."""
+
+    architecture = "matryoshka"
+
+    def _sparsity_loss(self, xn, recon_n, code, dead, sparsity_scale, weights) -> Tensor:
+        auxk = super()._sparsity_loss(xn, recon_n, code, dead, sparsity_scale, weights)
+        return auxk + self.prefix_errors(xn, code).sum()
+
+    def prefix_errors(self, xn: Tensor, code: Code) -> Tensor:
+        """Squared error (summed over d_in, mean over tokens) of each inner prefix's reconstruction,
+        `[levels - 1]`: every width but the last (d_sae), whose error is the base loss."""
+        widths = self.cfg.arch.prefix_widths(self.cfg.d_sae)
+        recon = self.b_dec.expand_as(xn)  # [N, d_in]
+        errors = []
+        for start, end in zip((0, *widths), widths[:-1]):
+            recon = recon + self._group_decode(code, start, end)
+            errors.append((recon - xn).pow(2).sum(-1).mean())
+        return torch.stack(errors) if errors else xn.new_zeros(0)
+
+    def _group_decode(self, code: Code, start: int, end: int) -> Tensor:
+        """What latents `start:end` contribute to the reconstruction, `[N, d_in]`."""
+        if code.top is None:  # inference: dense latents
+            return code.latents[:, start:end] @ self.W_dec[start:end]
+        values, indices = code.top
+        inside = (indices >= start) & (indices < end)  # [N, k_max]
+        # only the group's entries, moved to the front of each row: the decode costs the group's
+        # width in entries (few for the small early groups), not k_max
+        width = max(1, int(inside.sum(1).max()))
+        order = inside.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :width]  # [N, width]
+        kept = (values * inside).gather(1, order)
+        return sparse_decode(kept, indices.gather(1, order), self.W_dec)
+
+
 def _rectangle(u: Tensor) -> Tensor:
     return (u.abs() < 0.5).to(u.dtype)
 
@@ -291,7 +333,8 @@ def _level_for_l0(pre: Tensor, l0: float) -> float:
     return max(pre.flatten().topk(n_keep, sorted=False).values.min().item(), 1e-6)
 
 
-SAE_CLASSES: dict[str, type[SparseAutoencoder]] = {c.architecture: c for c in (ReLUSAE, TopKSAE, BatchTopKSAE, JumpReLUSAE)}
+SAE_CLASSES: dict[str, type[SparseAutoencoder]] = {c.architecture: c for c in (ReLUSAE, TopKSAE, BatchTopKSAE,
+                                                                               MatryoshkaSAE, JumpReLUSAE)}
 
 
 def create_sae(cfg: SAEConfig, seed: int = 0) -> SparseAutoencoder:

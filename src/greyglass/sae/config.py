@@ -2,7 +2,7 @@
 and the report import them).
 
 `SAEConfig` is what an SAE is: the sizes, the architecture with its own sparsity settings
-(`arch`: one of `ReLUConfig`, `TopKConfig`, `BatchTopKConfig`, `JumpReLUConfig`), the
+(`arch`: one of `ReLUConfig`, `TopKConfig`, `BatchTopKConfig`, `MatryoshkaConfig`, `JumpReLUConfig`), the
 frequency-aware cost (`freq_cost`), the input normalisation and where the SAE reads from (model,
 site, context size), so a saved SAE carries everything an evaluation or a later analysis needs.
 `TrainConfig` holds the optimiser and the schedule, shared by every SAE trained from one pass
@@ -90,6 +90,41 @@ class BatchTopKConfig(TopKConfig):
     name: str = field(default="batchtopk", init=False)
 
 
+MATRYOSHKA_LEVELS = 5
+"""The default ladder's number of nested dictionaries: d_sae/16, d_sae/8, d_sae/4, d_sae/2, d_sae."""
+
+
+@dataclass(frozen=True)
+class MatryoshkaConfig(BatchTopKConfig):
+    """matryoshka: BatchTopK whose nested prefixes of latents must each reconstruct on their own
+    (Bussmann et al. 2025); the squared errors of every prefix are summed, as in SAELens's
+    matryoshka_batchtopk; one learned threshold at inference (saved as a JumpReLU)."""
+
+    name: str = field(default="matryoshka", init=False)
+    widths: tuple[int, ...] = flagged("matryoshka_widths", default=())
+    """Widths of the nested dictionaries, increasing (d_sae is added as the last if missing);
+    default: a halving ladder of --matryoshka-levels widths ending at d_sae."""
+    levels: int = flagged("matryoshka_levels", default=MATRYOSHKA_LEVELS)
+    """Without --matryoshka-widths: how many nested dictionaries (d_sae / 2^(levels-1), ..., d_sae / 2, d_sae)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive("MatryoshkaConfig", "levels", self.levels)
+        if any(w <= 0 for w in self.widths) or any(a >= b for a, b in zip(self.widths, self.widths[1:])):
+            raise GreyglassError(f"MatryoshkaConfig.widths (--matryoshka-widths) must be positive and strictly "
+                                 f"increasing, got {self.widths!r}")
+
+    def prefix_widths(self, d_sae: int) -> tuple[int, ...]:
+        """The nested widths for `d_sae` latents, the last being d_sae."""
+        if self.widths:
+            if self.widths[-1] > d_sae:
+                raise GreyglassError(f"MatryoshkaConfig.widths (--matryoshka-widths) {self.widths!r} exceed "
+                                     f"d_sae = {d_sae}; give widths up to d_sae")
+            return self.widths if self.widths[-1] == d_sae else (*self.widths, d_sae)
+        ladder = (d_sae >> i for i in range(self.levels - 1, -1, -1))
+        return tuple(sorted({w for w in ladder if w > 0}))
+
+
 @dataclass(frozen=True)
 class JumpReLUConfig:
     """jumprelu: pre * (pre > threshold) with per-latent thresholds trained by a straight-through
@@ -117,13 +152,14 @@ class JumpReLUConfig:
         _check_not_negative(self, "l0_coefficient")
 
 
-ArchConfig = ReLUConfig | TopKConfig | BatchTopKConfig | JumpReLUConfig
-ARCHITECTURES: dict[str, type[ArchConfig]] = {c.name: c for c in (ReLUConfig, TopKConfig, BatchTopKConfig, JumpReLUConfig)}
+ArchConfig = ReLUConfig | TopKConfig | BatchTopKConfig | MatryoshkaConfig | JumpReLUConfig
+ARCHITECTURES: dict[str, type[ArchConfig]] = {c.name: c for c in (ReLUConfig, TopKConfig, BatchTopKConfig,
+                                                                  MatryoshkaConfig, JumpReLUConfig)}
 
 
 @dataclass(frozen=True)
 class FreqCostConfig:
-    """Frequency-aware sparsity (topk, batchtopk, jumprelu): each latent's cost falls with its firing rate."""
+    """Frequency-aware sparsity (topk, batchtopk, matryoshka, jumprelu): each latent's cost falls with its firing rate."""
 
     form: FreqCost = flagged("freq_cost", default="none")
     """How a latent's cost falls with its firing rate p: neglog (-log p / log d_in), power
@@ -156,8 +192,8 @@ class SAEConfig:
     """One sparse autoencoder: architecture, sizes, sparsity settings and the site it reads."""
 
     arch: ArchConfig = flagged("architecture", default_factory=TopKConfig)
-    """relu (L1 penalty), topk, batchtopk (top k*batch over the batch) or jumprelu (learned thresholds),
-    with that architecture's own settings."""
+    """relu (L1 penalty), topk, batchtopk (top k*batch over the batch), matryoshka (batchtopk with nested
+    prefix losses) or jumprelu (learned thresholds), with that architecture's own settings."""
     d_in: int = 576
     """Input width: the model's d_model at the site."""
     d_sae: int = 4608
@@ -193,6 +229,8 @@ class SAEConfig:
         if isinstance(self.arch, TopKConfig) and self.arch.k > self.d_sae:
             raise GreyglassError(f"SAEConfig.arch.k = {self.arch.k} is larger than d_sae = {self.d_sae}; "
                                  "choose k <= d_sae")
+        if isinstance(self.arch, MatryoshkaConfig):
+            self.arch.prefix_widths(self.d_sae)  # raises on widths this d_sae cannot hold
 
     @property
     def architecture(self) -> str:
@@ -325,6 +363,39 @@ class AbsorptionConfig:
                      "share_threshold"):
             if not 0 <= getattr(self, name) < 1:
                 raise GreyglassError(f"AbsorptionConfig.{name} must be in [0, 1), got {getattr(self, name)!r}")
+
+
+SPARSE_PROBING_TASKS: tuple[str, ...] = ("first_letter", "cities", "language", "sycophancy")
+
+
+@dataclass(frozen=True)
+class SparseProbingConfig:
+    """Sparse probing (SAEBench-style) on the bundled binary tasks (`sae.sparse_probing`)."""
+
+    tasks: tuple[str, ...] = flagged("task", default=SPARSE_PROBING_TASKS)
+    """Tasks (repeatable): first_letter (word starts with a vowel), cities (true statement), language (English or
+    French NTREX sentence), sycophancy (the answer agrees with the user's stated view)."""
+    ks: tuple[int, ...] = flagged("probe_k", default=(1, 2, 5, 20))
+    """Latents per sparse probe (repeatable), chosen by the difference of class means on the train split."""
+    examples: int = 600
+    """At most this many examples per task."""
+    test_fraction: float = 0.3
+    """Share of each task's units (words, statement pairs, NTREX lines, questions) held out for testing."""
+    batch_size: int = 32
+    """Texts per forward pass."""
+    seed: int = 0
+    """Seed for the samples, the split and the probes."""
+
+    def __post_init__(self) -> None:
+        for task in self.tasks:
+            check_choice("SparseProbingConfig", "tasks", task, SPARSE_PROBING_TASKS)
+        if not self.tasks or not self.ks or any(k <= 0 for k in self.ks):
+            raise GreyglassError(f"SparseProbingConfig needs at least one task and positive ks (--probe-k), got "
+                                 f"{self.tasks!r} and {self.ks!r}")
+        check_positive("SparseProbingConfig", "examples", self.examples)
+        check_positive("SparseProbingConfig", "batch_size", self.batch_size)
+        if not 0 < self.test_fraction < 1:
+            raise GreyglassError(f"SparseProbingConfig.test_fraction must be in (0, 1), got {self.test_fraction!r}")
 
 
 @dataclass(frozen=True)
@@ -474,6 +545,18 @@ class AbsorptionRunConfig:
 
 
 @dataclass(frozen=True)
+class SparseProbingRunConfig:
+    """`sae sparse-probing`: how well the SAE's top-k latents classify the bundled binary tasks, against the raw site."""
+
+    sae: str = positional()
+    """SAE folder (greyglass or SAELens)."""
+    site: str | None = None
+    """Site the SAE reads (default: the SAE's own)."""
+    probing: SparseProbingConfig = field(default_factory=SparseProbingConfig)
+    model: ModelChoice = field(default_factory=ModelChoice)
+
+
+@dataclass(frozen=True)
 class DetectorRunConfig:
     """`sae absorption-weights`: absorbing latent pairs from an SAE's weights alone."""
 
@@ -545,3 +628,76 @@ class FreqExperimentConfig:
     def absorption_settings(self) -> AbsorptionConfig:
         """The first-letter benchmark, seeded by the training seed."""
         return replace(self.absorption, seed=self.train.seed)
+
+
+COMPARE_ARCHITECTURES = ("topk", "batchtopk", "matryoshka", "jumprelu")
+COMPARE_VARIANTS = ("topk", "batchtopk", "matryoshka", "jumprelu", "batchtopk+freq", "jumprelu+freq")
+"""`sae compare`'s default set: every architecture with an L0 to match, and the frequency-aware BatchTopK and JumpReLU."""
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """`sae compare`: several SAEs from one pass over the same activations, at matched L0 and widths, on one table."""
+
+    site: str = "blocks.15.hook_resid_post"
+    """Site (default: the mid-depth residual stream of the 30-layer default model)."""
+    variants: tuple[str, ...] = flagged("variant", default=COMPARE_VARIANTS)
+    """SAEs to compare (repeatable): topk, batchtopk, matryoshka, jumprelu, each optionally +freq (the
+    frequency-aware cost, e.g. batchtopk+freq)."""
+    l0s: tuple[int, ...] = (16, 64)
+    """L0 values to match (k for the TopK family, target_l0 for JumpReLU)."""
+    widths: tuple[int, ...] = flagged("width", default=(4608,))
+    """Dictionary sizes (repeatable: each variant at each L0 and width)."""
+    freq_cost: FreqCost = "neglog"
+    """Form of the frequency-aware cost for the +freq variants."""
+    freq_cost_scale: float = 0.5
+    """TopK family with the cost: selection uses pre-activation minus this times the cost weight."""
+    l0_coefficient: float = 100.0
+    """JumpReLU: weight of (L0 / target - 1)^2 (as in `sae freq-experiment`)."""
+    matryoshka_levels: int = MATRYOSHKA_LEVELS
+    """Matryoshka: nested dictionaries in the halving ladder ending at the width."""
+    eval_tokens: int = 20_000
+    """Held-out tokens for explained variance, the loss increase and CE loss recovered."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    corpus: CorpusConfig = nested(lambda: CorpusConfig(split="train"), skip=("seed", "split"))
+    """The text: its train split trains, its heldout split evaluates; in the training seed's order."""
+    absorption: AbsorptionConfig = nested(AbsorptionConfig, skip=("batch_size", "seed"))
+    """The first-letter benchmark of every SAE (seeded by the training seed)."""
+    probing: SparseProbingConfig = nested(SparseProbingConfig, skip=("test_fraction", "batch_size", "seed"))
+    """Sparse probing of every SAE (seeded by the training seed; the activations are read once for all SAEs)."""
+
+    def __post_init__(self) -> None:
+        for variant in self.variants:
+            arch, _, cost = variant.partition("+")
+            if arch not in COMPARE_ARCHITECTURES or cost not in ("", "freq"):
+                raise GreyglassError(f"CompareConfig.variants (--variant): {variant!r} is not one of "
+                                     f"{', '.join(COMPARE_ARCHITECTURES)}, optionally followed by +freq")
+        if not self.variants or not self.l0s or not self.widths or any(v <= 0 for v in (*self.l0s, *self.widths)):
+            raise GreyglassError("CompareConfig needs at least one --variant, and positive --l0s and --width values")
+        if self.freq_cost == "none" or self.freq_cost not in FREQ_COSTS:
+            raise GreyglassError(f"CompareConfig.freq_cost must be one of neglog, power; got {self.freq_cost!r}")
+        for name in ("freq_cost_scale", "l0_coefficient", "matryoshka_levels", "eval_tokens"):
+            check_positive("CompareConfig", name, getattr(self, name))
+
+    def training_corpus(self) -> CorpusConfig:
+        """The text the SAEs train on: the train split, in the training seed's order."""
+        return replace(self.corpus, split="train", seed=self.train.seed)
+
+    def absorption_settings(self) -> AbsorptionConfig:
+        return replace(self.absorption, seed=self.train.seed)
+
+    def probing_settings(self) -> SparseProbingConfig:
+        return replace(self.probing, seed=self.train.seed)
+
+    def sae_configs(self, base: SAEConfig) -> list[tuple[str, int, SAEConfig]]:
+        """(variant, L0, SAEConfig) for every row: each width, then each L0, then each variant."""
+        rows = []
+        for width, l0, variant in product(self.widths, self.l0s, self.variants):
+            arch, _, cost = variant.partition("+")
+            topk = {"k": l0, "freq_cost_scale": self.freq_cost_scale}
+            settings = {"topk": lambda: TopKConfig(**topk), "batchtopk": lambda: BatchTopKConfig(**topk),
+                        "matryoshka": lambda: MatryoshkaConfig(**topk, levels=self.matryoshka_levels),
+                        "jumprelu": lambda: JumpReLUConfig(target_l0=float(l0), l0_coefficient=self.l0_coefficient)}
+            freq = FreqCostConfig(form=self.freq_cost) if cost else FreqCostConfig()
+            rows.append((variant, l0, replace(base, arch=settings[arch](), d_sae=width, freq_cost=freq)))
+        return rows

@@ -5,10 +5,10 @@ mean absorption fraction, full-absorption rate and split features).
 
 Every SAE of the table is trained from the same pass over the same activations (the model
 runs once; `train_saes` feeds each batch to all of them), then each is evaluated on held-out
-text (`evaluate`) and on the first-letter benchmark (`first_letter_absorption`).
+text (`evaluate`) and on the first-letter benchmark (`first_letter_absorption`):
+`train_and_evaluate`, which `sae compare` (`compare`) shares.
 Each SAE's first-letter results are also saved as an absorption run folder (`absorption/<sae>/`),
-the ground truth for validating the weights-only detector on it; `table.md` holds the report
-section as markdown (its table has one row per SAE).
+the ground truth for validating the weights-only detector on it; `table.md` holds the table.
 Matched L0: TopK uses k = L0 exactly; JumpReLU uses `target_l0 = L0` (with the cost on, the
 weights are rescaled to average 1 over firings, so the target stays on the real L0); the
 measured L0 is reported, since a penalty only lands near its target.
@@ -20,25 +20,28 @@ which selects otherwise; for those rows that encoder is evaluated as well (`sael
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 from ..activations import model_windows, shuffled_rows
 from ..atomic import write_text
-from ..data.corpus import corpus_fingerprint
+from ..data.corpus import CorpusConfig, corpus_fingerprint
 from ..job import RunInfo
 from ..models.lm import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from .absorption import first_letter_absorption
 from .config import (AbsorptionConfig, AbsorptionRunConfig, FreqCostConfig, FreqExperimentConfig, JumpReLUConfig,
-                     MetricsConfig, SAEConfig, TopKConfig)
+                     MetricsConfig, SAEConfig, TopKConfig, TrainConfig)
 from .heldout import TRAINING_TEXT, heldout_status, training_text
 from .io import saelens_encoder
 from .metrics import evaluate
+from .model import SparseAutoencoder
 from .report import freq_experiment_section
-from .results import FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, FreqResults, FreqRow
-from .train import train_saes, windows_per_forward
+from .results import FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, FreqResults, FreqRow, SAEMetrics
+from .train import TrainResult, train_saes, windows_per_forward
 
 VARIANTS = ("topk", "topk+freq", "jumprelu", "jumprelu+freq")
 
@@ -57,31 +60,55 @@ def variant_configs(cfg: FreqExperimentConfig, lm: LoadedModel, context_size: in
     return rows
 
 
-def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, out: Path, progress: bool = True,
-                   resume: bool = False) -> FreqResults:
-    """Train every variant in one pass, evaluate each, and write the run folder: the rows, the table, two figures."""
-    corpus, acfg = cfg.training_corpus(), cfg.absorption_settings()
-    meta = write_config(out, "sae_freq_experiment", model=lm.provenance(), config=cfg,
-                        corpus_fingerprint=corpus_fingerprint(corpus))
-    variants = variant_configs(cfg, lm, corpus.context_size)
-    site = variants[0][2].hook_name
+class Evaluated(NamedTuple):
+    """One SAE of an experiment after training: its folder, held-out metrics and first-letter results."""
+
+    sae: SparseAutoencoder
+    folder: str  # relative to the run folder
+    metrics: SAEMetrics
+    absorption: AbsorptionResults
+    absorption_run: str  # its `sae_absorption` run folder, relative to the run folder
+    saelens_reads: SAEMetrics | None  # what SAELens computes from the folder, where that differs
+
+
+def train_and_evaluate(lm: LoadedModel, cfgs: Sequence[SAEConfig], train: TrainConfig, corpus: CorpusConfig,
+                       eval_tokens: int, acfg: AbsorptionConfig, out: Path, progress: bool = True,
+                       resume: bool = False) -> tuple[list[Evaluated], TrainResult]:
+    """Train every SAE of `cfgs` from one pass over the model's activations of `corpus` (its train
+    split), then evaluate each on the heldout split and on the first-letter benchmark; the SAEs go
+    to `out/saes/`, their first-letter runs to `out/absorption/`."""
+    site = cfgs[0].hook_name
     batches = shuffled_rows(lambda epoch: model_windows(lm, [site], corpus, windows_per_forward(corpus.context_size)),
-                            cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
-    trained = train_saes([c for _, _, c in variants], cfg.train, batches, out / "saes", resume=resume,
-                         progress=progress, provenance={"model": lm.provenance(), TRAINING_TEXT: training_text(corpus)},
+                            train.batch_size, train.buffer_tokens, seed=train.seed)
+    trained = train_saes(cfgs, train, batches, out / "saes", resume=resume, progress=progress,
+                         provenance={"model": lm.provenance(), TRAINING_TEXT: training_text(corpus)},
                          device=str(lm.device))
     heldout = replace(corpus, split="heldout")
-    ecfg = MetricsConfig(tokens=cfg.eval_tokens)
-    rows = []
-    for (variant, l0, _), sae, folder in zip(variants, trained.saes, trained.folders):
+    ecfg = MetricsConfig(tokens=eval_tokens)
+    evaluated = []
+    for sae, folder in zip(trained.saes, trained.folders):
         status = heldout_status(training_text(corpus), heldout, folder)
         metrics = evaluate(sae, lm, ecfg, heldout, progress=progress, heldout=status)
         absorption = first_letter_absorption(sae, lm, acfg, progress=progress)
         run = _save_absorption_run(out / "absorption" / folder.name, folder, lm, acfg, absorption)
         plain = saelens_encoder(sae)  # SAELens computes another encoder from this folder: that is measured too
         saelens = None if plain is None else evaluate(plain, lm, ecfg, heldout, progress=progress, heldout=status)
-        rows.append(FreqRow(variant, l0, metrics, absorption.headline, sae=str(folder.relative_to(out)),
-                            absorption_run=str(run.relative_to(out)), saelens_reads=saelens))
+        evaluated.append(Evaluated(sae, str(folder.relative_to(out)), metrics, absorption, str(run.relative_to(out)),
+                                   saelens))
+    return evaluated, trained
+
+
+def run_experiment(lm: LoadedModel, cfg: FreqExperimentConfig, out: Path, progress: bool = True,
+                   resume: bool = False) -> FreqResults:
+    """Train every variant in one pass, evaluate each, and write the run folder: the rows, the table, two figures."""
+    corpus = cfg.training_corpus()
+    meta = write_config(out, "sae_freq_experiment", model=lm.provenance(), config=cfg,
+                 corpus_fingerprint=corpus_fingerprint(corpus))
+    variants = variant_configs(cfg, lm, corpus.context_size)
+    evaluated, trained = train_and_evaluate(lm, [c for _, _, c in variants], cfg.train, corpus, cfg.eval_tokens,
+                                            cfg.absorption_settings(), out, progress, resume)
+    rows = [FreqRow(variant, l0, e.metrics, e.absorption.headline, sae=e.folder, absorption_run=e.absorption_run,
+                    saelens_reads=e.saelens_reads) for (variant, l0, _), e in zip(variants, evaluated)]
     for name, svg in figures(rows).items():
         save_svg(out / name, svg)
     results = FreqResults(tuple(rows), trained.tokens, round(trained.seconds, 1))

@@ -1,6 +1,6 @@
-"""The SAE jobs: `greyglass sae train|eval|absorption|absorption-weights|meta|freq-experiment`.
+"""The SAE jobs: `greyglass sae train|eval|absorption|absorption-weights|meta|freq-experiment|sparse-probing|compare`.
 
-Every job but freq-experiment reads an SAE folder or a store that names its model, so it takes
+Every job but freq-experiment and compare reads an SAE folder or a store that names its model, so it takes
 --model/--dtype/--device in its own Config (`ModelChoice`, default: that model) and loads the model
 itself (`needs_model=False`); given a model (the demo) it uses that one.
 """
@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..job import Job, RunOptions
-from .config import (AbsorptionRunConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig, MetricsRunConfig,
-                     TrainRunConfig)
-from .report import absorption_section, detector_section, eval_section, freq_experiment_section, meta_section, train_section
-from .results import AbsorptionResults, DetectorResults, FreqResults, MetaResults, MetricsResults, TrainResults
+from .config import (AbsorptionRunConfig, CompareConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig,
+                     MetricsRunConfig, SparseProbingRunConfig, TrainRunConfig)
+from .report import (absorption_section, compare_section, detector_section, eval_section, freq_experiment_section,
+                     meta_section, sparse_probing_section, train_section)
+from .results import (AbsorptionResults, CompareResults, DetectorResults, FreqResults, MetaResults, MetricsResults,
+                      SparseProbingResults, TrainResults)
 
 if TYPE_CHECKING:
     from ..models.lm import LoadedModel
@@ -36,6 +38,19 @@ def _absorption(lm: LoadedModel | None, cfg: AbsorptionRunConfig, out: Path, opt
     from .absorption import run_absorption
 
     return run_absorption(lm, cfg, out, opts.progress)
+
+
+def _compare(lm: LoadedModel, cfg: CompareConfig, out: Path, opts: RunOptions) -> CompareResults:
+    from .compare import run_compare
+
+    return run_compare(lm, cfg, out, opts.progress, opts.resume)
+
+
+def _sparse_probing(lm: LoadedModel | None, cfg: SparseProbingRunConfig, out: Path,
+                    opts: RunOptions) -> SparseProbingResults:
+    from .sparse_probing import run_sparse_probing
+
+    return run_sparse_probing(lm, cfg, out, opts.progress)
 
 
 def _detector(lm: LoadedModel | None, cfg: DetectorRunConfig, out: Path, opts: RunOptions) -> DetectorResults:
@@ -92,6 +107,22 @@ SAE_FREQ_EXPERIMENT = Job(
     help="TopK and JumpReLU with and without frequency-aware sparsity",
     description="Train TopK, JumpReLU and their frequency-aware versions at matched L0 in one pass over the data; "
     "tabulate explained variance, CE loss recovered, dead and dense latents and first-letter absorption.")
+SAE_SPARSE_PROBING = Job(
+    name="sae_sparse_probing", command=("sae", "sparse-probing"), config=SparseProbingRunConfig,
+    results=SparseProbingResults, run=_sparse_probing, section=sparse_probing_section, needs_model=False,
+    help="sparse probing: the SAE's top-k latents against the raw activations on binary tasks",
+    description="SAEBench-style sparse probing on the bundled binary tasks (first letter a vowel, true city "
+    "statement, English or French sentence, answer agreeing with the user's view): test accuracy of a probe on "
+    "the k latents whose class means differ most (k = 1, 2, 5, 20) against a probe on the raw activations.")
+SAE_COMPARE = Job(
+    name="sae_compare", command=("sae", "compare"), config=CompareConfig, results=CompareResults, run=_compare,
+    section=compare_section, resume="continue the training from the checkpoint in --out",
+    help="compare SAE architectures trained on the same activations (absorption showdown)",
+    description="Train TopK, BatchTopK, Matryoshka, JumpReLU and frequency-aware variants at matched L0 and widths "
+    "in one pass over the data; tabulate the loss increase, CE loss recovered, explained variance, dead and dense "
+    "latents, first-letter absorption (fraction, full, split features) and sparse probing; a frontier plot and a "
+    "bar chart per metric.")
 
-JOBS = (SAE_TRAIN, SAE_EVAL, SAE_ABSORPTION, SAE_ABSORPTION_WEIGHTS, SAE_META, SAE_FREQ_EXPERIMENT)
+JOBS = (SAE_TRAIN, SAE_EVAL, SAE_ABSORPTION, SAE_ABSORPTION_WEIGHTS, SAE_META, SAE_FREQ_EXPERIMENT, SAE_SPARSE_PROBING,
+        SAE_COMPARE)
 GROUPS = {"sae": "train and evaluate sparse autoencoders; feature absorption and meta-SAEs"}

@@ -7,7 +7,7 @@
 carry over between models; saving folds it into the weights (see `folded`). This base holds
 the weights, the normalisation, decoding, the frequency-aware cost's firing rates
 (`frequency`), the training loss (squared error plus the architecture's sparsity term) and
-folding. Each architecture (`architectures`: relu, topk, batchtopk, jumprelu) is a small
+folding. Each architecture (`architectures`: relu, topk, batchtopk, matryoshka, jumprelu) is a small
 subclass giving its activation for inference (`_encode_rows`) and for training
 (`_training_code`) and its sparsity term (`_sparsity_loss`); `create_sae(cfg)` builds the
 one `cfg.arch` names.
@@ -38,7 +38,7 @@ class SAEOutput(NamedTuple):
     latents: Tensor | None  # [N, d_sae] dense latents (relu, jumprelu, batchtopk at inference)
     loss: Tensor  # scalar: mse + aux
     mse: Tensor  # scalar: squared error summed over d_in, mean over tokens
-    aux: Tensor  # scalar: AuxK loss, or the L1 / L0 penalty
+    aux: Tensor  # scalar: AuxK loss (plus Matryoshka's inner prefix errors), or the L1 / L0 penalty
     l0: Tensor  # scalar: mean active latents per token
     counts: Tensor  # [d_sae] long: tokens of the batch each latent was active on
 
@@ -95,7 +95,7 @@ class SparseAutoencoder(nn.Module, ABC):
     @abstractmethod
     def _sparsity_loss(self, xn: Tensor, recon_n: Tensor, code: Code, dead: Tensor | None, sparsity_scale: float,
                        weights: Tensor | None) -> Tensor:
-        """The term added to the squared error: a sparsity penalty, or AuxK."""
+        """The term added to the squared error: a sparsity penalty, or AuxK (Matryoshka adds its prefix errors)."""
 
     def expected_l0(self) -> float:
         """Active latents per token expected before training (where the firing-rate average starts)."""

@@ -18,9 +18,11 @@ from ..plots import bar_chart
 from ..report.figures import run_svg
 from ..report.section import Section, Table, fmt, provenance
 from ..stats import Estimate
-from .config import AbsorptionRunConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig, MetricsRunConfig, TrainRunConfig
-from .results import (DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, DetectorResults, FreqResults, FreqRow,
-                      MetaResults, MetricsResults, SAEMetrics, TrainResults)
+from .config import (AbsorptionRunConfig, CompareConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig,
+                     MetricsRunConfig, SparseProbingRunConfig, TrainRunConfig)
+from .results import (COMPARE_FIGURES, COMPARE_TABLE, DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionHeadline,
+                      AbsorptionResults, CompareResults, CompareRow, DetectorResults, FreqResults, FreqRow, MetaResults, MetricsResults,
+                      SAEMetrics, SparseProbingResults, TrainResults)
 
 BARELY_WORSE_NATS = 0.05
 """A loss increase below this (perplexity up under 5%) reads as 'barely worse'."""
@@ -172,6 +174,36 @@ def absorption_section(res: AbsorptionResults, cfg: AbsorptionRunConfig, run: Ru
     )
 
 
+def sparse_probing_section(res: SparseProbingResults, cfg: SparseProbingRunConfig, run: RunInfo) -> Section:
+    ks = [s.k for s in res.tasks[0].sparse]
+    raw, best_k = res.mean_accuracy(None), max(ks)
+    best = res.mean_accuracy(best_k)
+    # a task's sparse probe matches the raw one when their intervals overlap
+    matched = [t.task for t in res.tasks if t.sparse[-1].accuracy.hi >= t.raw.lo]
+    headline = (f"Over {len(res.tasks)} binary tasks at {res.site}, a probe on the SAE's {best_k} most class-separating "
+                f"latents is right on {best:.1%} of held-out examples, against {raw:.1%} for a probe on the raw "
+                f"activations; its interval reaches the raw probe's on {len(matched)} of {len(res.tasks)} tasks"
+                f"{' (' + ', '.join(matched) + ')' if matched else ''}.")
+    numbers = [(f"mean accuracy over tasks, {'raw activations' if k is None else f'top {k} latents'}",
+                f"{res.mean_accuracy(k):.1%}") for k in (None, *ks)]
+    for t in res.tasks:
+        numbers.append((f"{t.task}: raw probe ({t.n_train} train, {t.n_test} test examples, {t.test_clusters} "
+                        "test clusters)", fmt(t.raw, percent=True)))
+        numbers += [(f"{t.task}: top {s.k} latents", fmt(s.accuracy, percent=True) +
+                     (f"; latents {', '.join(map(str, s.latents))}" if s.k <= 5 else "")) for s in t.sparse]
+    return Section(
+        kind="sparse probing", title="Do a few of the SAE's latents carry what a probe finds?", headline=headline,
+        numbers=numbers,
+        shows=["SAEBench's sparse probing on greyglass's bundled binary tasks: latents chosen by the difference of "
+               "class means on the train split, a logistic regression on them, test accuracy with 95% intervals that "
+               "resample the task's clusters (letters, statement pairs, NTREX lines, questions)."],
+        does_not_show=["That the chosen latents mean the task's concept: they may only correlate with it.",
+                       "Tasks other than these four; SAEBench's own datasets (it mean-pools latents over a text, "
+                       "greyglass reads the word or the last token)."],
+        provenance=provenance(run.meta, str(run.folder)),
+    )
+
+
 def detector_section(res: DetectorResults, cfg: DetectorRunConfig, run: RunInfo) -> Section:
     v, n = res.validation, len(res.pairs)
     if v is None:
@@ -273,8 +305,79 @@ FREQ_COLUMNS = ("variant", "target L0", "L0", "loss increase (nats)", "KL", "CE 
 
 
 def _freq_row(r: FreqRow) -> tuple[str, ...]:
-    m, a = r.metrics, r.absorption
-    return (r.variant, str(r.target_l0), f"{m.l0:.1f}", fmt(m.ce_increase), fmt(m.kl_sae),
-            f"{m.ce_loss_recovered_mean:.1%} / {m.ce_loss_recovered:.1%}", f"{m.explained_variance:.3f}",
-            f"{m.dead_fraction:.1%}", f"{m.dense_fraction:.1%}", _est(a.mean_absorption_fraction, percent=True),
-            _est(a.full_absorption_rate, percent=True), _est(a.mean_split_features, 2))
+    return (r.variant, str(r.target_l0), *_sae_cells(r.metrics, r.absorption))
+
+
+def _sae_cells(m: SAEMetrics, a: AbsorptionHeadline) -> tuple[str, ...]:
+    """The cells every SAE table shares, from L0 to split features (`FREQ_COLUMNS[2:]`)."""
+    return (f"{m.l0:.1f}", fmt(m.ce_increase), fmt(m.kl_sae), f"{m.ce_loss_recovered_mean:.1%} / {m.ce_loss_recovered:.1%}",
+            f"{m.explained_variance:.3f}", f"{m.dead_fraction:.1%}", f"{m.dense_fraction:.1%}",
+            _est(a.mean_absorption_fraction, percent=True), _est(a.full_absorption_rate, percent=True),
+            _est(a.mean_split_features, 2))
+
+
+MIN_LETTERS_COMPARED = 2
+"""`sae compare` ranks SAEs on absorption only where at least this many letters were scored."""
+
+
+def compare_section(res: CompareResults, cfg: CompareConfig, run: RunInfo) -> Section:
+    groups: dict[tuple[int, int], list[CompareRow]] = {}
+    for r in res.rows:
+        groups.setdefault((r.d_sae, r.target_l0), []).append(r)
+    findings = [_least_absorbed(rows, width, l0) for (width, l0), rows in groups.items()]
+    measured = [f for f in findings if f is not None]
+    beyond = [f for f, clear in measured if clear]
+    if not measured:
+        headline = (f"{len(res.rows)} SAEs were trained on the same activations, but too few letters were scored "
+                    f"(fewer than {MIN_LETTERS_COMPARED} per SAE: weak first-letter information, or too few --words) "
+                    "to compare their absorption.")
+    elif beyond:
+        headline = (f"Of {len(res.rows)} SAEs trained on the same activations, {'; '.join(beyond)}, beyond the 95% "
+                    f"intervals of every other SAE of its width and L0 ({len(beyond)} of {len(measured)} settings).")
+    else:
+        headline = (f"Across {len(res.rows)} SAEs trained on the same activations, no architecture absorbs first-letter "
+                    f"features less than the others beyond the intervals at any of the {len(measured)} settings "
+                    f"measured; lowest means: {'; '.join(f for f, _ in measured)}.")
+    ks = cfg.probing.ks
+    columns = ("variant", "d_sae", "target L0", *FREQ_COLUMNS[2:], "letters scored",
+               *(f"top-{k} probe (mean over tasks)" for k in ks), "raw probe (mean over tasks)")
+    numbers = [(f"{r.label}: sparse probing per task (95% intervals resample each task's clusters)",
+                _probing_by_task(r)) for r in res.rows]
+    numbers += [(f"{r.label}, as SAELens reads its folder", _brief(r.saelens_reads))
+                for r in res.rows if r.saelens_reads is not None]
+    numbers.append(("the table in markdown", str(run.folder / COMPARE_TABLE)))
+    return Section(
+        kind="SAE comparison", title="Which SAE keeps its features honest?", headline=headline, numbers=numbers,
+        table=Table(columns, [_compare_row(r, ks) for r in res.rows]),
+        figure_svg="".join(run_svg(run.folder, name) for name in COMPARE_FIGURES),
+        shows=["SAEs of several architectures trained on the same activations at matched sparsity, compared on what "
+               "splicing them in costs, reconstruction, dead and dense latents, first-letter absorption and "
+               "splitting (SAEBench's measures, intervals resampling letters), and sparse probing."],
+        does_not_show=["Other seeds, sites or models: one run, one layer, one seed per SAE.",
+                       "Absorption of concepts other than first letters."],
+        provenance=provenance(run.meta, str(run.folder)),
+    )
+
+
+def _least_absorbed(rows: list[CompareRow], width: int, l0: int) -> tuple[str, bool] | None:
+    """(the lowest mean absorption fraction among `rows`, whether its interval clears every other's), or None."""
+    # a mean over one letter has no interval to compare: such an SAE is not measured here
+    scored = [(r, r.absorption.mean_absorption_fraction) for r in rows
+              if r.absorption.mean_absorption_fraction and r.absorption.letters_scored >= MIN_LETTERS_COMPARED]
+    if not scored:
+        return None
+    best, est = min(scored, key=lambda p: p[1].value)
+    clear = len(scored) > 1 and all(est.hi < other.lo for r, other in scored if r is not best)
+    return (f"{best.variant} absorbs least at width {width:,} and L0 {l0} ({100 * est.value:.1f}%)", clear)
+
+
+def _compare_row(r: CompareRow, ks: tuple[int, ...]) -> tuple[str, ...]:
+    p = r.sparse_probing
+    return (r.variant, str(r.d_sae), str(r.target_l0), *_sae_cells(r.metrics, r.absorption),
+            str(r.absorption.letters_scored), *(f"{p.mean_accuracy(k):.1%}" for k in ks), f"{p.mean_accuracy(None):.1%}")
+
+
+def _probing_by_task(r: CompareRow) -> str:
+    return "; ".join(f"{t.task} raw {fmt(t.raw, percent=True)}, "
+                     + ", ".join(f"top-{s.k} {fmt(s.accuracy, percent=True)}" for s in t.sparse)
+                     for t in r.sparse_probing.tasks)

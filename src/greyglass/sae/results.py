@@ -17,6 +17,11 @@ FREQ_TABLE = "table.md"
 """The frequency-aware experiment's table in markdown, in its run folder."""
 FREQ_FIGURES = ("frontier.svg", "absorption.svg")
 """Its figures: explained variance, and first-letter absorption, against L0."""
+COMPARE_TABLE = "table.md"
+"""`sae compare`'s table in markdown, in its run folder."""
+COMPARE_FIGURES = ("frontier.svg", "loss_increase.svg", "absorption_fraction.svg", "full_absorption.svg",
+                   "split_features.svg", "sparse_probing.svg")
+"""Its figures: explained variance against L0, then one bar chart per metric (95% whiskers where it has an interval)."""
 
 
 @dataclass(frozen=True)
@@ -285,5 +290,70 @@ class FreqRow:
 @dataclass(frozen=True)
 class FreqResults:
     rows: tuple[FreqRow, ...]
+    train_tokens: int
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class KSparseAccuracy:
+    """A probe on k latents: its test accuracy (95% interval resampling the task's clusters) and the latents."""
+
+    k: int
+    accuracy: Estimate
+    latents: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TaskProbing:
+    """One binary task: the raw probe and the k-sparse probes on the SAE's latents."""
+
+    task: str
+    n_train: int
+    n_test: int
+    test_clusters: int
+    """Independent units in the test split (letters, statement pairs, NTREX lines, questions) the intervals resample."""
+    raw: Estimate
+    """Test accuracy of a probe on the site's activations (d_model features)."""
+    sparse: tuple[KSparseAccuracy, ...]
+
+
+@dataclass(frozen=True)
+class SparseProbingResults:
+    site: str
+    tasks: tuple[TaskProbing, ...]
+
+    def mean_accuracy(self, k: int | None) -> float:
+        """Mean test accuracy over the tasks of the k-sparse probe (k=None: the raw probe), as SAEBench averages."""
+        values = [t.raw.value if k is None else next(s.accuracy.value for s in t.sparse if s.k == k)
+                  for t in self.tasks]
+        return sum(values) / len(values)
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    """One SAE of `sae compare`."""
+
+    variant: str
+    """Architecture, with +freq for the frequency-aware cost."""
+    d_sae: int
+    target_l0: int
+    metrics: SAEMetrics
+    absorption: AbsorptionHeadline
+    sparse_probing: SparseProbingResults
+    sae: str
+    """The SAE folder, relative to the run folder."""
+    absorption_run: str
+    """Its first-letter run folder (a `sae_absorption` run), relative to the run folder."""
+    saelens_reads: SAEMetrics | None = None
+    """What a SAELens user gets from the folder, where it differs (a frequency-aware TopK)."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} {self.d_sae} L0 {self.target_l0}"
+
+
+@dataclass(frozen=True)
+class CompareResults:
+    rows: tuple[CompareRow, ...]
     train_tokens: int
     train_seconds: float
