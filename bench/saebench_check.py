@@ -89,8 +89,9 @@ def train_sae(lm, site: str, tokens: int, out: Path):
     return train_saes([cfg], tcfg, batches, out, progress=False).saes[0]
 
 
-def hooked_transformer(lm, layer: int):
-    """The HF Llama model as a TransformerLens HookedTransformer with blocks 0..layer and a one-column unembedding."""
+def hooked_transformer(lm, layer: int | None):
+    """The HF Llama model as a TransformerLens HookedTransformer: blocks 0..layer with a one-column unembedding
+    (enough to read the residual stream there), or with `layer` None the whole model."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
 
@@ -104,9 +105,11 @@ def hooked_transformer(lm, layer: int):
                   model_name="SmolLM2-135M-Instruct")
     full = HookedTransformerConfig(n_layers=hf.num_hidden_layers, **common)
     state = convert_llama_weights(lm.model, full)
-    state = {k: v for k, v in state.items() if not k.startswith("blocks.") or int(k.split(".")[1]) <= layer}
-    state["unembed.W_U"], state["unembed.b_U"] = torch.zeros(hf.hidden_size, 1), torch.zeros(1)
-    cfg = HookedTransformerConfig(n_layers=layer + 1, d_vocab_out=1, **common)
+    cfg = full
+    if layer is not None:
+        state = {k: v for k, v in state.items() if not k.startswith("blocks.") or int(k.split(".")[1]) <= layer}
+        state["unembed.W_U"], state["unembed.b_U"] = torch.zeros(hf.hidden_size, 1), torch.zeros(1)
+        cfg = HookedTransformerConfig(n_layers=layer + 1, d_vocab_out=1, **common)
     model = HookedTransformer(cfg, tokenizer=lm.tokenizer, move_to_device=False)
     model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False, center_unembed=False,
                                       fold_value_biases=False, refactor_factored_attn_matrices=False)

@@ -193,6 +193,27 @@ def test_score_letters_scores_test_words_only_and_resamples_letters():
         assert getattr(r.headline, key) == pytest.approx(est, abs=1e-4)
 
 
+def test_main_latents_do_not_depend_on_how_the_sae_scales_its_latents():
+    """SAEBench reads latents with unit decoder rows (decoder norms folded in), so an SAE that is the same
+    function with latents 10x larger and decoder rows 10x shorter has the same main latents and measures.
+    Ranking on the raw latents (the L1 probe is not scale-invariant) gave other main latents."""
+    g = torch.Generator().manual_seed(0)
+    letters = [chr(ord("a") + i % 8) for i in range(400)]
+    # letters that overlap (centres as spread as the noise), so which latents rank first is not a foregone conclusion
+    x = torch.randn(8, 16, generator=g)[[ord(l) - ord("a") for l in letters]] + torch.randn(400, 16, generator=g)
+    sae = create_sae(SAEConfig(arch=ReLUConfig(), d_in=16, d_sae=32, norm_scale=1.0), seed=1)
+    rescaled = create_sae(SAEConfig(arch=ReLUConfig(), d_in=16, d_sae=32, norm_scale=1.0), seed=1)
+    with torch.no_grad():
+        rescaled.W_enc.mul_(10)
+        rescaled.b_enc.mul_(10)
+        rescaled.W_dec.div_(10)
+        torch.testing.assert_close(rescaled.decode(rescaled.encode(x)), sae.decode(sae.encode(x)))
+    cfg = AbsorptionConfig(min_words_per_letter=10, test_fraction=0.3)
+    runs = [score_letters(s, x, s.encode(x).detach(), letters, [f"w{i}" for i in range(400)], cfg) for s in (sae, rescaled)]
+    assert [r.main_latents for r in runs[0].letters.values()] == [r.main_latents for r in runs[1].letters.values()]
+    assert runs[0].headline == runs[1].headline
+
+
 def test_weights_detector_ranks_the_planted_pair_first(absorbed):
     sae, parent, child, _, rates, _ = absorbed
     pairs = detect_absorption(sae, top=10, block=5, log10_rates=rates)

@@ -8,7 +8,8 @@ Chanin et al., "A is for Absorption" (2024), following SAEBench's `absorption_fi
 3. ground truth: a one-vs-rest logistic-regression probe per letter on the training words'
    activations, trained as SAEBench trains it (Adam, balanced positive weight, batches of 64, 50 epochs);
 4. the letter's main ("split") latents by k-sparse probing: latents ranked by an L1-penalised
-   one-vs-rest probe on the SAE's latents, k grows while a logistic regression on the top-k
+   one-vs-rest probe (one output per letter) on the SAE's latents in SAEBench's units (decoder norms
+   folded in: `unit_decoder_latents`), k grows while a logistic regression on the top-k
    latents raises test F1 by more than `f1_jump`;
 5. each *test* word of the letter that the probe gets right (probe logit > 0) is scored:
    - absorption fraction: the share of the word's probe projection `x . p` that the top
@@ -277,6 +278,15 @@ def run_absorption(lm: LoadedModel | None, cfg: AbsorptionRunConfig, out: Path, 
     return results
 
 
+def unit_decoder_latents(sae: SparseAutoencoder, latents: Tensor) -> Tensor:
+    """`latents [n, d_sae]` times their decoder rows' norms in the input's units: the activations of the same SAE
+    rewritten with unit decoder rows, which SAEBench's k-sparse probing reads (it folds the decoder norms into
+    the activations, `fold_W_dec_norm`). The L1 probe that ranks latents is not invariant to their scale."""
+    with torch.no_grad():
+        norms = (sae.W_dec.float() / sae.scale).norm(dim=1).to(latents.device)  # [d_sae]
+    return latents.float() * norms
+
+
 def train_test_split(n: int, test_fraction: float, seed: int) -> np.ndarray:
     """A seeded boolean mask of the training rows."""
     return np.random.default_rng(seed).random(n) >= test_fraction
@@ -303,13 +313,18 @@ def score_letters(sae: SparseAutoencoder, x: Tensor, latents: Tensor, letters: l
     labels = np.array([kept.index(l) if l in kept else -1 for l in letters_of])
     probes = letter_probes(x[train], labels[train], len(kept), cfg.seed)
     logits = probes.logits(x)  # [n, letters]
-    ranking = latent_ranking(latents[train], labels[train], len(kept), cfg.seed, cfg.latent_probe_min_steps)
+    folded = unit_decoder_latents(sae, latents)  # [n, d_sae]
+    # SAEBench's L1 probe has one output per letter with training words, kept for scoring or not
+    present = sorted(set(letters_of[train].tolist()))
+    ranking = latent_ranking(folded[train], np.array([present.index(l) for l in letters_of[train]]), len(present),
+                             cfg.seed, cfg.latent_probe_min_steps)
     per_letter: dict[str, LetterAbsorption] = {}
     absorbing: list[AbsorbingLatent] = []
     for c, letter in enumerate(tqdm(kept, desc="letters", disable=not progress)):
         y = letters_of == letter
         said = (logits[:, c] > 0).numpy()
-        main, sparse_f1 = k_sparse_latents(latents, y, train, ranking[c], cfg.max_k, cfg.f1_jump, cfg.seed)
+        main, sparse_f1 = k_sparse_latents(folded, y, train, ranking[present.index(letter)], cfg.max_k, cfg.f1_jump,
+                                           cfg.seed)
         right = ~train & y & said  # test words only: the probe never saw them
         scores = absorption_scores(sae, x[torch.from_numpy(right)].to(sae.W_enc.device), probes.weight[c], main,
                                    cfg.full_cos_threshold, cfg.fraction_cos_threshold, cfg.share_threshold,

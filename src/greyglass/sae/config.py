@@ -346,8 +346,8 @@ class AbsorptionConfig:
     """Both: the absorbing latent(s) carry at least this share of the word's projection on the probe."""
     latent_probe_min_steps: int = 0
     """Least Adam steps for the L1 probe that ranks the main latents. 0 is SAEBench's schedule (50
-    epochs, about 50 steps on a 2,000-word sample, which leaves that probe near its random start and
-    so finds one main latent per letter); e.g. 300 ranks latents by what they predict, a variant that
+    epochs, about 50 steps on a 2,000-word sample, which leaves that probe near its random start, so the
+    split-feature count is noisy there); e.g. 300 ranks latents by what they predict, a variant that
     reads more split features than SAEBench does."""
     batch_size: int = 64
     """Prompts per forward pass."""
