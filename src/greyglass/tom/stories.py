@@ -21,7 +21,6 @@ bag-of-words test in tests/unit/test_tom_stories.py holds this).
 
 from __future__ import annotations
 
-import json
 import random
 import string
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import GreyglassError
+from ..json_files import read_json_object
 
 Condition = Literal["true_belief", "false_belief"]
 CONDITIONS: tuple[Condition, ...] = ("true_belief", "false_belief")
@@ -95,13 +95,8 @@ class Story:
 def load_templates(path: str | Path | None = None) -> tuple[dict[str, list[str]], list[Template]]:
     """(agents by gender, templates) from a template file (default: the bundled one), checked field by field."""
     path = Path(path) if path is not None else TEMPLATES
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GreyglassError(f"{path}: no such template file") from None
-    except json.JSONDecodeError as e:
-        raise GreyglassError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("templates"), list) or not data["templates"]:
+    data = read_json_object(path)
+    if not isinstance(data.get("templates"), list) or not data["templates"]:
         raise GreyglassError(f"{path}: field 'templates' must be a non-empty list of scenario templates")
     agents = _agents(path, data.get("agents"))
     templates = [_template(path, i, row) for i, row in enumerate(data["templates"])]
