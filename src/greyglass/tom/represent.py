@@ -18,7 +18,7 @@ where the belief probe does best on validation stories.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -50,6 +50,7 @@ class ProbeTexts(NamedTuple):
     gender: Tensor  # [n] 1: the agent is a woman (the irrelevant feature)
     story: list[str]  # [n] the story each row tells: the groups of splits and intervals
     template: list[str]  # [n] the story's scenario template
+    candidates: list[tuple[str, str]]  # [n] the story's two states, in the template's order
     changed_first: Tensor  # [n] 1: the changed state is the template's first-listed candidate
 
 
@@ -68,6 +69,7 @@ def probe_texts(stories: Sequence[Story]) -> ProbeTexts:
         gender=torch.tensor([int(s.gender == "female") for s, _, _ in rows]),
         story=[s.id for s, _, _ in rows],
         template=[s.template for s, _, _ in rows],
+        candidates=[s.candidates for s, _, _ in rows],
         changed_first=torch.tensor([int(s.changed == s.candidates[0]) for s, _, _ in rows]))
 
 
@@ -77,7 +79,8 @@ def split_rows(data: ProbeTexts, test_fraction: float, seed: int) -> Split:
 
     A plain random split of stories would not: each template's labels are exactly balanced, so the
     training stories' majority label within a template is the test stories' minority, and a probe
-    that recognises the template scores below chance on test (the gender control did, at 27-35%).
+    that recognises the template scores below chance on test (the gender control did, at 27-35%);
+    likewise for a candidate word's reality label, told in both directions (reality at 31-41%).
     """
     keyed = [Statement(t, int(b), g) for t, b, g in zip(data.texts, data.belief.tolist(), balanced_blocks(data))]
     train, test = split_by_group(keyed, test_fraction, seed)
@@ -86,27 +89,46 @@ def split_rows(data: ProbeTexts, test_fraction: float, seed: int) -> Split:
 
 
 def balanced_blocks(data: ProbeTexts) -> list[str]:  # [n] a block id per row
-    """Stories paired within their template with a story whose story-level labels are all the opposite.
+    """Stories grouped within their template so that every story-level label is balanced in each group.
 
     Belief and reality are balanced within every story (two of its four rows each), but which
-    candidate *word* carries them is a story-level label (`changed_first`), as is the agent's
-    gender; a pair {labels, opposite labels} is balanced on both, so any split of whole pairs
-    keeps each template balanced on every side. A story left without a partner (a template with
-    an odd number of stories or uneven cells) is a block alone.
+    candidate *word* carries them depends on the story's direction (`changed_first`), and a
+    template tells each candidate pair in both directions; the agent's gender is a story label
+    too. A block is first a couple, one candidate pair told in both directions, and a couple
+    whose agents are both women is then joined with one whose agents are both men. A split of
+    whole blocks keeps, within each template, gender and each candidate word's labels balanced
+    on every side. A story without a partner (an odd count) is a block alone.
     """
-    labels: dict[str, tuple[str, tuple[int, int]]] = {}  # story -> (template, (gender, changed_first))
-    for story, template, g, c in zip(data.story, data.template, data.gender.tolist(), data.changed_first.tolist()):
-        labels[story] = (template, (g, c))
-    block: dict[str, str] = {}
-    waiting: dict[tuple[str, tuple[int, int]], list[str]] = {}  # unpaired stories by (template, labels)
-    for story, (template, (g, c)) in labels.items():
-        partners = waiting.get((template, (1 - g, 1 - c)), [])
-        if partners:
-            block[story] = block[partners.pop(0)]
-        else:
-            block[story] = story
-            waiting.setdefault((template, (g, c)), []).append(story)
-    return [block[s] for s in data.story]
+    first = {story: i for i, story in reversed(list(enumerate(data.story)))}  # story -> its first row
+    info = {story: (data.template[i], data.candidates[i], int(data.changed_first[i]), int(data.gender[i]))
+            for story, i in first.items()}
+    couples = _pair_up([[story] for story in first], lambda u: info[u[0]][:3],
+                       lambda u: (*info[u[0]][:2], 1 - info[u[0]][2]))
+    women = {tuple(u): sum(info[story][3] for story in u) for u in couples}
+    blocks = _pair_up(couples,
+                      lambda u: (info[u[0]][0], len(u), women[tuple(u)]) if women[tuple(u)] in (0, len(u)) else None,
+                      lambda u: (info[u[0]][0], len(u), len(u) - women[tuple(u)]))
+    block = {story: u[0] for u in blocks for story in u}
+    return [block[story] for story in data.story]
+
+
+def _pair_up(units: list[list[str]], key: Callable[[list[str]], object],
+             partner: Callable[[list[str]], object]) -> list[list[str]]:
+    """`units` joined two by two, each with an earlier one whose `key` is its `partner`; the rest alone.
+
+    A unit whose key is None seeks no partner.
+    """
+    joined: list[list[str]] = []
+    waiting: dict[object, list[int]] = {}  # key -> indices into `joined` of units still alone
+    for unit in units:
+        k = key(unit)
+        if k is not None and waiting.get(partner(unit)):
+            joined[waiting[partner(unit)].pop(0)] += unit
+            continue
+        if k is not None:
+            waiting.setdefault(k, []).append(len(joined))
+        joined.append(list(unit))
+    return joined
 
 
 def _accuracy(probe: Direction, x: Tensor, y: Tensor, groups: Sequence[str], n_boot: int, seed: int) -> Estimate:
