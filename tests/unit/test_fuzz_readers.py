@@ -9,6 +9,7 @@ exception, and never a changed or added file. `make fuzz` runs many more example
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from greyglass.data import files
+from greyglass.errors import GreyglassError
 from greyglass.data.corpus import CorpusConfig, documents
 from greyglass.data.statements import read_statements
 from greyglass.behaviour.items import load_items
@@ -526,3 +528,53 @@ def test_concept_file(how, data):
         assert got.sentences == concept["sentences"] and got.target_words == ("bridge", "pont")
     elif got is not None:
         assert all(isinstance(w, str) for w in got.target_words) and got.sentences
+
+
+# --- SAE training checkpoints (read by `sae train --resume`) -----------------------------------------
+
+CKPT_TRAIN = dict(tokens=64 * 8, batch_size=64, lr=1e-3, warmup_steps=1, checkpoint_every=64 * 4)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(runs, tmp_path_factory):
+    """A training run of a small TopK SAE on the store, cut after its checkpoint at step 4 of 8; the same
+    run uninterrupted; and `train(out, resume, stop)`, which runs it."""
+    from serve_runs import SITE
+
+    from greyglass.activations import shuffled_rows, store_windows
+    from greyglass.sae.config import SAEConfig, TopKConfig, TrainConfig
+    from greyglass.sae.train import train_saes
+    from greyglass.store.reader import ActivationStore
+
+    store = ActivationStore(runs / "store")
+    cfg = SAEConfig(arch=TopKConfig(k=4, k_aux=8), d_in=store.d_model, d_sae=32, dead_tokens=256, hook_name=SITE)
+    tcfg = TrainConfig(**CKPT_TRAIN)
+
+    def train(out: Path, resume: bool = False, stop: int | None = None):
+        rows = shuffled_rows(lambda epoch: store_windows(store, [SITE], shard_seed=epoch), 64, buffer_rows=256)
+        return train_saes([cfg], tcfg, itertools.islice(rows, stop), out, resume=resume, progress=False)
+
+    root = tmp_path_factory.mktemp("checkpoint")
+    full = train(root / "full")
+    with pytest.raises(GreyglassError, match="stream ended"):  # after 6 batches: the checkpoint at step 4 stays
+        train(root / "cut", stop=6)
+    assert json.loads((root / "cut" / "checkpoint" / "state.json").read_text())["step"] == 4
+    return root / "cut", full.saes[0], train
+
+
+@pytest.mark.parametrize("field,value", [("step", 10**12), ("step", -1), ("step", "4"), ("saes", None)])
+def test_sae_checkpoint_state_is_checked_before_resuming(checkpoint, tmp_path, field, value):
+    """A checkpoint's `step` is how many batches resuming skips: a huge one read the endless stream forever."""
+    cut, _, train = checkpoint
+    shutil.copytree(cut, tmp_path / "cut")
+    state = tmp_path / "cut" / "checkpoint" / "state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), field: value}))
+    with pytest.raises(GreyglassError, match=f"state.json: field '{field}'"):
+        train(tmp_path / "cut", resume=True)
+
+
+def test_sae_checkpoint_resumes_to_the_uninterrupted_weights(checkpoint, tmp_path):
+    cut, full, train = checkpoint
+    shutil.copytree(cut, tmp_path / "cut")
+    sae = train(tmp_path / "cut", resume=True).saes[0]
+    assert all(torch.equal(a, b) for a, b in zip(sae.state_dict().values(), full.state_dict().values()))

@@ -35,6 +35,7 @@ from ..activations import model_windows, shuffled_rows, store_windows
 from ..atomic import atomic_dir
 from ..data.corpus import corpus_fingerprint
 from ..errors import GreyglassError
+from ..json_files import read_json_object
 from ..models.lm import LoadedModel
 from ..records import from_json
 from ..runs import write_config, write_results
@@ -267,7 +268,13 @@ def _optimizer_file(i: int) -> str:
 
 
 def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
-    state = json.loads((folder / "state.json").read_text())
+    state = read_json_object(folder / "state.json")
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= tcfg.steps:  # resuming skips `step` batches
+        raise GreyglassError(f"{folder / 'state.json'}: field 'step' must be an integer from 0 to {tcfg.steps}, "
+                             f"not {step!r}; train again into another --out")
+    if not isinstance(state.get("saes"), list):
+        raise GreyglassError(f"{folder / 'state.json'}: field 'saes' must be a list; train again into another --out")
     if len(state["saes"]) != len(runs):
         raise GreyglassError(f"{folder} holds {len(state['saes'])} SAEs, this run trains {len(runs)}; "
                              "resume with the same settings")
@@ -297,7 +304,7 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
         run.fire_count = tensors["fire_count"]
         run.counted = meta["counted"]
         run.ema = meta["ema"]
-    return int(state["step"])
+    return step
 
 
 class _Source(NamedTuple):
