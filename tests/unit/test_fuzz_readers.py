@@ -578,3 +578,24 @@ def test_sae_checkpoint_resumes_to_the_uninterrupted_weights(checkpoint, tmp_pat
     shutil.copytree(cut, tmp_path / "cut")
     sae = train(tmp_path / "cut", resume=True).saes[0]
     assert all(torch.equal(a, b) for a, b in zip(sae.state_dict().values(), full.state_dict().values()))
+
+
+@given(data=st.data())
+def test_sae_checkpoint(checkpoint, data):
+    """`sae train --resume` from a broken checkpoint: training finishes (a changed but well-formed value,
+    e.g. a flipped bit in a weight, is trained on), or a GreyglassError names the checkpoint and the run
+    folder is left as it was."""
+    from fuzzing import folder_hashes
+
+    cut, _, train = checkpoint
+    with scratch(cut) as out:
+        folder = out / "checkpoint"
+        _break_one(data, folder, sorted(p.name for p in folder.iterdir()))
+        before = folder_hashes(out)
+        try:
+            sae = train(out, resume=True).saes[0]
+        except GreyglassError as e:
+            assert str(folder) in str(e), e
+            assert folder_hashes(out) == before, "a refused resume changed the run folder"
+            return
+        assert sae.W_enc.shape == (sae.cfg.d_in, 32) and not folder.exists()
