@@ -300,8 +300,8 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
             cfg = SAEConfig.from_dict(meta["cfg"], str(folder / "state.json"))
         except (GreyglassError, TypeError, KeyError) as e:  # not every check of a config knows its file or the type
             raise GreyglassError(f"{folder / 'state.json'}: field 'saes' item {i} 'cfg': {e!s}") from None
-        if (cfg.architecture, cfg.d_in, cfg.d_sae, cfg.hook_name) != (
-                run.sae.cfg.architecture, run.sae.cfg.d_in, run.sae.cfg.d_sae, run.sae.cfg.hook_name):
+        if (cfg.architecture, cfg.d_in, cfg.d_sae, cfg.hook_name, cfg.dead_tokens) != (run.sae.cfg.architecture,
+                run.sae.cfg.d_in, run.sae.cfg.d_sae, run.sae.cfg.hook_name, run.sae.cfg.dead_tokens):
             raise GreyglassError(f"{folder}: SAE {i} in the checkpoint is a different SAE; resume with the same settings")
         if not (folder / _optimizer_file(i)).is_file():
             raise GreyglassError(f"{folder} has no {_optimizer_file(i)}: it was written by a greyglass older than "
