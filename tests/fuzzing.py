@@ -164,14 +164,22 @@ def folder_hashes(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def read_cleanly(read: Callable[[], Any], folder: Path, names: tuple[str, ...]) -> Any:
+def field_names(at: tuple | None) -> tuple[str, ...]:
+    """The keys on the path of a mutated JSON value (list indices left out: an error names those by line)."""
+    return tuple(k for k in at or () if isinstance(k, str))
+
+
+def read_cleanly(read: Callable[[], Any], folder: Path, names: tuple[str, ...], field: tuple | None = None) -> Any:
     """`read()`'s result, or None when it raised a GreyglassError naming one of `names` (the file it
-    read, or its folder); any other exception propagates, and no file under `folder` may change."""
+    read, or its folder) and, for a mutated JSON value at path `field`, one of the keys on that path;
+    any other exception propagates, and no file under `folder` may change."""
     before = folder_hashes(folder)
     try:
         result = read()
     except GreyglassError as e:
         assert any(n in str(e) for n in names), f"the error does not name {' or '.join(names)}: {e}"
+        keys = field_names(field)
+        assert not keys or any(k in str(e) for k in keys), f"the error does not name the field {'.'.join(keys)}: {e}"
         result = None
     assert folder_hashes(folder) == before, "the reader changed its input"
     return result

@@ -9,16 +9,26 @@ must hold one JSON object, so a reader never meets a list or bytes that are not 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from .errors import GreyglassError
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def parse_json(text: str | bytes, where: str) -> Any:
     """The JSON value in `text`; `where` (a file, a file and line) names it in errors."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
+        if _SURROGATE_ESCAPE.search(text if isinstance(text, str) else text.decode(errors="replace")):
+            json.dumps(value, ensure_ascii=False).encode()  # an unpaired one decodes to a str no encoder accepts
+        return value
+    except UnicodeEncodeError:
+        raise GreyglassError(f"{where}: not valid JSON (a \\u escape is half of a UTF-16 surrogate pair, "
+                             "not a character)") from None
     except json.JSONDecodeError as e:
         raise GreyglassError(f"{where}: not valid JSON ({e.msg}: line {e.lineno} column {e.colno})") from None
     except RecursionError:

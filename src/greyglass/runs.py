@@ -19,7 +19,7 @@ from .atomic import write_json
 from .clock import folder_stamp, iso_seconds
 from .errors import GreyglassError
 from .json_files import read_json_object
-from .records import to_json
+from .records import RecordError, to_json
 from .version import __version__
 
 CONFIG = "config.json"
@@ -33,8 +33,8 @@ settings under keys of its own (`sweep`, `capture`, ...) and results.json in eac
 class LayoutError(GreyglassError):
     """A run folder written in another layout than this greyglass reads: not broken, but not readable here."""
 
-    def __init__(self, folder: str | Path, written: str):
-        super().__init__(f"{folder} was {written}")
+    def __init__(self, folder: str | Path, written: str, layout: int):
+        super().__init__(f"{folder} was {written} (its {CONFIG} is of layout {layout})")
         self.written = written
         """What wrote the folder and what to do, e.g. "written by greyglass 0.1.0 (older results layout); re-run
         `greyglass probe sweep` to refresh it"."""
@@ -97,14 +97,19 @@ def layout(meta: dict[str, Any]) -> int:
 def check_layout(folder: str | Path, meta: dict[str, Any], command: tuple[str, ...]) -> None:
     """Raise a LayoutError saying which greyglass wrote `folder` and what to do, unless this greyglass reads its
     layout; `command` is the run kind's CLI path, named when config.json does not record the command line."""
+    if not isinstance(meta.get("layout", LAYOUT), int) or isinstance(meta.get("layout"), bool):
+        raise RecordError(f"{Path(folder) / CONFIG}: field 'layout' must be an integer, not {meta['layout']!r}")
     written = layout(meta)
     if written == LAYOUT:
         return
-    version = (meta.get("versions") or {}).get("greyglass", "of unknown version")
+    versions = meta.get("versions") if isinstance(meta.get("versions"), dict) else {}  # as written: any JSON value
+    version = versions.get("greyglass", "of unknown version")
     if written > LAYOUT:
         raise LayoutError(folder, f"written by greyglass {version} (newer results layout {written}; this greyglass "
-                                  f"{__version__} reads layout {LAYOUT}); read it with that version or a later one")
+                                  f"{__version__} reads layout {LAYOUT}); read it with that version or a later one",
+                          written)
     argv = meta.get("command")
     again = (shlex.join(["greyglass", *argv[1:]]) if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)
              else " ".join(["greyglass", *command]))
-    raise LayoutError(folder, f"written by greyglass {version} (older results layout); re-run `{again}` to refresh it")
+    raise LayoutError(folder, f"written by greyglass {version} (older results layout); re-run `{again}` to refresh it",
+                      written)

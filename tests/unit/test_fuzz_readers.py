@@ -9,6 +9,7 @@ exception, and never a changed or added file. `make fuzz` runs many more example
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import shutil
 import tempfile
@@ -18,12 +19,13 @@ from unittest import mock
 
 import pytest
 import torch
-from fuzzing import LINE_CAP, mutated_bytes, mutated_json, mutated_tensors, read_cleanly
+from fuzzing import HOSTILE_STRINGS, LINE_CAP, mutated_bytes, mutated_json, mutated_tensors, read_cleanly
 from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from greyglass.data import files
+from greyglass.errors import GreyglassError
 from greyglass.data.corpus import CorpusConfig, documents
 from greyglass.data.statements import read_statements
 from greyglass.behaviour.items import load_items
@@ -73,7 +75,7 @@ def test_corpus_jsonl(docs, suffix, data):
     raw, changed = data.draw(jsonl_case(rows))
     with scratch() as folder:
         path = write_maybe_gz(folder / f"c{suffix}", raw)
-        got = read_cleanly(lambda: sorted(documents(CorpusConfig(corpus=str(path)))), folder, (path.name,))
+        got = read_cleanly(lambda: sorted(documents(CorpusConfig(corpus=str(path)))), folder, (path.name,), changed)
     if changed is None:
         assert [t for _, t in got] == docs
     elif got is not None:
@@ -112,27 +114,35 @@ def test_statements_jsonl(rows, data):
     raw, changed = data.draw(jsonl_case(dicts))
     with scratch() as folder:
         path = write_maybe_gz(folder / "s.jsonl", raw)
-        got = read_cleanly(lambda: read_statements(path), folder, (path.name,))
+        got = read_cleanly(lambda: read_statements(path), folder, (path.name,), changed)
     if changed is None:
         assert [(s.text, s.label, s.group) for s in got] == [(t.strip(), y, g) for t, y, g in rows]
     elif got is not None:
         assert all(s.label in (0, 1) and s.text for s in got)
 
 
-@given(rows=STATEMENT_ROWS, mutate=st.booleans(), data=st.data())
-def test_statements_csv(rows, mutate, data):
+@given(rows=STATEMENT_ROWS, how=st.sampled_from(["valid", "column", "bytes"]), data=st.data())
+def test_statements_csv(rows, how, data):
     import csv
     import io
 
+    table = [["statement", "label", "group"], *map(list, rows)]
+    changed = None
+    if how == "column":  # a column dropped, or one row's cell replaced by any text
+        col, changed = data.draw(st.sampled_from([(i, (name,)) for i, name in enumerate(table[0])]))
+        if data.draw(st.booleans()):
+            table = [r[:col] + r[col + 1:] for r in table]
+        else:
+            table[data.draw(st.integers(1, len(rows)))][col] = data.draw(st.sampled_from(HOSTILE_STRINGS) | TEXT)
     buf = io.StringIO()
-    csv.writer(buf).writerows([("statement", "label", "group"), *rows])
+    csv.writer(buf).writerows(table)
     raw = buf.getvalue().encode()
-    if mutate:
+    if how == "bytes":
         raw = data.draw(mutated_bytes(raw))
     with scratch() as folder:
         path = write_maybe_gz(folder / "s.csv", raw)
-        got = read_cleanly(lambda: read_statements(path), folder, (path.name,))
-    if not mutate:
+        got = read_cleanly(lambda: read_statements(path), folder, (path.name,), changed)
+    if how == "valid":
         assert [(s.text, s.label, s.group) for s in got] == [(t.strip(), y, g) for t, y, g in rows]
     elif got is not None:
         assert all(s.label in (0, 1) and s.text for s in got)
@@ -153,7 +163,7 @@ def test_items_jsonl(rows, data):
     raw, changed = data.draw(jsonl_case(_item_rows(rows)))
     with scratch() as folder:
         path = write_maybe_gz(folder / "items.jsonl", raw)
-        got = read_cleanly(lambda: load_items(path), folder, (path.name,))
+        got = read_cleanly(lambda: load_items(path), folder, (path.name,), changed)
     if changed is None:
         assert [(i.prompt, i.answer_matching_behavior) for i in got] == rows
 
@@ -161,14 +171,15 @@ def test_items_jsonl(rows, data):
 @given(rows=ITEM_ROWS, how=st.sampled_from(["valid", "json", "bytes"]), data=st.data())
 def test_items_json_array(rows, how, data):
     dicts = _item_rows(rows)
-    raw = json.dumps(dicts, indent=1).encode()
+    raw, changed = json.dumps(dicts, indent=1).encode(), None
     if how == "json":
-        raw = data.draw(mutated_json(dicts))[0].encode()
+        text, changed = data.draw(mutated_json(dicts))
+        raw = text.encode()
     elif how == "bytes":
         raw = data.draw(mutated_bytes(raw))
     with scratch() as folder:
         path = write_maybe_gz(folder / "items.json", raw)
-        got = read_cleanly(lambda: load_items(path), folder, (path.name,))
+        got = read_cleanly(lambda: load_items(path), folder, (path.name,), changed)
     if how == "valid":
         assert [(i.prompt, i.answer_matching_behavior) for i in got] == rows
 
@@ -207,22 +218,25 @@ def _organism(root: Path) -> None:
     shutil.rmtree(root / "organism" / "model")
 
 
-def _mutate_file(data, path: Path) -> None:
-    """Break `path` in place: its JSON, its tensors or its bytes."""
+def _mutate_file(data, path: Path) -> tuple | None:
+    """Break `path` in place: its JSON, its tensors or its bytes; the path of the JSON value changed, if one was."""
     raw = path.read_bytes()
     if path.suffix == ".json" and data.draw(st.booleans(), label="json-level"):
-        path.write_text(data.draw(mutated_json(json.loads(raw)))[0])
-    elif path.suffix == ".safetensors" and data.draw(st.booleans(), label="tensor-level"):
+        text, at = data.draw(mutated_json(json.loads(raw)))
+        path.write_text(text)
+        return at
+    if path.suffix == ".safetensors" and data.draw(st.booleans(), label="tensor-level"):
         tensors, _ = data.draw(mutated_tensors(load_file(str(path))))
         save_file(tensors, str(path))
     else:
         path.write_bytes(data.draw(mutated_bytes(raw)))
+    return None
 
 
-def _break_one(data, folder: Path, names: list[str]) -> Path:
+def _break_one(data, folder: Path, names: list[str]) -> tuple[Path, tuple | None]:
+    """One of `names` broken in place, and the path of the JSON value changed in it, if one was."""
     path = folder / data.draw(st.sampled_from(names), label="file")
-    _mutate_file(data, path)
-    return path
+    return path, _mutate_file(data, path)
 
 
 def read_store(folder: Path):
@@ -251,8 +265,8 @@ def test_activation_store(runs, data):
     assert rows == store.n_tokens == 300
     with scratch(runs / "store") as folder:
         names = sorted(p.name for p in folder.iterdir() if p.suffix in (".json", ".safetensors"))
-        path = _break_one(data, folder, names)
-        read_cleanly(lambda: read_store(folder), folder, (path.name, str(folder)))
+        path, changed = _break_one(data, folder, names)
+        read_cleanly(lambda: read_store(folder), folder, (path.name, str(folder)), changed)
 
 
 def read_sae_folder(folder: Path):
@@ -280,8 +294,8 @@ def test_sae_folder(arch, data):
         folder = folder / "sae"
         x = torch.randn(5, 8)
         assert torch.allclose(read_sae_folder(folder).encode(x), sae.eval().encode(x), atol=1e-5)
-        path = _break_one(data, folder, sorted(p.name for p in folder.iterdir()))
-        read_cleanly(lambda: read_sae_folder(folder), folder, (path.name, str(folder)))
+        path, changed = _break_one(data, folder, sorted(p.name for p in folder.iterdir()))
+        read_cleanly(lambda: read_sae_folder(folder), folder, (path.name, str(folder)), changed)
 
 
 def read_direction(folder: Path):
@@ -297,8 +311,8 @@ def read_direction(folder: Path):
 def test_direction_folder(runs, data):
     assert read_direction(runs / "probe" / "p1" / "direction").kind == "logistic"
     with scratch(runs / "probe" / "p1" / "direction") as folder:
-        path = _break_one(data, folder, sorted(p.name for p in folder.iterdir()))
-        read_cleanly(lambda: read_direction(folder), folder, (path.name,))
+        path, changed = _break_one(data, folder, sorted(p.name for p in folder.iterdir()))
+        read_cleanly(lambda: read_direction(folder), folder, (path.name,), changed)
 
 
 def read_run_folder(folder: Path):
@@ -334,8 +348,8 @@ def test_run_folder(runs, run, data):
     assert read_run_folder(runs / run) is not None
     with scratch(runs / run) as folder:
         shutil.copytree(runs / "capture" / "c1", folder.parent / "valid")
-        path = _break_one(data, folder, ["config.json", "results.json"])
-        read_cleanly(lambda: read_run_folder(folder), folder, (path.name,))
+        path, changed = _break_one(data, folder, ["config.json", "results.json"])
+        read_cleanly(lambda: read_run_folder(folder), folder, (path.name,), changed)
 
 
 def read_feature_db(folder: Path):
@@ -389,6 +403,11 @@ TEXT_REGRESSIONS = [
     ("s.csv.gz", gzip.compress(b"statement,label\nx,1\n")[:-6], "cannot be read as UTF-8"),  # EOFError escaped
     ("s.csv", b'statement,label\n"' + b"x" * 200_000 + b'",1\n', "longer than"),  # csv.Error (field limit)
     ("items.json", b'[{"question": "q", "answer_matching_behavior": ' + b"[" * 5000, "nested too deeply"),
+    ("s.jsonl", b'{"statement": "a\\ud800", "label": 1}\n', "surrogate"),  # UnicodeEncodeError when hashed or written
+    ("items.jsonl", b'{"question": "q\\udc00", "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (B)"}',
+     "surrogate"),
+    ("items.jsonl", b'{"question": "q", "answer_matching_behavior": null, "answer_not_matching_behavior": " (B)"}',
+     "field 'answer_matching_behavior'"),  # the field was not named
 ]
 
 
@@ -433,10 +452,18 @@ def test_folder_reader_regressions(runs, tmp_path):
         (read_feature_db, broken("sae/s1/features", "features.sqlite", lambda p: p.write_bytes(b"x" * 4096)),
          "features.sqlite is damaged"),
         (read_store, broken("store", "manifest.json", lambda p: p.write_text("[]")), "expected a JSON object"),
+        (read_store, broken("store", "manifest.json", lambda p: p.write_text(p.read_text().replace(
+            "shard_00000.safetensors", "x" * 300))), "cannot be read"),  # OSError (name too long) escaped
+        (read_store, broken("store", "manifest.json", edit_json(format="v0")), "field 'format'"),
+        (read_run_folder, broken("capture/c1", "config.json", edit_json(layout=None)), "field 'layout'"),  # as "older"
     ]
     for read, folder, error in cases:
         with pytest.raises(GreyglassError, match=error):
             read(folder)
+    # provenance only, so any JSON value reads (a list was an AttributeError in the section and the layout check)
+    assert read_run_folder(broken("capture/c1", "config.json", edit_json(model=[None]))) is not None
+    with pytest.raises(GreyglassError, match="greyglass of unknown version .older results layout"):
+        read_run_folder(broken("capture/c1", "config.json", edit_json(versions=[None], layout=1)))
 
 
 @pytest.mark.parametrize("raw", [b"", b"[1, 2]", b'{"a": 1}', b"[" * 5000, b"\xff"])
@@ -461,7 +488,7 @@ def test_steering_pairs(texts, data):
     raw, changed = data.draw(jsonl_case([{"positive": p, "negative": n} for p, n in texts]))
     with scratch() as folder:
         path = write_maybe_gz(folder / "pairs.jsonl", raw)
-        got = read_cleanly(lambda: read_pairs(path), folder, (path.name,))
+        got = read_cleanly(lambda: read_pairs(path), folder, (path.name,), changed)
     if changed is None:
         assert [(p.positive, p.negative) for p in got] == texts
 
@@ -475,7 +502,7 @@ def test_labelled_pressure_turns(rows, data):
     raw, changed = data.draw(jsonl_case(dicts))
     with scratch() as folder:
         path = write_maybe_gz(folder / "turns.jsonl", raw)
-        got = read_cleanly(lambda: read_labelled_turns(path), folder, (path.name,))
+        got = read_cleanly(lambda: read_labelled_turns(path), folder, (path.name,), changed)
     if changed is None:
         assert got == dicts
 
@@ -487,16 +514,88 @@ def test_concept_file(how, data):
     concept = {"name": "bridge", "description": "bridges", "target_words": ["bridge", "pont"],
                "sentences": {"en": ["The bridge is long."], "fr": ["Le pont est long."]},
                "controls": {"en": ["The cat sleeps."], "fr": ["Le chat dort."]}}
-    raw = json.dumps(concept).encode()
+    raw, changed = json.dumps(concept).encode(), None
     if how == "json":
-        raw = data.draw(mutated_json(concept))[0].encode()
+        text, changed = data.draw(mutated_json(concept))
+        raw = text.encode()
     elif how == "bytes":
         raw = data.draw(mutated_bytes(raw))
     with scratch() as folder:
         path = folder / "concept.json"
         path.write_bytes(raw)
-        got = read_cleanly(lambda: load_concept(str(path)), folder, (path.name,))
+        got = read_cleanly(lambda: load_concept(str(path)), folder, (path.name,), changed)
     if how == "valid":
         assert got.sentences == concept["sentences"] and got.target_words == ("bridge", "pont")
     elif got is not None:
         assert all(isinstance(w, str) for w in got.target_words) and got.sentences
+
+
+# --- SAE training checkpoints (read by `sae train --resume`) -----------------------------------------
+
+CKPT_TRAIN = dict(tokens=64 * 8, batch_size=64, lr=1e-3, warmup_steps=1, checkpoint_every=64 * 4)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(runs, tmp_path_factory):
+    """A training run of a small TopK SAE on the store, cut after its checkpoint at step 4 of 8; the same
+    run uninterrupted; and `train(out, resume, stop)`, which runs it."""
+    from serve_runs import SITE
+
+    from greyglass.activations import shuffled_rows, store_windows
+    from greyglass.sae.config import SAEConfig, TopKConfig, TrainConfig
+    from greyglass.sae.train import train_saes
+    from greyglass.store.reader import ActivationStore
+
+    store = ActivationStore(runs / "store")
+    cfg = SAEConfig(arch=TopKConfig(k=4, k_aux=8), d_in=store.d_model, d_sae=32, dead_tokens=256, hook_name=SITE)
+    tcfg = TrainConfig(**CKPT_TRAIN)
+
+    def train(out: Path, resume: bool = False, stop: int | None = None):
+        rows = shuffled_rows(lambda epoch: store_windows(store, [SITE], shard_seed=epoch), 64, buffer_rows=256)
+        return train_saes([cfg], tcfg, itertools.islice(rows, stop), out, resume=resume, progress=False)
+
+    root = tmp_path_factory.mktemp("checkpoint")
+    full = train(root / "full")
+    with pytest.raises(GreyglassError, match="stream ended"):  # after 6 batches: the checkpoint at step 4 stays
+        train(root / "cut", stop=6)
+    assert json.loads((root / "cut" / "checkpoint" / "state.json").read_text())["step"] == 4
+    return root / "cut", full.saes[0], train
+
+
+@pytest.mark.parametrize("field,value", [("step", 10**12), ("step", -1), ("step", "4"), ("saes", None)])
+def test_sae_checkpoint_state_is_checked_before_resuming(checkpoint, tmp_path, field, value):
+    """A checkpoint's `step` is how many batches resuming skips: a huge one read the endless stream forever."""
+    cut, _, train = checkpoint
+    shutil.copytree(cut, tmp_path / "cut")
+    state = tmp_path / "cut" / "checkpoint" / "state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), field: value}))
+    with pytest.raises(GreyglassError, match=f"state.json: field '{field}'"):
+        train(tmp_path / "cut", resume=True)
+
+
+def test_sae_checkpoint_resumes_to_the_uninterrupted_weights(checkpoint, tmp_path):
+    cut, full, train = checkpoint
+    shutil.copytree(cut, tmp_path / "cut")
+    sae = train(tmp_path / "cut", resume=True).saes[0]
+    assert all(torch.equal(a, b) for a, b in zip(sae.state_dict().values(), full.state_dict().values()))
+
+
+@given(data=st.data())
+def test_sae_checkpoint(checkpoint, data):
+    """`sae train --resume` from a broken checkpoint: training finishes (a changed but well-formed value,
+    e.g. a flipped bit in a weight, is trained on), or a GreyglassError names the checkpoint and the run
+    folder is left as it was."""
+    from fuzzing import folder_hashes
+
+    cut, _, train = checkpoint
+    with scratch(cut) as out:
+        folder = out / "checkpoint"
+        _break_one(data, folder, sorted(p.name for p in folder.iterdir()))
+        before = folder_hashes(out)
+        try:
+            sae = train(out, resume=True).saes[0]
+        except GreyglassError as e:
+            assert str(folder) in str(e), e
+            assert folder_hashes(out) == before, "a refused resume changed the run folder"
+            return
+        assert sae.W_enc.shape == (sae.cfg.d_in, 32) and not folder.exists()

@@ -1,8 +1,10 @@
-"""Interrupted jobs (issue 22; docs/reliability.md): `greyglass capture` and `greyglass sae train` run as
-subprocesses on a tiny random model, killed with SIGINT (Ctrl-C) or SIGKILL at a random point of their
-progress, then finished in-process with `--resume`. The result must equal an uninterrupted run's
-bit for bit, and what the killed process left must never read as complete: the store's manifest
-lists only whole shards and says it is incomplete, and no SAE folder exists before training ends.
+"""Interrupted jobs (issue 22; docs/reliability.md): `greyglass capture`, `greyglass sae train` and
+`greyglass eval` run as subprocesses on a tiny random model, killed with SIGINT (Ctrl-C) or SIGKILL at a
+random point of their progress, then finished in-process with `--resume`. The result must equal an
+uninterrupted run's bit for bit, and what the killed process left must never read as complete: the
+store's manifest lists only whole shards and says it is incomplete, no SAE folder exists before
+training ends, and an eval has neither `items.jsonl` nor `results.json` before it finishes.
+(`features build` and `organism train` do not resume: each writes its output whole, at the end.)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from greyglass.cli import main
 SITE = "blocks.1.hook_resid_post"
 TOKENS = 2400
 TRAIN_TOKENS = 64 * 240
+EVAL_ITEMS = 80  # --limit 20: each question with and without the biography, in both answer orders
 SIGNALS = [signal.SIGINT, signal.SIGKILL]
 pytestmark = pytest.mark.slow  # a subprocess each, which imports torch and transformers (~10 s on a loaded machine)
 
@@ -50,6 +53,23 @@ def done(tmp_path_factory, tiny_llama):
     return root
 
 
+def eval_args(model: Path, out: Path) -> list[str]:
+    return ["eval", "--model", str(model), "--limit", "20", "--batch-size", "2", "--out", str(out), "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def eval_done(tmp_path_factory):
+    """A tiny chat model folder and, uninterrupted, a sycophancy eval of it."""
+    from greyglass.models.tiny import tiny_model
+
+    root = tmp_path_factory.mktemp("interrupt-eval")
+    chat = tiny_model("llama", chat=True)
+    chat.model.save_pretrained(root / "model")
+    chat.tokenizer.save_pretrained(root / "model")
+    assert main(eval_args(root / "model", root / "eval")) == 0
+    return root
+
+
 def kill_when(args: list[str], ready, sig: int) -> None:
     """Run the CLI in a subprocess; send `sig` once `ready()` is true; wait for it to end."""
     env = {**os.environ, "PYTHONPATH": str(Path(greyglass.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
@@ -70,6 +90,13 @@ def _json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):  # not written yet (written atomically, never half)
         return {}
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def _same_files(a: Path, b: Path, names: list[str]) -> None:
@@ -109,3 +136,19 @@ def test_sae_training_killed_at_a_random_point_resumes_to_the_same_weights(done,
         load_file(str(out / "sae" / "sae_weights.safetensors"))
     assert ref.keys() == resumed.keys() and all(ref[k].equal(resumed[k]) for k in ref)
     assert not (out / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGKILL"])
+def test_eval_killed_at_a_random_point_resumes_to_the_same_items_and_results(eval_done, tmp_path, sig):
+    from greyglass.behaviour.run import read_partial
+
+    out = tmp_path / "eval"
+    at = random.Random(f"eval {sig}").randrange(EVAL_ITEMS // 10, EVAL_ITEMS // 2)
+    kill_when(eval_args(eval_done / "model", out), lambda: _lines(out / "items.partial.jsonl") >= at, sig)
+    assert not (out / "items.jsonl").exists() and not (out / "results.json").exists()  # nothing reads as finished
+    assert 0 < len(read_partial(out / "items.partial.jsonl")) < EVAL_ITEMS
+    assert main([*eval_args(eval_done / "model", out), "--resume"]) == 0
+    _same_files(out, eval_done / "eval", ["items.jsonl", "results.json"])
+    same_config = [{k: v for k, v in _json(run / "config.json").items() if k != "created"} for run in (out, eval_done / "eval")]
+    assert same_config[0] == same_config[1]
+    assert not (out / "items.partial.jsonl").exists()

@@ -78,9 +78,10 @@ def item_from_row(row: Any, dataset: str, where: str, index: int) -> Item:
     others = other if isinstance(other, list) else [other]
     if not isinstance(question, str) or not question.strip():
         raise GreyglassError(f"{where}: field 'question' must be a non-empty string")
-    answers = [match, *others]
-    if not all(isinstance(a, str) and a.strip() for a in answers):
-        raise GreyglassError(f"{where}: the answer fields must be non-empty strings (or a list of them)")
+    for name, answers, shape in ((FIELDS[1], [match], "a non-empty string"),
+                                 (FIELDS[2], others, "a non-empty string or a list of them")):
+        if not all(isinstance(a, str) and a.strip() for a in answers):
+            raise GreyglassError(f"{where}: field {name!r} must be {shape}")
     match, others = match.strip(), tuple(a.strip() for a in others)
     if match in others:
         raise GreyglassError(f"{where}: answer_matching_behavior {match!r} is also listed as not matching")

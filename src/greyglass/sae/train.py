@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import pickle
 import shutil
 import signal
 import threading
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -35,6 +37,7 @@ from ..activations import model_windows, shuffled_rows, store_windows
 from ..atomic import atomic_dir
 from ..data.corpus import corpus_fingerprint
 from ..errors import GreyglassError
+from ..json_files import read_json_object
 from ..models.lm import LoadedModel
 from ..records import from_json
 from ..runs import write_config, write_results
@@ -267,7 +270,13 @@ def _optimizer_file(i: int) -> str:
 
 
 def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
-    state = json.loads((folder / "state.json").read_text())
+    state = read_json_object(folder / "state.json")
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= tcfg.steps:  # resuming skips `step` batches
+        raise GreyglassError(f"{folder / 'state.json'}: field 'step' must be an integer from 0 to {tcfg.steps}, "
+                             f"not {step!r}; train again into another --out")
+    if not isinstance(state.get("saes"), list):
+        raise GreyglassError(f"{folder / 'state.json'}: field 'saes' must be a list; train again into another --out")
     if len(state["saes"]) != len(runs):
         raise GreyglassError(f"{folder} holds {len(state['saes'])} SAEs, this run trains {len(runs)}; "
                              "resume with the same settings")
@@ -275,29 +284,63 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
         raise GreyglassError(f"{folder} was written by a greyglass that ordered training rows differently, so resuming "
                              "would not continue the same run; finish it with that version, or train again into "
                              "another --out")
-    saved = from_json(TrainConfig, state["train"], str(folder / "state.json"), "train")
+    try:
+        saved = from_json(TrainConfig, state.get("train"), str(folder / "state.json"), "train")
+    except GreyglassError as e:  # a TrainConfig's own checks do not know the file
+        raise GreyglassError(str(e) if str(folder) in str(e) else f"{folder / 'state.json'}: field 'train': {e}") from None
     if (saved.batch_size, saved.seed) != (tcfg.batch_size, tcfg.seed):
         raise GreyglassError(f"{folder} was written with batch_size {saved.batch_size} and seed {saved.seed}; "
                              "resume with the same ones")
     for i, (run, meta) in enumerate(zip(runs, state["saes"])):
-        cfg = SAEConfig.from_dict(meta["cfg"], str(folder / "state.json"))
-        if (cfg.architecture, cfg.d_in, cfg.d_sae, cfg.hook_name) != (
-                run.sae.cfg.architecture, run.sae.cfg.d_in, run.sae.cfg.d_sae, run.sae.cfg.hook_name):
+        if not (isinstance(meta, dict) and isinstance(meta.get("cfg"), dict) and _is_number(meta.get("counted"), int)
+                and isinstance(meta.get("ema"), dict) and all(_is_number(v, float) for v in meta["ema"].values())):
+            raise GreyglassError(f"{folder / 'state.json'}: field 'saes' item {i} needs 'cfg' (an object), 'counted' "
+                                 "(an integer) and 'ema' (an object of numbers); train again into another --out")
+        try:
+            cfg = SAEConfig.from_dict(meta["cfg"], str(folder / "state.json"))
+        except (GreyglassError, TypeError, KeyError) as e:  # not every check of a config knows its file or the type
+            raise GreyglassError(f"{folder / 'state.json'}: field 'saes' item {i} 'cfg': {e!s}") from None
+        if (cfg.architecture, cfg.d_in, cfg.d_sae, cfg.hook_name, cfg.dead_tokens) != (run.sae.cfg.architecture,
+                run.sae.cfg.d_in, run.sae.cfg.d_sae, run.sae.cfg.hook_name, run.sae.cfg.dead_tokens):
             raise GreyglassError(f"{folder}: SAE {i} in the checkpoint is a different SAE; resume with the same settings")
         if not (folder / _optimizer_file(i)).is_file():
             raise GreyglassError(f"{folder} has no {_optimizer_file(i)}: it was written by a greyglass older than "
                                  "optimiser-state checkpoints; finish it with that version, or train again into "
                                  "another --out")
         run.sae.cfg = cfg
-        tensors = load_file(str(folder / f"sae{i}.safetensors"), device=str(run.device))
-        run.sae.load_state_dict({n.removeprefix("sae."): t for n, t in tensors.items() if n.startswith("sae.")})
-        # on the CPU: load_state_dict moves each moment to its parameter's device, and keeps Adam's step where it belongs
-        run.opt.load_state_dict(torch.load(folder / _optimizer_file(i), map_location="cpu", weights_only=True))
-        run.since_fired = tensors["since_fired"]
-        run.fire_count = tensors["fire_count"]
-        run.counted = meta["counted"]
-        run.ema = meta["ema"]
-    return int(state["step"])
+        try:
+            tensors = load_file(str(folder / f"sae{i}.safetensors"), device=str(run.device))
+            run.sae.load_state_dict({n.removeprefix("sae."): t for n, t in tensors.items() if n.startswith("sae.")})
+            # on the CPU: load_state_dict moves each moment to its parameter's device, and keeps Adam's step where it belongs
+            run.opt.load_state_dict(torch.load(folder / _optimizer_file(i), map_location="cpu", weights_only=True))
+            run.since_fired, run.fire_count = tensors["since_fired"], tensors["fire_count"]
+            run.counted, run.ema = meta["counted"], meta["ema"]
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, EOFError, OSError, SafetensorError,
+                pickle.UnpicklingError) as e:  # a damaged file: safetensors, pickle and torch each fail their own way
+            raise GreyglassError(f"{folder}: SAE {i}'s saved state is damaged ({type(e).__name__}: {e}); "
+                                 "train again into another --out") from None
+        _check_state(folder, i, run)
+    return step
+
+
+def _is_number(value: Any, kind: type) -> bool:
+    """An int (or, for float, any finite number) as JSON gives it, not a bool."""
+    return isinstance(value, (int, kind)) and not isinstance(value, bool) and math.isfinite(value) \
+        if kind is float else isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_state(folder: Path, i: int, run: _Run) -> None:
+    """What training would otherwise trip on later: counters of the SAE's width, finite weights, and optimiser
+    moments of their parameters' shapes (the same ones for every parameter)."""
+    d_sae = run.sae.cfg.d_sae
+    counters_ok = all(t.shape == (d_sae,) and t.dtype == torch.long for t in (run.since_fired, run.fire_count))
+    states = [run.opt.state.get(p, {}) for g in run.opt.param_groups for p in g["params"]]
+    moments_ok = all(not torch.is_tensor(v) or v.ndim == 0 or v.shape == p.shape
+                     for g in run.opt.param_groups for p in g["params"] for v in run.opt.state.get(p, {}).values())
+    finite = all(torch.isfinite(p).all() for p in run.sae.parameters())
+    if not (counters_ok and moments_ok and finite and len({frozenset(s) for s in states}) <= 1):
+        raise GreyglassError(f"{folder}: SAE {i}'s saved state is damaged (counters, weights or optimiser moments "
+                             "of the wrong shape, type or value); train again into another --out")
 
 
 class _Source(NamedTuple):

@@ -29,7 +29,8 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
         raise GreyglassError(f"activation store {folder} {what}; create one with `greyglass capture`")
     manifest = read_json_object(path)
     if manifest.get("format") != FORMAT:
-        raise GreyglassError(f"{path}: not a greyglass activation store manifest")
+        raise GreyglassError(f"{path}: not a greyglass activation store manifest "
+                             f"(its field 'format' is not {FORMAT!r})")
     _check_fields(manifest, _FIELDS, path, "")
     for part, fields in (("model", _MODEL_FIELDS), ("corpus", _CORPUS_FIELDS)):
         _check_fields(manifest[part], fields, path, f"{part}.")

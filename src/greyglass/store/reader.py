@@ -57,12 +57,14 @@ class ActivationStore:
         """Some tensors of shard i, with a clear error if it is missing or corrupt."""
         entry = self.manifest["shards"][i]
         path = self.folder / entry["file"]
-        if not path.exists():
-            raise GreyglassError(f"shard {path} is missing; the store is incomplete, recapture it")
-        if path.stat().st_size != entry["bytes"]:
-            raise GreyglassError(
-                f"shard {path} is corrupt: {path.stat().st_size} bytes, the manifest says {entry['bytes']}; recapture it"
-            )
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise GreyglassError(f"shard {path} is missing; the store is incomplete, recapture it") from None
+        except OSError as e:  # e.g. a name in the manifest longer than the file system allows
+            raise GreyglassError(f"shard {path} cannot be read ({e.strerror}); recapture it") from None
+        if size != entry["bytes"]:
+            raise GreyglassError(f"shard {path} is corrupt: {size} bytes, the manifest says {entry['bytes']}; recapture it")
         try:
             with safe_open(str(path), framework="pt") as f:
                 tensors = {k: f.get_tensor(k) for k in keys}

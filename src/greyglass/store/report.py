@@ -8,7 +8,7 @@ from .config import CaptureResults, CaptureRunConfig
 
 
 def capture_section(res: CaptureResults, cfg: CaptureRunConfig, run: RunInfo) -> Section:
-    model = run.meta.get("model") or {}
+    model = run.meta.get("model") if isinstance(run.meta.get("model"), dict) else {}  # config.json as written
     corpus = cfg.corpus
     text = corpus.corpus or "the bundled English Wikipedia sample"
     headline = (f"We recorded the internal state of {model.get('name', 'the model')} at {', '.join(res.sites)} "
