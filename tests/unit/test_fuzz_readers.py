@@ -580,6 +580,19 @@ def test_sae_checkpoint_resumes_to_the_uninterrupted_weights(checkpoint, tmp_pat
     assert all(torch.equal(a, b) for a, b in zip(sae.state_dict().values(), full.state_dict().values()))
 
 
+def test_an_optimiser_state_renamed_by_damage_is_refused_before_training(checkpoint, tmp_path):
+    # pickle stores a key's name once: one flipped byte renames it for every parameter, which loads
+    # but failed with a KeyError ('exp_avg_sq') at the first step
+    cut, _, train = checkpoint
+    shutil.copytree(cut, tmp_path / "cut")
+    file = tmp_path / "cut" / "checkpoint" / "optimizer0.pt"
+    saved = torch.load(file, weights_only=True)
+    saved["state"] = {p: {k.replace("exp_avg_sq", "exp_avg_sX"): v for k, v in s.items()} for p, s in saved["state"].items()}
+    torch.save(saved, file)
+    with pytest.raises(GreyglassError, match="saved state is damaged"):
+        train(tmp_path / "cut", resume=True)
+
+
 @given(data=st.data())
 def test_sae_checkpoint(checkpoint, data):
     """`sae train --resume` from a broken checkpoint: training finishes (a changed but well-formed value,

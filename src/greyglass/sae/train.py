@@ -261,12 +261,19 @@ def _save_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, step: in
             tensors |= {"since_fired": run.since_fired, "fire_count": run.fire_count}
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / f"sae{i}.safetensors"))
             torch.save(run.opt.state_dict(), tmp / _optimizer_file(i))
-            state["saes"].append({"cfg": asdict(run.sae.cfg), "counted": run.counted, "ema": run.ema})
+            state["saes"].append({"cfg": asdict(run.sae.cfg), "counted": run.counted, "ema": run.ema,
+                                  "optimizer_state": _state_keys(run.opt)})
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
 
 def _optimizer_file(i: int) -> str:
     return f"optimizer{i}.pt"
+
+
+def _state_keys(opt: torch.optim.Optimizer) -> list[str]:
+    """The names of the optimiser's per-parameter state (Adam: exp_avg, exp_avg_sq, step), recorded beside
+    its file: a damaged pickle can rename them all alike, which loads but fails at the next step."""
+    return sorted({k for s in opt.state.values() for k in s})
 
 
 def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
@@ -319,7 +326,7 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
                 pickle.UnpicklingError) as e:  # a damaged file: safetensors, pickle and torch each fail their own way
             raise GreyglassError(f"{folder}: SAE {i}'s saved state is damaged ({type(e).__name__}: {e}); "
                                  "train again into another --out") from None
-        _check_state(folder, i, run)
+        _check_state(folder, i, run, meta.get("optimizer_state"))
     return step
 
 
@@ -329,16 +336,18 @@ def _is_number(value: Any, kind: type) -> bool:
         if kind is float else isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_state(folder: Path, i: int, run: _Run) -> None:
+def _check_state(folder: Path, i: int, run: _Run, optimizer_state: Any) -> None:
     """What training would otherwise trip on later: counters of the SAE's width, finite weights, and optimiser
-    moments of their parameters' shapes (the same ones for every parameter)."""
+    moments of their parameters' shapes, named as recorded at saving (`optimizer_state`; absent in checkpoints
+    written before it was recorded) and the same for every parameter."""
     d_sae = run.sae.cfg.d_sae
     counters_ok = all(t.shape == (d_sae,) and t.dtype == torch.long for t in (run.since_fired, run.fire_count))
     states = [run.opt.state.get(p, {}) for g in run.opt.param_groups for p in g["params"]]
     moments_ok = all(not torch.is_tensor(v) or v.ndim == 0 or v.shape == p.shape
                      for g in run.opt.param_groups for p in g["params"] for v in run.opt.state.get(p, {}).values())
     finite = all(torch.isfinite(p).all() for p in run.sae.parameters())
-    if not (counters_ok and moments_ok and finite and len({frozenset(s) for s in states}) <= 1):
+    keys_ok = optimizer_state is None or _state_keys(run.opt) == optimizer_state
+    if not (counters_ok and moments_ok and finite and keys_ok and len({frozenset(s) for s in states}) <= 1):
         raise GreyglassError(f"{folder}: SAE {i}'s saved state is damaged (counters, weights or optimiser moments "
                              "of the wrong shape, type or value); train again into another --out")
 
