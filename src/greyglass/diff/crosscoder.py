@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..atomic import atomic_dir
+from ..json_files import read_json_object
 from ..records import from_json
 from ..errors import GreyglassError
 from ..sae.kernels import gather_dot, sparse_decode
@@ -222,10 +223,7 @@ def crosscoder_folder(path: str | Path) -> Path:
 def load_crosscoder(path: str | Path, device: str = "cpu") -> Crosscoder:
     """The crosscoder saved at `path` (its folder or its run folder), in eval mode."""
     folder = crosscoder_folder(path)
-    try:
-        cfg = from_json(CrosscoderConfig, json.loads((folder / CFG).read_text()), str(folder / CFG))
-    except json.JSONDecodeError as e:
-        raise GreyglassError(f"{folder / CFG}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    cfg = from_json(CrosscoderConfig, read_json_object(folder / CFG), str(folder / CFG))
     cc = Crosscoder(cfg)
     tensors = load_file(str(folder / WEIGHTS))
     expected = {k: tuple(v.shape) for k, v in cc.state_dict().items()}
@@ -237,4 +235,4 @@ def load_crosscoder(path: str | Path, device: str = "cpu") -> Crosscoder:
 
 
 def read_training(path: str | Path) -> dict[str, Any]:
-    return json.loads((crosscoder_folder(path) / TRAINING).read_text())
+    return read_json_object(crosscoder_folder(path) / TRAINING)

@@ -20,13 +20,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from ..activations import Windows, model_windows, shuffled_rows
 from ..atomic import atomic_dir
 from ..data.corpus import CorpusConfig, corpus_fingerprint
 from ..errors import GreyglassError
+from ..json_files import read_json_object
 from ..models.lm import LoadedModel
 from ..plots import histogram, save_svg
+from ..records import from_json
 from ..runs import write_config, write_results
-from ..activations import Windows, model_windows, shuffled_rows
 from ..sae.train import learning_rate, windows_per_forward
 from .config import CrosscoderConfig, CrosscoderTrainConfig, CrosscoderTrainResults
 from .crosscoder import (Crosscoder, class_counts, latent_classes, load_crosscoder, read_training, relative_norms,
@@ -95,10 +97,10 @@ class _State:
             (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     def load_checkpoint(self, folder: Path, train: dict) -> int:
-        meta = json.loads((folder / "state.json").read_text())
-        if meta["train"] != train:
+        meta = read_json_object(folder / "state.json")
+        if meta.get("train") != train:
             raise GreyglassError(f"{folder} was written with other training settings; resume with the same ones")
-        self.cc.cfg = CrosscoderConfig(**meta["cfg"])
+        self.cc.cfg = from_json(CrosscoderConfig, meta.get("cfg"), str(folder / "state.json"), "cfg")
         tensors = load_file(str(folder / "state.safetensors"), device=str(self.cc.W_dec.device))
         self.cc.load_state_dict({n.removeprefix("cc."): t for n, t in tensors.items() if n.startswith("cc.")})
         self.opt.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
