@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import greyglass
@@ -72,7 +73,10 @@ def eval_done(tmp_path_factory):
 
 def kill_when(args: list[str], ready, sig: int) -> None:
     """Run the CLI in a subprocess; send `sig` once `ready()` is true; wait for it to end."""
-    env = {**os.environ, "PYTHONPATH": str(Path(greyglass.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    # The same thread count as this process, whose uninterrupted run is the reference: a CPU matmul's
+    # reduction order, and so the last bits of a log-probability, depend on it.
+    env = {**os.environ, "PYTHONPATH": str(Path(greyglass.__file__).parents[1]),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "greyglass.cli", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
