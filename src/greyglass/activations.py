@@ -58,11 +58,15 @@ class Windows(NamedTuple):
 
 
 def model_windows(lm: LoadedModel, sites: Sequence[str], corpus: CorpusConfig, batch_windows: int = 8,
-                  skip: int = 0) -> Iterator[Windows]:
-    """One pass of the model over the corpus's windows, `batch_windows` per forward, after the first `skip`."""
+                  skip: int = 0, part: tuple[int, int] = (0, 1)) -> Iterator[Windows]:
+    """One pass of the model over the corpus's windows, `batch_windows` per forward, after the first `skip`;
+    with `part = (rank, ranks)` only every ranks-th forward pass from the rank-th (a process's share)."""
     names = [lm.site(s).name for s in sites]
     stream = itertools.islice(windows(lm.tokenizer, corpus, lm.prepend_bos), skip, None)
-    while chunk := list(itertools.islice(stream, batch_windows)):
+    rank, ranks = part
+    for i, chunk in enumerate(iter(lambda: list(itertools.islice(stream, batch_windows)), [])):
+        if i % ranks != rank:
+            continue
         tokens = torch.tensor([w.tokens for w in chunk])  # [B, T]
         acts = run_to_sites(lm, tokens.to(lm.device), names)
         yield Windows(tokens, {s: acts[s].cpu() for s in names}, torch.tensor([w.docs for w in chunk]),
@@ -70,13 +74,18 @@ def model_windows(lm: LoadedModel, sites: Sequence[str], corpus: CorpusConfig, b
 
 
 def store_windows(store: ActivationStore, sites: Sequence[str], batch_windows: int = 8,
-                  shard_seed: int | None = None) -> Iterator[Windows]:
+                  shard_seed: int | None = None, part: tuple[int, int] = (0, 1)) -> Iterator[Windows]:
     """One pass over a store's windows (a window restarts where `pos` does not grow); shards in written order,
-    or with `shard_seed` in a seeded random order (windows are never split between shards)."""
+    or with `shard_seed` in a seeded random order (windows are never split between shards); with
+    `part = (rank, ranks)` only every ranks-th shard of that order from the rank-th (a process's share)."""
     names = [store.site(s) for s in sites]
     n_shards = len(store.manifest["shards"])
+    rank, ranks = part
+    if ranks > max(1, n_shards):
+        raise GreyglassError(f"{store.folder} holds {n_shards} shards, fewer than the {ranks} processes reading it; "
+                             "capture it again with a smaller --shard-tokens, or use fewer processes")
     order = (torch.randperm(n_shards, generator=torch.Generator().manual_seed(shard_seed)).tolist()
-             if shard_seed is not None else range(n_shards))
+             if shard_seed is not None else list(range(n_shards)))[rank::ranks]
     shards = (_shard_windows(store.read_shard(i, [*names, *META_KEYS]), names,
                              store.manifest["context_size"]) for i in order)
     return _rebatched(shards, batch_windows)

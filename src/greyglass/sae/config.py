@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..config import check_choice, check_positive, flagged, from_flat, nested, positional
 from ..data.corpus import CorpusConfig
 from ..errors import GreyglassError
+from ..models.sites import SITE_KINDS, SiteKind, layer_sites
 from ..records import from_json
 
 if TYPE_CHECKING:
@@ -462,6 +463,18 @@ SAE_FROM_DATA = ("d_in", "d_sae", "k", "model_name", "hook_name", "context_size"
 """SAEConfig fields (and flags) `sae train` takes from the data and its own --site, --k, --d-sae, --expansion."""
 
 
+def parse_layers(text: str) -> list[int]:
+    """`0-29`, `0,4,8` or `0-3,10` -> the layers, in the order given (a range in increasing order)."""
+    layers: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not (lo.isdigit() and (hi.isdigit() if dash else not hi)) or (dash and int(hi) < int(lo)):
+            raise GreyglassError(f"--layers {text!r}: {part.strip()!r} is not a layer or an increasing range; write "
+                                 "e.g. 0-29, 0,4,8 or 0-3,10")
+        layers.extend(range(int(lo), int(hi if dash else lo) + 1))
+    return list(dict.fromkeys(layers))
+
+
 @dataclass(frozen=True)
 class TrainRunConfig:
     """`sae train`: one SAE per (--site, --k), all from one pass over a store or over the model's activations."""
@@ -469,7 +482,11 @@ class TrainRunConfig:
     store: str | None = None
     """Activation store folder (from `greyglass capture`); without one the model runs over --corpus on the fly."""
     sites: tuple[str, ...] = flagged("site", default=())
-    """Site to train on (repeatable); default: every site of the store. Needed on the fly."""
+    """Site to train on (repeatable); default: every site of the store. Needed on the fly (or --layers)."""
+    layers: str | None = None
+    """Layers to train on, a range or a list (0-29, 0,4,8 or 0-3,10): one --site-kind site each, after --site."""
+    site_kind: SiteKind = "resid_post"
+    """The kind of site --layers names: resid_post, resid_pre, attn_out or mlp_out."""
     ks: tuple[int, ...] = flagged("k", default=(32,))
     """Active latents per token for topk/batchtopk (repeatable: one SAE each)."""
     expansion: int = 8
@@ -483,17 +500,25 @@ class TrainRunConfig:
     """On the fly: the text. Its train split is read (every 20th document stays out for `sae eval`), in
     the order the training seed gives (`training_corpus`)."""
     model: ModelChoice = field(default_factory=ModelChoice)
+    dist_timeout: float = 600.0
+    """Under torchrun: seconds a rank waits for the others before the run fails (a dead rank is noticed at once)."""
 
     def __post_init__(self) -> None:
-        for name in ("expansion", "d_sae"):
+        for name in ("expansion", "d_sae", "dist_timeout"):
             check_positive("TrainRunConfig", name, getattr(self, name))
+        check_choice("TrainRunConfig", "site_kind", self.site_kind, SITE_KINDS)
         if not self.ks or any(k <= 0 for k in self.ks):
             raise GreyglassError(f"TrainRunConfig.ks (--k) must be positive integers, got {self.ks!r}")
-        if self.store is None and not self.sites:
-            raise GreyglassError("give --store, or --site (with --model and --corpus) to train on the fly")
+        if self.store is None and not self.all_sites():
+            raise GreyglassError("give --store, or --site or --layers (with --model and --corpus) to train on the fly")
         if self.store is not None and self.model.model is not None:
             raise GreyglassError("--model is for training on the fly: a store's activations come from the model that "
                                  "captured them; leave out --model or --store")
+
+    def all_sites(self) -> tuple[str, ...]:
+        """--site, then the --layers sites not already named (empty: every site of the store)."""
+        named = layer_sites(parse_layers(self.layers), self.site_kind) if self.layers is not None else []
+        return tuple(dict.fromkeys([*self.sites, *named]))
 
     def training_corpus(self) -> CorpusConfig:
         """The text of on-the-fly training: the train split, in the training seed's order."""

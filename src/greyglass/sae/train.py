@@ -9,7 +9,10 @@ Resume is exact: a checkpoint holds each SAE's state (weights and buffers), its 
 `state_dict()` (whatever the optimiser keeps), the dead-latent counters and the step; the batch
 stream is deterministic for a seed, so `resume=True` skips the batches already seen and
 reaches the same weights as an uninterrupted run. Ctrl-C writes a checkpoint before it stops.
-`run_train` is `greyglass sae train`: one SAE per (site, k) from a store or on the fly.
+`run_train` is `greyglass sae train`: one SAE per (site, k) from a store or on the fly, on one
+process or several (`torchrun`, see `distributed`). Each SAE is seeded by the training seed plus
+its index among the SAEs of its site, so a site's SAEs are the same whether it trains alone or
+beside others (`--layers 0-29`: one forward pass feeds every layer's SAE).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import threading
 import time
 from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,6 +47,7 @@ from ..runs import write_config, write_results
 from ..store.reader import ActivationStore
 from .architectures import create_sae
 from .config import SAEConfig, TopKConfig, TrainConfig, TrainRunConfig, with_dead_window
+from .distributed import LostRank, Ranks, process_group
 from .heldout import TRAINING_TEXT, store_training_text, training_text
 from .io import load_sae, read_training, save_sae
 from .model import SparseAutoencoder
@@ -85,28 +89,54 @@ class _Run:
     def site(self) -> str:
         return self.sae.cfg.hook_name
 
-    def step(self, x: torch.Tensor, lr: float, tokens: int, count_sparsity: bool) -> None:
+    def step(self, x: torch.Tensor, lr: float, tokens: int, ranks: Ranks) -> torch.Tensor:
+        """One optimiser step on this rank's rows `x [n, d_in]` (gradients averaged over the ranks);
+        returns the step's statistics on these rows, for `ranks.sum` and then `account`."""
         cfg = self.sae.cfg
         x = x.to(self.device, non_blocking=True)
         if tokens == 0:
-            self.sae.initialise_from(x)
-        dead = self.since_fired >= cfg.dead_tokens
-        out = self.sae(x, dead=dead, sparsity_scale=self.sae.sparsity_scale(tokens))
+            self.sae.initialise_from(ranks.gather_rows(x))  # every rank starts from the whole first batch
+        self.dead = self.since_fired >= cfg.dead_tokens
+        out = self.sae(x, dead=self.dead, sparsity_scale=self.sae.sparsity_scale(tokens))
         for group in self.opt.param_groups:
             group["lr"] = lr * group["lr_scale"]
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
+        ranks.mean_gradients(self.sae.parameters())
         self.opt.step()
         self.sae.after_step()
-        self.since_fired += len(x)
-        self.since_fired[out.counts > 0] = 0
-        if count_sparsity:
-            self.fire_count += out.counts
-            self.counted += len(x)
         with torch.no_grad():
-            xn = x.float() * self.sae.scale
-            fvu = (out.mse / (xn - xn.mean(0)).pow(2).sum(-1).mean()).item()
-        self._smooth(fvu=fvu, l0=out.l0.item(), dead=dead.float().mean().item(), aux=out.aux.item())
+            xn = x.double() * self.sae.scale  # [n, d_in]
+            n = len(x)
+            sums = torch.stack([torch.tensor(float(n), device=xn.device), out.mse.double() * n, out.l0.double() * n,
+                                out.aux.double() * n, xn.pow(2).sum()])
+            return torch.cat([out.counts.double(), *(b.double().flatten() for b in self._buffers()), sums, xn.sum(0)])
+
+    def _buffers(self) -> list[torch.Tensor]:
+        """The SAE's floating buffers that training moves (firing rates of the cost, BatchTopK's threshold)."""
+        return [b for b in self.sae.buffers() if b.is_floating_point()]
+
+    def stats_size(self) -> int:
+        return self.sae.cfg.d_sae + sum(b.numel() for b in self._buffers()) + 5 + self.sae.cfg.d_in
+
+    @torch.no_grad()
+    def account(self, total: torch.Tensor, world: int, count_sparsity: bool) -> None:
+        """Take in a step's statistics summed over the ranks: firing counts, the buffers (averaged), the metrics."""
+        d_sae, buffers = self.sae.cfg.d_sae, self._buffers()
+        counts, rest = total[:d_sae], total[d_sae:]
+        for b in buffers:
+            b.copy_((rest[:b.numel()] / world).view_as(b))
+            rest = rest[b.numel():]
+        n, mse, l0, aux, square = rest[:5].tolist()
+        mean = rest[5:] / n  # [d_in]
+        fired = counts.long()
+        self.since_fired += int(n)
+        self.since_fired[fired > 0] = 0
+        if count_sparsity:
+            self.fire_count += fired
+            self.counted += int(n)
+        variance = square / n - mean.pow(2).sum().item()  # of the normalised rows, summed over d_in
+        self._smooth(fvu=mse / n / variance, l0=l0 / n, dead=self.dead.float().mean().item(), aux=aux / n)
 
     def _smooth(self, **values: float) -> None:
         for k, v in values.items():
@@ -150,48 +180,84 @@ def train_saes(
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
     device: str = "cpu",
+    ranks: Ranks = Ranks(),
 ) -> TrainResult:
-    """Train every SAE in `cfgs` on the same batches (on `device`); write each to a folder under `out`."""
+    """Train every SAE in `cfgs` on the same batches (on `device`); write each to a folder under `out`.
+
+    With several `ranks` each reads its own part of the data (`batches` of batch_size / world rows) and
+    only rank 0 writes."""
     out = Path(out)
     if resume and not (out / CHECKPOINT).is_dir() and (finished := _finished(out, cfgs, tcfg)):
         return finished
     cfgs = [with_dead_window(cfg, tcfg) for cfg in cfgs]  # the saved config records the window used
-    runs = [_Run(cfg, tcfg, tcfg.seed + i, device) for i, cfg in enumerate(cfgs)]
+    runs = [_Run(cfg, tcfg, seed, device) for cfg, seed in zip(cfgs, sae_seeds(cfgs, tcfg.seed))]
     step = 0
     if resume and (out / CHECKPOINT).is_dir():
-        step = _load_checkpoint(out / CHECKPOINT, runs, tcfg)
+        step = _load_checkpoint(out / CHECKPOINT, runs, tcfg, ranks.world)
         batches = itertools.islice(batches, step, None)
     elif (out / CHECKPOINT).is_dir():
         raise GreyglassError(f"{out} holds a checkpoint of an unfinished run; pass --resume to continue it, "
                              "or choose another --out")
     bar = tqdm(total=tcfg.steps * tcfg.batch_size, initial=step * tcfg.batch_size, unit="tok", unit_scale=True,
-               desc="train SAE" + ("s" if len(runs) > 1 else ""), disable=not progress, smoothing=0.1)
+               desc="train SAE" + ("s" if len(runs) > 1 else ""), disable=not (progress and ranks.main), smoothing=0.1)
     start = time.perf_counter()
     with _interrupt_between_steps() as interrupted:
-        for batch in batches:
-            if step >= tcfg.steps:
-                break
-            tokens = step * tcfg.batch_size
-            for run in runs:
-                run.step(_site_batch(batch, run.site), learning_rate(tcfg, step), tokens,
-                         count_sparsity=step >= _SPARSITY_FROM * tcfg.steps)
-            step += 1
-            bar.update(tcfg.batch_size)
-            bar.set_postfix(_postfix(runs[0]))
-            every = tcfg.checkpoint_every
-            if interrupted() or (every and (step * tcfg.batch_size) // every > tokens // every and step < tcfg.steps):
-                _save_checkpoint(out / CHECKPOINT, runs, tcfg, step)
-            if interrupted():
-                bar.close()
-                raise KeyboardInterrupt
+        try:
+            for batch in batches:
+                if step >= tcfg.steps:
+                    break
+                tokens = step * tcfg.batch_size
+                sums = [run.step(_site_batch(batch, run.site), learning_rate(tcfg, step), tokens, ranks) for run in runs]
+                # one collective for every SAE's statistics and for Ctrl-C, so all ranks stop after the same step
+                total = ranks.sum(torch.cat([*sums, torch.tensor([float(interrupted())], dtype=torch.float64,
+                                                                 device=sums[0].device)]))
+                for run, part in zip(runs, total[:-1].split([len(s) for s in sums])):
+                    run.account(part, ranks.world, count_sparsity=step >= _SPARSITY_FROM * tcfg.steps)
+                stop = bool(total[-1] > 0)
+                step += 1
+                bar.update(tcfg.batch_size)
+                bar.set_postfix(_postfix(runs[0]))
+                every = tcfg.checkpoint_every
+                if ranks.main and (stop or (every and (step * tcfg.batch_size) // every > tokens // every
+                                            and step < tcfg.steps)):
+                    _save_checkpoint(out / CHECKPOINT, runs, tcfg, step, ranks.world)
+                if stop:
+                    bar.close()
+                    raise KeyboardInterrupt
+        except LostRank as e:
+            bar.close()
+            raise LostRank(f"{e}; {_resume_from(out)}") from None
     bar.close()
     if step < tcfg.steps:
         raise GreyglassError(f"the activation stream ended after {step} of {tcfg.steps} steps")
-    folders = _save_finished(out, runs, tcfg, provenance or {})
-    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    folders = [out / name for name in sae_folder_names(cfgs)]
+    if ranks.main:
+        _save_finished(out, runs, tcfg, provenance or {})
+        shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    ranks.barrier()  # the other ranks return once the folders are written
     metrics = [{k: round(v, 6) for k, v in r.ema.items()} for r in runs]
     return TrainResult([r.sae.eval() for r in runs], folders, metrics, step * tcfg.batch_size,
                        time.perf_counter() - start)
+
+
+def sae_seeds(cfgs: Sequence[SAEConfig], seed: int) -> list[int]:
+    """Each SAE's initialisation seed: `seed` plus its index among the SAEs of its site, so a site's SAEs are
+    the same whether it trains alone or beside other sites."""
+    seen: dict[str, int] = {}
+    seeds = []
+    for cfg in cfgs:
+        seeds.append(seed + seen.get(cfg.hook_name, 0))
+        seen[cfg.hook_name] = seen.get(cfg.hook_name, 0) + 1
+    return seeds
+
+
+def _resume_from(out: Path) -> str:
+    """Where a failed run continues from, for its error message."""
+    try:
+        step = read_json_object(out / CHECKPOINT / "state.json").get("step")
+    except GreyglassError:
+        return f"no checkpoint was written yet (see --checkpoint-every); train again into {out}"
+    return f"{out / CHECKPOINT} holds step {step}: rerun with --resume (with the same number of ranks) to continue"
 
 
 @contextmanager
@@ -230,12 +296,10 @@ def sae_folder_names(cfgs: Sequence[SAEConfig]) -> list[str]:
             f"{c.hook_name or 'site'}" for i, c in enumerate(cfgs)]
 
 
-def _save_finished(out: Path, runs: list[_Run], tcfg: TrainConfig, provenance: dict[str, Any]) -> list[Path]:
-    folders = []
+def _save_finished(out: Path, runs: list[_Run], tcfg: TrainConfig, provenance: dict[str, Any]) -> None:
     for name, run in zip(sae_folder_names([r.sae.cfg for r in runs]), runs):
         training = {"train": asdict(tcfg), "final": run.ema, "provenance": provenance}
-        folders.append(save_sae(run.sae, out / name, sparsity=run.log10_density(), training=training))
-    return folders
+        save_sae(run.sae, out / name, sparsity=run.log10_density(), training=training)
 
 
 def _finished(out: Path, cfgs: Sequence[SAEConfig], tcfg: TrainConfig) -> TrainResult | None:
@@ -253,9 +317,9 @@ def _finished(out: Path, cfgs: Sequence[SAEConfig], tcfg: TrainConfig) -> TrainR
 STREAM = 2
 
 
-def _save_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, step: int) -> None:
+def _save_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, step: int, world: int) -> None:
     with atomic_dir(folder) as tmp:
-        state = {"step": step, "stream": STREAM, "train": asdict(tcfg), "saes": []}
+        state = {"step": step, "stream": STREAM, "world": world, "train": asdict(tcfg), "saes": []}
         for i, run in enumerate(runs):
             tensors = {f"sae.{n}": t for n, t in run.sae.state_dict().items()}
             tensors |= {"since_fired": run.since_fired, "fire_count": run.fire_count}
@@ -276,7 +340,7 @@ def _state_keys(opt: torch.optim.Optimizer) -> list[str]:
     return sorted({k for s in opt.state.values() for k in s})
 
 
-def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
+def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, world: int) -> int:
     state = read_json_object(folder / "state.json")
     step = state.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= tcfg.steps:  # resuming skips `step` batches
@@ -295,6 +359,9 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig) -> int:
         saved = from_json(TrainConfig, state.get("train"), str(folder / "state.json"), "train")
     except GreyglassError as e:  # a TrainConfig's own checks do not know the file
         raise GreyglassError(str(e) if str(folder) in str(e) else f"{folder / 'state.json'}: field 'train': {e}") from None
+    if state.get("world", 1) != world:  # each rank's stream depends on the number of ranks
+        raise GreyglassError(f"{folder} was written by a run on {state.get('world', 1)} ranks; resume it on as many "
+                             f"(this run has {world})")
     if (saved.batch_size, saved.seed) != (tcfg.batch_size, tcfg.seed):
         raise GreyglassError(f"{folder} was written with batch_size {saved.batch_size} and seed {saved.seed}; "
                              "resume with the same ones")
@@ -352,10 +419,11 @@ def _check_state(folder: Path, i: int, run: _Run, optimizer_state: Any) -> None:
                              "of the wrong shape, type or value); train again into another --out")
 
 
-class _Source(NamedTuple):
+class Source(NamedTuple):
     """Where `sae train` reads activations: the batches, the SAE facts they fix, and the provenance recorded."""
 
     batches: Batches
+    """This rank's batches of batch_size / ranks rows."""
     sites: list[str]
     d_in: int
     facts: dict[str, Any]
@@ -364,10 +432,18 @@ class _Source(NamedTuple):
     """For config.json and each SAE's training.json (whose `training_text` `sae eval` checks)."""
 
 
-def _from_store(cfg: TrainRunConfig) -> _Source:
+def training_source(lm: LoadedModel | None, cfg: TrainRunConfig, ranks: Ranks = Ranks()) -> Source:
+    """This rank's part of the training rows: from `cfg.store`, or else from `lm` on the fly."""
+    if cfg.train.batch_size % ranks.world:
+        raise GreyglassError(f"--batch-size {cfg.train.batch_size} does not split evenly over {ranks.world} ranks; "
+                             "choose a multiple of the number of processes")
+    return _from_store(cfg, ranks) if cfg.store is not None else _on_the_fly(lm, cfg, ranks)
+
+
+def _from_store(cfg: TrainRunConfig, ranks: Ranks) -> Source:
     store = ActivationStore(cfg.store)
     m = store.manifest
-    sites = [store.site(s) for s in cfg.sites] if cfg.sites else store.sites
+    sites = [store.site(s) for s in cfg.all_sites()] if cfg.all_sites() else store.sites
     facts = {"model_name": m["model"]["spec"], "context_size": m["context_size"],
              "prepend_bos": m["corpus"].get("prepend_bos") is not False}
     provenance = {"store": str(store.folder), "model": m["model"], "corpus_fingerprint": m["corpus"]["fingerprint"],
@@ -375,36 +451,53 @@ def _from_store(cfg: TrainRunConfig) -> _Source:
     if store.n_tokens < cfg.train.batch_size:  # before any reading, naming the store
         raise GreyglassError(f"{store.folder} holds {store.n_tokens} tokens, fewer than one batch of "
                              f"{cfg.train.batch_size}; capture more or lower --batch-size")
-    per_read = windows_per_forward(m["context_size"])
-    batches = shuffled_rows(lambda epoch: store_windows(store, sites, per_read, shard_seed=cfg.train.seed + epoch),
-                            cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
-    return _Source(batches, sites, store.d_model, facts, provenance)
+    per_read, part = windows_per_forward(m["context_size"]), (ranks.rank, ranks.world)
+    batches = shuffled_rows(lambda epoch: store_windows(store, sites, per_read, shard_seed=cfg.train.seed + epoch,
+                                                        part=part),
+                            cfg.train.batch_size // ranks.world, cfg.train.buffer_tokens, seed=cfg.train.seed + ranks.rank)
+    return Source(batches, sites, store.d_model, facts, provenance)
 
 
-def _on_the_fly(lm: LoadedModel, cfg: TrainRunConfig) -> _Source:
+def _on_the_fly(lm: LoadedModel, cfg: TrainRunConfig, ranks: Ranks) -> Source:
     corpus = cfg.training_corpus()
-    sites = [lm.site(s).name for s in cfg.sites]
+    sites = [lm.site(s).name for s in cfg.all_sites()]
     facts = {"model_name": lm.spec, "context_size": corpus.context_size,
              "prepend_bos": lm.prepend_bos if corpus.prepend_bos is None else corpus.prepend_bos}
     provenance = {"model": lm.provenance(), "corpus": asdict(corpus), "corpus_fingerprint": corpus_fingerprint(corpus),
                   TRAINING_TEXT: training_text(corpus)}
-    batches = shuffled_rows(lambda epoch: model_windows(lm, sites, corpus, windows_per_forward(corpus.context_size)),
-                            cfg.train.batch_size, cfg.train.buffer_tokens, seed=cfg.train.seed)
-    return _Source(batches, sites, lm.d_model, facts, provenance)
+    per_forward, part = windows_per_forward(corpus.context_size), (ranks.rank, ranks.world)
+    batches = shuffled_rows(lambda epoch: model_windows(lm, sites, corpus, per_forward, part=part),
+                            cfg.train.batch_size // ranks.world, cfg.train.buffer_tokens, seed=cfg.train.seed + ranks.rank)
+    return Source(batches, sites, lm.d_model, facts, provenance)
+
+
+def _pinned(batches: Batches) -> Batches:
+    """Batches in page-locked memory, so copying them to the GPU overlaps the SAE step (`non_blocking`)."""
+    for batch in batches:
+        yield {s: rows.pin_memory() for s, rows in batch.items()}
 
 
 def run_train(lm: LoadedModel | None, cfg: TrainRunConfig, out: Path, resume: bool = False,
               progress: bool = True) -> TrainResults:
     """`sae train`: every SAE `cfg` asks for, from one pass over its store or (without one) over the activations
-    of `lm` (or of the model `cfg.model` names); writes the run folder, resumable."""
+    of `lm` (or of the model `cfg.model` names); writes the run folder, resumable. Under torchrun, one rank of a
+    data-parallel run (`distributed`)."""
+    with process_group(str(lm.device) if lm is not None else cfg.model.device, cfg.dist_timeout) as ranks:
+        return _train_run(lm, cfg, out, resume, progress, ranks)
+
+
+def _train_run(lm: LoadedModel | None, cfg: TrainRunConfig, out: Path, resume: bool, progress: bool,
+               ranks: Ranks) -> TrainResults:
+    device = ranks.device(str(lm.device) if lm is not None else cfg.model.device)
     if cfg.store is None and lm is None:
-        lm = cfg.model.load(None)
-    source = _from_store(cfg) if cfg.store is not None else _on_the_fly(lm, cfg)
+        lm = replace(cfg.model, device=device).load(None)
+    source = training_source(lm, cfg, ranks)
     saes = cfg.sae_configs(source.sites, source.d_in, **source.facts)
-    write_config(out, "sae_train", config=cfg, saes=saes, **source.provenance)
-    device = str(lm.device) if lm is not None else cfg.model.device
-    trained = train_saes(saes, cfg.train, source.batches, out, resume=resume, progress=progress,
-                         provenance=source.provenance, device=device)
+    if ranks.main:
+        write_config(out, "sae_train", config=cfg, saes=saes, **source.provenance)
+    batches = _pinned(source.batches) if device.startswith("cuda") else source.batches
+    trained = train_saes(saes, cfg.train, batches, out, resume=resume, progress=progress,
+                         provenance=source.provenance, device=device, ranks=ranks)
     rows = tuple(TrainedSAE(folder=str(folder.relative_to(out)), site=c.hook_name, architecture=c.architecture,
                             d_sae=c.d_sae, k=c.arch.k if isinstance(c.arch, TopKConfig) else None,
                             fvu=m["fvu"], l0=m["l0"], dead=m["dead"])
@@ -412,5 +505,7 @@ def run_train(lm: LoadedModel | None, cfg: TrainRunConfig, out: Path, resume: bo
     # a run resumed after it finished trains nothing in this invocation: no speed to report
     speed = round(trained.tokens / trained.seconds, 1) if trained.seconds else 0.0
     results = TrainResults(rows, trained.tokens, round(trained.seconds, 2), speed)
-    write_results(out, results)
+    if ranks.main:
+        write_results(out, results)
+    ranks.barrier()  # the other ranks return (and the CLI reads the folder) once it is complete
     return results
