@@ -58,7 +58,8 @@ def test_many_sites_from_one_forward_pass_equal_separate_runs(tiny_llama, tmp_pa
         alone = _run(tiny_llama, tmp_path / f"l{layer}", sites=(f"resid_post.{layer}",))
         assert alone.saes[0].folder == "sae"  # a single SAE keeps its folder name
         _same(folder, tmp_path / f"l{layer}" / "sae")  # bit for bit
-        assert json.loads((folder / "cfg.json").read_text())["metadata"]["hook_name"] == f"blocks.{layer}.hook_resid_post"
+        site = json.loads((folder / "cfg.json").read_text())["metadata"]["hook_name"]
+        assert site == f"blocks.{layer}.hook_resid_post"
 
 
 def test_several_sites_resume_exactly(tiny_llama, tmp_path):

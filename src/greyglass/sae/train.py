@@ -207,7 +207,8 @@ def train_saes(
                 if step >= tcfg.steps:
                     break
                 tokens = step * tcfg.batch_size
-                sums = [run.step(_site_batch(batch, run.site), learning_rate(tcfg, step), tokens, ranks) for run in runs]
+                lr = learning_rate(tcfg, step)
+                sums = [run.step(_site_batch(batch, run.site), lr, tokens, ranks) for run in runs]
                 # one collective for every SAE's statistics and for Ctrl-C, so all ranks stop after the same step
                 total = ranks.sum(torch.cat([*sums, torch.tensor([float(interrupted())], dtype=torch.float64,
                                                                  device=sums[0].device)]))
@@ -454,7 +455,8 @@ def _from_store(cfg: TrainRunConfig, ranks: Ranks) -> Source:
     per_read, part = windows_per_forward(m["context_size"]), (ranks.rank, ranks.world)
     batches = shuffled_rows(lambda epoch: store_windows(store, sites, per_read, shard_seed=cfg.train.seed + epoch,
                                                         part=part),
-                            cfg.train.batch_size // ranks.world, cfg.train.buffer_tokens, seed=cfg.train.seed + ranks.rank)
+                            cfg.train.batch_size // ranks.world, cfg.train.buffer_tokens,
+                            seed=cfg.train.seed + ranks.rank)
     return Source(batches, sites, store.d_model, facts, provenance)
 
 
@@ -467,7 +469,8 @@ def _on_the_fly(lm: LoadedModel, cfg: TrainRunConfig, ranks: Ranks) -> Source:
                   TRAINING_TEXT: training_text(corpus)}
     per_forward, part = windows_per_forward(corpus.context_size), (ranks.rank, ranks.world)
     batches = shuffled_rows(lambda epoch: model_windows(lm, sites, corpus, per_forward, part=part),
-                            cfg.train.batch_size // ranks.world, cfg.train.buffer_tokens, seed=cfg.train.seed + ranks.rank)
+                            cfg.train.batch_size // ranks.world, cfg.train.buffer_tokens,
+                            seed=cfg.train.seed + ranks.rank)
     return Source(batches, sites, lm.d_model, facts, provenance)
 
 
