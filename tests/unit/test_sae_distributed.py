@@ -142,3 +142,11 @@ def test_a_dead_rank_is_a_clear_error_and_the_checkpoint_resumes(store, two_rank
         a = load_file(str(folder / "sae_weights.safetensors"))
         b = load_file(str(out / folder.name / "sae_weights.safetensors"))
         assert all(torch.equal(a[n], b[n]) for n in a)  # resuming is exact on two ranks as on one
+
+
+def test_sites_spread_over_ranks_train_the_saes_one_process_trains(store, tmp_path):
+    _finish(_ranks([*_flags(store, tmp_path / "spread"), "--distribute-sites"]))
+    for folder in _reference(_config(store), tmp_path / "one").folders:
+        a = load_file(str(folder / "sae_weights.safetensors"))
+        b = load_file(str(tmp_path / "spread" / folder.name / "sae_weights.safetensors"))
+        assert all(torch.equal(a[n], b[n]) for n in a), folder.name  # the same rows, the same arithmetic

@@ -500,6 +500,9 @@ class TrainRunConfig:
     """On the fly: the text. Its train split is read (every 20th document stays out for `sae eval`), in
     the order the training seed gives (`training_corpus`)."""
     model: ModelChoice = field(default_factory=ModelChoice)
+    distribute_sites: bool = False
+    """Under torchrun: each rank trains the SAEs of its share of the sites (round robin) on the whole batch,
+    gathered from every rank's forward passes, instead of every rank training every SAE on its own rows."""
     dist_timeout: float = 600.0
     """Under torchrun: seconds a rank waits for the others before the run fails (a dead rank is noticed at once)."""
 

@@ -14,8 +14,10 @@ training uses, each turning a lost peer into a `GreyglassError`:
   and normalisation. Batch-level choices stay on a rank's rows: BatchTopK keeps the k * N/ranks
   best of its own rows, AuxK normalises by its own rows' residual variance.
 - sites spread over ranks (`--distribute-sites`, sparsify's `--distribute_modules`): each rank
-  still runs the model on its own part, then `gather_rows` hands every rank the whole batch of the
-  sites it trains (`owner`); its SAEs need no gradient exchange.
+  still runs the model on its own part, then `gather_rows` hands every rank the whole batch, and
+  each trains only the SAEs it owns (`owner`: round robin), on the whole batch, with no gradient
+  exchange: the SAEs of one process on the same batches, bit for bit. Before rank 0 writes, each
+  SAE's state comes to it from its owner (`from_rank`).
 
 Only rank 0 writes. A rank that dies makes the others fail at their next collective (gloo notices a
 closed connection at once; a rank that hangs, after --dist-timeout seconds), leaving the last
@@ -87,6 +89,14 @@ class Ranks(NamedTuple):
         parts = [torch.empty_like(x) for _ in range(self.world)]
         self._collective(lambda: dist.all_gather(parts, x.contiguous()), "gathering a batch")
         return torch.cat(parts)
+
+    def from_rank(self, obj: T, src: int) -> T:
+        """Rank `src`'s `obj` (any picklable value), on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        self._collective(lambda: dist.broadcast_object_list(box, src=src), "passing an SAE to rank 0")
+        return box[0]
 
     def barrier(self) -> None:
         if self.world > 1:

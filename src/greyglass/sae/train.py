@@ -96,8 +96,8 @@ class _Run:
         x = x.to(self.device, non_blocking=True)
         if tokens == 0:
             self.sae.initialise_from(ranks.gather_rows(x))  # every rank starts from the whole first batch
-        self.dead = self.since_fired >= cfg.dead_tokens
-        out = self.sae(x, dead=self.dead, sparsity_scale=self.sae.sparsity_scale(tokens))
+        dead = self.since_fired >= cfg.dead_tokens
+        out = self.sae(x, dead=dead, sparsity_scale=self.sae.sparsity_scale(tokens))
         for group in self.opt.param_groups:
             group["lr"] = lr * group["lr_scale"]
         self.opt.zero_grad(set_to_none=True)
@@ -129,6 +129,7 @@ class _Run:
             rest = rest[b.numel():]
         n, mse, l0, aux, square = rest[:5].tolist()
         mean = rest[5:] / n  # [d_in]
+        dead = (self.since_fired >= self.sae.cfg.dead_tokens).float().mean().item()  # as in the step
         fired = counts.long()
         self.since_fired += int(n)
         self.since_fired[fired > 0] = 0
@@ -136,7 +137,19 @@ class _Run:
             self.fire_count += fired
             self.counted += int(n)
         variance = square / n - mean.pow(2).sum().item()  # of the normalised rows, summed over d_in
-        self._smooth(fvu=mse / n / variance, l0=l0 / n, dead=self.dead.float().mean().item(), aux=aux / n)
+        self._smooth(fvu=mse / n / variance, l0=l0 / n, dead=dead, aux=aux / n)
+
+    def state(self) -> dict[str, Any]:
+        """What another rank needs to take this SAE over: config, weights and buffers, optimiser state (on the CPU)."""
+        opt = self.opt.state_dict()
+        opt["state"] = {p: {k: v.cpu() if torch.is_tensor(v) else v for k, v in moments.items()}
+                        for p, moments in opt["state"].items()}
+        return {"cfg": self.sae.cfg, "sae": {n: t.cpu() for n, t in self.sae.state_dict().items()}, "opt": opt}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.sae.cfg = state["cfg"]
+        self.sae.load_state_dict(state["sae"])
+        self.opt.load_state_dict(state["opt"])
 
     def _smooth(self, **values: float) -> None:
         for k, v in values.items():
@@ -181,11 +194,13 @@ def train_saes(
     provenance: dict[str, Any] | None = None,
     device: str = "cpu",
     ranks: Ranks = Ranks(),
+    distribute: bool = False,
 ) -> TrainResult:
     """Train every SAE in `cfgs` on the same batches (on `device`); write each to a folder under `out`.
 
     With several `ranks` each reads its own part of the data (`batches` of batch_size / world rows) and
-    only rank 0 writes."""
+    only rank 0 writes; every rank trains every SAE (data parallel), or with `distribute` its share of them
+    on the whole batch, gathered."""
     out = Path(out)
     if resume and not (out / CHECKPOINT).is_dir() and (finished := _finished(out, cfgs, tcfg)):
         return finished
@@ -207,21 +222,15 @@ def train_saes(
                 if step >= tcfg.steps:
                     break
                 tokens = step * tcfg.batch_size
-                lr = learning_rate(tcfg, step)
-                sums = [run.step(_site_batch(batch, run.site), lr, tokens, ranks) for run in runs]
-                # one collective for every SAE's statistics and for Ctrl-C, so all ranks stop after the same step
-                total = ranks.sum(torch.cat([*sums, torch.tensor([float(interrupted())], dtype=torch.float64,
-                                                                 device=sums[0].device)]))
-                for run, part in zip(runs, total[:-1].split([len(s) for s in sums])):
-                    run.account(part, ranks.world, count_sparsity=step >= _SPARSITY_FROM * tcfg.steps)
-                stop = bool(total[-1] > 0)
+                stop = _step(runs, batch, tcfg, step, ranks, distribute, interrupted())
                 step += 1
                 bar.update(tcfg.batch_size)
                 bar.set_postfix(_postfix(runs[0]))
                 every = tcfg.checkpoint_every
-                if ranks.main and (stop or (every and (step * tcfg.batch_size) // every > tokens // every
-                                            and step < tcfg.steps)):
-                    _save_checkpoint(out / CHECKPOINT, runs, tcfg, step, ranks.world)
+                if stop or (every and (step * tcfg.batch_size) // every > tokens // every and step < tcfg.steps):
+                    _collect(runs, ranks, distribute)
+                    if ranks.main:
+                        _save_checkpoint(out / CHECKPOINT, runs, tcfg, step, ranks.world)
                 if stop:
                     bar.close()
                     raise KeyboardInterrupt
@@ -232,6 +241,7 @@ def train_saes(
     if step < tcfg.steps:
         raise GreyglassError(f"the activation stream ended after {step} of {tcfg.steps} steps")
     folders = [out / name for name in sae_folder_names(cfgs)]
+    _collect(runs, ranks, distribute)
     if ranks.main:
         _save_finished(out, runs, tcfg, provenance or {})
         shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
@@ -239,6 +249,34 @@ def train_saes(
     metrics = [{k: round(v, 6) for k, v in r.ema.items()} for r in runs]
     return TrainResult([r.sae.eval() for r in runs], folders, metrics, step * tcfg.batch_size,
                        time.perf_counter() - start)
+
+
+def _step(runs: list[_Run], batch: dict[str, torch.Tensor], tcfg: TrainConfig, step: int, ranks: Ranks,
+          distribute: bool, interrupted: bool) -> bool:
+    """One optimiser step of every SAE this rank trains; whether any rank was interrupted (all then stop)."""
+    tokens, lr = step * tcfg.batch_size, learning_rate(tcfg, step)
+    if distribute:  # each rank's SAEs see every rank's rows, and need no gradient exchange
+        batch = {s: ranks.gather_rows(rows) for s, rows in batch.items()}
+    own = Ranks() if distribute else ranks
+    device = runs[0].device
+    sums = [run.step(_site_batch(batch, run.site), lr, tokens, own) if not distribute or ranks.owner(i) == ranks.rank
+            else torch.zeros(run.stats_size(), dtype=torch.float64, device=device) for i, run in enumerate(runs)]
+    # one collective for every SAE's statistics and for Ctrl-C, so all ranks stop after the same step
+    total = ranks.sum(torch.cat([*sums, torch.tensor([float(interrupted)], dtype=torch.float64, device=device)]))
+    for run, part in zip(runs, total[:-1].split([len(s) for s in sums])):
+        run.account(part, 1 if distribute else ranks.world, count_sparsity=step >= _SPARSITY_FROM * tcfg.steps)
+    return bool(total[-1] > 0)
+
+
+def _collect(runs: list[_Run], ranks: Ranks, distribute: bool) -> None:
+    """With sites spread over ranks: every SAE's weights and optimiser state from its rank to rank 0, which writes."""
+    if not distribute:
+        return
+    for i, run in enumerate(runs):
+        mine = ranks.owner(i) == ranks.rank
+        state = ranks.from_rank(run.state() if mine else None, ranks.owner(i))
+        if ranks.main and not mine:
+            run.load_state(state)
 
 
 def sae_seeds(cfgs: Sequence[SAEConfig], seed: int) -> list[int]:
@@ -500,7 +538,7 @@ def _train_run(lm: LoadedModel | None, cfg: TrainRunConfig, out: Path, resume: b
         write_config(out, "sae_train", config=cfg, saes=saes, **source.provenance)
     batches = _pinned(source.batches) if device.startswith("cuda") else source.batches
     trained = train_saes(saes, cfg.train, batches, out, resume=resume, progress=progress,
-                         provenance=source.provenance, device=device, ranks=ranks)
+                         provenance=source.provenance, device=device, ranks=ranks, distribute=cfg.distribute_sites)
     rows = tuple(TrainedSAE(folder=str(folder.relative_to(out)), site=c.hook_name, architecture=c.architecture,
                             d_sae=c.d_sae, k=c.arch.k if isinstance(c.arch, TopKConfig) else None,
                             fvu=m["fvu"], l0=m["l0"], dead=m["dead"])
