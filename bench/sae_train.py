@@ -14,8 +14,21 @@ With --arch matryoshka both sides nest the same prefix widths (greyglass's defau
 d) and there is no naive dense variant; SAELens's `MatryoshkaBatchTopKTrainingSAE` runs with its
 defaults (`rescale_acts_by_decoder_norm` true, which costs it a norm per step).
 
+On a GPU (`--device cuda`, run in the environment that has SAELens, e.g. .venv-saelens) the
+same step comparison runs on that GPU, both sides in float32, data already on the device.
+
     python bench/sae_train.py [--arch topk|matryoshka] [--d-in 576] [--d-sae 4608 9216] [--k 32] [--batch 4096]
-        [--steps 8] [--store runs/demo/capture] [--device cpu] [--skip-memory]
+        [--steps 8] [--store runs/demo/capture] [--device cpu|cuda] [--skip-memory]
+
+Scaling out (`--mode`), `greyglass sae train` end to end on a real model (default SmolLM2-135M):
+  --mode sites: the SAEs of --layers trained from one forward pass per batch against one run per
+      layer: model forwards counted (a hook on the model), SAE tokens/s (layers x tokens / s) and
+      the ratio separate / together in wall time;
+  --mode ddp: one --site from a store, one process (all threads) against two gloo processes
+      (torchrun, one thread each): training tokens/s of each and the ratio.
+
+    python bench/sae_train.py --mode sites [--model smollm2-135m-instruct] [--layers 0-5] [--tokens 8192]
+    python bench/sae_train.py --mode ddp [--model smollm2-135m-instruct] [--tokens 65536]
 """
 
 from __future__ import annotations
@@ -180,6 +193,77 @@ def child(args) -> None:
     tokens_per_second(step, x, args.batch, args.device)
 
 
+def _train_flags(args, out) -> list[str]:
+    """`sae train` flags of the DDP benchmark."""
+    return ["--k", str(args.k), "--expansion", str(args.expansion), "--tokens", str(args.tokens),
+            "--batch-size", str(args.train_batch), "--buffer-tokens", str(4 * args.train_batch), "--no-progress",
+            "--out", str(out)]
+
+
+def bench_sites(args, work) -> dict:
+    """--layers from one forward pass per batch against one run per layer, on the fly (the model loaded once)."""
+    from greyglass.data import CorpusConfig
+    from greyglass.models.loader import load_model
+    from greyglass.sae.config import TrainConfig, TrainRunConfig, parse_layers
+    from greyglass.sae.train import run_train
+
+    lm = load_model(args.model)
+    forwards = [0]
+    lm.model.register_forward_pre_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+    train = TrainConfig(tokens=args.tokens, batch_size=args.train_batch, buffer_tokens=4 * args.train_batch)
+
+    def timed(out, **sites) -> tuple[float, int]:
+        cfg = TrainRunConfig(**sites, ks=(args.k,), expansion=args.expansion, train=train,
+                             corpus=CorpusConfig(context_size=128, split="train"))
+        forwards[0], start = 0, time.perf_counter()
+        run_train(lm, cfg, out, progress=False)
+        return time.perf_counter() - start, forwards[0]
+
+    layers = parse_layers(args.layers)
+    together_s, together_f = timed(work / "together", layers=args.layers)
+    separate = [timed(work / f"alone{i}", sites=(f"resid_post.{i}",)) for i in layers]
+    separate_s, separate_f = sum(t for t, _ in separate), sum(f for _, f in separate)
+    sae_tokens = len(layers) * args.tokens
+    return {"mode": "sites", "model": args.model, "sites": len(layers), "layers": args.layers, "tokens": args.tokens,
+            "batch": args.train_batch, "d_sae": args.expansion * lm.d_model, "k": args.k,
+            "together_seconds": round(together_s, 1), "separate_seconds": round(separate_s, 1),
+            "together_model_forwards": together_f, "separate_model_forwards": separate_f,
+            "together_sae_tokens_per_s": round(sae_tokens / together_s, 1),
+            "separate_sae_tokens_per_s": round(sae_tokens / separate_s, 1),
+            "ratio_separate_over_together_seconds": round(separate_s / together_s, 2)}
+
+
+def bench_ddp(args, work) -> dict:
+    """One process against two gloo processes (torchrun) on the same store and settings."""
+    import os
+
+    from greyglass.data import CorpusConfig
+    from greyglass.models.loader import load_model
+    from greyglass.store.config import CaptureConfig
+    from greyglass.store.writer import capture
+
+    store = work / "store"
+    capture(load_model(args.model), CaptureConfig(sites=(args.site,), tokens=args.store_tokens, batch_tokens=2048,
+                                                  shard_tokens=2048), CorpusConfig(context_size=128, split="train"),
+            store, progress=False)
+    cores = os.cpu_count() or 1
+    runs = {"one_process": ([sys.executable, "-m", "greyglass"], cores),
+            "two_processes": ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                               "-m", "greyglass"], max(1, cores // 2))}
+    row: dict = {"mode": "ddp", "model": args.model, "site": args.site, "tokens": args.tokens, "cores": cores,
+                 "d_sae": None, "batch": args.train_batch}
+    for name, (launcher, threads) in runs.items():
+        out = work / name
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        subprocess.run([*launcher, "sae", "train", "--store", str(store), *_train_flags(args, out)], check=True,
+                       env=env, stdout=subprocess.DEVNULL)
+        results = json.loads((out / "results.json").read_text())
+        row[f"{name}_tokens_per_s"] = results["tokens_per_second"]
+        row["d_sae"] = results["saes"][0]["d_sae"]
+    row["ratio_two_over_one"] = round(row["two_processes_tokens_per_s"] / row["one_process_tokens_per_s"], 2)
+    return row
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=["topk", "matryoshka"], default="topk")
@@ -192,9 +276,26 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--child", choices=list(METHODS), help=argparse.SUPPRESS)
+    p.add_argument("--mode", choices=["step", "sites", "ddp"], default="step")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="--mode sites|ddp: the model")
+    p.add_argument("--layers", default="0-5", help="--mode sites: the layers (a range)")
+    p.add_argument("--site", default="resid_post.15", help="--mode ddp: the site")
+    p.add_argument("--tokens", type=int, default=8192, help="--mode sites|ddp: training tokens per SAE")
+    p.add_argument("--store-tokens", type=int, default=16384, help="--mode ddp: tokens captured (read again)")
+    p.add_argument("--train-batch", type=int, default=1024, help="--mode sites|ddp: --batch-size")
+    p.add_argument("--expansion", type=int, default=4, help="--mode sites|ddp: d_sae / d_in")
     args = p.parse_args()
     if args.child:
         child(args)
+        return
+    if args.mode != "step":
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as work:
+            row = (bench_sites if args.mode == "sites" else bench_ddp)(args, Path(work))
+        row |= {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
+        print(json.dumps(row, indent=2))
         return
     torch.manual_seed(0)
     x = activations(args)

@@ -149,7 +149,7 @@ class Counting:
 
     def __init__(self, inner, fail_after=None):
         self.inner, self.fail_after, self.asked, self.batches = inner, fail_after, 0, 0
-        self.tokenizer = inner.tokenizer
+        self.tokenizer, self.default_batch_size = inner.tokenizer, inner.default_batch_size
 
     def provenance(self):
         return self.inner.provenance()
@@ -364,3 +364,14 @@ def test_demo_sycophancy_step_prints_its_section_and_can_run_again(tmp_path, cap
     first = (out / "results.json").read_text()
     run_demo(lm, tmp_path, steps)  # a rerun of the demo resumes into the same folder instead of failing
     assert (out / "results.json").read_text() == first
+
+
+def test_the_local_batch_size_follows_the_device(tmp_path):
+    """Without --batch-size the local scorer takes 8 prompts per forward pass on the CPU (64 on a GPU), and
+    config.json records the size used."""
+    lm = tiny_model("llama", chat=True)
+    assert LocalBackend(lm).default_batch_size == 8
+    counting = Counting(LocalBackend(lm))
+    run_eval(counting, EvalConfig(limit=6), tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["batch_size"] == 8
+    assert counting.batches < counting.asked  # several requests per forward pass

@@ -64,8 +64,9 @@ class EvalConfig:
     """Ask at most this many items, sampled stratified by dataset and matching answer."""
     seed: int = 0
     """Seed for sampling and bootstrap intervals."""
-    batch_size: int = 8
-    """Prompts per forward pass (local) or requests in flight (HTTP)."""
+    batch_size: int | None = None
+    """Prompts per forward pass (local) or requests in flight (HTTP); default: the backend's own (local: 8 on the
+    CPU, 64 on a GPU; HTTP: 8)."""
     both_orders: bool = True
     """Also ask each two-answer item with the answers swapped between (A) and (B), and headline the average of both
     orders (a model's lean towards a letter is not a behaviour); --no-both-orders asks the file's order only."""

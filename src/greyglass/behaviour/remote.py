@@ -64,6 +64,8 @@ class ServerTemplate:
 class HttpBackend:
     """Scores answers through `/v1/completions` with echoed prompt log-probabilities."""
 
+    default_batch_size = 8  # requests handed to the pool at once (at most --concurrency in flight)
+
     def __init__(self, cfg: HttpConfig):
         self.cfg = cfg
         self.http = JsonClient(cfg.url, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s)

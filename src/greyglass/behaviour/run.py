@@ -48,6 +48,9 @@ class Backend(Protocol):
     tokenizer: Any
     """Renders chat prompts (None when the backend has no tokenizer: chat format is then unavailable)."""
 
+    default_batch_size: int
+    """Requests per `score` call when --batch-size is not given."""
+
     def score(self, requests: list[AnswerRequest]) -> list[AnswerScores]: ...
 
     def provenance(self) -> dict[str, Any]:
@@ -126,6 +129,8 @@ def run_eval(backend: Backend, cfg: EvalConfig, out: str | Path, resume: bool = 
     ev = EVALS[cfg.eval]
     if cfg.prompt.answer_prefix is None:  # config.json records the prefix actually used
         cfg = replace(cfg, prompt=replace(cfg.prompt, answer_prefix=ev.answer_prefix))
+    if cfg.batch_size is None:  # and the batch size
+        cfg = replace(cfg, batch_size=backend.default_batch_size)
     items = eval_items(cfg)
     prompts = {it.id: cfg.prompt.render(it.prompt, backend.tokenizer) for it in items}
     if (out / ITEMS).exists() and not resume:
