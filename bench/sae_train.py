@@ -24,8 +24,8 @@ Scaling out (`--mode`), `greyglass sae train` end to end on a real model (defaul
   --mode sites: the SAEs of --layers trained from one forward pass per batch against one run per
       layer: model forwards counted (a hook on the model), SAE tokens/s (layers x tokens / s) and
       the ratio separate / together in wall time;
-  --mode ddp: one --site from a store, one process (all threads) against two gloo processes
-      (torchrun, one thread each): training tokens/s of each and the ratio.
+  --mode ddp: one --site from a store, one process (one thread, and all threads) against two
+      gloo processes (torchrun, cores / 2 threads each): training tokens/s of each and the ratios.
 
     python bench/sae_train.py --mode sites [--model smollm2-135m-instruct] [--layers 0-5] [--tokens 8192]
     python bench/sae_train.py --mode ddp [--model smollm2-135m-instruct] [--tokens 65536]
@@ -247,9 +247,9 @@ def bench_ddp(args, work) -> dict:
                                                   shard_tokens=2048), CorpusConfig(context_size=128, split="train"),
             store, progress=False)
     cores = os.cpu_count() or 1
-    runs = {"one_process": ([sys.executable, "-m", "greyglass"], cores),
-            "two_processes": ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                               "-m", "greyglass"], max(1, cores // 2))}
+    one, two = [sys.executable, "-m", "greyglass"], [sys.executable, "-m", "torch.distributed.run",
+                                                     "--nproc_per_node", "2", "-m", "greyglass"]
+    runs = {"one_process_one_thread": (one, 1), "one_process": (one, cores), "two_processes": (two, max(1, cores // 2))}
     row: dict = {"mode": "ddp", "model": args.model, "site": args.site, "tokens": args.tokens, "cores": cores,
                  "d_sae": None, "batch": args.train_batch}
     for name, (launcher, threads) in runs.items():
@@ -260,7 +260,9 @@ def bench_ddp(args, work) -> dict:
         results = json.loads((out / "results.json").read_text())
         row[f"{name}_tokens_per_s"] = results["tokens_per_second"]
         row["d_sae"] = results["saes"][0]["d_sae"]
-    row["ratio_two_over_one"] = round(row["two_processes_tokens_per_s"] / row["one_process_tokens_per_s"], 2)
+    for one_name in ("one_process", "one_process_one_thread"):
+        row[f"ratio_two_processes_over_{one_name}"] = round(row["two_processes_tokens_per_s"]
+                                                            / row[f"{one_name}_tokens_per_s"], 2)
     return row
 
 

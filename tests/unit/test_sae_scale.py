@@ -96,3 +96,19 @@ def test_an_sae_step_on_bfloat16_activations_is_the_float32_step_on_their_values
     for name, p in low.saes[0].named_parameters():
         assert p.dtype == torch.float32 and torch.equal(p, dict(full.saes[0].named_parameters())[name]), name
 
+
+
+def test_each_rank_runs_its_own_forward_passes(tiny_llama):
+    """On the fly, rank r of n takes forward passes r, r + n, ...: the ranks' windows are the passes of one process."""
+    from itertools import islice
+
+    from greyglass.activations import model_windows
+
+    def passes(part, n):
+        return list(islice(model_windows(tiny_llama, ["blocks.1.hook_resid_post"], CORPUS, 2, part=part), n))
+
+    one, ranks = passes((0, 1), 4), [passes((r, 2), 2) for r in range(2)]
+    for i, w in enumerate(one):
+        mine = ranks[i % 2][i // 2]
+        site = "blocks.1.hook_resid_post"
+        assert torch.equal(w.tokens, mine.tokens) and torch.equal(w.acts[site], mine.acts[site])
