@@ -122,12 +122,15 @@ def process_group(device: str, timeout_s: float) -> Iterator[Ranks]:
         yield Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
         return
     backend = "nccl" if device.startswith("cuda") else "gloo"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if backend == "nccl":  # NCCL's object collectives and its communicator use the current device
+        torch.cuda.set_device(local_rank)
     try:
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     except (RuntimeError, ValueError) as e:
         raise GreyglassError(f"could not join the other {world - 1} ranks with {backend} ({e}); start every rank with "
                              "torchrun (RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set)") from None
     try:
-        yield Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        yield Ranks(dist.get_rank(), dist.get_world_size(), local_rank)
     finally:
         dist.destroy_process_group()
