@@ -112,3 +112,29 @@ def test_each_rank_runs_its_own_forward_passes(tiny_llama):
         mine = ranks[i % 2][i // 2]
         site = "blocks.1.hook_resid_post"
         assert torch.equal(w.tokens, mine.tokens) and torch.equal(w.acts[site], mine.acts[site])
+
+
+def test_settings_that_do_not_fit_the_ranks_are_clear_errors(tiny_llama, tmp_path):
+    from greyglass.sae.distributed import Ranks
+
+    odd = TrainRunConfig(layers="1", train=TrainConfig(batch_size=129), corpus=CORPUS)
+    with pytest.raises(GreyglassError, match="does not split evenly over 2 ranks"):
+        training_source(tiny_llama, odd, Ranks(0, 2))
+    # a checkpoint of a one-process run does not continue on two ranks (each rank's stream depends on their number)
+    cfg = TrainRunConfig(layers="1", ks=(4,), expansion=2, train=TRAIN, corpus=CORPUS)
+    source = training_source(tiny_llama, cfg)
+    saes = cfg.sae_configs(source.sites, source.d_in, **source.facts)
+    with pytest.raises(KeyboardInterrupt):
+        train_saes(saes, TRAIN, _interrupted_after(5, source.batches), tmp_path, progress=False)
+    with pytest.raises(GreyglassError, match="world size 1; resume it with as many ranks"):
+        train_saes(saes, TRAIN, iter(()), tmp_path, resume=True, progress=False, ranks=Ranks(0, 2))
+
+
+def _interrupted_after(n, stream):
+    import os
+    import signal
+
+    for i, batch in enumerate(stream):
+        if i == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        yield batch

@@ -399,8 +399,8 @@ def _load_checkpoint(folder: Path, runs: list[_Run], tcfg: TrainConfig, world: i
     except GreyglassError as e:  # a TrainConfig's own checks do not know the file
         raise GreyglassError(str(e) if str(folder) in str(e) else f"{folder / 'state.json'}: field 'train': {e}") from None
     if state.get("world", 1) != world:  # each rank's stream depends on the number of ranks
-        raise GreyglassError(f"{folder} was written by a run on {state.get('world', 1)} ranks; resume it on as many "
-                             f"(this run has {world})")
+        raise GreyglassError(f"{folder} was written by a run of world size {state.get('world', 1)}; resume it with "
+                             f"as many ranks (this run has {world})")
     if (saved.batch_size, saved.seed) != (tcfg.batch_size, tcfg.seed):
         raise GreyglassError(f"{folder} was written with batch_size {saved.batch_size} and seed {saved.seed}; "
                              "resume with the same ones")
