@@ -137,7 +137,8 @@ class _Run:
             self.fire_count += fired
             self.counted += int(n)
         variance = square / n - mean.pow(2).sum().item()  # of the normalised rows, summed over d_in
-        self._smooth(fvu=mse / n / variance, l0=l0 / n, dead=dead, aux=aux / n)
+        fvu = mse / n / variance if variance > 0 else math.nan  # rows all alike: no variance to explain
+        self._smooth(fvu=fvu, l0=l0 / n, dead=dead, aux=aux / n)
 
     def state(self) -> dict[str, Any]:
         """What another rank needs to take this SAE over: config, weights and buffers, optimiser state (on the CPU)."""
