@@ -4,6 +4,8 @@ calls a trend, on constructed numbers where it must and must not flag one."""
 import json
 
 import pytest
+from markupsafe import escape
+from starlette.testclient import TestClient
 
 from greyglass.behaviour.jobs import EVAL
 from greyglass.behaviour.results import Difference
@@ -13,6 +15,7 @@ from greyglass.job import read_job_run
 from greyglass.models.loader import load_model
 from greyglass.models.tiny import tiny_model
 from greyglass.report.build import section_for
+from greyglass.serve.app import create_app
 from greyglass.stats import Estimate
 from greyglass.trend.config import TrendConfig, verdict
 from greyglass.trend.jobs import TREND
@@ -85,6 +88,13 @@ def test_trend_runs_each_model_as_an_eval_sub_run_in_parameter_order_and_resumes
     given = read_job_run(TREND, tmp_path / "given").results
     assert [m.label for m in given.models] == ["base", "chat"] and given.order == "given"
     assert "in the order given" in capsys.readouterr().out
+
+    # the browser lists the trend and each model's eval, and shows the trend's report section with its plot
+    client = TestClient(create_app(tmp_path))
+    listing = client.get("/").text
+    assert 'href="/run/trend"' in listing and f'href="/run/trend/{res.models[0].folder}"' in listing
+    page = client.get("/run/trend").text
+    assert str(escape(section_for(out).headline)) in page and 'data-chart="line"' in page
 
     # a finished folder is not overwritten, and a resume with other eval settings is refused
     assert _trend(out, data, big, small) == 2
