@@ -103,6 +103,26 @@ def test_trend_runs_each_model_as_an_eval_sub_run_in_parameter_order_and_resumes
     assert "other settings" in capsys.readouterr().err
 
 
+def test_a_model_served_over_http_is_one_row(models, data, tmp_path, capsys):
+    from greyglass.serve.listen import serving
+    from greyglass.serve.model_api import ModelServer, create_model_app
+
+    small, _, big = models
+    server = ModelServer(load_model(str(big)))
+    try:
+        with serving(create_model_app(server)) as url:
+            out = tmp_path / "trend"
+            assert _trend(out, data, small, f"{url}/v1#tiny", extra=["--order", "given"]) == 0
+    finally:
+        server.close()
+    assert section_for(out).summary() in capsys.readouterr().out
+    local, served = read_job_run(TREND, out).results.models
+    assert served.parameters is None and served.label == f"{url.removeprefix('http://')} tiny"
+    sub = read_job_run(EVAL, out / served.folder)
+    assert sub.config.server.url == f"{url}/v1" and sub.config.server.server_model == "tiny"
+    assert served.all.n == local.all.n == 6
+
+
 def test_bad_input_is_a_clear_error(models, tmp_path, capsys):
     small, _, big = models
     for flags, message in [

@@ -66,16 +66,20 @@ def run_trend(cfg: TrendConfig, out: str | Path, resume: bool = False, progress:
         runs.append(evaluate(subject, cfg, resume, progress))
     rows = [ModelRow(s.spec, s.label, parameters, str(s.folder.relative_to(out)), run.results.all)
             for s, (run, parameters) in zip(subjects, runs)]
-    order = sorted(range(len(rows)), key=lambda i: (rows[i].parameters or 0) if cfg.order == "parameters" else 0)
-    records = [item_records(runs[i][0].info.folder) for i in order]
-    seed = cfg.evaluation.seed
-    change = paired_change(records[0], records[-1], seed)
-    results = TrendResults(cfg.evaluation.eval, EVALS[cfg.evaluation.eval].about, cfg.order,
-                           tuple(rows[i] for i in order), change,
-                           tuple(paired_change(a, b, seed) for a, b in zip(records, records[1:])), verdict(change))
+    ranked = sorted(rows, key=lambda row: (row.parameters or 0) if cfg.order == "parameters" else 0)  # stable
+    results = compare(cfg, ranked, [item_records(out / row.folder) for row in ranked])
     save_svg(out / PLOT, trend_svg(results))
     write_results(out, results)
     return results
+
+
+def compare(cfg: TrendConfig, rows: list[ModelRow], records: list[dict[str, dict[str, Any]]]) -> TrendResults:
+    """The models in order, with the paired change from the first to the last and between neighbours."""
+    seed = cfg.evaluation.seed
+    change = paired_change(records[0], records[-1], seed)
+    steps = tuple(paired_change(a, b, seed) for a, b in zip(records, records[1:]))
+    return TrendResults(cfg.evaluation.eval, EVALS[cfg.evaluation.eval].about, cfg.order, tuple(rows), change, steps,
+                        verdict(change))
 
 
 def evaluate(subject: Subject, cfg: TrendConfig, resume: bool, progress: bool) -> tuple[JobRun, int | None]:
