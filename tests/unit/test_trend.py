@@ -84,7 +84,8 @@ def test_trend_runs_each_model_as_an_eval_sub_run_in_parameter_order_and_resumes
     assert read_job_run(TREND, out).results == res
     # given order and labels: base then instruct, as listed
     capsys.readouterr()
-    assert _trend(tmp_path / "given", data, small, big, extra=["--order", "given", "--label", "base", "--label", "chat"]) == 0
+    labels = ["--label", "base", "--label", "chat"]
+    assert _trend(tmp_path / "given", data, small, big, extra=["--order", "given", *labels]) == 0
     given = read_job_run(TREND, tmp_path / "given").results
     assert [m.label for m in given.models] == ["base", "chat"] and given.order == "given"
     assert "in the order given" in capsys.readouterr().out
@@ -125,7 +126,7 @@ def test_a_model_served_over_http_is_one_row(models, data, tmp_path, capsys):
 
 def test_bad_input_is_a_clear_error(models, tmp_path, capsys):
     small, _, big = models
-    for flags, message in [
+    for i, (flags, message) in enumerate([
         (["--model", str(small), "--model", str(big), "--eval", "cot"], "EvalConfig.eval"),
         (["--model", str(small)], "at least two models"),
         (["--model", str(small), "--model", str(small)], "given twice"),
@@ -133,8 +134,8 @@ def test_bad_input_is_a_clear_error(models, tmp_path, capsys):
         (["--model", str(small), "--model", "http://127.0.0.1:9/v1"], "use --order given"),
         (["--model", str(small), "--model", str(tmp_path / "missing")], "no such model folder"),
         (["--model", str(small), "--model", str(tmp_path)], "no config.json"),
-    ]:
-        assert main(["trend", *flags, "--limit", "2", "--out", str(tmp_path / flags[-1][-4:]), "--no-progress"]) == 2, flags
+    ]):
+        assert main(["trend", *flags, "--limit", "2", "--out", str(tmp_path / f"run{i}"), "--no-progress"]) == 2, flags
         assert message in capsys.readouterr().err, flags
 
 

@@ -42,11 +42,14 @@ class TrendConfig:
     """Which eval, over which models, in which order."""
 
     models: tuple[str, ...] = flagged("model", default=())
-    """A model to evaluate; give two or more (--model A --model B ...): an embedded name, a local Hugging Face folder, an organism run folder (its model/), a hub id, or an OpenAI-compatible base URL (http://host:port/v1, with #NAME for the server's model name)."""
+    """A model to evaluate; give two or more (--model A --model B ...): an embedded name, a local Hugging Face
+    folder, an organism run folder (its model/), a hub id, or an OpenAI-compatible base URL (http://host:port/v1,
+    with #NAME for the server's model name)."""
     labels: tuple[str, ...] = flagged("label", default=())
     """A name for each model in the table and plot, one per --model in the same order (default: the model's name)."""
     order: Order = "parameters"
-    """parameters: smallest model first, by parameters counted from the loaded weights (ties keep the --model order; a URL has no count, so use given); given: the --model order, e.g. base then instruct."""
+    """parameters: smallest model first, by parameters counted from the loaded weights (ties keep the --model
+    order; a URL has no count, so use given); given: the --model order, e.g. base then instruct."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """dtype to run the local models in."""
     device: str = "cpu"
@@ -67,7 +70,8 @@ class TrendConfig:
             raise GreyglassError("TrendConfig.order: a model given as a URL has no parameter count to order by; "
                                  "use --order given and list the models in the order to compare")
         if self.evaluation.server is not None or self.evaluation.probe is not None:
-            raise GreyglassError("TrendConfig.evaluation: give servers as --model URL, and no probe (the models differ)")
+            raise GreyglassError("TrendConfig.evaluation: give servers as --model URL, and no probe "
+                                 "(the models differ)")
 
 
 @dataclass(frozen=True)
