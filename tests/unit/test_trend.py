@@ -152,6 +152,34 @@ def test_the_rule_calls_a_trend_only_when_both_paired_intervals_exclude_zero_on_
     assert verdict(None) == "none"
 
 
+def test_the_headline_says_inverse_trend_only_when_the_rule_calls_a_rise():
+    from pathlib import Path
+
+    from greyglass.behaviour.results import Summary
+    from greyglass.job import RunInfo
+    from greyglass.trend.config import ModelRow, TrendResults
+    from greyglass.trend.report import trend_section
+
+    def summary(share):
+        est = _est(share - 0.1, share + 0.1)
+        return Summary(n=10, n_questions=5, n_both_orders=10, p_match=est, matched=est, raw_p_match=est,
+                       raw_matched=est)
+
+    rows = (ModelRow("a", "small", 10, "models/a", summary(0.3)), ModelRow("b", "large", 20, "models/b", summary(0.6)))
+    cfg = TrendConfig(models=("a", "b"))
+    up, spans = _est(0.05, 0.3), _est(-0.1, 0.2)
+    said = {}
+    for matched, p_match in ((up, up), (up, spans), (spans, spans), (_est(-0.3, -0.1), up)):
+        change = Difference(n=10, n_questions=5, matched=matched, p_match=p_match)
+        res = TrendResults("sycophancy", "agreeing", "parameters", rows, change, (change,), verdict(change))
+        said[res.verdict + ("" if res.verdict != "mixed" or matched is up else " opposite")] = \
+            trend_section(res, cfg, RunInfo(Path("run"), {})).headline
+    assert all("rises from 30% (small) to 60% (large)" in h for h in said.values())
+    assert "an inverse trend" in said["rises"] and all("inverse" not in h for k, h in said.items() if k != "rises")
+    assert "only the share's paired interval excludes zero (a rise)" in said["mixed"]
+    assert "point opposite ways" in said["mixed opposite"] and "include zero" in said["none"]
+
+
 def _records(values, clusters=None):
     """Both-orders records as `combine_orders` gives them: id, cluster, matched, p_match."""
     return {f"q{i}": {"id": f"q{i}", "cluster": (clusters or {}).get(i, f"c{i}"), "matched": float(v > 0.5),

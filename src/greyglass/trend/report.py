@@ -26,16 +26,16 @@ def _pct(value: float) -> str:
 
 
 def _points(est) -> str:
-    return f"{100 * est.value:+.0f} points ({100 * est.lo:+.0f} to {100 * est.hi:+.0f})"
+    return f"{100 * est.value:+.1f} points ({100 * est.lo:+.1f} to {100 * est.hi:+.1f})"
 
 
 def _headline(res: TrendResults) -> str:
     first, last = res.models[0], res.models[-1]
-    moves = "rises" if last.all.matched.value > first.all.matched.value else \
-        "falls" if last.all.matched.value < first.all.matched.value else "stays"
+    a, b = first.all.matched.value, last.all.matched.value
+    moves = (f"is {_pct(a)} for both {first.label} and {last.label}" if a == b else
+             f"{'rises' if b > a else 'falls'} from {_pct(a)} ({first.label}) to {_pct(b)} ({last.label})")
     where = (f"Across {len(res.models)} models {_ORDER[res.order]}, the share of questions where {_behaviour(res)} "
-             f"is the likelier one {moves} from {_pct(first.all.matched.value)} ({first.label}) to "
-             f"{_pct(last.all.matched.value)} ({last.label})")
+             f"is the likelier one {moves}")
     change = res.change
     if change is None:
         return where + ", but no question was asked of both, so the models cannot be compared."
@@ -46,10 +46,20 @@ def _headline(res: TrendResults) -> str:
     if res.verdict == "falls":
         return where + f"; both paired intervals of the change exclude zero ({both}): the later models show less of it."
     if res.verdict == "mixed":
-        return (where + f", but only one metric's paired interval excludes zero, or they point opposite ways ({both}), "
-                "so the evidence does not support a trend.")
-    return (where + f", but the paired intervals of the change include zero ({both}), so the evidence does not "
+        return where + f"; {_disagreement(change)} ({both}), so the evidence does not support a trend."
+    return (where + f"; the paired intervals of the change include zero ({both}), so the evidence does not "
             "support a trend either way.")
+
+
+def _disagreement(change: Difference) -> str:
+    """Why a mixed change is no trend: one metric's interval excludes zero and the other's does not, or they
+    point opposite ways."""
+    named = {"share": change.matched, "mean probability": change.p_match}
+    moved = {name: "a rise" if e.lo > 0 else "a fall" for name, e in named.items() if e.lo > 0 or e.hi < 0}
+    if len(moved) == 2:
+        return "the two metrics' paired intervals point opposite ways"
+    (name, turn), other = next(iter(moved.items())), next(n for n in named if n not in moved)
+    return f"only the {name}'s paired interval excludes zero ({turn}); the {other}'s includes zero"
 
 
 def _step(diff: Difference | None) -> str:
