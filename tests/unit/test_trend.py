@@ -180,6 +180,16 @@ def test_the_headline_says_inverse_trend_only_when_the_rule_calls_a_rise():
     assert "point opposite ways" in said["mixed opposite"] and "include zero" in said["none"]
 
 
+def test_a_results_file_that_breaks_the_trend_s_shape_is_unreadable_not_a_crash(models, data, tmp_path):
+    small, _, big = models
+    out = tmp_path / "trend"
+    assert _trend(out, data, small, big, extra=["--limit", "2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    for broken in ({"models": results["models"][:1], "steps": []}, {"steps": []}, {"verdict": "up"}, {"order": "x"}):
+        (out / "results.json").write_text(json.dumps({**results, **broken}))
+        assert "nothing is claimed from it" in section_for(out).headline, broken
+
+
 def _records(values, clusters=None):
     """Both-orders records as `combine_orders` gives them: id, cluster, matched, p_match."""
     return {f"q{i}": {"id": f"q{i}", "cluster": (clusters or {}).get(i, f"c{i}"), "matched": float(v > 0.5),

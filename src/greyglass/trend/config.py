@@ -103,6 +103,13 @@ class TrendResults:
     verdict: Verdict
     """What the intervals of `change` support: rises and falls need both metrics' intervals to exclude 0."""
 
+    def __post_init__(self):  # a results.json edited by hand is named as unreadable, not a crash in the report
+        check_choice("TrendResults", "order", self.order, ("parameters", "given"))
+        check_choice("TrendResults", "verdict", self.verdict, ("rises", "falls", "mixed", "none"))
+        if len(self.models) < 2 or len(self.steps) != len(self.models) - 1:
+            raise GreyglassError(f"TrendResults: {len(self.models)} models and {len(self.steps)} steps; a trend "
+                                 "compares two or more models, with one step between each two")
+
     @property
     def inverse_trend(self) -> bool:
         """The later models show more of the behaviour, and both metrics' intervals say so."""
