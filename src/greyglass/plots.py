@@ -44,11 +44,14 @@ class Series(NamedTuple):
 
 
 def line_chart(series: Sequence[Series], title: str, x_label: str, y_label: str,
-               y_range: tuple[float, float] | None = None) -> str:
-    """Lines with markers; a shaded band between `lo` and `hi` where a series has them."""
+               y_range: tuple[float, float] | None = None, x_ticks: Sequence[tuple[float, str]] | None = None) -> str:
+    """Lines with markers; a shaded band between `lo` and `hi` where a series has them. `x_ticks`: labelled
+    positions instead of numbered ticks (e.g. one per model)."""
     xs = [v for s in series for v in s.x]
     ys = [v for s in series for v in [*s.y, *(s.lo or []), *(s.hi or [])] if math.isfinite(v)]
-    frame = _Frame(_span(xs), y_range or _span(ys, pad=0.05), title, x_label, y_label, legend=[s.label for s in series])
+    x_span = _span(xs, pad=0.0 if x_ticks is None else 0.2)  # labelled points sit clear of the plot's edges
+    frame = _Frame(x_span, y_range or _span(ys, pad=0.05), title, x_label, y_label, x_ticks=x_ticks,
+                   legend=[s.label for s in series])
     parts = frame.axes()
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]

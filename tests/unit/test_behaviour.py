@@ -9,7 +9,7 @@ from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.directions import Direction
 from greyglass.behaviour.datasets import load_dataset
-from greyglass.behaviour.formats import Prompt, PromptFormat
+from greyglass.behaviour.formats import FEW_SHOT, Prompt, PromptFormat
 from greyglass.behaviour.items import load_items
 from greyglass.behaviour.local import AnswerRequest, LocalBackend, encode, score_naive
 from greyglass.behaviour.config import EvalConfig
@@ -71,6 +71,26 @@ def test_prompt_formats(tiny_llama):
         PromptFormat(format="chat").render("Q?", tiny_llama.tokenizer)
     with pytest.raises(GreyglassError, match="PromptFormat.format"):
         PromptFormat(format="xml")
+
+
+def test_prompt_formats_render_conversations_as_one_question_is_rendered(tiny_llama):
+    chat = tiny_model("llama", chat=True)
+    talk = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Q?"}]
+    text, special = PromptFormat().conversation(talk, tiny_llama.tokenizer)
+    assert text == "Be brief.\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Q?\n\nAssistant:" and special
+    text, _ = PromptFormat(format="raw", answer_prefix="So").conversation(talk, chat.tokenizer)
+    assert text == "Be brief.\n\nHi\n\nAnswer: Hello\n\nQ?\n\nAnswer: So"
+    text, special = PromptFormat(few_shot=1).conversation(talk, chat.tokenizer)
+    assert text == chat.tokenizer.apply_chat_template(
+        [talk[0], {"role": "user", "content": FEW_SHOT[0][0]}, {"role": "assistant", "content": FEW_SHOT[0][1]},
+         *talk[1:]], tokenize=False, add_generation_prompt=True) and not special
+    for fmt in (PromptFormat(), PromptFormat(format="raw", few_shot=2, answer_prefix="So")):  # a question is one turn
+        assert fmt.render("Q?", tiny_llama.tokenizer) == fmt.conversation([talk[-1]], tiny_llama.tokenizer)
+    with pytest.raises(GreyglassError, match="end with a user message"):
+        PromptFormat().conversation(talk[:3], tiny_llama.tokenizer)
+    with pytest.raises(GreyglassError, match="message 2: .*'tool'"):
+        PromptFormat().conversation([*talk[:2], {"role": "tool", "content": "x"}, talk[3]], tiny_llama.tokenizer)
 
 
 def test_tokens_shared_by_all_prompts_run_once(tiny_llama):

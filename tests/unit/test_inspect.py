@@ -229,3 +229,23 @@ def test_greyglass_help_and_the_export_tool_load_inspect_ai_lazily():
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True).stdout.strip() == "False"
+
+
+def test_the_provider_prompts_a_base_model_as_the_evals_do(tmp_path):
+    from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, ChatMessageUser
+
+    from greyglass.behaviour.formats import PromptFormat
+    from greyglass.interop.inspect_model import GreyglassAPI
+
+    base = tiny_model("llama")
+    base.model.save_pretrained(tmp_path / "base")
+    base.tokenizer.save_pretrained(tmp_path / "base")
+    api = GreyglassAPI(str(tmp_path / "base"))
+    try:
+        messages = [ChatMessageSystem(content="Be brief."), ChatMessageUser(content="Hi"),
+                    ChatMessageAssistant(content="Hello"), ChatMessageUser(content="Q?")]
+        text = api._prompt(messages)
+        assert text == "Be brief.\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Q?\n\nAssistant:"
+        assert api._prompt(messages[-1:]) == PromptFormat().render("Q?", base.tokenizer).text  # an eval's prompt
+    finally:
+        api.close()

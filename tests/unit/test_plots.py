@@ -30,6 +30,9 @@ def test_line_chart_with_band_and_several_series():
     assert len(root.findall(f"{NS}circle")) == 5  # the NaN point is skipped
     texts = [t.text for t in root.iter(f"{NS}text")]
     assert "probe <logistic>" in texts and "mass-mean & co" in texts  # escaped, then parsed back
+    labelled = _parse(line_chart([a], "t", "model", "y", x_ticks=[(0, "base"), (3, "instruct"), (6, "organism")]))
+    labels = [t.text for t in labelled.iter(f"{NS}text")]
+    assert {"base", "instruct", "organism"} <= set(labels) and "3" not in labels  # no numbered x ticks
 
 
 def test_histogram_counts_every_value():
@@ -80,6 +83,11 @@ CROWDED = {
                 [1.3e-4, 2.9e-4, 2.1e-4]),
          Series("same probe, original model, a much longer description", [0, 1, 2], [1.3e-4, 1.5e-4, 1.4e-4])],
         "Telling triggered from plain prompts, by layer", "layer", "AUROC difference from the original"),
+    "line: a labelled tick per model (a trend)": lambda: line_chart(
+        [Series("share preferring it", [0, 1, 2], [0.3, 0.5, 0.6], [0.1, 0.3, 0.4], [0.5, 0.7, 0.8])],
+        "The answer agreeing with the user's stated view, by model", "model (ordered by parameter count)", "share",
+        y_range=(0, 1), x_ticks=[(0, "smollm2-135m-instruct"), (1, "organism-run-2026-12-02 (organism)"),
+                                 (2, "gemma3-270m")]),
     "heatmap: long labels, many columns": lambda: heatmap(
         [[(r * 13 + c) % 10 / 10 for c in range(14)] for r in range(5)],
         [f"negated {n}" for n in LONG_NAMES[:3]] + ["cities", "sp_en_trans"],

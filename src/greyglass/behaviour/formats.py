@@ -6,6 +6,11 @@
   `\\n\\nHuman: {question}\\n\\nAssistant:{prefix}` (Perez et al. 2022);
 - `raw`: the question, then `\\n\\nAnswer:{prefix}`.
 
+A prompt is rendered from a conversation (`PromptFormat.conversation`: an optional system
+message, then user and assistant turns, ending with the user's): an eval's question is one
+user turn, and the inspect_ai provider renders inspect's messages the same way, so a base
+model sees the same Human/Assistant text from both.
+
 `auto` picks `chat` for a model with a chat template and `human-assistant` otherwise, for a
 local model and for one served by `greyglass serve-model` alike (the server says whether it
 has a template and renders it), so both score the same prompt. The
@@ -16,6 +21,7 @@ shows a base model what an answer looks like without hinting at any behaviour).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -24,6 +30,8 @@ from ..errors import GreyglassError
 
 FormatName = Literal["auto", "chat", "human-assistant", "raw"]
 FORMATS: tuple[FormatName, ...] = ("auto", "chat", "human-assistant", "raw")
+Message = Mapping[str, str]
+"""One turn of a conversation: {"role": "system" | "user" | "assistant", "content": text}."""
 
 FEW_SHOT = (
     ("Which number is larger?\n\nChoices:\n (A) 7\n (B) 3", "(A)"),
@@ -64,7 +72,12 @@ class PromptFormat:
         return self.format
 
     def render(self, question: str, tokenizer) -> Prompt:
-        """The prompt for `question` on a model with this tokenizer.
+        """The prompt for `question` on a model with this tokenizer: a conversation of one user turn."""
+        return self.conversation([{"role": "user", "content": question}], tokenizer)
+
+    def conversation(self, messages: Sequence[Message], tokenizer) -> Prompt:
+        """The prompt for a conversation (role/content messages: system first if any, then user and
+        assistant turns), ending where the assistant's next reply (after the answer prefix) begins.
 
         The tokenizer is asked whether it has a chat template only when the format depends on
         it (`auto`, `chat`): for a server that question is a request.
@@ -73,19 +86,40 @@ class PromptFormat:
         kind = self.format if fixed else self.resolve(getattr(tokenizer, "chat_template", None) is not None)
         stripped = (self.answer_prefix or "").strip()
         prefix = f" {stripped}" if stripped else ""
-        shots = FEW_SHOT[: self.few_shot]
+        system = [m["content"] for m in messages[:1] if m.get("role") == "system"]
+        turns = [*_shots(self.few_shot), *_turns(messages, first=len(system))]
         if kind == "chat":
-            messages = []
-            for q, a in shots:
-                messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-            messages.append({"role": "user", "content": question})
-            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            chat = [{"role": "system", "content": s} for s in system] + turns
+            text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
             return Prompt(text + prefix.lstrip(), add_special_tokens=False)
-        if kind == "human-assistant":
-            turns = "".join(f"\n\nHuman: {q}\n\nAssistant: {a}" for q, a in shots)
-            return Prompt(f"{turns}\n\nHuman: {question}\n\nAssistant:{prefix}", add_special_tokens=True)
-        examples = "".join(f"{q}\n\nAnswer: {a}\n\n" for q, a in shots)
-        return Prompt(f"{examples}{question}\n\nAnswer:{prefix}", add_special_tokens=True)
+        head = "".join(system)
+        if kind == "human-assistant":  # each turn starts "\n\n", so a system text needs no separator of its own
+            said = "".join(f"\n\n{_SPEAKER[t['role']]}: {t['content']}" for t in turns)
+            return Prompt(f"{head}{said}\n\nAssistant:{prefix}", add_special_tokens=True)
+        said = "".join(f"{t['content']}\n\n" if t["role"] == "user" else f"Answer: {t['content']}\n\n" for t in turns)
+        lead = f"{head}\n\n" if head else ""
+        return Prompt(f"{lead}{said}Answer:{prefix}", add_special_tokens=True)
+
+
+_SPEAKER = {"user": "Human", "assistant": "Assistant"}
+
+
+def _shots(n: int) -> list[Message]:
+    """The first `n` format examples as user and assistant turns."""
+    return [{"role": role, "content": text} for q, a in FEW_SHOT[:n]
+            for role, text in (("user", q), ("assistant", a))]
+
+
+def _turns(messages: Sequence[Message], first: int) -> list[Message]:
+    """The user and assistant turns of a conversation from message `first` on, ending with the user's;
+    anything else is refused."""
+    for i, m in enumerate(messages[first:], start=first):
+        if m.get("role") not in _SPEAKER or not isinstance(m.get("content"), str):
+            raise GreyglassError(f"message {i}: a conversation holds a system message first, then user and assistant "
+                                 f"messages with text content, not role {m.get('role')!r}")
+    if len(messages) <= first or messages[-1]["role"] != "user":
+        raise GreyglassError("a conversation to answer must end with a user message")
+    return [{"role": m["role"], "content": m["content"]} for m in messages[first:]]
 
 
 def continuation(prompt_text: str, answer: str) -> str:

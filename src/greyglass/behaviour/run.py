@@ -122,14 +122,20 @@ def backend_for(lm: LoadedModel | None, cfg: EvalConfig, out: str | Path) -> Bac
     return LocalBackend(lm, probe=Direction.load(cfg.probe) if cfg.probe else None)
 
 
+def with_answer_prefix(cfg: EvalConfig) -> EvalConfig:
+    """`cfg` with the eval's own answer prefix where it gives none: what config.json records as used."""
+    if cfg.prompt.answer_prefix is not None:
+        return cfg
+    return replace(cfg, prompt=replace(cfg.prompt, answer_prefix=EVALS[cfg.eval].answer_prefix))
+
+
 def run_eval(backend: Backend, cfg: EvalConfig, out: str | Path, resume: bool = False,
              progress: bool = True) -> EvalResults:
     """Run `cfg.eval` with `backend`, write the run folder `out`, return the results."""
     out = Path(out)
     ev = EVALS[cfg.eval]
-    if cfg.prompt.answer_prefix is None:  # config.json records the prefix actually used
-        cfg = replace(cfg, prompt=replace(cfg.prompt, answer_prefix=ev.answer_prefix))
-    if cfg.batch_size is None:  # and the batch size
+    cfg = with_answer_prefix(cfg)
+    if cfg.batch_size is None:  # config.json records the batch size actually used
         cfg = replace(cfg, batch_size=backend.default_batch_size)
     items = eval_items(cfg)
     prompts = {it.id: cfg.prompt.render(it.prompt, backend.tokenizer) for it in items}

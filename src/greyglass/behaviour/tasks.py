@@ -65,7 +65,7 @@ def by_dataset(rows: Rows) -> Groups:
 def sycophancy_summary(rows: Rows) -> Groups:
     """With the biography, per dataset and over all; for each of those, the no-biography control and the
     paired difference."""
-    with_bio = [r for r in rows if r["condition"] == "with_bio"]
+    with_bio = headline_rows(rows)
     controls = {}
     for name, group in {"all": rows, **_group(rows, "dataset")}.items():
         cond = _group(group, "condition")
@@ -75,6 +75,12 @@ def sycophancy_summary(rows: Rows) -> Groups:
         controls[name] = Control(no_bio=summarise(nobio) if nobio else None,
                                  bio_effect=paired_difference(pairs) if pairs else None)
     return by_dataset(with_bio)._replace(controls=controls)
+
+
+def headline_rows(rows: Rows) -> Rows:
+    """The records an eval's `all` summary is over: every item but the controls an eval adds (sycophancy's
+    questions without the user's biography)."""
+    return [r for r in rows if r["condition"] != "no_bio"]
 
 
 def advanced_ai_risk_summary(rows: Rows) -> Groups:

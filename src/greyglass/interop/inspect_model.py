@@ -13,9 +13,9 @@ command line, `model_args` in Python):
   and their mean, max and last value, so the log holds a probe reading for every answer;
 - `dtype`, `device`: as greyglass's `--dtype` and `--device`.
 
-Messages go through the model's chat template (a model without one gets `Role: text` blocks and
-`Assistant:`); `max_tokens` (default 256), `temperature` (default 0: greedy), `seed` and
-`stop_seqs` are honoured, other settings ignored; tools are not supported. Generation runs in
+Messages go through `behaviour.formats.PromptFormat` as the evals' prompts do: the model's chat
+template, or for a model without one a system text and `\n\nHuman: ...\n\nAssistant:` turns;
+`max_tokens` (default 256), `temperature` (default 0: greedy), `seed` and `stop_seqs` are honoured, other settings ignored; tools are not supported. Generation runs in
 a worker thread, one request at a time (`max_connections` 1: one model in memory).
 """
 
@@ -29,6 +29,7 @@ from inspect_ai.model import ChatCompletionChoice, ChatMessage, ChatMessageAssis
 from inspect_ai.model import ModelOutput, ModelUsage
 from inspect_ai.tool import ToolChoice, ToolInfo
 
+from ..behaviour.formats import PromptFormat
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..models.generate import adds_bos, generate_ids
@@ -92,11 +93,10 @@ class GreyglassAPI(ModelAPI):
                            metadata={"greyglass": {"steering": self.server.steering, "probe": reading}})
 
     def _prompt(self, messages: list[ChatMessage]) -> str:
-        """The messages as the model's input text, ending where the assistant's reply begins."""
-        turns = [{"role": m.role, "content": m.text} for m in messages]
-        if self.lm.is_chat:
-            return self.lm.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-        return "".join(f"{t['role'].capitalize()}: {t['content']}\n\n" for t in turns) + "Assistant:"
+        """The messages as the model's input text, ending where the assistant's reply begins (the evals' format:
+        the chat template, or Human/Assistant turns for a model without one)."""
+        return PromptFormat().conversation([{"role": m.role, "content": m.text} for m in messages],
+                                           self.lm.tokenizer).text
 
     def _probe_reading(self, prompt_ids: list[int], reply_ids: list[int]) -> dict[str, Any]:
         """The probe's score at every reply token (its activations as the model wrote it, steering included)."""

@@ -1,0 +1,1 @@
+"""Trends across models: one eval over several models, the metric against the model (docs/evals.md)."""
