@@ -171,3 +171,16 @@ def test_browser_escapes_markup_hides_files_outside_and_keeps_serving(browser, r
 def test_browser_refuses_hosts_it_was_not_told(browser, host):
     r = browser.get("/", headers={"host": host.encode()})
     assert r.status_code == 400 and SECRET not in r.text
+
+
+def test_browser_refuses_text_past_the_models_context(tiny_llama, tmp_path):
+    from serve_runs import make_runs
+
+    from greyglass.models.tiny import tiny_model
+    from greyglass.serve.app import create_app
+
+    gpt2 = tiny_model("gpt2")  # learned positions: past its 256 an IndexError, once a 500
+    client = TestClient(create_app(make_runs(tmp_path, tiny_llama), load=lambda spec: gpt2),
+                        raise_server_exceptions=False)
+    r = client.get("/text", params={"text": "x" * 1000, "vector": "direction:probe/p1/direction"})
+    assert r.status_code == 400 and "over the model&#39;s context of 256" in r.text, r.text[-500:]
