@@ -134,11 +134,12 @@ def _check_shapes(config, meta, raw: dict[str, Any], header: Header, folder: Pat
     for name, (file, dtype, shape) in header.items():
         if name not in expected:
             continue  # unused tensors are found by the load itself, which knows the model's ignore lists
-        want = tuple(expected[name].shape)
-        if shape != want or not dtype.startswith(("F", "BF")):
+        want, floating = tuple(expected[name].shape), expected[name].is_floating_point()
+        if shape != want or (floating and not dtype.startswith(("F", "BF"))):  # integer buffers stay integers
             raise GreyglassError(
-                f"{folder / file}: tensor {name!r} is {dtype} {list(shape)}, but config.json makes it a float "
-                f"tensor of {list(want)}; config.json ({_structure(config)}) does not belong to these weights")
+                f"{folder / file}: tensor {name!r} is {dtype} {list(shape)}, but config.json makes it a "
+                f"{'float ' if floating else ''}tensor of {list(want)}; config.json ({_structure(config)}) "
+                "does not belong to these weights")
 
 
 def _tokenizer(folder: Path):
