@@ -38,7 +38,7 @@ def load_folder(folder: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     config, meta = _build_config(raw, folder)
     _check_shapes(config, meta, raw, header, folder)
     tok = _tokenizer(folder)
-    model = _weights(folder, config, raw, dtype)
+    model = _weights(folder, config, dtype)
     _check_tokenizer_fits(tok, model, folder)
     _check_finite(model, header, folder)
     model.eval()
@@ -165,7 +165,7 @@ def _compile_chat_template(tok) -> None:
         _compile_jinja_template(text)
 
 
-def _weights(folder: Path, config, raw: dict[str, Any], dtype: torch.dtype):
+def _weights(folder: Path, config, dtype: torch.dtype):
     """The model with its weights; a tensor the model needs but the files lack, or one they hold that the
     model does not use, means config and weights do not belong together."""
     from transformers import AutoModelForCausalLM
