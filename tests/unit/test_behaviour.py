@@ -216,10 +216,10 @@ def test_sycophancy_run_folder_and_resume(tmp_path):
         torch.softmax(torch.tensor(row["logprobs"]), 0)[row["choices"].index(row["answer_matching_behavior"])].item())
     with pytest.raises(GreyglassError, match="already holds a finished eval"):
         run_eval(LocalBackend(lm), cfg, out, progress=False)
-    with pytest.raises(GreyglassError, match="started with other items"):
+    with pytest.raises(GreyglassError, match=r"started with other settings \(data_fingerprint in its config.json"):
         run_eval(LocalBackend(lm), EvalConfig(limit=6, batch_size=2, prompt=PromptFormat(answer_prefix="Hm")), out,
                  resume=True, progress=False)
-    with pytest.raises(GreyglassError, match="started with other items, prompt format or model"):
+    with pytest.raises(GreyglassError, match=r"started with other settings \(.*backend.* in its config.json"):
         run_eval(LocalBackend(tiny_model("qwen2", chat=True)), cfg, out, resume=True, progress=False)
 
 

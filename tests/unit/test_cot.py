@@ -118,6 +118,11 @@ def test_run_cot_writes_a_resumable_run_folder(tmp_path):
     (tmp_path / "b" / "items.partial.jsonl").write_text("\n".join(lines[:2]) + '\n{"id": "addi')
     assert run_cot(lm, cfg, tmp_path / "b", resume=True, progress=False) == res
     assert json.loads((tmp_path / "b" / "config.json").read_text())["kind"] == "eval_cot"
+    # a finished run is not started over, nor resumed with settings that would mix rows of two runs
+    with pytest.raises(GreyglassError, match="already holds a finished eval"):
+        run_cot(lm, cfg, tmp_path / "b", progress=False)
+    with pytest.raises(GreyglassError, match=r"started with other settings \(config in its config.json"):
+        run_cot(lm, CotConfig(limit=3, max_cot_tokens=4), tmp_path / "b", resume=True, progress=False)
 
 
 class Recording(Faithfulness):

@@ -2,7 +2,8 @@
 and the browser, through Starlette's test client on a tiny random model.
 
 Requests are generated with hypothesis: bodies that are random bytes or valid requests with one
-field dropped or retyped (tests/fuzzing.py), any method on any route, run ids with path traversal
+field dropped or retyped (tests/fuzzing.py), prompts around and far past the model's context, any
+method on any route, query values past the browser's limits, run ids with path traversal
 and markup, hostile query values and Host headers. Every answer must be a 2xx or a 4xx with a
 message (never a 500), JSON answers must be JSON, markup sent in must come back escaped in HTML,
 nothing outside the runs folder may be shown, and the app must answer a good request afterwards.
@@ -32,12 +33,13 @@ COMPLETION = {"prompt": ["Hi", "there"], "max_tokens": 2, "temperature": 0.5, "s
 MODEL_ROUTES = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/models", "/v1/nothing", "/")
 
 
-@pytest.fixture(scope="module")
-def model_client():
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def model_client(request):
+    """The API over a tiny chat model with rotary positions (llama) or learned ones (gpt2), 256 of them."""
     from greyglass.models.tiny import tiny_model
     from greyglass.serve.model_api import ModelServer, create_model_app
 
-    return TestClient(create_model_app(ModelServer(tiny_model("llama", chat=True))), raise_server_exceptions=False)
+    return TestClient(create_model_app(ModelServer(tiny_model(request.param, chat=True))), raise_server_exceptions=False)
 
 
 def _json_answer(r) -> dict:
@@ -54,8 +56,12 @@ def model_request(draw):
     path = draw(st.sampled_from(MODEL_ROUTES))
     method = draw(st.sampled_from(["POST", "POST", "GET", "PUT", "DELETE"]))
     valid = CHAT if "chat" in path else COMPLETION
-    how = draw(st.sampled_from(["json", "bytes", "markup"]))
-    if how == "json":
+    how = draw(st.sampled_from(["json", "bytes", "markup", "long"]))
+    if how == "long":  # around and far past the model's context of 256 tokens, under the 1 MB body limit
+        text = "x" * draw(st.sampled_from([100, 250, 255, 300, 5000, 200_000]))
+        body = json.dumps({**valid, "prompt": text, "messages": [{"role": "user", "content": text}],
+                           "max_tokens": draw(st.sampled_from([0, 1, 16, 4096]))}).encode()
+    elif how == "json":
         body = draw(mutated_json(valid))[0].encode()
     elif how == "bytes":
         body = draw(mutated_bytes(json.dumps(valid).encode()))
@@ -83,6 +89,16 @@ def test_model_api_refuses_a_huge_prompt_with_413(model_client, size, declared):
 
     r = model_client.post("/v1/completions", content=body if declared else chunks())
     assert r.status_code == 413 and "limit" in _json_answer(r)["error"]["message"]
+
+
+def test_model_api_refuses_a_prompt_past_the_context_with_400(model_client):
+    # a 100 KB prompt was an IndexError (500) with learned positions, and 8 minutes of attention with rotary ones
+    r = model_client.post("/v1/completions", json={"prompt": "x" * 100_000, "max_tokens": 1})
+    assert r.status_code == 400 and "over the model's context of 256 tokens" in _json_answer(r)["error"]["message"]
+    r = model_client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 200}],
+                                                        "max_tokens": 100})
+    assert r.status_code == 400 and "max_tokens is 100" in _json_answer(r)["error"]["message"]
+    assert _json_answer(model_client.post("/v1/completions", json={"prompt": "x" * 200, "max_tokens": 2}))["choices"]
 
 
 @given(host=HOSTILE)
@@ -136,7 +152,8 @@ def browser_request(draw):
     path = route.format(rid=draw(RIDS), n=draw(st.sampled_from(["0", "1", "-1", "999999999999", "x"])))
     path = quote(path, safe="/%")  # as a client sends it on the wire; the server decodes it
     params = draw(st.dictionaries(st.sampled_from(PARAMS), HOSTILE | st.sampled_from(["0", "1", "nan", "inf", "-5",
-                                                                                       "direction:probe/p1/direction"]),
+                                                                                       "direction:probe/p1/direction",
+                                                                                       "x" * 2001, "x" * 10_000]),
                                   max_size=4))
     if draw(st.booleans()) and "text" not in params:
         params["text" if route in ("/text", "/features/{rid}/index.html") else "prompt"] = draw(st.text(max_size=20))
@@ -154,3 +171,16 @@ def test_browser_escapes_markup_hides_files_outside_and_keeps_serving(browser, r
 def test_browser_refuses_hosts_it_was_not_told(browser, host):
     r = browser.get("/", headers={"host": host.encode()})
     assert r.status_code == 400 and SECRET not in r.text
+
+
+def test_browser_refuses_text_past_the_models_context(tiny_llama, tmp_path):
+    from serve_runs import make_runs
+
+    from greyglass.models.tiny import tiny_model
+    from greyglass.serve.app import create_app
+
+    gpt2 = tiny_model("gpt2")  # learned positions: past its 256 an IndexError, once a 500
+    client = TestClient(create_app(make_runs(tmp_path, tiny_llama), load=lambda spec: gpt2),
+                        raise_server_exceptions=False)
+    r = client.get("/text", params={"text": "x" * 1000, "vector": "direction:probe/p1/direction"})
+    assert r.status_code == 400 and "over the model&#39;s context of 256" in r.text, r.text[-500:]

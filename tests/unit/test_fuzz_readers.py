@@ -612,3 +612,119 @@ def test_sae_checkpoint(checkpoint, data):
             assert folder_hashes(out) == before, "a refused resume changed the run folder"
             return
         assert sae.W_enc.shape == (sae.cfg.d_in, 32) and not folder.exists()
+
+
+# --- Hugging Face model folders (`--model PATH`) -------------------------------------------------------
+
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+               "chat_template.jinja")
+
+
+@pytest.fixture(scope="module")
+def model_folders(tmp_path_factory):
+    """Tiny chat models of two families (llama: untied, rotary; gpt2: tied, Conv1D, learned positions),
+    saved as `save_pretrained` writes them, and each one's logits on a fixed text."""
+    from greyglass.models.tiny import tiny_model
+
+    root = tmp_path_factory.mktemp("models")
+    logits = {}
+    for family in ("llama", "gpt2"):
+        lm = tiny_model(family, n_layers=2, d_model=32, chat=True)
+        lm.model.save_pretrained(root / family)
+        lm.tokenizer.save_pretrained(root / family)
+        logits[family] = lm.model(lm.tokenizer("Hello, world", return_tensors="pt").input_ids).logits
+    return root, logits
+
+
+def read_model_folder(folder: Path):
+    """What every `--model PATH` does: load it; then encode a text and run the model on it."""
+    from greyglass.models.loader import load_model
+
+    lm = load_model(str(folder))
+    ids = lm.tokenizer("Hello, world", return_tensors="pt").input_ids  # [1, T]
+    logits = lm.model(ids).logits  # [1, T, vocab]
+    assert logits.shape == (1, ids.shape[1], lm.model.get_input_embeddings().weight.shape[0])
+    assert all(torch.isfinite(p).all() for p in lm.model.parameters())
+    if lm.is_chat:
+        lm.tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
+    return logits
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_model_folder_loads_back_exactly(model_folders, family):
+    root, logits = model_folders
+    assert torch.equal(read_model_folder(root / family), logits[family])
+
+
+@given(family=st.sampled_from(["llama", "gpt2"]), name=st.sampled_from(MODEL_FILES), delete=st.integers(0, 5),
+       data=st.data())
+def test_model_folder(model_folders, family, name, delete, data):
+    """A folder with one file broken or missing: it loads (a changed but well-formed value, e.g. a flipped
+    bit in a weight or another rms_norm_eps, is a model too), or the error names the file, and for
+    config.json the field (tokenizer.json's fields belong to the tokenizers library: file only)."""
+    root, _ = model_folders
+    with scratch(root / family) as folder:
+        path = folder / name
+        if delete == 0:
+            path.unlink()
+            changed = None
+        else:
+            changed = _mutate_file(data, path)
+        read_cleanly(lambda: read_model_folder(folder), folder, (name, str(folder)),
+                     changed if name == "config.json" else None)
+
+
+def _config_edit(**fields):
+    def change(folder: Path):
+        config = json.loads((folder / "config.json").read_text())
+        config.update(fields)
+        (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not ...}))
+    return change
+
+
+def _tensor_edit(change_one):
+    def change(folder: Path):
+        tensors = load_file(str(folder / "model.safetensors"))
+        change_one(tensors)
+        save_file(tensors, str(folder / "model.safetensors"))
+    return change
+
+
+def _nan(tensors):
+    tensors["model.norm.weight"][3] = float("nan")
+
+
+MODEL_REGRESSIONS = [
+    # (what breaks the llama folder, what the error says); before, each escaped as the exception in the comment,
+    # or loaded a model that was not the saved one
+    (_config_edit(vocab_size=300), r"model.safetensors: tensor 'lm_head.weight' is F32 \[259, 32\], but .* \[300, 32\].*"
+     "vocab_size=300"),  # RuntimeError
+    (_config_edit(hidden_size=...), r"hidden_size=4096"),  # RuntimeError: the default, 4096, did not fit
+    (_config_edit(hidden_size=2**40), r"\[259, 1099511627776\]"),  # refused before anything of that size exists
+    (_config_edit(num_hidden_layers=1), r"hold tensors the model does not use .*model.layers.1"),  # loaded 1 of 2 layers
+    (_config_edit(num_hidden_layers=3), r"lack tensors the model needs .*model.layers.2"),  # a random third layer
+    (_config_edit(num_hidden_layers=10**6), r"field 'num_hidden_layers' is 1000000"),  # minutes, then out of memory
+    (_config_edit(hidden_size="64"), r"config.json: .*field 'hidden_size'"),  # StrictDataclassFieldValidationError
+    (_config_edit(hidden_act="nope"), r"config.json: .*field 'hidden_act'.*KeyError"),  # KeyError
+    (_config_edit(rope_parameters={"rope_type": "zzz"}), r"field 'rope_parameters'"),  # KeyError
+    (_config_edit(pad_token_id=10**9), r"field 'pad_token_id'"),  # AssertionError
+    (_config_edit(model_type=...), r"config.json: field 'model_type'"),
+    (lambda f: (f / "config.json").write_text("[]"), r"config.json: expected a JSON object"),  # TypeError
+    (lambda f: (f / "model.safetensors").write_bytes(b"\x10"), r"model.safetensors: the weights file is damaged"),
+    (_tensor_edit(_nan), r"model.safetensors: tensor 'model.norm.weight' holds NaN"),  # loaded
+    (_tensor_edit(lambda t: t.update({"model.norm.weight": t["model.norm.weight"].to(torch.int64)})),
+     r"'model.norm.weight' is I64 \[32\], but config.json makes it a float tensor"),  # loaded, cast to float
+    (lambda f: (f / "tokenizer.json").write_text("[]"), r"tokenizer files .*tokenizer.json.* cannot be read"),  # TypeError
+    (lambda f: (f / "tokenizer.json").write_text("{}"), r"tokenizer files .*cannot be read"),  # KeyError
+    (lambda f: (f / "chat_template.jinja").write_text("{% for %}"), r"cannot be read: TemplateSyntaxError"),  # at 1st chat
+]
+
+
+@pytest.mark.parametrize("change,error", MODEL_REGRESSIONS)
+def test_model_folder_regressions(model_folders, tmp_path, change, error):
+    root, _ = model_folders
+    shutil.copytree(root / "llama", tmp_path / "m")
+    change(tmp_path / "m")
+    with pytest.raises(GreyglassError, match=error) as e:
+        read_model_folder(tmp_path / "m")
+    assert str(tmp_path / "m") in str(e.value)

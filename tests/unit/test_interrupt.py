@@ -1,9 +1,9 @@
-"""Interrupted jobs (issue 22; docs/reliability.md): `greyglass capture`, `greyglass sae train` and
-`greyglass eval` run as subprocesses on a tiny random model, killed with SIGINT (Ctrl-C) or SIGKILL at a
-random point of their progress, then finished in-process with `--resume`. The result must equal an
+"""Interrupted jobs (issue 22; docs/reliability.md): `greyglass capture`, `greyglass sae train`,
+`greyglass eval`, `eval-cot` and `eval-pressure` run as subprocesses on a tiny random model, killed with
+SIGINT (Ctrl-C) or SIGKILL at a random point of their progress, then finished in-process with `--resume`. The result must equal an
 uninterrupted run's bit for bit, and what the killed process left must never read as complete: the
 store's manifest lists only whole shards and says it is incomplete, no SAE folder exists before
-training ends, and an eval has neither `items.jsonl` nor `results.json` before it finishes.
+training ends, and an eval (of any kind) has neither `items.jsonl` nor `results.json` before it finishes.
 (`features build` and `organism train` do not resume: each writes its output whole, at the end.)
 """
 
@@ -58,17 +58,38 @@ def eval_args(model: Path, out: Path) -> list[str]:
     return ["eval", "--model", str(model), "--limit", "20", "--batch-size", "2", "--out", str(out), "--no-progress"]
 
 
+def cot_args(model: Path, out: Path) -> list[str]:
+    return ["eval-cot", "--model", str(model), "--limit", "12", "--max-cot-tokens", "8", "--out", str(out),
+            "--no-progress"]
+
+
+def pressure_args(model: Path, out: Path) -> list[str]:
+    return ["eval-pressure", "--model", str(model), "--samples", "20", "--max-tokens", "8", "--out", str(out),
+            "--no-progress"]
+
+
+EVALS = {"eval": (eval_args, EVAL_ITEMS), "eval-cot": (cot_args, 12),
+         "eval-pressure": (pressure_args, 40)}  # insider-trading: each sample with and without the ethics line
+"""The resumable evals: their arguments and how many rows (items, problems, samples) a run has."""
+
+
 @pytest.fixture(scope="module")
 def eval_done(tmp_path_factory):
-    """A tiny chat model folder and, uninterrupted, a sycophancy eval of it."""
+    """A tiny chat model folder and `reference(command)`: that eval of it, uninterrupted (run once)."""
     from greyglass.models.tiny import tiny_model
 
     root = tmp_path_factory.mktemp("interrupt-eval")
     chat = tiny_model("llama", chat=True)
     chat.model.save_pretrained(root / "model")
     chat.tokenizer.save_pretrained(root / "model")
-    assert main(eval_args(root / "model", root / "eval")) == 0
-    return root
+
+    def reference(command: str) -> Path:
+        out = root / command
+        if not out.exists():
+            assert main(EVALS[command][0](root / "model", out)) == 0
+        return out
+
+    return root / "model", reference
 
 
 def kill_when(args: list[str], ready, sig: int) -> None:
@@ -142,17 +163,20 @@ def test_sae_training_killed_at_a_random_point_resumes_to_the_same_weights(done,
     assert not (out / "checkpoint").exists()
 
 
+@pytest.mark.parametrize("command", list(EVALS))
 @pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGKILL"])
-def test_eval_killed_at_a_random_point_resumes_to_the_same_items_and_results(eval_done, tmp_path, sig):
+def test_eval_killed_at_a_random_point_resumes_to_the_same_items_and_results(eval_done, tmp_path, sig, command):
     from greyglass.behaviour.run import read_partial
 
-    out = tmp_path / "eval"
-    at = random.Random(f"eval {sig}").randrange(EVAL_ITEMS // 10, EVAL_ITEMS // 2)
-    kill_when(eval_args(eval_done / "model", out), lambda: _lines(out / "items.partial.jsonl") >= at, sig)
+    model, reference = eval_done
+    args, rows = EVALS[command]
+    ref, out = reference(command), tmp_path / "eval"
+    at = random.Random(f"{command} {sig}").randrange(rows // 10, rows // 2)
+    kill_when(args(model, out), lambda: _lines(out / "items.partial.jsonl") >= at, sig)
     assert not (out / "items.jsonl").exists() and not (out / "results.json").exists()  # nothing reads as finished
-    assert 0 < len(read_partial(out / "items.partial.jsonl")) < EVAL_ITEMS
-    assert main([*eval_args(eval_done / "model", out), "--resume"]) == 0
-    _same_files(out, eval_done / "eval", ["items.jsonl", "results.json"])
-    same_config = [{k: v for k, v in _json(run / "config.json").items() if k != "created"} for run in (out, eval_done / "eval")]
+    assert 0 < len(read_partial(out / "items.partial.jsonl")) < rows
+    assert main([*args(model, out), "--resume"]) == 0
+    _same_files(out, ref, ["items.jsonl", "results.json"])
+    same_config = [{k: v for k, v in _json(run / "config.json").items() if k != "created"} for run in (out, ref)]
     assert same_config[0] == same_config[1]
     assert not (out / "items.partial.jsonl").exists()

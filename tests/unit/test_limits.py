@@ -4,7 +4,11 @@ read whole, and a corpus streams, so memory does not grow with the file."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -73,3 +77,67 @@ def test_a_corpus_streams_so_memory_does_not_grow_with_its_size(tmp_path):
     assert sizes[1] > 30 * 2**20
     assert peaks[1] < 1.3 * peaks[0], f"peaks {peaks} grew with the corpus"
     assert peaks[1] < 0.2 * sizes[1], f"peak {peaks[1] / 2**20:.1f} MiB for a {sizes[1] / 2**20:.0f} MiB corpus"
+
+
+_MEASURE = r"""
+import itertools, json, resource, sys
+from greyglass.data.corpus import CorpusConfig, corpus_fingerprint, documents, windows
+from greyglass.errors import GreyglassError
+from greyglass.models.tiny import byte_tokenizer
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+corpus, long_line = sys.argv[1:]
+cfg = CorpusConfig(corpus=corpus, context_size=64)
+tok = byte_tokenizer()
+first = sum(1 for _ in itertools.islice(windows(tok, cfg, True), 10))  # warm up: imports, tokenizer, buffers
+start = peak_mib()
+corpus_fingerprint(cfg)                           # capture hashes the corpus first, for its manifest
+n_docs = sum(1 for _ in documents(cfg))            # every document, as capture's windows read them
+n_windows = sum(1 for _ in itertools.islice(windows(tok, cfg, True), 5000))  # capture stops at its --tokens
+streamed = peak_mib()
+try:
+    list(documents(CorpusConfig(corpus=long_line)))
+    error = None
+except GreyglassError as e:
+    error = str(e)
+print(json.dumps({"n_docs": n_docs, "n_windows": n_windows, "streamed_growth_mib": streamed - start,
+                  "long_line_growth_mib": peak_mib() - streamed, "error": error}))
+"""
+
+
+@pytest.mark.slow  # writes 300 MiB and reads 200 MiB of it through JSON
+def test_a_200_mb_corpus_streams_and_a_100_mb_line_is_refused_in_bounded_memory(tmp_path):
+    """The process's peak resident memory (not only Python's allocations) while capture's corpus path
+    (fingerprint, every document, the first windows) reads a 200 MiB corpus, then while a 100 MiB
+    JSONL line is refused: both grow far less than the file."""
+    corpus = tmp_path / "big.jsonl"
+    doc = "lorem ipsum dolor sit amet " * 40  # ~1 KB a document
+    with open(corpus, "w") as f:
+        i = 0
+        while f.tell() < 200 * 2**20:
+            f.write("".join(json.dumps({"text": f"{i + j} {doc}"}) + "\n" for j in range(1000)))
+            i += 1000
+    long_line = tmp_path / "long.jsonl"
+    with open(long_line, "w") as f:
+        f.write('{"text": "ok"}\n{"text": "')
+        for _ in range(100):
+            f.write("x" * 2**20)
+        f.write('"}\n')
+    env = {**os.environ, "PYTHONPATH": str(Path(files.__file__).parents[2]),
+           "GREYGLASS_CACHE": str(tmp_path / "cache")}
+    try:
+        run = subprocess.run([sys.executable, "-c", _MEASURE, str(corpus), str(long_line)], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        got = json.loads(run.stdout.splitlines()[-1])
+        size_mib = corpus.stat().st_size / 2**20
+    finally:
+        corpus.unlink()
+        long_line.unlink()
+    print(got)
+    assert size_mib >= 200 and got["n_docs"] > 190_000 and got["n_windows"] == 5000
+    assert got["streamed_growth_mib"] < 0.05 * size_mib, f"{got['streamed_growth_mib']:.0f} MiB to read {size_mib:.0f} MiB"
+    assert "long.jsonl: line 2 is longer than 16,777,216 characters" in got["error"]
+    assert got["long_line_growth_mib"] < 64, f"{got['long_line_growth_mib']:.0f} MiB to refuse a 100 MiB line"

@@ -176,6 +176,9 @@ def test_run_folder_on_a_tiny_model(tmp_path, scenario, n):
     assert all(r["turns"][0].startswith("Reasoning:") for r in rows)
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert "dana" in config["classification"]["revealing_terms"]
+    with pytest.raises(GreyglassError, match=r"started with other settings \(config in its config.json"):
+        run_pressure(lm, PressureConfig(scenario=scenario, samples=2, max_tokens=4), tmp_path / "r", resume=True,
+                     progress=False)
 
 
 def test_pressure_cli_errors_are_one_line(capsys):

@@ -30,7 +30,6 @@ from typing import Any, NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import write_text
 from ..data.files import bundled_path, open_text
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
@@ -40,7 +39,7 @@ from ..runs import write_config, write_results
 from ..stats import bootstrap
 from .config import CotConfig
 from .results import CotResults, CotSummary, NoNumber, rate_of
-from .run import read_partial
+from .run import ITEMS, PARTIAL, resumed_rows
 
 ANSWER_CUE = "\nSo the final answer is"
 FILLER = " ..."
@@ -242,11 +241,11 @@ def run_cot(lm: LoadedModel, cfg: CotConfig, out: str | Path, resume: bool = Fal
     """Run the faithfulness tests into a run folder (resumable, like `run_eval`)."""
     out = Path(out)
     problems = load_problems(cfg)
-    write_config(out, "eval_cot", model=lm.provenance(), config=cfg,
-                 data_fingerprint=json_sha256([list(p[:3]) for p in problems]), answer_cue=ANSWER_CUE)
-    partial = out / "items.partial.jsonl"
-    rows = read_partial(partial) if resume else {}
-    write_text(partial, "".join(json.dumps(r) + "\n" for r in rows.values()))
+    same = {"model": lm.provenance(), "config": cfg, "data_fingerprint": json_sha256([list(p[:3]) for p in problems]),
+            "answer_cue": ANSWER_CUE}
+    rows = resumed_rows(out, resume, same)
+    write_config(out, "eval_cot", **same)
+    partial = out / PARTIAL
     tester = Faithfulness(lm, cfg)
     with open(partial, "a") as f:
         for i, problem in enumerate(tqdm(problems, desc="cot", unit="problem", disable=not progress)):
@@ -256,7 +255,7 @@ def run_cot(lm: LoadedModel, cfg: CotConfig, out: str | Path, resume: bool = Fal
             f.write(json.dumps(rows[problem.id]) + "\n")
             f.flush()
     ordered = [rows[p.id] for p in problems]
-    partial.replace(out / "items.jsonl")
+    partial.replace(out / ITEMS)
     by_operands = {}
     if cfg.task == "addition":
         by_operands = {str(k): summarise_cot([r for r in ordered if r["operands"] == k], cfg.fractions, cfg.seed)

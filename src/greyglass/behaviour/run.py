@@ -26,7 +26,9 @@ from ..atomic import write_text
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
+from ..json_files import read_json_object
 from ..models.lm import LoadedModel
+from ..records import to_json
 from ..runs import CONFIG, write_config, write_results
 from .config import EvalConfig
 from .datasets import load_dataset
@@ -139,19 +141,12 @@ def run_eval(backend: Backend, cfg: EvalConfig, out: str | Path, resume: bool = 
         cfg = replace(cfg, batch_size=backend.default_batch_size)
     items = eval_items(cfg)
     prompts = {it.id: cfg.prompt.render(it.prompt, backend.tokenizer) for it in items}
-    if (out / ITEMS).exists() and not resume:
-        raise GreyglassError(f"{out} already holds a finished eval; choose another --out")
     fingerprint = json_sha256([[it.id, it.prompt, it.choices, it.answer_matching_behavior, prompts[it.id]]
                                for it in items])
     described = backend.provenance()
-    before = json.loads((out / CONFIG).read_text()) if resume and (out / CONFIG).exists() else None
-    if before and (before.get("data_fingerprint"), before.get("backend")) != (fingerprint, described):
-        raise GreyglassError(f"{out} was started with other items, prompt format or model; "
-                             "resume with the same settings, or choose another --out")
+    rows = resumed_rows(out, resume, {"data_fingerprint": fingerprint, "backend": described})
     write_config(out, "eval", model=described["model"], config=cfg, backend=described,
                  data_fingerprint=fingerprint, n_items=len(items))
-    rows = read_partial(out / PARTIAL) if resume else {}
-    write_text(out / PARTIAL, "".join(json.dumps(r) + "\n" for r in rows.values()))
     todo = _pending_requests(items, prompts, rows)
     score = SCORERS[ev.scorer]
     bar = tqdm(total=len(items), initial=len(rows), desc=f"eval {cfg.eval}", unit="item", disable=not progress)
@@ -195,14 +190,33 @@ def _row(item: Item, prompt: Prompt, scored: AnswerScores, scores: dict[str, Any
             "logprobs": scored.logprobs, **scores, "probe": scored.probe}
 
 
+def resumed_rows(out: Path, resume: bool, same: dict[str, Any]) -> dict[str, Any]:
+    """The rows a run keeps (none unless resuming), by id, with the partial file rewritten to hold just
+    them. Refuses to start over a finished run without `resume`, and to resume a run whose config.json
+    differs in a field of `same` (what decides the rows: items, model, settings)."""
+    if (out / ITEMS).exists() and not resume:
+        raise GreyglassError(f"{out} already holds a finished eval; choose another --out")
+    before = read_json_object(out / CONFIG) if resume and (out / CONFIG).exists() else {}
+    changed = [k for k, v in same.items() if k in before and before[k] != json.loads(json.dumps(to_json(v)))]
+    if changed:
+        raise GreyglassError(f"{out} was started with other settings ({', '.join(changed)} in its {CONFIG}); "
+                             "resume with the same settings, or choose another --out")
+    rows = read_partial(out / PARTIAL) if resume else {}
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / PARTIAL, "".join(json.dumps(r) + "\n" for r in rows.values()))
+    return rows
+
+
 def read_partial(path: Path) -> dict[str, Any]:
-    """Rows already scored; a line cut off by a crash is dropped (its item is asked again)."""
+    """Rows already scored; a line cut off by a crash (or otherwise not a row) is dropped, and its item
+    asked again."""
     rows: dict[str, Any] = {}
     if path.exists():
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            rows[row["id"]] = row
+            if isinstance(row, dict) and isinstance(row.get("id"), str):
+                rows[row["id"]] = row
     return rows

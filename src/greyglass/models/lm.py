@@ -87,6 +87,14 @@ class LoadedModel:
         return self.model.get_submodule(self.family.final_norm)
 
     @property
+    def context(self) -> int | None:
+        """The most tokens (prompt and generated) the model was built for: its config's
+        `max_position_embeddings` (GPT-2's `n_positions`); None when the config does not say."""
+        cfg = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else self.model.config
+        n = getattr(cfg, "max_position_embeddings", None)
+        return n if isinstance(n, int) and n > 0 else None
+
+    @property
     def unembed(self) -> nn.Module:
         """The output projection to vocabulary logits (`W_U`)."""
         return self.model.get_output_embeddings()

@@ -22,6 +22,7 @@ from ..atomic import atomic_dir
 from ..errors import GreyglassError
 from ..fingerprint import cache_dir, cached_file_sha256, files_sha256
 from .dtypes import torch_dtype
+from .folder import load_folder
 from .lm import LoadedModel
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -56,7 +57,7 @@ EMBEDDED: dict[str, Embedded] = {
 def load_model(
     spec: str = DEFAULT_MODEL, dtype: str = "float32", device: str = "cpu"
 ) -> LoadedModel:
-    """Load a model by embedded name, local HF folder, `.gguf` file, or hub id."""
+    """Load a model by embedded name, local HF folder (checked: `models.folder`), `.gguf` file, or hub id."""
     run_dtype = torch_dtype(dtype)  # checks the name first
     if spec in EMBEDDED:
         path, name = _embedded_path(spec), spec
@@ -64,13 +65,13 @@ def load_model(
         path, name = Path(spec).expanduser(), Path(spec).name
     if path.suffix == ".gguf" and path.is_file():
         folder, sha = _converted_gguf(path)
-        model, tok = _from_pretrained(str(folder), spec, run_dtype)
+        model, tok = load_folder(folder, run_dtype)
     elif path.is_dir():
         if not (path / "config.json").exists():
             raise GreyglassError(
                 f"{path} is a folder but has no config.json; point at a Hugging Face model folder"
             )
-        model, tok = _from_pretrained(str(path), spec, run_dtype)
+        model, tok = load_folder(path, run_dtype)
         sha = _folder_sha256(path)
     elif path.exists() or spec.endswith(".gguf") or spec.startswith((".", "/", "~")):
         raise GreyglassError(

@@ -134,6 +134,9 @@ class LiveModel:
         ids = lm.tokenizer(text).input_ids
         if not ids:
             raise GreyglassError("the text has no tokens; type some text")
+        if lm.context is not None and len(ids) > lm.context:  # past it, learned positions fail (IndexError)
+            raise GreyglassError(f"the text is {len(ids):,} tokens, over the model's context of {lm.context:,}; "
+                                 "shorten it")
         return torch.tensor(ids)
 
     @staticmethod
