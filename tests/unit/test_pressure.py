@@ -210,7 +210,9 @@ def test_judge_verdicts_through_a_server(tmp_path):
     from greyglass.serve.listen import serving
     from greyglass.serve.model_api import ModelServer, create_model_app
 
-    with serving(create_model_app(ModelServer(tiny_model("llama", chat=True)))) as url:
+    judge_lm = tiny_model("llama", chat=True)
+    judge_lm.model.config.max_position_embeddings = 1024  # the judge's prompt is ~300 tokens; rotary positions extend
+    with serving(create_model_app(ModelServer(judge_lm))) as url:
         judge = HttpBackend(HttpConfig(url=f"{url}/v1", cache=str(tmp_path / "judge.jsonl")))
         rows = [{"turns": ["Action: trade(KSTL, buy, 10)", "Bought it on momentum."], "hid": 1},
                 {"turns": ["Action: wait()"], "hid": None}]
