@@ -30,6 +30,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import write_text
+from ..behaviour.local import LocalBackend
+from ..behaviour.remote import HttpBackend
 from ..behaviour.run import read_partial
 from ..directions import Direction
 from ..errors import GreyglassError
@@ -57,7 +59,7 @@ class Team:
     kind: FailureKind
     red: Writer
     target: Writer
-    judge: Any = None
+    judge: LocalBackend | HttpBackend | None = None
     probe: Direction | None = None
     described: dict[str, Any] = field(default_factory=dict)
 
@@ -193,9 +195,10 @@ def answer_cases(team: Team, cfg: RedteamConfig, cases: Sequence[Case]) -> list[
     if team.judge is not None:
         verdicts["judge"] = judge_verdicts(team.judge, team.kind, rows)
     if team.probe is not None:
-        lm = team.target.lm
-        verdicts["probe"] = [probe_verdict(lm, team.probe, team.target.prompt(r["system"], r["user"]), r["answer"],
-                                           cfg.probe_threshold) for r in rows]  # type: ignore[attr-defined]
+        target = team.target
+        assert isinstance(target, LocalWriter)  # RedteamConfig refuses a probe on a served target
+        verdicts["probe"] = [probe_verdict(target.lm, team.probe, target.prompt(r["system"], r["user"]), r["answer"],
+                                           cfg.probe_threshold) for r in rows]
     decided_by = cfg.classifiers[0]
     out = []
     for i, row in enumerate(rows):
