@@ -19,7 +19,7 @@ from greyglass.cli import main
 from greyglass.directions import Direction
 from greyglass.errors import GreyglassError
 from greyglass.redteam.config import RedteamConfig
-from greyglass.redteam.diversity import bleu, distinct_n, self_bleu, words
+from greyglass.redteam.diversity import bleu, distinct_n, self_bleu, self_bleu_gap, words
 from greyglass.redteam.failures import (COUNTRY_OF, agree_rule, agree_setup, false_fact_rule, power_rule,
                                         secret_rule, secret_setup)
 from greyglass.redteam.run import CASES, PARTIAL, few_shot_examples, red_prompt, run_redteam
@@ -155,6 +155,10 @@ def test_an_interrupted_run_resumes_to_the_same_cases(tiny_chat, tmp_path):
     assert json.loads((cut / "results.json").read_text()) == json.loads((whole / "results.json").read_text())
     with pytest.raises(GreyglassError, match="already holds a finished"):
         run_redteam(tiny_chat, cfg, whole, progress=False)
+    (whole / "results.json").unlink()  # resuming a finished run only summarises it again
+    run_redteam(tiny_chat, cfg, whole, resume=True, progress=False)
+    assert (whole / CASES).read_text().splitlines() == rows and not (whole / PARTIAL).exists()
+    assert json.loads((cut / "results.json").read_text()) == json.loads((whole / "results.json").read_text())
 
 
 def test_a_served_red_model_and_target_are_asked_over_http(tiny_chat, tmp_path, capsys):
@@ -258,3 +262,17 @@ def test_distinct_n_and_self_bleu():
     hyp, ref = "the cat sat down".split(), "the cat lay down".split()
     assert bleu(hyp, [ref]) == pytest.approx((3 / 4 * 2 / 4 * 1 / 3 * 1 / 2) ** 0.25)
     assert bleu(["the"], [ref]) == pytest.approx(math.exp(1 - 4) * (1 * 1 * 1 * 1) ** 0.25)  # brevity penalty
+
+
+def test_self_bleu_equals_each_case_against_the_others_and_the_gap_is_a_permutation_test():
+    rng = random.Random(0)
+    vocab = "what is the secret code tell me your password please now a".split()
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 8))) for _ in range(12)]
+    naive = sum(bleu(words(t), [words(o) for j, o in enumerate(texts) if j != i]) for i, t in enumerate(texts)) / 12
+    assert self_bleu(texts) == pytest.approx(naive)
+    alike = ["what is the secret code"] * 6 + ["what is the code"] * 6
+    varied = [" ".join(rng.sample(vocab, 4)) + f" {w}" for w in "abcdefghijkl"]
+    gap = self_bleu_gap(alike, varied, n=99, seed=0)
+    assert gap.value > 0.5 and gap.p_value == pytest.approx(0.01)  # no shuffle is as far apart
+    same = self_bleu_gap(texts[:6], texts[6:], n=99, seed=0)
+    assert same.p_value > 0.05 and self_bleu_gap(texts[:6], texts[6:], n=99, seed=0) == same

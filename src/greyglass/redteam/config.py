@@ -70,7 +70,7 @@ class RedteamConfig:
     batch_size: int = 8
     """Target answers per batch (greedy local target)."""
     n_bootstrap: int = 1000
-    """Bootstrap resamples for the 95% intervals."""
+    """Bootstrap resamples for the 95% intervals, and shuffles for the permutation test of the diversity gap."""
     seed: int = 0
     """Seed for the cases' setups, the red model's and target's samples, the few-shot draws and the bootstrap."""
 
@@ -145,6 +145,18 @@ class Agreement:
 
 
 @dataclass(frozen=True)
+class DiversityGap:
+    """Whether two methods' cases differ in diversity: self-BLEU of the first minus the second's, and the
+    permutation p-value of a gap that large (cases shuffled between the methods, sizes kept)."""
+
+    first: str
+    second: str
+    self_bleu_gap: float
+    p_value: float
+    n_permutations: int
+
+
+@dataclass(frozen=True)
 class WorstCase:
     id: str
     method: str
@@ -171,6 +183,8 @@ class RedteamResults:
     """Failure rate over all answers by each classifier that ran."""
     agreement: tuple[Agreement, ...]
     """Each other classifier against the judge where a judge ran (else against the deciding classifier)."""
+    diversity_gap: DiversityGap | None
+    """zero_shot against few_shot, where both ran."""
     worst: tuple[WorstCase, ...]
     cases: str
     """Every case, answer, verdict and evidence (JSONL), relative to the run folder."""

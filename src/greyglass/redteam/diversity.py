@@ -11,6 +11,11 @@
   (Lin & Och 2004; "method 2" of Chen & Cherry 2014), so a short case with no matching 4-gram
   does not score 0 outright; unigram precision is not smoothed. A set of fewer than two cases
   has no self-BLEU (NaN).
+
+Whether two sets differ in self-BLEU is a permutation test (`self_bleu_gap`): the cases are
+shuffled between the two sets, keeping their sizes, and the p-value is the share of shuffles
+whose gap is at least as large as the observed one. A bootstrap interval would not do: a
+resample repeats cases, and a repeated case matches itself, which inflates self-BLEU.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -41,30 +49,95 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(counts) / total if total else float("nan")
 
 
-def bleu(hypothesis: Sequence[str], references: Sequence[Sequence[str]], max_n: int = 4) -> float:
-    """Smoothed sentence BLEU of `hypothesis` against `references` (token lists; see the module docstring)."""
-    if not hypothesis or not references:
+MAX_N = 4
+
+
+class Counted(NamedTuple):
+    """A token list with its n-gram counts for n = 1..MAX_N (counted once, used against every other case)."""
+
+    length: int
+    grams: tuple[Counter, ...]
+
+
+def counted(tokens: Sequence[str]) -> Counted:
+    return Counted(len(tokens), tuple(ngrams(tokens, n) for n in range(1, MAX_N + 1)))
+
+
+def bleu(hypothesis: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """Smoothed sentence BLEU-4 of `hypothesis` against `references` (token lists; see the module docstring)."""
+    refs = [counted(r) for r in references]
+    if not refs:
+        return 0.0
+    most = [Counter() for _ in range(MAX_N)]
+    for ref in refs:
+        for n in range(MAX_N):
+            most[n] |= ref.grams[n]
+    return _bleu(counted(hypothesis), lambda n, gram: most[n][gram], [r.length for r in refs])
+
+
+def _bleu(hyp: Counted, ref_count, ref_lengths: Sequence[int]) -> float:
+    """BLEU-4 of `hyp`, given `ref_count(n, gram)`: the most times any reference holds the (n+1)-gram."""
+    if not hyp.length:
         return 0.0
     log_precision = 0.0
-    for n in range(1, max_n + 1):
-        hyp = ngrams(hypothesis, n)
-        most: Counter = Counter()
-        for ref in references:
-            most |= ngrams(ref, n)
-        matched, total = sum(min(c, most[g]) for g, c in hyp.items()), sum(hyp.values())
-        if n > 1:
+    for n in range(MAX_N):
+        grams = hyp.grams[n]
+        matched, total = sum(min(c, ref_count(n, g)) for g, c in grams.items()), sum(grams.values())
+        if n > 0:
             matched, total = matched + 1, total + 1
         if matched == 0:
             return 0.0
-        log_precision += math.log(matched / total) / max_n
-    closest = min((abs(len(r) - len(hypothesis)), len(r)) for r in references)[1]
-    brevity = 1.0 if len(hypothesis) > closest else math.exp(1 - closest / len(hypothesis))
+        log_precision += math.log(matched / total) / MAX_N
+    closest = min((abs(length - hyp.length), length) for length in ref_lengths)[1]
+    brevity = 1.0 if hyp.length > closest else math.exp(1 - closest / hyp.length)
     return brevity * math.exp(log_precision)
 
 
 def self_bleu(texts: Sequence[str]) -> float:
     """Mean BLEU-4 of each text against all the others; NaN for fewer than two texts."""
-    tokens = [words(t) for t in texts]
-    if len(tokens) < 2:
+    return _self_bleu([counted(words(t)) for t in texts])
+
+
+def _self_bleu(cases: Sequence[Counted]) -> float:
+    """Each case against all the others, in time linear in the cases: for every n-gram the set keeps its two
+    largest counts and the case holding the largest, so "the most any other case holds" is a lookup."""
+    if len(cases) < 2:
         return float("nan")
-    return sum(bleu(t, tokens[:i] + tokens[i + 1 :]) for i, t in enumerate(tokens)) / len(tokens)
+    top: list[dict[tuple, tuple[int, int, int]]] = [{} for _ in range(MAX_N)]  # gram -> (best, its case, second)
+    for i, case in enumerate(cases):
+        for n in range(MAX_N):
+            for gram, c in case.grams[n].items():
+                best, who, second = top[n].get(gram, (0, -1, 0))
+                top[n][gram] = (c, i, best) if c > best else (best, who, max(second, c))
+    lengths = [c.length for c in cases]
+    total = 0.0
+    for i, case in enumerate(cases):
+        def others(n: int, gram: tuple, i: int = i) -> int:
+            best, who, second = top[n][gram]
+            return second if who == i else best
+
+        total += _bleu(case, others, lengths[:i] + lengths[i + 1 :])
+    return total / len(cases)
+
+
+class Gap(NamedTuple):
+    """Self-BLEU of one set minus another's, and the permutation p-value of a gap at least that large."""
+
+    value: float
+    p_value: float
+
+
+def self_bleu_gap(a: Sequence[str], b: Sequence[str], n: int = 200, seed: int = 0) -> Gap:
+    """self_bleu(a) - self_bleu(b), with the share of `n` shuffles of the cases between the sets (sizes kept)
+    whose gap is at least as large in size (counting the observed one, so never 0)."""
+    cases = [counted(words(t)) for t in [*a, *b]]
+    observed = _self_bleu(cases[: len(a)]) - _self_bleu(cases[len(a) :])
+    if observed != observed:
+        return Gap(float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    wider = 0
+    for _ in range(n):
+        order = rng.permutation(len(cases))
+        gap = _self_bleu([cases[i] for i in order[: len(a)]]) - _self_bleu([cases[i] for i in order[len(a) :]])
+        wider += abs(gap) >= abs(observed) - 1e-12
+    return Gap(observed, (1 + wider) / (1 + n))

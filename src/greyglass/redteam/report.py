@@ -27,20 +27,25 @@ def comparison(res: RedteamResults) -> str:
     return "; the intervals do not show either method finding failures more often"
 
 
-def most_diverse(res: RedteamResults) -> str:
-    """Which method's cases are the more varied (lower self-BLEU); a point comparison, stated as such."""
-    ranked = sorted((m for m in res.methods if m.self_bleu == m.self_bleu), key=lambda m: m.self_bleu)
-    if len(ranked) < 2:
+def diversity_sentence(res: RedteamResults) -> str:
+    """Which method's cases are the more varied (lower self-BLEU), claimed only where the permutation test says so."""
+    gap = res.diversity_gap
+    if gap is None or gap.self_bleu_gap != gap.self_bleu_gap:
         return ""
-    return (f" {_name(ranked[0].method)} writes the more varied cases (self-BLEU {ranked[0].self_bleu:.2f} against "
-            f"{ranked[-1].self_bleu:.2f}; lower is more varied, no interval).")
+    a, b = res.method(gap.first), res.method(gap.second)
+    values = (f"self-BLEU {_name(a.method)} {a.self_bleu:.2f}, {_name(b.method)} {b.self_bleu:.2f}, "
+              f"permutation p = {gap.p_value:.2f}")
+    if gap.p_value < 0.05:
+        varied = b if gap.self_bleu_gap > 0 else a
+        return f" {_name(varied.method)} writes the more varied cases ({values})."
+    return f" Neither method's cases are shown to be more varied ({values})."
 
 
 def headline(res: RedteamResults) -> str:
     rates = ", ".join(f"{_name(m.method)} cases {fmt(m.failure_rate, percent=True)} of answers"
                       for m in res.methods)
     return (f"Red-teaming {res.target} for {res.about} (decided by the {res.decided_by} classifier): {rates}"
-            f"{comparison(res)}.{most_diverse(res)}")
+            f"{comparison(res)}.{diversity_sentence(res)}")
 
 
 def method_row(m: MethodResult) -> tuple[str, ...]:
@@ -55,6 +60,10 @@ def redteam_section(res: RedteamResults, cfg: RedteamConfig, run: RunInfo) -> Se
                ("cases / answers", f"{res.n_cases} / {res.n_answers}")]
     numbers += [(f"{_name(m.method)} failure rate, round {r}", fmt(e, percent=True))
                 for m in res.methods for r, e in zip(m.rounds, m.by_round)]
+    if res.diversity_gap is not None:
+        g = res.diversity_gap
+        numbers.append((f"self-BLEU {_name(g.first)} minus {_name(g.second)}",
+                        f"{g.self_bleu_gap:+.3f} (permutation p = {g.p_value:.3f}, {g.n_permutations} shuffles)"))
     numbers += [(f"failure rate by the {c} classifier", fmt(e, percent=True)) for c, e in res.classifier_rates.items()]
     numbers += [(f"{a.classifier} vs {a.reference}: same verdict", fmt(a.accuracy, percent=True)
                  + (f", AUROC {fmt(a.auroc)}" if a.auroc else ", AUROC n/a (the reference gave one verdict only)"))

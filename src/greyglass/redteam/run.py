@@ -15,6 +15,7 @@ one batch and `resume` continues: cases are seeded by their id, a batch cut shor
 whole (a batched greedy answer depends on its batch's padding), and the few-shot pool of a round is
 read back from the rows of earlier rounds, so a resumed run writes what an uninterrupted one would
 have. The rows are then written in order to `cases.jsonl`, and only then is `results.json` written.
+Resuming a finished run asks nothing again and writes its results anew from `cases.jsonl`.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from ..records import to_json
 from ..runs import CONFIG, write_config, write_results
 from ..stats import Estimate, auroc_ci, mean_probability_ci, proportion_ci
 from .classify import judge_verdicts, probe_verdict, rule_verdict
-from .config import METHODS, Agreement, MethodResult, RedteamConfig, RedteamResults, WorstCase
-from .diversity import distinct_n, self_bleu
+from .config import METHODS, Agreement, DiversityGap, MethodResult, RedteamConfig, RedteamResults, WorstCase
+from .diversity import distinct_n, self_bleu, self_bleu_gap
 from .failures import FAILURES, FailureKind
 from .models import LocalWriter, Writer, judge_for, writer_for
 
@@ -109,7 +110,8 @@ def run_redteam(lm: LoadedModel | None, cfg: RedteamConfig, out: str | Path, res
     check_resumable(out, cfg, team.described, resume)
     write_config(out, "redteam", model=team.described["target"], config=cfg, backends=team.described,
                  failure={"about": team.kind.about, "red_header": team.kind.red_header})
-    rows = read_partial(out / PARTIAL) if resume else {}
+    # resuming a finished run asks nothing again and recomputes its results (e.g. with a newer greyglass)
+    rows = read_partial(out / (CASES if (out / CASES).exists() else PARTIAL)) if resume else {}
     write_text(out / PARTIAL, "".join(json.dumps(r) + "\n" for r in rows.values()))
     plan = [(rnd, m) for rnd in range(1, cfg.rounds + 1) for m in cfg.methods if not (m == "few_shot" and rnd == 1)]
     bar = tqdm(total=len(plan) * cfg.cases * cfg.answers, initial=len(rows), desc=f"redteam {cfg.failure}",
@@ -247,7 +249,17 @@ def summarise(rows: Sequence[Row], cfg: RedteamConfig, team: Team) -> RedteamRes
         judge=team.described["judge"]["name"] if team.described["judge"] else None,
         n_cases=len(case_texts(rows)), n_answers=len(rows), methods=tuple(methods),
         classifier_rates={c: rate(rows, c) for c in cfg.classifiers}, agreement=agreement,
-        worst=tuple(worst_cases), cases=CASES, plot=PLOT)
+        diversity_gap=diversity_gap(rows, cfg), worst=tuple(worst_cases), cases=CASES, plot=PLOT)
+
+
+def diversity_gap(rows: Sequence[Row], cfg: RedteamConfig) -> DiversityGap | None:
+    """The permutation test of zero-shot's self-BLEU against few-shot's, where both ran."""
+    if len(cfg.methods) < 2:
+        return None
+    first, second = cfg.methods[:2]
+    texts = [list(case_texts([r for r in rows if r["method"] == m]).values()) for m in (first, second)]
+    gap = self_bleu_gap(*texts, n=cfg.n_bootstrap, seed=cfg.seed)
+    return DiversityGap(first, second, gap.value, gap.p_value, cfg.n_bootstrap)
 
 
 def case_texts(rows: Sequence[Row]) -> dict[str, str]:
