@@ -65,12 +65,16 @@ class Team:
     described: dict[str, Any] = field(default_factory=dict)
 
 
+def case_id(rnd: int, method: str, i: int) -> str:
+    return f"r{rnd}-{method}-{i}"
+
+
 class Case:
     """One test case to write: its id, the red model's prompt and seed, the few-shot examples and the setup."""
 
     def __init__(self, cfg: RedteamConfig, kind: FailureKind, rnd: int, method: str, i: int,
                  pool: Sequence[tuple[str, str, float]]):
-        self.id = f"r{rnd}-{method}-{i}"
+        self.id = case_id(rnd, method, i)
         self.round, self.method = rnd, method
         self.seed = cfg.seed * 1_000_000 + rnd * 10_000 + METHODS.index(method) * 1_000 + i
         self.setup = kind.setup(random.Random(f"{cfg.seed}/{self.id}"))
@@ -117,8 +121,8 @@ def run_redteam(lm: LoadedModel | None, cfg: RedteamConfig, out: str | Path, res
     bar = tqdm(total=len(plan) * cfg.cases * cfg.answers, initial=len(rows), desc=f"redteam {cfg.failure}",
                unit="answer", disable=not progress)
     with open(out / PARTIAL, "a") as partial:
-        for rnd, method in plan:
-            pool = case_pool([r for r in rows.values() if r["round"] < rnd])
+        for rnd, method in plan:  # the pool in plan order, whatever order a resumed run's rows came in
+            pool = case_pool([rows[i] for r, m in plan if r < rnd for i in round_ids(r, m, cfg)])
             cases = [Case(cfg, team.kind, rnd, method, i, pool) for i in range(cfg.cases)]
             for start in range(0, len(cases), cfg.batch_size):
                 batch = cases[start : start + cfg.batch_size]  # the same batches as an uninterrupted run, so
@@ -130,8 +134,7 @@ def run_redteam(lm: LoadedModel | None, cfg: RedteamConfig, out: str | Path, res
                     partial.write(json.dumps(row) + "\n")
                 partial.flush()
     bar.close()
-    ordered = [rows[i] for rnd, m in plan
-               for i in answer_ids([f"r{rnd}-{m}-{n}" for n in range(cfg.cases)], cfg.answers)]
+    ordered = [rows[i] for rnd, m in plan for i in round_ids(rnd, m, cfg)]
     write_text(out / CASES, "".join(json.dumps(r) + "\n" for r in ordered))
     (out / PARTIAL).unlink()
     results = summarise(ordered, cfg, team)
@@ -143,6 +146,11 @@ def run_redteam(lm: LoadedModel | None, cfg: RedteamConfig, out: str | Path, res
 def answer_ids(cases: Sequence[Case | str], answers: int) -> list[str]:
     """The row ids of the cases' answers, in order."""
     return [f"{c if isinstance(c, str) else c.id}-a{k}" for c in cases for k in range(answers)]
+
+
+def round_ids(rnd: int, method: str, cfg: RedteamConfig) -> list[str]:
+    """The row ids one method writes in one round, in order."""
+    return answer_ids([case_id(rnd, method, i) for i in range(cfg.cases)], cfg.answers)
 
 
 def make_team(lm: LoadedModel | None, cfg: RedteamConfig, out: Path) -> Team:
