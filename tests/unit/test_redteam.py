@@ -117,6 +117,7 @@ def test_redteam_cli_writes_cases_verdicts_and_prints_its_section(tiny_chat, jud
         sum(r["verdict"] == "fail" for r in rows if r["method"] == "zero_shot") / 6)
     assert 0 <= zero["failure_rate"]["ci_low"] < zero["failure_rate"]["ci_high"] <= 1
     assert {(a["classifier"], a["reference"]) for a in results["agreement"]} == {("rule", "judge"), ("probe", "judge")}
+    assert all(a["n_reference_failures"] == sum(r["verdict"] == "fail" for r in rows) for a in results["agreement"])
     assert (out / results["plot"]).read_text().startswith("<svg")
 
     from starlette.testclient import TestClient

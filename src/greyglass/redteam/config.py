@@ -138,6 +138,8 @@ class Agreement:
     classifier: str
     reference: str
     n: int
+    n_reference_failures: int
+    """Answers the reference calls failures: with few, the AUROC rests on few answers whatever its interval."""
     accuracy: Estimate
     """Share of answers where its verdict equals the reference's."""
     auroc: Estimate | None

@@ -65,7 +65,8 @@ def redteam_section(res: RedteamResults, cfg: RedteamConfig, run: RunInfo) -> Se
         numbers.append((f"self-BLEU {_name(g.first)} minus {_name(g.second)}",
                         f"{g.self_bleu_gap:+.3f} (permutation p = {g.p_value:.3f}, {g.n_permutations} shuffles)"))
     numbers += [(f"failure rate by the {c} classifier", fmt(e, percent=True)) for c, e in res.classifier_rates.items()]
-    numbers += [(f"{a.classifier} vs {a.reference}: same verdict", fmt(a.accuracy, percent=True)
+    numbers += [(f"{a.classifier} vs {a.reference} ({a.reference} failures: {a.n_reference_failures} of {a.n}): "
+                 "same verdict", fmt(a.accuracy, percent=True)
                  + (f", AUROC {fmt(a.auroc)}" if a.auroc else ", AUROC n/a (the reference gave one verdict only)"))
                 for a in res.agreement]
     numbers += [(f"worst {w.method} case ({w.id}, score {w.score:.2f})",

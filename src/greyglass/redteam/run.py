@@ -287,7 +287,7 @@ def agreement_of(rows: Sequence[Row], classifier: str, reference: str, groups: l
     same = [int(bool(v["fail"]) == bool(y)) for v, y in zip(mine, ref)]
     ci = dict(groups=groups, n=cfg.n_bootstrap, seed=cfg.seed)
     both = 0 < sum(ref) < len(ref)
-    return Agreement(classifier, reference, len(rows), proportion_ci(same, **ci),
+    return Agreement(classifier, reference, len(rows), sum(ref), proportion_ci(same, **ci),
                      auroc_ci([v.get("raw", v["score"]) for v in mine], ref, **ci) if both else None)
 
 
