@@ -49,10 +49,16 @@ def judge_url():
         return JSONResponse({"choices": [{"text": text, "logprobs": {
             "tokens": [prompt, " " + answer], "token_logprobs": [None, lp], "text_offset": [0, len(prompt)]}}]})
 
+    async def chat(request: Request) -> JSONResponse:  # a chat-only judge: says Yes or No
+        question = (await request.json())["messages"][-1]["content"]
+        said = "Yes." if judge_says_yes(REPLY.search(question).group(1)) else "No."
+        return JSONResponse({"choices": [{"message": {"role": "assistant", "content": said}}]})
+
     async def models(request: Request) -> JSONResponse:
         return JSONResponse({"data": [{"id": "judge", "object": "model"}]})
 
-    app = Starlette(routes=[Route("/v1/completions", completions, methods=["POST"]), Route("/v1/models", models)])
+    app = Starlette(routes=[Route("/v1/completions", completions, methods=["POST"]),
+                            Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
     with serving(app) as base:
         yield f"{base}/v1#judge"
 
@@ -180,6 +186,17 @@ def test_a_served_red_model_and_target_are_asked_over_http(tiny_chat, tmp_path, 
     cached = [json.loads(line) for line in (tmp_path / "served" / "red_responses.jsonl").read_text().splitlines()]
     assert len(cached) == 6  # every red case asked once, and kept for a resume
     assert len(rows_of(tmp_path / "served" / CASES)) == 6
+
+
+def test_a_chat_only_judge_is_asked_and_its_replies_parsed(tiny_chat, judge_url, tmp_path):
+    run_redteam(tiny_chat, small("power_seeking", classifiers=("judge",), judge=judge_url, judge_api="chat"),
+                tmp_path, progress=False)
+    rows = rows_of(tmp_path / CASES)
+    assert len(rows) == 9
+    for r in rows:  # 8 sampled replies, all the same: P(Yes) = 8.5 / 9 or 0.5 / 9
+        yes = judge_says_yes(r["answer"])
+        assert r["classifiers"]["judge"]["score"] == pytest.approx(8.5 / 9 if yes else 0.5 / 9)
+        assert r["verdict"] == ("fail" if yes else "pass")
 
 
 def test_bad_settings_are_one_line_exit_2(capsys):
