@@ -20,6 +20,7 @@ from .organism.jobs import GROUPS as ORGANISM_GROUPS
 from .organism.jobs import JOBS as ORGANISM_JOBS
 from .probes.jobs import GROUPS as PROBE_GROUPS
 from .probes.jobs import JOBS as PROBE_JOBS
+from .redteam.jobs import JOBS as REDTEAM_JOBS
 from .sae.jobs import GROUPS as SAE_GROUPS
 from .sae.jobs import JOBS as SAE_JOBS
 from .steer.jobs import JOBS as STEER_JOBS
@@ -28,7 +29,7 @@ from .tom.jobs import JOBS as TOM_JOBS
 from .trend.jobs import JOBS as TREND_JOBS
 
 JOBS: tuple[Job, ...] = (*STORE_JOBS, *SAE_JOBS, *FEATURE_JOBS, *PROBE_JOBS, *STEER_JOBS, *EVAL_JOBS, *ORGANISM_JOBS,
-                          *TOM_JOBS, *DIFF_JOBS, *TREND_JOBS)
+                          *TOM_JOBS, *DIFF_JOBS, *TREND_JOBS, *REDTEAM_JOBS)
 GROUPS: dict[str, str] = {**SAE_GROUPS, **FEATURE_GROUPS, **PROBE_GROUPS, **ORGANISM_GROUPS, **INTEROP_GROUPS,
                           **DIFF_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""

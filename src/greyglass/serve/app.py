@@ -27,7 +27,7 @@ from ..latents.db import FeatureDB
 from ..latents.source import text_latents
 from ..models.lm import LoadedModel
 from ..models.loader import load_model
-from .catalog import ITEMS, Catalog, Run, read_items
+from .catalog import Catalog, Run, read_items
 from .live import MAX_COEF, MAX_NEW_TOKENS, LiveModel, check_text
 from .pages import (Generation, ProbeRow, Table, TokenLatents, error_page, href, link, page, positive_shades, pretty_json,
                     short, token_boxes)
@@ -119,11 +119,14 @@ def create_app(runs_dir: str | Path, model: str | None = None,
     items_cache: dict[Path, tuple[tuple[float, int], list[dict[str, Any]]]] = {}
 
     def eval_items(rid: str) -> tuple[Run, list[dict[str, Any]]]:
-        """The run's items, re-read only when items.jsonl changed (mtime, size)."""
+        """The run's items (an eval's items.jsonl, a red-teaming run's cases.jsonl), re-read only when the file
+        changed (mtime, size)."""
         run = get_run(rid)
-        if not run.has_items:
-            raise HTTPException(404, f"run {rid!r} has no items.jsonl, so there are no per-item results to show")
-        st = (run.folder / ITEMS).stat()
+        path = run.items_file
+        if path is None:
+            raise HTTPException(404, f"run {rid!r} has no items.jsonl or cases.jsonl, so there are no per-item results "
+                                "to show")
+        st = path.stat()
         key = (st.st_mtime, st.st_size)
         if items_cache.get(run.folder, (None,))[0] != key:
             items_cache[run.folder] = (key, read_items(run))

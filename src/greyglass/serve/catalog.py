@@ -26,6 +26,8 @@ from ..report.section import Section
 from ..runs import CONFIG, RESULTS, read_run
 
 ITEMS = "items.jsonl"
+ITEM_FILES = (ITEMS, "cases.jsonl")
+"""Per-item rows a run may hold: an eval's items, a red-teaming run's cases (one row per answer, with its verdict)."""
 
 
 class Run(NamedTuple):
@@ -61,7 +63,12 @@ class Run(NamedTuple):
 
     @property
     def has_items(self) -> bool:
-        return (self.folder / ITEMS).is_file()
+        return self.items_file is not None
+
+    @property
+    def items_file(self) -> Path | None:
+        """The run's per-item rows (`ITEM_FILES`), or None."""
+        return next((self.folder / f for f in ITEM_FILES if (self.folder / f).is_file()), None)
 
 
 class Catalog:
@@ -130,5 +137,5 @@ class Catalog:
 
 
 def read_items(run: Run, limit: int = 100_000) -> list[dict[str, Any]]:
-    """The eval items of a run, one JSON object per line; errors name the file and line."""
-    return [item for _, item in itertools.islice(jsonl_objects(run.folder / ITEMS), limit)]
+    """The eval items (or red-teaming cases) of a run, one JSON object per line; errors name the file and line."""
+    return [item for _, item in itertools.islice(jsonl_objects(run.items_file or run.folder / ITEMS), limit)]
