@@ -5,19 +5,23 @@ mismatch named; the CLI prints what the report shows."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from greyglass.cli import main
 from greyglass.data.corpus import CorpusConfig
-from greyglass.diff.config import CrosscoderConfig, CrosscoderTrainConfig, DivergenceConfig, LatentsConfig, ModelPair
+from greyglass.diff.config import (ARTEFACT_RATIO, B_ONLY_FROM, CrosscoderConfig, CrosscoderTrainConfig, DivergenceConfig,
+                                   LatentsConfig, ModelPair)
 from greyglass.errors import GreyglassError
 from greyglass.models.tiny import tiny_model
 from greyglass.sae.config import TrainConfig
 
 PLANT_LAYER = 1
 SITE = "blocks.2.hook_resid_post"
+PLANT_SITE = f"blocks.{PLANT_LAYER}.hook_resid_post"
+QUIET = 0.1
 
 
 def planted_mask(ids: torch.Tensor) -> torch.Tensor:
@@ -41,6 +45,18 @@ def plant(lm, direction: torch.Tensor, magnitude: float):
     return lm
 
 
+def quiet(lm):
+    """Scale what blocks 0..PLANT_LAYER write to the residual stream by QUIET, so that there it is mostly the token's
+    embedding: a sparse code (one of a few hundred vectors) like the features of a trained model. A randomly
+    initialised block writes dense noise that no sparse dictionary reconstructs; a latent that fires on every planted
+    token then doubles as a linear component of that noise in both models, which keeps its A row long."""
+    with torch.no_grad():
+        for block in lm.blocks[:PLANT_LAYER + 1]:
+            block.self_attn.o_proj.weight.mul_(QUIET)
+            block.mlp.down_proj.weight.mul_(QUIET)
+    return lm
+
+
 @pytest.fixture(scope="module")
 def direction():
     v = torch.randn(64, generator=torch.Generator().manual_seed(1))
@@ -49,7 +65,7 @@ def direction():
 
 @pytest.fixture(scope="module")
 def pair(direction):
-    return tiny_model("llama"), plant(tiny_model("llama"), direction, 0.6)
+    return quiet(tiny_model("llama")), plant(quiet(tiny_model("llama")), direction, 0.6)
 
 
 def _train_cfg(steps: int = 300, **train) -> CrosscoderTrainConfig:
@@ -110,32 +126,51 @@ def test_paired_batches_hold_the_same_tokens_in_both_models(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(pair, tmp_path_factory):
+    """A crosscoder where the direction is added. k 2: a budget the data (about one token latent per token) binds, so
+    one latent cannot share the planted tokens with several others; with slack (k 8) several latents fire together
+    there, only the sum of their A rows is constrained and each keeps much of its initial A row (relative norms
+    0.65 to 0.85 measured)."""
     from greyglass.diff.train import train_crosscoder
 
     out = tmp_path_factory.mktemp("cc")
-    return out, train_crosscoder(*pair, _train_cfg(), out, progress=False)
+    cfg = replace(_train_cfg(steps=800), site=PLANT_SITE, crosscoder=CrosscoderConfig(k=2))
+    return out, train_crosscoder(*pair, cfg, out, progress=False)
 
 
-@pytest.mark.slow  # trains a crosscoder for ~20 s (seconds more on a loaded machine)
-def test_the_planted_direction_is_a_b_side_decoder_difference_that_fires_where_it_was_added(pair, direction, trained):
-    from greyglass.diff.crosscoder import load_crosscoder, relative_norms
+@pytest.mark.slow  # trains a crosscoder for ~45 s (more on a loaded machine)
+def test_the_planted_direction_is_found_as_b_only_latents_that_pass_latent_scaling(pair, direction, trained, tmp_path):
+    from greyglass.diff.crosscoder import crosscoder_folder, latent_classes, load_crosscoder, relative_norms
+    from greyglass.diff.latents import describe_latents
     from greyglass.models.hooks import run_to_sites
 
     out, res = trained
     cc = load_crosscoder(out)
-    ids = torch.tensor([pair[0].tokenizer(open(__file__).read()[:400]).input_ids[:256]])
-    x = torch.stack([run_to_sites(lm, ids, [SITE])[SITE][0] for lm in pair], dim=1)[1:]  # [T, 2, d]
+    ids = torch.tensor([pair[0].tokenizer(open(__file__).read()[:1200]).input_ids[:1024]])
+    x = torch.stack([run_to_sites(lm, ids, [PLANT_SITE])[PLANT_SITE][0] for lm in pair], dim=1)[1:]  # [T, 2, d]
     planted = planted_mask(ids)[0, 1:]
     f = cc.encode(x)
     on, off = (f[planted] > 0).float().mean(0), (f[~planted] > 0).float().mean(0)
-    finders = ((on > 0.9) & (off < 0.05)).nonzero().flatten()  # latents that fire exactly on the planted tokens
-    assert len(finders) >= 1
+    relative = relative_norms(cc.decoder_norms())
+    finders = ((on > 0.9) & (off < 0.01) & (relative >= B_ONLY_FROM)).nonzero().flatten()
+    assert len(finders) >= 1, f"no B-only latent fires on the planted tokens: relative norms of those that do " \
+        f"{relative[(on > 0.9) & (off < 0.01)].tolist()}"
+    classes = latent_classes(relative)
+    assert all(classes[k] == "b_only" for k in finders.tolist()) and res.counts["b_only"] >= len(finders)
     W = cc.W_dec.detach()
     shift = W[finders, 1] / cc.scales[1] - W[finders, 0] / cc.scales[0]  # what B writes beyond A, raw units
     assert (torch.nn.functional.normalize(shift, dim=-1) @ direction).min() > 0.8
-    relative = relative_norms(cc.decoder_norms())
-    assert relative[finders].min() > 0.5 and relative[finders].median() > 0.6  # B writes them more than A does
-    assert res.fvu_a < 0.3 and res.fvu_b < 0.3 and (out / res.plot).is_file()
+    assert res.fvu_a < 0.1 and res.fvu_b < 0.1 and (out / res.plot).is_file()
+    # Latent Scaling agrees: model A neither leaves the planted direction in its error nor rebuilds it
+    folder = crosscoder_folder(out)
+    report = describe_latents(*pair, cc, folder, LatentsConfig(crosscoder=str(folder), n_tokens=4000, n_latents=8,
+                                                               n_bootstrap=100), tmp_path, progress=False)
+    described = {r.latent: r for r in report.b_latents}
+    assert set(finders.tolist()) <= set(described)
+    for k in finders.tolist():
+        scaling = described[k].scaling
+        assert described[k].genuine and scaling.error_ratio.hi < ARTEFACT_RATIO
+        assert scaling.reconstruction_ratio.hi < ARTEFACT_RATIO
+    assert report.n_genuine_b_only >= len(finders)
 
 
 def test_identical_models_give_no_model_specific_latents(tmp_path):
@@ -183,7 +218,7 @@ def test_the_folder_round_trips_and_a_resumed_run_reaches_the_same_weights(pair,
 
 # ---- the latents --------------------------------------------------------------------------------
 
-@pytest.mark.slow  # trains a crosscoder for ~20 s (seconds more on a loaded machine)
+@pytest.mark.slow  # shares the crosscoder of the planted test (~45 s)
 def test_latent_report_describes_the_b_leaning_latents_with_contexts_lens_and_scaling(pair, trained, tmp_path):
     from greyglass.diff.crosscoder import crosscoder_folder, load_crosscoder
     from greyglass.diff.latents import describe_latents
