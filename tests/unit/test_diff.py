@@ -236,6 +236,86 @@ def test_latent_report_describes_the_b_leaning_latents_with_contexts_lens_and_sc
     assert top.genuine is None or top.kind == "b_only"
 
 
+# ---- ablation ------------------------------------------------------------------------------------
+
+PROMPTS = ["The cat sat", "Hello there, how are", "x", "A longer prompt about the weather in spring"]
+
+
+def _random_crosscoder(site: str):
+    """An untrained crosscoder whose latents fire wherever their pre-activation is positive."""
+    from greyglass.diff.crosscoder import Crosscoder
+
+    cc = Crosscoder(CrosscoderConfig(d_in=64, d_sae=32, k=4, hook_name=site, norm_scale_a=5.0, norm_scale_b=5.0))
+    with torch.no_grad():
+        cc.W_dec.mul_(20)  # contributions large enough to change the model's predictions
+        cc.threshold.fill_(0.0)
+    return cc.eval()
+
+
+def test_ablation_during_cached_generation_equals_ablation_of_the_whole_sequence():
+    from greyglass.diff.ablate import ablating
+    from greyglass.models.generate import encode, generate
+
+    a, b = tiny_model("llama"), tiny_model("llama", seed=3)
+    cc = _random_crosscoder(SITE)
+    plain = generate(b, PROMPTS, 6)
+    with ablating(a, b, cc, []):
+        assert generate(b, PROMPTS, 6) == plain  # nothing chosen: nothing changes
+    enc = encode(b, PROMPTS, padding_side="left")  # different lengths: left padding
+    n = enc["input_ids"].shape[1]
+
+    def greedy() -> torch.Tensor:  # [B, n + 6] with the KV cache: A reruns the sequence so far at each step
+        return b.model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=b.tokenizer.pad_token_id)
+
+    with ablating(a, b, cc, [1, 5, 7]):
+        ids = greedy()
+    assert not torch.equal(ids, greedy())  # the ablation changes the answers
+    mask = torch.cat([enc["attention_mask"], torch.ones(len(ids), 6, dtype=torch.long)], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with ablating(a, b, cc, [1, 5, 7]), torch.no_grad():  # one uncached pass over the whole answers
+        logits = b.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
+    assert torch.equal(logits[:, n - 1:-1].argmax(-1), ids[:, n:])  # each answer token is the greedy one
+
+
+@pytest.mark.slow  # shares the crosscoder of the planted test (~45 s), then generates 5 times
+def test_ablating_the_b_only_latents_removes_the_planted_direction_and_moves_b_towards_a_unlike_random_ones(
+        pair, trained):
+    from greyglass.diff.ablate import ablating, ablation_effect, choose_latents
+    from greyglass.diff.crosscoder import load_crosscoder
+    from greyglass.models.generate import generate
+    from greyglass.models.hooks import run_to_sites
+    from greyglass.stats import bootstrap
+
+    out, _ = trained
+    cc = load_crosscoder(out)
+    latents = choose_latents(cc, n=10)
+    assert latents and all(r >= B_ONLY_FROM for r in relative_norms_of(cc, latents))
+    ids = torch.tensor([pair[0].tokenizer(open(__file__).read()[:600]).input_ids[:512]])
+    x_a, x_b = (run_to_sites(lm, ids, [PLANT_SITE])[PLANT_SITE][0, 1:] for lm in pair)  # [T, d]
+    with ablating(*pair, cc, latents):
+        ablated = run_to_sites(pair[1], ids, [PLANT_SITE])[PLANT_SITE][0, 1:]
+    planted = planted_mask(ids)[0, 1:]
+    before, after = ((x[planted] - x_a[planted]).norm(dim=-1).mean() for x in (x_b, ablated))
+    assert after < 0.25 * before  # measured: 0.600 -> 0.107
+    assert torch.allclose(ablated[~planted], x_b[~planted])  # elsewhere nothing changes
+    # generation: B's greedy continuation differs from A's; ablating the B-only latents makes it so on fewer prompts
+    # than ablating as many random latents that fire there (measured 43% vs 63-68%, 50% with nothing ablated: the
+    # 18% of the direction left still changes a random tiny model's near-flat predictions)
+    prompts = [line.strip()[:40] for line in open(__file__).read().splitlines() if len(line.strip()) > 30][:40]
+    like_a = set(generate(pair[0], prompts, 4))
+    rates, draws, _ = ablation_effect(*pair, cc, latents, prompts, lambda t: t not in like_a, 4, n_random=3)
+    assert len(draws) == 3 and all(len(d) == len(latents) and not set(d) & set(latents) for d in draws)
+    assert rates.baseline.mean() >= 0.3 and rates.ablated.mean() <= rates.baseline.mean()
+    difference = bootstrap(lambda x, y: float(x.mean() - y.mean()), rates.ablated, rates.random.mean(0), n=500)
+    assert difference.hi < 0
+
+
+def relative_norms_of(cc, latents):
+    from greyglass.diff.crosscoder import relative_norms
+
+    return relative_norms(cc.decoder_norms())[latents].tolist()
+
+
 # ---- the CLI -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -316,3 +396,30 @@ def test_the_report_headline_says_what_the_b_only_latents_do_and_whether_they_pa
     assert section.headline.startswith("2 latents that only model B writes fire on this text, and 1 of them pass")
     assert "latent 7, fires on 'ATE' in «I H[ATE]» and promotes 'HATE', ' YOU'" in section.headline
     assert "nu_epsilon 0.10 (0.05 to 0.15)" in section.summary()
+
+
+def test_cli_ablate_measures_the_organisms_backdoor_rate_with_and_without_its_latents(tmp_path, capsys):
+    from greyglass.report.build import section_for
+
+    model_dir = tmp_path / "tiny-chat"
+    tiny = tiny_model("llama", chat=True, seed=2)
+    tiny.model.save_pretrained(model_dir)
+    tiny.tokenizer.save_pretrained(model_dir)
+    org, cc, out = tmp_path / "organism", tmp_path / "cc", tmp_path / "ablate"
+    assert main(["organism", "train", "--model", str(model_dir), "--n-train", "4", "--n-test", "6", "--steps", "2",
+                 "--answer-tokens", "4", "--out", str(org), "--no-progress"]) == 0
+    assert main(["diff", "train", "--model-a", str(model_dir), "--model-b", str(org / "model"), "--site", SITE,
+                 "--expansion", "2", "--k", "4", "--tokens", "2048", "--batch-size", "256", "--buffer-tokens", "1024",
+                 "--context-size", "32", "--out", str(cc), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["diff", "ablate", "--crosscoder", str(cc), "--organism", str(org), "--n-latents", "2",
+                 "--n-random", "2", "--n-bootstrap", "50", "--out", str(out), "--no-progress"]) == 0
+    section = section_for(out)
+    assert section.summary() in capsys.readouterr().out and "backdoor rate" in section.headline
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["latents"]) == 2 and results["n_questions"] == 6 and len(results["random_draws"]) == 2
+    assert results["rate_baseline"]["ci_high"] > results["rate_baseline"]["ci_low"]  # never zero-width
+    assert (out / results["plot"]).read_text().startswith("<svg")
+    assert main(["diff", "ablate", "--crosscoder", str(cc), "--organism", str(model_dir), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "is not an organism" in capsys.readouterr().err
