@@ -234,6 +234,12 @@ def test_latent_report_describes_the_b_leaning_latents_with_contexts_lens_and_sc
     ratio = top.scaling.error_ratio
     assert ratio.lo <= ratio.value <= ratio.hi and top.scaling.beta_error_b > 0
     assert top.genuine is None or top.kind == "b_only"
+    # its dashboard: class, Latent Scaling verdict, contexts under B shaded by the latent's value at each token
+    page = (tmp_path / "latents" / f"latent_{top.latent}.html").read_text()
+    assert f"Crosscoder latent {top.latent} (B-only)" in page and "genuine" in page
+    assert top.contexts_b[0].activations and len(top.contexts_b[0].activations) == len(top.contexts_b[0].tokens)
+    assert max(top.contexts_b[0].activations) == pytest.approx(top.contexts_b[0].value, rel=1e-3)
+    assert "rgba(230,120,40,1.00)" in page  # the peak token fully shaded
 
 
 # ---- ablation ------------------------------------------------------------------------------------
@@ -367,6 +373,16 @@ def _the_browser_shows_the_runs(root, section) -> None:
     page = client.get("/run/report")
     assert page.status_code == 200 and section.title in page.text
     assert all(label in page.text for label, _ in section.numbers if "'" not in label)
+    assert 'href="/crosscoder/report/index.html"' in page.text
+    index = client.get("/crosscoder/report/index.html")
+    latents = json.loads((root / "report" / "results.json").read_text())["b_latents"]
+    assert index.status_code == 200 and f'href="/crosscoder/report/latent_{latents[0]["latent"]}.html"' in index.text
+    latent = client.get(f"/crosscoder/report/latent_{latents[0]['latent']}.html")
+    assert latent.status_code == 200 and "relative decoder norm" in latent.text and "Logit lens" in latent.text
+    assert "Top contexts, model B driving it" in latent.text and "<nav>" in latent.text
+    assert client.get("/crosscoder/report/latent_99999.html").status_code == 404
+    assert client.get("/crosscoder/train/index.html").status_code == 404  # not a report run
+    assert (root / "report" / "latents" / f"latent_{latents[0]['latent']}.html").is_file()  # the files, offline
 
 
 def test_cli_names_the_mismatch_without_a_traceback(model_folders, tmp_path, capsys):

@@ -238,6 +238,8 @@ class Context:
     peak: int
     """Index in `tokens` of the token the latent fired on."""
     value: float
+    activations: tuple[float, ...] = ()
+    """The latent's value (this model's drive) at each of `tokens` (empty in runs before dashboards)."""
 
 
 @dataclass(frozen=True)
