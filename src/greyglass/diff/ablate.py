@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -120,16 +121,17 @@ def choose_latents(cc: Crosscoder, n: int, given: Sequence[int] = ()) -> list[in
     return (b_only or [k for k in order if relative[k] > 0.5])[:n]
 
 
-class _Rates:
-    """0/1 outcomes per prompt: no ablation, the chosen latents ablated, each random draw ablated."""
+class Outcomes(NamedTuple):
+    """0/1 behaviour outcomes per prompt: no ablation, the chosen latents ablated, each random draw ablated."""
 
-    def __init__(self, baseline: np.ndarray, ablated: np.ndarray, random: np.ndarray):
-        self.baseline, self.ablated, self.random = baseline, ablated, random  # [n], [n], [draws, n]
+    baseline: np.ndarray  # [n]
+    ablated: np.ndarray  # [n]
+    random: np.ndarray  # [draws, n]
 
 
 def ablation_effect(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, latents: Sequence[int],
                     prompts: Sequence[str], shows: Callable[[str], bool], answer_tokens: int, n_random: int,
-                    seed: int = 0, progress: bool = False) -> tuple[_Rates, list[list[int]], list[list[str]]]:
+                    seed: int = 0, progress: bool = False) -> tuple[Outcomes, list[list[int]], list[list[str]]]:
     """Behaviour outcomes of B's greedy answers to `prompts` under no ablation, `latents` ablated, and `n_random`
     draws of as many random latents among those that fire on the prompts; also the draws and the answers
     (baseline, ablated)."""
@@ -147,7 +149,7 @@ def ablation_effect(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, latent
 
     base, ablated = answers([]), answers(latents)
     random = np.array([[shows(t) for t in answers(d)] for d in draws], dtype=float).reshape(n_random, len(prompts))
-    rates = _Rates(np.array([shows(t) for t in base], dtype=float), np.array([shows(t) for t in ablated], dtype=float),
+    rates = Outcomes(np.array([shows(t) for t in base], dtype=float), np.array([shows(t) for t in ablated], dtype=float),
                    random)
     return rates, draws, [base, ablated]
 
