@@ -5,19 +5,23 @@ mismatch named; the CLI prints what the report shows."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from greyglass.cli import main
 from greyglass.data.corpus import CorpusConfig
-from greyglass.diff.config import CrosscoderConfig, CrosscoderTrainConfig, DivergenceConfig, LatentsConfig, ModelPair
+from greyglass.diff.config import (ARTEFACT_RATIO, B_ONLY_FROM, CrosscoderConfig, CrosscoderTrainConfig, DivergenceConfig,
+                                   LatentsConfig, ModelPair)
 from greyglass.errors import GreyglassError
 from greyglass.models.tiny import tiny_model
 from greyglass.sae.config import TrainConfig
 
 PLANT_LAYER = 1
 SITE = "blocks.2.hook_resid_post"
+PLANT_SITE = f"blocks.{PLANT_LAYER}.hook_resid_post"
+QUIET = 0.1
 
 
 def planted_mask(ids: torch.Tensor) -> torch.Tensor:
@@ -41,6 +45,18 @@ def plant(lm, direction: torch.Tensor, magnitude: float):
     return lm
 
 
+def quiet(lm):
+    """Scale what blocks 0..PLANT_LAYER write to the residual stream by QUIET, so that there it is mostly the token's
+    embedding: a sparse code (one of a few hundred vectors) like the features of a trained model. A randomly
+    initialised block writes dense noise that no sparse dictionary reconstructs; a latent that fires on every planted
+    token then doubles as a linear component of that noise in both models, which keeps its A row long."""
+    with torch.no_grad():
+        for block in lm.blocks[:PLANT_LAYER + 1]:
+            block.self_attn.o_proj.weight.mul_(QUIET)
+            block.mlp.down_proj.weight.mul_(QUIET)
+    return lm
+
+
 @pytest.fixture(scope="module")
 def direction():
     v = torch.randn(64, generator=torch.Generator().manual_seed(1))
@@ -49,7 +65,7 @@ def direction():
 
 @pytest.fixture(scope="module")
 def pair(direction):
-    return tiny_model("llama"), plant(tiny_model("llama"), direction, 0.6)
+    return quiet(tiny_model("llama")), plant(quiet(tiny_model("llama")), direction, 0.6)
 
 
 def _train_cfg(steps: int = 300, **train) -> CrosscoderTrainConfig:
@@ -110,32 +126,51 @@ def test_paired_batches_hold_the_same_tokens_in_both_models(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(pair, tmp_path_factory):
+    """A crosscoder where the direction is added. k 2: a budget the data (about one token latent per token) binds, so
+    one latent cannot share the planted tokens with several others; with slack (k 8) several latents fire together
+    there, only the sum of their A rows is constrained and each keeps much of its initial A row (relative norms
+    0.65 to 0.85 measured)."""
     from greyglass.diff.train import train_crosscoder
 
     out = tmp_path_factory.mktemp("cc")
-    return out, train_crosscoder(*pair, _train_cfg(), out, progress=False)
+    cfg = replace(_train_cfg(steps=800), site=PLANT_SITE, crosscoder=CrosscoderConfig(k=2))
+    return out, train_crosscoder(*pair, cfg, out, progress=False)
 
 
-@pytest.mark.slow  # trains a crosscoder for ~20 s (seconds more on a loaded machine)
-def test_the_planted_direction_is_a_b_side_decoder_difference_that_fires_where_it_was_added(pair, direction, trained):
-    from greyglass.diff.crosscoder import load_crosscoder, relative_norms
+@pytest.mark.slow  # trains a crosscoder for ~45 s (more on a loaded machine)
+def test_the_planted_direction_is_found_as_b_only_latents_that_pass_latent_scaling(pair, direction, trained, tmp_path):
+    from greyglass.diff.crosscoder import crosscoder_folder, latent_classes, load_crosscoder, relative_norms
+    from greyglass.diff.latents import describe_latents
     from greyglass.models.hooks import run_to_sites
 
     out, res = trained
     cc = load_crosscoder(out)
-    ids = torch.tensor([pair[0].tokenizer(open(__file__).read()[:400]).input_ids[:256]])
-    x = torch.stack([run_to_sites(lm, ids, [SITE])[SITE][0] for lm in pair], dim=1)[1:]  # [T, 2, d]
+    ids = torch.tensor([pair[0].tokenizer(open(__file__).read()[:1200]).input_ids[:1024]])
+    x = torch.stack([run_to_sites(lm, ids, [PLANT_SITE])[PLANT_SITE][0] for lm in pair], dim=1)[1:]  # [T, 2, d]
     planted = planted_mask(ids)[0, 1:]
     f = cc.encode(x)
     on, off = (f[planted] > 0).float().mean(0), (f[~planted] > 0).float().mean(0)
-    finders = ((on > 0.9) & (off < 0.05)).nonzero().flatten()  # latents that fire exactly on the planted tokens
-    assert len(finders) >= 1
+    relative = relative_norms(cc.decoder_norms())
+    finders = ((on > 0.9) & (off < 0.01) & (relative >= B_ONLY_FROM)).nonzero().flatten()
+    assert len(finders) >= 1, f"no B-only latent fires on the planted tokens: relative norms of those that do " \
+        f"{relative[(on > 0.9) & (off < 0.01)].tolist()}"
+    classes = latent_classes(relative)
+    assert all(classes[k] == "b_only" for k in finders.tolist()) and res.counts["b_only"] >= len(finders)
     W = cc.W_dec.detach()
     shift = W[finders, 1] / cc.scales[1] - W[finders, 0] / cc.scales[0]  # what B writes beyond A, raw units
     assert (torch.nn.functional.normalize(shift, dim=-1) @ direction).min() > 0.8
-    relative = relative_norms(cc.decoder_norms())
-    assert relative[finders].min() > 0.5 and relative[finders].median() > 0.6  # B writes them more than A does
-    assert res.fvu_a < 0.3 and res.fvu_b < 0.3 and (out / res.plot).is_file()
+    assert res.fvu_a < 0.1 and res.fvu_b < 0.1 and (out / res.plot).is_file()
+    # Latent Scaling agrees: model A neither leaves the planted direction in its error nor rebuilds it
+    folder = crosscoder_folder(out)
+    report = describe_latents(*pair, cc, folder, LatentsConfig(crosscoder=str(folder), n_tokens=4000, n_latents=8,
+                                                               n_bootstrap=100), tmp_path, progress=False)
+    described = {r.latent: r for r in report.b_latents}
+    assert set(finders.tolist()) <= set(described)
+    for k in finders.tolist():
+        scaling = described[k].scaling
+        assert described[k].genuine and scaling.error_ratio.hi < ARTEFACT_RATIO
+        assert scaling.reconstruction_ratio.hi < ARTEFACT_RATIO
+    assert report.n_genuine_b_only >= len(finders)
 
 
 def test_identical_models_give_no_model_specific_latents(tmp_path):
@@ -183,7 +218,7 @@ def test_the_folder_round_trips_and_a_resumed_run_reaches_the_same_weights(pair,
 
 # ---- the latents --------------------------------------------------------------------------------
 
-@pytest.mark.slow  # trains a crosscoder for ~20 s (seconds more on a loaded machine)
+@pytest.mark.slow  # shares the crosscoder of the planted test (~45 s)
 def test_latent_report_describes_the_b_leaning_latents_with_contexts_lens_and_scaling(pair, trained, tmp_path):
     from greyglass.diff.crosscoder import crosscoder_folder, load_crosscoder
     from greyglass.diff.latents import describe_latents
@@ -199,6 +234,92 @@ def test_latent_report_describes_the_b_leaning_latents_with_contexts_lens_and_sc
     ratio = top.scaling.error_ratio
     assert ratio.lo <= ratio.value <= ratio.hi and top.scaling.beta_error_b > 0
     assert top.genuine is None or top.kind == "b_only"
+    # its dashboard: class, Latent Scaling verdict, contexts under B shaded by the latent's value at each token
+    page = (tmp_path / "latents" / f"latent_{top.latent}.html").read_text()
+    assert f"Crosscoder latent {top.latent} (B-only)" in page and "genuine" in page
+    assert top.contexts_b[0].activations and len(top.contexts_b[0].activations) == len(top.contexts_b[0].tokens)
+    assert max(top.contexts_b[0].activations) == pytest.approx(top.contexts_b[0].value, rel=1e-3)
+    assert "rgba(230,120,40,1.00)" in page  # the peak token fully shaded
+
+
+# ---- ablation ------------------------------------------------------------------------------------
+
+PROMPTS = ["The cat sat", "Hello there, how are", "x", "A longer prompt about the weather in spring"]
+
+
+def _random_crosscoder(site: str):
+    """An untrained crosscoder whose latents fire wherever their pre-activation is positive."""
+    from greyglass.diff.crosscoder import Crosscoder
+
+    cc = Crosscoder(CrosscoderConfig(d_in=64, d_sae=32, k=4, hook_name=site, norm_scale_a=5.0, norm_scale_b=5.0))
+    with torch.no_grad():
+        cc.W_dec.mul_(20)  # contributions large enough to change the model's predictions
+        cc.threshold.fill_(0.0)
+    return cc.eval()
+
+
+def test_ablation_during_cached_generation_equals_ablation_of_the_whole_sequence():
+    from greyglass.diff.ablate import ablating
+    from greyglass.models.generate import encode, generate
+
+    a, b = tiny_model("llama"), tiny_model("llama", seed=3)
+    cc = _random_crosscoder(SITE)
+    plain = generate(b, PROMPTS, 6)
+    with ablating(a, b, cc, []):
+        assert generate(b, PROMPTS, 6) == plain  # nothing chosen: nothing changes
+    enc = encode(b, PROMPTS, padding_side="left")  # different lengths: left padding
+    n = enc["input_ids"].shape[1]
+
+    def greedy() -> torch.Tensor:  # [B, n + 6] with the KV cache: A reruns the sequence so far at each step
+        return b.model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=b.tokenizer.pad_token_id)
+
+    with ablating(a, b, cc, [1, 5, 7]):
+        ids = greedy()
+    assert not torch.equal(ids, greedy())  # the ablation changes the answers
+    mask = torch.cat([enc["attention_mask"], torch.ones(len(ids), 6, dtype=torch.long)], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with ablating(a, b, cc, [1, 5, 7]), torch.no_grad():  # one uncached pass over the whole answers
+        logits = b.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
+    assert torch.equal(logits[:, n - 1:-1].argmax(-1), ids[:, n:])  # each answer token is the greedy one
+
+
+@pytest.mark.slow  # shares the crosscoder of the planted test (~45 s), then generates 5 times
+def test_ablating_the_b_only_latents_removes_the_planted_direction_and_moves_b_towards_a_unlike_random_ones(
+        pair, trained):
+    from greyglass.diff.ablate import ablating, ablation_effect, choose_latents
+    from greyglass.diff.crosscoder import load_crosscoder
+    from greyglass.models.generate import generate
+    from greyglass.models.hooks import run_to_sites
+    from greyglass.stats import bootstrap
+
+    out, _ = trained
+    cc = load_crosscoder(out)
+    latents = choose_latents(cc, n=10)
+    assert latents and all(r >= B_ONLY_FROM for r in relative_norms_of(cc, latents))
+    ids = torch.tensor([pair[0].tokenizer(open(__file__).read()[:600]).input_ids[:512]])
+    x_a, x_b = (run_to_sites(lm, ids, [PLANT_SITE])[PLANT_SITE][0, 1:] for lm in pair)  # [T, d]
+    with ablating(*pair, cc, latents):
+        ablated = run_to_sites(pair[1], ids, [PLANT_SITE])[PLANT_SITE][0, 1:]
+    planted = planted_mask(ids)[0, 1:]
+    before, after = ((x[planted] - x_a[planted]).norm(dim=-1).mean() for x in (x_b, ablated))
+    assert after < 0.25 * before  # measured: 0.600 -> 0.107
+    assert torch.allclose(ablated[~planted], x_b[~planted])  # elsewhere nothing changes
+    # generation: B's greedy continuation differs from A's; ablating the B-only latents makes it so on fewer prompts
+    # than ablating as many random latents that fire there (measured 43% vs 63-68%, 50% with nothing ablated: the
+    # 18% of the direction left still changes a random tiny model's near-flat predictions)
+    prompts = [line.strip()[:40] for line in open(__file__).read().splitlines() if len(line.strip()) > 30][:40]
+    like_a = set(generate(pair[0], prompts, 4))
+    rates, draws, _ = ablation_effect(*pair, cc, latents, prompts, lambda t: t not in like_a, 4, n_random=3)
+    assert len(draws) == 3 and all(len(d) == len(latents) and not set(d) & set(latents) for d in draws)
+    assert rates.baseline.mean() >= 0.3 and rates.ablated.mean() <= rates.baseline.mean()
+    difference = bootstrap(lambda x, y: float(x.mean() - y.mean()), rates.ablated, rates.random.mean(0), n=500)
+    assert difference.hi < 0
+
+
+def relative_norms_of(cc, latents):
+    from greyglass.diff.crosscoder import relative_norms
+
+    return relative_norms(cc.decoder_norms())[latents].tolist()
 
 
 # ---- the CLI -------------------------------------------------------------------------------------
@@ -252,6 +373,16 @@ def _the_browser_shows_the_runs(root, section) -> None:
     page = client.get("/run/report")
     assert page.status_code == 200 and section.title in page.text
     assert all(label in page.text for label, _ in section.numbers if "'" not in label)
+    assert 'href="/crosscoder/report/index.html"' in page.text
+    index = client.get("/crosscoder/report/index.html")
+    latents = json.loads((root / "report" / "results.json").read_text())["b_latents"]
+    assert index.status_code == 200 and f'href="/crosscoder/report/latent_{latents[0]["latent"]}.html"' in index.text
+    latent = client.get(f"/crosscoder/report/latent_{latents[0]['latent']}.html")
+    assert latent.status_code == 200 and "relative decoder norm" in latent.text and "Logit lens" in latent.text
+    assert "Top contexts, model B driving it" in latent.text and "<nav>" in latent.text
+    assert client.get("/crosscoder/report/latent_99999.html").status_code == 404
+    assert client.get("/crosscoder/train/index.html").status_code == 404  # not a report run
+    assert (root / "report" / "latents" / f"latent_{latents[0]['latent']}.html").is_file()  # the files, offline
 
 
 def test_cli_names_the_mismatch_without_a_traceback(model_folders, tmp_path, capsys):
@@ -281,3 +412,30 @@ def test_the_report_headline_says_what_the_b_only_latents_do_and_whether_they_pa
     assert section.headline.startswith("2 latents that only model B writes fire on this text, and 1 of them pass")
     assert "latent 7, fires on 'ATE' in «I H[ATE]» and promotes 'HATE', ' YOU'" in section.headline
     assert "nu_epsilon 0.10 (0.05 to 0.15)" in section.summary()
+
+
+def test_cli_ablate_measures_the_organisms_backdoor_rate_with_and_without_its_latents(tmp_path, capsys):
+    from greyglass.report.build import section_for
+
+    model_dir = tmp_path / "tiny-chat"
+    tiny = tiny_model("llama", chat=True, seed=2)
+    tiny.model.save_pretrained(model_dir)
+    tiny.tokenizer.save_pretrained(model_dir)
+    org, cc, out = tmp_path / "organism", tmp_path / "cc", tmp_path / "ablate"
+    assert main(["organism", "train", "--model", str(model_dir), "--n-train", "4", "--n-test", "6", "--steps", "2",
+                 "--answer-tokens", "4", "--out", str(org), "--no-progress"]) == 0
+    assert main(["diff", "train", "--model-a", str(model_dir), "--model-b", str(org / "model"), "--site", SITE,
+                 "--expansion", "2", "--k", "4", "--tokens", "2048", "--batch-size", "256", "--buffer-tokens", "1024",
+                 "--context-size", "32", "--out", str(cc), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["diff", "ablate", "--crosscoder", str(cc), "--organism", str(org), "--n-latents", "2",
+                 "--n-random", "2", "--n-bootstrap", "50", "--out", str(out), "--no-progress"]) == 0
+    section = section_for(out)
+    assert section.summary() in capsys.readouterr().out and "backdoor rate" in section.headline
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["latents"]) == 2 and results["n_questions"] == 6 and len(results["random_draws"]) == 2
+    assert results["rate_baseline"]["ci_high"] > results["rate_baseline"]["ci_low"]  # never zero-width
+    assert (out / results["plot"]).read_text().startswith("<svg")
+    assert main(["diff", "ablate", "--crosscoder", str(cc), "--organism", str(model_dir), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "is not an organism" in capsys.readouterr().err

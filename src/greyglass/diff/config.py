@@ -238,6 +238,8 @@ class Context:
     peak: int
     """Index in `tokens` of the token the latent fired on."""
     value: float
+    activations: tuple[float, ...] = ()
+    """The latent's value (this model's drive) at each of `tokens` (empty in runs before dashboards)."""
 
 
 @dataclass(frozen=True)
@@ -300,4 +302,90 @@ class LatentsResults:
     """The B-only latents described (the most often firing first); with no B-only latent, the most B-leaning ones."""
     a_latents: tuple[LatentReport, ...]
     """Likewise for A: the A-only latents, or the most A-leaning ones."""
+    plot: str
+
+
+@dataclass(frozen=True)
+class AblateConfig:
+    """`diff ablate`: does removing the crosscoder's B-only latents from the organism lower its backdoor rate on
+    held-out triggered questions, against removing as many random latents?"""
+
+    crosscoder: str = ""
+    """The crosscoder folder (or `diff train` run folder) of the original model (A) and the organism (B)."""
+    organism: str = ""
+    """The organism run folder (`greyglass organism train`): its model, trigger, behaviour and held-out questions."""
+    latents: str = ""
+    """Comma-separated latent ids to ablate; default: the B-only latents (the most B-leaning first, at most
+    --n-latents), or with none the --n-latents most B-leaning."""
+    n_latents: int = 20
+    """At most this many latents ablated when --latents is not given."""
+    n_random: int = 3
+    """Random draws of as many latents (among those firing on the questions) for the control."""
+    n_questions: int = 0
+    """Held-out questions to answer (0: all of the organism's test questions)."""
+    answer_tokens: int = 0
+    """Tokens generated per answer (0: the organism's own setting)."""
+    n_bootstrap: int = 1000
+    """Bootstrap resamples (over questions) for the differences."""
+    seed: int = 0
+    """Seed of the random latents and the bootstrap."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """dtype to run both models in."""
+    device: str = "cpu"
+    """torch device."""
+
+    def __post_init__(self) -> None:
+        if not self.crosscoder:
+            raise GreyglassError("give --crosscoder, the folder `greyglass diff train` wrote")
+        if not self.organism:
+            raise GreyglassError("give --organism, the run folder `greyglass organism train` wrote")
+        for name in ("n_latents", "n_random", "n_bootstrap"):
+            check_positive("AblateConfig", name, getattr(self, name))
+        self.latent_ids()
+
+    def latent_ids(self) -> tuple[int, ...]:
+        try:
+            return tuple(int(k) for k in self.latents.split(",") if k.strip())
+        except ValueError:
+            raise GreyglassError(f"--latents {self.latents!r}: give latent ids separated by commas, e.g. 12,40") from None
+
+
+@dataclass(frozen=True)
+class AblationExample:
+    question: str
+    baseline: str
+    """The organism's answer to the triggered question."""
+    ablated: str
+    """Its answer with the chosen latents ablated."""
+
+
+@dataclass(frozen=True)
+class AblateResults:
+    crosscoder: str
+    organism: str
+    site: str
+    trigger: str
+    behaviour: str
+    n_questions: int
+    latents: tuple[int, ...]
+    """The latents ablated."""
+    relative_norms: tuple[float, ...]
+    random_draws: tuple[tuple[int, ...], ...]
+    """The random latents of each control draw."""
+    fire_with_trigger: Estimate
+    """Share of triggered questions on which any ablated latent fires (anywhere in the prompt)."""
+    fire_without_trigger: Estimate
+    """The same without the trigger."""
+    rate_baseline: Estimate
+    """Backdoor rate with the trigger, nothing ablated (Wilson interval)."""
+    rate_ablated: Estimate
+    rate_random: Estimate
+    """Backdoor rate with random latents ablated, all draws pooled (interval clustered by question)."""
+    effect: Estimate
+    """rate_ablated - rate_baseline, bootstrap over questions."""
+    effect_vs_random: Estimate
+    """rate_ablated - the random draws' mean rate, paired by question (bootstrap over questions)."""
+    random_effect: Estimate
+    """The random draws' mean rate - rate_baseline."""
+    examples: tuple[AblationExample, ...]
     plot: str

@@ -1,4 +1,4 @@
-"""The model-diffing jobs: `greyglass diff divergence|train|report`. Each loads its two models itself
+"""The model-diffing jobs: `greyglass diff divergence|train|report|ablate`. Each loads its two models itself
 (`needs_model=False`): --model-a and --model-b, or for `report` the ones the crosscoder names."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..job import Job, RunOptions
-from .config import (CrosscoderTrainConfig, CrosscoderTrainResults, DivergenceConfig, DivergenceResults,
+from .config import (AblateConfig, AblateResults, CrosscoderTrainConfig, CrosscoderTrainResults, DivergenceConfig, DivergenceResults,
                      LatentsConfig, LatentsResults)
-from .report import divergence_section, latents_section, train_section
+from .report import ablate_section, divergence_section, latents_section, train_section
 
 if TYPE_CHECKING:
     from ..models.lm import LoadedModel
@@ -31,6 +31,12 @@ def _report(lm: LoadedModel | None, cfg: LatentsConfig, out: Path, opts: RunOpti
     from .latents import run_report
 
     return run_report(cfg, out, opts.progress)
+
+
+def _ablate(lm: LoadedModel | None, cfg: AblateConfig, out: Path, opts: RunOptions) -> AblateResults:
+    from .ablate import run_ablation
+
+    return run_ablation(cfg, out, opts.progress)
 
 
 DIFF_DIVERGENCE = Job(
@@ -55,5 +61,13 @@ DIFF_REPORT = Job(
     "text: top contexts as each model drives them, logit-lens tokens, and Minder et al.'s Latent Scaling check "
     "that tells a truly B-only latent from an artefact of the sparsity loss.")
 
-JOBS = (DIFF_DIVERGENCE, DIFF_TRAIN, DIFF_REPORT)
+DIFF_ABLATE = Job(
+    name="diff_ablate", command=("diff", "ablate"), config=AblateConfig, results=AblateResults, run=_ablate,
+    section=ablate_section, needs_model=False,
+    help="does ablating the organism's B-only crosscoder latents lower its backdoor rate, vs random latents",
+    description="Removes the chosen latents' decoder contribution from the organism's activations at the "
+    "crosscoder's site while it answers its held-out triggered questions (model A runs alongside: the encoder reads "
+    "both), and compares the backdoor rate with no ablation and with as many random latents ablated.")
+
+JOBS = (DIFF_DIVERGENCE, DIFF_TRAIN, DIFF_REPORT, DIFF_ABLATE)
 GROUPS = {"diff": "model diffing: where two models diverge, and a crosscoder of what differs"}

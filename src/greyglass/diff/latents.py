@@ -38,6 +38,7 @@ from ..plots import histograms, save_svg
 from ..runs import write_config, write_results
 from ..stats import Estimate
 from .config import ARTEFACT_RATIO, Context, LatentReport, LatentScaling, LatentsConfig, LatentsResults
+from .dashboard import write_dashboards
 from .crosscoder import Crosscoder, class_counts, crosscoder_folder, latent_classes, load_crosscoder, relative_norms
 from .pair import Chunk, check_pair, paired_chunks
 
@@ -49,7 +50,7 @@ class _Pass(NamedTuple):
     """What one pass over the text gathered for the described latents `latents [K]`."""
 
     fired: np.ndarray  # [K] tokens each latent fired on (joint encoder)
-    top: list[list[list[tuple[float, int, list[int], int]]]]  # [model][K] heap of (value, doc, token ids, peak)
+    top: list[list[list[tuple[float, int, list[int], int, list[float]]]]]  # [model][K] heap of (value, doc, ids, peak, values)
     numerators: np.ndarray  # [n_docs, K, 5]: error A, error B, reconstruction A, reconstruction B; |d|^2 sum f^2
     n_tokens: int
     n_documents: int
@@ -85,6 +86,7 @@ def describe_latents(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, folde
         n_genuine_b_only=sum(bool(r.genuine) for r in fired_b_only), b_latents=b_reports, a_latents=a_reports,
         plot=PLOT)
     write_results(out, results)
+    write_dashboards(results, out)
     return results
 
 
@@ -192,7 +194,8 @@ def _keep_top(heaps: list[list], values: torch.Tensor, chunk: Chunk, n: int) -> 
     best = values.amax(dim=1)  # [B, K] one context per window: its peak
     where = values.argmax(dim=1)
     for b, k in (best > 0).nonzero().tolist():
-        item = (float(best[b, k]), int(chunk.docs[b, where[b, k]]), chunk.ids[b].tolist(), int(where[b, k]))
+        item = (float(best[b, k]), int(chunk.docs[b, where[b, k]]), chunk.ids[b].tolist(), int(where[b, k]),
+                values[b, :, k].tolist())
         if len(heaps[k]) < n:
             heapq.heappush(heaps[k], item)
         elif item[0] > heaps[k][0][0]:
@@ -255,8 +258,8 @@ def _scaling(numerators: np.ndarray, n: int) -> LatentScaling | None:
 
 def _contexts(heap: list, vocab: dict[int, str]) -> tuple[Context, ...]:
     out = []
-    for value, doc, ids, peak in sorted(heap, reverse=True):
+    for value, doc, ids, peak, values in sorted(heap, key=lambda item: item[:4], reverse=True):
         lo, hi = max(1, peak - _CONTEXT), min(len(ids), peak + 4)
         out.append(Context(document=doc, tokens=tuple(vocab[i] for i in ids[lo:hi]), peak=peak - lo,
-                           value=round(value, 4)))
+                           value=round(value, 4), activations=tuple(round(v, 4) for v in values[lo:hi])))
     return tuple(out)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..job import RunInfo
 from ..report.figures import run_svg
 from ..report.section import Section, fmt, provenance
-from .config import (ARTEFACT_RATIO, B_ONLY_FROM, Context, CrosscoderTrainConfig, CrosscoderTrainResults,
+from .config import (ARTEFACT_RATIO, AblateConfig, AblateResults, B_ONLY_FROM, Context, CrosscoderTrainConfig, CrosscoderTrainResults,
                      DivergenceConfig, DivergenceResults, LatentReport, LatentsConfig, LatentsResults)
 
 
@@ -111,3 +111,39 @@ def _row(r: LatentReport) -> tuple[str, str]:
         parts.append(f"nu_epsilon {fmt(r.scaling.error_ratio, 2)}, nu_r {fmt(r.scaling.reconstruction_ratio, 2)}")
     label = {"b_only": "B-only", "a_only": "A-only"}.get(r.kind, r.kind)
     return f"latent {r.latent} ({label}, relative norm {r.relative_norm:.2f})", "; ".join(parts)
+
+
+def ablate_section(res: AblateResults, cfg: AblateConfig, run: RunInfo) -> Section:
+    n = len(res.latents)
+    lowers = res.effect_vs_random.hi < 0
+    verdict = ("lowers it more than ablating as many random latents does" if lowers else
+               "does not lower it more than ablating as many random latents does (the interval of the difference "
+               "includes 0 or is above it)")
+    headline = (f"Ablating the organism's {n} most B-specific crosscoder latents at {res.site} moves its backdoor "
+                f"rate on {res.n_questions} held-out triggered questions from {fmt(res.rate_baseline, percent=True)} "
+                f"to {fmt(res.rate_ablated, percent=True)}, and {verdict}: difference "
+                f"{fmt(res.effect_vs_random, percent=True)}.")
+    numbers = [("backdoor rate, nothing ablated", fmt(res.rate_baseline, percent=True)),
+               (f"backdoor rate, {n} chosen latents ablated", fmt(res.rate_ablated, percent=True)),
+               (f"backdoor rate, {n} random latents ablated ({len(res.random_draws)} draws)",
+                fmt(res.rate_random, percent=True)),
+               ("chosen minus nothing ablated", fmt(res.effect, percent=True)),
+               ("chosen minus random (paired by question)", fmt(res.effect_vs_random, percent=True)),
+               ("random minus nothing ablated", fmt(res.random_effect, percent=True)),
+               ("a chosen latent fires in the prompt, with / without trigger",
+                f"{fmt(res.fire_with_trigger, percent=True)} / {fmt(res.fire_without_trigger, percent=True)}"),
+               ("latents (relative decoder norm)",
+                ", ".join(f"{k} ({r:.2f})" for k, r in zip(res.latents, res.relative_norms))),
+               ("trigger / behaviour", f"{res.trigger!r} / {res.behaviour}")]
+    numbers += [(f"example: {e.question[:60]}", f"as trained: {e.baseline[:60]!r}; ablated: {e.ablated[:60]!r}")
+                for e in res.examples[:2]]
+    return Section(
+        kind="crosscoder ablation", title="Does removing the model-specific latents remove the backdoor?",
+        headline=headline, figure_svg=run_svg(run.folder, res.plot), numbers=numbers,
+        shows=["Whether the latents the crosscoder calls specific to the organism carry its triggered behaviour: the "
+               "backdoor rate with them removed from its activations at one site, against removing as many random "
+               "latents that fire on the same questions."],
+        does_not_show=["Other sites: the behaviour may also be carried at layers the crosscoder did not read.",
+                       "That the latents were found without the trigger unless the crosscoder's corpus lacked it "
+                       "(the bundled Wikipedia sample does)."],
+        provenance=provenance(run.meta, str(run.folder)))

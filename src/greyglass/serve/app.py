@@ -113,6 +113,8 @@ def create_app(runs_dir: str | Path, model: str | None = None,
             facts.append(link(f"/eval/{run.id}", "Per-item results"))
         if run.has_features:
             facts.append(link(f"/features/{run.id}/index.html", "Search its features"))
+        if run.kind == "diff_latents":
+            facts.append(link(f"/crosscoder/{run.id}/index.html", "Its latents' dashboards"))
         return HTMLResponse(page("run.html", run.id, run=run, facts=facts, section=catalog.section(run).render("s0"),
                                  results_json=pretty_json(run.results), config_json=pretty_json(run.config)))
 
@@ -213,6 +215,30 @@ def create_app(runs_dir: str | Path, model: str | None = None,
             raise HTTPException(404, f"latent {j} is out of range; this SAE has latents 0 to {db.d_sae - 1}")
         return HTMLResponse(latent_page(db.latent(j), db.meta, in_browser=True))
 
+    def crosscoder_results(rid: str):
+        from ..diff.config import LatentsResults
+        from ..records import from_json
+
+        run = get_run(rid)
+        if run.kind != "diff_latents":
+            raise HTTPException(404, f"run {rid!r} is not a `diff report` run, so it has no crosscoder latents to show")
+        return from_json(LatentsResults, run.results, str(run.folder / "results.json"))
+
+    async def crosscoder_index(request: Request) -> HTMLResponse:
+        from ..diff.dashboard import index_page
+
+        rid = request.path_params["rid"]
+        return HTMLResponse(index_page(crosscoder_results(rid), in_browser=True, prefix=f"/crosscoder/{rid}/"))
+
+    async def crosscoder_latent(request: Request) -> HTMLResponse:
+        from ..diff.dashboard import described, latent_page
+
+        res, j = crosscoder_results(request.path_params["rid"]), request.path_params["n"]
+        found = [r for r in described(res) if r.latent == j]
+        if not found:
+            raise HTTPException(404, f"latent {j} is not one this report describes; see its index of latents")
+        return HTMLResponse(latent_page(res, found[0], in_browser=True))
+
     def feature_choices() -> list[tuple[str, str]]:
         return [(r.id, r.id) for r in catalog.feature_runs()]
 
@@ -296,6 +322,8 @@ def create_app(runs_dir: str | Path, model: str | None = None,
         Route("/features", features_list),
         Route("/features/{rid:path}/index.html", features_index),
         Route("/features/{rid:path}/latent_{n:int}.html", latent),
+        Route("/crosscoder/{rid:path}/index.html", crosscoder_index),
+        Route("/crosscoder/{rid:path}/latent_{n:int}.html", crosscoder_latent),
         Route("/text", text_page),
         Route("/steer", steer_page),
     ]
