@@ -1,8 +1,15 @@
-"""The sparse TopK kernels against the naive dense versions, values and gradients."""
+"""The sparse TopK kernels against the naive dense versions, values and gradients, and BatchTopK's
+fast selection against ranking every entry."""
 
+import math
+
+import pytest
 import torch
 
-from greyglass.sae.kernels import dense_decode, gather_dot, sparse_decode
+from greyglass.sae import architectures
+from greyglass.sae.architectures import create_sae
+from greyglass.sae.config import BatchTopKConfig, SAEConfig
+from greyglass.sae.kernels import Bags, bag_decode, dense_decode, gather_dot, sparse_decode
 
 
 def _case(n=37, d=24, d_sae=96, k=7, seed=0):
@@ -50,3 +57,47 @@ def test_kernels_work_under_inference_mode():
         dots = gather_dot(torch.ones(len(indices), W.shape[1], dtype=torch.float64), W.detach(), indices)
     torch.testing.assert_close(out, dense_decode(values, indices, W).detach())
     torch.testing.assert_close(dots, W.detach().sum(1)[indices])
+
+
+def test_bag_decode_matches_dense_on_uneven_and_empty_bags():
+    """Bags of any size, empty ones included (a token with no latent in a Matryoshka group)."""
+    W, values, indices = _case(n=12, k=5, seed=3)
+    ids = torch.tensor([0, 0, 1, 3, 3, 3, 4, 7, 7, 9, 9, 9] * 5).sort().values  # bags 2, 5, 6, 8, 10, 11 empty
+    flat_values, flat_indices = values.reshape(-1)[: len(ids)], indices.reshape(-1)[: len(ids)]
+    out = bag_decode(flat_values, flat_indices, W, Bags.from_ids(ids, 12))
+    dense = torch.zeros(12, W.shape[0], dtype=torch.float64).index_put((ids, flat_indices), flat_values, accumulate=True)
+    ref = dense @ W
+    torch.testing.assert_close(out, ref)
+    grad = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad((out * grad).sum(), [values, W]), torch.autograd.grad((ref * grad).sum(), [values, W])):
+        torch.testing.assert_close(a, b)
+
+
+def _naive_batch_select(ranked, pre, k):
+    """BatchTopK's selection as first written: rank all N * d_sae entries, then each row's k_max."""
+    cut = ranked.flatten().topk(min(k * len(ranked), ranked.numel()), sorted=False).values.min()
+    k_max = max(1, int((ranked >= cut).sum(-1).max()))
+    indices = ranked.topk(k_max, dim=-1, sorted=False).indices
+    mask = (ranked.gather(1, indices) >= cut) & (pre.gather(1, indices) > 0)
+    return cut, torch.zeros_like(ranked, dtype=torch.bool).scatter(1, indices, mask)
+
+
+@pytest.mark.parametrize("margin", [1.25, 0.5])  # 0.5: the sampled bound misses the cut, the exact fallback runs
+def test_batchtopk_selection_is_the_naive_one(margin, monkeypatch):
+    """The sampled-bound cut and the row packing choose exactly the latents ranking everything chooses."""
+    monkeypatch.setattr(architectures, "_CUT_MARGIN", margin)
+    sae = create_sae(SAEConfig(arch=BatchTopKConfig(k=8), d_in=16, d_sae=1024, norm_scale=1.0))
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(600, 16, generator=gen) * 2  # 4,800 kept of 614,400: the sampled path
+    centred, pre, scores = sae._scores(x, None)
+    n_keep = 8 * len(x)
+    assert math.ceil(architectures._CUT_SAMPLE_HITS * pre.numel() / n_keep) < pre.numel()
+    cut, chosen = _naive_batch_select(pre.clamp(min=0), pre, 8)
+    torch.testing.assert_close(architectures.batch_cut(pre.clamp(min=0), n_keep), cut, rtol=0, atol=0)
+    values, indices = sae._select(centred, pre, scores)
+    assert (indices.diff(dim=1) > 0).all()  # distinct latents per row, increasing
+    fired = torch.zeros_like(chosen).scatter(1, indices, values > 0)
+    assert torch.equal(fired, chosen) and int(chosen.sum()) >= n_keep
+    torch.testing.assert_close(sae.threshold, pre[chosen].min())
+    dense = torch.zeros_like(pre).scatter(1, indices, values)
+    torch.testing.assert_close(dense, torch.where(chosen, pre, 0.0))
