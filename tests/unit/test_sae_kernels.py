@@ -8,7 +8,7 @@ import torch
 
 from greyglass.sae import architectures
 from greyglass.sae.architectures import create_sae
-from greyglass.sae.config import BatchTopKConfig, SAEConfig
+from greyglass.sae.config import BatchTopKConfig, FreqCostConfig, SAEConfig
 from greyglass.sae.kernels import Bags, bag_decode, dense_decode, gather_dot, sparse_decode
 
 
@@ -82,22 +82,30 @@ def _naive_batch_select(ranked, pre, k):
     return cut, torch.zeros_like(ranked, dtype=torch.bool).scatter(1, indices, mask)
 
 
-@pytest.mark.parametrize("margin", [1.25, 0.5])  # 0.5: the sampled bound misses the cut, the exact fallback runs
-def test_batchtopk_selection_is_the_naive_one(margin, monkeypatch):
-    """The sampled-bound cut and the row packing choose exactly the latents ranking everything chooses."""
-    monkeypatch.setattr(architectures, "_CUT_MARGIN", margin)
-    sae = create_sae(SAEConfig(arch=BatchTopKConfig(k=8), d_in=16, d_sae=1024, norm_scale=1.0))
+@pytest.mark.parametrize("case", ["sampled", "fallback", "freq_cost", "few_positive"])
+def test_batchtopk_selection_is_the_naive_one(case, monkeypatch):
+    """The sampled-bound cut and the row packing choose exactly the latents ranking everything
+    chooses: on the sampled path, when the bound misses (the exact fallback), with a frequency
+    cost (scores below the pre-activations), and with fewer positive pre-activations than k*N."""
+    if case == "fallback":
+        monkeypatch.setattr(architectures, "_CUT_MARGIN", 0.5)  # the sampled bound lands above the cut
+    freq = FreqCostConfig(form="neglog") if case == "freq_cost" else FreqCostConfig()
+    sae = create_sae(SAEConfig(arch=BatchTopKConfig(k=8), d_in=16, d_sae=1024, norm_scale=1.0, freq_cost=freq))
     gen = torch.Generator().manual_seed(4)
-    x = torch.randn(600, 16, generator=gen) * 2  # 4,800 kept of 614,400: the sampled path
-    centred, pre, scores = sae._scores(x, None)
+    if case == "freq_cost":
+        sae.fire_rate.copy_(torch.rand(1024, generator=gen) * 0.02)
+    if case == "few_positive":
+        sae.b_enc.data.fill_(-6.0)  # about 1 in 1,000 pre-activations positive: the cut is 0
+    x = torch.randn(600, 16, generator=gen) * 2  # 4,800 kept of 614,400 entries: the sampled path
+    centred, pre, scores = sae._scores(x, sae.cost_weights())
+    ranked = torch.where(pre > 0, scores, 0.0)
     n_keep = 8 * len(x)
     assert math.ceil(architectures._CUT_SAMPLE_HITS * pre.numel() / n_keep) < pre.numel()
-    cut, chosen = _naive_batch_select(pre.clamp(min=0), pre, 8)
-    torch.testing.assert_close(architectures.batch_cut(pre.clamp(min=0), n_keep), cut, rtol=0, atol=0)
-    values, indices = sae._select(centred, pre, scores)
-    assert (indices.diff(dim=1) > 0).all()  # distinct latents per row, increasing
+    cut, chosen = _naive_batch_select(ranked, pre, 8)
+    torch.testing.assert_close(architectures.batch_cut(ranked, n_keep), cut, rtol=0, atol=0)
+    values, indices = sae._select(centred, pre, scores.clone())
+    assert (indices.sort(dim=1).values.diff(dim=1) > 0).all()  # distinct latents in each row
     fired = torch.zeros_like(chosen).scatter(1, indices, values > 0)
-    assert torch.equal(fired, chosen) and int(chosen.sum()) >= n_keep
-    torch.testing.assert_close(sae.threshold, pre[chosen].min())
-    dense = torch.zeros_like(pre).scatter(1, indices, values)
-    torch.testing.assert_close(dense, torch.where(chosen, pre, 0.0))
+    assert torch.equal(fired, chosen) and (int(chosen.sum()) >= n_keep) == (case != "few_positive")
+    torch.testing.assert_close(sae.threshold, ranked[chosen].min())
+    torch.testing.assert_close(torch.zeros_like(pre).scatter(1, indices, values), torch.where(chosen, pre, 0.0))

@@ -163,25 +163,33 @@ class BatchTopKSAE(_TopKFamily):
     def _select(self, centred: Tensor, pre: Tensor, scores: Tensor) -> TopKLatents:
         """The k*N highest-scoring latents over the batch, packed per token into `[N, k_max]`.
 
-        A latent whose pre-activation is <= 0 never fires. Each row holds its token's latents and,
-        as padding (value 0), the first latents it does not use, all distinct and in increasing
-        index order. The threshold is learned on the scores, the rule that chose the latents (see
-        `inference_threshold`).
+        A latent whose pre-activation is <= 0 never fires. Each row holds its token's latents in
+        increasing index order, then as padding (value 0) the first latents it does not use, so a
+        row's latents are distinct. The threshold is learned on the scores, the rule that chose
+        the latents (see `inference_threshold`).
         """
+        n = len(pre)
         with torch.no_grad():
-            # [N, d_sae]; the scores are this step's own tensor unless they are the pre-activations
-            ranked = pre.clamp(min=0.0) if scores is pre else scores.masked_fill_(pre <= 0, 0.0)
-            cut = batch_cut(ranked, min(self.cfg.arch.k * len(ranked), ranked.numel()))
-            keep = (ranked >= cut) & (pre > 0)  # [N, d_sae]
-            counts = keep.sum(-1)  # [N]
+            # the scores with non-positive pre-activations at 0, [N, d_sae]; without a cost that is
+            # relu(pre), whose cut is the relu of pre's cut, so pre itself is ranked (no copy); the
+            # scores with a cost are this step's own tensor, so they are masked in place
+            ranked = pre if scores is pre else scores.masked_fill_(pre <= 0, 0.0)
+            cut = batch_cut(ranked, min(self.cfg.arch.k * n, ranked.numel()))
+            cut = cut.clamp(min=0.0) if scores is pre else cut
+            keep = ranked >= cut  # [N, d_sae]; above a positive cut every pre-activation is positive
+            if cut <= 0:  # fewer than k*N positive scores: the rest tie at 0, and must not fire
+                keep &= pre > 0
+            rows, cols = keep.nonzero(as_tuple=True)  # [E] each, row-major
+            self._update_threshold(ranked[rows, cols].min() if len(rows) else cut)
+            slots, counts = _row_slots(rows, n)
             k_max = max(1, int(counts.max()))
-            # pad each row to k_max with its first unused latents: among the first k_max there are enough
-            unused = ~keep[:, :k_max]  # [N, k_max]
-            keep[:, :k_max] |= unused & (unused.cumsum(-1) <= (k_max - counts)[:, None])
-            indices = keep.nonzero()[:, 1].view(len(ranked), k_max)  # [N, k_max], row-major: increasing
-            kept_scores = ranked.gather(1, indices)
-            mask = (kept_scores >= cut) & (pre.gather(1, indices) > 0)
-            self._update_threshold(kept_scores[mask].min() if mask.any() else cut)
+            unused = ~keep[:, :k_max]  # among a row's first k_max latents, enough are unused to pad it
+            pad_rows, pad_cols = (unused & (unused.cumsum(-1) <= (k_max - counts)[:, None])).nonzero(as_tuple=True)
+            indices = torch.empty(n, k_max, dtype=cols.dtype, device=cols.device)
+            indices[rows, slots] = cols
+            indices[pad_rows, _row_slots(pad_rows, n)[0] + counts[pad_rows]] = pad_cols
+            mask = torch.zeros(n, k_max, dtype=torch.bool, device=cols.device)
+            mask[rows, slots] = True
         values = F.relu(gather_dot(centred, self.W_enc.t().contiguous(), indices) + self.b_enc[indices]) * mask
         return TopKLatents(values, indices)
 
@@ -233,6 +241,13 @@ def batch_cut(ranked: Tensor, n_keep: int) -> Tensor:
         if len(candidates) >= n_keep:
             flat = candidates
     return flat.topk(n_keep, sorted=False).values.min()
+
+
+def _row_slots(rows: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """For row ids `[E]` in non-decreasing order: each entry's position within its row `[E]`, and
+    each of the n rows' entry count `[n]`."""
+    counts = torch.bincount(rows, minlength=n)
+    return torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows], counts
 
 
 class MatryoshkaSAE(BatchTopKSAE):
