@@ -1,5 +1,6 @@
-"""Shared fixtures: tiny random models (unit; also saved, with an SAE on one), the real default model (integration), the naive
-decoding reference, and a recorder of transformers' messages about the old cache name."""
+"""Shared fixtures: tiny random models (unit; also saved, with an SAE on one), the real default
+model (integration), the naive decoding reference, and a recorder of transformers' messages
+about the old cache name."""
 
 from __future__ import annotations
 

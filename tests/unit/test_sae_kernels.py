@@ -65,11 +65,12 @@ def test_bag_decode_matches_dense_on_uneven_and_empty_bags():
     ids = torch.tensor([0, 0, 1, 3, 3, 3, 4, 7, 7, 9, 9, 9] * 5).sort().values  # bags 2, 5, 6, 8, 10, 11 empty
     flat_values, flat_indices = values.reshape(-1)[: len(ids)], indices.reshape(-1)[: len(ids)]
     out = bag_decode(flat_values, flat_indices, W, Bags.from_ids(ids, 12))
-    dense = torch.zeros(12, W.shape[0], dtype=torch.float64).index_put((ids, flat_indices), flat_values, accumulate=True)
-    ref = dense @ W
+    dense = torch.zeros(12, W.shape[0], dtype=torch.float64)
+    ref = dense.index_put((ids, flat_indices), flat_values, accumulate=True) @ W
     torch.testing.assert_close(out, ref)
     grad = torch.randn_like(out)
-    for a, b in zip(torch.autograd.grad((out * grad).sum(), [values, W]), torch.autograd.grad((ref * grad).sum(), [values, W])):
+    for a, b in zip(torch.autograd.grad((out * grad).sum(), [values, W]),
+                    torch.autograd.grad((ref * grad).sum(), [values, W])):
         torch.testing.assert_close(a, b)
 
 
