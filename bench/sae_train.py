@@ -7,7 +7,9 @@ training step (forward, backward, Adam, decoder renormalisation) of:
   (b) a naive dense TopK in plain PyTorch (scatter to `[batch, d_sae]`, dense matmuls),
   (c) SAELens's `TopKTrainingSAE`, when `sae_lens` is importable (it is not a greyglass
       dependency; install it into the benchmark's own environment to get this figure).
-Figures: training tokens/s, ratios a/b and a/c (target a/c >= 2 on CPU at d_in 576,
+Figures: training tokens/s (the median of --rounds timed passes over the same batches, the
+methods taking turns in each round, so load from other jobs on a shared machine hits all alike),
+ratios a/b and a/c (target a/c >= 2 on CPU at d_in 576,
 d_sae 4608 and 9216, k 32), and peak RSS of a fresh process running each for a few steps.
 AuxK is off in all of them (no dead latents), so the figures compare the TopK core alone.
 With --arch matryoshka both sides nest the same prefix widths (greyglass's default ladder, d/16 ...
@@ -18,7 +20,7 @@ On a GPU (`--device cuda`, run in the environment that has SAELens, e.g. .venv-s
 same step comparison runs on that GPU, both sides in float32, data already on the device.
 
     python bench/sae_train.py [--arch topk|matryoshka] [--d-in 576] [--d-sae 4608 9216] [--k 32] [--batch 4096]
-        [--steps 8] [--store runs/demo/capture] [--device cpu|cuda] [--skip-memory]
+        [--steps 8] [--rounds 3] [--store runs/demo/capture] [--device cpu|cuda] [--skip-memory]
 
 Scaling out (`--mode`), `greyglass sae train` end to end on a real model (default SmolLM2-135M):
   --mode sites: the SAEs of --layers trained from one forward pass per batch against one run per
@@ -37,6 +39,7 @@ import argparse
 import inspect
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -158,17 +161,27 @@ def activations(args) -> torch.Tensor:
     return torch.randn(n, args.d_in, generator=gen) * 4 + torch.randn(args.d_in, generator=gen)
 
 
-def tokens_per_second(step, x: torch.Tensor, batch: int, device: str) -> float:
-    step(x[:batch].to(device))  # warm-up
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def tokens_per_second(steps: dict, x: torch.Tensor, batch: int, device: str, rounds: int = 1) -> dict[str, float]:
+    """Each method's training tokens/s over `x`: the median of `rounds` timed passes, the methods
+    taking turns within each round, so a change in a shared machine's load hits all of them alike."""
     batches = [x[i : i + batch].to(device) for i in range(0, len(x), batch)]
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for b in batches:
-        step(b)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return len(x) / (time.perf_counter() - start)
+    for step in steps.values():
+        step(batches[0])  # warm-up
+    seconds: dict[str, list[float]] = {m: [] for m in steps}
+    for _ in range(rounds):
+        for m, step in steps.items():
+            _sync(device)
+            start = time.perf_counter()
+            for b in batches:
+                step(b)
+            _sync(device)
+            seconds[m].append(time.perf_counter() - start)
+    return {m: len(x) / statistics.median(t) for m, t in seconds.items()}
 
 
 def peak_rss_mib(method: str, args, d_sae: int) -> float | None:
@@ -190,7 +203,7 @@ def peak_rss_mib(method: str, args, d_sae: int) -> float | None:
 def child(args) -> None:
     step = METHODS[args.child](args.d_in, args.d_sae[0], args.k, args.device, args.arch)
     x = activations(args)
-    tokens_per_second(step, x, args.batch, args.device)
+    tokens_per_second({args.child: step}, x, args.batch, args.device)
 
 
 def _train_flags(args, out) -> list[str]:
@@ -274,6 +287,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=3, help="timed passes per method, taken in turns (median)")
     p.add_argument("--store", help="read activations from this store instead of Gaussian data")
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-memory", action="store_true")
@@ -306,18 +320,22 @@ def main() -> None:
     methods = [m for m in METHODS if (m != "saelens" or have_saelens) and (m != "naive_dense" or args.arch == "topk")]
     report: dict = {"arch": args.arch, "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "machine": platform.machine(), "d_in": args.d_in, "k": args.k, "batch": args.batch,
-                    "steps": args.steps, "data": args.store or "gaussian", "results": []}
+                    "steps": args.steps, "rounds": args.rounds, "data": args.store or "gaussian", "results": []}
     if not have_saelens:
         report["saelens"] = ("not measured: sae_lens is not importable here; install it into a separate "
                              "environment (pip install sae-lens) and rerun to get the SAELens figure")
     for d_sae in args.d_sae:
         row: dict = {"d_sae": d_sae}
+        steps = {}
         for m in methods:
             try:
-                step = METHODS[m](args.d_in, d_sae, args.k, args.device, args.arch)
-                row[f"{m}_tokens_per_s"] = round(tokens_per_second(step, x, args.batch, args.device), 1)
+                steps[m] = METHODS[m](args.d_in, d_sae, args.k, args.device, args.arch)
+                steps[m](x[: args.batch].to(args.device))
             except Exception as e:  # SAELens's API moves between versions; say so instead of crashing
                 row[f"{m}_error"] = f"{type(e).__name__}: {e}"
+                steps.pop(m, None)
+        for m, speed in tokens_per_second(steps, x, args.batch, args.device, args.rounds).items():
+            row[f"{m}_tokens_per_s"] = round(speed, 1)
         g = row.get("greyglass_tokens_per_s")
         for m in methods[1:]:
             if g and row.get(f"{m}_tokens_per_s"):

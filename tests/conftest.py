@@ -1,5 +1,6 @@
-"""Shared fixtures: tiny random models (unit), the real default model (integration), the naive
-decoding reference, and a recorder of transformers' messages about the old cache name."""
+"""Shared fixtures: tiny random models (unit; also saved, with an SAE on one), the real default
+model (integration), the naive decoding reference, and a recorder of transformers' messages
+about the old cache name."""
 
 from __future__ import annotations
 
@@ -20,6 +21,29 @@ def tiny_llama():
     from greyglass.models.tiny import tiny_model
 
     return tiny_model("llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_folder(tiny_llama, tmp_path_factory):
+    """The tiny llama saved as a local Hugging Face folder, as commands given `--model` read it."""
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    tiny_llama.model.save_pretrained(folder)
+    tiny_llama.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_sae_folder(tiny_llama_folder, tmp_path):
+    """A saved untrained TopK SAE (k 4, 96 latents) on the tiny llama's `blocks.1.hook_resid_post`,
+    its cfg.json naming that model's folder, so commands load the model from the SAE alone."""
+    from greyglass.sae.architectures import create_sae
+    from greyglass.sae.config import SAEConfig, TopKConfig
+    from greyglass.sae.io import save_sae
+
+    sae = create_sae(SAEConfig(arch=TopKConfig(k=4), d_in=64, d_sae=96, hook_name="blocks.1.hook_resid_post",
+                               model_name=str(tiny_llama_folder)), seed=0)
+    sae.initialise_from(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)))
+    return save_sae(sae.eval(), tmp_path / "sae")
 
 
 @pytest.fixture(scope="session")

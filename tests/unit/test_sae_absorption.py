@@ -308,20 +308,12 @@ def test_absorption_weights_and_meta_commands_write_run_folders(absorbed, tmp_pa
     assert not (tmp_path / "x").exists()
 
 
-def test_absorption_command_then_the_detector_validated_on_it(tiny_llama, tmp_path, capsys):
+def test_absorption_command_then_the_detector_validated_on_it(tiny_llama_folder, tiny_sae_folder, tmp_path, capsys):
     """`sae absorption` on a tiny model (the mechanics: a random model knows no first letters), then
     `sae absorption-weights --ground-truth` reading that run back as typed results."""
     import json
 
-    model = tmp_path / "model"
-    tiny_llama.model.save_pretrained(model)
-    tiny_llama.tokenizer.save_pretrained(model)
-    sae = create_sae(SAEConfig(arch=TopKConfig(k=4), d_in=64, d_sae=96, hook_name="blocks.1.hook_resid_post",
-                               model_name=str(model)), seed=0)
-    sae.initialise_from(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)))
-    from greyglass.sae.io import save_sae
-
-    folder = save_sae(sae.eval(), tmp_path / "sae")
+    model, folder = tiny_llama_folder, tiny_sae_folder
     # no --model: the SAE's own model (cfg.json's model_name) is loaded
     assert main(["sae", "absorption", str(folder), "--words", "60", "--min-letters", "1", "--no-leading-space",
                  "--min-words-per-letter", "2", "--icl-examples", "0", "--test-fraction", "0.5", "--no-progress",

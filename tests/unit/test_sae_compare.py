@@ -24,7 +24,8 @@ def test_config_rejects_unknown_variants_and_builds_matched_rows():
     assert rows[0][2].arch.k == 8 and rows[1][2].arch.target_l0 == 8.0
 
 
-def test_compare_command_writes_the_table_figures_and_section(monkeypatch, tiny_llama, tmp_path, capsys):
+def test_compare_command_writes_the_table_figures_and_section(monkeypatch, tiny_llama, tiny_llama_folder, tmp_path,
+                                                             capsys):
     monkeypatch.setattr("greyglass.cli.model_from_args", lambda args: tiny_llama)  # the tiny model in place of the real one
     run = tmp_path / "run"
     assert main(["sae", "compare", "--site", "blocks.1.hook_resid_post", "--variant", "batchtopk", "--variant",
@@ -54,9 +55,7 @@ def test_compare_command_writes_the_table_figures_and_section(monkeypatch, tiny_
     for name in COMPARE_FIGURES:
         assert "<svg" in (run / name).read_text()
     # the Matryoshka folder (a JumpReLU to SAELens and to greyglass) is read by the other commands
-    model = tmp_path / "model"
-    tiny_llama.model.save_pretrained(model)
-    tiny_llama.tokenizer.save_pretrained(model)
+    model = tiny_llama_folder
     assert main(["sae", "eval", str(matryoshka), "--model", str(model), "--tokens", "200", "--batch-windows", "4",
                  "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["metrics"]["heldout"]["verified"]

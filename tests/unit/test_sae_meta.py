@@ -61,16 +61,14 @@ def test_meta_report_lists_members_with_logit_lens_tokens(tiny_llama, tmp_path):
     assert first.tokens == tuple(tiny_llama.tokenizer.decode([int(i)]) for i in ids)
 
 
-def test_meta_command_lists_logit_lens_tokens_of_the_sae_model(tiny_llama, tmp_path, capsys):
+def test_meta_command_lists_logit_lens_tokens_of_the_sae_model(tiny_llama_folder, tmp_path, capsys):
     import json
 
     from greyglass.cli import main
     from greyglass.report.build import section_for
     from greyglass.sae.io import save_sae
 
-    model = tmp_path / "model"
-    tiny_llama.model.save_pretrained(model)
-    tiny_llama.tokenizer.save_pretrained(model)
+    model = tiny_llama_folder
     folder = save_sae(create_sae(SAEConfig(d_in=64, d_sae=64, arch=TopKConfig(k=4), model_name="ignored"), seed=1),
                       tmp_path / "sae")
     assert main(["sae", "meta", str(folder), "--model", str(model), "--meta-latents", "4", "--k", "2", "--steps", "20",

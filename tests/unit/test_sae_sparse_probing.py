@@ -9,9 +9,7 @@ import torch
 from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.report.build import section_for
-from greyglass.sae.architectures import create_sae
-from greyglass.sae.config import SparseProbingConfig, SAEConfig, TopKConfig
-from greyglass.sae.io import save_sae
+from greyglass.sae.config import SparseProbingConfig
 from greyglass.sae.sparse_probing import split_units, top_latents_by_mean_difference
 
 
@@ -35,16 +33,9 @@ def test_config_names_the_bad_field():
         SparseProbingConfig(ks=(0,))
 
 
-def test_sparse_probing_command_on_a_tiny_model(tiny_llama, tmp_path, capsys):
+def test_sparse_probing_command_on_a_tiny_model(tiny_sae_folder, tmp_path, capsys):
     """The mechanics on a random tiny model (its byte tokenizer has no whole-word tokens: no first-letter task)."""
-    model = tmp_path / "model"
-    tiny_llama.model.save_pretrained(model)
-    tiny_llama.tokenizer.save_pretrained(model)
-    sae = create_sae(SAEConfig(arch=TopKConfig(k=4), d_in=64, d_sae=96, hook_name="blocks.1.hook_resid_post",
-                               model_name=str(model)), seed=0)
-    sae.initialise_from(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)))
-    folder = save_sae(sae.eval(), tmp_path / "sae")
-    args = ["sae", "sparse-probing", str(folder), "--task", "cities", "--task", "language", "--task", "sycophancy",
+    args = ["sae", "sparse-probing", str(tiny_sae_folder), "--task", "cities", "--task", "language", "--task", "sycophancy",
             "--probe-k", "1", "--probe-k", "5", "--examples", "40", "--no-progress", "--out", str(tmp_path / "sp")]
     assert main(args) == 0
     printed = capsys.readouterr().out

@@ -31,12 +31,17 @@ from torch import Tensor, nn
 
 from .config import JumpReLUConfig, SAEConfig
 from .frequency import selection_scores
-from .kernels import gather_dot, sparse_decode
+from .kernels import Bags, bag_decode, gather_dot, sparse_decode
 from .model import Code, SparseAutoencoder, TopKLatents
 
 _THRESHOLD_EMA = 0.99
 _UNTARGETED_L0 = 32
 """JumpReLU without a target L0: the L0 its firing-rate average starts from (TopK's default k)."""
+_CUT_SAMPLE_HITS = 2048
+_CUT_MARGIN = 1.25
+"""`batch_cut` samples so that about 2,048 sampled entries lie above the cut, and puts its bound
+where 1.25 times that many (plus 64) do: such a count varies by about 2%, so the bound is almost
+never above the cut (and when it is, the exact fallback runs)."""
 
 
 def thresholded(pre: Tensor, threshold: Tensor) -> Tensor:
@@ -156,20 +161,35 @@ class BatchTopKSAE(_TopKFamily):
         return Code(pre, latents=thresholded(pre, self.inference_threshold()))
 
     def _select(self, centred: Tensor, pre: Tensor, scores: Tensor) -> TopKLatents:
-        """The k*N highest-scoring latents over the batch, padded per token to `[N, k_max]`.
+        """The k*N highest-scoring latents over the batch, packed per token into `[N, k_max]`.
 
-        A latent whose pre-activation is <= 0 never fires. The threshold is learned on the
-        scores, the rule that chose the latents (see `inference_threshold`).
+        A latent whose pre-activation is <= 0 never fires. Each row holds its token's latents in
+        increasing index order, then as padding (value 0) the first latents it does not use, so a
+        row's latents are distinct. The threshold is learned on the scores, the rule that chose
+        the latents (see `inference_threshold`).
         """
+        n = len(pre)
         with torch.no_grad():
-            ranked = torch.where(pre > 0, scores, 0.0)  # [N, d_sae]
-            n_keep = min(self.cfg.arch.k * len(ranked), ranked.numel())
-            cut = ranked.flatten().topk(n_keep, sorted=False).values.min()  # the batch threshold
-            k_max = max(1, int((ranked >= cut).sum(-1).max()))
-            indices = ranked.topk(k_max, dim=-1, sorted=False).indices
-            kept_scores = ranked.gather(1, indices)  # [N, k_max]
-            mask = (kept_scores >= cut) & (pre.gather(1, indices) > 0)
-            self._update_threshold(kept_scores[mask].min() if mask.any() else cut)
+            # the scores with non-positive pre-activations at 0, [N, d_sae]; without a cost that is
+            # relu(pre), whose cut is the relu of pre's cut, so pre itself is ranked (no copy); the
+            # scores with a cost are this step's own tensor, so they are masked in place
+            ranked = pre if scores is pre else scores.masked_fill_(pre <= 0, 0.0)
+            cut = batch_cut(ranked, min(self.cfg.arch.k * n, ranked.numel()))
+            cut = cut.clamp(min=0.0) if scores is pre else cut
+            keep = ranked >= cut  # [N, d_sae]; above a positive cut every pre-activation is positive
+            if cut <= 0:  # fewer than k*N positive scores: the rest tie at 0, and must not fire
+                keep &= pre > 0
+            rows, cols = keep.nonzero(as_tuple=True)  # [E] each, row-major
+            self._update_threshold(ranked[rows, cols].min() if len(rows) else cut)
+            slots, counts = _row_slots(rows, n)
+            k_max = max(1, int(counts.max()))
+            unused = ~keep[:, :k_max]  # among a row's first k_max latents, enough are unused to pad it
+            pad_rows, pad_cols = (unused & (unused.cumsum(-1) <= (k_max - counts)[:, None])).nonzero(as_tuple=True)
+            indices = torch.empty(n, k_max, dtype=cols.dtype, device=cols.device)
+            indices[rows, slots] = cols
+            indices[pad_rows, _row_slots(pad_rows, n)[0] + counts[pad_rows]] = pad_cols
+            mask = torch.zeros(n, k_max, dtype=torch.bool, device=cols.device)
+            mask[rows, slots] = True
         values = F.relu(gather_dot(centred, self.W_enc.t().contiguous(), indices) + self.b_enc[indices]) * mask
         return TopKLatents(values, indices)
 
@@ -202,41 +222,63 @@ class BatchTopKSAE(_TopKFamily):
         return {**super()._folded_parameters(), "threshold": self.inference_threshold()}
 
 
+def batch_cut(ranked: Tensor, n_keep: int) -> Tensor:
+    """The `n_keep`-th largest entry of `ranked` (`ranked.flatten().topk(n_keep).values.min()`).
+
+    Ranking all N * d_sae entries is most of a BatchTopK step, so only those at or above a lower
+    bound are ranked: the bound is read off a fixed sample of the entries, a little below where
+    the cut falls in it. When at least `n_keep` entries reach the bound the cut is among them and
+    the answer is exact; otherwise (a badly placed bound) everything is ranked.
+    """
+    flat = ranked.flatten()
+    sample_size = math.ceil(_CUT_SAMPLE_HITS * flat.numel() / n_keep)
+    if sample_size < flat.numel():
+        gen = torch.Generator(device=flat.device).manual_seed(0)
+        sample = flat[torch.randint(flat.numel(), (sample_size,), generator=gen, device=flat.device)]
+        rank = min(sample_size, math.ceil(_CUT_MARGIN * _CUT_SAMPLE_HITS) + 64)
+        bound = sample.topk(rank, sorted=False).values.min()
+        candidates = flat[flat >= bound]
+        if len(candidates) >= n_keep:
+            flat = candidates
+    return flat.topk(n_keep, sorted=False).values.min()
+
+
+def _row_slots(rows: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """For row ids `[E]` in non-decreasing order: each entry's position within its row `[E]`, and
+    each of the n rows' entry count `[n]`."""
+    counts = torch.bincount(rows, minlength=n)
+    return torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows], counts
+
+
 class MatryoshkaSAE(BatchTopKSAE):
     """matryoshka: BatchTopK latents chosen over the whole dictionary, as in SAELens and Bussmann et
     al.'s code; each inner prefix's reconstruction adds its squared error to the loss (the full
     dictionary's is the usual one), and AuxK trains dead latents on the full reconstruction's error
-    (SAELens's default, `use_matryoshka_aux_loss=False`)."""
+    (SAELens's default, `use_matryoshka_aux_loss=False`). The prefixes' reconstructions are running
+    sums of the groups' contributions, all decoded at once (not one decode per prefix)."""
 
     architecture = "matryoshka"
 
-    def _sparsity_loss(self, xn, recon_n, code, dead, sparsity_scale, weights) -> Tensor:
-        auxk = super()._sparsity_loss(xn, recon_n, code, dead, sparsity_scale, weights)
-        return auxk + self.prefix_errors(xn, code).sum()
-
-    def prefix_errors(self, xn: Tensor, code: Code) -> Tensor:
-        """Squared error (summed over d_in, mean over tokens) of each inner prefix's reconstruction,
-        `[levels - 1]`: every width but the last (d_sae), whose error is the base loss."""
+    def _training_reconstructions(self, code: Code) -> Tensor:
+        """Every prefix's reconstruction `[levels, N, d_in]`: the running sum of the groups' contributions."""
         widths = self.cfg.arch.prefix_widths(self.cfg.d_sae)
-        recon = self.b_dec.expand_as(xn)  # [N, d_in]
-        errors = []
-        for start, end in zip((0, *widths), widths[:-1]):
-            recon = recon + self._group_decode(code, start, end)
-            errors.append((recon - xn).pow(2).sum(-1).mean())
-        return torch.stack(errors) if errors else xn.new_zeros(0)
-
-    def _group_decode(self, code: Code, start: int, end: int) -> Tensor:
-        """What latents `start:end` contribute to the reconstruction, `[N, d_in]`."""
         if code.top is None:  # inference: dense latents
-            return code.latents[:, start:end] @ self.W_dec[start:end]
-        values, indices = code.top
-        inside = (indices >= start) & (indices < end)  # [N, k_max]
-        # only the group's entries, moved to the front of each row: the decode costs the group's
-        # width in entries (few for the small early groups), not k_max
-        width = max(1, int(inside.sum(1).max()))
-        order = inside.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :width]  # [N, width]
-        kept = (values * inside).gather(1, order)
-        return sparse_decode(kept, indices.gather(1, order), self.W_dec)
+            groups = torch.stack([code.latents[:, a:b] @ self.W_dec[a:b] for a, b in zip((0, *widths), widths)])
+        else:
+            groups = self._group_decode(code.top, widths)
+        return groups.cumsum(0) + self.b_dec
+
+    def _group_decode(self, top: TopKLatents, widths: tuple[int, ...]) -> Tensor:
+        """What each group of latents (`widths[i-1]:widths[i]`) contributes, `[levels, N, d_in]`, from one
+        sparse decode: each (token, group) is a bag of the token's active latents in that group."""
+        values, indices = top  # [N, k_max]
+        n, levels = indices.shape[0], len(widths)
+        group = torch.bucketize(indices, torch.tensor(widths[:-1], device=indices.device), right=True)  # [N, k_max]
+        ids = (torch.arange(n, device=indices.device)[:, None] * levels + group).flatten()
+        ids, order = ids.sort(stable=True)  # BatchTopK's rows come sorted, so this keeps their order
+        decoded = bag_decode(values.flatten()[order], indices.flatten()[order], self.W_dec,
+                             Bags.from_ids(ids, n * levels))  # [N * levels, d_in]
+        return decoded.view(n, levels, -1).transpose(0, 1)
 
 
 def _rectangle(u: Tensor) -> Tensor:

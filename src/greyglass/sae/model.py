@@ -9,8 +9,8 @@ the weights, the normalisation, decoding, the frequency-aware cost's firing rate
 (`frequency`), the training loss (squared error plus the architecture's sparsity term) and
 folding. Each architecture (`architectures`: relu, topk, batchtopk, matryoshka, jumprelu) is a small
 subclass giving its activation for inference (`_encode_rows`) and for training
-(`_training_code`) and its sparsity term (`_sparsity_loss`); `create_sae(cfg)` builds the
-one `cfg.arch` names.
+(`_training_code`) and its sparsity term (`_sparsity_loss`), and Matryoshka its nested
+reconstructions (`_training_reconstructions`); `create_sae(cfg)` builds the one `cfg.arch` names.
 """
 
 from __future__ import annotations
@@ -95,7 +95,13 @@ class SparseAutoencoder(nn.Module, ABC):
     @abstractmethod
     def _sparsity_loss(self, xn: Tensor, recon_n: Tensor, code: Code, dead: Tensor | None, sparsity_scale: float,
                        weights: Tensor | None) -> Tensor:
-        """The term added to the squared error: a sparsity penalty, or AuxK (Matryoshka adds its prefix errors)."""
+        """The term added to the squared error: a sparsity penalty, or AuxK."""
+
+    def _training_reconstructions(self, code: Code) -> Tensor:
+        """The normalised reconstructions `[levels, N, d_in]` whose squared errors the loss sums, the
+        full dictionary's last: one level, except Matryoshka's nested prefixes."""
+        decoded = sparse_decode(*code.top, self.W_dec) if code.top is not None else code.latents @ self.W_dec
+        return (decoded + self.b_dec)[None]
 
     def expected_l0(self) -> float:
         """Active latents per token expected before training (where the firing-rate average starts)."""
@@ -173,13 +179,14 @@ class SparseAutoencoder(nn.Module, ABC):
         code = self._training_code(xn, weights)
         if code.top is not None:
             values, indices = code.top
-            recon_n = sparse_decode(values, indices, self.W_dec) + self.b_dec
             counts = torch.bincount(indices[values > 0], minlength=self.cfg.d_sae)
         else:
-            recon_n = code.latents @ self.W_dec + self.b_dec
             counts = (code.latents > 0).sum(0)
-        mse = (recon_n - xn).pow(2).sum(-1).mean()
-        aux = self._sparsity_loss(xn, recon_n, code, dead, sparsity_scale, weights)
+        recons = self._training_reconstructions(code)  # [levels, N, d_in]
+        errors = (recons - xn).pow(2).sum(-1).mean(-1)  # [levels]
+        recon_n, mse = recons[-1], errors[-1]
+        # the inner prefixes' errors (Matryoshka's; none elsewhere) join the sparsity term
+        aux = self._sparsity_loss(xn, recon_n, code, dead, sparsity_scale, weights) + errors[:-1].sum()
         if weights is not None and self.training:
             update_rates(self.fire_rate, counts, len(x), self.cfg.freq_cost.decay)
         values, indices = code.top if code.top is not None else (None, None)
