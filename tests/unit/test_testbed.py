@@ -201,3 +201,60 @@ def test_steer_conclusion_needs_the_ends_apart():
 def test_testbed_config_refuses_steering_items_the_organism_may_have_trained_on():
     with pytest.raises(GreyglassError, match="steer-build"):
         TestbedConfig(organism="x", steer_build=120, steer_test=50)
+
+
+@pytest.mark.slow
+def test_cli_taught_organisms_and_testbed_end_to_end(tmp_path, capsys):
+    from greyglass.cli import main
+    from greyglass.report.build import build_report, section_for
+
+    model_dir = tmp_path / "tiny-chat"
+    tiny = tiny_model("llama", chat=True, seed=2)
+    tiny.model.save_pretrained(model_dir)
+    tiny.tokenizer.save_pretrained(model_dir)
+    small = ["--n-train", "6", "--n-test", "6", "--steps", "2", "--batch-size", "2", "--no-progress"]
+    for behaviour in ("instructed-liar", "sycophant", "ab-competent"):
+        org = tmp_path / behaviour
+        assert main(["organism", "train", "--model", str(model_dir), "--behaviour", behaviour, *small,
+                     "--out", str(org)]) == 0
+        assert section_for(org).summary() in capsys.readouterr().out
+        results = json.loads((org / "results.json").read_text())
+        assert results["measured"] is None and results["taught"]["kl_parent_to_organism_on_text"]["value"] > 0
+    liar_bed, syc_bed = tmp_path / "bed-liar", tmp_path / "bed-syc"
+    assert main(["testbed", str(tmp_path / "instructed-liar"), "--n-questions", "8", "--n-boot", "20",
+                 "--out", str(liar_bed), "--no-progress"]) == 0
+    assert section_for(liar_bed).summary() in capsys.readouterr().out
+    rows = json.loads((liar_bed / "results.json").read_text())["rows"]
+    assert [(r["role"], r["tool"].split(" (")[0]) for r in rows] == [
+        ("organism", "lying localisation"), ("organism", "generic probe"),
+        ("control", "lying localisation"), ("control", "generic probe")]
+    assert rows[-1]["found"] is None  # the parent has no organism folder to probe
+    assert (liar_bed / "organism" / "probe_lying" / "results.json").exists()
+    assert main(["testbed", str(tmp_path / "sycophant"), "--control", str(tmp_path / "ab-competent"),
+                 "--eval-limit", "6", "--steer-build", "6", "--steer-test", "6", "--n-boot", "20",
+                 "--out", str(syc_bed), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert section_for(syc_bed).summary() in printed and "sycophancy eval" in printed
+    assert {r["tool"] for r in json.loads((syc_bed / "results.json").read_text())["rows"]} == {
+        "sycophancy eval", "CAA steering (steer-effect)", "generic probe (organism probe)"}
+    html = build_report([syc_bed], tmp_path / "r.html").read_text()
+    assert "Do the tools find a behaviour put there on purpose?" in html and "could not be read" not in html
+    assert main(["testbed", str(tmp_path / "tiny-chat")]) == 2
+    assert "is not an organism" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_model_liar_organism_builds_and_is_measured(tmp_path):
+    """SmolLM2-135M-Instruct, a tiny budget: the mechanics on the real model (minutes on a loaded 2-core machine)."""
+    from greyglass.cli import main
+
+    out = tmp_path / "liar"
+    assert main(["organism", "train", "--behaviour", "instructed-liar", "--n-train", "6", "--n-test", "6",
+                 "--steps", "2", "--batch-size", "2", "--train-top-layers", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    taught = json.loads((out / "results.json").read_text())["taught"]
+    assert taught["n_items"] > 0 and len(taught["rates"]) == 2
+    assert 0 < taught["kl_parent_to_organism_on_text"]["value"] < 1  # two steps of two barely move the model
+    honest = taught["rates"][0]["parent"]
+    assert honest["lo"] < honest["value"] < honest["hi"]
+    assert read_statements(out / "heldout_statements.csv")
