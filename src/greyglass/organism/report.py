@@ -9,6 +9,7 @@ from ..job import RunInfo
 from ..report.figures import run_svg
 from ..report.section import Section, fmt, provenance
 from ..stats import Estimate
+from .behaviours import TAUGHT
 from .config import (AUROC_PLOT, MODEL_FOLDER, SCORES_PLOT, BestLayer, LayerDetection, OrganismConfig,
                      OrganismProbeConfig, OrganismProbeResults, OrganismResults, QuestionSet, TaughtMeasures)
 
@@ -146,16 +147,19 @@ def organism_probe_section(res: OrganismProbeResults, cfg: OrganismProbeConfig, 
     controls = controls_at_layer(res, b.layer)
     own_best = controls_at_their_best(res)
     outcome = verdict(res)
+    # a taught behaviour is switched on by its condition (a lying instruction, the user's view), not a trigger
+    on, off, what = (("triggered", "plain", "trigger") if res.behaviour not in TAUGHT else
+                     (f"'{res.behaviour}'-on", "paired plain", "behaviour"))
     if outcome == "beats":
-        headline = (f"A probe built only from generic yes/no questions flags the triggered prompts at layer {b.layer} "
-                    f"(AUROC {b.auroc.value:.2f}), better than every control, without knowing the trigger.")
+        headline = (f"A probe built only from generic yes/no questions flags the {on} prompts at layer {b.layer} "
+                    f"(AUROC {b.auroc.value:.2f}), better than every control, without knowing the {what}.")
     elif outcome == "ties":
         name, (c_layer, c) = max(own_best.items(), key=lambda kv: kv[1][1].value)
-        headline = (f"A generic probe separates triggered from plain prompts at layer {b.layer} (AUROC "
+        headline = (f"A generic probe separates {on} from {off} prompts at layer {b.layer} (AUROC "
                     f"{b.auroc.value:.2f}), but a control does about as well or better ({name}: {c.value:.2f} at layer "
                     f"{c_layer}), so this does not show the model 'knows' it is about to defect.")
     else:
-        headline = ("No layer's generic probe reliably separates triggered from plain prompts in this small model; "
+        headline = (f"No layer's generic probe reliably separates {on} from {off} prompts in this small model; "
                     "Anthropic's >0.99 AUROC on large models is not reproduced here.")
     return Section(
         kind="probe catches a backdoor", title="Can a simple probe tell when the model is about to misbehave?",
