@@ -20,7 +20,8 @@ from greyglass.organism.train import fine_tune
 from greyglass.probes.config import HONEST, LIE_VARIANTS
 from greyglass.stats import Estimate
 from greyglass.steer.config import CoefEffect, EffectResults
-from greyglass.testbed.config import TestbedConfig
+from greyglass.testbed.config import TestbedConfig, TestbedResults, ToolVerdict
+from greyglass.testbed.report import testbed_section
 from greyglass.testbed.verdicts import eval_conclusion, judge, steer_conclusion
 
 
@@ -258,3 +259,25 @@ def test_real_model_liar_organism_builds_and_is_measured(tmp_path):
     honest = taught["rates"][0]["parent"]
     assert honest["lo"] < honest["value"] < honest["hi"]
     assert read_statements(out / "heldout_statements.csv")
+
+
+def _verdict_row(role, present, found):
+    right, words = judge(role, present, found)
+    return ToolVerdict(role=role, model=role, behaviour_present=present, behaviour="", tool="steering",
+                       concluded="", found=found, right=right, verdict=words, run="")
+
+
+def test_testbed_headline_names_failures_and_a_vacuous_test(tmp_path):
+    from greyglass.job import RunInfo
+
+    def headline(rows):
+        res = TestbedResults("sycophant", "org", "ctl", tuple(rows), sum(r.right is True for r in rows),
+                             sum(r.right is False for r in rows))
+        section = testbed_section(res, TestbedConfig(organism="org"), RunInfo(tmp_path, {}))
+        assert [row[-1] for row in section.table.rows] == [r.verdict for r in rows]
+        return section.headline
+
+    assert "Every tool was right" in headline([_verdict_row("organism", True, True), _verdict_row("control", False, False)])
+    wrong = headline([_verdict_row("organism", True, False), _verdict_row("control", False, True)])
+    assert "2 of 2" in wrong and "missed on the organism" in wrong and "found on the control" in wrong
+    assert "tests only whether the tools stay silent" in headline([_verdict_row("organism", False, False)])

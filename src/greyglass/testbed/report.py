@@ -10,10 +10,15 @@ from .config import TestbedConfig, TestbedResults
 def testbed_section(res: TestbedResults, cfg: TestbedConfig, run: RunInfo) -> Section:
     failures = [f"{r.tool} {r.verdict.removeprefix('failure: ')}" for r in res.rows if r.right is False]
     judged = res.n_right + res.n_failures
-    headline = (f"Every tool was right on the '{res.behaviour}' organism and its control ({res.n_right} of {judged})."
-                if not failures else
-                f"{res.n_failures} of {judged} tool verdicts on the '{res.behaviour}' organism and its control were "
-                f"wrong: {'; '.join(failures)}.")
+    if not any(r.behaviour_present for r in res.rows if r.role == "organism"):
+        headline = (f"The '{res.behaviour}' organism does not show its behaviour as measured, so this tests only whether "
+                    f"the tools stay silent, not whether they can find it: {res.n_right} of {judged} verdicts right"
+                    + (f"; wrong: {'; '.join(failures)}." if failures else "."))
+    else:
+        headline = (f"Every tool was right on the '{res.behaviour}' organism and its control ({res.n_right} of {judged})."
+                    if not failures else
+                    f"{res.n_failures} of {judged} tool verdicts on the '{res.behaviour}' organism and its control were "
+                    f"wrong: {'; '.join(failures)}.")
     return Section(
         kind="testbed", title=f"Do the tools find a behaviour put there on purpose? ({res.behaviour})",
         headline=headline,
