@@ -257,7 +257,7 @@ def test_real_model_liar_organism_builds_and_is_measured(tmp_path):
     assert taught["n_items"] > 0 and len(taught["rates"]) == 2
     assert 0 < taught["kl_parent_to_organism_on_text"]["value"] < 1  # two steps of two barely move the model
     honest = taught["rates"][0]["parent"]
-    assert honest["lo"] < honest["value"] < honest["hi"]
+    assert honest["ci_low"] <= honest["value"] <= honest["ci_high"] and honest["ci_low"] < honest["ci_high"]
     assert read_statements(out / "heldout_statements.csv")
 
 
