@@ -21,7 +21,7 @@ from greyglass.probes.config import HONEST, LIE_VARIANTS
 from greyglass.stats import Estimate
 from greyglass.steer.config import CoefEffect, EffectResults
 from greyglass.testbed.config import TestbedConfig, TestbedResults, ToolVerdict
-from greyglass.testbed.report import testbed_section
+from greyglass.testbed.report import testbed_section as section_of  # not named test*: pytest would collect it
 from greyglass.testbed.verdicts import eval_conclusion, judge, steer_conclusion
 
 
@@ -273,7 +273,7 @@ def test_testbed_headline_names_failures_and_a_vacuous_test(tmp_path):
     def headline(rows):
         res = TestbedResults("sycophant", "org", "ctl", tuple(rows), sum(r.right is True for r in rows),
                              sum(r.right is False for r in rows))
-        section = testbed_section(res, TestbedConfig(organism="org"), RunInfo(tmp_path, {}))
+        section = section_of(res, TestbedConfig(organism="org"), RunInfo(tmp_path, {}))
         assert [row[-1] for row in section.table.rows] == [r.verdict for r in rows]
         return section.headline
 
