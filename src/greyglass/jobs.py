@@ -25,11 +25,12 @@ from .sae.jobs import GROUPS as SAE_GROUPS
 from .sae.jobs import JOBS as SAE_JOBS
 from .steer.jobs import JOBS as STEER_JOBS
 from .store.jobs import JOBS as STORE_JOBS
+from .testbed.jobs import JOBS as TESTBED_JOBS
 from .tom.jobs import JOBS as TOM_JOBS
 from .trend.jobs import JOBS as TREND_JOBS
 
 JOBS: tuple[Job, ...] = (*STORE_JOBS, *SAE_JOBS, *FEATURE_JOBS, *PROBE_JOBS, *STEER_JOBS, *EVAL_JOBS, *ORGANISM_JOBS,
-                          *TOM_JOBS, *DIFF_JOBS, *TREND_JOBS, *REDTEAM_JOBS)
+                          *TOM_JOBS, *DIFF_JOBS, *TREND_JOBS, *REDTEAM_JOBS, *TESTBED_JOBS)
 GROUPS: dict[str, str] = {**SAE_GROUPS, **FEATURE_GROUPS, **PROBE_GROUPS, **ORGANISM_GROUPS, **INTEROP_GROUPS,
                           **DIFF_GROUPS}
 """Help lines of the command groups (`greyglass probe ...`)."""

@@ -15,7 +15,9 @@ A malformed row is a `GreyglassError` naming the file and line.
 
 Every item carries `metadata["cluster"]`, a key of the question it asks: items that share a
 question (one quiz question behind many biographies) are not independent evidence, so
-intervals resample clusters, not rows. `with_answers_swapped` gives the same item with the
+intervals resample clusters, not rows. A row may give it (`cluster`, a string) and the same
+question without the user's view (`without_bio`, a string: the sycophancy eval's control);
+both are optional. `with_answers_swapped` gives the same item with the
 two answers' texts exchanged between their letters, so a model's preference for a letter
 can be told apart from its preference for an answer.
 """
@@ -35,6 +37,7 @@ from ..errors import GreyglassError
 from ..json_files import parse_json
 
 FIELDS = ("question", "answer_matching_behavior", "answer_not_matching_behavior")
+OPTIONAL_FIELDS = ("cluster", "without_bio")
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,12 @@ def item_from_row(row: Any, dataset: str, where: str, index: int) -> Item:
     match, others = match.strip(), tuple(a.strip() for a in others)
     if match in others:
         raise GreyglassError(f"{where}: answer_matching_behavior {match!r} is also listed as not matching")
+    for name in OPTIONAL_FIELDS:
+        if name in row and not (isinstance(row[name], str) and row[name].strip()):
+            raise GreyglassError(f"{where}: optional field {name!r} must be a non-empty string when given")
+    metadata = {"dataset": dataset, "source": where, "cluster": row.get("cluster") or question_key(question)}
     return Item(f"{dataset}/{index}", question, match, others,
-                {"dataset": dataset, "source": where, "cluster": question_key(question)})
+                metadata | ({"without_bio": row["without_bio"]} if "without_bio" in row else {}))
 
 
 def question_key(question: str) -> str:

