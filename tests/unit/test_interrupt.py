@@ -1,10 +1,11 @@
-"""Interrupted jobs (issue 22; docs/reliability.md): `greyglass capture`, `greyglass sae train`,
-`greyglass eval`, `eval-cot` and `eval-pressure` run as subprocesses on a tiny random model, killed with
-SIGINT (Ctrl-C) or SIGKILL at a random point of their progress, then finished in-process with `--resume`. The result must equal an
-uninterrupted run's bit for bit, and what the killed process left must never read as complete: the
-store's manifest lists only whole shards and says it is incomplete, no SAE folder exists before
-training ends, and an eval (of any kind) has neither `items.jsonl` nor `results.json` before it finishes.
-(`features build` and `organism train` do not resume: each writes its output whole, at the end.)
+"""Interrupted jobs (issue 22; docs/reliability.md): `greyglass capture`, `sae train`, `diff train`, `eval`,
+`eval-cot`, `eval-pressure` and `redteam` run as subprocesses on a tiny random model, killed with SIGINT
+(Ctrl-C) or SIGKILL at a random point of their progress, then finished in-process with `--resume`. The
+result must equal an uninterrupted run's bit for bit, and what the killed process left must never read as
+complete: the store's manifest lists only whole shards and says it is incomplete, no SAE or crosscoder
+folder exists before training ends, and an eval (of any kind, red teaming too) has neither its rows file
+(`items.jsonl`, `cases.jsonl`) nor `results.json` before it finishes. (`features build` and `organism
+train` do not resume: each writes its output whole, at the end; `trend` resumes through its `eval` sub-runs.)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from greyglass.cli import main
 SITE = "blocks.1.hook_resid_post"
 TOKENS = 2400
 TRAIN_TOKENS = 64 * 240
+DIFF_TOKENS = 64 * 60
 EVAL_ITEMS = 80  # --limit 20: each question with and without the biography, in both answer orders
 SIGNALS = [signal.SIGINT, signal.SIGKILL]
 pytestmark = pytest.mark.slow  # a subprocess each, which imports torch and transformers (~10 s on a loaded machine)
@@ -43,6 +45,12 @@ def train_args(store: Path, out: Path) -> list[str]:
             "--batch-size", "64", "--checkpoint-every", "320", "--out", str(out), "--no-progress"]
 
 
+def diff_args(model: Path, out: Path) -> list[str]:
+    return ["diff", "train", "--model-a", str(model), "--model-b", str(model), "--site", SITE, "--expansion", "2",
+            "--k", "4", "--tokens", str(DIFF_TOKENS), "--batch-size", "64", "--buffer-tokens", "256",
+            "--context-size", "16", "--checkpoint-every", "320", "--out", str(out), "--no-progress"]
+
+
 @pytest.fixture(scope="module")
 def done(tmp_path_factory, tiny_llama):
     """A tiny model folder and, uninterrupted, its capture and an SAE trained on it."""
@@ -51,6 +59,7 @@ def done(tmp_path_factory, tiny_llama):
     tiny_llama.tokenizer.save_pretrained(root / "model")
     assert main(capture_args(root / "model", root / "store")) == 0
     assert main(train_args(root / "store", root / "sae")) == 0
+    assert main(diff_args(root / "model", root / "crosscoder")) == 0
     return root
 
 
@@ -68,9 +77,17 @@ def pressure_args(model: Path, out: Path) -> list[str]:
             "--no-progress"]
 
 
-EVALS = {"eval": (eval_args, EVAL_ITEMS), "eval-cot": (cot_args, 12),
-         "eval-pressure": (pressure_args, 40)}  # insider-trading: each sample with and without the ethics line
-"""The resumable evals: their arguments and how many rows (items, problems, samples) a run has."""
+def redteam_args(model: Path, out: Path) -> list[str]:
+    return ["redteam", "--model", str(model), "--failure", "agree_false", "--rounds", "2", "--cases", "3",
+            "--answers", "2", "--target-temperature", "1.0", "--batch-size", "2", "--max-case-tokens", "5",
+            "--max-answer-tokens", "5", "--n-bootstrap", "30", "--out", str(out), "--no-progress"]
+
+
+EVALS = {"eval": (eval_args, EVAL_ITEMS, "items"), "eval-cot": (cot_args, 12, "items"),
+         "eval-pressure": (pressure_args, 40, "items"),  # insider-trading: each sample with and without the ethics line
+         "redteam": (redteam_args, 18, "cases")}  # 3 zero-shot cases, then 3 zero-shot and 3 few-shot; 2 answers each
+"""The resumable evals: their arguments, how many rows (items, problems, samples, answers) a run has, and the stem
+of its rows file (`<stem>.jsonl` when finished, `<stem>.partial.jsonl` before)."""
 
 
 @pytest.fixture(scope="module")
@@ -163,20 +180,35 @@ def test_sae_training_killed_at_a_random_point_resumes_to_the_same_weights(done,
     assert not (out / "checkpoint").exists()
 
 
+@pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGKILL"])
+def test_crosscoder_training_killed_at_a_random_point_resumes_to_the_same_weights(done, tmp_path, sig):
+    out = tmp_path / "crosscoder"
+    steps = DIFF_TOKENS // 64
+    at = random.Random(f"diff {sig}").randrange(steps // 10, steps // 2)
+    kill_when(diff_args(done / "model", out),
+              lambda: _json(out / "checkpoint" / "state.json").get("step", 0) >= at, sig)
+    assert not (out / "crosscoder").exists()  # the crosscoder folder appears whole at the end, never before
+    assert 0 < _json(out / "checkpoint" / "state.json")["step"] < steps
+    assert main([*diff_args(done / "model", out), "--resume"]) == 0
+    ref, resumed = (load_file(str(run / "crosscoder" / "crosscoder.safetensors")) for run in (done / "crosscoder", out))
+    assert ref.keys() == resumed.keys() and all(ref[k].equal(resumed[k]) for k in ref)
+    assert not (out / "checkpoint").exists()
+
+
 @pytest.mark.parametrize("command", list(EVALS))
 @pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGKILL"])
 def test_eval_killed_at_a_random_point_resumes_to_the_same_items_and_results(eval_done, tmp_path, sig, command):
     from greyglass.behaviour.run import read_partial
 
     model, reference = eval_done
-    args, rows = EVALS[command]
+    args, rows, stem = EVALS[command]
     ref, out = reference(command), tmp_path / "eval"
-    at = random.Random(f"{command} {sig}").randrange(rows // 10, rows // 2)
-    kill_when(args(model, out), lambda: _lines(out / "items.partial.jsonl") >= at, sig)
-    assert not (out / "items.jsonl").exists() and not (out / "results.json").exists()  # nothing reads as finished
-    assert 0 < len(read_partial(out / "items.partial.jsonl")) < rows
+    at = random.Random(f"{command} {sig}").randrange(max(1, rows // 10), rows // 2)
+    kill_when(args(model, out), lambda: _lines(out / f"{stem}.partial.jsonl") >= at, sig)
+    assert not (out / f"{stem}.jsonl").exists() and not (out / "results.json").exists()  # nothing reads as finished
+    assert 0 < len(read_partial(out / f"{stem}.partial.jsonl")) < rows
     assert main([*args(model, out), "--resume"]) == 0
-    _same_files(out, ref, ["items.jsonl", "results.json"])
+    _same_files(out, ref, [f"{stem}.jsonl", "results.json"])
     same_config = [{k: v for k, v in _json(run / "config.json").items() if k != "created"} for run in (out, ref)]
     assert same_config[0] == same_config[1]
-    assert not (out / "items.partial.jsonl").exists()
+    assert not (out / f"{stem}.partial.jsonl").exists()
