@@ -57,12 +57,25 @@ def versions() -> dict[str, str]:
     }
 
 
+def command_line() -> list[str] | None:
+    """The command line that started this process when it is the greyglass CLI (`greyglass ...`, or
+    `python -m greyglass ...` as torchrun starts it); None for a library call, whose argv is someone else's."""
+    if not sys.argv:
+        return None
+    start = Path(sys.argv[0])
+    if "greyglass" in start.name:
+        return sys.argv
+    if start.parent.name == "greyglass" and start.name in ("__main__.py", "cli.py"):  # python -m greyglass[.cli]
+        return ["greyglass", *sys.argv[1:]]
+    return None
+
+
 def write_config(folder: str | Path, kind: str, **parts: Any) -> dict[str, Any]:
     """Write `config.json`: the kind of run, the command line, versions, and `parts`."""
     config = {
         "kind": kind,
         "layout": LAYOUT,
-        "command": sys.argv if sys.argv and "greyglass" in Path(sys.argv[0]).name else None,
+        "command": command_line(),
         "created": iso_seconds(),
         "versions": versions(),
         **{k: to_json(v) for k, v in parts.items()},

@@ -1,6 +1,7 @@
 """The CLI on a tiny model saved as a local Hugging Face folder (also tests folder loading)."""
 
 import json
+import sys
 
 import pytest
 
@@ -146,3 +147,16 @@ def test_the_list_of_jobs_and_tools_loads_neither_torch_nor_transformers():
     src = str(Path(__file__).parents[2] / "src")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": src})
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("argv, recorded", [
+    (["/venv/bin/greyglass", "sae", "train"], ["/venv/bin/greyglass", "sae", "train"]),
+    (["/src/greyglass/__main__.py", "sae", "train"], ["greyglass", "sae", "train"]),  # python -m greyglass, torchrun
+    (["/src/greyglass/cli.py", "eval"], ["greyglass", "eval"]),  # python -m greyglass.cli
+    (["/venv/bin/pytest", "-q"], None),  # a library call: the argv is not a greyglass command line
+])
+def test_config_json_records_the_greyglass_command_line_however_it_was_started(monkeypatch, argv, recorded):
+    from greyglass.runs import command_line
+
+    monkeypatch.setattr(sys, "argv", argv)
+    assert command_line() == recorded
