@@ -164,33 +164,25 @@ def test_capture_killed_at_a_random_point_resumes_to_the_same_store(done, tmp_pa
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGKILL"])
-def test_sae_training_killed_at_a_random_point_resumes_to_the_same_weights(done, tmp_path, sig):
-    out = tmp_path / "sae"
-    steps = TRAIN_TOKENS // 64
-    at = random.Random(f"train {sig}").randrange(steps // 10, steps // 2)
-    kill_when(train_args(done / "store", out),
-              lambda: _json(out / "checkpoint" / "state.json").get("step", 0) >= at, sig)
-    assert not (out / "sae").exists()  # the SAE folder appears whole at the end, never before
-    assert 0 < _json(out / "checkpoint" / "state.json")["step"] < steps
-    assert main([*train_args(done / "store", out), "--resume"]) == 0
-    ref, resumed = load_file(str(done / "sae" / "sae" / "sae_weights.safetensors")), \
-        load_file(str(out / "sae" / "sae_weights.safetensors"))
-    assert ref.keys() == resumed.keys() and all(ref[k].equal(resumed[k]) for k in ref)
-    assert not (out / "checkpoint").exists()
+TRAININGS = {"sae train": (lambda root, out: train_args(root / "store", out), TRAIN_TOKENS // 64, "sae",
+                           "sae/sae_weights.safetensors"),
+             "diff train": (lambda root, out: diff_args(root / "model", out), DIFF_TOKENS // 64, "crosscoder",
+                            "crosscoder/crosscoder.safetensors")}
+"""The trainings that checkpoint: their arguments (from the `done` folder), steps, the uninterrupted run's folder
+in `done`, and the weights file their finished folder holds."""
 
 
+@pytest.mark.parametrize("command", list(TRAININGS))
 @pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGKILL"])
-def test_crosscoder_training_killed_at_a_random_point_resumes_to_the_same_weights(done, tmp_path, sig):
-    out = tmp_path / "crosscoder"
-    steps = DIFF_TOKENS // 64
-    at = random.Random(f"diff {sig}").randrange(steps // 10, steps // 2)
-    kill_when(diff_args(done / "model", out),
-              lambda: _json(out / "checkpoint" / "state.json").get("step", 0) >= at, sig)
-    assert not (out / "crosscoder").exists()  # the crosscoder folder appears whole at the end, never before
+def test_training_killed_at_a_random_point_resumes_to_the_same_weights(done, tmp_path, sig, command):
+    args, steps, reference, weights = TRAININGS[command]
+    out = tmp_path / "run"
+    at = random.Random(f"{command} {sig}").randrange(steps // 10, steps // 2)
+    kill_when(args(done, out), lambda: _json(out / "checkpoint" / "state.json").get("step", 0) >= at, sig)
+    assert not (out / weights).parent.exists()  # the trained folder appears whole at the end, never before
     assert 0 < _json(out / "checkpoint" / "state.json")["step"] < steps
-    assert main([*diff_args(done / "model", out), "--resume"]) == 0
-    ref, resumed = (load_file(str(run / "crosscoder" / "crosscoder.safetensors")) for run in (done / "crosscoder", out))
+    assert main([*args(done, out), "--resume"]) == 0
+    ref, resumed = load_file(str(done / reference / weights)), load_file(str(out / weights))
     assert ref.keys() == resumed.keys() and all(ref[k].equal(resumed[k]) for k in ref)
     assert not (out / "checkpoint").exists()
 
