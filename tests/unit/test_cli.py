@@ -10,23 +10,15 @@ from greyglass.models.loader import load_model
 from greyglass.report.build import section_for
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_llama):
-    folder = tmp_path_factory.mktemp("tiny-llama-folder")
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
-    return folder
-
-
-def test_local_folder_loads_with_provenance(model_dir, tiny_llama):
-    lm = load_model(str(model_dir))
+def test_local_folder_loads_with_provenance(tiny_llama_folder, tiny_llama):
+    lm = load_model(str(tiny_llama_folder))
     assert (lm.n_layers, lm.d_model, lm.family) == (4, 64, tiny_llama.family)
     assert len(lm.sha256) == 64
 
 
-def test_capture_and_info(model_dir, tmp_path, capsys):
+def test_capture_and_info(tiny_llama_folder, tmp_path, capsys):
     out = tmp_path / "store"
-    code = main(["capture", "--model", str(model_dir), "--site", "resid_post.1", "--site", "attn_out.3",
+    code = main(["capture", "--model", str(tiny_llama_folder), "--site", "resid_post.1", "--site", "attn_out.3",
                  "--tokens", "500", "--context-size", "16", "--out", str(out), "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -42,9 +34,9 @@ def test_capture_and_info(model_dir, tmp_path, capsys):
     assert f"activation store {out}: complete" in info and section_for(out).summary() in info
 
 
-def test_capture_resumes_and_extends_a_store(model_dir, tmp_path, capsys):
+def test_capture_resumes_and_extends_a_store(tiny_llama_folder, tmp_path, capsys):
     out = tmp_path / "store"
-    args = ["capture", "--model", str(model_dir), "--site", "resid_post.1", "--context-size", "16",
+    args = ["capture", "--model", str(tiny_llama_folder), "--site", "resid_post.1", "--context-size", "16",
             "--shard-tokens", "200", "--out", str(out), "--no-progress"]
     assert main([*args, "--tokens", "300"]) == 0
     assert main([*args, "--tokens", "600"]) == 2  # an existing store is never silently appended to
@@ -55,20 +47,20 @@ def test_capture_resumes_and_extends_a_store(model_dir, tmp_path, capsys):
     assert json.loads((out / "results.json").read_text())["n_tokens"] == 600
 
 
-def test_capture_of_an_empty_corpus_is_an_error_and_leaves_no_store(model_dir, tmp_path, write_lines, capsys):
+def test_capture_of_an_empty_corpus_is_an_error_and_leaves_no_store(tiny_llama_folder, tmp_path, write_lines, capsys):
     empty = write_lines("empty.txt", [])
     out = tmp_path / "store"
-    code = main(["capture", "--model", str(model_dir), "--site", "resid_post.1", "--corpus", str(empty),
+    code = main(["capture", "--model", str(tiny_llama_folder), "--site", "resid_post.1", "--corpus", str(empty),
                  "--context-size", "16", "--out", str(out), "--no-progress"])
     assert code == 2
     assert "nothing to capture" in capsys.readouterr().err
     assert not out.exists()  # so the same --out works once there is text
 
 
-def test_capture_says_how_many_tokens_a_short_corpus_gave(model_dir, tmp_path, write_lines, capsys):
+def test_capture_says_how_many_tokens_a_short_corpus_gave(tiny_llama_folder, tmp_path, write_lines, capsys):
     short = write_lines("short.txt", ["A short corpus of a few sentences. " * 4])
     out = tmp_path / "store"
-    code = main(["capture", "--model", str(model_dir), "--site", "resid_post.1", "--corpus", str(short),
+    code = main(["capture", "--model", str(tiny_llama_folder), "--site", "resid_post.1", "--corpus", str(short),
                  "--split", "all", "--context-size", "16", "--tokens", "5000", "--out", str(out), "--no-progress"])
     assert code == 0
     n = json.loads((out / "results.json").read_text())["n_tokens"]
@@ -88,8 +80,8 @@ def test_capture_says_how_many_tokens_a_short_corpus_gave(model_dir, tmp_path, w
         (["--site", "resid_post.1", "--tokens", "0"], "tokens must be > 0"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, argv, message):
-    code = main(["capture", "--model", str(model_dir), "--out", str(tmp_path / "o"), "--no-progress", *argv])
+def test_bad_input_is_one_line_and_exit_2(tiny_llama_folder, tmp_path, capsys, argv, message):
+    code = main(["capture", "--model", str(tiny_llama_folder), "--out", str(tmp_path / "o"), "--no-progress", *argv])
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
