@@ -299,3 +299,11 @@ def test_self_bleu_equals_each_case_against_the_others_and_the_gap_is_a_permutat
     assert gap.value > 0.5 and gap.p_value == pytest.approx(0.01)  # no shuffle is as far apart
     same = self_bleu_gap(texts[:6], texts[6:], n=99, seed=0)
     assert same.p_value > 0.05 and self_bleu_gap(texts[:6], texts[6:], n=99, seed=0) == same
+
+
+def test_resuming_over_a_damaged_config_json_is_a_clear_error(tiny_chat, tmp_path):
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "config.json").write_text("{")  # a crash of another tool, or a hand edit
+    with pytest.raises(GreyglassError, match="config.json"):
+        run_redteam(tiny_chat, small("secret"), cut, resume=True, progress=False)

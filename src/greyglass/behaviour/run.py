@@ -196,15 +196,22 @@ def resumed_rows(out: Path, resume: bool, same: dict[str, Any]) -> dict[str, Any
     differs in a field of `same` (what decides the rows: items, model, settings)."""
     if (out / ITEMS).exists() and not resume:
         raise GreyglassError(f"{out} already holds a finished eval; choose another --out")
-    before = read_json_object(out / CONFIG) if resume and (out / CONFIG).exists() else {}
-    changed = [k for k, v in same.items() if k in before and before[k] != json.loads(json.dumps(to_json(v)))]
-    if changed:
-        raise GreyglassError(f"{out} was started with other settings ({', '.join(changed)} in its {CONFIG}); "
-                             "resume with the same settings, or choose another --out")
+    if resume:
+        check_same_settings(out, same)
     rows = read_partial(out / PARTIAL) if resume else {}
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / PARTIAL, "".join(json.dumps(r) + "\n" for r in rows.values()))
     return rows
+
+
+def check_same_settings(out: Path, same: dict[str, Any]) -> None:
+    """Refuse to resume a run whose config.json differs in a field of `same` (what decides its rows: items,
+    model, settings): its rows would not fit the ones still to come."""
+    before = read_json_object(out / CONFIG) if (out / CONFIG).exists() else {}
+    changed = [k for k, v in same.items() if k in before and before[k] != json.loads(json.dumps(to_json(v)))]
+    if changed:
+        raise GreyglassError(f"{out} was started with other settings ({', '.join(changed)} in its {CONFIG}); "
+                             "resume with the same settings, or choose another --out")
 
 
 def read_partial(path: Path) -> dict[str, Any]:

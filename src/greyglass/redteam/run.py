@@ -33,13 +33,12 @@ from tqdm import tqdm
 from ..atomic import write_text
 from ..behaviour.local import LocalBackend
 from ..behaviour.remote import HttpBackend
-from ..behaviour.run import read_partial
+from ..behaviour.run import check_same_settings, read_partial
 from ..directions import Direction
 from ..errors import GreyglassError
 from ..models.lm import LoadedModel
 from ..plots import Series, line_chart, save_svg
-from ..records import to_json
-from ..runs import CONFIG, write_config, write_results
+from ..runs import write_config, write_results
 from ..stats import Estimate, auroc_ci, mean_probability_ci, proportion_ci
 from .classify import judge_verdicts, probe_verdict, rule_verdict
 from .config import METHODS, Agreement, DiversityGap, MethodResult, RedteamConfig, RedteamResults, WorstCase
@@ -111,7 +110,8 @@ def run_redteam(lm: LoadedModel | None, cfg: RedteamConfig, out: str | Path, res
         raise GreyglassError(f"{out} already holds a finished red-teaming run; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     team = make_team(lm, cfg, out)
-    check_resumable(out, cfg, team.described, resume)
+    if resume:  # its rows would not fit another run's
+        check_same_settings(out, {"config": cfg, "backends": team.described})
     write_config(out, "redteam", model=team.described["target"], config=cfg, backends=team.described,
                  failure={"about": team.kind.about, "red_header": team.kind.red_header})
     # resuming a finished run asks nothing again and recomputes its results (e.g. with a newer greyglass)
@@ -168,16 +168,6 @@ def make_team(lm: LoadedModel | None, cfg: RedteamConfig, out: Path) -> Team:
                  "judge": judge.provenance()["model"] if judge is not None else None,
                  "probe": {"path": cfg.probe, "site": probe.site, "kind": probe.kind} if probe else None}
     return Team(kind, red, target, judge, probe, described)
-
-
-def check_resumable(out: Path, cfg: RedteamConfig, described: dict[str, Any], resume: bool) -> None:
-    """Refuse to resume a folder started with other settings or models (its rows would not fit)."""
-    if not resume or not (out / CONFIG).exists():
-        return
-    before = json.loads((out / CONFIG).read_text())
-    if (before.get("config"), before.get("backends")) != (to_json(cfg), to_json(described)):
-        raise GreyglassError(f"{out} was started with other settings or models; resume with the same ones, "
-                             "or choose another --out")
 
 
 def case_pool(rows: Sequence[Row]) -> list[tuple[str, str, float]]:
