@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import atomic_dir
+from ..latents.dashboard import ContextToken, shaded_tokens
 from ..report.section import fmt
 from ..templates import render
 from .config import ARTEFACT_RATIO, Context, LatentReport, LatentsResults
@@ -39,15 +40,14 @@ def verdict(r: LatentReport) -> str:
             f"possibly an artefact of the sparsity loss (a ratio's interval reaches {ARTEFACT_RATIO})")
 
 
-def _shaded(c: Context) -> list[tuple[str, float, float, bool]]:
-    """(text, value, shade in [0, 1], is the peak) per token; without stored values only the peak is shaded."""
-    values = c.activations or tuple(c.value if i == c.peak else 0.0 for i in range(len(c.tokens)))
-    top = max(max(values, default=0.0), 1e-12)
-    return [(t, v, min(max(v / top, 0.0), 1.0), i == c.peak) for i, (t, v) in enumerate(zip(c.tokens, values))]
-
-
-def _contexts(items: tuple[Context, ...]) -> list[dict]:
-    return [{"value": c.value, "shaded": _shaded(c)} for c in items]
+def _contexts(items: tuple[Context, ...]) -> list[tuple[float, list[ContextToken]]]:
+    """Each context's value and its tokens shaded by the latent's value there; without stored values only the
+    peak is shaded."""
+    shown = []
+    for c in items:
+        values = c.activations or tuple(c.value if i == c.peak else 0.0 for i in range(len(c.tokens)))
+        shown.append((c.value, shaded_tokens(c.tokens, values, c.peak, max(max(values, default=0.0), 1e-12))))
+    return shown
 
 
 def latent_page(res: LatentsResults, r: LatentReport, in_browser: bool = False) -> str:

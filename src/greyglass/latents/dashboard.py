@@ -8,6 +8,7 @@ activation relative to its maximum; hovering shows the value (a `title` attribut
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,10 +44,16 @@ def histogram_svg(counts: list[int], edges: list[float], width: int = 420, heigh
             f'aria-label="activation histogram">{rects}{labels}</svg>')
 
 
+def shaded_tokens(texts: Sequence[str], acts: Sequence[float], centre: int, peak: float) -> list[ContextToken]:
+    """A context's tokens, each shaded by its activation relative to `peak` (the macro `contexts` draws them)."""
+    return [ContextToken(text, act, min(max(act / peak, 0.0), 1.0), i == centre)
+            for i, (text, act) in enumerate(zip(texts, acts))]
+
+
 def _contexts(stored: list[dict[str, Any]], peak: float) -> list[tuple[float, list[ContextToken]]]:
     """Each stored context's activation and its tokens, shaded by activation relative to `peak`."""
-    return [(ctx["act"], [ContextToken(text, act, min(max(act / peak, 0.0), 1.0), i == ctx["centre_index"])
-                          for i, (text, act) in enumerate(ctx["tokens"])])
+    return [(ctx["act"], shaded_tokens([t for t, _ in ctx["tokens"]], [a for _, a in ctx["tokens"]],
+                                       ctx["centre_index"], peak))
             for ctx in stored]
 
 
