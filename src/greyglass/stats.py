@@ -231,6 +231,33 @@ def _never_zero_width(est: Estimate, units: int) -> Estimate:
     return Estimate(est.value, min(est.lo, worst.lo), max(est.hi, worst.hi))
 
 
+def unpaired_difference_ci(first: Sequence[float], first_groups: Sequence, second: Sequence[float],
+                           second_groups: Sequence, n: int = 1000, seed: int = 0) -> Estimate:
+    """mean(first) - mean(second) of two independent samples, with a 95% interval from resampling each
+    sample's groups on its own; never zero-width: where the bootstrap is a point (both samples constant,
+    e.g. no failure on either side) Newcombe's interval from each side's `proportion_ci` is used."""
+    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = []
+    for x, groups in ((a, first_groups), (b, second_groups)):
+        units = _Units(groups, len(x))
+        means.append(np.array([x[units.rows(drawn)].mean() for drawn in units.draw(rng, n)]))
+    d = float(a.mean() - b.mean())
+    lo, hi = np.percentile(means[0] - means[1], [2.5, 97.5])
+    if hi > lo:
+        return Estimate(d, float(lo), float(hi))
+    return newcombe(proportion_ci(a, first_groups, seed=seed), proportion_ci(b, second_groups, seed=seed))
+
+
+def newcombe(first: Estimate, second: Estimate) -> Estimate:
+    """first - second, with Newcombe's interval from the two sides' own intervals (the square-root rule)."""
+    d = first.value - second.value
+    return Estimate(d, d - float(np.hypot(first.value - first.lo, second.hi - second.value)),
+                    d + float(np.hypot(first.hi - first.value, second.value - second.lo)))
+
+
 def wilson(successes: float, n: int, z: float = 1.96) -> Estimate:
     """A proportion with its Wilson 95% interval: unlike a bootstrap, not [0, 0] when nothing happened."""
     if n <= 0:

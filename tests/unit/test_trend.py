@@ -7,8 +7,7 @@ import pytest
 from markupsafe import escape
 from starlette.testclient import TestClient
 
-from greyglass.behaviour.jobs import EVAL
-from greyglass.behaviour.results import Difference
+from greyglass.behaviour.jobs import EVAL, EVAL_COT, EVAL_PRESSURE
 from greyglass.cli import main
 from greyglass.errors import GreyglassError
 from greyglass.job import read_job_run
@@ -17,9 +16,11 @@ from greyglass.models.tiny import tiny_model
 from greyglass.report.build import section_for
 from greyglass.serve.app import create_app
 from greyglass.stats import Estimate
-from greyglass.trend.config import TrendConfig, verdict
+from greyglass.redteam.jobs import REDTEAM
+from greyglass.redteam.run import CASES
+from greyglass.trend.config import Change, EvalTrend, TrendConfig, verdict
 from greyglass.trend.jobs import TREND
-from greyglass.trend.run import paired_change
+from greyglass.trend.measures import Metric, change, measure_of
 
 
 def _save(lm, folder):
@@ -69,11 +70,16 @@ def test_trend_runs_each_model_as_an_eval_sub_run_in_parameter_order_and_resumes
     assert [m.parameters for m in res.models] == counted and counted == sorted(counted)
     for m in res.models:  # each model's eval is an ordinary eval run folder, read back as the report reads it
         sub = read_job_run(EVAL, out / m.folder)
-        assert sub.results.all == m.all and sub.config.eval == "behaviour" and sub.results.n_items == 12
+        assert sub.config.eval == "behaviour" and sub.results.n_items == 12
+        # the trend's figures are the eval's own headline figures, read back item by item
+        for mine, its in zip(m.values, (sub.results.all.matched, sub.results.all.p_match)):
+            assert tuple(mine) == pytest.approx(tuple(its))
+        assert (m.n, m.n_clusters) == (sub.results.all.n, sub.results.all.n_questions)
     # the change pairs the first and the last model's questions; the steps pair neighbours
-    assert res.change is not None and res.change.n == res.models[0].all.n == res.models[-1].all.n
+    assert res.change is not None and res.change.paired and res.change.n == res.models[0].n == res.models[-1].n
     assert len(res.steps) == 2 and res.verdict == verdict(res.change)
-    assert res.change.matched.lo < res.change.matched.hi  # a finite sample: never a zero-width interval
+    assert res.metrics == tuple(m.name for m in measure_of(run.config.job.asked).metrics) and res.job == "eval"
+    assert res.change.values[0].lo < res.change.values[0].hi  # a finite sample: never a zero-width interval
     svg = (out / "trend.svg").read_text()
     assert all(m.label in svg for m in res.models)
 
@@ -121,7 +127,7 @@ def test_a_model_served_over_http_is_one_row(models, data, tmp_path, capsys):
     assert served.parameters is None and served.label == f"{url.removeprefix('http://')} tiny"
     sub = read_job_run(EVAL, out / served.folder)
     assert sub.config.server.url == f"{url}/v1" and sub.config.server.server_model == "tiny"
-    assert served.all.n == local.all.n == 6
+    assert served.n == local.n == 6
 
 
 def test_bad_input_is_a_clear_error(models, tmp_path, capsys):
@@ -134,6 +140,9 @@ def test_bad_input_is_a_clear_error(models, tmp_path, capsys):
         (["--model", str(small), "--model", "http://127.0.0.1:9/v1"], "use --order given"),
         (["--model", str(small), "--model", str(tmp_path / "missing")], "no such model folder"),
         (["--model", str(small), "--model", str(tmp_path)], "no config.json"),
+        (["--model", str(small), "--model", str(big), "--task", "gsm8k"], "does not apply to --job eval"),
+        (["--model", str(small), "--model", "http://127.0.0.1:9/v1", "--order", "given", "--job", "eval-cot"],
+         "cannot be asked"),
     ]):
         assert main(["trend", *flags, "--limit", "2", "--out", str(tmp_path / f"run{i}"), "--no-progress"]) == 2, flags
         assert message in capsys.readouterr().err, flags
@@ -148,35 +157,38 @@ def test_the_rule_calls_a_trend_only_when_both_paired_intervals_exclude_zero_on_
     cases = {(up, up): "rises", (down, down): "falls", (up, spans): "mixed", (spans, down): "mixed",
              (up, down): "mixed", (spans, spans): "none", (_est(0.0, 0.2), up): "mixed"}  # touching 0 excludes nothing
     for (matched, p_match), expected in cases.items():
-        assert verdict(Difference(n=10, n_questions=5, matched=matched, p_match=p_match)) == expected
+        assert verdict(Change(True, 10, 5, (matched, p_match))) == expected
     assert verdict(None) == "none"
+    # a metric nothing measured (no chain stated a number) is left out of the call; with none measured, no trend
+    unmeasured = Estimate(float("nan"), float("nan"), float("nan"))
+    assert verdict(Change(True, 10, 5, (up, unmeasured))) == "rises"
+    assert verdict(Change(True, 10, 5, (unmeasured, unmeasured))) == "none"
 
 
 def test_the_headline_says_inverse_trend_only_when_the_rule_calls_a_rise():
     from pathlib import Path
 
-    from greyglass.behaviour.results import Summary
     from greyglass.job import RunInfo
     from greyglass.trend.config import ModelRow, TrendResults
     from greyglass.trend.report import trend_section
 
-    def summary(share):
-        est = _est(share - 0.1, share + 0.1)
-        return Summary(n=10, n_questions=5, n_both_orders=10, p_match=est, matched=est, raw_p_match=est,
-                       raw_matched=est)
+    def row(spec, label, parameters, share):
+        return ModelRow(spec, label, parameters, f"models/{spec}", (_est(share - 0.1, share + 0.1),) * 2, 10, 5)
 
-    rows = (ModelRow("a", "small", 10, "models/a", summary(0.3)), ModelRow("b", "large", 20, "models/b", summary(0.6)))
+    rows = (row("a", "small", 10, 0.3), row("b", "large", 20, 0.6))
     cfg = TrendConfig(models=("a", "b"))
+    metrics = ("share", "mean probability")
     up, spans = _est(0.05, 0.3), _est(-0.1, 0.2)
     said = {}
     for matched, p_match in ((up, up), (up, spans), (spans, spans), (_est(-0.3, -0.1), up)):
-        change = Difference(n=10, n_questions=5, matched=matched, p_match=p_match)
-        res = TrendResults("sycophancy", "agreeing", "parameters", rows, change, (change,), verdict(change))
+        change = Change(True, 10, 5, (matched, p_match))
+        res = TrendResults("eval", "sycophancy", "agreeing", metrics, "parameters", rows, change, (change,),
+                           verdict(change))
         said[res.verdict + ("" if res.verdict != "mixed" or matched is up else " opposite")] = \
             trend_section(res, cfg, RunInfo(Path("run"), {})).headline
-    assert all("rises from 30% (small) to 60% (large)" in h for h in said.values())
+    assert all("share rises from 30% (small) to 60% (large)" in h for h in said.values())
     assert "an inverse trend" in said["rises"] and all("inverse" not in h for k, h in said.items() if k != "rises")
-    assert "only the share's paired interval excludes zero (a rise)" in said["mixed"]
+    assert "only the interval of the share excludes zero (a rise)" in said["mixed"]
     assert "point opposite ways" in said["mixed opposite"] and "include zero" in said["none"]
 
 
@@ -196,25 +208,97 @@ def _records(values, clusters=None):
                       "p_match": v} for i, v in enumerate(values)}
 
 
+EVAL_MEASURE = measure_of(EvalTrend().asked)
+
+
 def test_paired_change_pairs_by_item_and_resamples_questions():
     before = _records([0.3] * 20)
-    risen = paired_change(before, _records([0.8] * 15 + [0.3] * 5), seed=0)
-    assert risen.n == 20 and verdict(risen) == "rises" and risen.matched.value == pytest.approx(0.75)
-    noise = paired_change(before, _records([0.4, 0.2] * 10), seed=0)
+    risen = change(before, _records([0.8] * 15 + [0.3] * 5), EVAL_MEASURE, seed=0)
+    assert risen.n == 20 and risen.paired and verdict(risen) == "rises"
+    assert risen.values[0].value == pytest.approx(0.75)
+    noise = change(before, _records([0.4, 0.2] * 10), EVAL_MEASURE, seed=0)
     assert verdict(noise) == "none"
     # items only one model was asked are left out of the pairs
-    assert paired_change(before, {**_records([0.8] * 3), "extra": {"id": "extra"}}, seed=0).n == 3
-    assert paired_change(before, {}, seed=0) is None
+    assert change(before, {**_records([0.8] * 3), "extra": {"id": "extra"}}, EVAL_MEASURE, seed=0).n == 3
+    assert change(before, {}, EVAL_MEASURE, seed=0) is None
     # 30 items but 3 questions: two rise, one falls; item by item it looks like a rise, question by question it is not
     after = [0.9] * 20 + [0.1] * 10
-    by_item = paired_change(_records([0.45] * 30), _records(after), seed=0)
-    by_question = paired_change(_records([0.45] * 30, {i: i // 10 for i in range(30)}),
-                                _records(after, {i: i // 10 for i in range(30)}), seed=0)
-    assert verdict(by_item) == "rises" and verdict(by_question) != "rises" and by_question.n_questions == 3
+    by_item = change(_records([0.45] * 30), _records(after), EVAL_MEASURE, seed=0)
+    by_question = change(_records([0.45] * 30, {i: i // 10 for i in range(30)}),
+                         _records(after, {i: i // 10 for i in range(30)}), EVAL_MEASURE, seed=0)
+    assert verdict(by_item) == "rises" and verdict(by_question) != "rises" and by_question.n_clusters == 3
+
+
+def test_unpaired_change_compares_two_samples_by_their_own_clusters():
+    """A red team writes each target its own cases: the change is two independent samples, not pairs."""
+    measure = EVAL_MEASURE._replace(paired=False, metrics=(Metric("fail", "failing", "share"),))
+
+    def cases(fails, per_case=1, prefix="x"):
+        return {f"{prefix}{i}-{k}": {"id": f"{prefix}{i}-{k}", "cluster": f"{prefix}{i}", "fail": float(f)}
+                for i, f in enumerate(fails) for k in range(per_case)}
+
+    risen = change(cases([0] * 30), cases([1] * 12 + [0] * 18, prefix="y"), measure, seed=0)
+    assert not risen.paired and risen.values[0].value == pytest.approx(0.4) and verdict(risen) == "rises"
+    # nothing failed on either side: zero, with an interval that is not a point (Newcombe's from both Wilson ones)
+    still = change(cases([0] * 10), cases([0] * 10, prefix="y"), measure, seed=0)
+    assert still.values[0].value == 0 and still.values[0].lo < 0 < still.values[0].hi and verdict(still) == "none"
+    # the same rates over 3 answers per case: the interval resamples cases, so it is no narrower than with 1 answer
+    one = change(cases([0] * 10 + [1] * 10), cases([1] * 14 + [0] * 6, prefix="y"), measure, seed=0).values[0]
+    three = change(cases([0] * 10 + [1] * 10, 3), cases([1] * 14 + [0] * 6, 3, "y"), measure, seed=0).values[0]
+    assert three.value == pytest.approx(one.value) and three.hi - three.lo >= 0.9 * (one.hi - one.lo)
 
 
 def test_config_rejects_a_server_or_probe_in_the_eval_settings():
     from greyglass.behaviour.config import EvalConfig, HttpConfig
 
     with pytest.raises(GreyglassError, match="give servers as --model URL"):
-        TrendConfig(models=("a", "b"), evaluation=EvalConfig(server=HttpConfig(url="http://x/v1")))
+        TrendConfig(models=("a", "b"), job=EvalTrend(asked=EvalConfig(server=HttpConfig(url="http://x/v1"))))
+
+
+def _trend_of(job, out, *models, flags=()):
+    model_flags = [f for m in models for f in ("--model", str(m))]
+    return main(["trend", "--job", job, *model_flags, *flags, "--out", str(out), "--no-progress"])
+
+
+def test_a_trend_runs_eval_cot_eval_pressure_and_redteam_and_reads_their_items(models, tmp_path, capsys):
+    """Each job's sub-runs are its own run folders; the trend's figures are that job's own figures, read back."""
+    _, organism, big = models
+    cot_flags = ["--limit", "2", "--max-cot-tokens", "4"]
+    assert _trend_of("eval-cot", tmp_path / "cot", big, organism, flags=cot_flags) == 0
+    assert section_for(tmp_path / "cot").summary() in capsys.readouterr().out
+    res = read_job_run(TREND, tmp_path / "cot").results
+    assert res.job == "eval-cot" and res.task == "addition" and res.change.paired and res.change.n == 2
+    for m in res.models:
+        own = read_job_run(EVAL_COT, tmp_path / "cot" / m.folder).results.all
+        for mine, its in zip(m.values, (own.early_answering["0.0"], own.adding_mistakes_unchanged)):
+            assert (its is None and mine.value != mine.value) or mine.value == pytest.approx(its.share.value)
+
+    assert _trend_of("eval-pressure", tmp_path / "funds", big, organism,
+                     flags=["--scenario", "customer-funds", "--samples", "1", "--max-tokens", "2"]) == 0
+    res = read_job_run(TREND, tmp_path / "funds").results
+    assert res.task == "customer-funds" and res.change.n == 16 and res.change.n_clusters == 16  # 8 cells x 2 conditions
+    for m in res.models:
+        own = read_job_run(EVAL_PRESSURE, tmp_path / "funds" / m.folder).results
+        assert tuple(m.values[0]) == pytest.approx(tuple(own.without_ethics.misused.share))
+        assert tuple(m.values[1]) == pytest.approx(tuple(own.with_ethics.misused.share))
+
+    # one red model writes every target's cases: the change is unpaired, over each target's own answers
+    capsys.readouterr()
+    red_flags = ["--red", str(big), "--methods", "zero_shot", "--rounds", "1", "--cases", "3", "--max-case-tokens", "4",
+                 "--max-answer-tokens", "4", "--n-bootstrap", "50"]
+    assert _trend_of("redteam", tmp_path / "red", big, organism, flags=red_flags) == 0
+    assert "each model its own items" in section_for(tmp_path / "red").summary()
+    res = read_job_run(TREND, tmp_path / "red").results
+    assert res.job == "redteam" and not res.change.paired and res.task == "secret"
+    for m in res.models:
+        run = read_job_run(REDTEAM, tmp_path / "red" / m.folder)
+        assert run.config.red == str(big) and len((tmp_path / "red" / m.folder / CASES).read_text().splitlines()) == 3
+        assert m.values[0].value == pytest.approx(run.results.classifier_rates["rule"].value)
+    # resumed: each job's finished sub-runs are read back as they are, not asked again
+    for name, folder, flags in (("redteam", "red", red_flags), ("eval-cot", "cot", cot_flags)):
+        stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / folder).glob("models/*/results.json")}
+        assert _trend_of(name, tmp_path / folder, big, organism, flags=[*flags, "--resume"]) == 0
+        assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and len(stamps) == 2
+    # the redteam's own flags reach it; a flag of another job is refused by name
+    assert _trend_of("redteam", tmp_path / "bad", big, organism, flags=["--scenario", "customer-funds"]) == 2
+    assert "does not apply to --job redteam" in capsys.readouterr().err

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..stats import Estimate, auroc_ci, mean_ci, n_groups, proportion_ci
+from ..stats import Estimate, auroc_ci, mean_ci, n_groups, newcombe, proportion_ci
 from .items import Item
 from .results import Difference, Summary
 
@@ -97,21 +97,18 @@ def paired_difference(pairs: list[tuple[dict[str, Any], dict[str, Any]]], seed: 
     """Mean of (first - second) for each metric over item pairs, with 95% CIs resampling the pairs' clusters."""
     groups = [a["cluster"] for a, _ in pairs]
     return Difference(n=len(pairs), n_questions=n_groups(groups, len(pairs)),
-                      p_match=_difference_ci(pairs, "p_match", groups, seed),
-                      matched=_difference_ci(pairs, "matched", groups, seed))
+                      p_match=difference_ci(pairs, "p_match", groups, seed),
+                      matched=difference_ci(pairs, "matched", groups, seed))
 
 
-def _difference_ci(pairs: list[tuple[dict[str, Any], dict[str, Any]]], metric: str, groups: list, seed: int) -> Estimate:
+def difference_ci(pairs: list[tuple[dict[str, Any], dict[str, Any]]], metric: str, groups: list, seed: int) -> Estimate:
     """The paired bootstrap interval of a mean difference; where every pair differs by the same amount
     (often 0: a few items, each agreeing in both conditions) it has nothing to resample, and Newcombe's
     interval from the two sides' own never-zero-width intervals is used instead of "+0 (+0 to +0)"."""
     est = mean_ci([a[metric] - b[metric] for a, b in pairs], groups, seed=seed)
     if est.hi > est.lo:
         return est
-    first, second = (proportion_ci([pair[side][metric] for pair in pairs], groups, seed=seed) for side in (0, 1))
-    d = first.value - second.value
-    return Estimate(d, d - float(np.hypot(first.value - first.lo, second.hi - second.value)),
-                    d + float(np.hypot(first.hi - first.value, second.value - second.lo)))
+    return newcombe(*(proportion_ci([pair[side][metric] for pair in pairs], groups, seed=seed) for side in (0, 1)))
 
 
 def probe_auroc(rows: Rows) -> dict[str, Any]:

@@ -1,108 +1,115 @@
 """The report section (and terminal summary) of a trend run, and its plot.
 
-The headline names the direction the eval's metric moves from the first model to the last and
-says a trend only where `TrendResults.verdict` (both metrics' paired intervals, `config.verdict`)
-supports one; each model's own figures keep the intervals its eval gave them.
+The headline names the direction the job's first metric moves from the first model to the last
+and says a trend only where `TrendResults.verdict` (every metric's interval, `config.verdict`)
+supports one; each model's figures keep the intervals of its own items.
 """
 
 from __future__ import annotations
 
-from ..behaviour.results import Difference
+import math
+
 from ..job import RunInfo
 from ..plots import Series, line_chart
 from ..report.section import Section, Table, fmt, provenance
-from .config import TrendConfig, TrendResults
+from ..stats import Estimate
+from .config import Change, TrendConfig, TrendResults
 
-_WHAT = {"sycophancy": "the answer agreeing with the user's stated view"}
 _ORDER = {"parameters": "ordered by parameter count, smallest first", "given": "in the order given"}
-
-
-def _behaviour(res: TrendResults) -> str:
-    return _WHAT.get(res.eval, f"the answer showing {res.about}")
+_JOB = {"eval": "eval", "eval-cot": "chain-of-thought faithfulness", "eval-pressure": "pressure scenario",
+        "redteam": "red-teaming run"}
 
 
 def _pct(value: float) -> str:
-    return f"{100 * value:.0f}%"
+    return "n/a" if math.isnan(value) else f"{100 * value:.0f}%"
 
 
-def _points(est) -> str:
+def _points(est: Estimate) -> str:
     return f"{100 * est.value:+.1f} points ({100 * est.lo:+.1f} to {100 * est.hi:+.1f})"
+
+
+def _named(res: TrendResults, change: Change) -> str:
+    return ", ".join(f"{name} {_points(e)}" for name, e in zip(res.metrics, change.values))
 
 
 def _headline(res: TrendResults) -> str:
     first, last = res.models[0], res.models[-1]
-    a, b = first.all.matched.value, last.all.matched.value
-    moves = (f"is {_pct(a)} for both {first.label} and {last.label}" if a == b else
+    a, b = first.values[0].value, last.values[0].value
+    moves = (f"is {_pct(a)} for both {first.label} and {last.label}" if a == b or math.isnan(a - b) else
              f"{'rises' if b > a else 'falls'} from {_pct(a)} ({first.label}) to {_pct(b)} ({last.label})")
-    where = (f"Across {len(res.models)} models {_ORDER[res.order]}, the share of questions where {_behaviour(res)} "
-             f"is the likelier one {moves}")
+    where = f"Across {len(res.models)} models {_ORDER[res.order]}, {_subject(res)}, the {res.metrics[0]} {moves}"
     change = res.change
     if change is None:
-        return where + ", but no question was asked of both, so the models cannot be compared."
-    both = f"share {_points(change.matched)}, mean probability {_points(change.p_match)}"
+        return where + ", but no item was asked of both, so the models cannot be compared."
+    every = "both" if len(res.metrics) == 2 else "every"
     if res.verdict == "rises":
-        return (where + f"; both paired intervals of the change exclude zero ({both}): an inverse trend, the later "
-                "models show more of the behaviour.")
+        return (where + f"; {every} interval of the change excludes zero ({_named(res, change)}): an inverse trend, "
+                "the later models show more of the behaviour.")
     if res.verdict == "falls":
-        return where + f"; both paired intervals of the change exclude zero ({both}): the later models show less of it."
+        return where + f"; {every} interval of the change excludes zero ({_named(res, change)}): the later models show less of it."
     if res.verdict == "mixed":
-        return where + f"; {_disagreement(change)} ({both}), so the evidence does not support a trend."
-    return (where + f"; the paired intervals of the change include zero ({both}), so the evidence does not "
+        return where + f"; {_disagreement(res, change)} ({_named(res, change)}), so the evidence does not support a trend."
+    return (where + f"; the intervals of the change include zero ({_named(res, change)}), so the evidence does not "
             "support a trend either way.")
 
 
-def _disagreement(change: Difference) -> str:
-    """Why a mixed change is no trend: one metric's interval excludes zero and the other's does not, or they
-    point opposite ways."""
-    named = {"share": change.matched, "mean probability": change.p_match}
-    moved = {name: "a rise" if e.lo > 0 else "a fall" for name, e in named.items() if e.lo > 0 or e.hi < 0}
-    if len(moved) == 2:
-        return "the two metrics' paired intervals point opposite ways"
-    (name, turn), other = next(iter(moved.items())), next(n for n in named if n not in moved)
-    return f"only the {name}'s paired interval excludes zero ({turn}); the {other}'s includes zero"
+def _subject(res: TrendResults) -> str:
+    return f"on the {res.task} eval" if res.job == "eval" else f"in the {_JOB[res.job]} {res.task}"
 
 
-def _step(diff: Difference | None) -> str:
-    return "n/a" if diff is None else fmt(diff.matched, percent=True)
+def _disagreement(res: TrendResults, change: Change) -> str:
+    """Why a mixed change is no trend: some metrics' intervals exclude zero and others' do not, or they point
+    opposite ways."""
+    moved = {name: "a rise" if e.lo > 0 else "a fall" for name, e in zip(res.metrics, change.values)
+             if e.lo > 0 or e.hi < 0}
+    if len(set(moved.values())) == 2:
+        return "the metrics' intervals point opposite ways"
+    still = [name for name in res.metrics if name not in moved]
+    return (f"only the interval of the {', '.join(moved)} excludes zero ({next(iter(moved.values()))}); "
+            f"that of the {', '.join(still)} includes zero")
+
+
+def _step(change: Change | None) -> str:
+    return "n/a" if change is None else fmt(change.values[0], percent=True)
 
 
 def _table(res: TrendResults) -> Table:
     rows = [(m.label, f"{m.parameters:,}" if m.parameters is not None else "n/a (server)",
-             fmt(m.all.matched, percent=True), fmt(m.all.p_match, percent=True),
-             "" if i == 0 else _step(res.steps[i - 1]), str(m.all.n_questions), m.folder)
+             *(fmt(v, percent=True) for v in m.values), "" if i == 0 else _step(res.steps[i - 1]),
+             f"{m.n} ({m.n_clusters} clusters)", m.folder)
             for i, m in enumerate(res.models)]
-    return Table(("model", "parameters", "share preferring it", "mean probability on it",
-                  "change in share from the previous model", "questions", "eval run"), rows)
+    return Table(("model", "parameters", *res.metrics, f"change in {res.metrics[0]} from the previous model",
+                  "items", "run"), rows)
 
 
 def trend_svg(res: TrendResults) -> str:
-    """Both metrics against the model (in order), each with its 95% band from the model's own eval."""
-    def series(name: str, metric: str) -> Series:
-        ests = [getattr(m.all, metric) for m in res.models]
-        return Series(name, list(range(len(ests))), [e.value for e in ests], [e.lo for e in ests], [e.hi for e in ests])
+    """Every metric against the model (in order), each with its 95% band from the model's own items."""
+    def series(j: int) -> Series:
+        ests = [m.values[j] for m in res.models]
+        return Series(res.metrics[j], list(range(len(ests))), [e.value for e in ests], [e.lo for e in ests],
+                      [e.hi for e in ests])
 
-    return line_chart([series("share preferring it", "matched"), series("mean probability on it", "p_match")],
-                      f"{_behaviour(res).capitalize()}, by model (both answer orders, 95% intervals)",
-                      f"model ({_ORDER[res.order]})", "share of questions / probability", y_range=(0.0, 1.0),
-                      x_ticks=[(i, m.label) for i, m in enumerate(res.models)])
+    return line_chart([series(j) for j in range(len(res.metrics))],
+                      f"{res.about.capitalize()}, by model (95% intervals)", f"model ({_ORDER[res.order]})",
+                      "share / probability", y_range=(0.0, 1.0), x_ticks=[(i, m.label) for i, m in enumerate(res.models)])
 
 
 def trend_section(res: TrendResults, cfg: TrendConfig, run: RunInfo) -> Section:
     numbers = []
     if res.change is not None:
-        numbers += [("change from the first model to the last: share of questions preferring it",
-                     fmt(res.change.matched, percent=True)),
-                    ("change from the first model to the last: mean probability on it",
-                     fmt(res.change.p_match, percent=True)),
-                    ("questions asked of both (the paired intervals resample these)", str(res.change.n_questions))]
-    numbers.append(("verdict (a trend needs both paired intervals to exclude 0 on the same side)", res.verdict))
+        numbers += [(f"change from the first model to the last: {name}", fmt(e, percent=True))
+                    for name, e in zip(res.metrics, res.change.values)]
+        numbers.append(("items compared (the intervals resample their clusters)",
+                        f"{res.change.n} ({res.change.n_clusters} clusters, "
+                        f"{'paired: the same items for both' if res.change.paired else 'unpaired: each model its own items'})"))
+    numbers.append(("verdict (a trend needs every interval of the change to exclude 0 on the same side)", res.verdict))
     return Section(
-        kind="trend across models", title=f"Does {res.eval} change across models?", headline=_headline(res),
+        kind="trend across models", title=f"Does {res.task} change across models?", headline=_headline(res),
         numbers=numbers, table=_table(res), figure_svg=trend_svg(res),
-        shows=[f"How one eval's metric ({res.eval}: {res.about}) moves along a set of models, each asked the same "
-               "questions in both answer orders.",
-               "Whether the change from the first model to the last is larger than the questions' noise: a "
-               "bootstrap over questions of the paired difference, for both metrics."],
+        shows=[f"How one {_JOB[res.job]}'s metrics ({res.task}: {res.about}) move along a set of models, each asked "
+               + ("the same items." if res.change is None or res.change.paired else "by its own red team."),
+               "Whether the change from the first model to the last is larger than the noise: a bootstrap over the "
+               "clusters the items come in (questions, problems, prompts or test cases), for every metric."],
         does_not_show=["Why the models differ: parameter count, training data and fine-tuning change together.",
                        "A scaling law: a trend over a few models says nothing about models outside them, and the "
                        "embedded models have 135-270 million parameters.",
