@@ -130,11 +130,13 @@ def _known(records: Records, key: str) -> list[Record]:
 
 
 def estimate(records: Records, metric: Metric, seed: int) -> Estimate:
-    """The metric over the items it applies to, with a 95% interval resampling their clusters."""
-    known = _known(records, metric.key)
-    values, groups = [float(r[metric.key]) for r in known], [r["cluster"] for r in known]
+    """The metric over the items it applies to, with a 95% interval resampling their clusters (the job's own
+    interval: a share's is never zero-width)."""
+    values, groups = _sample(records, metric)
     if not values:
         return Estimate(float("nan"), float("nan"), float("nan"))
+    if len(set(groups)) == len(groups):  # one item per cluster: independent rows, as the jobs' own figures count them
+        groups = None
     return (proportion_ci if metric.kind == "share" else mean_ci)(values, groups, seed=seed)
 
 
