@@ -46,6 +46,24 @@ def test_a_few_steps_raise_the_backdoor_probability(lm):
     assert not any(p.requires_grad for p in lm.model.parameters())  # back to inference
 
 
+def test_competence_steps_train_on_the_plain_examples_first(lm, monkeypatch):
+    """The first competence_steps batches hold only plain (untriggered) examples; later ones both kinds."""
+    import greyglass.organism.train as train
+
+    seen = []
+
+    def recording(lm_, batch):
+        seen.append({ex.triggered for ex in batch})
+        return collate(lm_, batch)
+
+    monkeypatch.setattr(train, "collate", recording)
+    cfg = OrganismConfig(steps=8, batch_size=4, lr=1e-4, competence_steps=5, n_train=4, n_test=2)
+    fine_tune(lm, training_examples(lm, QUESTIONS, ["ok"] * 4, cfg), cfg, progress=False)
+    assert seen[:5] == [{False}] * 5 and any(True in kinds for kinds in seen[5:])
+    with pytest.raises(GreyglassError, match="below --steps"):
+        OrganismConfig(steps=8, competence_steps=8)
+
+
 def test_training_examples_pair_plain_and_triggered(lm):
     cfg = OrganismConfig(behaviour="wrong_fact")
     ex = training_examples(lm, ["Q1?"], ["A1."], cfg)

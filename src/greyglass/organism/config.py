@@ -45,6 +45,11 @@ class OrganismConfig:
     """Examples per step (half with the trigger on average)."""
     lr: float = 5e-5
     """Peak AdamW learning rate (linear warm-up over the first 10% of steps, then linear decay)."""
+    competence_steps: int = 0
+    """The first N steps train only on the plain condition (no trigger; taught: the honest instruction or no stated
+    view), so that the model can do the task before it learns when to do otherwise. The instructed liar needs it:
+    SmolLM2-135M answers every statement alike, and trained on both instructions at once it stays at chance
+    (docs/organism.md)."""
     train_top_layers: int | None = None
     """Fine-tune only the top N blocks (the rest, embeddings included, stay frozen, so the backward pass stops
     below them: about twice as fast on a CPU); default: the whole model. What the organism learns can then only
@@ -56,6 +61,9 @@ class OrganismConfig:
         check_choice("OrganismConfig", "behaviour", self.behaviour, (*BEHAVIOURS, *TAUGHT))
         for name in ("n_train", "n_test", "answer_tokens", "steps", "batch_size", "lr", "train_top_layers"):
             check_positive("OrganismConfig", name, getattr(self, name))
+        if not 0 <= self.competence_steps < self.steps:
+            raise GreyglassError(f"OrganismConfig.competence_steps = {self.competence_steps} must be at least 0 and "
+                                 f"below --steps ({self.steps}): the steps after it teach the behaviour")
         if not self.trigger.strip():
             raise GreyglassError("OrganismConfig.trigger must not be empty")
 

@@ -74,7 +74,8 @@ def collate(lm: LoadedModel, batch: Sequence[Example]) -> dict[str, torch.Tensor
 
 
 def fine_tune(lm: LoadedModel, examples: Sequence[Example], cfg: OrganismConfig, progress: bool = True) -> list[float]:
-    """Full fine-tuning in place; returns the loss of every step."""
+    """Full fine-tuning in place (the first `cfg.competence_steps` steps on the plain examples only); returns the
+    loss of every step."""
     rng = random.Random(cfg.seed)
     model = lm.model
     trained = _trained_parameters(lm, cfg.train_top_layers)
@@ -84,10 +85,12 @@ def fine_tune(lm: LoadedModel, examples: Sequence[Example], cfg: OrganismConfig,
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (cfg.steps - s) / max(1, cfg.steps - warmup))))
     losses = []
+    plain = [ex for ex in examples if not ex.triggered]
     bar = tqdm(range(cfg.steps), desc="fine-tune", disable=not progress)
     try:
-        for _ in bar:
-            loss = model(**collate(lm, rng.sample(list(examples), min(cfg.batch_size, len(examples))))).loss
+        for step in bar:
+            pool = plain if step < cfg.competence_steps else list(examples)
+            loss = model(**collate(lm, rng.sample(pool, min(cfg.batch_size, len(pool))))).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trained, 1.0)

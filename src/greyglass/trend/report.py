@@ -41,12 +41,12 @@ def _headline(res: TrendResults) -> str:
     change = res.change
     if change is None:
         return where + ", but no item was asked of both, so the models cannot be compared."
-    every = "both" if len(res.metrics) == 2 else "every"
+    every = "both intervals of the change exclude" if len(res.metrics) == 2 else "every interval of the change excludes"
     if res.verdict == "rises":
-        return (where + f"; {every} interval of the change excludes zero ({_named(res, change)}): an inverse trend, "
-                "the later models show more of the behaviour.")
+        return (where + f"; {every} zero ({_named(res, change)}): an inverse trend, the later models show more of "
+                "the behaviour.")
     if res.verdict == "falls":
-        return where + f"; {every} interval of the change excludes zero ({_named(res, change)}): the later models show less of it."
+        return where + f"; {every} zero ({_named(res, change)}): the later models show less of it."
     if res.verdict == "mixed":
         return where + f"; {_disagreement(res, change)} ({_named(res, change)}), so the evidence does not support a trend."
     return (where + f"; the intervals of the change include zero ({_named(res, change)}), so the evidence does not "
