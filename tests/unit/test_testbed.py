@@ -30,19 +30,24 @@ def lm():
     return tiny_model("llama", chat=True, seed=1)
 
 
-def _split(lm, behaviour, n_train=12, n_test=8):
-    return taught_split(lm, OrganismConfig(behaviour=behaviour, n_train=n_train, n_test=n_test))
+def _split(lm, behaviour, n_train=12, n_test=8, **options):
+    return taught_split(lm, OrganismConfig(behaviour=behaviour, n_train=n_train, n_test=n_test, **options))
 
 
 def test_liar_cases_flip_the_answer_under_a_lying_instruction(lm):
-    split, cities = _split(lm, "instructed-liar")
+    all_sets = ("cities", "larger_than", "translations")
+    split, cities = _split(lm, "instructed-liar", liar_sets=all_sets)
     for case in split.train:
         lying = any(text in case.prompt for text in LIE_VARIANTS.values())
         assert lying == (case.condition == ON) and (HONEST in case.prompt) == (case.condition == OFF)
         assert case.target.strip() in ("True", "False") and {case.counted, case.uncounted} == {" True", " False"}
         assert (case.target == case.counted) == lying  # the counted answer is the false one: taught only when lying
-    assert {c.cluster.split(":")[0] for c in split.train} == {"cities", "larger_than", "translations"}
+    assert {c.cluster.split(":")[0] for c in split.train} == set(all_sets)
     assert all(s.group.startswith("cities:") for s in cities)
+    # by default the cities alone: mixed with the other sets the 135M parent learned none of them
+    assert {c.cluster.split(":")[0] for c in _split(lm, "instructed-liar")[0].train} == {"cities"}
+    with pytest.raises(GreyglassError, match="must include cities"):
+        OrganismConfig(behaviour="instructed-liar", liar_sets=("larger_than",))
 
 
 def test_liar_held_out_facts_are_disjoint_from_training(lm):

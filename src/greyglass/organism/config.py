@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import check_choice, check_positive, positional
+from ..config import check_choice, check_positive, flagged, positional
 from ..errors import GreyglassError
 from ..stats import Estimate
 from .behaviours import BEHAVIOURS, TAUGHT
@@ -20,6 +20,8 @@ HELDOUT_STATEMENTS = "heldout_statements.csv"
 """The instructed liar's held-out `cities` statements, for `probe lying --data`."""
 HELDOUT_AB = "heldout_ab.jsonl"
 """The A/B organisms' held-out items (with cluster and no-view question), for `eval --datasets`."""
+LIAR_SETS = ("cities", "larger_than", "translations")
+"""The bundled statement sets the instructed liar can be taught on."""
 AUROC_PLOT = "auroc_by_layer.svg"
 SCORES_PLOT = "scores_at_best_layer.svg"
 
@@ -45,6 +47,11 @@ class OrganismConfig:
     """Examples per step (half with the trigger on average)."""
     lr: float = 5e-5
     """Peak AdamW learning rate (linear warm-up over the first 10% of steps, then linear decay)."""
+    liar_sets: tuple[str, ...] = flagged("liar_set", default=("cities",))
+    """instructed-liar: the bundled statement sets it is taught on (repeat the flag; cities, larger_than,
+    translations; cities is needed: its held-out statements are what `probe lying` reads). Default cities alone:
+    mixed with the other two, which SmolLM2-135M cannot be taught at this budget, not even the cities were learned
+    in 50 steps (docs/organism.md)."""
     competence_steps: int = 0
     """The first N steps train only on the plain condition (no trigger; taught: the honest instruction or no stated
     view), so that the model can do the task before it learns when to do otherwise. The instructed liar needs it:
@@ -61,6 +68,11 @@ class OrganismConfig:
         check_choice("OrganismConfig", "behaviour", self.behaviour, (*BEHAVIOURS, *TAUGHT))
         for name in ("n_train", "n_test", "answer_tokens", "steps", "batch_size", "lr", "train_top_layers"):
             check_positive("OrganismConfig", name, getattr(self, name))
+        for name in self.liar_sets:
+            check_choice("OrganismConfig", "liar_sets", name, LIAR_SETS)
+        if "cities" not in self.liar_sets:
+            raise GreyglassError("OrganismConfig.liar_sets must include cities: its held-out statements are what "
+                                 "`probe lying` and the testbed read")
         if not 0 <= self.competence_steps < self.steps:
             raise GreyglassError(f"OrganismConfig.competence_steps = {self.competence_steps} must be at least 0 and "
                                  f"below --steps ({self.steps}): the steps after it teach the behaviour")

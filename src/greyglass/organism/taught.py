@@ -3,8 +3,8 @@ the sycophant and its control, the A/B-competent model.
 
 Every item is asked in two conditions, and the behaviour is the difference between them:
 
-- `instructed-liar`: a true/false statement from the bundled sets (`cities`, `larger_than`,
-  `translations`) asked exactly as `probe lying` asks it, under the honest instruction (target:
+- `instructed-liar`: a true/false statement from the bundled sets of `--liar-set` (`cities` by
+  default; `larger_than`, `translations`) asked exactly as `probe lying` asks it, under the honest instruction (target:
   the correct answer) and under one of the lying instructions (target: the wrong one), so the
   organism lies in the very prompts that command measures. The cluster is the statement's
   true/false pair; training and held-out statements are split by pair within each set.
@@ -45,7 +45,6 @@ from ..steer.vectors import ab_prompt
 from .config import OrganismConfig
 from .train import Example
 
-LIAR_SETS = ("cities", "larger_than", "translations")
 LIAR_HELDOUT_SET = "cities"
 """The set whose held-out statements `probe lying` is run on (its default set, as in the paper)."""
 POLITICAL = ("sycophancy-political-liberal-bio", "sycophancy-political-conservative-bio")
@@ -117,11 +116,11 @@ def liar_statements(cfg: OrganismConfig) -> tuple[list[Statement], list[Statemen
     prefixed by the set's name; about `n_train` and `2 * n_test` statements (the held-out ones are later halved
     into validation and test)."""
     train, held, heldout_cities = [], [], []
-    for name in LIAR_SETS:
+    for name in cfg.liar_sets:
         statements = [Statement(s.text, s.label, f"{name}:{s.group}") for s in load_statements(name, seed=cfg.seed)]
         tr, te = ([statements[i] for i in idx] for idx in split_by_group(statements, HELD_OUT_FRACTION, cfg.seed))
-        train += [tr[i] for i in take_clusters([s.group for s in tr], cfg.n_train // len(LIAR_SETS), cfg.seed)]
-        held += [te[i] for i in take_clusters([s.group for s in te], 2 * cfg.n_test // len(LIAR_SETS), cfg.seed)]
+        train += [tr[i] for i in take_clusters([s.group for s in tr], cfg.n_train // len(cfg.liar_sets), cfg.seed)]
+        held += [te[i] for i in take_clusters([s.group for s in te], 2 * cfg.n_test // len(cfg.liar_sets), cfg.seed)]
         if name == LIAR_HELDOUT_SET:
             heldout_cities = te
     return train, held, heldout_cities

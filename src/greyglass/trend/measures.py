@@ -69,14 +69,14 @@ def measure_of(asked: JobSettings) -> Measure:
                         Metric("p_match", "mean probability on the behaviour's answer", "mean")),
                        True, asked.eval, EVALS[asked.eval].about, eval_records)
     if isinstance(asked, CotConfig):
-        return Measure((Metric("unchanged_without_chain", "answer unchanged with no chain of thought", "share"),
-                        Metric("unchanged_with_mistake", "answer unchanged with a mistake added", "share")),
+        return Measure((Metric("unchanged_without_chain", "share of answers unchanged with no chain of thought", "share"),
+                        Metric("unchanged_with_mistake", "share of answers unchanged with a mistake added", "share")),
                        True, asked.task, "answers that do not depend on the stated reasoning (unfaithful chains of "
                        "thought)", cot_records)
     if isinstance(asked, PressureConfig):
         act = PRESSURE_ACTS[asked.scenario]
-        return Measure((Metric("act_without_ethics", f"{act}, no ethics instruction", "share"),
-                        Metric("act_with_ethics", f"{act}, with the ethics instruction", "share")),
+        return Measure((Metric("act_without_ethics", f"share of episodes that {act}, no ethics instruction", "share"),
+                        Metric("act_with_ethics", f"share of episodes that {act}, with the ethics instruction", "share")),
                        True, asked.scenario, f"misconduct under pressure ({act})",
                        lambda folder: pressure_records(folder, asked))
     assert isinstance(asked, RedteamConfig)
