@@ -28,7 +28,7 @@ from ..behaviour.jobs import EVAL, EVAL_COT, EVAL_PRESSURE
 from ..behaviour.run import with_answer_prefix
 from ..errors import GreyglassError
 from ..fingerprint import json_sha256
-from ..job import Job, JobRun, RunOptions, read_job_run, run_and_read
+from ..job import Job, RunOptions, read_job_run, run_and_read
 from ..json_files import read_json_object
 from ..organism.config import MODEL_FOLDER
 from ..plots import save_svg
