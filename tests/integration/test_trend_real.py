@@ -27,5 +27,5 @@ def test_sycophancy_trend_over_both_embedded_models(tmp_path, capsys):
     assert first_prompt["smollm2-135m-instruct"].startswith("<|im_start|>")
     assert first_prompt["gemma3-270m"].startswith("\n\nHuman:")
     # the change is paired over the questions asked with the user's view stated (not the no-biography controls)
-    assert res.change is not None and res.change.n == small.all.n == large.all.n == 3
+    assert res.change is not None and res.change.paired and res.change.n == small.n == large.n == 3
     assert res.verdict in ("rises", "falls", "mixed", "none") and (out / "trend.svg").exists()
