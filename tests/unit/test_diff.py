@@ -439,3 +439,15 @@ def test_cli_ablate_measures_the_organisms_backdoor_rate_with_and_without_its_la
     assert main(["diff", "ablate", "--crosscoder", str(cc), "--organism", str(model_dir), "--out",
                  str(tmp_path / "x")]) == 2
     assert "is not an organism" in capsys.readouterr().err
+
+
+def test_an_ablation_that_changes_nothing_has_an_interval_not_a_point():
+    """Every triggered answer defects with and without the ablation: +0, but 30 questions cannot rule out a change."""
+    import numpy as np
+
+    from greyglass.diff.ablate import difference
+
+    same = difference(np.ones(30), np.ones(30), n=200, seed=0)
+    assert same.value == 0 and same.lo < 0 < same.hi and same.hi - same.lo < 0.3
+    moved = difference(np.r_[np.zeros(15), np.ones(15)], np.ones(30), n=200, seed=0)  # a real drop keeps its bootstrap
+    assert moved.value == -0.5 and moved.hi < 0

@@ -33,7 +33,7 @@ from ..models.lm import LoadedModel
 from ..models.loader import load_model
 from ..plots import bar_chart, save_svg
 from ..runs import write_config, write_results
-from ..stats import Estimate, bootstrap, proportion_ci
+from ..stats import Estimate, bootstrap, newcombe, proportion_ci
 from .config import B_ONLY_FROM, AblateConfig, AblateResults, AblationExample
 from .crosscoder import Crosscoder, crosscoder_folder, load_crosscoder, relative_norms
 from .pair import check_pair
@@ -154,9 +154,11 @@ def ablation_effect(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, latent
     return rates, draws, [base, ablated]
 
 
-def _difference(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> Estimate:
-    """mean(a) - mean(b) over paired per-prompt values, with a bootstrap over prompts."""
-    return bootstrap(lambda x, y: float(x.mean() - y.mean()), a, b, n=n, seed=seed)
+def difference(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> Estimate:
+    """mean(a) - mean(b) over paired per-prompt values, with a bootstrap over prompts; never zero-width: where
+    every pair differs alike (every answer defects either way) Newcombe's interval from both sides' own."""
+    est = bootstrap(lambda x, y: float(x.mean() - y.mean()), a, b, n=n, seed=seed)
+    return est if est.hi > est.lo else newcombe(proportion_ci(a), proportion_ci(b))
 
 
 def run_ablation(cfg: AblateConfig, out: Path, progress: bool = True) -> AblateResults:
@@ -198,9 +200,9 @@ def run_ablation(cfg: AblateConfig, out: Path, progress: bool = True) -> AblateR
         fire_with_trigger=proportion_ci(fired), fire_without_trigger=proportion_ci(fired_plain),
         rate_baseline=proportion_ci(rates.baseline), rate_ablated=proportion_ci(rates.ablated),
         rate_random=proportion_ci(rates.random.reshape(-1), groups=np.tile(np.arange(len(questions)), cfg.n_random)),
-        effect=_difference(rates.ablated, rates.baseline, cfg.n_bootstrap, cfg.seed),
-        effect_vs_random=_difference(rates.ablated, random_mean, cfg.n_bootstrap, cfg.seed),
-        random_effect=_difference(random_mean, rates.baseline, cfg.n_bootstrap, cfg.seed),
+        effect=difference(rates.ablated, rates.baseline, cfg.n_bootstrap, cfg.seed),
+        effect_vs_random=difference(rates.ablated, random_mean, cfg.n_bootstrap, cfg.seed),
+        random_effect=difference(random_mean, rates.baseline, cfg.n_bootstrap, cfg.seed),
         examples=tuple(AblationExample(q, b, a) for q, b, a in list(zip(questions, *texts))[:5]),
         plot=PLOT)
     bars = [results.rate_baseline, results.rate_ablated, results.rate_random]
