@@ -248,6 +248,17 @@ def test_unpaired_change_compares_two_samples_by_their_own_clusters():
     assert three.value == pytest.approx(one.value) and three.hi - three.lo >= 0.9 * (one.hi - one.lo)
 
 
+
+def test_a_metric_that_never_varies_still_has_an_interval():
+    """A red team that finds nothing: every failure score 0, yet 20 cases cannot rule out a few failures."""
+    from greyglass.trend.measures import estimate
+
+    nothing = {f"c{i}": {"id": f"c{i}", "cluster": f"c{i}", "fail": 0.0, "score": 0.0} for i in range(20)}
+    for metric in (Metric("fail", "failing", "share"), Metric("score", "mean score", "mean")):
+        est = estimate(nothing, metric, seed=0)
+        assert est.value == 0 and est.lo == 0 < est.hi, metric
+
+
 def test_config_rejects_a_server_or_probe_in_the_eval_settings():
     from greyglass.behaviour.config import EvalConfig, HttpConfig
 

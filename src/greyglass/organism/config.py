@@ -22,6 +22,8 @@ HELDOUT_AB = "heldout_ab.jsonl"
 """The A/B organisms' held-out items (with cluster and no-view question), for `eval --datasets`."""
 LIAR_SETS = ("cities", "larger_than", "translations")
 """The bundled statement sets the instructed liar can be taught on."""
+LIAR_HELDOUT_SET = "cities"
+"""The set whose held-out statements `probe lying` is run on (its default set, as in the paper)."""
 AUROC_PLOT = "auroc_by_layer.svg"
 SCORES_PLOT = "scores_at_best_layer.svg"
 
@@ -70,9 +72,9 @@ class OrganismConfig:
             check_positive("OrganismConfig", name, getattr(self, name))
         for name in self.liar_sets:
             check_choice("OrganismConfig", "liar_sets", name, LIAR_SETS)
-        if "cities" not in self.liar_sets:
-            raise GreyglassError("OrganismConfig.liar_sets must include cities: its held-out statements are what "
-                                 "`probe lying` and the testbed read")
+        if LIAR_HELDOUT_SET not in self.liar_sets:
+            raise GreyglassError(f"OrganismConfig.liar_sets must include {LIAR_HELDOUT_SET}: its held-out statements "
+                                 "are what `probe lying` and the testbed read")
         if not 0 <= self.competence_steps < self.steps:
             raise GreyglassError(f"OrganismConfig.competence_steps = {self.competence_steps} must be at least 0 and "
                                  f"below --steps ({self.steps}): the steps after it teach the behaviour")

@@ -42,11 +42,9 @@ from ..probes.lying import prompt as lying_prompt
 from ..steer.config import EffectConfig
 from ..steer.effect import question_clusters, split_items
 from ..steer.vectors import ab_prompt
-from .config import OrganismConfig
+from .config import LIAR_HELDOUT_SET, OrganismConfig
 from .train import Example
 
-LIAR_HELDOUT_SET = "cities"
-"""The set whose held-out statements `probe lying` is run on (its default set, as in the paper)."""
 POLITICAL = ("sycophancy-political-liberal-bio", "sycophancy-political-conservative-bio")
 HELD_OUT_FRACTION = 0.5
 """Share of each statement set's pairs held out from the liar's training."""

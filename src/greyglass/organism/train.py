@@ -85,11 +85,11 @@ def fine_tune(lm: LoadedModel, examples: Sequence[Example], cfg: OrganismConfig,
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (cfg.steps - s) / max(1, cfg.steps - warmup))))
     losses = []
-    plain = [ex for ex in examples if not ex.triggered]
+    everything, plain = list(examples), [ex for ex in examples if not ex.triggered]
     bar = tqdm(range(cfg.steps), desc="fine-tune", disable=not progress)
     try:
         for step in bar:
-            pool = plain if step < cfg.competence_steps else list(examples)
+            pool = plain if step < cfg.competence_steps else everything
             loss = model(**collate(lm, rng.sample(pool, min(cfg.batch_size, len(pool))))).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()

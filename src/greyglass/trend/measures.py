@@ -36,7 +36,7 @@ from ..behaviour.scorers import combine_orders, difference_ci
 from ..behaviour.tasks import EVALS, headline_rows
 from ..redteam.config import RedteamConfig
 from ..redteam.failures import FAILURES
-from ..stats import Estimate, mean_ci, n_groups, proportion_ci, unpaired_difference_ci
+from ..stats import Estimate, mean_probability_ci, n_groups, proportion_ci, unpaired_difference_ci
 from .config import Change, JobSettings, ModelRow
 
 Record = dict[str, Any]
@@ -49,7 +49,7 @@ class Metric(NamedTuple):
     name: str
     """In plain words, for the table and plot."""
     kind: Literal["share", "mean"]
-    """share: 0/1 outcomes (interval never zero-width); mean: probabilities or scores (bootstrap interval)."""
+    """share: 0/1 outcomes; mean: probabilities or scores (a bootstrap interval); both never zero-width."""
 
 
 class Measure(NamedTuple):
@@ -125,10 +125,6 @@ def redteam_records(folder: Path) -> Records:
                       "score": float(r["score"])} for r in _rows(folder, CASES)}
 
 
-def _known(records: Records, key: str) -> list[Record]:
-    return [r for r in records.values() if r.get(key) is not None]
-
-
 def estimate(records: Records, metric: Metric, seed: int) -> Estimate:
     """The metric over the items it applies to, with a 95% interval resampling their clusters (the job's own
     interval: a share's is never zero-width)."""
@@ -137,7 +133,7 @@ def estimate(records: Records, metric: Metric, seed: int) -> Estimate:
         return Estimate(float("nan"), float("nan"), float("nan"))
     if len(set(groups)) == len(groups):  # one item per cluster: independent rows, as the jobs' own figures count them
         groups = None
-    return (proportion_ci if metric.kind == "share" else mean_ci)(values, groups, seed=seed)
+    return (proportion_ci if metric.kind == "share" else mean_probability_ci)(values, groups, seed=seed)
 
 
 def model_row(spec: str, label: str, parameters: int | None, folder: str, records: Records,
@@ -166,7 +162,8 @@ def change(before: Records, after: Records, measure: Measure, seed: int) -> Chan
 
 
 def _sample(records: Records, metric: Metric) -> tuple[list[float], list[Any]]:
-    known = _known(records, metric.key)
+    """The metric's values over the items it applies to, and their clusters."""
+    known = [r for r in records.values() if r.get(metric.key) is not None]
     return [float(r[metric.key]) for r in known], [r["cluster"] for r in known]
 
 

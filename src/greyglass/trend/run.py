@@ -62,14 +62,14 @@ def run_trend(cfg: TrendConfig, out: str | Path, resume: bool = False, progress:
                 for spec, label in zip(cfg.models, cfg.labels or map(default_label, cfg.models))]
     write_config(out, "trend", config=cfg, model={"name": ", ".join(s.label for s in subjects)})
     measure, seed = measure_of(cfg.job.asked), cfg.job.asked.seed
-    runs = []
+    parameters = []
     for i, subject in enumerate(subjects):
         if progress:
             print(f"trend: {subject.label} ({i + 1} of {len(subjects)})", file=sys.stderr, flush=True)
-        runs.append(run_subject(subject, cfg, resume, progress))
+        parameters.append(run_subject(subject, cfg, resume, progress))
     records = [measure.records(s.folder) for s in subjects]
-    rows = [model_row(s.spec, s.label, parameters, str(s.folder.relative_to(out)), r, measure, seed)
-            for s, parameters, r in zip(subjects, runs, records)]
+    rows = [model_row(s.spec, s.label, counted, str(s.folder.relative_to(out)), r, measure, seed)
+            for s, counted, r in zip(subjects, parameters, records)]
     ranked = sorted(zip(rows, records), key=lambda pair: (pair[0].parameters or 0) if cfg.order == "parameters" else 0)
     results = compare(cfg, measure, [row for row, _ in ranked], [r for _, r in ranked])  # sorted is stable
     save_svg(out / PLOT, trend_svg(results))
