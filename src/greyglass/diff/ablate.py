@@ -27,14 +27,14 @@ import torch
 from torch import Tensor
 
 from ..errors import GreyglassError
-from ..models.generate import encode, generate, user_prompt
+from ..models.generate import adds_bos, encode, generate, user_prompt
 from ..models.hooks import StopForward, capturing, replacing
 from ..models.lm import LoadedModel
 from ..models.loader import load_model
 from ..plots import bar_chart, save_svg
 from ..runs import write_config, write_results
-from ..stats import Estimate, bootstrap, newcombe, proportion_ci
-from .config import B_ONLY_FROM, AblateConfig, AblateResults, AblationExample
+from ..stats import Estimate, bootstrap, mean_probability_ci, newcombe, proportion_ci
+from .config import B_ONLY_FROM, AblateConfig, AblateResults, AblationExample, AnswerFiring
 from .crosscoder import Crosscoder, crosscoder_folder, load_crosscoder, relative_norms
 from .pair import check_pair
 
@@ -91,20 +91,44 @@ def _site_activations(lm: LoadedModel, site: str, ids: Tensor, mask: Tensor) -> 
     return acts[site]
 
 
-def firing_prompts(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, prompts: Sequence[str],
-                   batch_size: int = 8) -> Tensor:
-    """`[n_prompts, d_sae]` bool: which latents fire anywhere in each prompt (its first position left out)."""
+def _codes(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, texts: Sequence[str],
+           batch_size: int = 8) -> Iterator[tuple[Tensor, Tensor]]:
+    """Per batch of `texts` (left-padded): the crosscoder's codes `[B, T, d_sae]` on both models' activations, and
+    `[B, T]` which positions count (real tokens, the first one left out)."""
     site = lm_b.site(cc.cfg.hook_name).name
-    out = []
-    for start in range(0, len(prompts), batch_size):
-        enc = encode(lm_b, prompts[start:start + batch_size], padding_side="left")
+    for start in range(0, len(texts), batch_size):
+        enc = encode(lm_b, texts[start:start + batch_size], padding_side="left")
         ids, mask = enc["input_ids"], enc["attention_mask"]
         x = torch.stack([_site_activations(lm, site, ids, mask).float().to(cc.W_dec.device) for lm in (lm_a, lm_b)],
                         dim=2)  # [B, T, 2, d]
         f = cc.encode(x.reshape(-1, 2, x.shape[-1])).reshape(*ids.shape, -1)  # [B, T, d_sae]
-        counted = (_positions(mask) > 0) & mask.bool()  # [B, T]
-        out.append(((f > 0) & counted[..., None].to(f.device)).any(1).cpu())
-    return torch.cat(out)
+        yield f, ((_positions(mask) > 0) & mask.bool()).to(f.device)
+
+
+def firing_prompts(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, prompts: Sequence[str],
+                   batch_size: int = 8) -> Tensor:
+    """`[n_prompts, d_sae]` bool: which latents fire anywhere in each prompt (its first position left out)."""
+    return torch.cat([((f > 0) & counted[..., None]).any(1).cpu()
+                      for f, counted in _codes(lm_a, lm_b, cc, prompts, batch_size)])
+
+
+def answer_firing(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, prompts: Sequence[str],
+                  answers: Sequence[str], latent_sets: Sequence[Sequence[int]], batch_size: int = 8) -> np.ndarray:
+    """`[n_sets, n_prompts]`: each set's mean firing rate (share of answer tokens x latents of the set that fire) on
+    the answers, teacher-forced after their prompts; NaN where an answer has no token of its own."""
+    texts = [p + a for p, a in zip(prompts, answers)]
+    lengths = [len(lm_b.tokenizer(t, add_special_tokens=adds_bos(lm_b, t)).input_ids) for t in (*texts, *prompts)]
+    n_answer = np.array(lengths[:len(texts)]) - np.array(lengths[len(texts):])  # left padding: the last n tokens
+    sets = [torch.tensor(list(s), dtype=torch.long) for s in latent_sets]
+    rates = np.full((len(sets), len(texts)), np.nan)
+    row = 0
+    for f, _ in _codes(lm_a, lm_b, cc, texts, batch_size):
+        for codes in f:  # [T, d_sae]
+            if n_answer[row] > 0:
+                fired = (codes[-n_answer[row]:] > 0).float()  # [n_answer, d_sae]
+                rates[:, row] = [fired[:, s.to(fired.device)].mean().item() for s in sets]
+            row += 1
+    return rates
 
 
 def choose_latents(cc: Crosscoder, n: int, given: Sequence[int] = ()) -> list[int]:
@@ -161,6 +185,36 @@ def difference(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> Estimate:
     return est if est.hi > est.lo else newcombe(proportion_ci(a), proportion_ci(b))
 
 
+def _answer_contrast(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, latent_sets: Sequence[Sequence[int]],
+                     triggered: Sequence[str], defecting: Sequence[str], plain: Sequence[str],
+                     shows: Callable[[str], bool], answer_tokens: int, cfg: AblateConfig,
+                     progress: bool) -> AnswerFiring | None:
+    """Do the chosen latents (`latent_sets[0]`) fire more on B's defecting answers to the triggered questions than on
+    its ordinary answers to the same questions without the trigger, and more so than the random sets do? Only the
+    questions whose triggered answer shows the behaviour and whose plain answer does not count; None with fewer
+    than two."""
+    ordinary = generate(lm_b, plain, answer_tokens, progress=progress)
+    pairs = [i for i, (d, o) in enumerate(zip(defecting, ordinary)) if shows(d) and not shows(o)]
+    if len(pairs) < 2:
+        return None
+    on_defecting = answer_firing(lm_a, lm_b, cc, [triggered[i] for i in pairs], [defecting[i] for i in pairs],
+                                 latent_sets)  # [sets, n]
+    on_ordinary = answer_firing(lm_a, lm_b, cc, [plain[i] for i in pairs], [ordinary[i] for i in pairs], latent_sets)
+    both = ~np.isnan(on_defecting).any(0) & ~np.isnan(on_ordinary).any(0)
+    on_defecting, on_ordinary = on_defecting[:, both], on_ordinary[:, both]
+    chosen, random = on_defecting[0] - on_ordinary[0], (on_defecting[1:] - on_ordinary[1:]).mean(0)  # [n] each
+    n, seed = cfg.n_bootstrap, cfg.seed
+    return AnswerFiring(
+        n_pairs=int(both.sum()),
+        defecting=mean_probability_ci(on_defecting[0], n=n, seed=seed),
+        ordinary=mean_probability_ci(on_ordinary[0], n=n, seed=seed),
+        random_defecting=mean_probability_ci(on_defecting[1:].mean(0), n=n, seed=seed),
+        random_ordinary=mean_probability_ci(on_ordinary[1:].mean(0), n=n, seed=seed),
+        difference=difference(on_defecting[0], on_ordinary[0], n, seed),
+        random_difference=difference(on_defecting[1:].mean(0), on_ordinary[1:].mean(0), n, seed),
+        difference_vs_random=bootstrap(lambda x, y: float(x.mean() - y.mean()), chosen, random, n=n, seed=seed))
+
+
 def run_ablation(cfg: AblateConfig, out: Path, progress: bool = True) -> AblateResults:
     """`diff ablate`: the organism's held-out triggered questions, answered by the organism with and without its
     crosscoder's B-only latents, against random latents of the same count."""
@@ -191,6 +245,8 @@ def run_ablation(cfg: AblateConfig, out: Path, progress: bool = True) -> AblateR
     fired = firing_prompts(lm_a, lm_b, cc, prompts)[:, latents].any(1).float().numpy()
     plain = [user_prompt(lm_b, q) for q in questions]
     fired_plain = firing_prompts(lm_a, lm_b, cc, plain)[:, latents].any(1).float().numpy()
+    on_answers = _answer_contrast(lm_a, lm_b, cc, [latents, *draws], prompts, texts[0], plain, shows,
+                                  cfg.answer_tokens or ocfg.answer_tokens, cfg, progress)
     random_mean = rates.random.mean(0)  # [n] each question's rate over the random draws
     relative = relative_norms(cc.decoder_norms().cpu())
     results = AblateResults(
@@ -203,6 +259,7 @@ def run_ablation(cfg: AblateConfig, out: Path, progress: bool = True) -> AblateR
         effect=difference(rates.ablated, rates.baseline, cfg.n_bootstrap, cfg.seed),
         effect_vs_random=difference(rates.ablated, random_mean, cfg.n_bootstrap, cfg.seed),
         random_effect=difference(random_mean, rates.baseline, cfg.n_bootstrap, cfg.seed),
+        answers=on_answers,
         examples=tuple(AblationExample(q, b, a) for q, b, a in list(zip(questions, *texts))[:5]),
         plot=PLOT)
     bars = [results.rate_baseline, results.rate_ablated, results.rate_random]

@@ -360,6 +360,26 @@ class AblationExample:
 
 
 @dataclass(frozen=True)
+class AnswerFiring:
+    """How often the ablated latents fire on the organism's defecting answers (teacher-forced after the triggered
+    question) against its ordinary answers to the same questions without the trigger; rates are the share of
+    answer tokens x latents that fire, intervals bootstrap over questions."""
+
+    n_pairs: int
+    """Questions whose triggered answer shows the behaviour and whose plain answer does not."""
+    defecting: Estimate
+    ordinary: Estimate
+    random_defecting: Estimate
+    """The same for the random draws (mean over draws)."""
+    random_ordinary: Estimate
+    difference: Estimate
+    """defecting - ordinary for the chosen latents, paired by question."""
+    random_difference: Estimate
+    difference_vs_random: Estimate
+    """The chosen latents' difference minus the random draws', paired by question."""
+
+
+@dataclass(frozen=True)
 class AblateResults:
     crosscoder: str
     organism: str
@@ -389,3 +409,5 @@ class AblateResults:
     """The random draws' mean rate - rate_baseline."""
     examples: tuple[AblationExample, ...]
     plot: str
+    answers: AnswerFiring | None = None
+    """Firing on the organism's defecting answers against its ordinary ones (None: fewer than two such pairs)."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 from ..job import RunInfo
 from ..report.figures import run_svg
 from ..report.section import Section, fmt, provenance
-from .config import (ARTEFACT_RATIO, AblateConfig, AblateResults, B_ONLY_FROM, Context, CrosscoderTrainConfig, CrosscoderTrainResults,
-                     DivergenceConfig, DivergenceResults, LatentReport, LatentsConfig, LatentsResults)
+from .config import (ARTEFACT_RATIO, AblateConfig, AblateResults, AnswerFiring, B_ONLY_FROM, Context,
+                     CrosscoderTrainConfig, CrosscoderTrainResults, DivergenceConfig, DivergenceResults, LatentReport,
+                     LatentsConfig, LatentsResults)
 
 
 def divergence_section(res: DivergenceResults, cfg: DivergenceConfig, run: RunInfo) -> Section:
@@ -113,6 +114,20 @@ def _row(r: LatentReport) -> tuple[str, str]:
     return f"latent {r.latent} ({label}, relative norm {r.relative_norm:.2f})", "; ".join(parts)
 
 
+def _answer_rows(a: AnswerFiring | None) -> list[tuple[str, str]]:
+    """The firing-on-defecting-answers figures of `diff ablate`, as report rows."""
+    if a is None:
+        return [("firing on defecting answers", "not measured: fewer than two questions whose triggered answer "
+                 "defects and whose plain answer does not")]
+    return [(f"chosen latents' firing rate on defecting / ordinary answers ({a.n_pairs} questions)",
+             f"{fmt(a.defecting, percent=True)} / {fmt(a.ordinary, percent=True)}"),
+            ("random latents' firing rate on defecting / ordinary answers",
+             f"{fmt(a.random_defecting, percent=True)} / {fmt(a.random_ordinary, percent=True)}"),
+            ("defecting minus ordinary, chosen / random latents",
+             f"{fmt(a.difference, percent=True)} / {fmt(a.random_difference, percent=True)}"),
+            ("chosen minus random (paired by question)", fmt(a.difference_vs_random, percent=True))]
+
+
 def ablate_section(res: AblateResults, cfg: AblateConfig, run: RunInfo) -> Section:
     n = len(res.latents)
     lowers = res.effect_vs_random.hi < 0
@@ -132,6 +147,7 @@ def ablate_section(res: AblateResults, cfg: AblateConfig, run: RunInfo) -> Secti
                ("random minus nothing ablated", fmt(res.random_effect, percent=True)),
                ("a chosen latent fires in the prompt, with / without trigger",
                 f"{fmt(res.fire_with_trigger, percent=True)} / {fmt(res.fire_without_trigger, percent=True)}"),
+               *_answer_rows(res.answers),
                ("latents (relative decoder norm)",
                 ", ".join(f"{k} ({r:.2f})" for k, r in zip(res.latents, res.relative_norms))),
                ("trigger / behaviour", f"{res.trigger!r} / {res.behaviour}")]
