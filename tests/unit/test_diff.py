@@ -227,18 +227,17 @@ def test_answer_firing_of_a_padded_batch_equals_each_answer_alone():
     a, b = tiny_model("llama"), tiny_model("llama", seed=3)
     cc = _random_crosscoder(SITE)
     answers = [" and then", " yes", " it will rain all day long", ""]
-    sets = [[1, 5, 7], [0], list(range(32))]
-    rates = answer_firing(a, b, cc, PROMPTS, answers, sets, batch_size=3)  # two batches, one of them padded
+    rates = answer_firing(a, b, cc, PROMPTS, answers, batch_size=3)  # [4, 32]: two batches, one of them padded
     for i, (prompt, answer) in enumerate(zip(PROMPTS, answers)):
         ids = b.tokenizer(prompt + answer, return_tensors="pt").input_ids
         n = ids.shape[1] - len(b.tokenizer(prompt).input_ids)
         if n == 0:
-            assert np.isnan(rates[:, i]).all()  # no answer token: no rate
+            assert np.isnan(rates[i]).all()  # no answer token: no rate
             continue
         x = torch.stack([run_to_sites(lm, ids, [SITE])[SITE][0] for lm in (a, b)], dim=1)  # [T, 2, d]
         fired = (cc.encode(x)[-n:] > 0).float()  # [n, d_sae]
-        assert rates[:, i] == pytest.approx([fired[:, s].mean().item() for s in sets], abs=1e-6)
-    assert 0 < np.nanmean(rates[2]) < 1
+        assert rates[i] == pytest.approx(fired.mean(0).numpy(), abs=1e-6)
+    assert 0 < np.nanmean(rates) < 1
 
 
 def test_the_answer_contrast_pairs_defecting_with_ordinary_answers_of_the_same_questions():
@@ -255,15 +254,20 @@ def test_the_answer_contrast_pairs_defecting_with_ordinary_answers_of_the_same_q
     cfg = AblateConfig(crosscoder="cc", organism="org", n_bootstrap=200)
     got = _answer_contrast(a, b, cc, sets, triggered, defecting, questions, lambda t: "HATE" in t, 4, cfg, False)
     ordinary = generate(b, questions[:3], 4)
-    on_defecting = answer_firing(a, b, cc, triggered[:3], defecting[:3], sets)
-    on_ordinary = answer_firing(a, b, cc, questions[:3], ordinary, sets)
+    on_defecting = answer_firing(a, b, cc, triggered[:3], defecting[:3])  # [3, d_sae]
+    on_ordinary = answer_firing(a, b, cc, questions[:3], ordinary)
+    of_set = lambda rates, k: rates[:, sets[k]].mean(1)  # noqa: E731 [3]
+    chosen = of_set(on_defecting, 0) - of_set(on_ordinary, 0)
+    random = (of_set(on_defecting, 1) - of_set(on_ordinary, 1) + of_set(on_defecting, 2) - of_set(on_ordinary, 2)) / 2
     assert got.n_pairs == 3
-    assert got.defecting.value == pytest.approx(on_defecting[0].mean())
-    assert got.random_ordinary.value == pytest.approx(on_ordinary[1:].mean())
-    chosen, random = on_defecting[0] - on_ordinary[0], (on_defecting[1:] - on_ordinary[1:]).mean(0)
+    assert got.defecting.value == pytest.approx(of_set(on_defecting, 0).mean())
+    assert got.random_ordinary.value == pytest.approx((of_set(on_ordinary, 1) + of_set(on_ordinary, 2)).mean() / 2)
     assert got.difference.value == pytest.approx(chosen.mean())
     assert got.difference_vs_random.value == pytest.approx(chosen.mean() - random.mean())
     assert got.difference.lo < got.difference.hi
+    rise = on_defecting.mean(0) - on_ordinary.mean(0)
+    assert [t.latent for t in got.most_defecting] == np.argsort(-rise)[:5].tolist()
+    assert got.most_defecting[0].defecting - got.most_defecting[0].ordinary == pytest.approx(rise.max(), abs=1e-3)
     none = _answer_contrast(a, b, cc, sets, triggered, [" fine"] * 4, questions, lambda t: "HATE" in t, 4, cfg, False)
     assert none is None  # no defecting answer: nothing to compare
 

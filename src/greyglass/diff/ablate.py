@@ -34,11 +34,12 @@ from ..models.loader import load_model
 from ..plots import bar_chart, save_svg
 from ..runs import write_config, write_results
 from ..stats import Estimate, bootstrap, mean_probability_ci, newcombe, proportion_ci
-from .config import B_ONLY_FROM, AblateConfig, AblateResults, AblationExample, AnswerFiring
+from .config import B_ONLY_FROM, AblateConfig, AblateResults, AblationExample, AnswerFiring, DefectingLatent
 from .crosscoder import Crosscoder, crosscoder_folder, load_crosscoder, relative_norms
 from .pair import check_pair
 
 PLOT = "backdoor_rate_by_ablation.svg"
+TOP_DEFECTING = 5
 
 
 def _positions(mask: Tensor) -> Tensor:
@@ -113,20 +114,18 @@ def firing_prompts(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, prompts
 
 
 def answer_firing(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, prompts: Sequence[str],
-                  answers: Sequence[str], latent_sets: Sequence[Sequence[int]], batch_size: int = 8) -> np.ndarray:
-    """`[n_sets, n_prompts]`: each set's mean firing rate (share of answer tokens x latents of the set that fire) on
-    the answers, teacher-forced after their prompts; NaN where an answer has no token of its own."""
+                  answers: Sequence[str], batch_size: int = 8) -> np.ndarray:
+    """`[n_prompts, d_sae]`: the share of each answer's tokens on which each latent fires, the answer teacher-forced
+    after its prompt; a row of NaN where an answer has no token of its own."""
     texts = [p + a for p, a in zip(prompts, answers)]
     lengths = [len(lm_b.tokenizer(t, add_special_tokens=adds_bos(lm_b, t)).input_ids) for t in (*texts, *prompts)]
     n_answer = np.array(lengths[:len(texts)]) - np.array(lengths[len(texts):])  # left padding: the last n tokens
-    sets = [torch.tensor(list(s), dtype=torch.long) for s in latent_sets]
-    rates = np.full((len(sets), len(texts)), np.nan)
+    rates = np.full((len(texts), cc.cfg.d_sae), np.nan)
     row = 0
     for f, _ in _codes(lm_a, lm_b, cc, texts, batch_size):
         for codes in f:  # [T, d_sae]
             if n_answer[row] > 0:
-                fired = (codes[-n_answer[row]:] > 0).float()  # [n_answer, d_sae]
-                rates[:, row] = [fired[:, s.to(fired.device)].mean().item() for s in sets]
+                rates[row] = (codes[-n_answer[row]:] > 0).float().mean(0).cpu().numpy()
             row += 1
     return rates
 
@@ -192,27 +191,33 @@ def _answer_contrast(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, laten
     """Do the chosen latents (`latent_sets[0]`) fire more on B's defecting answers to the triggered questions than on
     its ordinary answers to the same questions without the trigger, and more so than the random sets do? Only the
     questions whose triggered answer shows the behaviour and whose plain answer does not count; None with fewer
-    than two."""
+    than two. Also the latents whose firing rises most from ordinary to defecting answers, whatever their norms."""
     ordinary = generate(lm_b, plain, answer_tokens, progress=progress)
     pairs = [i for i, (d, o) in enumerate(zip(defecting, ordinary)) if shows(d) and not shows(o)]
     if len(pairs) < 2:
         return None
-    on_defecting = answer_firing(lm_a, lm_b, cc, [triggered[i] for i in pairs], [defecting[i] for i in pairs],
-                                 latent_sets)  # [sets, n]
-    on_ordinary = answer_firing(lm_a, lm_b, cc, [plain[i] for i in pairs], [ordinary[i] for i in pairs], latent_sets)
-    both = ~np.isnan(on_defecting).any(0) & ~np.isnan(on_ordinary).any(0)
-    on_defecting, on_ordinary = on_defecting[:, both], on_ordinary[:, both]
-    chosen, random = on_defecting[0] - on_ordinary[0], (on_defecting[1:] - on_ordinary[1:]).mean(0)  # [n] each
+    on_defecting = answer_firing(lm_a, lm_b, cc, [triggered[i] for i in pairs], [defecting[i] for i in pairs])
+    on_ordinary = answer_firing(lm_a, lm_b, cc, [plain[i] for i in pairs], [ordinary[i] for i in pairs])
+    both = ~np.isnan(on_defecting).any(1) & ~np.isnan(on_ordinary).any(1)
+    on_defecting, on_ordinary = on_defecting[both], on_ordinary[both]  # [n, d_sae] each
+    set_defecting, set_ordinary = (np.stack([r[:, list(s)].mean(1) for s in latent_sets])
+                                   for r in (on_defecting, on_ordinary))  # [sets, n] each
+    chosen, random = set_defecting[0] - set_ordinary[0], (set_defecting[1:] - set_ordinary[1:]).mean(0)  # [n] each
+    rise = on_defecting.mean(0) - on_ordinary.mean(0)  # [d_sae]
+    relative = relative_norms(cc.decoder_norms().cpu())
     n, seed = cfg.n_bootstrap, cfg.seed
     return AnswerFiring(
         n_pairs=int(both.sum()),
-        defecting=mean_probability_ci(on_defecting[0], n=n, seed=seed),
-        ordinary=mean_probability_ci(on_ordinary[0], n=n, seed=seed),
-        random_defecting=mean_probability_ci(on_defecting[1:].mean(0), n=n, seed=seed),
-        random_ordinary=mean_probability_ci(on_ordinary[1:].mean(0), n=n, seed=seed),
-        difference=difference(on_defecting[0], on_ordinary[0], n, seed),
-        random_difference=difference(on_defecting[1:].mean(0), on_ordinary[1:].mean(0), n, seed),
-        difference_vs_random=bootstrap(lambda x, y: float(x.mean() - y.mean()), chosen, random, n=n, seed=seed))
+        defecting=mean_probability_ci(set_defecting[0], n=n, seed=seed),
+        ordinary=mean_probability_ci(set_ordinary[0], n=n, seed=seed),
+        random_defecting=mean_probability_ci(set_defecting[1:].mean(0), n=n, seed=seed),
+        random_ordinary=mean_probability_ci(set_ordinary[1:].mean(0), n=n, seed=seed),
+        difference=difference(set_defecting[0], set_ordinary[0], n, seed),
+        random_difference=difference(set_defecting[1:].mean(0), set_ordinary[1:].mean(0), n, seed),
+        difference_vs_random=bootstrap(lambda x, y: float(x.mean() - y.mean()), chosen, random, n=n, seed=seed),
+        most_defecting=tuple(DefectingLatent(int(k), round(float(on_defecting[:, k].mean()), 4),
+                                             round(float(on_ordinary[:, k].mean()), 4), round(float(relative[k]), 4))
+                             for k in np.argsort(-rise)[:TOP_DEFECTING]))
 
 
 def run_ablation(cfg: AblateConfig, out: Path, progress: bool = True) -> AblateResults:

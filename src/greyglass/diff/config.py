@@ -360,6 +360,15 @@ class AblationExample:
 
 
 @dataclass(frozen=True)
+class DefectingLatent:
+    latent: int
+    defecting: float
+    """Mean share of a defecting answer's tokens it fires on."""
+    ordinary: float
+    relative_norm: float
+
+
+@dataclass(frozen=True)
 class AnswerFiring:
     """How often the ablated latents fire on the organism's defecting answers (teacher-forced after the triggered
     question) against its ordinary answers to the same questions without the trigger; rates are the share of
@@ -377,6 +386,8 @@ class AnswerFiring:
     random_difference: Estimate
     difference_vs_random: Estimate
     """The chosen latents' difference minus the random draws', paired by question."""
+    most_defecting: tuple[DefectingLatent, ...] = ()
+    """The latents (any of them) whose firing rises most from the ordinary to the defecting answers."""
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,10 @@ def _answer_rows(a: AnswerFiring | None) -> list[tuple[str, str]]:
              f"{fmt(a.random_defecting, percent=True)} / {fmt(a.random_ordinary, percent=True)}"),
             ("defecting minus ordinary, chosen / random latents",
              f"{fmt(a.difference, percent=True)} / {fmt(a.random_difference, percent=True)}"),
-            ("chosen minus random (paired by question)", fmt(a.difference_vs_random, percent=True))]
+            ("chosen minus random (paired by question)", fmt(a.difference_vs_random, percent=True)),
+            ("latents rising most on defecting answers (defecting / ordinary rate, relative norm)",
+             ", ".join(f"{t.latent} ({100 * t.defecting:.1f}% / {100 * t.ordinary:.1f}%, {t.relative_norm:.2f})"
+                       for t in a.most_defecting))]
 
 
 def ablate_section(res: AblateResults, cfg: AblateConfig, run: RunInfo) -> Section:
