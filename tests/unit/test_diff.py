@@ -414,6 +414,17 @@ def test_cli_divergence_train_and_report_print_their_report_sections(model_folde
     assert section_for(report).summary() in printed and "latent" in printed
     _the_browser_shows_the_runs(tmp_path, section_for(report))
 
+    asked = tmp_path / "asked"  # latents named by id (e.g. those rising on an organism's defecting answers)
+    assert main(["diff", "report", "--crosscoder", str(out), "--latents", "3,1", "--n-tokens", "300",
+                 "--n-bootstrap", "50", "--out", str(asked), "--no-progress"]) == 0
+    assert [r["latent"] for r in json.loads((asked / "results.json").read_text())["b_latents"]] == [3, 1]
+    assert section_for(asked).headline.startswith("Of the 2 latents asked for")
+    capsys.readouterr()
+    assert main(["diff", "report", "--crosscoder", str(out), "--latents", "3,99999", "--out",
+                 str(tmp_path / "bad"), "--no-progress"]) == 2
+    assert "the crosscoder has latents 0 to 127" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # nothing half-written
+
 
 def _the_browser_shows_the_runs(root, section) -> None:
     """`greyglass serve`'s run page of a diff run is its report section (and the crosscoder folder is no run)."""

@@ -194,6 +194,14 @@ class CrosscoderTrainResults:
     plot: str
 
 
+def parse_latent_ids(text: str) -> tuple[int, ...]:
+    """`--latents 12,40` as ids."""
+    try:
+        return tuple(int(k) for k in text.split(",") if k.strip())
+    except ValueError:
+        raise GreyglassError(f"--latents {text!r}: give latent ids separated by commas, e.g. 12,40") from None
+
+
 @dataclass(frozen=True)
 class LatentsConfig:
     """`diff report`: what each latent of a trained crosscoder is: shared or model-specific, whether a B-only latent
@@ -209,6 +217,9 @@ class LatentsConfig:
     """Windows per forward pass."""
     n_latents: int = 10
     """B-only (and A-only) latents described in detail, the most often firing first."""
+    latents: str = ""
+    """Comma-separated latent ids to describe instead (e.g. those `diff ablate` lists as rising most on the
+    defecting answers), in the order given."""
     n_contexts: int = 5
     """Top activating contexts kept per described latent."""
     n_bootstrap: int = 500
@@ -227,6 +238,7 @@ class LatentsConfig:
             raise GreyglassError("give --crosscoder, the folder `greyglass diff train` wrote")
         for name in ("n_tokens", "batch_windows", "n_latents", "n_contexts", "n_bootstrap"):
             check_positive("LatentsConfig", name, getattr(self, name))
+        parse_latent_ids(self.latents)
 
 
 @dataclass(frozen=True)
@@ -344,10 +356,7 @@ class AblateConfig:
         self.latent_ids()
 
     def latent_ids(self) -> tuple[int, ...]:
-        try:
-            return tuple(int(k) for k in self.latents.split(",") if k.strip())
-        except ValueError:
-            raise GreyglassError(f"--latents {self.latents!r}: give latent ids separated by commas, e.g. 12,40") from None
+        return parse_latent_ids(self.latents)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.corpus import corpus_fingerprint
+from ..errors import GreyglassError
 from ..models.hooks import run_to_sites
 from ..models.lens import logit_lens
 from ..models.loader import load_model
@@ -37,7 +38,8 @@ from ..models.tokens import token_strings
 from ..plots import histograms, save_svg
 from ..runs import write_config, write_results
 from ..stats import Estimate
-from .config import ARTEFACT_RATIO, Context, LatentReport, LatentScaling, LatentsConfig, LatentsResults
+from .config import (ARTEFACT_RATIO, Context, LatentReport, LatentScaling, LatentsConfig, LatentsResults,
+                     parse_latent_ids)
 from .dashboard import write_dashboards
 from .crosscoder import Crosscoder, class_counts, crosscoder_folder, latent_classes, load_crosscoder, relative_norms
 from .pair import Chunk, check_pair, paired_chunks
@@ -62,17 +64,20 @@ def describe_latents(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, folde
                      out: Path, progress: bool = True) -> LatentsResults:
     """The `diff report` run: classes, contexts, logit lens and Latent Scaling of `cc`'s latents; writes the run folder."""
     check_pair(lm_a, lm_b)
+    given = list(parse_latent_ids(cfg.latents))
+    if any(not 0 <= k < cc.cfg.d_sae for k in given):
+        raise GreyglassError(f"--latents {cfg.latents}: the crosscoder has latents 0 to {cc.cfg.d_sae - 1}")
     corpus = _corpus(cfg, cc)
     write_config(out, "diff_latents", config=cfg, model=lm_b.provenance(), model_a=lm_a.provenance(),
                  crosscoder=str(folder), crosscoder_cfg=cc.cfg, corpus_fingerprint=corpus_fingerprint(corpus))
     relative = relative_norms(cc.decoder_norms().cpu())
     classes = latent_classes(relative)
-    b_side = _side(relative, classes, "b_only", descending=True, n=4 * cfg.n_latents)
-    a_side = _side(relative, classes, "a_only", descending=False, n=4 * cfg.n_latents)
+    b_side = given or _side(relative, classes, "b_only", descending=True, n=4 * cfg.n_latents)
+    a_side = [] if given else _side(relative, classes, "a_only", descending=False, n=4 * cfg.n_latents)
     latents = torch.tensor(b_side + a_side, dtype=torch.long)
     gathered = _gather(lm_a, lm_b, cc, latents, cfg, corpus, progress)
     reports = _reports(lm_a, lm_b, cc, latents, gathered, relative, classes, cfg)
-    b_reports = _most_firing(reports[:len(b_side)], cfg.n_latents)
+    b_reports = tuple(reports) if given else _most_firing(reports[:len(b_side)], cfg.n_latents)
     a_reports = _most_firing(reports[len(b_side):], cfg.n_latents)
     fired_b_only = [r for r, k in zip(reports[:len(b_side)], b_side) if classes[k] == "b_only" and r.firing_rate > 0]
     save_svg(out / PLOT, histograms({"all latents": relative.tolist()},

@@ -61,7 +61,11 @@ def train_section(res: CrosscoderTrainResults, cfg: CrosscoderTrainConfig, run: 
 
 def latents_section(res: LatentsResults, cfg: LatentsConfig, run: RunInfo) -> Section:
     described = res.b_latents[0] if res.b_latents else None
-    if res.n_b_only_fired == 0:
+    if cfg.latents:
+        firing = max(res.b_latents, key=lambda r: (r.firing_rate, -r.latent))
+        headline = (f"Of the {len(res.b_latents)} latents asked for, the most frequent on this text, latent "
+                    f"{firing.latent} (relative decoder norm {firing.relative_norm:.2f}), {_what_it_does(firing)}.")
+    elif res.n_b_only_fired == 0:
         lead = f"No latent is specific to model B on this text (none with relative decoder norm >= {B_ONLY_FROM} fires)"
         headline = lead + (f"; of the most B-leaning latents the most frequent, latent {described.latent} (relative norm "
                            f"{described.relative_norm:.2f}), {_what_it_does(described)}." if described and described.firing_rate
