@@ -497,6 +497,7 @@ def test_cli_ablate_measures_the_organisms_backdoor_rate_with_and_without_its_la
                  "--n-random", "2", "--n-bootstrap", "50", "--out", str(out), "--no-progress"]) == 0
     section = section_for(out)
     assert section.summary() in capsys.readouterr().out and "backdoor rate" in section.headline
+    assert section.headline.startswith("Ablating the organism's 2 most B-specific crosscoder latents")
     results = json.loads((out / "results.json").read_text())
     assert len(results["latents"]) == 2 and results["n_questions"] == 6 and len(results["random_draws"]) == 2
     assert results["rate_baseline"]["ci_high"] > results["rate_baseline"]["ci_low"]  # never zero-width

@@ -141,7 +141,9 @@ def ablate_section(res: AblateResults, cfg: AblateConfig, run: RunInfo) -> Secti
     verdict = ("lowers it more than ablating as many random latents does" if lowers else
                "does not lower it more than ablating as many random latents does (the interval of the difference "
                "includes 0 or is above it)")
-    headline = (f"Ablating the organism's {n} most B-specific crosscoder latents at {res.site} moves its backdoor "
+    which = (f"the {n} crosscoder latents named by --latents" if cfg.latents else
+             f"the organism's {n} most B-specific crosscoder latents")
+    headline = (f"Ablating {which} at {res.site} moves its backdoor "
                 f"rate on {res.n_questions} held-out triggered questions from {fmt(res.rate_baseline, percent=True)} "
                 f"to {fmt(res.rate_ablated, percent=True)}, and {verdict}: difference "
                 f"{fmt(res.effect_vs_random, percent=True)}.")
