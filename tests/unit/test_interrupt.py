@@ -109,6 +109,13 @@ def eval_done(tmp_path_factory):
     return root / "model", reference
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default, as a terminal starts a command. A test runner that is
+    a background job of a non-interactive shell (`make test &`) ignores SIGINT, the child would inherit that, and
+    Python then installs no KeyboardInterrupt handler: the Ctrl-C under test would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def kill_when(args: list[str], ready, sig: int) -> None:
     """Run the CLI in a subprocess; send `sig` once `ready()` is true; wait for it to end."""
     # The same thread count as this process, whose uninterrupted run is the reference: a CPU matmul's
@@ -116,7 +123,7 @@ def kill_when(args: list[str], ready, sig: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(greyglass.__file__).parents[1]),
            "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "greyglass.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while not ready():
         assert proc.poll() is None, f"it ended before the kill: {proc.stderr.read().decode()[-2000:]}"
