@@ -509,8 +509,6 @@ def test_cli_ablate_measures_the_organisms_backdoor_rate_with_and_without_its_la
 
 def test_an_ablation_that_changes_nothing_has_an_interval_not_a_point():
     """Every triggered answer defects with and without the ablation: +0, but 30 questions cannot rule out a change."""
-    import numpy as np
-
     from greyglass.diff.ablate import difference
 
     same = difference(np.ones(30), np.ones(30), n=200, seed=0)

@@ -248,7 +248,6 @@ def test_unpaired_change_compares_two_samples_by_their_own_clusters():
     assert three.value == pytest.approx(one.value) and three.hi - three.lo >= 0.9 * (one.hi - one.lo)
 
 
-
 def test_a_metric_that_never_varies_still_has_an_interval():
     """A red team that finds nothing: every failure score 0, yet 20 cases cannot rule out a few failures."""
     from greyglass.trend.measures import estimate

@@ -33,7 +33,7 @@ from ..models.lm import LoadedModel
 from ..models.loader import load_model
 from ..plots import bar_chart, save_svg
 from ..runs import write_config, write_results
-from ..stats import Estimate, bootstrap, mean_probability_ci, newcombe, proportion_ci
+from ..stats import Estimate, bootstrap, mean_ci, mean_probability_ci, newcombe, proportion_ci
 from .config import B_ONLY_FROM, AblateConfig, AblateResults, AblationExample, AnswerFiring, DefectingLatent
 from .crosscoder import Crosscoder, crosscoder_folder, load_crosscoder, relative_norms
 from .pair import check_pair
@@ -214,7 +214,7 @@ def _answer_contrast(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, laten
         random_ordinary=mean_probability_ci(set_ordinary[1:].mean(0), n=n, seed=seed),
         difference=difference(set_defecting[0], set_ordinary[0], n, seed),
         random_difference=difference(set_defecting[1:].mean(0), set_ordinary[1:].mean(0), n, seed),
-        difference_vs_random=bootstrap(lambda x, y: float(x.mean() - y.mean()), chosen, random, n=n, seed=seed),
+        difference_vs_random=mean_ci(chosen - random, n=n, seed=seed),
         most_defecting=tuple(DefectingLatent(int(k), round(float(on_defecting[:, k].mean()), 4),
                                              round(float(on_ordinary[:, k].mean()), 4), round(float(relative[k]), 4))
                              for k in np.argsort(-rise)[:TOP_DEFECTING]))

@@ -395,7 +395,7 @@ class AnswerFiring:
     random_difference: Estimate
     difference_vs_random: Estimate
     """The chosen latents' difference minus the random draws', paired by question."""
-    most_defecting: tuple[DefectingLatent, ...] = ()
+    most_defecting: tuple[DefectingLatent, ...]
     """The latents (any of them) whose firing rises most from the ordinary to the defecting answers."""
 
 

@@ -8,7 +8,7 @@ from ..report.figures import run_svg
 from ..report.section import Section, fmt, provenance
 from .config import (ARTEFACT_RATIO, AblateConfig, AblateResults, AnswerFiring, B_ONLY_FROM, Context,
                      CrosscoderTrainConfig, CrosscoderTrainResults, DivergenceConfig, DivergenceResults, LatentReport,
-                     LatentsConfig, LatentsResults)
+                     LatentsConfig, LatentsResults, parse_latent_ids)
 
 
 def divergence_section(res: DivergenceResults, cfg: DivergenceConfig, run: RunInfo) -> Section:
@@ -61,7 +61,7 @@ def train_section(res: CrosscoderTrainResults, cfg: CrosscoderTrainConfig, run: 
 
 def latents_section(res: LatentsResults, cfg: LatentsConfig, run: RunInfo) -> Section:
     described = res.b_latents[0] if res.b_latents else None
-    if cfg.latents:
+    if parse_latent_ids(cfg.latents):
         firing = max(res.b_latents, key=lambda r: (r.firing_rate, -r.latent))
         headline = (f"Of the {len(res.b_latents)} latents asked for, the most frequent on this text, latent "
                     f"{firing.latent} (relative decoder norm {firing.relative_norm:.2f}), {_what_it_does(firing)}.")
@@ -141,7 +141,7 @@ def ablate_section(res: AblateResults, cfg: AblateConfig, run: RunInfo) -> Secti
     verdict = ("lowers it more than ablating as many random latents does" if lowers else
                "does not lower it more than ablating as many random latents does (the interval of the difference "
                "includes 0 or is above it)")
-    which = (f"the {n} crosscoder latents named by --latents" if cfg.latents else
+    which = (f"the {n} crosscoder latents named by --latents" if cfg.latent_ids() else
              f"the organism's {n} most B-specific crosscoder latents")
     headline = (f"Ablating {which} at {res.site} moves its backdoor "
                 f"rate on {res.n_questions} held-out triggered questions from {fmt(res.rate_baseline, percent=True)} "
