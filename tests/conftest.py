@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random models (unit; also saved, with an SAE on one), the real default
+"""Shared fixtures: tiny random models (unit; also saved, with an SAE on one; one with planted outlier rows), the real default
 model (integration), the naive decoding reference, and a recorder of transformers' messages
 about the old cache name."""
 
@@ -21,6 +21,23 @@ def tiny_llama():
     from greyglass.models.tiny import tiny_model
 
     return tiny_model("llama")
+
+
+class Loud(NamedTuple):
+    lm: object
+    token: int
+
+
+@pytest.fixture(scope="session")
+def loud_llama():
+    """The tiny llama's weights with the embedding of "v" 200 times too long, so every "v" is an outlier row in the
+    residual stream (as some real models give a few tokens tens of times the median norm)."""
+    from greyglass.models.tiny import tiny_model
+
+    lm = tiny_model("llama")
+    v = lm.tokenizer.convert_tokens_to_ids("v")
+    lm.model.get_input_embeddings().weight[v] *= 200
+    return Loud(lm, v)
 
 
 @pytest.fixture(scope="session")

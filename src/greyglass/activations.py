@@ -4,7 +4,9 @@ Every stage that reads activations of a corpus gets them here as `Windows`: whol
 `[B, T, d]` at one or several sites, with their token ids, documents and a mask of the rows
 that count. The mask is off at each window's first position (BOS, or the attention-sink token
 without BOS: outliers no SAE trains on, no statistic counts, no store keeps unless captured with
-`keep_bos`) and wherever a store holds no row.
+`keep_bos`), at outlier rows elsewhere (`without_outliers`: a norm above `OUTLIER_NORM_RATIO` times
+the batch's median, such as SmolLM2's second position after BOS in some windows) and wherever a
+store holds no row.
 
 - `model_windows`: the model runs over the corpus's windows, stopping after the deepest site
   (capture, on-the-fly training, SAE evaluation, feature statistics). One pass.
@@ -38,6 +40,14 @@ from .store.reader import ActivationStore
 Rows = dict[str, Tensor]
 """`{site: [n, d]}`: one batch of training rows, the same positions at every site."""
 
+OUTLIER_NORM_RATIO = 10.0
+"""A row whose norm, at any site, is above this many times the median norm of its batch's counted rows
+there is left out, as the first position is. Some models give a few tokens besides the first a residual
+norm tens of times the rest (SmolLM2-135M at layer 15: 27 rows in 216k above 10x the median, many of
+them a window's second token); a batch-level top-k SAE spends hundreds of latents on each and its
+training loss spikes (docs/experiments/absorption-showdown.md). Ordinary rows stay far below: at that
+site one row in 216k lies between 5x and 10x."""
+
 
 class Windows(NamedTuple):
     """A batch of whole windows with their activations at some sites."""
@@ -45,7 +55,7 @@ class Windows(NamedTuple):
     tokens: Tensor  # [B, T] token ids (0 where a store holds no row)
     acts: dict[str, Tensor]  # {site: [B, T, d]} (zeros where a store holds no row)
     docs: Tensor  # [B, T] the document each token came from (-1 where a store holds no row)
-    mask: Tensor  # [B, T] True where the row counts: not the first position, not missing
+    mask: Tensor  # [B, T] True where the row counts: not the first position, not an outlier, not missing
 
     def rows(self) -> Rows:
         """The counted rows `{site: [n, d]}`, window by window."""
@@ -69,8 +79,20 @@ def model_windows(lm: LoadedModel, sites: Sequence[str], corpus: CorpusConfig, b
             continue
         tokens = torch.tensor([w.tokens for w in chunk])  # [B, T]
         acts = run_to_sites(lm, tokens.to(lm.device), names)
-        yield Windows(tokens, {s: acts[s].cpu() for s in names}, torch.tensor([w.docs for w in chunk]),
-                      ~torch.tensor([w.is_sink for w in chunk]))
+        acts = {s: acts[s].cpu() for s in names}
+        yield Windows(tokens, acts, torch.tensor([w.docs for w in chunk]),
+                      without_outliers(acts.values(), ~torch.tensor([w.is_sink for w in chunk])))
+
+
+def without_outliers(acts: Iterable[Tensor], mask: Tensor) -> Tensor:
+    """`mask [B, T]` with the outlier rows turned off: those whose norm in any of `acts` (each `[B, T, d]`) is
+    above `OUTLIER_NORM_RATIO` times the median norm of that tensor's rows where `mask` is on."""
+    out = mask.clone()
+    for a in acts:
+        norms = a.float().norm(dim=-1)  # [B, T]
+        if mask.any():
+            out &= norms <= OUTLIER_NORM_RATIO * norms[mask].median()
+    return out
 
 
 def store_windows(store: ActivationStore, sites: Sequence[str], batch_windows: int = 8,
@@ -106,7 +128,7 @@ def _shard_windows(shard: dict[str, Tensor], sites: list[str], T: int) -> Window
         acts[s] = torch.zeros(B, T, shard[s].shape[1], dtype=shard[s].dtype)  # [B, T, d]
         acts[s][window, pos] = shard[s]
     present[:, 0] = False  # the first position is left out even where a store kept it (`keep_bos`)
-    return Windows(tokens, acts, docs, present)
+    return Windows(tokens, acts, docs, without_outliers(acts.values(), present))
 
 
 def _rebatched(parts: Iterable[Windows], batch_windows: int) -> Iterator[Windows]:

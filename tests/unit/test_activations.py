@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from greyglass import GreyglassError
-from greyglass.activations import Windows, model_windows, rows_as_windows, shuffled_rows, store_windows, take_tokens
+from greyglass.activations import (OUTLIER_NORM_RATIO, Windows, model_windows, rows_as_windows, shuffled_rows,
+                                   store_windows, take_tokens, without_outliers)
 from greyglass.data import CorpusConfig
 from greyglass.store.config import CaptureConfig
 from greyglass.store.reader import ActivationStore
@@ -107,3 +108,42 @@ def test_the_buffer_takes_chunks_larger_than_itself():
     seen = torch.cat([b["x"] for b in shuffled_rows(chunks, 4, buffer_rows=10, seed=1, epochs=2, drop_last=False)])
     assert len(seen) == 120 and torch.equal(seen.flatten().sort().values, rows.repeat(2, 1).flatten().sort().values)
     assert not torch.equal(seen[:60], rows)
+
+
+def test_an_outlier_row_is_left_out_and_the_median_is_of_counted_rows_only():
+    acts = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(0))  # [B, T, d]
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[:, 0] = False
+    acts[:, 0] *= 1000  # the sink: huge, but not counted, so it moves no median
+    acts[1, 3] *= 5 * OUTLIER_NORM_RATIO  # a planted outlier
+    kept = without_outliers([acts], mask)
+    assert not kept[1, 3] and kept.sum() == mask.sum() - 1 and not kept[:, 0].any()
+    other = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(1))
+    other[0, 2] *= 5 * OUTLIER_NORM_RATIO  # an outlier at a second site counts against the row at every site
+    expected = kept.clone()
+    expected[0, 2] = False
+    assert torch.equal(without_outliers([acts, other], mask), expected)
+
+
+def test_planted_outlier_rows_count_nowhere_model_store_or_training_rows(loud_llama, tmp_path):
+    lm, q = loud_llama
+    windows = _planted_windows(model_windows(lm, SITES, CORPUS, batch_windows=5))
+    is_q = windows.tokens == q
+    assert 0 < is_q[:, 1:].sum() < is_q.numel() / 20  # the corpus has some "v", not many
+    assert torch.equal(windows.mask[:, 1:], ~is_q[:, 1:]) and not windows.mask[:, 0].any()
+    for keep_bos in (False, True):  # a store drops them, or keeps them and its reader leaves them out
+        out = tmp_path / f"store-{keep_bos}"
+        capture(lm, CaptureConfig(sites=SITES, tokens=31 * N_WINDOWS, batch_tokens=256, shard_tokens=700,
+                                  keep_bos=keep_bos), CORPUS, out, progress=False)
+        stored = _planted_windows(store_windows(ActivationStore(out), SITES, batch_windows=5))
+        n = len(stored.tokens) - 1  # the store's whole windows (it stops at the asked number of rows)
+        assert torch.equal(stored.mask[:n], windows.mask[:n])
+        assert torch.equal(stored.acts[SITES[0]][:n][stored.mask[:n]], windows.acts[SITES[0]][:n][windows.mask[:n]])
+    rows = torch.cat([b[SITES[0]] for b in shuffled_rows(lambda e: [windows], 64, buffer_rows=300, epochs=1)])
+    norms = rows.norm(dim=-1)
+    assert norms.max() < OUTLIER_NORM_RATIO * norms.median()  # the SAE never trains on them
+    assert windows.acts[SITES[0]][is_q].norm(dim=-1).min() > OUTLIER_NORM_RATIO * norms.median()
+
+
+def _planted_windows(batches) -> Windows:
+    return _all(take_tokens(batches, 31 * N_WINDOWS))

@@ -16,7 +16,7 @@ from greyglass.latents.build import build_features
 from greyglass.latents.config import ConceptConfig, FeaturesConfig
 from greyglass.latents.dashboard import latent_summary, write_html
 from greyglass.latents.db import DB_NAME, FeatureDB, set_explanation
-from greyglass.latents.source import text_latents
+from greyglass.latents.source import sequence_latents, text_latents
 from greyglass.sae.io import load_sae
 from greyglass.job import RunInfo
 from greyglass.models.hooks import run_to_sites
@@ -109,6 +109,18 @@ def test_text_latents_leave_out_the_sink_of_a_model_without_bos(planted):
     ids = nobos.tokenizer("a quiet hour", return_tensors="pt").input_ids
     manual = sae.encode(run_to_sites(nobos, ids, [SITE])[SITE][0, 1:]).amax(0)
     torch.testing.assert_close(acts[1], manual)
+
+
+def test_text_latents_leave_out_outlier_rows(planted, loud_llama):
+    """An outlier row (here every "v", its embedding 200x too long) gets no latents: SAEs never train on such rows."""
+    _, sae, _, _ = planted
+    lm, v = loud_llama
+    ids = lm.tokenizer("very vivid", return_tensors="pt").input_ids
+    latents, counted = sequence_latents(lm, sae, ids.tolist())
+    is_v = ids == v
+    assert torch.equal(counted[:, 1:], ~is_v[:, 1:]) and is_v.sum() == 3
+    assert not latents[is_v].any() and latents[counted].any()
+    torch.testing.assert_close(latents[counted], sae.encode(run_to_sites(lm, ids, [SITE])[SITE][counted]))
 
 
 def test_browser_token_latents_show_nothing_on_the_sink(planted):

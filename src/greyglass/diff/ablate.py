@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..activations import without_outliers
 from ..errors import GreyglassError
 from ..models.generate import adds_bos, encode, generate, user_prompt
 from ..models.hooks import StopForward, capturing, replacing
@@ -103,7 +104,7 @@ def _codes(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, texts: Sequence
         x = torch.stack([_site_activations(lm, site, ids, mask).float().to(cc.W_dec.device) for lm in (lm_a, lm_b)],
                         dim=2)  # [B, T, 2, d]
         f = cc.encode(x.reshape(-1, 2, x.shape[-1])).reshape(*ids.shape, -1)  # [B, T, d_sae]
-        yield f, ((_positions(mask) > 0) & mask.bool()).to(f.device)
+        yield f, without_outliers(x.unbind(2), ((_positions(mask) > 0) & mask.bool()).to(f.device))
 
 
 def firing_prompts(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, prompts: Sequence[str],
@@ -116,16 +117,18 @@ def firing_prompts(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, prompts
 def answer_firing(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, prompts: Sequence[str],
                   answers: Sequence[str], batch_size: int = 8) -> np.ndarray:
     """`[n_prompts, d_sae]`: the share of each answer's tokens on which each latent fires, the answer teacher-forced
-    after its prompt; a row of NaN where an answer has no token of its own."""
+    after its prompt; outlier rows are left out, as in training; a row of NaN where an answer has no token of its
+    own that counts."""
     texts = [p + a for p, a in zip(prompts, answers)]
     lengths = [len(lm_b.tokenizer(t, add_special_tokens=adds_bos(lm_b, t)).input_ids) for t in (*texts, *prompts)]
     n_answer = np.array(lengths[:len(texts)]) - np.array(lengths[len(texts):])  # left padding: the last n tokens
     rates = np.full((len(texts), cc.cfg.d_sae), np.nan)
     row = 0
-    for f, _ in _codes(lm_a, lm_b, cc, texts, batch_size):
-        for codes in f:  # [T, d_sae]
-            if n_answer[row] > 0:
-                rates[row] = (codes[-n_answer[row]:] > 0).float().mean(0).cpu().numpy()
+    for f, counted in _codes(lm_a, lm_b, cc, texts, batch_size):
+        for codes, kept in zip(f, counted):  # [T, d_sae], [T]
+            answer = codes[-n_answer[row]:][kept[-n_answer[row]:]] if n_answer[row] > 0 else codes[:0]
+            if len(answer):
+                rates[row] = (answer > 0).float().mean(0).cpu().numpy()
             row += 1
     return rates
 

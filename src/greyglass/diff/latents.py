@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..activations import without_outliers
 from ..data.corpus import corpus_fingerprint
 from ..errors import GreyglassError
 from ..models.hooks import run_to_sites
@@ -139,6 +140,7 @@ def _gather(lm_a: LoadedModel, lm_b: LoadedModel, cc: Crosscoder, latents: torch
     with torch.inference_mode():
         for chunk in paired_chunks(lm_a, corpus, cfg.n_tokens, cfg.batch_windows):
             x = _paired_acts(lm_a, lm_b, site, chunk, cc)  # [B, T, 2, d]
+            chunk = chunk._replace(mask=without_outliers(x.unbind(2), chunk.mask.to(x.device)).cpu())  # as in training
             B, T = chunk.ids.shape
             flat = x.reshape(B * T, 2, -1)
             f = cc.encode(flat) * chunk.mask.reshape(-1, 1).to(flat.device)  # [B*T, d_sae]

@@ -49,11 +49,12 @@ def paired_rows(lm_a: LoadedModel, lm_b: LoadedModel, site: str, cfg: Crosscoder
 
 
 def _paired_windows(lm_a: LoadedModel, lm_b: LoadedModel, site: str, corpus: CorpusConfig) -> Iterator[Windows]:
-    """Windows of the corpus with A's activations under "a" and B's under "b" (same tokens: `check_pair`)."""
+    """Windows of the corpus with A's activations under "a" and B's under "b" (same tokens: `check_pair`); a row
+    counts where it counts in both (an outlier in either model is left out)."""
     per_forward = windows_per_forward(corpus.context_size)
     for wa, wb in zip(model_windows(lm_a, [site], corpus, per_forward), model_windows(lm_b, [site], corpus, per_forward)):
         yield Windows(wa.tokens, {"a": next(iter(wa.acts.values())), "b": next(iter(wb.acts.values()))}, wa.docs,
-                      wa.mask)
+                      wa.mask & wb.mask)
 
 
 class _State:

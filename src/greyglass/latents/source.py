@@ -3,9 +3,9 @@
 The feature statistics read whole windows of activations (`greyglass.activations`, from the
 model on the fly or from a store), so they can show each token's neighbours; `encode_batch`
 turns a batch of them into latents. Each window's first position (BOS, or the attention-sink
-token) is masked out: its activations are outliers that would fill every latent's top list.
-Text -> latents (`text_latents`, the browser's per-token view, concept search) leaves out the
-same position, for models with or without BOS.
+token) and any other outlier row (`activations.without_outliers`) are masked out: their
+activations would fill every latent's top list. Text -> latents (`text_latents`, the browser's
+per-token view, concept search) leaves out the same positions, for models with or without BOS.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..activations import without_outliers
 from ..data.corpus import sink_flags
 from ..models.hooks import run_to_sites
 from ..models.lm import LoadedModel
@@ -31,13 +32,14 @@ def sequence_latents(lm: LoadedModel, sae, encoded: list[list[int]]) -> tuple[Te
     """Latents at every position of token-id lists, run as one right-padded batch.
 
     Returns `(latents [B, T, d_sae], counted [B, T])`; latents are zero where `counted` is off:
-    at padding and at each sequence's first position, the attention sink (BOS, or without one
-    the first token), which the SAE never saw in training (`Window.is_sink`).
+    at padding, at each sequence's first position, the attention sink (BOS, or without one
+    the first token), and at outlier rows, which the SAE never saw in training (`Window.is_sink`,
+    `activations.without_outliers`).
     """
     site = lm.site(sae.cfg.hook_name).name
     ids, mask = pad(encoded, lm.tokenizer.pad_token_id)  # right padding: causal attention keeps real tokens unaffected
-    counted = without_sink(mask.bool())
     acts = run_to_sites(lm, ids.to(lm.device), [site], attention_mask=mask.to(lm.device))[site].float().cpu()
+    counted = without_outliers([acts], without_sink(mask.bool()))
     return encode_batch(sae, acts, counted), counted
 
 

@@ -11,6 +11,8 @@ untouched in every intervention: the SAE is not trained on it (stores and on-the
 drop it) and its activations are outliers that dominate the error. For the same reason the
 prediction made at that position (of the second token) is left out of the losses: it depends on
 the first position alone, so it is the same in all four runs and would only dilute the differences.
+Outlier rows elsewhere (`activations.without_outliers`) are left untouched and out of the losses
+too, as training leaves them out.
 
 The headline is the loss increase: CE_sae - CE_clean in nats per token, with a 95% interval from
 a cluster bootstrap over windows, and KL(clean || spliced). CE-loss recovered,
@@ -180,7 +182,8 @@ def _log_probs(logits: Tensor, predicts: Tensor) -> Tensor:
 
 
 def _splice(lm: LoadedModel, ids: Tensor, site: str, keep: Tensor, rows: Tensor) -> Tensor:
-    """Logits with the site's kept positions (all but each window's first) replaced by `rows [n, d]`."""
+    """Logits with the site's kept positions (all but each window's first and the outlier rows) replaced by
+    `rows [n, d]`."""
 
     def replace(x: Tensor) -> Tensor:
         out = x.clone()

@@ -29,7 +29,8 @@ class CaptureConfig:
     store_dtype: DtypeName = "float32"
     """dtype the activations are stored in (bfloat16 halves the disk)."""
     keep_bos: bool = False
-    """Also store rows for each window's first position, BOS or attention sink (dropped by default: outliers)."""
+    """Also store rows for each window's first position, BOS or attention sink, and outlier rows (dropped by
+    default; reading a store leaves them out either way)."""
 
     def __post_init__(self) -> None:
         for name in ("tokens", "batch_tokens", "shard_tokens"):

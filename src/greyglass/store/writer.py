@@ -2,8 +2,8 @@
 
 The model runs over the corpus's windows (`activations.model_windows`: the forward pass stops
 after the deepest requested site, under `inference_mode`). Rows for
-each window's first position (BOS, or the attention-sink token where there is no BOS) are
-dropped unless `keep_bos`. A shard is written (atomically) after the batch
+each window's first position (BOS, or the attention-sink token where there is no BOS) and outlier
+rows (`activations.without_outliers`) are dropped unless `keep_bos`. A shard is written (atomically) after the batch
 that fills it, so shards always hold whole batches; an interrupted capture resumes after
 its last complete shard and, because the batches are the same, writes identical shards.
 `run_capture` is the `capture` job: the store plus its run folder's config and results.
