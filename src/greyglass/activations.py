@@ -43,8 +43,8 @@ Rows = dict[str, Tensor]
 OUTLIER_NORM_RATIO = 10.0
 """A row whose norm, at any site, is above this many times the median norm of its batch's counted rows
 there is left out, as the first position is. Some models give a few tokens besides the first a residual
-norm tens of times the rest (SmolLM2-135M at layer 15: 27 rows in 216k above 10x the median, many of
-them a window's second token); a batch-level top-k SAE spends hundreds of latents on each and its
+norm tens of times the rest (SmolLM2-135M at layer 15: 27 rows in 216k at 10-171x the median, each
+a window's second or third token); a batch-level top-k SAE spends hundreds of latents on each and its
 training loss spikes (docs/experiments/absorption-showdown.md). Ordinary rows stay far below: at that
 site one row in 216k lies between 5x and 10x."""
 
