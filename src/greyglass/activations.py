@@ -88,10 +88,11 @@ def without_outliers(acts: Iterable[Tensor], mask: Tensor) -> Tensor:
     """`mask [B, T]` with the outlier rows turned off: those whose norm in any of `acts` (each `[B, T, d]`) is
     above `OUTLIER_NORM_RATIO` times the median norm of that tensor's rows where `mask` is on."""
     out = mask.clone()
+    if not mask.any():  # no counted row, no median
+        return out
     for a in acts:
         norms = a.float().norm(dim=-1)  # [B, T]
-        if mask.any():
-            out &= norms <= OUTLIER_NORM_RATIO * norms[mask].median()
+        out &= norms <= OUTLIER_NORM_RATIO * norms[mask].median()
     return out
 
 
