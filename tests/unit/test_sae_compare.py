@@ -62,3 +62,24 @@ def test_compare_command_writes_the_table_figures_and_section(monkeypatch, tiny_
     assert main(["features", "build", str(matryoshka), "--model", str(model), "--tokens", "1000", "--context-size", "32",
                  "--top-k", "4", "--n-samples", "4", "--window", "3", "--no-progress"]) == 0
     assert (matryoshka / "features" / "results.json").is_file()
+
+
+def test_calibrate_evaluates_the_calibrated_sae_and_leaves_topk_alone(monkeypatch, tiny_llama, tmp_path, capsys):
+    monkeypatch.setattr("greyglass.cli.model_from_args", lambda args: tiny_llama)
+    run = tmp_path / "run"
+    assert main(["sae", "compare", "--site", "blocks.1.hook_resid_post", "--variant", "topk", "--variant", "batchtopk",
+                 "--l0s", "4", "--width", "64", "--tokens", "512", "--batch-size", "256", "--buffer-tokens", "512",
+                 "--warmup-steps", "1", "--context-size", "32", "--eval-tokens", "256", "--words", "40",
+                 "--min-letters", "1", "--no-leading-space", "--min-words-per-letter", "2", "--icl-examples", "0",
+                 "--task", "cities", "--probe-k", "1", "--examples", "20", "--calibrate", "--no-progress",
+                 "--out", str(run)]) == 0
+    topk, batchtopk = json.loads((run / "results.json").read_text())["rows"]
+    assert topk["calibration"] is None and not topk["sae"].endswith("-calibrated")
+    c = batchtopk["calibration"]
+    assert batchtopk["sae"].endswith("batchtopk-64-k4-blocks.1.hook_resid_post-calibrated")
+    assert c["target_l0"] == 4.0 and abs(c["l0_after"] - 4.0) < 0.01 and c["rows"] >= 256
+    # calibrated on the training text, measured on held-out text: near the target, not exactly on it
+    assert abs(batchtopk["metrics"]["l0"] - 4.0) < 1.5
+    assert read_training(run / batchtopk["sae"])["calibration"]["shift"] == pytest.approx(c["shift"])
+    assert (run / batchtopk["sae"].removesuffix("-calibrated")).is_dir()  # the trained SAE is kept
+    assert "thresholds calibrated to L0 4 (variant)" in capsys.readouterr().out

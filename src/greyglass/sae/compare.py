@@ -35,14 +35,14 @@ def run_compare(lm: LoadedModel, cfg: CompareConfig, out: Path, progress: bool =
                      context_size=corpus.context_size, prepend_bos=lm.prepend_bos)
     variants = cfg.sae_configs(base)
     evaluated, trained = train_and_evaluate(lm, [c for _, _, c in variants], cfg.train, corpus, cfg.eval_tokens,
-                                            cfg.absorption_settings(), out, progress, resume)
+                                            cfg.absorption_settings(), out, progress, resume, cfg.calibrate)
     pcfg = cfg.probing_settings()
     tasks = {t: task_data(lm, base.hook_name, t, pcfg, progress) for t in pcfg.tasks}  # one read for every SAE
     rows = []
     for (variant, l0, sae_cfg), e in zip(variants, evaluated):
         probing = SparseProbingResults(base.hook_name, tuple(probe_task(e.sae, t, data, pcfg) for t, data in tasks.items()))
         rows.append(CompareRow(variant, sae_cfg.d_sae, l0, e.metrics, e.absorption.headline, probing, e.folder,
-                               e.absorption_run, e.saelens_reads))
+                               e.absorption_run, e.saelens_reads, e.calibration))
     for name, svg in figures(rows, pcfg.ks[0]).items():
         save_svg(out / name, svg)
     results = CompareResults(tuple(rows), trained.tokens, round(trained.seconds, 1))

@@ -686,6 +686,10 @@ class CompareConfig:
     """Matryoshka: nested dictionaries in the halving ladder ending at the width."""
     eval_tokens: int = 20_000
     """Held-out tokens for explained variance, the loss increase and CE loss recovered."""
+    calibrate: bool = False
+    """Before evaluating, shift each BatchTopK, Matryoshka and JumpReLU SAE's thresholds so that its L0 on
+    the first eval-tokens rows of the training text is its target (a variant: the published BatchTopK rule
+    is the running-average threshold); the calibrated SAE is saved as <folder>-calibrated and evaluated."""
     train: TrainConfig = field(default_factory=TrainConfig)
     corpus: CorpusConfig = nested(lambda: CorpusConfig(split="train"), skip=("seed", "split"))
     """The text: its train split trains, its heldout split evaluates; in the training seed's order."""

@@ -33,6 +33,7 @@ from ..models.lm import LoadedModel
 from ..plots import Series, line_chart, save_svg
 from ..runs import write_config, write_results
 from .absorption import first_letter_absorption
+from .calibrate import calibrate_l0, calibration_rows, calibration_target, save_calibrated
 from .config import (AbsorptionConfig, AbsorptionRunConfig, FreqCostConfig, FreqExperimentConfig, JumpReLUConfig,
                      MetricsConfig, SAEConfig, TopKConfig, TrainConfig)
 from .heldout import TRAINING_TEXT, heldout_status, training_text
@@ -40,7 +41,7 @@ from .io import saelens_encoder
 from .metrics import evaluate
 from .model import SparseAutoencoder
 from .report import freq_experiment_section
-from .results import FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, FreqResults, FreqRow, SAEMetrics
+from .results import FREQ_FIGURES, FREQ_TABLE, AbsorptionResults, Calibration, FreqResults, FreqRow, SAEMetrics
 from .train import TrainResult, train_saes, windows_per_forward
 
 VARIANTS = ("topk", "topk+freq", "jumprelu", "jumprelu+freq")
@@ -69,14 +70,17 @@ class Evaluated(NamedTuple):
     absorption: AbsorptionResults
     absorption_run: str  # its `sae_absorption` run folder, relative to the run folder
     saelens_reads: SAEMetrics | None  # what SAELens computes from the folder, where that differs
+    calibration: Calibration | None  # with calibrate, for every SAE with a threshold
 
 
 def train_and_evaluate(lm: LoadedModel, cfgs: Sequence[SAEConfig], train: TrainConfig, corpus: CorpusConfig,
                        eval_tokens: int, acfg: AbsorptionConfig, out: Path, progress: bool = True,
-                       resume: bool = False) -> tuple[list[Evaluated], TrainResult]:
+                       resume: bool = False, calibrate: bool = False) -> tuple[list[Evaluated], TrainResult]:
     """Train every SAE of `cfgs` from one pass over the model's activations of `corpus` (its train
     split), then evaluate each on the heldout split and on the first-letter benchmark; the SAEs go
-    to `out/saes/`, their first-letter runs to `out/absorption/`."""
+    to `out/saes/`, their first-letter runs to `out/absorption/`. With `calibrate`, each SAE with a
+    threshold is first calibrated to its target L0 on the first `eval_tokens` rows of the training
+    text (`calibrate`), and the calibrated SAE (saved beside the trained one) is the one evaluated."""
     site = cfgs[0].hook_name
     batches = shuffled_rows(lambda epoch: model_windows(lm, [site], corpus, windows_per_forward(corpus.context_size)),
                             train.batch_size, train.buffer_tokens, seed=train.seed)
@@ -85,8 +89,13 @@ def train_and_evaluate(lm: LoadedModel, cfgs: Sequence[SAEConfig], train: TrainC
                          device=str(lm.device))
     heldout = replace(corpus, split="heldout")
     ecfg = MetricsConfig(tokens=eval_tokens)
+    rows = calibration_rows(lm, site, corpus, eval_tokens) if calibrate else None
     evaluated = []
-    for sae, folder in zip(trained.saes, trained.folders):
+    for sae, folder, sae_cfg in zip(trained.saes, trained.folders, cfgs):
+        calibration = None
+        if rows is not None and (target := calibration_target(sae_cfg)) is not None:
+            calibrated = calibrate_l0(sae, rows, target)
+            sae, calibration, folder = calibrated.sae, calibrated.calibration, save_calibrated(calibrated, folder)
         status = heldout_status(training_text(corpus), heldout, folder)
         metrics = evaluate(sae, lm, ecfg, heldout, progress=progress, heldout=status)
         absorption = first_letter_absorption(sae, lm, acfg, progress=progress)
@@ -94,7 +103,7 @@ def train_and_evaluate(lm: LoadedModel, cfgs: Sequence[SAEConfig], train: TrainC
         plain = saelens_encoder(sae)  # SAELens computes another encoder from this folder: that is measured too
         saelens = None if plain is None else evaluate(plain, lm, ecfg, heldout, progress=progress, heldout=status)
         evaluated.append(Evaluated(sae, str(folder.relative_to(out)), metrics, absorption, str(run.relative_to(out)),
-                                   saelens))
+                                   saelens, calibration))
     return evaluated, trained
 
 

@@ -345,14 +345,21 @@ def compare_section(res: CompareResults, cfg: CompareConfig, run: RunInfo) -> Se
                 _probing_by_task(r)) for r in res.rows]
     numbers += [(f"{r.label}, as SAELens reads its folder", _brief(r.saelens_reads))
                 for r in res.rows if r.saelens_reads is not None]
+    numbers += [(f"{r.label}: thresholds calibrated to L0 {c.target_l0:g} (variant)",
+                 f"every threshold shifted by {c.shift:+.4g}; L0 on {c.rows:,} training-text rows {c.l0_before:.1f} "
+                 f"learned, {c.l0_after:.1f} calibrated") for r in res.rows if (c := r.calibration) is not None]
     numbers.append(("the table in markdown", str(run.folder / COMPARE_TABLE)))
+    calibrated = any(r.calibration is not None for r in res.rows)
     return Section(
         kind="SAE comparison", title="Which SAE keeps its features honest?", headline=headline, numbers=numbers,
         table=Table(columns, [_compare_row(r, ks) for r in res.rows]),
         figure_svg="".join(run_svg(run.folder, name) for name in COMPARE_FIGURES),
         shows=["SAEs of several architectures trained on the same activations at matched sparsity, compared on what "
                "splicing them in costs, reconstruction, dead and dense latents, first-letter absorption and "
-               "splitting (SAEBench's measures, intervals resampling letters), and sparse probing."],
+               "splitting (SAEBench's measures, intervals resampling letters), and sparse probing."]
+        + (["Calibrated SAEs: each BatchTopK, Matryoshka and JumpReLU threshold was shifted by one amount so the L0 on "
+            "training text is the target (a variant; the published BatchTopK rule is the learned running-average "
+            "threshold). The L0 column is measured on held-out text."] if calibrated else []),
         does_not_show=["Other seeds, sites or models: one run, one layer, one seed per SAE.",
                        "Absorption of concepts other than first letters."],
         provenance=provenance(run.meta, str(run.folder)),

@@ -330,6 +330,20 @@ class SparseProbingResults:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """What threshold calibration (`sae compare --calibrate`) did to one SAE."""
+
+    target_l0: float
+    shift: float
+    """Added to every latent's threshold (then clamped at 0)."""
+    l0_before: float
+    """Mean L0 on the calibration rows with the learned thresholds."""
+    l0_after: float
+    rows: int
+    """Calibration rows: the first counted tokens of the training text."""
+
+
+@dataclass(frozen=True)
 class CompareRow:
     """One SAE of `sae compare`."""
 
@@ -346,6 +360,8 @@ class CompareRow:
     """Its first-letter run folder (a `sae_absorption` run), relative to the run folder."""
     saelens_reads: SAEMetrics | None = None
     """What a SAELens user gets from the folder, where it differs (a frequency-aware TopK)."""
+    calibration: Calibration | None = None
+    """With --calibrate: how the thresholds were shifted to the target L0 (None for TopK, never calibrated)."""
 
     @property
     def label(self) -> str:

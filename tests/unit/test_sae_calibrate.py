@@ -1,0 +1,107 @@
+"""Threshold calibration: one shift on every threshold brings the mean L0 on the given rows to the target,
+the same shift a naive search finds; the calibrated SAE saves as a JumpReLU folder that says what was done."""
+
+import pytest
+import torch
+
+from greyglass import GreyglassError
+from greyglass.sae.architectures import create_sae
+from greyglass.sae.calibrate import calibrate_l0, calibration_target, save_calibrated
+from greyglass.sae.config import (BatchTopKConfig, FreqCostConfig, JumpReLUConfig, MatryoshkaConfig, SAEConfig,
+                                  TopKConfig)
+from greyglass.sae.io import load_sae, read_training, save_sae
+
+D_IN, D_SAE, ROWS = 16, 96, 400
+
+
+def _rows(seed: int = 0) -> torch.Tensor:
+    return torch.randn(ROWS, D_IN, generator=torch.Generator().manual_seed(seed))
+
+
+def _batchtopk(threshold: float, **cfg) -> torch.nn.Module:
+    sae = create_sae(SAEConfig(d_in=D_IN, d_sae=D_SAE, arch=BatchTopKConfig(k=8), **cfg), seed=1).eval()
+    sae.threshold.fill_(threshold)  # as training would have left it
+    return sae
+
+
+def _jumprelu() -> torch.nn.Module:
+    sae = create_sae(SAEConfig(d_in=D_IN, d_sae=D_SAE, arch=JumpReLUConfig(target_l0=8.0)), seed=2).eval()
+    with torch.no_grad():  # unequal per-latent thresholds, some near zero so the clamp matters for negative shifts
+        sae.threshold.copy_(torch.rand(D_SAE, generator=torch.Generator().manual_seed(3)) * 0.6)
+    return sae
+
+
+@torch.no_grad()
+def _l0(sae, x: torch.Tensor) -> float:
+    return float((sae.encode(x) > 0).sum(-1).float().mean())
+
+
+@torch.no_grad()
+def _naive_shift(sae, x: torch.Tensor, target: float) -> float:
+    """Bisection on the shift, re-encoding at each step: the slow definition of what calibration finds."""
+    flat = sae.folded()
+    base = flat.threshold.clone()
+    lo, hi = -float(base.max()) - 1.0, 10.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        flat.threshold.copy_((base + mid).clamp(min=0.0))
+        lo, hi = (mid, hi) if _l0(flat, x) > target else (lo, mid)
+    return hi
+
+
+@pytest.mark.parametrize("make, target", [(lambda: _batchtopk(0.05), 8.0),  # fires too much: shift up
+                                          (lambda: _batchtopk(0.9), 8.0),  # too little: shift down
+                                          (_jumprelu, 8.0), (_jumprelu, 30.0)])
+def test_calibration_hits_the_target_with_the_shift_a_naive_search_finds(make, target):
+    sae, x = make(), _rows()
+    before = _l0(sae, x)
+    out = calibrate_l0(sae, x, target)
+    c = out.calibration
+    assert c.l0_before == pytest.approx(before) and c.rows == ROWS
+    assert abs(_l0(out.sae, x) - target) <= 1 / ROWS and c.l0_after == pytest.approx(_l0(out.sae, x))
+    assert c.shift == pytest.approx(_naive_shift(sae, x, target), abs=1e-4)
+    # one shift for every latent: where nothing was clamped, threshold differences are kept
+    old, new = sae.folded().threshold.detach(), out.sae.threshold.detach()
+    kept = new > 0
+    assert torch.allclose((new - old)[kept], torch.full_like(new[kept], c.shift), atol=1e-6)
+    # rows it was not calibrated on land near the target, not on it
+    assert abs(_l0(out.sae, _rows(seed=9)) - target) < 0.25 * target
+
+
+def test_a_frequency_aware_batchtopk_keeps_its_per_latent_costs():
+    sae = _batchtopk(0.3, freq_cost=FreqCostConfig(form="neglog"))
+    with torch.no_grad():
+        sae.fire_rate.copy_(torch.logspace(-4, -1, D_SAE))
+    out = calibrate_l0(sae, _rows(), 8.0)
+    assert abs(out.calibration.l0_after - 8.0) <= 1 / ROWS
+    costs = (sae.inference_threshold() - sae.threshold).detach()  # each latent's cost, on top of the one learned threshold
+    assert costs.std() > 0.01
+    shifted = out.sae.threshold.detach() - costs
+    kept = shifted + costs > 0
+    assert torch.allclose(shifted[kept], shifted[kept][0].expand(int(kept.sum())), atol=1e-5)
+
+
+def test_what_cannot_be_calibrated_says_why():
+    topk = create_sae(SAEConfig(d_in=D_IN, d_sae=D_SAE, arch=TopKConfig(k=8))).eval()
+    with pytest.raises(GreyglassError, match="topk SAE has no threshold to calibrate"):
+        calibrate_l0(topk, _rows(), 8.0)
+    with pytest.raises(GreyglassError, match="target L0 90 is out of reach on these 400 rows"):
+        calibrate_l0(_batchtopk(0.3), _rows(), 90.0)  # about half the latents have a positive pre-activation
+    assert calibration_target(SAEConfig(arch=MatryoshkaConfig(k=12))) == 12.0
+    assert calibration_target(SAEConfig(arch=JumpReLUConfig(target_l0=5.0))) == 5.0
+    assert calibration_target(SAEConfig(arch=JumpReLUConfig())) is None
+    assert calibration_target(SAEConfig(arch=TopKConfig(k=8))) is None
+
+
+def test_the_calibrated_folder_loads_and_records_what_was_done(tmp_path):
+    sae = _batchtopk(0.9)
+    trained = save_sae(sae, tmp_path / "sae0-batchtopk", training={"train": {"steps": 3}, "final": {"fvu": 0.5}})
+    out = calibrate_l0(load_sae(trained), _rows(), 8.0)  # a folder loads as the JumpReLU it was saved as
+    folder = save_calibrated(out, trained)
+    assert folder.name == "sae0-batchtopk-calibrated" and trained.is_dir()
+    record = read_training(folder)
+    assert record["calibration"]["target_l0"] == 8.0 and record["calibrated_from"] == str(trained)
+    assert record["trained_sae"]["arch"]["name"] == "batchtopk" and record["train"] == {"steps": 3}
+    assert record["sae"]["arch"]["name"] == "jumprelu"
+    again = load_sae(folder)
+    assert _l0(again, _rows()) == pytest.approx(out.calibration.l0_after)
