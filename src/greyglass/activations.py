@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .data.corpus import CorpusConfig, windows
+from .data.corpus import CorpusConfig, sink_flags, windows
 from .errors import GreyglassError
 from .models.hooks import run_to_sites
 from .models.lm import LoadedModel
@@ -82,6 +82,11 @@ def model_windows(lm: LoadedModel, sites: Sequence[str], corpus: CorpusConfig, b
         acts = {s: acts[s].cpu() for s in names}
         yield Windows(tokens, acts, torch.tensor([w.docs for w in chunk]),
                       without_outliers(acts.values(), ~torch.tensor([w.is_sink for w in chunk])))
+
+
+def without_sink(mask: Tensor) -> Tensor:
+    """`mask [B, T]` of real tokens with every row's first position, the attention sink, turned off."""
+    return mask & ~torch.tensor(sink_flags(mask.shape[1]), device=mask.device)
 
 
 def without_outliers(acts: Iterable[Tensor], mask: Tensor) -> Tensor:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..activations import without_outliers
-from ..data.corpus import sink_flags
+from ..activations import without_outliers, without_sink
 from ..models.hooks import run_to_sites
 from ..models.lm import LoadedModel
 from ..models.tokens import pad
@@ -41,11 +40,6 @@ def sequence_latents(lm: LoadedModel, sae, encoded: list[list[int]]) -> tuple[Te
     acts = run_to_sites(lm, ids.to(lm.device), [site], attention_mask=mask.to(lm.device))[site].float().cpu()
     counted = without_outliers([acts], without_sink(mask.bool()))
     return encode_batch(sae, acts, counted), counted
-
-
-def without_sink(mask: Tensor) -> Tensor:
-    """`mask [B, T]` of real tokens with every row's first position, the attention sink, turned off."""
-    return mask & ~torch.tensor(sink_flags(mask.shape[1]))
 
 
 def text_latents(lm: LoadedModel, sae, texts: list[str], batch_size: int = 16) -> Tensor:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..data.corpus import sink_flags
+from ..activations import without_sink
 from ..errors import GreyglassError
 from .generate import adds_bos
 from .hooks import run_to_sites
@@ -60,6 +60,6 @@ def _pool(acts: Tensor, mask: Tensor, position: Position) -> Tensor:
         return acts[torch.arange(len(acts)), :, lengths - 1]
     # The first position is BOS, or without one the attention sink (SmolLM2: ~100x the norm of
     # the rest): no statement content, and it would dominate the mean.
-    keep = (mask.bool() & ~torch.tensor(sink_flags(mask.shape[1]))).float()
+    keep = without_sink(mask.bool()).float()
     keep = keep / keep.sum(1, keepdim=True).clamp_min(1)
     return torch.einsum("bltd,bt->bld", acts, keep)
