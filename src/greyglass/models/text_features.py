@@ -6,7 +6,9 @@ asked for (`run_to_sites` stops the forward pass there), so a sweep over every l
 one forward pass per batch, not one per layer. The feature is the residual stream after a
 layer (`blocks.L.hook_resid_post`) at the text's last token (where a causal model has read
 the whole text) or its mean over the text's tokens, leaving out the first
-position (BOS, or the attention sink of a model without BOS), as SAE training does.
+position (BOS, or the attention sink of a model without BOS), as SAE training does. Outlier rows
+(`activations.without_outliers`) are not left out: they belong to windows cut mid-document, and a
+text read from its start has almost none (docs/sae.md, "Why outlier rows are left out too").
 """
 
 from __future__ import annotations
