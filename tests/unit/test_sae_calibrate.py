@@ -1,10 +1,15 @@
 """Threshold calibration: one shift on every threshold brings the mean L0 on the given rows to the target,
-the same shift a naive search finds; the calibrated SAE saves as a JumpReLU folder that says what was done."""
+the same shift a naive search finds; the calibrated SAE saves as a JumpReLU folder that says what was done;
+`greyglass sae calibrate` does it to a folder on the model's own text."""
+
+import json
 
 import pytest
 import torch
 
 from greyglass import GreyglassError
+from greyglass.cli import main
+from greyglass.report.build import section_for
 from greyglass.sae.architectures import create_sae
 from greyglass.sae.calibrate import calibrate_l0, calibration_target, save_calibrated
 from greyglass.sae.config import (BatchTopKConfig, FreqCostConfig, JumpReLUConfig, MatryoshkaConfig, SAEConfig,
@@ -74,7 +79,7 @@ def test_a_frequency_aware_batchtopk_keeps_its_per_latent_costs():
         sae.fire_rate.copy_(torch.logspace(-4, -1, D_SAE))
     out = calibrate_l0(sae, _rows(), 8.0)
     assert abs(out.calibration.l0_after - 8.0) <= 1 / ROWS
-    costs = (sae.inference_threshold() - sae.threshold).detach()  # each latent's cost, on top of the one learned threshold
+    costs = (sae.inference_threshold() - sae.threshold).detach()  # each latent's cost, above the learned threshold
     assert costs.std() > 0.01
     shifted = out.sae.threshold.detach() - costs
     kept = shifted + costs > 0
@@ -105,3 +110,27 @@ def test_the_calibrated_folder_loads_and_records_what_was_done(tmp_path):
     assert record["sae"]["arch"]["name"] == "jumprelu"
     again = load_sae(folder)
     assert _l0(again, _rows()) == pytest.approx(out.calibration.l0_after)
+
+
+def test_calibrate_command_writes_the_calibrated_folder_and_its_section(tiny_llama, tiny_llama_folder, tiny_sae_folder,
+                                                                        tmp_path, capsys):
+    cfg = SAEConfig(d_in=64, d_sae=96, arch=BatchTopKConfig(k=6), hook_name="blocks.1.hook_resid_post",
+                    model_name=str(tiny_llama_folder), context_size=32)
+    sae = create_sae(cfg, seed=0).eval()
+    sae.threshold.fill_(0.5)
+    trained = save_sae(sae, tmp_path / "batchtopk")
+    run = tmp_path / "run"
+    assert main(["sae", "calibrate", str(trained), "--tokens", "300", "--no-progress", "--out", str(run)]) == 0
+    assert section_for(run).summary() in capsys.readouterr().out  # the terminal says what the report says
+    res = json.loads((run / "results.json").read_text())
+    c = res["calibration"]
+    assert c["target_l0"] == 6.0 and c["rows"] >= 300 and abs(c["l0_after"] - 6.0) <= 1 / c["rows"]
+    assert res["sae"] == "batchtopk-calibrated" and read_training(run / res["sae"])["calibrated_from"] == str(trained)
+    # calibrating the calibrated folder again finds the target it came from, and nearly no shift
+    again = tmp_path / "again"
+    assert main(["sae", "calibrate", str(run / res["sae"]), "--tokens", "300", "--no-progress", "--out", str(again)]) == 0
+    assert json.loads((again / "results.json").read_text())["calibration"]["shift"] == pytest.approx(0.0, abs=1e-3)
+    # a TopK SAE stops before the model loads, with a line that says why; no run folder is left
+    assert main(["sae", "calibrate", str(tiny_sae_folder), "--out", str(tmp_path / "topk")]) == 2
+    assert "topk SAE has no threshold to calibrate" in capsys.readouterr().err
+    assert not (tmp_path / "topk").exists()

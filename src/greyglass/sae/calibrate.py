@@ -22,14 +22,15 @@ import torch
 from torch import Tensor
 
 from ..activations import model_windows, take_tokens
-from ..data.corpus import CorpusConfig
+from ..data.corpus import CorpusConfig, corpus_fingerprint
 from ..errors import GreyglassError
 from ..models.lm import LoadedModel
+from ..runs import write_config, write_results
 from .architectures import JumpReLUSAE, batch_cut, thresholded
-from .config import SAEConfig
-from .io import read_training, save_sae
+from .config import CalibrateRunConfig, SAEConfig
+from .io import load_sae, read_training, save_sae, trained_config
 from .model import SparseAutoencoder
-from .results import Calibration
+from .results import CalibrateResults, Calibration
 
 CALIBRATED_SUFFIX = "-calibrated"
 
@@ -43,10 +44,8 @@ class Calibrated(NamedTuple):
 def calibrate_l0(sae: SparseAutoencoder, x: Tensor, target_l0: float) -> Calibrated:
     """The SAE as a JumpReLU (its inference form) with every threshold shifted by one amount, so that
     its mean L0 on the rows `x [N, d_in]` is `target_l0` (to one firing in N, short of ties)."""
-    flat = sae.folded()
-    if not isinstance(flat, JumpReLUSAE):
-        raise GreyglassError(f"a {sae.cfg.architecture} SAE has no threshold to calibrate (TopK fires exactly k "
-                             "latents per token); calibration applies to batchtopk, matryoshka and jumprelu")
+    flat = thresholded_form(sae)
+    x = x.to(flat.W_enc.device)
     with torch.no_grad():
         pre = flat.pre_activations(x)  # [N, d_sae]
         before = float(_fires(pre, flat.threshold).sum(-1).float().mean())
@@ -66,6 +65,15 @@ def calibrate_l0(sae: SparseAutoencoder, x: Tensor, target_l0: float) -> Calibra
     return Calibrated(flat.eval(), Calibration(target_l0, shift, before, after, len(x)), density)
 
 
+def thresholded_form(sae: SparseAutoencoder) -> JumpReLUSAE:
+    """The SAE's inference form (`folded`), which must be a JumpReLU (BatchTopK and Matryoshka fold to one)."""
+    flat = sae.folded()
+    if not isinstance(flat, JumpReLUSAE):
+        raise GreyglassError(f"a {sae.cfg.architecture} SAE has no threshold to calibrate (TopK fires exactly k "
+                             "latents per token); calibration applies to batchtopk, matryoshka and jumprelu")
+    return flat
+
+
 def calibration_target(cfg: SAEConfig) -> float | None:
     """The L0 an SAE of `cfg` is calibrated to: k for BatchTopK and Matryoshka, the target of a targeted
     JumpReLU; None when there is nothing to calibrate (TopK, ReLU, an untargeted JumpReLU)."""
@@ -78,18 +86,48 @@ def _fires(pre: Tensor, threshold: Tensor) -> Tensor:
     return thresholded(pre, threshold) > 0
 
 
-def save_calibrated(calibrated: Calibrated, trained_folder: Path) -> Path:
-    """Save the calibrated SAE next to the trained one (`<folder>-calibrated`), its `training.json` holding the
-    trained SAE's config and training record, what calibration did, and where the SAE came from."""
+def save_calibrated(calibrated: Calibrated, trained_folder: Path, folder: Path | None = None) -> Path:
+    """Save the calibrated SAE to `folder` (default: next to the trained one, `<folder>-calibrated`), its
+    `training.json` holding the trained SAE's config and training record, what calibration did, and
+    where the SAE came from."""
     record = {k: v for k, v in read_training(trained_folder).items() if k not in ("format", "version")}
-    record["trained_sae"] = record.pop("sae", None)
+    record["trained_sae"] = record.pop("trained_sae", None) or record.pop("sae", None)  # calibrated twice: the first
     record |= {"calibrated_from": str(trained_folder), "calibration": asdict(calibrated.calibration)}
-    return save_sae(calibrated.sae, trained_folder.with_name(trained_folder.name + CALIBRATED_SUFFIX),
-                    sparsity=calibrated.log10_density, training=record)
+    folder = folder or trained_folder.with_name(trained_folder.name + CALIBRATED_SUFFIX)
+    return save_sae(calibrated.sae, folder, sparsity=calibrated.log10_density, training=record)
+
+
+def run_calibrate(lm: LoadedModel | None, cfg: CalibrateRunConfig, out: Path,
+                  progress: bool = True) -> CalibrateResults:
+    """`sae calibrate`: calibrate the SAE folder `cfg.sae` to `cfg.l0` (default: its own target) on the train
+    split, and write the run folder with the calibrated SAE in it (`<name>-calibrated`)."""
+    folder = Path(cfg.sae)
+    sae = load_sae(folder)
+    thresholded_form(sae)  # before loading the model: a TopK stops here
+    trained = trained_config(folder, "trained_sae") or trained_config(folder)
+    target = cfg.l0 or (calibration_target(trained) if trained is not None else None)
+    if target is None:
+        raise GreyglassError(f"{folder}: its training.json records no target L0 (a BatchTopK's k or a JumpReLU's "
+                             "target_l0); pass --l0")
+    lm = lm if lm is not None else cfg.model.load(sae.cfg.model_name)
+    sae.check_site(lm.d_model, lm.name)
+    corpus = cfg.calibration_corpus(sae.cfg.context_size)
+    write_config(out, "sae_calibrate", model=lm.provenance(), config=cfg, corpus=corpus,
+                 corpus_fingerprint=corpus_fingerprint(corpus))
+    rows = calibration_rows(lm, lm.site(sae.cfg.hook_name).name, corpus, cfg.tokens)
+    calibrated = calibrate_l0(sae, rows, target)
+    saved = save_calibrated(calibrated, folder, out / (folder.name + CALIBRATED_SUFFIX))
+    results = CalibrateResults(calibrated.calibration, saved.name, str(folder))
+    write_results(out, results)
+    return results
 
 
 def calibration_rows(lm: LoadedModel, site: str, corpus: CorpusConfig, tokens: int) -> Tensor:
     """The first `tokens` counted rows `[tokens, d_model]` of `corpus` at `site` (first positions and
     outlier rows left out, as in training)."""
     parts = [w.acts[site][w.mask].float() for w in take_tokens(model_windows(lm, [site], corpus), tokens)]
+    if not parts:
+        raise GreyglassError(f"the corpus ({corpus.corpus or 'bundled'}, split {corpus.split}) gave no window of "
+                             f"{corpus.context_size} tokens to calibrate on; give a larger --corpus or a smaller "
+                             "--context-size")
     return torch.cat(parts)

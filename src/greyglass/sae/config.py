@@ -561,6 +561,31 @@ class MetricsRunConfig:
 
 
 @dataclass(frozen=True)
+class CalibrateRunConfig:
+    """`sae calibrate`: shift a BatchTopK, Matryoshka or JumpReLU SAE's thresholds so its L0 is a chosen value."""
+
+    sae: str = positional()
+    """SAE folder (greyglass, or a SAELens JumpReLU)."""
+    l0: float | None = None
+    """Target L0 (default: the SAE's own target from its training.json: k, or a JumpReLU's target_l0)."""
+    tokens: int = 8_000
+    """Rows of text to calibrate on (first positions and outlier rows left out, as in training)."""
+    context_size: int | None = None
+    """Tokens per window (default: the SAE's own context size)."""
+    corpus: CorpusConfig = nested(lambda: CorpusConfig(split="train"), skip=("split", "context_size"))
+    """The text: its train split (the text an SAE trained on this corpus read; held-out text stays unseen)."""
+    model: ModelChoice = field(default_factory=ModelChoice)
+
+    def __post_init__(self) -> None:
+        for name in ("l0", "tokens", "context_size"):
+            check_positive("CalibrateRunConfig", name, getattr(self, name))
+
+    def calibration_corpus(self, sae_context_size: int) -> CorpusConfig:
+        """The text calibrated on: the train split, in windows of --context-size or the SAE's own."""
+        return replace(self.corpus, split="train", context_size=self.context_size or sae_context_size)
+
+
+@dataclass(frozen=True)
 class AbsorptionRunConfig:
     """`sae absorption`: the first-letter absorption benchmark on an SAE."""
 

@@ -169,17 +169,18 @@ def read_training(folder: str | Path) -> dict[str, Any]:
     return read_json_object(path) if path.is_file() else {}
 
 
-def _trained_config(folder: Path) -> SAEConfig | None:
-    """The full `SAEConfig` from `training.json`, or None (a SAELens folder); a value that does not fit
+def trained_config(folder: Path, key: str = "sae") -> SAEConfig | None:
+    """The full `SAEConfig` under `key` of `training.json` ("sae": the saved SAE's; "trained_sae": the
+    one a calibrated SAE came from), or None (a SAELens folder, no such key); a value that does not fit
     (an edit by hand, a damaged file) is an error naming the file."""
     path = folder / TRAINING
-    saved = read_training(folder).get("sae")
+    saved = read_training(folder).get(key)
     if not saved:
         return None
     try:
         return SAEConfig.from_dict(saved, str(path))
     except (GreyglassError, TypeError, ValueError, AttributeError) as e:  # from_dict does not check JSON types
-        raise GreyglassError(f"{path}: 'sae' does not hold a valid SAE config ({e}); "
+        raise GreyglassError(f"{path}: {key!r} does not hold a valid SAE config ({e}); "
                              "remove training.json to load the folder as SAELens does") from None
 
 
@@ -221,7 +222,7 @@ def _config_from_saelens(raw: dict[str, Any], folder: Path) -> SAEConfig:
         arch = replace(arch, k=min(k, raw["d_sae"]))
     facts = {key: meta[key] for key, kind in (("model_name", str), ("hook_name", str), ("context_size", int),
                                               ("prepend_bos", bool)) if type(meta.get(key)) is kind}
-    trained = _trained_config(folder)
+    trained = trained_config(folder)
     if trained is not None and trained.architecture == arch.name:
         arch = replace(trained.arch, **({"k": arch.k} if isinstance(arch, TopKConfig) else {}))
     # a folder saved before the cost travelled with the SAE was always evaluated without it

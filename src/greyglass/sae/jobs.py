@@ -1,4 +1,4 @@
-"""The SAE jobs: `greyglass sae train|eval|absorption|absorption-weights|meta|freq-experiment|sparse-probing|compare`.
+"""The SAE jobs: `greyglass sae train|eval|calibrate|absorption|absorption-weights|meta|freq-experiment|sparse-probing|compare`.
 
 Every job but freq-experiment and compare reads an SAE folder or a store that names its model, so it takes
 --model/--dtype/--device in its own Config (`ModelChoice`, default: that model) and loads the model
@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..job import Job, RunOptions
-from .config import (AbsorptionRunConfig, CompareConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig,
-                     MetricsRunConfig, SparseProbingRunConfig, TrainRunConfig)
-from .report import (absorption_section, compare_section, detector_section, eval_section, freq_experiment_section,
-                     meta_section, sparse_probing_section, train_section)
-from .results import (AbsorptionResults, CompareResults, DetectorResults, FreqResults, MetaResults, MetricsResults,
-                      SparseProbingResults, TrainResults)
+from .config import (AbsorptionRunConfig, CalibrateRunConfig, CompareConfig, DetectorRunConfig,
+                     FreqExperimentConfig, MetaRunConfig, MetricsRunConfig, SparseProbingRunConfig, TrainRunConfig)
+from .report import (absorption_section, calibrate_section, compare_section, detector_section, eval_section,
+                     freq_experiment_section, meta_section, sparse_probing_section, train_section)
+from .results import (AbsorptionResults, CalibrateResults, CompareResults, DetectorResults, FreqResults, MetaResults,
+                      MetricsResults, SparseProbingResults, TrainResults)
 
 if TYPE_CHECKING:
     from ..models.lm import LoadedModel
@@ -32,6 +32,12 @@ def _eval(lm: LoadedModel | None, cfg: MetricsRunConfig, out: Path, opts: RunOpt
     from .metrics import run_eval
 
     return run_eval(lm, cfg, out, opts.progress)
+
+
+def _calibrate(lm: LoadedModel | None, cfg: CalibrateRunConfig, out: Path, opts: RunOptions) -> CalibrateResults:
+    from .calibrate import run_calibrate
+
+    return run_calibrate(lm, cfg, out, opts.progress)
 
 
 def _absorption(lm: LoadedModel | None, cfg: AbsorptionRunConfig, out: Path, opts: RunOptions) -> AbsorptionResults:
@@ -84,6 +90,13 @@ SAE_EVAL = Job(
     description="Splice the SAE into the model on text provably held out from its training text (the heldout split "
     "of the corpus it trained on; --unverified-text to evaluate other text anyway): loss increase and KL with "
     "intervals, CE loss recovered against mean and zero ablation, explained variance, L0, dead and dense latents.")
+SAE_CALIBRATE = Job(
+    name="sae_calibrate", command=("sae", "calibrate"), config=CalibrateRunConfig, results=CalibrateResults,
+    run=_calibrate, section=calibrate_section, needs_model=False,
+    help="shift a BatchTopK, Matryoshka or JumpReLU SAE's thresholds so it fires a chosen L0",
+    description="Add one shift to every threshold so the mean L0 on --tokens rows of training text is --l0 (default: "
+    "the SAE's own k or target_l0); the learned running-average threshold undershoots in short runs. Writes the "
+    "calibrated SAE (a JumpReLU folder SAELens reads) to the run folder as <name>-calibrated.")
 SAE_ABSORPTION = Job(
     name="sae_absorption", command=("sae", "absorption"), config=AbsorptionRunConfig, results=AbsorptionResults,
     run=_absorption, section=absorption_section, needs_model=False,
@@ -123,6 +136,6 @@ SAE_COMPARE = Job(
     "latents, first-letter absorption (fraction, full, split features) and sparse probing; a frontier plot and a "
     "bar chart per metric.")
 
-JOBS = (SAE_TRAIN, SAE_EVAL, SAE_ABSORPTION, SAE_ABSORPTION_WEIGHTS, SAE_META, SAE_FREQ_EXPERIMENT, SAE_SPARSE_PROBING,
+JOBS = (SAE_TRAIN, SAE_EVAL, SAE_CALIBRATE, SAE_ABSORPTION, SAE_ABSORPTION_WEIGHTS, SAE_META, SAE_FREQ_EXPERIMENT, SAE_SPARSE_PROBING,
         SAE_COMPARE)
 GROUPS = {"sae": "train and evaluate sparse autoencoders; feature absorption and meta-SAEs"}

@@ -18,11 +18,11 @@ from ..plots import bar_chart
 from ..report.figures import run_svg
 from ..report.section import Section, Table, fmt, provenance
 from ..stats import Estimate
-from .config import (AbsorptionRunConfig, CompareConfig, DetectorRunConfig, FreqExperimentConfig, MetaRunConfig,
-                     MetricsRunConfig, SparseProbingRunConfig, TrainRunConfig)
+from .config import (AbsorptionRunConfig, CalibrateRunConfig, CompareConfig, DetectorRunConfig,
+                     FreqExperimentConfig, MetaRunConfig, MetricsRunConfig, SparseProbingRunConfig, TrainRunConfig)
 from .results import (COMPARE_FIGURES, COMPARE_TABLE, DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionHeadline,
-                      AbsorptionResults, CompareResults, CompareRow, DetectorResults, FreqResults, FreqRow, MetaResults, MetricsResults,
-                      SAEMetrics, SparseProbingResults, TrainResults)
+                      AbsorptionResults, CalibrateResults, CompareResults, CompareRow, DetectorResults, FreqResults,
+                      FreqRow, MetaResults, MetricsResults, SAEMetrics, SparseProbingResults, TrainResults)
 
 BARELY_WORSE_NATS = 0.05
 """A loss increase below this (perplexity up under 5%) reads as 'barely worse'."""
@@ -318,6 +318,25 @@ def _sae_cells(m: SAEMetrics, a: AbsorptionHeadline) -> tuple[str, ...]:
 
 MIN_LETTERS_COMPARED = 2
 """`sae compare` ranks SAEs on absorption only where at least this many letters were scored."""
+
+
+def calibrate_section(res: CalibrateResults, cfg: CalibrateRunConfig, run: RunInfo) -> Section:
+    c = res.calibration
+    return Section(
+        kind="sparse autoencoder", title="Does the SAE fire as many latents as it should?",
+        headline=(f"Every threshold of {res.trained_sae} shifted by {c.shift:+.4g}: on {c.rows:,} tokens of training "
+                  f"text it now fires {c.l0_after:.1f} latents per token (target {c.target_l0:g}), against "
+                  f"{c.l0_before:.1f} with its learned thresholds."),
+        numbers=[("target L0", f"{c.target_l0:g}"), ("L0 with the learned thresholds", f"{c.l0_before:.2f}"),
+                 ("L0 calibrated", f"{c.l0_after:.2f}"), ("shift added to every threshold", f"{c.shift:+.5g}"),
+                 ("tokens calibrated on", f"{c.rows:,}"), ("calibrated SAE folder", str(run.folder / res.sae))],
+        shows=["One shift on every latent's threshold that brings the SAE's mean L0 on the calibration text to the "
+               "target, so SAEs can be compared at the sparsity they were meant to have (a variant of the published "
+               "BatchTopK rule, which keeps the learned running-average threshold)."],
+        does_not_show=["What the calibrated SAE reconstructs, or its L0 on held-out text: run `greyglass sae eval` "
+                       "on the calibrated folder."],
+        provenance=provenance(run.meta, str(run.folder)),
+    )
 
 
 def compare_section(res: CompareResults, cfg: CompareConfig, run: RunInfo) -> Section:

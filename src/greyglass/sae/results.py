@@ -344,6 +344,16 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class CalibrateResults:
+    """`sae calibrate`: what was done, and the calibrated SAE's folder (relative to the run folder)."""
+
+    calibration: Calibration
+    sae: str
+    trained_sae: str
+    """The folder calibrated, as given."""
+
+
+@dataclass(frozen=True)
 class CompareRow:
     """One SAE of `sae compare`."""
 
