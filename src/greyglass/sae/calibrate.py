@@ -8,8 +8,8 @@ token after 400 steps. Comparing architectures "at matched L0" then compares dif
 Calibration adds one shift to every latent's threshold, chosen so that the mean L0 on the rows
 given is the target: the rule stays `pre_i > threshold_i` (thresholds kept >= 0), so the SAE is
 still a JumpReLU that SAELens reads. It is a variant, not the published inference rule: a
-calibrated SAE's `training.json` says so (`calibration`), and `sae compare --calibrate` saves it
-next to the trained one (`<folder>-calibrated`).
+calibrated SAE's `training.json` says so (`calibration`). `sae compare --calibrate` saves it next to
+the trained one (`<folder>-calibrated`); `sae calibrate` (`run_calibrate`) does one folder.
 """
 
 from __future__ import annotations
@@ -91,14 +91,14 @@ def save_calibrated(calibrated: Calibrated, trained_folder: Path, folder: Path |
     `training.json` holding the trained SAE's config and training record, what calibration did, and
     where the SAE came from."""
     record = {k: v for k, v in read_training(trained_folder).items() if k not in ("format", "version")}
-    record["trained_sae"] = record.pop("trained_sae", None) or record.pop("sae", None)  # calibrated twice: the first
+    # a folder calibrated before keeps the config of the SAE that was trained, not of its calibrated form
+    record["trained_sae"] = record.pop("trained_sae", None) or record.pop("sae", None)
     record |= {"calibrated_from": str(trained_folder), "calibration": asdict(calibrated.calibration)}
     folder = folder or trained_folder.with_name(trained_folder.name + CALIBRATED_SUFFIX)
     return save_sae(calibrated.sae, folder, sparsity=calibrated.log10_density, training=record)
 
 
-def run_calibrate(lm: LoadedModel | None, cfg: CalibrateRunConfig, out: Path,
-                  progress: bool = True) -> CalibrateResults:
+def run_calibrate(lm: LoadedModel | None, cfg: CalibrateRunConfig, out: Path) -> CalibrateResults:
     """`sae calibrate`: calibrate the SAE folder `cfg.sae` to `cfg.l0` (default: its own target) on the train
     split, and write the run folder with the calibrated SAE in it (`<name>-calibrated`)."""
     folder = Path(cfg.sae)
@@ -123,8 +123,8 @@ def run_calibrate(lm: LoadedModel | None, cfg: CalibrateRunConfig, out: Path,
 
 
 def calibration_rows(lm: LoadedModel, site: str, corpus: CorpusConfig, tokens: int) -> Tensor:
-    """The first `tokens` counted rows `[tokens, d_model]` of `corpus` at `site` (first positions and
-    outlier rows left out, as in training)."""
+    """The counted rows `[n, d_model]` of the first windows of `corpus` at `site` that hold at least `tokens`
+    of them (whole batches, so n >= tokens; first positions and outlier rows left out, as in training)."""
     parts = [w.acts[site][w.mask].float() for w in take_tokens(model_windows(lm, [site], corpus), tokens)]
     if not parts:
         raise GreyglassError(f"the corpus ({corpus.corpus or 'bundled'}, split {corpus.split}) gave no window of "

@@ -37,7 +37,7 @@ def _eval(lm: LoadedModel | None, cfg: MetricsRunConfig, out: Path, opts: RunOpt
 def _calibrate(lm: LoadedModel | None, cfg: CalibrateRunConfig, out: Path, opts: RunOptions) -> CalibrateResults:
     from .calibrate import run_calibrate
 
-    return run_calibrate(lm, cfg, out, opts.progress)
+    return run_calibrate(lm, cfg, out)
 
 
 def _absorption(lm: LoadedModel | None, cfg: AbsorptionRunConfig, out: Path, opts: RunOptions) -> AbsorptionResults:
