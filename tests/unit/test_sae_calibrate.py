@@ -1,6 +1,7 @@
 """Threshold calibration: one shift on every threshold brings the mean L0 on the given rows to the target,
-the same shift a naive search finds; the calibrated SAE saves as a JumpReLU folder that says what was done;
-`greyglass sae calibrate` does it to a folder on the model's own text."""
+the same shift a naive search finds; the rows are held-out text that evaluation does not read; the calibrated
+SAE saves as a JumpReLU folder that says what was done; `greyglass sae calibrate` does it to a folder on the
+model's own text."""
 
 import json
 
@@ -11,10 +12,13 @@ from greyglass import GreyglassError
 from greyglass.cli import main
 from greyglass.report.build import section_for
 from greyglass.sae.architectures import create_sae
-from greyglass.sae.calibrate import calibrate_l0, calibration_target, save_calibrated
-from greyglass.sae.config import (BatchTopKConfig, FreqCostConfig, JumpReLUConfig, MatryoshkaConfig, SAEConfig,
-                                  TopKConfig)
+from greyglass.activations import model_windows
+from greyglass.data.corpus import CorpusConfig
+from greyglass.sae.calibrate import calibrate_l0, calibration_rows, calibration_target, save_calibrated
+from greyglass.sae.config import (BatchTopKConfig, FreqCostConfig, JumpReLUConfig, MatryoshkaConfig, MetricsConfig,
+                                  SAEConfig, TopKConfig)
 from greyglass.sae.io import load_sae, read_training, save_sae
+from greyglass.sae.metrics import _eval_windows
 
 D_IN, D_SAE, ROWS = 16, 96, 400
 
@@ -112,6 +116,31 @@ def test_the_calibrated_folder_loads_and_records_what_was_done(tmp_path):
     assert _l0(again, _rows()) == pytest.approx(out.calibration.l0_after)
 
 
+@pytest.mark.parametrize("evaluated", [MetricsConfig(tokens=100, batch_windows=2), MetricsConfig(tokens=300)])
+def test_calibration_rows_are_held_out_windows_after_every_one_evaluation_reads(tiny_llama, evaluated):
+    site, heldout = "blocks.1.hook_resid_post", CorpusConfig(split="heldout", context_size=16)
+    rows = calibration_rows(tiny_llama, site, heldout, 200, evaluated)
+    read = sum(len(ids) for ids, _ in _eval_windows(tiny_llama, site, heldout, evaluated)[0])
+    assert 0 < read <= rows.first_window
+    # the rows are the counted rows of the windows from there on, in order
+    after = next(iter(model_windows(tiny_llama, [site], heldout, 32, skip=rows.first_window)))
+    expected = after.acts[site][after.mask].float()  # [n, d]
+    n = min(len(expected), len(rows.x))
+    assert len(rows.x) >= 200 and n >= 200 and torch.allclose(rows.x[:n], expected[:n], atol=1e-5)
+
+
+def _small_corpus(tmp_path):
+    corpus = tmp_path / "small.jsonl"  # 40 documents: the held-out split is documents 19 and 39
+    corpus.write_text("\n".join(json.dumps({"text": f"document {i} " + "word " * 60}) for i in range(40)) + "\n")
+    return corpus
+
+
+def test_calibration_rows_say_when_the_held_out_split_is_too_small(tiny_llama, tmp_path):
+    heldout = CorpusConfig(corpus=str(_small_corpus(tmp_path)), split="heldout", context_size=16)
+    with pytest.raises(GreyglassError, match="fewer than the 500 to calibrate on; give a larger --corpus"):
+        calibration_rows(tiny_llama, "blocks.1.hook_resid_post", heldout, 500, MetricsConfig(tokens=50))
+
+
 def test_calibrate_command_writes_the_calibrated_folder_and_its_section(tiny_llama, tiny_llama_folder, tiny_sae_folder,
                                                                         tmp_path, capsys):
     cfg = SAEConfig(d_in=64, d_sae=96, arch=BatchTopKConfig(k=6), hook_name="blocks.1.hook_resid_post",
@@ -125,11 +154,16 @@ def test_calibrate_command_writes_the_calibrated_folder_and_its_section(tiny_lla
     res = json.loads((run / "results.json").read_text())
     c = res["calibration"]
     assert c["target_l0"] == 6.0 and c["rows"] >= 300 and abs(c["l0_after"] - 6.0) <= 1 / c["rows"]
+    assert c["first_window"] > 20_000 / 32  # after the windows of sae eval's default 20,000 tokens
     assert res["sae"] == "batchtopk-calibrated" and read_training(run / res["sae"])["calibrated_from"] == str(trained)
     # calibrating the calibrated folder again finds the target it came from, and nearly no shift
     again = tmp_path / "again"
     assert main(["sae", "calibrate", str(run / res["sae"]), "--tokens", "300", "--no-progress", "--out", str(again)]) == 0
     assert json.loads((again / "results.json").read_text())["calibration"]["shift"] == pytest.approx(0.0, abs=1e-3)
+    # a held-out split too small for evaluation and calibration stops before any file is written
+    small = ["--corpus", str(_small_corpus(tmp_path)), "--eval-tokens", "50", "--out", str(tmp_path / "small")]
+    assert main(["sae", "calibrate", str(trained), "--tokens", "500", "--no-progress", *small]) == 2
+    assert "fewer than the 500 to calibrate on" in capsys.readouterr().err and not (tmp_path / "small").exists()
     # a TopK SAE stops before the model loads, with a line that says why; no run folder is left
     assert main(["sae", "calibrate", str(tiny_sae_folder), "--out", str(tmp_path / "topk")]) == 2
     assert "topk SAE has no threshold to calibrate" in capsys.readouterr().err

@@ -10,11 +10,17 @@ given is the target: the rule stays `pre_i > threshold_i` (thresholds kept >= 0)
 still a JumpReLU that SAELens reads. It is a variant, not the published inference rule: a
 calibrated SAE's `training.json` says so (`calibration`). `sae compare --calibrate` saves it next to
 the trained one (`<folder>-calibrated`); `sae calibrate` (`run_calibrate`) does one folder.
+
+The rows come from the held-out split, after the windows evaluation reads (`calibration_rows`), not
+from the training text: the train split's first windows are the documents training read, and there
+an SAE fires fewer latents than on new text (a width-18,432 BatchTopK calibrated to L0 16 on them
+fired 17.2-17.9 on held-out text), so an L0 matched on training text overshoots where it is measured.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,10 +33,11 @@ from ..errors import GreyglassError
 from ..models.lm import LoadedModel
 from ..runs import write_config, write_results
 from .architectures import JumpReLUSAE, batch_cut, thresholded
-from .config import CalibrateRunConfig, SAEConfig
+from .config import CalibrateRunConfig, MetricsConfig, SAEConfig
 from .io import load_sae, read_training, save_sae, trained_config
 from .model import SparseAutoencoder
 from .results import CalibrateResults, Calibration
+from .train import windows_per_forward
 
 CALIBRATED_SUFFIX = "-calibrated"
 
@@ -41,9 +48,10 @@ class Calibrated(NamedTuple):
     log10_density: Tensor  # [d_sae] each latent's firing rate on the calibration rows, as sparsity.safetensors holds
 
 
-def calibrate_l0(sae: SparseAutoencoder, x: Tensor, target_l0: float) -> Calibrated:
+def calibrate_l0(sae: SparseAutoencoder, x: Tensor, target_l0: float, first_window: int | None = None) -> Calibrated:
     """The SAE as a JumpReLU (its inference form) with every threshold shifted by one amount, so that
-    its mean L0 on the rows `x [N, d_in]` is `target_l0` (to one firing in N, short of ties)."""
+    its mean L0 on the rows `x [N, d_in]` is `target_l0` (to one firing in N, short of ties).
+    `first_window` (recorded only) is where in the held-out split the rows begin."""
     flat = thresholded_form(sae)
     x = x.to(flat.W_enc.device)
     with torch.no_grad():
@@ -62,7 +70,7 @@ def calibrate_l0(sae: SparseAutoencoder, x: Tensor, target_l0: float) -> Calibra
         fires = _fires(pre, flat.threshold)  # [N, d_sae]
         after = float(fires.sum(-1).float().mean())
         density = torch.log10(fires.float().mean(0).clamp(min=1e-10))
-    return Calibrated(flat.eval(), Calibration(target_l0, shift, before, after, len(x)), density)
+    return Calibrated(flat.eval(), Calibration(target_l0, shift, before, after, len(x), first_window), density)
 
 
 def thresholded_form(sae: SparseAutoencoder) -> JumpReLUSAE:
@@ -99,8 +107,8 @@ def save_calibrated(calibrated: Calibrated, trained_folder: Path, folder: Path |
 
 
 def run_calibrate(lm: LoadedModel | None, cfg: CalibrateRunConfig, out: Path) -> CalibrateResults:
-    """`sae calibrate`: calibrate the SAE folder `cfg.sae` to `cfg.l0` (default: its own target) on the train
-    split, and write the run folder with the calibrated SAE in it (`<name>-calibrated`)."""
+    """`sae calibrate`: calibrate the SAE folder `cfg.sae` to `cfg.l0` (default: its own target) on held-out
+    text after what `sae eval` reads, and write the run folder with the calibrated SAE in it (`<name>-calibrated`)."""
     folder = Path(cfg.sae)
     sae = load_sae(folder)
     thresholded_form(sae)  # before loading the model: a TopK stops here
@@ -112,22 +120,40 @@ def run_calibrate(lm: LoadedModel | None, cfg: CalibrateRunConfig, out: Path) ->
     lm = lm if lm is not None else cfg.model.load(sae.cfg.model_name)
     sae.check_site(lm.d_model, lm.name)
     corpus = cfg.calibration_corpus(sae.cfg.context_size)
+    rows = calibration_rows(lm, lm.site(sae.cfg.hook_name).name, corpus, cfg.tokens,
+                            MetricsConfig(tokens=cfg.eval_tokens))  # a split too small stops here, before any file
     write_config(out, "sae_calibrate", model=lm.provenance(), config=cfg, corpus=corpus,
                  corpus_fingerprint=corpus_fingerprint(corpus))
-    rows = calibration_rows(lm, lm.site(sae.cfg.hook_name).name, corpus, cfg.tokens)
-    calibrated = calibrate_l0(sae, rows, target)
+    calibrated = calibrate_l0(sae, rows.x, target, rows.first_window)
     saved = save_calibrated(calibrated, folder, out / (folder.name + CALIBRATED_SUFFIX))
     results = CalibrateResults(calibrated.calibration, saved.name, str(folder))
     write_results(out, results)
     return results
 
 
-def calibration_rows(lm: LoadedModel, site: str, corpus: CorpusConfig, tokens: int) -> Tensor:
-    """The counted rows `[n, d_model]` of the first windows of `corpus` at `site` that hold at least `tokens`
-    of them (whole batches, so n >= tokens; first positions and outlier rows left out, as in training)."""
-    parts = [w.acts[site][w.mask].float() for w in take_tokens(model_windows(lm, [site], corpus), tokens)]
-    if not parts:
-        raise GreyglassError(f"the corpus ({corpus.corpus or 'bundled'}, split {corpus.split}) gave no window of "
-                             f"{corpus.context_size} tokens to calibrate on; give a larger --corpus or a smaller "
-                             "--context-size")
-    return torch.cat(parts)
+class CalibrationRows(NamedTuple):
+    x: Tensor  # [n, d_model]
+    first_window: int  # of the held-out split; the windows before it are evaluation's
+
+
+def calibration_rows(lm: LoadedModel, site: str, heldout: CorpusConfig, tokens: int,
+                     evaluation: MetricsConfig) -> CalibrationRows:
+    """The counted rows at `site` of the held-out split's windows after those an evaluation of `evaluation`
+    reads (it reads from the start), enough windows to hold `tokens` of them (first positions and outlier
+    rows left out, as in training)."""
+    first = windows_holding(evaluation.tokens, heldout.context_size, evaluation.batch_windows)
+    read = model_windows(lm, [site], heldout, windows_per_forward(heldout.context_size), skip=first)
+    parts = [w.acts[site][w.mask].float() for w in take_tokens(read, tokens)]
+    n = sum(len(p) for p in parts)
+    if n < tokens:
+        raise GreyglassError(f"the held-out split of the corpus ({heldout.corpus or 'bundled'}) holds {n:,} tokens "
+                             f"after the {first:,} windows left to evaluation, fewer than the {tokens:,} to calibrate "
+                             "on; give a larger --corpus, or fewer --tokens or --eval-tokens")
+    return CalibrationRows(torch.cat(parts), first)
+
+
+def windows_holding(tokens: int, context_size: int, batch: int) -> int:
+    """Windows that a reader taking whole batches of `batch` windows reads for `tokens` counted rows at most:
+    every position but the sink counts, and one batch more covers outlier rows left out."""
+    per_window = max(1, context_size - 1)
+    return (math.ceil(tokens / per_window / batch) + 1) * batch

@@ -570,19 +570,23 @@ class CalibrateRunConfig:
     """Target L0 (default: the SAE's own target from its training.json: k, or a JumpReLU's target_l0)."""
     tokens: int = 8_000
     """Rows of text to calibrate on (first positions and outlier rows left out, as in training)."""
+    eval_tokens: int = MetricsConfig.tokens
+    """Held-out tokens left to evaluation: calibration reads the held-out split after the windows that
+    `sae eval --tokens` this many reads (default: sae eval's default)."""
     context_size: int | None = None
     """Tokens per window (default: the SAE's own context size)."""
-    corpus: CorpusConfig = nested(lambda: CorpusConfig(split="train"), skip=("split", "context_size"))
-    """The text: its train split (the text an SAE trained on this corpus read; held-out text stays unseen)."""
+    corpus: CorpusConfig = nested(lambda: CorpusConfig(split="heldout"), skip=("split", "context_size"))
+    """The text: its held-out split, after what evaluation reads (an SAE fires fewer latents on the text it
+    trained on, so an L0 matched there overshoots on new text)."""
     model: ModelChoice = field(default_factory=ModelChoice)
 
     def __post_init__(self) -> None:
-        for name in ("l0", "tokens", "context_size"):
+        for name in ("l0", "tokens", "eval_tokens", "context_size"):
             check_positive("CalibrateRunConfig", name, getattr(self, name))
 
     def calibration_corpus(self, sae_context_size: int) -> CorpusConfig:
-        """The text calibrated on: the train split, in windows of --context-size or the SAE's own."""
-        return replace(self.corpus, split="train", context_size=self.context_size or sae_context_size)
+        """The text calibrated on: the held-out split, in windows of --context-size or the SAE's own."""
+        return replace(self.corpus, split="heldout", context_size=self.context_size or sae_context_size)
 
 
 @dataclass(frozen=True)

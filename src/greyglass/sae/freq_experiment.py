@@ -79,8 +79,9 @@ def train_and_evaluate(lm: LoadedModel, cfgs: Sequence[SAEConfig], train: TrainC
     """Train every SAE of `cfgs` from one pass over the model's activations of `corpus` (its train
     split), then evaluate each on the heldout split and on the first-letter benchmark; the SAEs go
     to `out/saes/`, their first-letter runs to `out/absorption/`. With `calibrate`, each SAE with a
-    threshold is first calibrated to its target L0 on the first `eval_tokens` rows of the training
-    text (`calibrate`), and the calibrated SAE (saved beside the trained one) is the one evaluated."""
+    threshold is first calibrated to its target L0 on `eval_tokens` rows of the held-out split after
+    those evaluated (`calibrate.calibration_rows`), and the calibrated SAE (saved beside the trained one)
+    is the one evaluated."""
     site = cfgs[0].hook_name
     batches = shuffled_rows(lambda epoch: model_windows(lm, [site], corpus, windows_per_forward(corpus.context_size)),
                             train.batch_size, train.buffer_tokens, seed=train.seed)
@@ -89,12 +90,12 @@ def train_and_evaluate(lm: LoadedModel, cfgs: Sequence[SAEConfig], train: TrainC
                          device=str(lm.device))
     heldout = replace(corpus, split="heldout")
     ecfg = MetricsConfig(tokens=eval_tokens)
-    rows = calibration_rows(lm, site, corpus, eval_tokens) if calibrate else None
+    rows = calibration_rows(lm, site, heldout, eval_tokens, ecfg) if calibrate else None
     evaluated = []
     for sae, folder, sae_cfg in zip(trained.saes, trained.folders, cfgs):
         calibration = None
         if rows is not None and (target := calibration_target(sae_cfg)) is not None:
-            calibrated = calibrate_l0(sae, rows, target)
+            calibrated = calibrate_l0(sae, rows.x, target, rows.first_window)
             sae, calibration, folder = calibrated.sae, calibrated.calibration, save_calibrated(calibrated, folder)
         status = heldout_status(training_text(corpus), heldout, folder)
         metrics = evaluate(sae, lm, ecfg, heldout, progress=progress, heldout=status)

@@ -21,8 +21,8 @@ from ..stats import Estimate
 from .config import (AbsorptionRunConfig, CalibrateRunConfig, CompareConfig, DetectorRunConfig,
                      FreqExperimentConfig, MetaRunConfig, MetricsRunConfig, SparseProbingRunConfig, TrainRunConfig)
 from .results import (COMPARE_FIGURES, COMPARE_TABLE, DENSE_RATE, FREQ_FIGURES, FREQ_TABLE, AbsorptionHeadline,
-                      AbsorptionResults, CalibrateResults, CompareResults, CompareRow, DetectorResults, FreqResults,
-                      FreqRow, MetaResults, MetricsResults, SAEMetrics, SparseProbingResults, TrainResults)
+                      AbsorptionResults, CalibrateResults, Calibration, CompareResults, CompareRow, DetectorResults,
+                      FreqResults, FreqRow, MetaResults, MetricsResults, SAEMetrics, SparseProbingResults, TrainResults)
 
 BARELY_WORSE_NATS = 0.05
 """A loss increase below this (perplexity up under 5%) reads as 'barely worse'."""
@@ -324,19 +324,26 @@ def calibrate_section(res: CalibrateResults, cfg: CalibrateRunConfig, run: RunIn
     c = res.calibration
     return Section(
         kind="sparse autoencoder", title="Does the SAE fire as many latents as it should?",
-        headline=(f"Every threshold of {res.trained_sae} shifted by {c.shift:+.4g}: on {c.rows:,} tokens of training "
-                  f"text it now fires {c.l0_after:.1f} latents per token (target {c.target_l0:g}), against "
-                  f"{c.l0_before:.1f} with its learned thresholds."),
+        headline=(f"Every threshold of {res.trained_sae} shifted by {c.shift:+.4g}: on {c.rows:,} tokens of "
+                  f"{_calibration_text(c)} it now fires {c.l0_after:.1f} latents per token (target {c.target_l0:g}), "
+                  f"against {c.l0_before:.1f} with its learned thresholds."),
         numbers=[("target L0", f"{c.target_l0:g}"), ("L0 with the learned thresholds", f"{c.l0_before:.2f}"),
                  ("L0 calibrated", f"{c.l0_after:.2f}"), ("shift added to every threshold", f"{c.shift:+.5g}"),
                  ("tokens calibrated on", f"{c.rows:,}"), ("calibrated SAE folder", str(run.folder / res.sae))],
         shows=["One shift on every latent's threshold that brings the SAE's mean L0 on the calibration text to the "
                "target, so SAEs can be compared at the sparsity they were meant to have (a variant of the published "
                "BatchTopK rule, which keeps the learned running-average threshold)."],
-        does_not_show=["What the calibrated SAE reconstructs, or its L0 on held-out text: run `greyglass sae eval` "
-                       "on the calibrated folder."],
+        does_not_show=["What the calibrated SAE reconstructs, or its L0 on the held-out text evaluation reads: run "
+                       f"`greyglass sae eval` on the calibrated folder (with --tokens up to {cfg.eval_tokens:,}, the "
+                       "tokens calibration left to it)."],
         provenance=provenance(run.meta, str(run.folder)),
     )
+
+
+def _calibration_text(c: Calibration) -> str:
+    if c.first_window is None:
+        return "training text"
+    return f"held-out text (from window {c.first_window:,}, after those evaluated)"
 
 
 def compare_section(res: CompareResults, cfg: CompareConfig, run: RunInfo) -> Section:
@@ -365,8 +372,9 @@ def compare_section(res: CompareResults, cfg: CompareConfig, run: RunInfo) -> Se
     numbers += [(f"{r.label}, as SAELens reads its folder", _brief(r.saelens_reads))
                 for r in res.rows if r.saelens_reads is not None]
     numbers += [(f"{r.label}: thresholds calibrated to L0 {c.target_l0:g} (variant)",
-                 f"every threshold shifted by {c.shift:+.4g}; L0 on {c.rows:,} training-text rows {c.l0_before:.1f} "
-                 f"learned, {c.l0_after:.1f} calibrated") for r in res.rows if (c := r.calibration) is not None]
+                 f"every threshold shifted by {c.shift:+.4g}; L0 on {c.rows:,} tokens of {_calibration_text(c)} "
+                 f"{c.l0_before:.1f} learned, {c.l0_after:.1f} calibrated")
+                for r in res.rows if (c := r.calibration) is not None]
     numbers.append(("the table in markdown", str(run.folder / COMPARE_TABLE)))
     calibrated = any(r.calibration is not None for r in res.rows)
     return Section(
@@ -377,8 +385,9 @@ def compare_section(res: CompareResults, cfg: CompareConfig, run: RunInfo) -> Se
                "splicing them in costs, reconstruction, dead and dense latents, first-letter absorption and "
                "splitting (SAEBench's measures, intervals resampling letters), and sparse probing."]
         + (["Calibrated SAEs: each BatchTopK, Matryoshka and JumpReLU threshold was shifted by one amount so the L0 on "
-            "training text is the target (a variant; the published BatchTopK rule is the learned running-average "
-            "threshold). The L0 column is measured on held-out text."] if calibrated else []),
+            "held-out text (not the text evaluated) is the target (a variant; the published BatchTopK rule is the "
+            "learned running-average threshold). The L0 column is measured on the evaluated text."]
+           if calibrated else []),
         does_not_show=["Other seeds, sites or models: one run, one layer, one seed per SAE.",
                        "Absorption of concepts other than first letters."],
         provenance=provenance(run.meta, str(run.folder)),

@@ -340,7 +340,10 @@ class Calibration:
     """Mean L0 on the calibration rows with the learned thresholds."""
     l0_after: float
     rows: int
-    """Calibration rows: the first counted tokens of the training text."""
+    """Calibration rows: counted tokens of the held-out split, after those left to evaluation."""
+    first_window: int | None = None
+    """The held-out split's window the rows begin at (None: calibrated on the train split's first windows,
+    as greyglass did before 2026-12-03)."""
 
 
 @dataclass(frozen=True)
