@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from greyglass import GreyglassError
+from greyglass.activations import model_windows
 from greyglass.cli import main
+from greyglass.data.corpus import CorpusConfig
 from greyglass.report.build import section_for
 from greyglass.sae.architectures import create_sae
-from greyglass.activations import model_windows
-from greyglass.data.corpus import CorpusConfig
 from greyglass.sae.calibrate import calibrate_l0, calibration_rows, calibration_target, save_calibrated
 from greyglass.sae.config import (BatchTopKConfig, FreqCostConfig, JumpReLUConfig, MatryoshkaConfig, MetricsConfig,
                                   SAEConfig, TopKConfig)

@@ -19,8 +19,8 @@ fired 17.2-17.9 on held-out text), so an L0 matched on training text overshoots 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
